@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The board database: JSON files (one board per file) installed in
+ * FLASHD_BOARDS_DATADIR and overridable, file by file name, from
+ * FLASHD_BOARDS_CONFDIR (/etc/flashd/boards.d). Boards are data, not code.
+ *
+ * File format (see daemon/boards/data/README.md):
+ * {
+ *   "name": "octopus-pro",
+ *   "title": "BigTreeTech Octopus Pro v1.0 / v1.1",
+ *   "bootloader": "rom-dfu" | "katapult",     // what the board usually has
+ *   "reboot": "usb-1200" | "uart-request" | "manual",
+ *   "hints": ["..."],
+ *   "variants": [ {
+ *       "id": "f429",                          // vboard name: <name>-<id>
+ *       "mcu": "stm32f429xx",
+ *       "flash_base": "0x08000000", "flash_size": 1048576,
+ *       "app_offset": 32768,
+ *       "ram_start": "0x20000000", "ram_size": 196608,
+ *       "layout": "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg",
+ *       "usb": { "app": "1d50:614e", "dfu": "0483:df11", "katapult": "1d50:6177" },
+ *       "reboot": "usb-1200",                  // optional override
+ *       "hints": ["the F429 may ignore the 1200-baud reboot: set BOOT0 and press reset"]
+ *   } ]
+ * }
+ * Addresses and sizes may be JSON numbers or "0x..." strings.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <errno.h>
+#include <stdint.h>
+
+typedef enum BoardBootloader {
+        BOARD_BOOTLOADER_ROM_DFU,
+        BOARD_BOOTLOADER_KATAPULT,
+        _BOARD_BOOTLOADER_MAX,
+        _BOARD_BOOTLOADER_INVALID = -EINVAL,
+} BoardBootloader;
+
+typedef enum BoardReboot {
+        BOARD_REBOOT_USB_1200,
+        BOARD_REBOOT_UART_REQUEST,
+        BOARD_REBOOT_MANUAL,
+        _BOARD_REBOOT_MAX,
+        _BOARD_REBOOT_INVALID = -EINVAL,
+} BoardReboot;
+
+typedef struct BoardUsbId {
+        uint16_t vid;
+        uint16_t pid;
+} BoardUsbId;
+
+typedef struct BoardVariant {
+        char *id;  /* "f429" */
+        char *mcu; /* "stm32f429xx" */
+        uint32_t flash_base;
+        uint32_t flash_size;
+        uint32_t app_offset; /* bytes above flash_base */
+        uint32_t ram_start;
+        uint32_t ram_size;
+        char *layout; /* fallback DfuSe layout string */
+        BoardUsbId usb_app, usb_dfu, usb_katapult; /* vid 0 = none */
+        BoardReboot reboot;
+        char **hints; /* NULL-terminated; board hints first, then the variant's */
+} BoardVariant;
+
+typedef struct Board {
+        char *name;
+        char *title;
+        BoardBootloader bootloader;
+        BoardVariant *variants;
+        size_t n_variants;
+        char *source_path; /* the file it came from */
+} Board;
+
+typedef struct BoardDb {
+        Board *boards;
+        size_t n_boards;
+} BoardDb;
+
+/* Load every *.json of the given directories, later directories overriding
+ * files of the same name from earlier ones. Missing directories are fine.
+ * A malformed file fails the load with -EBADMSG and names itself in
+ * *ret_error (malloc'd), so `flashd` refuses to start with a clear message. */
+int board_db_load(BoardDb **ret, const char *const *dirs, char **ret_error);
+/* Parse one file's content (for tests and fuzzing). */
+int board_db_parse_board(const char *json, size_t len, Board *ret, char **ret_error);
+BoardDb *board_db_free(BoardDb *db);
+void board_clear(Board *b);
+
+const Board *board_db_find(const BoardDb *db, const char *name);
+/* Variants whose MCU equals `mcu`; returns how many were written to ret[]. */
+size_t board_db_match_mcu(const BoardDb *db, const char *mcu, const BoardVariant **ret_variants,
+                          const Board **ret_boards, size_t max);
+/* Variants with the given USB id in any mode. */
+size_t board_db_match_usb(const BoardDb *db, uint16_t vid, uint16_t pid, const BoardVariant **ret_variants,
+                          const Board **ret_boards, size_t max);
+
+const char *board_bootloader_to_string(BoardBootloader b);
+BoardBootloader board_bootloader_from_string(const char *s);
+const char *board_reboot_to_string(BoardReboot r);
+BoardReboot board_reboot_from_string(const char *s);

@@ -1,0 +1,5 @@
+/* placeholder until the daemon runtime lands */
+int main(void)
+{
+        return 1;
+}
