@@ -1,0 +1,345 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libusb handling for sessions: one context per transport, open by port
+ * path or bus/device number, control transfers with timeouts, string
+ * descriptors read raw, DFU interface discovery. The one place where
+ * libusb's error codes become negative errno.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/usb-string.h"
+#include "usb/usb-transport.h"
+#include "util/macros.h"
+
+/* USB 2.0 section 11.14: at most 7 tiers of hubs below the root. */
+#define USB_MAX_PORT_DEPTH    7
+#define USB_PORT_PATH_MAX     32
+#define USB_STRING_TIMEOUT_MS 1000
+#define USB_LANGID_EN_US      0x0409
+
+struct UsbTransport {
+        libusb_context *ctx;
+        libusb_device_handle *handle;
+        char port_path[USB_PORT_PATH_MAX];
+        int claimed_interface; /* -1: none */
+};
+
+int usb_errno_from_libusb(int r)
+{
+        if (r >= 0)
+                return r;
+
+        switch ((enum libusb_error)r) {
+        case LIBUSB_SUCCESS:
+                return 0;
+        case LIBUSB_ERROR_IO:
+                return -EIO;
+        case LIBUSB_ERROR_INVALID_PARAM:
+                return -EINVAL;
+        case LIBUSB_ERROR_ACCESS:
+                return -EACCES;
+        case LIBUSB_ERROR_NO_DEVICE:
+                return -ENODEV;
+        case LIBUSB_ERROR_NOT_FOUND:
+                return -ENOENT;
+        case LIBUSB_ERROR_BUSY:
+                return -EBUSY;
+        case LIBUSB_ERROR_TIMEOUT:
+                return -ETIMEDOUT;
+        case LIBUSB_ERROR_OVERFLOW:
+                return -EOVERFLOW;
+        case LIBUSB_ERROR_PIPE:
+                return -EPIPE;
+        case LIBUSB_ERROR_INTERRUPTED:
+                return -EINTR;
+        case LIBUSB_ERROR_NO_MEM:
+                return -ENOMEM;
+        case LIBUSB_ERROR_NOT_SUPPORTED:
+                return -EOPNOTSUPP;
+        case LIBUSB_ERROR_OTHER:
+                return -EIO;
+        }
+        return -EIO;
+}
+
+int usb_port_path_format(uint8_t bus, const uint8_t *ports, size_t n_ports, char *buf, size_t size)
+{
+        size_t pos;
+        int n;
+
+        n = snprintf(buf, size, "%u-", bus);
+        if (n < 0 || (size_t)n >= size)
+                return -ENOBUFS;
+        pos = (size_t)n;
+
+        if (n_ports == 0) {
+                /* libusb reports no ports for a root hub; Linux names it usbN, the
+                 * port path "N-0" matches what dfu-util -p prints for it. */
+                n = snprintf(buf + pos, size - pos, "0");
+                return n < 0 || (size_t)n >= size - pos ? -ENOBUFS : 0;
+        }
+        for (size_t i = 0; i < n_ports; i++) {
+                n = snprintf(buf + pos, size - pos, i == 0 ? "%u" : ".%u", ports[i]);
+                if (n < 0 || (size_t)n >= size - pos)
+                        return -ENOBUFS;
+                pos += (size_t)n;
+        }
+        return 0;
+}
+
+static int device_port_path(libusb_device *dev, char *buf, size_t size)
+{
+        uint8_t ports[USB_MAX_PORT_DEPTH];
+        int n;
+
+        n = libusb_get_port_numbers(dev, ports, (int)ELEMENTSOF(ports));
+        if (n < 0)
+                return usb_errno_from_libusb(n);
+        return usb_port_path_format(libusb_get_bus_number(dev), ports, (size_t)n, buf, size);
+}
+
+UsbTransport *usb_transport_free(UsbTransport *t)
+{
+        if (!t)
+                return NULL;
+        if (t->handle) {
+                if (t->claimed_interface >= 0)
+                        (void)libusb_release_interface(t->handle, t->claimed_interface);
+                libusb_close(t->handle);
+        }
+        if (t->ctx)
+                libusb_exit(t->ctx);
+        free(t);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(UsbTransport *, usb_transport_free);
+
+static void libusb_free_device_listp(libusb_device ***l)
+{
+        if (*l)
+                libusb_free_device_list(*l, 1);
+}
+
+/* Open the first device for which match() returns true. */
+static int transport_open(UsbTransport **ret, bool (*match)(libusb_device *dev, const void *userdata),
+                          const void *userdata)
+{
+        _cleanup_(usb_transport_freep) UsbTransport *t = NULL;
+        _cleanup_(libusb_free_device_listp) libusb_device **list = NULL;
+        ssize_t n;
+        int r;
+
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->claimed_interface = -1;
+
+        r = libusb_init(&t->ctx);
+        if (r < 0) {
+                t->ctx = NULL;
+                return usb_errno_from_libusb(r);
+        }
+
+        n = libusb_get_device_list(t->ctx, &list);
+        if (n < 0)
+                return usb_errno_from_libusb((int)n);
+
+        for (ssize_t i = 0; i < n; i++) {
+                if (!match(list[i], userdata))
+                        continue;
+
+                r = device_port_path(list[i], t->port_path, sizeof(t->port_path));
+                if (r < 0)
+                        return r;
+                r = libusb_open(list[i], &t->handle);
+                if (r < 0) {
+                        t->handle = NULL;
+                        return usb_errno_from_libusb(r);
+                }
+                /* DFU interfaces have no kernel driver; harmless where there is none. */
+                (void)libusb_set_auto_detach_kernel_driver(t->handle, 1);
+                *ret = TAKE_PTR(t);
+                return 0;
+        }
+        return -ENODEV;
+}
+
+static bool match_port_path(libusb_device *dev, const void *userdata)
+{
+        char path[USB_PORT_PATH_MAX];
+
+        if (device_port_path(dev, path, sizeof(path)) < 0)
+                return false;
+        return streq(path, (const char *)userdata);
+}
+
+typedef struct BusDev {
+        uint8_t bus, dev;
+} BusDev;
+
+static bool match_bus_dev(libusb_device *dev, const void *userdata)
+{
+        const BusDev *bd = userdata;
+
+        return libusb_get_bus_number(dev) == bd->bus && libusb_get_device_address(dev) == bd->dev;
+}
+
+int usb_transport_open_port_path(UsbTransport **ret, const char *port_path)
+{
+        if (!port_path || !*port_path || strlen(port_path) >= USB_PORT_PATH_MAX)
+                return -EINVAL;
+        return transport_open(ret, match_port_path, port_path);
+}
+
+int usb_transport_open_bus_dev(UsbTransport **ret, uint8_t bus, uint8_t dev)
+{
+        BusDev bd = { bus, dev };
+
+        return transport_open(ret, match_bus_dev, &bd);
+}
+
+libusb_device_handle *usb_transport_get_handle(UsbTransport *t)
+{
+        return t->handle;
+}
+
+const char *usb_transport_get_port_path(UsbTransport *t)
+{
+        return t->port_path;
+}
+
+int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret)
+{
+        return usb_errno_from_libusb(libusb_get_device_descriptor(libusb_get_device(t->handle), ret));
+}
+
+int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt)
+{
+        int r;
+
+        if (t->claimed_interface >= 0 && t->claimed_interface != interface) {
+                (void)libusb_release_interface(t->handle, t->claimed_interface);
+                t->claimed_interface = -1;
+        }
+        if (t->claimed_interface < 0) {
+                r = libusb_claim_interface(t->handle, interface);
+                if (r < 0)
+                        return usb_errno_from_libusb(r);
+                t->claimed_interface = interface;
+        }
+        return usb_errno_from_libusb(libusb_set_interface_alt_setting(t->handle, interface, alt));
+}
+
+int usb_transport_control(UsbTransport *t, uint8_t request_type, uint8_t request, uint16_t value,
+                          uint16_t index, void *data, uint16_t len, unsigned timeout_ms)
+{
+        if (timeout_ms == 0)
+                return -EINVAL;
+        return usb_errno_from_libusb(libusb_control_transfer(t->handle, request_type, request, value, index,
+                                                             data, len, timeout_ms));
+}
+
+int usb_transport_read_string_raw(libusb_device_handle *handle, uint8_t index, uint16_t langid,
+                                  uint8_t buf[static 255], size_t *ret_len)
+{
+        int r;
+
+        /* USB 2.0 section 9.4.3: GET_DESCRIPTOR, wValue = type << 8 | index,
+         * wIndex = language id. 255 is the most a one-byte bLength can claim. */
+        r = libusb_control_transfer(
+                handle, LIBUSB_ENDPOINT_IN | LIBUSB_REQUEST_TYPE_STANDARD | LIBUSB_RECIPIENT_DEVICE,
+                LIBUSB_REQUEST_GET_DESCRIPTOR, (uint16_t)(LIBUSB_DT_STRING << 8 | index), langid, buf, 255,
+                USB_STRING_TIMEOUT_MS);
+        if (r < 0)
+                return usb_errno_from_libusb(r);
+        if (r < 2 || buf[1] != LIBUSB_DT_STRING)
+                return -EBADMSG;
+        *ret_len = (size_t)r;
+        return 0;
+}
+
+int usb_transport_read_string_utf8(libusb_device_handle *handle, uint8_t index, char **ret)
+{
+        uint8_t buf[255];
+        size_t len;
+        uint16_t langid = USB_LANGID_EN_US;
+        int r;
+
+        r = usb_transport_read_string_raw(handle, 0, 0, buf, &len);
+        if (r < 0)
+                return r;
+        if (len >= 4)
+                langid = (uint16_t)(buf[2] | buf[3] << 8);
+
+        r = usb_transport_read_string_raw(handle, index, langid, buf, &len);
+        if (r < 0)
+                return r;
+        return usb_string_descriptor_decode(buf, len, ret, NULL);
+}
+
+void usb_dfu_info_clear(UsbDfuInfo *info)
+{
+        free(info->alts);
+        *info = (UsbDfuInfo){};
+}
+
+static void libusb_free_config_descriptorp(struct libusb_config_descriptor **c)
+{
+        if (*c)
+                libusb_free_config_descriptor(*c);
+}
+
+int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret)
+{
+        _cleanup_(libusb_free_config_descriptorp) struct libusb_config_descriptor *cfg = NULL;
+        UsbDfuInfo info = {};
+        int r;
+
+        r = libusb_get_active_config_descriptor(libusb_get_device(t->handle), &cfg);
+        if (r < 0)
+                return usb_errno_from_libusb(r);
+
+        for (uint8_t i = 0; i < cfg->bNumInterfaces; i++) {
+                const struct libusb_interface *intf = &cfg->interface[i];
+
+                for (int a = 0; a < intf->num_altsetting; a++) {
+                        const struct libusb_interface_descriptor *d = &intf->altsetting[a];
+                        UsbDfuAltSetting *alts;
+
+                        /* DFU 1.1 section 4.2.3: application-specific class 0xFE, subclass 1. */
+                        if (d->bInterfaceClass != LIBUSB_CLASS_APPLICATION || d->bInterfaceSubClass != 0x01)
+                                continue;
+
+                        alts = realloc(info.alts, (info.n_alts + 1) * sizeof(*alts));
+                        if (!alts) {
+                                usb_dfu_info_clear(&info);
+                                return -ENOMEM;
+                        }
+                        info.alts = alts;
+                        info.alts[info.n_alts++] = (UsbDfuAltSetting){
+                                .interface = d->bInterfaceNumber,
+                                .alt = d->bAlternateSetting,
+                                .protocol = d->bInterfaceProtocol,
+                                .i_interface = d->iInterface,
+                        };
+
+                        if (!info.has_functional && d->extra_length > 0 &&
+                            dfu_functional_descriptor_find(d->extra, (size_t)d->extra_length,
+                                                           &info.functional) >= 0)
+                                info.has_functional = true;
+                }
+        }
+        if (info.n_alts == 0)
+                return -ENXIO;
+
+        if (!info.has_functional && cfg->extra_length > 0 &&
+            dfu_functional_descriptor_find(cfg->extra, (size_t)cfg->extra_length, &info.functional) >= 0)
+                info.has_functional = true;
+
+        *ret = info;
+        return 0;
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A libusb device handle with timeouts, for sessions that run on a worker
+ * thread. Each UsbTransport owns its own libusb_context, so sessions on
+ * different boards never share libusb state. Keep a transport open only
+ * while a job needs it: under emulation an open handle makes libusb's
+ * event handling spin (notes/emulation.md).
+ *
+ * Every function returns >= 0 or a negative errno; libusb's own codes are
+ * translated in exactly one place, usb_errno_from_libusb().
+ */
+
+#include <libusb.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "usb/dfu-proto.h"
+
+typedef struct UsbTransport UsbTransport;
+
+/* LIBUSB_ERROR_NO_DEVICE -> -ENODEV, TIMEOUT -> -ETIMEDOUT, PIPE -> -EPIPE, ...;
+ * values >= 0 are returned unchanged. */
+int usb_errno_from_libusb(int r);
+
+/* "1-1.3" from bus 1 and ports [1, 3]; "1-0" for a root hub. */
+int usb_port_path_format(uint8_t bus, const uint8_t *ports, size_t n_ports, char *buf, size_t size);
+
+/* Open the device at a physical port path ("1-1.3") or by bus and device
+ * number. -ENODEV when no such device is attached. */
+int usb_transport_open_port_path(UsbTransport **ret, const char *port_path);
+int usb_transport_open_bus_dev(UsbTransport **ret, uint8_t bus, uint8_t dev);
+UsbTransport *usb_transport_free(UsbTransport *t);
+
+libusb_device_handle *usb_transport_get_handle(UsbTransport *t);
+/* The port path of the opened device ("1-1.3"). */
+const char *usb_transport_get_port_path(UsbTransport *t);
+int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret);
+
+/* Claim `interface` (released on free) and select `alt`. */
+int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt);
+
+/*
+ * One control transfer. bmRequestType's direction bit picks IN or OUT.
+ * Returns the number of bytes transferred. `timeout_ms` of 0 is refused:
+ * every wait has a timeout.
+ */
+int usb_transport_control(UsbTransport *t, uint8_t request_type, uint8_t request, uint16_t value,
+                          uint16_t index, void *data, uint16_t len, unsigned timeout_ms);
+
+/*
+ * GET_DESCRIPTOR(STRING, index, langid) into a 255-byte buffer, returning
+ * the bytes actually received in *ret_len. Some ROMs claim a bLength
+ * larger than what they send (STM32F42x: 166 claimed, 112 sent), so the
+ * caller decodes by *ret_len, not by buf[0]. Index 0 returns the language
+ * id list. Usable with any handle (the inventory reads layouts with it).
+ */
+int usb_transport_read_string_raw(libusb_device_handle *handle, uint8_t index, uint16_t langid,
+                                  uint8_t buf[static 255], size_t *ret_len);
+
+/* Read string `index` in the device's first language (0x0409 when the
+ * device lists none) and decode it by the bytes received
+ * (codec/usb-string.h). */
+int usb_transport_read_string_utf8(libusb_device_handle *handle, uint8_t index, char **ret);
+
+typedef struct UsbDfuAltSetting {
+        uint8_t interface;   /* bInterfaceNumber */
+        uint8_t alt;         /* bAlternateSetting */
+        uint8_t protocol;    /* 1: run-time, 2: DFU mode */
+        uint8_t i_interface; /* string index of the alt name (DfuSe: the layout) */
+} UsbDfuAltSetting;
+
+typedef struct UsbDfuInfo {
+        UsbDfuAltSetting *alts;
+        size_t n_alts;
+        DfuFunctionalDescriptor functional;
+        bool has_functional;
+} UsbDfuInfo;
+
+/*
+ * The DFU interfaces (class 0xFE, subclass 0x01) of the active
+ * configuration, every alt setting, and the functional descriptor (looked
+ * for after each alt setting and in the configuration's extra bytes: the
+ * STM32 ROM puts it after the last alt setting). -ENXIO when the device
+ * has no DFU interface.
+ */
+int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret);
+void usb_dfu_info_clear(UsbDfuInfo *info);
