@@ -1,0 +1,739 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * flashctl list, info, watch: the boards flashd sees.
+ *
+ * Everything is formatted from the daemon's JSON device objects (see
+ * proto/API.md); the client shares no code with the daemon beyond framing.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "flashctl.h"
+#include "macros.h"
+#include "output.h"
+#include "rpc-error.h"
+
+static const char *str_field(const json_t *o, const char *key)
+{
+        const char *s = json_string_value(json_object_get(o, key));
+        return s && s[0] ? s : NULL;
+}
+
+static OutputColor mode_color(const char *mode)
+{
+        if (!mode)
+                return OUTPUT_COLOR_NONE;
+        if (streq(mode, "app"))
+                return OUTPUT_COLOR_GREEN;
+        if (streq(mode, "dfu") || streq(mode, "katapult"))
+                return OUTPUT_COLOR_YELLOW;
+        if (streq(mode, "unknown"))
+                return OUTPUT_COLOR_GREY;
+        return OUTPUT_COLOR_NONE;
+}
+
+/* The node a person would pass to other tools: the tty, else the USB node. */
+static const char *device_node(const json_t *d)
+{
+        const char *s = str_field(d, "tty");
+        if (!s)
+                s = str_field(d, "usb_devnode");
+        if (!s)
+                s = str_field(d, "path");
+        return s;
+}
+
+/* "octopus-pro", or "octopus|octopus-pro?" while the match is ambiguous. */
+static char *device_board(const json_t *d)
+{
+        const char *board = str_field(d, "board");
+        const json_t *cands = json_object_get(d, "board_candidates");
+        char *s = NULL;
+
+        if (board)
+                return strdup(board);
+        if (!json_is_array(cands) || json_array_size(cands) == 0)
+                return NULL;
+
+        size_t len = 0, i;
+        const json_t *c;
+        FILE *f = open_memstream(&s, &len);
+        if (!f)
+                return NULL;
+        json_array_foreach (cands, i, c) {
+                const char *name = json_is_string(c) ? json_string_value(c)
+                                                     : json_string_value(json_object_get(c, "name"));
+                fprintf(f, "%s%s", i > 0 ? "|" : "", strna(name));
+        }
+        fputc('?', f);
+        if (fclose(f) != 0) {
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+static int verb_list(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "mode", required_argument, NULL, 'm' },
+                {},
+        };
+        const char *mode = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "m:", options, NULL)) >= 0)
+                switch (c) {
+                case 'm':
+                        mode = optarg;
+                        break;
+                default:
+                        return FLASHCTL_EXIT_USAGE;
+                }
+        if (optind < argc)
+                return flashctl_usage_error(argv[0], "'list' takes no arguments");
+
+        json_auto_t *result = NULL;
+        r = flashctl_call(ctx, "device.list", NULL, &result, NULL);
+        if (r != 0)
+                return r;
+        if (!json_is_array(result))
+                return flashctl_report_error(ctx, -EBADMSG, "device.list");
+
+        if (mode) {
+                /* Filter a copy; --json then still prints daemon objects unchanged. */
+                json_auto_t *filtered = json_array();
+                size_t i;
+                json_t *d;
+                if (!filtered)
+                        return flashctl_report_error(ctx, -ENOMEM, "list");
+                json_array_foreach (result, i, d)
+                        if (streq_ptr(str_field(d, "mode"), mode))
+                                json_array_append(filtered, d);
+                json_decref(result);
+                result = TAKE_PTR(filtered);
+        }
+
+        if (ctx->json)
+                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+
+        static const char *const headers[] = { "PORT", "MODE", "BOARD", "MCU", "DEVICE", "LAYOUT" };
+        Table *t = NULL;
+        r = table_new(&t, ELEMENTSOF(headers), headers);
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "list");
+
+        size_t i;
+        json_t *d;
+        json_array_foreach (result, i, d) {
+                _cleanup_free_ char *board = device_board(d);
+                _cleanup_free_ char *layout = NULL;
+                const char *m = str_field(d, "mode");
+
+                if (layout_summary(json_object_get(d, "layout"), &layout) < 0)
+                        layout = strdup("?");
+                const char *cells[] = {
+                        str_field(d, "id") ? str_field(d, "id") : str_field(d, "port"),
+                        m,
+                        board,
+                        str_field(d, "mcu"),
+                        device_node(d),
+                        layout,
+                };
+                r = table_add_row(t, cells);
+                if (r < 0) {
+                        table_free(t);
+                        return flashctl_report_error(ctx, r, "list");
+                }
+                table_set_last_row_color(t, 1, mode_color(m));
+        }
+
+        /* The port identifies the board: never cut it; cut the layout last. */
+        if (table_rows(t) > 0 || ctx->legend)
+                table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
+        if (ctx->legend)
+                printf("\n%zu device%s listed.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+        table_free(t);
+        return FLASHCTL_EXIT_OK;
+}
+
+/* Keys printed by print_device() itself; the rest go through the generic printer. */
+static const char *const device_known_keys[] = {
+        "id",
+        "port",
+        "mode",
+        "usb_id",
+        "manufacturer",
+        "product",
+        "serial",
+        "mcu",
+        "board",
+        "board_variant",
+        "board_candidates",
+        "path",
+        "tty",
+        "usb_devnode",
+        "by_id",
+        "busnum",
+        "devnum",
+        "layout",
+        "alt_settings",
+        "transfer_size",
+        "diagnostics",
+        "hints",
+        NULL,
+};
+
+static void print_field(const char *label, const char *value)
+{
+        if (value)
+                printf("%15s: %s\n", label, value);
+}
+
+static void print_sectors(const json_t *layout, bool use_color)
+{
+        size_t i;
+        const json_t *region;
+        uint64_t total = 0;
+        char a[FORMAT_BUF_MAX], b[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], fl[FORMAT_BUF_MAX];
+
+        json_array_foreach (layout, i, region) {
+                const char *name = str_field(region, "name");
+                json_int_t addr = json_integer_value(json_object_get(region, "address"));
+                printf("\n%sRegion %s at %s%s\n", output_color_on(OUTPUT_COLOR_BOLD, use_color),
+                       name ? name : "(unnamed)", format_address(a, (uint64_t)addr),
+                       output_color_off(use_color));
+                printf("  %6s  %-23s  %9s  %s\n", "SECTOR", "ADDRESS", "SIZE", "PERM");
+
+                /* Sectors are numbered across the whole region, as in the
+                 * reference manual (sector 0..11 on an F429). */
+                uint64_t at = (uint64_t)addr;
+                unsigned n = 0;
+                size_t j;
+                const json_t *seg;
+                json_array_foreach (json_object_get(region, "sectors"), j, seg) {
+                        json_int_t count = json_integer_value(json_object_get(seg, "count"));
+                        json_int_t size = json_integer_value(json_object_get(seg, "size"));
+                        json_int_t flags = json_integer_value(json_object_get(seg, "flags"));
+                        if (count < 0 || size <= 0)
+                                continue;
+                        for (json_int_t k = 0; k < count; k++, n++) {
+                                char range[2 * FORMAT_BUF_MAX + 2];
+                                snprintf(range, sizeof(range), "%s-%s", format_address(a, at),
+                                         format_address(b, at + (uint64_t)size - 1));
+                                printf("  %6u  %-23s  %9s  %s\n", n, range, format_size(sz, (uint64_t)size),
+                                       format_flags(fl, (unsigned)flags));
+                                at += (uint64_t)size;
+                                total += (uint64_t)size;
+                        }
+                }
+        }
+        printf("  Total: %s\n", format_size(sz, total));
+}
+
+/* A diagnostic or hint: a string, or an object with a message. */
+static void print_notes(const char *title, const json_t *notes, OutputColor color, bool use_color)
+{
+        size_t i;
+        const json_t *n;
+
+        if (!json_is_array(notes) || json_array_size(notes) == 0)
+                return;
+        printf("\n%s%s:%s\n", output_color_on(OUTPUT_COLOR_BOLD, use_color), title,
+               output_color_off(use_color));
+        json_array_foreach (notes, i, n) {
+                const char *msg = json_is_string(n) ? json_string_value(n) : str_field(n, "message");
+                _cleanup_free_ char *dump = NULL;
+                if (!msg) {
+                        dump = json_dumps(n, JSON_COMPACT | JSON_ENCODE_ANY);
+                        msg = dump;
+                }
+                printf("  %s•%s %s\n", output_color_on(color, use_color),
+                       color == OUTPUT_COLOR_NONE ? "" : output_color_off(use_color), strempty(msg));
+        }
+}
+
+static void print_device(Flashctl *ctx, const json_t *d)
+{
+        char buf[FORMAT_BUF_MAX];
+        _cleanup_free_ char *board = device_board(d);
+        const char *mode = str_field(d, "mode");
+        bool color = ctx->use_color;
+
+        print_field("Port", str_field(d, "id") ? str_field(d, "id") : str_field(d, "port"));
+        if (mode)
+                printf("%15s: %s%s%s\n", "Mode", output_color_on(mode_color(mode), color), mode,
+                       mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(color) : "");
+        print_field("USB id", str_field(d, "usb_id"));
+        print_field("Manufacturer", str_field(d, "manufacturer"));
+        print_field("Product", str_field(d, "product"));
+        print_field("Serial", str_field(d, "serial"));
+        print_field("MCU", str_field(d, "mcu"));
+        print_field("Board", board);
+        print_field("Board variant", str_field(d, "board_variant"));
+        if (str_field(d, "board")) {
+                const json_t *cands = json_object_get(d, "board_candidates");
+                if (json_array_size(cands) > 1) {
+                        _cleanup_free_ char *s = json_dumps(cands, JSON_COMPACT);
+                        print_field("Candidates", s);
+                }
+        }
+        print_field("TTY", str_field(d, "tty"));
+        print_field("By-id", str_field(d, "by_id"));
+        print_field("USB node", str_field(d, "usb_devnode"));
+        if (str_field(d, "path") && !streq_ptr(str_field(d, "path"), device_node(d)))
+                print_field("Path", str_field(d, "path"));
+        json_t *busnum = json_object_get(d, "busnum"), *devnum = json_object_get(d, "devnum");
+        if (json_is_integer(busnum) && json_is_integer(devnum))
+                printf("%15s: %03" JSON_INTEGER_FORMAT "/%03" JSON_INTEGER_FORMAT "\n", "Bus/device",
+                       json_integer_value(busnum), json_integer_value(devnum));
+        json_t *ts = json_object_get(d, "transfer_size");
+        if (json_is_integer(ts) && json_integer_value(ts) > 0)
+                print_field("Transfer size", format_size(buf, (uint64_t)json_integer_value(ts)));
+
+        /* Fields a newer daemon added that this client does not know yet. */
+        json_auto_t *rest = json_object();
+        if (rest) {
+                const char *key;
+                json_t *v;
+                json_object_foreach ((json_t *)d, key, v) {
+                        bool known = false;
+                        for (const char *const *k = device_known_keys; *k; k++)
+                                known = known || streq(*k, key);
+                        if (!known)
+                                json_object_set(rest, key, v);
+                }
+                output_print_fields(stdout, rest, NULL, 0, 15);
+        }
+
+        const json_t *layout = json_object_get(d, "layout");
+        if (json_is_array(layout) && json_array_size(layout) > 0) {
+                _cleanup_free_ char *summary = NULL;
+                if (layout_summary(layout, &summary) >= 0)
+                        print_field("Layout", summary);
+                print_sectors(layout, color);
+        }
+
+        const json_t *alts = json_object_get(d, "alt_settings");
+        if (json_is_array(alts) && json_array_size(alts) > 0) {
+                size_t i;
+                const json_t *alt;
+                printf("\n%sAlt settings:%s\n", output_color_on(OUTPUT_COLOR_BOLD, color),
+                       output_color_off(color));
+                json_array_foreach (alts, i, alt) {
+                        _cleanup_free_ char *summary = NULL;
+                        const char *diag = str_field(alt, "diagnostic");
+                        json_t *num = json_object_get(alt, "alt");
+                        if (layout_summary(json_object_get(alt, "regions"), &summary) < 0)
+                                summary = NULL;
+                        printf("  %2" JSON_INTEGER_FORMAT "  %s", json_integer_value(num),
+                               strna(str_field(alt, "name")));
+                        if (summary && summary[0])
+                                printf("  %s", summary);
+                        if (json_is_true(json_object_get(alt, "truncated")))
+                                printf("  %s(repaired)%s", output_color_on(OUTPUT_COLOR_YELLOW, color),
+                                       output_color_off(color));
+                        fputc('\n', stdout);
+                        if (diag)
+                                printf("      %s\n", diag);
+                }
+        }
+
+        print_notes("Diagnostics", json_object_get(d, "diagnostics"), OUTPUT_COLOR_YELLOW, color);
+        print_notes("Hints", json_object_get(d, "hints"), OUTPUT_COLOR_BLUE, color);
+}
+
+static bool device_matches(const json_t *d, const char *arg, const char *resolved)
+{
+        static const char *const keys[] = { "id", "port", "tty", "by_id", "usb_devnode", "path", "serial" };
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *v = str_field(d, keys[i]);
+                if (!v)
+                        continue;
+                if (streq(v, arg) || (resolved && streq(v, resolved)))
+                        return true;
+                /* "ttyACM0" for "/dev/ttyACM0", the by-id name without its directory */
+                const char *base = strrchr(v, '/');
+                if (base && streq(base + 1, arg))
+                        return true;
+        }
+        return false;
+}
+
+static bool device_is_board(const json_t *d, const char *arg)
+{
+        if (streq_ptr(str_field(d, "board"), arg))
+                return true;
+        return false;
+}
+
+/*
+ * Resolve DEVICE|BOARD with what the daemon reports: an exact device match
+ * first (port, tty, by-id path, device node; symlinks resolved), then the
+ * connected devices of a board. Returns 0 with a device (new reference),
+ * 0 with NULL when nothing matches, or an exit status.
+ */
+static int find_device(Flashctl *ctx, const char *arg, json_t **ret)
+{
+        _cleanup_free_ char *resolved = realpath(arg, NULL);
+        json_auto_t *list = NULL;
+        json_t *found = NULL;
+        size_t i, n_board = 0;
+        json_t *d;
+
+        int r = flashctl_call(ctx, "device.list", NULL, &list, NULL);
+        if (r != 0)
+                return r;
+        if (!json_is_array(list))
+                return flashctl_report_error(ctx, -EBADMSG, "device.list");
+
+        json_array_foreach (list, i, d)
+                if (device_matches(d, arg, resolved)) {
+                        *ret = json_incref(d);
+                        return 0;
+                }
+        json_array_foreach (list, i, d)
+                if (device_is_board(d, arg)) {
+                        found = d;
+                        n_board++;
+                }
+        if (n_board > 1) {
+                fprintf(stderr, "flashctl: %zu connected devices are '%s'; name one by its port:\n", n_board,
+                        arg);
+                json_array_foreach (list, i, d)
+                        if (device_is_board(d, arg))
+                                fprintf(stderr, "  %s  %s\n", strna(str_field(d, "id")),
+                                        strna(device_node(d)));
+                return FLASHCTL_EXIT_DAEMON_ERROR;
+        }
+        *ret = found ? json_incref(found) : NULL;
+        return 0;
+}
+
+static int verb_info(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return FLASHCTL_EXIT_USAGE;
+        if (argc - optind != 1)
+                return flashctl_usage_error(argv[0], "'info' needs exactly one DEVICE or BOARD");
+        const char *arg = argv[optind];
+
+        /* Ask the daemon first: it knows every name a device goes by. */
+        json_auto_t *params = json_pack("{s:s}", "device", arg);
+        json_auto_t *device = NULL;
+        RpcClientError e = {};
+        if (!params)
+                return flashctl_report_error(ctx, -ENOMEM, "info");
+        r = flashctl_call(ctx, "device.info", params, &device, &e);
+        if (r == FLASHCTL_EXIT_DAEMON_ERROR &&
+            rpc_error_from_code((int)e.code) != RPC_ERROR_DEVICE_NOT_FOUND) {
+                /* Ambiguous, permission, ...: the daemon's message says it all. */
+                flashctl_print_daemon_error(&e);
+                rpc_client_error_done(&e);
+                return r;
+        }
+        if (r == FLASHCTL_EXIT_DAEMON_ERROR) {
+                /* Not a device id the daemon resolves: try the names we can
+                 * match from the list (tty, by-id links, board names). */
+                json_t *d = NULL;
+                int k = find_device(ctx, arg, &d);
+                if (k != 0) {
+                        rpc_client_error_done(&e);
+                        return k;
+                }
+                if (d) {
+                        device = d;
+                        r = 0;
+                }
+        }
+        if (r == FLASHCTL_EXIT_DAEMON_ERROR) {
+                /* Not connected: maybe a board from the database. */
+                json_auto_t *bparams = json_pack("{s:s}", "board", arg);
+                json_auto_t *board = NULL;
+                RpcClientError be = {};
+                int k = flashctl_call(ctx, "board.info", bparams, &board, &be);
+                if (k == FLASHCTL_EXIT_DAEMON_ERROR &&
+                    rpc_error_from_code((int)be.code) != RPC_ERROR_BOARD_NOT_FOUND) {
+                        flashctl_print_daemon_error(&be);
+                        rpc_client_error_done(&e);
+                        rpc_client_error_done(&be);
+                        return k;
+                }
+                if (k == FLASHCTL_EXIT_DAEMON_ERROR) {
+                        fprintf(stderr, "flashctl: no device or board '%s': %s\n", arg, e.message);
+                        fprintf(stderr, "Connected devices: flashctl list; known boards: flashctl boards\n");
+                        rpc_client_error_done(&e);
+                        rpc_client_error_done(&be);
+                        return FLASHCTL_EXIT_DAEMON_ERROR;
+                }
+                rpc_client_error_done(&e);
+                if (k != 0)
+                        return k;
+                if (ctx->json)
+                        return flashctl_print_json(ctx, board) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR
+                                                                   : FLASHCTL_EXIT_OK;
+                if (!json_is_object(board))
+                        return flashctl_report_error(ctx, -EBADMSG, "board.info");
+                printf("%s(board from the database; not connected)%s\n",
+                       output_color_on(OUTPUT_COLOR_GREY, ctx->use_color), output_color_off(ctx->use_color));
+                output_print_fields(stdout, board, NULL, 0, 0);
+                return FLASHCTL_EXIT_OK;
+        }
+        rpc_client_error_done(&e);
+        if (r != 0)
+                return r;
+
+        if (ctx->json)
+                return flashctl_print_json(ctx, device) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+        if (!json_is_object(device))
+                return flashctl_report_error(ctx, -EBADMSG, "device.info");
+        print_device(ctx, device);
+        return FLASHCTL_EXIT_OK;
+}
+
+static int verb_boards(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return FLASHCTL_EXIT_USAGE;
+        if (optind < argc)
+                return flashctl_usage_error(argv[0], "'boards' takes no arguments");
+
+        json_auto_t *result = NULL;
+        int r = flashctl_call(ctx, "board.list", NULL, &result, NULL);
+        if (r != 0)
+                return r;
+        if (ctx->json)
+                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+        if (!json_is_array(result))
+                return flashctl_report_error(ctx, -EBADMSG, "board.list");
+
+        static const char *const headers[] = { "BOARD", "MCU", "DESCRIPTION" };
+        Table *t = NULL;
+        r = table_new(&t, ELEMENTSOF(headers), headers);
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "boards");
+        size_t i;
+        json_t *b;
+        json_array_foreach (result, i, b) {
+                /* Entries are names, or objects with a name and their MCU variants. */
+                const char *name = json_is_string(b) ? json_string_value(b) : str_field(b, "name");
+                _cleanup_free_ char *mcus = NULL;
+                const json_t *m = json_object_get(b, "mcus");
+                if (!m)
+                        m = json_object_get(b, "variants");
+                if (json_is_array(m)) {
+                        size_t len = 0, j;
+                        const json_t *v;
+                        FILE *f = open_memstream(&mcus, &len);
+                        if (f) {
+                                json_array_foreach (m, j, v) {
+                                        const char *s = json_is_string(v) ? json_string_value(v)
+                                                                          : str_field(v, "mcu");
+                                        fprintf(f, "%s%s", j ? "," : "", strna(s));
+                                }
+                                fclose(f);
+                        }
+                } else if (str_field(b, "mcu"))
+                        mcus = strdup(str_field(b, "mcu"));
+                const char *cells[] = { name, mcus,
+                                        str_field(b, "description") ? str_field(b, "description")
+                                                                    : str_field(b, "title") };
+                r = table_add_row(t, cells);
+                if (r < 0) {
+                        table_free(t);
+                        return flashctl_report_error(ctx, r, "boards");
+                }
+        }
+        table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
+        if (ctx->legend)
+                printf("\n%zu board%s known.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+        table_free(t);
+        return FLASHCTL_EXIT_OK;
+}
+
+/* --- watch --- */
+
+static char *format_device_event(const char *method, json_t *params, bool use_color)
+{
+        static const struct {
+                const char *method;
+                const char *word;
+        } words[] = {
+                { "notify_device_added", "added" },
+                { "notify_device_changed", "changed" },
+                { "notify_device_removed", "removed" },
+        };
+        const char *word = method;
+        const json_t *d = json_array_get(params, 0);
+        char *s = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+                if (streq(words[i].method, method))
+                        word = words[i].word;
+
+        _cleanup_free_ char *board = device_board(d);
+        const char *mode = str_field(d, "mode");
+        if (asprintf(&s, "%-8s %-12s %s%-8s%s %-16s %s", word,
+                     strna(str_field(d, "id") ? str_field(d, "id") : str_field(d, "port")),
+                     output_color_on(mode_color(mode), use_color), strna(mode),
+                     mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(use_color) : "", strna(board),
+                     strempty(device_node(d))) < 0)
+                return NULL;
+        /* no trailing blanks when there is no device node */
+        for (size_t n = strlen(s); n > 0 && s[n - 1] == ' '; n--)
+                s[n - 1] = '\0';
+        return s;
+}
+
+static const EventPrinter device_events[] = {
+        { "notify_device_added", format_device_event },
+        { "notify_device_changed", format_device_event },
+        { "notify_device_removed", format_device_event },
+        {},
+};
+
+static const EventPrinter *event_printer_find(const char *method)
+{
+        for (const CommandGroup *const *g = command_groups; *g; g++)
+                for (const EventPrinter *e = (*g)->events; e && e->method; e++)
+                        if (streq(e->method, method))
+                                return e;
+        return NULL;
+}
+
+typedef struct WatchState {
+        Flashctl *ctx;
+} WatchState;
+
+static int watch_on_notify(RpcClient *c, const char *method, json_t *params, void *userdata)
+{
+        WatchState *w = userdata;
+        char ts[32];
+
+        if (!method)
+                return 0;
+        if (w->ctx->json) {
+                /* The notification as sent, plus when we saw it: one object per line. */
+                json_auto_t *o = json_pack("{s:s, s:s, s:O}", "time", flashctl_time_now(ts, true), "method",
+                                           method, "params", params ? params : json_null());
+                if (!o)
+                        return -ENOMEM;
+                if (json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER) < 0)
+                        return -EIO;
+                fputc('\n', stdout);
+        } else {
+                const EventPrinter *p = event_printer_find(method);
+                _cleanup_free_ char *line = NULL;
+                if (p)
+                        line = p->format(method, params, w->ctx->use_color);
+                else {
+                        /* An event this client does not know: show it raw rather than hide it. */
+                        _cleanup_free_ char *raw = json_dumps(params, JSON_COMPACT | JSON_ENCODE_ANY);
+                        if (asprintf(&line, "%s %s", method, strempty(raw)) < 0)
+                                line = NULL;
+                }
+                if (line)
+                        printf("%s %s\n", flashctl_time_now(ts, false), line);
+        }
+        /* Line by line even into a pipe: a watcher reads events as they come. */
+        fflush(stdout);
+        (void)c;
+        return 0;
+}
+
+static int verb_watch(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        sigset_t mask;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return FLASHCTL_EXIT_USAGE;
+        if (optind < argc)
+                return flashctl_usage_error(argv[0], "'watch' takes no arguments");
+
+        /* SIGINT/SIGTERM through a signalfd: poll() sees them with the socket,
+         * with no race between checking a flag and sleeping. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return flashctl_report_error(ctx, negative_errno(), "watch");
+        _cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                return flashctl_report_error(ctx, negative_errno(), "watch");
+
+        r = flashctl_connect(ctx);
+        if (r != 0)
+                return r;
+
+        WatchState w = { .ctx = ctx };
+        rpc_client_set_notify(ctx->client, watch_on_notify, &w);
+        if (!ctx->json && ctx->legend) {
+                fprintf(stderr, "Watching device events; press Ctrl-C to stop.\n");
+        }
+
+        r = rpc_client_run(ctx->client, UINT64_MAX, sfd);
+        if (r == -EINTR)
+                return FLASHCTL_EXIT_OK;
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "watch");
+        return FLASHCTL_EXIT_OK;
+}
+
+static const Verb device_verbs[] = {
+        {
+                .name = "list",
+                .summary = "List connected boards, their mode and flash layout",
+                .help = "Options:\n"
+                        "  -m --mode=MODE         Only devices in MODE (app, dfu, katapult, serial, "
+                        "unknown)\n"
+                        "\n"
+                        "With --json, one JSON array of device objects exactly as the daemon sends them.\n",
+                .run = verb_list,
+        },
+        {
+                .name = "info",
+                .args = "DEVICE|BOARD",
+                .summary = "Show everything known about a device or board",
+                .help = "DEVICE is a port path (1-1.3), a tty (/dev/ttyACM0), a /dev/serial/by-id path,\n"
+                        "a USB device node, or the name of a connected board (octopus-pro). A board that\n"
+                        "is not connected is shown from the board database.\n"
+                        "\n"
+                        "Prints the flash layout sector by sector (address range, size, permissions:\n"
+                        "r readable, e erasable, w writeable), the DFU alt settings, diagnostics and "
+                        "hints.\n",
+                .run = verb_info,
+        },
+        {
+                .name = "boards",
+                .summary = "List the boards in the daemon's board database",
+                .run = verb_boards,
+        },
+        {
+                .name = "watch",
+                .summary = "Print device events as they happen, until interrupted",
+                .help = "One line per event: time, event, port, mode, board, device node.\n"
+                        "With --json, one JSON object per line: {\"time\", \"method\", \"params\"}.\n"
+                        "Exits 0 on SIGINT (Ctrl-C) or SIGTERM.\n",
+                .run = verb_watch,
+        },
+        {},
+};
+
+const CommandGroup command_group_device = {
+        .name = "device",
+        .verbs = device_verbs,
+        .events = device_events,
+};

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* flashctl status: what the daemon says about itself (server.info). */
+#include <getopt.h>
+
+#include "flashctl.h"
+#include "macros.h"
+#include "output.h"
+
+static int verb_status(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return flashctl_usage_error(argv[0], "unexpected option");
+        if (optind < argc)
+                return flashctl_usage_error(argv[0], "'%s' takes no arguments", argv[0]);
+
+        json_auto_t *result = NULL;
+        int r = flashctl_call(ctx, "server.info", NULL, &result, NULL);
+        if (r != 0)
+                return r;
+
+        if (ctx->json)
+                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+        if (!json_is_object(result))
+                return flashctl_report_error(ctx, -EBADMSG, "server.info");
+
+        /* The daemon decides what it reports; show all of it. */
+        output_print_fields(stdout, result, NULL, 0, 0);
+        return FLASHCTL_EXIT_OK;
+}
+
+static const Verb server_verbs[] = {
+        {
+                .name = "status",
+                .summary = "Show the daemon's version, socket, state and counters",
+                .help = "Prints server.info. With --json, the object as the daemon sends it.\n",
+                .run = verb_status,
+        },
+        {},
+};
+
+const CommandGroup command_group_server = {
+        .name = "server",
+        .verbs = server_verbs,
+};
