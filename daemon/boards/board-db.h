@@ -61,7 +61,7 @@ typedef struct BoardVariant {
         uint32_t app_offset; /* bytes above flash_base */
         uint32_t ram_start;
         uint32_t ram_size;
-        char *layout; /* fallback DfuSe layout string */
+        char *layout;                              /* fallback DfuSe layout string */
         BoardUsbId usb_app, usb_dfu, usb_katapult; /* vid 0 = none */
         BoardReboot reboot;
         char **hints; /* NULL-terminated; board hints first, then the variant's */
@@ -92,6 +92,11 @@ BoardDb *board_db_free(BoardDb *db);
 void board_clear(Board *b);
 
 const Board *board_db_find(const BoardDb *db, const char *name);
+/* The variant with the given id ("f429") of one board, or NULL. */
+const BoardVariant *board_find_variant(const Board *b, const char *id);
+/* A vboard-style "<board>-<variant>" name ("octopus-pro-f429"): 0 or -ENOENT. */
+int board_db_find_variant(const BoardDb *db, const char *name, const Board **ret_board,
+                          const BoardVariant **ret_variant);
 /* Variants whose MCU equals `mcu`; returns how many were written to ret[]. */
 size_t board_db_match_mcu(const BoardDb *db, const char *mcu, const BoardVariant **ret_variants,
                           const Board **ret_boards, size_t max);
