@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h" /* generated: FLASHD_* defaults */
+#include "daemon-config.h"
+#include "log.h"
+#include "macros.h"
+
+int config_set_string(char **field, const char *value)
+{
+        char *s = NULL;
+
+        if (value) {
+                s = strdup(value);
+                if (!s)
+                        return -ENOMEM;
+        }
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+int config_add_boards_dir(Config *c, const char *dir)
+{
+        char **l = realloc(c->boards_dirs, (c->n_boards_dirs + 2) * sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        c->boards_dirs = l;
+        l[c->n_boards_dirs] = strdup(dir);
+        if (!l[c->n_boards_dirs])
+                return -ENOMEM;
+        l[++c->n_boards_dirs] = NULL;
+        return 0;
+}
+
+int config_new(Config **ret)
+{
+        Config *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->log_level = LOG_INFO;
+        if (config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
+            config_set_string(&c->flash_group, FLASHD_SOCKET_GROUP) < 0 ||
+            config_set_string(&c->state_dir, FLASHD_DEFAULT_STATE_DIR) < 0) {
+                config_free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+Config *config_free(Config *c)
+{
+        if (!c)
+                return NULL;
+        free(c->config_file);
+        free(c->socket_path);
+        free(c->socket_group);
+        free(c->flash_group);
+        free(c->state_dir);
+        for (size_t i = 0; i < c->n_boards_dirs; i++)
+                free(c->boards_dirs[i]);
+        free(c->boards_dirs);
+        free(c);
+        return NULL;
+}
+
+typedef struct ConfigParse {
+        Config *config;
+        char *error;
+        bool boards_dirs_reset;
+} ConfigParse;
+
+/* inih calls this for every key; returning 0 makes ini_parse report the line. */
+static int config_on_key(void *userdata, const char *section, const char *name, const char *value)
+{
+        ConfigParse *p = userdata;
+        Config *c = p->config;
+        int r;
+
+        if (!streq(section, "") && !streq(section, "flashd")) {
+                asprintf(&p->error, "unknown section [%s]", section);
+                return 0;
+        }
+        if (streq(name, "socket_group"))
+                r = config_set_string(&c->socket_group, value);
+        else if (streq(name, "flash_group"))
+                r = config_set_string(&c->flash_group, value);
+        else if (streq(name, "state_dir"))
+                r = value[0] == '/' ? config_set_string(&c->state_dir, value) : -EINVAL;
+        else if (streq(name, "socket"))
+                r = value[0] == '/' ? config_set_string(&c->socket_path, value) : -EINVAL;
+        else if (streq(name, "log_level")) {
+                r = log_level_from_string(value);
+                if (r >= 0)
+                        c->log_level = r;
+        } else if (streq(name, "boards_dir")) {
+                /* The first boards_dir in a file replaces the defaults. */
+                if (!p->boards_dirs_reset) {
+                        for (size_t i = 0; i < c->n_boards_dirs; i++)
+                                free(c->boards_dirs[i]);
+                        c->n_boards_dirs = 0;
+                        p->boards_dirs_reset = true;
+                }
+                r = config_add_boards_dir(c, value);
+        } else {
+                asprintf(&p->error, "unknown key \"%s\"", name);
+                return 0;
+        }
+        if (r == -ENOMEM)
+                return 0;
+        if (r < 0) {
+                asprintf(&p->error, "invalid value \"%s\" for %s", value, name);
+                return 0;
+        }
+        return 1;
+}
+
+static int config_finish_parse(ConfigParse *p, int line, const char *what, char **ret_error)
+{
+        if (line == 0) {
+                free(p->error);
+                return 0;
+        }
+        if (ret_error) {
+                char *msg = NULL;
+                if (line > 0)
+                        asprintf(&msg, "%s:%d: %s", what, line, p->error ? p->error : "syntax error");
+                else
+                        asprintf(&msg, "%s: cannot parse", what);
+                *ret_error = msg;
+        }
+        free(p->error);
+        return -EINVAL;
+}
+
+int config_load_file(Config *c, const char *path, char **ret_error)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f)
+                return -errno;
+
+        ConfigParse p = { .config = c };
+        int line = ini_parse_file(f, config_on_key, &p);
+        return config_finish_parse(&p, line, path, ret_error);
+}
+
+int config_load_string(Config *c, const char *text, char **ret_error)
+{
+        ConfigParse p = { .config = c };
+        int line = ini_parse_string(text, config_on_key, &p);
+        return config_finish_parse(&p, line, "(string)", ret_error);
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * flashd's configuration (named daemon-config, not config, because the
+ * generated build config.h owns that name): built-in defaults, then the INI file
+ * (/etc/flashd/flashd.conf, see daemon/flashd.conf), then the command line.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct Config {
+        char *config_file;  /* NULL: none given, the default path was tried */
+        char *socket_path;  /* NULL: socket activation, else FLASHD_DEFAULT_SOCKET */
+        char *socket_group; /* group owning the socket (0660); skipped when it does not exist */
+        char *flash_group;  /* members may call mutating methods */
+        char *state_dir;
+        int log_level;      /* LOG_* */
+        char **boards_dirs; /* NULL-terminated; later ones override earlier ones */
+        size_t n_boards_dirs;
+} Config;
+
+int config_new(Config **ret);
+Config *config_free(Config *c);
+
+/* Read an INI file into c. A missing file is -ENOENT (the caller decides
+ * whether that matters); an unknown key or bad value is -EINVAL with a
+ * message in *ret_error naming file and line. */
+int config_load_file(Config *c, const char *path, char **ret_error);
+/* Parse INI text (for tests). */
+int config_load_string(Config *c, const char *text, char **ret_error);
+
+int config_set_string(char **field, const char *value);
+int config_add_boards_dir(Config *c, const char *dir);

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The device object of proto/API.md ("Device object"). Names are a contract
+ * with flashctl and frontends: add keys, never rename them. */
+#include <stdio.h>
+#include <string.h>
+
+#include "inventory/inventory.h"
+#include "macros.h"
+
+static json_t *json_string_or_null(const char *s)
+{
+        return s ? json_string(s) : json_null();
+}
+
+json_t *dfuse_layout_to_json(const DfuseLayout *l)
+{
+        json_t *regions = json_array();
+
+        if (!regions)
+                return NULL;
+        for (size_t r = 0; r < l->n_regions; r++) {
+                const DfuseRegion *region = &l->regions[r];
+                json_t *sectors = json_array();
+                for (size_t s = 0; s < region->n_segments; s++) {
+                        const DfuseSegment *seg = &region->segments[s];
+                        json_array_append_new(
+                                sectors, json_pack("{s:I,s:I,s:I,s:I}", "address", (json_int_t)seg->address,
+                                                   "count", (json_int_t)seg->count, "size",
+                                                   (json_int_t)seg->size, "flags", (json_int_t)seg->flags));
+                }
+                json_array_append_new(regions,
+                                      json_pack("{s:s,s:I,s:o}", "name", strempty(l->name), "address",
+                                                (json_int_t)region->address, "sectors", sectors));
+        }
+        return regions;
+}
+
+static json_t *alt_to_json(const InventoryAlt *a)
+{
+        return json_pack("{s:i,s:i,s:o,s:o,s:b,s:b,s:o}", "alt", (int)a->alt, "interface", (int)a->interface,
+                         "name", json_string_or_null(a->name), "regions",
+                         a->layout ? dfuse_layout_to_json(a->layout) : json_array(), "truncated",
+                         a->layout ? a->layout->truncated : false, "string_patched", a->string_patched,
+                         "diagnostic", json_string_or_null(a->diagnostic));
+}
+
+static void hints_add(json_t *hints, char **l)
+{
+        for (; l && *l; l++) {
+                bool dup = false;
+                size_t i;
+                json_t *h;
+                json_array_foreach (hints, i, h)
+                        if (streq(json_string_value(h), *l))
+                                dup = true;
+                if (!dup)
+                        json_array_append_new(hints, json_string(*l));
+        }
+}
+
+json_t *inventory_entry_to_json(const InventoryEntry *e)
+{
+        char usb_id[10];
+        const char *path;
+
+        snprintf(usb_id, sizeof(usb_id), "%04x:%04x", e->vid, e->pid);
+        /* The node a tool would open: the tty in serial modes, else the USB node. */
+        path = (e->mode == DEVICE_MODE_APP || e->mode == DEVICE_MODE_KATAPULT ||
+                e->mode == DEVICE_MODE_SERIAL) &&
+                               e->tty
+                       ? e->tty
+                       : e->usb_devnode;
+
+        json_t *candidates = json_array(), *hints = json_array(), *diagnostics = json_array();
+        json_t *alts = json_array(), *layout = NULL;
+        if (!candidates || !hints || !diagnostics || !alts) {
+                json_decref(candidates);
+                json_decref(hints);
+                json_decref(diagnostics);
+                json_decref(alts);
+                return NULL;
+        }
+        for (size_t i = 0; i < e->n_candidates; i++) {
+                json_array_append_new(candidates,
+                                      json_pack("{s:s,s:s,s:o}", "board", e->candidates[i].board->name,
+                                                "variant", e->candidates[i].variant->id, "mcu",
+                                                json_string_or_null(e->candidates[i].variant->mcu)));
+                /* Hints only for a known board: advice for a different board misleads. */
+                if (e->board)
+                        hints_add(hints, e->candidates[i].variant->hints);
+        }
+        for (size_t i = 0; i < e->n_diagnostics; i++)
+                json_array_append_new(diagnostics, json_string(e->diagnostics[i]));
+        for (size_t i = 0; i < e->n_alts; i++) {
+                json_array_append_new(alts, alt_to_json(&e->alts[i]));
+                if (!layout && e->alts[i].layout && e->alts[i].alt == 0)
+                        layout = dfuse_layout_to_json(e->alts[i].layout);
+        }
+
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "id", e->port, "port", e->port, "mode",
+                              device_mode_to_string(e->mode), "usb_id", usb_id);
+        if (!o) {
+                json_decref(candidates);
+                json_decref(hints);
+                json_decref(diagnostics);
+                json_decref(alts);
+                json_decref(layout);
+                return NULL;
+        }
+        json_object_set_new(o, "manufacturer", json_string_or_null(e->manufacturer));
+        json_object_set_new(o, "product", json_string_or_null(e->product));
+        json_object_set_new(o, "serial", json_string_or_null(e->serial));
+        json_object_set_new(o, "mcu", json_string_or_null(e->mcu));
+        json_object_set_new(o, "board", json_string_or_null(e->board ? e->board->name : NULL));
+        json_object_set_new(o, "board_title", json_string_or_null(e->board ? e->board->title : NULL));
+        json_object_set_new(o, "board_variant", json_string_or_null(e->variant ? e->variant->id : NULL));
+        json_object_set_new(o, "board_candidates", candidates);
+        json_object_set_new(o, "path", json_string_or_null(path));
+        json_object_set_new(o, "tty", json_string_or_null(e->tty));
+        json_object_set_new(o, "usb_devnode", json_string_or_null(e->usb_devnode));
+        json_object_set_new(o, "by_id", json_string_or_null(e->by_id));
+        json_object_set_new(o, "busnum", json_integer(e->busnum));
+        json_object_set_new(o, "devnum", json_integer(e->devnum));
+        json_object_set_new(o, "layout", layout ? layout : json_null());
+        json_object_set_new(o, "alt_settings", alts);
+        json_object_set_new(o, "transfer_size",
+                            e->transfer_size ? json_integer(e->transfer_size) : json_null());
+        json_object_set_new(o, "probed", json_boolean(e->probed));
+        json_object_set_new(o, "diagnostics", diagnostics);
+        json_object_set_new(o, "hints", hints);
+        json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));
+        json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
+        return o;
+}

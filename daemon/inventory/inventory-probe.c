@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Reads a DFU device's alt-setting strings once when it appears. Opening a
+ * device and control transfers can block (up to their timeouts), so this
+ * runs on a short-lived worker thread per device; the thread owns nothing
+ * but its result, which it hands to the main loop through a pipe (a
+ * pointer write, atomic below PIPE_BUF). The main loop joins the thread
+ * and applies the result if the device is still the same one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec/usb-string.h"
+#include "inventory/inventory-internal.h"
+#include "log.h"
+#include "usb/usb-transport.h"
+#include "macros.h"
+
+/* USB 2.0 §9.4.3: strings are fetched with a 255-byte wLength, so a
+ * device's lie about bLength cannot make us ask for more than exists. */
+#define STRING_BUF_SIZE 255
+
+typedef struct ProbeThread ProbeThread;
+struct ProbeThread {
+        pthread_t thread;
+        int write_fd;
+        unsigned busnum, devnum;
+        InventoryProbeResult result;
+        ProbeThread *next;
+};
+
+struct InventoryProber {
+        Inventory *inv;
+        int pipe[2];
+        sd_event_source *source;
+        ProbeThread *threads;
+};
+
+static void probe_fail(InventoryProbeResult *res, int r, const char *what)
+{
+        res->error = r;
+        free(res->diagnostic);
+        res->diagnostic = NULL;
+        if (asprintf(&res->diagnostic, "could not read the DFU descriptors (%s: %s)", what, strerror(-r)) <
+            0)
+                res->diagnostic = NULL;
+}
+
+static void probe_alt_string(libusb_device_handle *h, uint16_t langid, uint8_t index, InventoryAlt *a)
+{
+        uint8_t buf[STRING_BUF_SIZE];
+        _cleanup_free_ char *utf8 = NULL;
+        bool patched = false;
+        size_t n;
+
+        int r = usb_transport_read_string_raw(h, index, langid, buf, &n);
+        if (r < 0) {
+                if (asprintf(&a->diagnostic, "reading string descriptor %u failed: %s", index,
+                             strerror(-r)) < 0)
+                        a->diagnostic = NULL;
+                return;
+        }
+        if (usb_string_descriptor_decode(buf, n, &utf8, &patched) < 0) {
+                if (asprintf(&a->diagnostic, "string descriptor %u is malformed (%zu bytes)", index, n) < 0)
+                        a->diagnostic = NULL;
+                return;
+        }
+        a->string_patched = patched;
+        DfuseLayout *layout = NULL;
+        if (dfuse_layout_parse(utf8, strlen(utf8), &layout) >= 0)
+                a->layout = layout;
+
+        _cleanup_free_ char *patch_note = NULL;
+        if (patched &&
+            asprintf(&patch_note,
+                     "the string descriptor claimed %u bytes but the device sent %zu; decoded the "
+                     "bytes received",
+                     n > 0 ? buf[0] : 0, n) < 0)
+                patch_note = NULL;
+        const char *layout_note = layout ? layout->diagnostic : NULL;
+        if (patch_note && layout_note) {
+                if (asprintf(&a->diagnostic, "%s; %s", patch_note, layout_note) < 0)
+                        a->diagnostic = NULL;
+        } else if (patch_note)
+                a->diagnostic = TAKE_PTR(patch_note);
+        else if (layout_note)
+                a->diagnostic = strdup(layout_note);
+        a->name = TAKE_PTR(utf8);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(UsbTransport *, usb_transport_free);
+
+static void probe_device(ProbeThread *t)
+{
+        InventoryProbeResult *res = &t->result;
+        _cleanup_(usb_transport_freep) UsbTransport *transport = NULL;
+        _cleanup_(usb_dfu_info_clear) UsbDfuInfo info = {};
+        int r;
+
+        r = usb_transport_open_bus_dev(&transport, (uint8_t)t->busnum, (uint8_t)t->devnum);
+        if (r < 0)
+                return probe_fail(res, r, "open");
+        r = usb_transport_find_dfu(transport, &info);
+        if (r < 0)
+                return probe_fail(res, r, "DFU interfaces");
+        if (info.has_functional)
+                res->transfer_size = info.functional.transfer_size;
+
+        /* String descriptor 0 lists the LANGIDs (USB 2.0 §9.6.7). */
+        libusb_device_handle *h = usb_transport_get_handle(transport);
+        uint8_t langs[STRING_BUF_SIZE];
+        uint16_t langid = 0x0409;
+        size_t n;
+        if (usb_transport_read_string_raw(h, 0, 0, langs, &n) >= 0 && n >= 4)
+                langid = (uint16_t)(langs[2] | langs[3] << 8);
+
+        res->alts = calloc(info.n_alts ? info.n_alts : 1, sizeof(InventoryAlt));
+        if (!res->alts)
+                return probe_fail(res, -ENOMEM, "allocating");
+        for (size_t i = 0; i < info.n_alts; i++) {
+                InventoryAlt *a = &res->alts[res->n_alts++];
+                a->interface = info.alts[i].interface;
+                a->alt = info.alts[i].alt;
+                if (info.alts[i].i_interface)
+                        probe_alt_string(h, langid, info.alts[i].i_interface, a);
+        }
+        /* The transport is released on return: a job opens the device again
+         * when it needs it. */
+}
+
+static void *probe_thread(void *userdata)
+{
+        ProbeThread *t = userdata;
+
+        probe_device(t);
+        /* A pointer is 8 bytes: atomic on a pipe. If the main loop is gone
+         * the write fails and inventory_prober_free() joins us anyway. */
+        ssize_t k = write(t->write_fd, &t, sizeof(t));
+        (void)k;
+        return NULL;
+}
+
+static void probe_thread_free(ProbeThread *t)
+{
+        inventory_probe_result_clear(&t->result);
+        free(t);
+}
+
+static void prober_reap(InventoryProber *p, ProbeThread *t)
+{
+        for (ProbeThread **pp = &p->threads; *pp; pp = &(*pp)->next)
+                if (*pp == t) {
+                        *pp = t->next;
+                        break;
+                }
+        /* The thread wrote its pointer as its last act: this join is immediate. */
+        pthread_join(t->thread, NULL);
+}
+
+static int on_probe_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        InventoryProber *p = userdata;
+        ProbeThread *t;
+
+        for (;;) {
+                ssize_t n = read(fd, &t, sizeof(t));
+                if (n != sizeof(t))
+                        break;
+                prober_reap(p, t);
+                inventory_apply_probe(p->inv, &t->result);
+                probe_thread_free(t);
+        }
+        return 0;
+}
+
+int inventory_prober_new(InventoryProber **ret, Inventory *inv, sd_event *event)
+{
+        InventoryProber *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->inv = inv;
+        if (pipe2(p->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                free(p);
+                return -errno;
+        }
+        r = sd_event_add_io(event, &p->source, p->pipe[0], EPOLLIN, on_probe_done, p);
+        if (r < 0) {
+                inventory_prober_free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+InventoryProber *inventory_prober_free(InventoryProber *p)
+{
+        if (!p)
+                return NULL;
+        sd_event_source_disable_unref(p->source);
+        while (p->threads) {
+                ProbeThread *t = p->threads;
+                prober_reap(p, t);
+                probe_thread_free(t);
+        }
+        safe_close(p->pipe[0]);
+        safe_close(p->pipe[1]);
+        free(p);
+        return NULL;
+}
+
+int inventory_prober_start(InventoryProber *p, const InventoryEntry *e)
+{
+        ProbeThread *t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->write_fd = p->pipe[1];
+        t->busnum = e->busnum;
+        t->devnum = e->devnum;
+        t->result.generation = e->generation;
+        t->result.port = strdup(e->port);
+        if (!t->result.port) {
+                free(t);
+                return -ENOMEM;
+        }
+        int r = pthread_create(&t->thread, NULL, probe_thread, t);
+        if (r != 0) {
+                probe_thread_free(t);
+                return -r;
+        }
+        t->next = p->threads;
+        p->threads = t;
+        log_debug("device %s: probing DFU descriptors (bus %u dev %u)", e->port, e->busnum, e->devnum);
+        return 0;
+}

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "manager.h"
+
+static uint64_t now_monotonic_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void manager_on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e,
+                                 void *userdata)
+{
+        Manager *m = userdata;
+        static const char *const names[_INVENTORY_EVENT_MAX] = {
+                [INVENTORY_EVENT_ADDED] = "notify_device_added",
+                [INVENTORY_EVENT_CHANGED] = "notify_device_changed",
+                [INVENTORY_EVENT_REMOVED] = "notify_device_removed",
+        };
+
+        if (!m->server)
+                return;
+        json_auto_t *params = json_array();
+        if (!params || json_array_append_new(params, inventory_entry_to_json(e)) < 0) {
+                log_oom();
+                return;
+        }
+        server_broadcast(m->server, names[event], params);
+}
+
+int manager_new(Manager **ret, sd_event *event, Config *config)
+{
+        _cleanup_(manager_freep) Manager *m = calloc(1, sizeof(*m));
+        _cleanup_free_ char *error = NULL;
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        m->config = config;
+        m->event = event ? sd_event_ref(event) : NULL;
+        m->start_usec = now_monotonic_usec();
+
+        const char *default_dirs[] = { FLASHD_BOARDS_DATADIR, FLASHD_BOARDS_CONFDIR, NULL };
+        const char *const *dirs =
+                config->n_boards_dirs > 0 ? (const char *const *)config->boards_dirs : default_dirs;
+        r = board_db_load(&m->boards, dirs, &error);
+        if (r < 0)
+                return log_error_errno(r, "cannot load the board database: %s",
+                                       error ? error : strerror(-r));
+        log_info("board database: %zu boards", m->boards->n_boards);
+
+        r = inventory_new(&m->inventory, event, m->boards);
+        if (r < 0)
+                return r;
+        r = inventory_add_listener(m->inventory, manager_on_inventory, m);
+        if (r < 0)
+                return r;
+        r = server_new(&m->server, m);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m)
+{
+        if (!m)
+                return NULL;
+        /* Server first: its clients must not hear about the inventory going away. */
+        m->server = server_free(m->server);
+        m->inventory = inventory_free(m->inventory);
+        board_db_free(m->boards);
+        config_free(m->config);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+sd_event *manager_get_event(Manager *m)
+{
+        return m->event;
+}
+
+double manager_uptime(const Manager *m)
+{
+        return (double)(now_monotonic_usec() - m->start_usec) / 1e6;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+                *s = '\0';
+                if (mkdir(p, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *s = '/';
+        }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+static int manager_listen(Manager *m)
+{
+        char **names = NULL;
+        int n, r;
+
+        if (!m->config->socket_path) {
+                /* Socket activation (flashd.socket): take every fd passed to us. */
+                n = sd_listen_fds_with_names(true, &names);
+                if (n < 0)
+                        return log_error_errno(n, "sd_listen_fds_with_names failed: %m");
+                for (int i = 0; i < n; i++) {
+                        log_info("listening on socket-activated fd %d (%s)", SD_LISTEN_FDS_START + i,
+                                 names && names[i] ? names[i] : "?");
+                        r = server_add_listen_fd(m->server, SD_LISTEN_FDS_START + i);
+                        if (r < 0)
+                                return log_error_errno(r, "cannot watch fd %d: %m", SD_LISTEN_FDS_START + i);
+                }
+                for (int i = 0; names && names[i]; i++)
+                        free(names[i]);
+                free(names);
+                if (n > 0)
+                        return 0;
+        }
+        return server_listen_path(m->server,
+                                  m->config->socket_path ? m->config->socket_path : FLASHD_DEFAULT_SOCKET,
+                                  m->config->socket_group);
+}
+
+int manager_start(Manager *m)
+{
+        int r;
+
+        r = mkdir_p(m->config->state_dir, 0750);
+        if (r < 0)
+                return log_error_errno(r, "cannot create the state directory %s: %m", m->config->state_dir);
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
+        r = inventory_start(m->inventory);
+        if (r < 0)
+                return log_error_errno(r, "cannot start the device inventory: %m");
+        log_info("%zu devices present", inventory_count(m->inventory));
+        return 0;
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The Manager owns everything the main loop owns: the event loop, the
+ * configuration, the board database, the inventory and the server. RPC
+ * handlers reach it through rpc_call_get_manager(). Other modules (jobs,
+ * rules) add their object here and start it in manager_start().
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "boards/board-db.h"
+#include "daemon-config.h"
+#include "inventory/inventory.h"
+#include "server/server.h"
+
+typedef struct Manager {
+        sd_event *event; /* NULL for a manager that only dispatches (fuzzing, unit tests) */
+        Config *config;  /* owned */
+        BoardDb *boards; /* owned; never NULL after manager_new() */
+        Inventory *inventory;
+        Server *server;
+        uint64_t start_usec; /* CLOCK_MONOTONIC */
+        bool stopping;
+} Manager;
+
+/* Takes ownership of config. With `event` NULL nothing is started (no udev,
+ * no socket): RPC dispatch still works. Fails with a clear log message when
+ * the board database does not load. */
+int manager_new(Manager **ret, sd_event *event, Config *config);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Create the state dir, take the listening sockets (socket activation or
+ * config->socket_path), start the inventory. */
+int manager_start(Manager *m);
+
+sd_event *manager_get_event(Manager *m);
+/* Seconds since start. */
+double manager_uptime(const Manager *m);

@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server/rpc.h"
+
+/* Collects the responses of one batch (JSON-RPC 2.0 §6) and hands them on
+ * as one array once the last member call has answered. */
+typedef struct RpcBatch {
+        unsigned n_ref;
+        json_t *responses;
+        uint64_t client_id;
+        RpcResponseFunc cb;
+        void *userdata;
+} RpcBatch;
+
+struct RpcCall {
+        unsigned n_ref;
+        Manager *manager;
+        RpcPeer peer;
+        uint64_t client_id;
+        json_t *id; /* NULL for a notification: nothing is sent back */
+        char *method;
+        RpcResponseFunc cb;
+        void *userdata;
+        RpcBatch *batch;
+        bool replied;
+};
+
+static RpcBatch *rpc_batch_unref(RpcBatch *b)
+{
+        if (!b || --b->n_ref > 0)
+                return NULL;
+        /* §6: nothing at all is returned when every member was a notification. */
+        if (json_array_size(b->responses) > 0)
+                b->cb(b->client_id, b->responses, b->userdata);
+        json_decref(b->responses);
+        free(b);
+        return NULL;
+}
+
+static void rpc_send(uint64_t client_id, RpcResponseFunc cb, void *userdata, RpcBatch *batch,
+                     json_t *response)
+{
+        if (batch)
+                json_array_append(batch->responses, response);
+        else
+                cb(client_id, response, userdata);
+}
+
+json_t *rpc_error_response(json_t *id, RpcError e, const char *message, json_t *data)
+{
+        json_t *error = json_pack("{s:i,s:s}", "code", rpc_error_code(e), "message",
+                                  message ? message : rpc_error_message(e));
+        if (!error) {
+                json_decref(data);
+                return NULL;
+        }
+        if (!data)
+                data = json_object();
+        if (json_is_object(data))
+                json_object_set_new(data, "name", json_string(rpc_error_to_string(e)));
+        json_object_set_new(error, "data", data);
+        return json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error", error);
+}
+
+json_t *rpc_notification_new(const char *method, json_t *params)
+{
+        return json_pack("{s:s,s:s,s:O}", "jsonrpc", "2.0", "method", method, "params",
+                         params ? params : json_array());
+}
+
+RpcCall *rpc_call_ref(RpcCall *call)
+{
+        call->n_ref++;
+        return call;
+}
+
+RpcCall *rpc_call_unref(RpcCall *call)
+{
+        if (!call || --call->n_ref > 0)
+                return NULL;
+        if (!call->replied && call->id) {
+                log_error("method %s finished without a reply", call->method);
+                rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s finished without a reply",
+                                     call->method);
+        }
+        rpc_batch_unref(call->batch);
+        peer_cred_free(call->peer.cred);
+        json_decref(call->id);
+        free(call->method);
+        free(call);
+        return NULL;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(RpcCall *, rpc_call_unref);
+
+Manager *rpc_call_get_manager(const RpcCall *call)
+{
+        return call->manager;
+}
+
+const RpcPeer *rpc_call_get_peer(const RpcCall *call)
+{
+        return &call->peer;
+}
+
+uint64_t rpc_call_get_client_id(const RpcCall *call)
+{
+        return call->client_id;
+}
+
+const char *rpc_call_get_method(const RpcCall *call)
+{
+        return call->method;
+}
+
+bool rpc_call_replied(const RpcCall *call)
+{
+        return call->replied;
+}
+
+int rpc_call_reply(RpcCall *call, json_t *result)
+{
+        if (!result)
+                result = json_string("ok");
+        if (call->replied) {
+                json_decref(result);
+                return -EALREADY;
+        }
+        call->replied = true;
+        if (!call->id) { /* notification */
+                json_decref(result);
+                return 0;
+        }
+        json_t *response = json_pack("{s:s,s:O,s:o}", "jsonrpc", "2.0", "id", call->id, "result", result);
+        if (!response)
+                return -ENOMEM;
+        rpc_send(call->client_id, call->cb, call->userdata, call->batch, response);
+        json_decref(response);
+        return 0;
+}
+
+int rpc_call_reply_error(RpcCall *call, RpcError e, json_t *data, const char *format, ...)
+{
+        char buf[1024];
+
+        if (call->replied) {
+                json_decref(data);
+                return -EALREADY;
+        }
+        call->replied = true;
+        if (format) {
+                va_list ap;
+                va_start(ap, format);
+                vsnprintf(buf, sizeof(buf), format, ap);
+                va_end(ap);
+        }
+        if (!call->id) {
+                json_decref(data);
+                return -EINVAL;
+        }
+        json_t *response = rpc_error_response(call->id, e, format ? buf : NULL, data);
+        if (!response)
+                return -ENOMEM;
+        rpc_send(call->client_id, call->cb, call->userdata, call->batch, response);
+        json_decref(response);
+        return -EINVAL;
+}
+
+int rpc_call_unpack_params(RpcCall *call, json_t *params, const char *format, ...)
+{
+        json_error_t error;
+        json_auto_t *empty = NULL;
+        va_list ap;
+        int r;
+
+        if (!params || json_is_null(params))
+                params = empty = json_object();
+        va_start(ap, format);
+        r = json_vunpack_ex(params, &error, 0, format, ap);
+        va_end(ap);
+        if (r < 0)
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "Invalid params for %s: %s", call->method, error.text);
+        return 0;
+}
+
+const RpcMethod *rpc_method_find(const char *name)
+{
+        for (size_t t = 0; rpc_method_tables[t]; t++)
+                for (const RpcMethod *m = rpc_method_tables[t]; m->name; m++)
+                        if (streq(m->name, name))
+                                return m;
+        return NULL;
+}
+
+static int strcmp_ptr(const void *a, const void *b)
+{
+        return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+json_t *rpc_method_names(void)
+{
+        const char *names[512];
+        size_t n = 0;
+
+        for (size_t t = 0; rpc_method_tables[t]; t++)
+                for (const RpcMethod *m = rpc_method_tables[t]; m->name && n < ELEMENTSOF(names); m++)
+                        names[n++] = m->name;
+        qsort(names, n, sizeof(names[0]), strcmp_ptr);
+
+        json_t *a = json_array();
+        if (!a)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                json_array_append_new(a, json_string(names[i]));
+        return a;
+}
+
+static bool rpc_id_valid(const json_t *id)
+{
+        /* §4: String, Number or Null. Fractional numbers are discouraged;
+         * accept them anyway, they are echoed verbatim. */
+        return json_is_string(id) || json_is_number(id) || json_is_null(id);
+}
+
+/* Check the request's shape (JSON-RPC 2.0 §4); NULL when it is fine, else
+ * the error response to send. */
+static json_t *rpc_check_request(json_t *message, json_t *id, bool *ret_ok)
+{
+        json_t *version = json_object_get(message, "jsonrpc");
+        json_t *method = json_object_get(message, "method");
+        json_t *params = json_object_get(message, "params");
+
+        *ret_ok = false;
+        if (!json_is_string(version) || !streq(json_string_value(version), "2.0"))
+                return rpc_error_response(id, RPC_ERROR_INVALID_REQUEST,
+                                          "Invalid request: \"jsonrpc\" must be \"2.0\"", NULL);
+        if (!json_is_string(method))
+                return rpc_error_response(id, RPC_ERROR_INVALID_REQUEST,
+                                          "Invalid request: \"method\" must be a string", NULL);
+        if (params && !json_is_object(params) && !json_is_array(params))
+                return rpc_error_response(id, RPC_ERROR_INVALID_REQUEST,
+                                          "Invalid request: \"params\" must be an object or an array", NULL);
+        *ret_ok = true;
+        return NULL;
+}
+
+static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *message,
+                            RpcResponseFunc cb, void *userdata, RpcBatch *batch)
+{
+        json_t *id = json_is_object(message) ? json_object_get(message, "id") : NULL;
+        bool ok = false;
+
+        if (id && !rpc_id_valid(id))
+                id = NULL;
+        json_auto_t *response = json_is_object(message)
+                                        ? rpc_check_request(message, id, &ok)
+                                        : rpc_error_response(NULL, RPC_ERROR_INVALID_REQUEST, NULL, NULL);
+        if (!ok) {
+                if (!response)
+                        return -ENOMEM;
+                rpc_send(client_id, cb, userdata, batch, response);
+                return 0;
+        }
+
+        _cleanup_(rpc_call_unrefp) RpcCall *call = calloc(1, sizeof(*call));
+        if (!call)
+                return -ENOMEM;
+        call->n_ref = 1;
+        call->manager = m;
+        call->peer = *peer;
+        call->peer.cred = NULL;
+        call->client_id = client_id;
+        call->id = id ? json_incref(id) : NULL;
+        call->cb = cb;
+        call->userdata = userdata;
+        if (batch) {
+                batch->n_ref++;
+                call->batch = batch;
+        }
+        call->method = strdup(json_string_value(json_object_get(message, "method")));
+        if (!call->method)
+                return -ENOMEM;
+        if (peer->cred && peer_cred_new(&call->peer.cred, peer->cred->pid, peer->cred->uid, peer->cred->gid,
+                                        peer->cred->groups, peer->cred->n_groups) < 0)
+                return -ENOMEM;
+
+        const RpcMethod *entry = rpc_method_find(call->method);
+        if (!entry) {
+                rpc_call_reply_error(call, RPC_ERROR_METHOD_NOT_FOUND,
+                                     json_pack("{s:s}", "method", call->method), "Method not found: %s",
+                                     call->method);
+                return 0;
+        }
+        if ((entry->flags & RPC_METHOD_MUTATING) && !peer->may_mutate) {
+                log_notice("client %llu (uid %u) denied %s", (unsigned long long)client_id,
+                           (unsigned)peer->uid, call->method);
+                rpc_call_reply_error(call, RPC_ERROR_PERMISSION_DENIED,
+                                     json_pack("{s:s}", "method", call->method),
+                                     "Permission denied: %s changes state and needs root or a member of the "
+                                     "flash group (flash_group in flashd.conf)",
+                                     call->method);
+                return 0;
+        }
+
+        log_debug("client %llu: %s", (unsigned long long)client_id, call->method);
+        int r = entry->handler(call, json_object_get(message, "params"));
+        if (r < 0 && !call->replied)
+                rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s failed: %s", call->method,
+                                     strerror(-r));
+        return 0;
+}
+
+int rpc_dispatch(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *message, RpcResponseFunc cb,
+                 void *userdata)
+{
+        if (!json_is_array(message))
+                return rpc_dispatch_one(m, peer, client_id, message, cb, userdata, NULL);
+
+        if (json_array_size(message) == 0) {
+                json_auto_t *response = rpc_error_response(NULL, RPC_ERROR_INVALID_REQUEST,
+                                                           "Invalid request: empty batch", NULL);
+                if (!response)
+                        return -ENOMEM;
+                cb(client_id, response, userdata);
+                return 0;
+        }
+
+        RpcBatch *batch = calloc(1, sizeof(*batch));
+        if (!batch)
+                return -ENOMEM;
+        *batch = (RpcBatch){
+                .n_ref = 1, .responses = json_array(), .client_id = client_id, .cb = cb, .userdata = userdata
+        };
+        if (!batch->responses) {
+                free(batch);
+                return -ENOMEM;
+        }
+        size_t i;
+        json_t *member;
+        int r = 0;
+        json_array_foreach (message, i, member) {
+                r = rpc_dispatch_one(m, peer, client_id, member, cb, userdata, batch);
+                if (r < 0)
+                        break;
+        }
+        rpc_batch_unref(batch);
+        return r;
+}
+
+int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                      RpcResponseFunc cb, void *userdata)
+{
+        json_error_t error;
+        /* JSON_DISABLE_EOF_CHECK is not set: trailing garbage is a parse error. */
+        json_auto_t *message = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+
+        if (!message) {
+                char buf[256];
+                snprintf(buf, sizeof(buf), "Parse error: %s (at byte %d)", error.text, error.position);
+                json_auto_t *response = rpc_error_response(NULL, RPC_ERROR_PARSE, buf, NULL);
+                if (!response)
+                        return -ENOMEM;
+                cb(client_id, response, userdata);
+                return 0;
+        }
+        return rpc_dispatch(m, peer, client_id, message, cb, userdata);
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The Unix socket server: accepts clients, reads ETX-framed JSON-RPC
+ * messages (proto/rpc-frame.h) with non-blocking I/O, hands each to
+ * rpc_dispatch_text(), and queues responses and notifications per client.
+ *
+ * Limits (proto/API.md, "Limits"): one message may be at most
+ * SERVER_INPUT_MAX bytes (a larger one is answered with -32001 and skipped
+ * up to its ETX); a client's unsent output may grow to SERVER_OUTPUT_MAX
+ * bytes, beyond that the client is disconnected (it is not reading); at
+ * most SERVER_CLIENTS_MAX clients at once.
+ */
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rpc-frame.h"
+
+#define SERVER_INPUT_MAX   RPC_FRAME_MAX_DEFAULT
+#define SERVER_OUTPUT_MAX  (4u * 1024u * 1024u)
+#define SERVER_CLIENTS_MAX 1024u
+
+typedef struct Manager Manager;
+typedef struct Server Server;
+
+int server_new(Server **ret, Manager *m);
+Server *server_free(Server *s);
+
+/* Listen on an fd from socket activation (already bound and listening). */
+int server_add_listen_fd(Server *s, int fd);
+/* Create, bind and listen on `path` (parent dir created, stale socket
+ * unlinked, mode 0660, group `group` if it exists). */
+int server_listen_path(Server *s, const char *path, const char *group);
+
+/* Send a notification to every identified client (those that called
+ * server.connection.identify). `params` is borrowed (an array). */
+int server_broadcast(Server *s, const char *method, json_t *params);
+
+/* The dispatch callback for socket clients (also used by tests). */
+void server_on_response(uint64_t client_id, json_t *response, void *userdata);
+
+size_t server_n_clients(const Server *s);
+
+/* For server.connection.identify: mark a client identified. -ENOENT if gone. */
+int server_identify_client(Server *s, uint64_t client_id, const char *name, const char *version,
+                           const char *type, const char *url);
