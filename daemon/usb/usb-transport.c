@@ -234,6 +234,11 @@ int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt)
         return usb_errno_from_libusb(libusb_set_interface_alt_setting(t->handle, interface, alt));
 }
 
+int usb_transport_reset(UsbTransport *t)
+{
+        return usb_errno_from_libusb(libusb_reset_device(t->handle));
+}
+
 int usb_transport_control(UsbTransport *t, uint8_t request_type, uint8_t request, uint16_t value,
                           uint16_t index, void *data, uint16_t len, unsigned timeout_ms)
 {

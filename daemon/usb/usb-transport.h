@@ -42,6 +42,11 @@ int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_de
 /* Claim `interface` (released on free) and select `alt`. */
 int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt);
 
+/* USB port reset (libusb_reset_device). -ENODEV or -ENOENT when the device
+ * re-enumerated as something else or vanished, which after a DFU leave is
+ * the expected outcome. */
+int usb_transport_reset(UsbTransport *t);
+
 /*
  * One control transfer. bmRequestType's direction bit picks IN or OUT.
  * Returns the number of bytes transferred. `timeout_ms` of 0 is refused:
