@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "flashctl.h"
@@ -154,10 +155,11 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
         }
 
         /* The port identifies the board: never cut it; cut the layout last. */
-        if (table_rows(t) > 0 || ctx->legend)
+        if (table_rows(t) > 0)
                 table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
         if (ctx->legend)
-                printf("\n%zu device%s listed.\n", table_rows(t), table_rows(t) == 1 ? "" : "s");
+                printf("%s%zu device%s listed.\n", table_rows(t) > 0 ? "\n" : "", table_rows(t),
+                       table_rows(t) == 1 ? "" : "s");
         table_free(t);
         return FLASHCTL_EXIT_OK;
 }
@@ -258,6 +260,80 @@ static void print_notes(const char *title, const json_t *notes, OutputColor colo
         }
 }
 
+/* A uint from the JSON, or -1. */
+static int64_t uint_field(const json_t *o, const char *key)
+{
+        const json_t *v = json_object_get(o, key);
+        return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+}
+
+static void print_area(const char *label, const json_t *o, const char *base_key, const char *size_key)
+{
+        char a[FORMAT_BUF_MAX], b[FORMAT_BUF_MAX];
+        int64_t base = uint_field(o, base_key), size = uint_field(o, size_key);
+
+        if (base < 0 || size < 0)
+                return;
+        printf("%17s: %s at %s\n", label, format_size(b, (uint64_t)size), format_address(a, (uint64_t)base));
+}
+
+/* A board from the database (board.info): what flashd would do with it. */
+static void print_board(Flashctl *ctx, const json_t *b)
+{
+        static const char *const known[] = { "name",   "title",    "bootloader", "reboot",
+                                             "source", "variants", "mcus",       NULL };
+        bool color = ctx->use_color;
+        char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
+
+        printf("%s%s%s", output_color_on(OUTPUT_COLOR_BOLD, color), strna(str_field(b, "name")),
+               output_color_off(color));
+        if (str_field(b, "title"))
+                printf(" - %s", str_field(b, "title"));
+        printf(" %s(board database; not connected)%s\n", output_color_on(OUTPUT_COLOR_GREY, color),
+               output_color_off(color));
+        print_field("Bootloader", str_field(b, "bootloader"));
+        print_field("Reboot", str_field(b, "reboot"));
+        print_field("Defined in", str_field(b, "source"));
+        output_print_fields(stdout, b, known, 0, 15);
+
+        size_t i;
+        const json_t *v;
+        json_array_foreach (json_object_get(b, "variants"), i, v) {
+                if (!json_is_object(v))
+                        continue;
+                static const char *const vknown[] = {
+                        "id",          "mcu",       "flash_base", "flash_size", "app_offset",
+                        "app_address", "ram_start", "ram_size",   "layout",     "layout_string",
+                        "usb",         "hints",     NULL
+                };
+                printf("\n%sVariant %s%s (%s)\n", output_color_on(OUTPUT_COLOR_BOLD, color),
+                       strna(str_field(v, "id")), output_color_off(color), strna(str_field(v, "mcu")));
+                print_area("Flash", v, "flash_base", "flash_size");
+                int64_t app = uint_field(v, "app_address"), off = uint_field(v, "app_offset");
+                if (app >= 0 && off >= 0)
+                        printf("%17s: %s (after a %s bootloader)\n", "Application at",
+                               format_address(a, (uint64_t)app), format_size(sz, (uint64_t)off));
+                print_area("RAM", v, "ram_start", "ram_size");
+                const json_t *usb = json_object_get(v, "usb");
+                if (json_is_object(usb)) {
+                        const char *mode;
+                        const json_t *id;
+                        printf("%17s:", "USB ids");
+                        json_object_foreach ((json_t *)usb, mode, id)
+                                if (json_is_string(id))
+                                        printf(" %s %s", mode, json_string_value(id));
+                        fputc('\n', stdout);
+                }
+                _cleanup_free_ char *summary = NULL;
+                if (layout_summary(json_object_get(v, "layout"), &summary) >= 0 && summary[0])
+                        printf("%17s: %s\n", "Layout", summary);
+                if (!streq_ptr(str_field(v, "reboot"), str_field(b, "reboot")))
+                        printf("%17s: %s\n", "Reboot", strna(str_field(v, "reboot")));
+                output_print_fields(stdout, v, vknown, 0, 17);
+                print_notes("Hints", json_object_get(v, "hints"), OUTPUT_COLOR_BLUE, color);
+        }
+}
+
 static void print_device(Flashctl *ctx, const json_t *d)
 {
         char buf[FORMAT_BUF_MAX];
@@ -274,15 +350,26 @@ static void print_device(Flashctl *ctx, const json_t *d)
         print_field("Product", str_field(d, "product"));
         print_field("Serial", str_field(d, "serial"));
         print_field("MCU", str_field(d, "mcu"));
-        print_field("Board", board);
+        if (board && str_field(d, "board_title"))
+                printf("%15s: %s (%s)\n", "Board", board, str_field(d, "board_title"));
+        else
+                print_field("Board", board ? board : "unknown");
         print_field("Board variant", str_field(d, "board_variant"));
-        if (str_field(d, "board")) {
-                const json_t *cands = json_object_get(d, "board_candidates");
-                if (json_array_size(cands) > 1) {
-                        _cleanup_free_ char *s = json_dumps(cands, JSON_COMPACT);
-                        print_field("Candidates", s);
+        const json_t *cands = json_object_get(d, "board_candidates");
+        if (json_array_size(cands) > 1 || (!str_field(d, "board") && json_array_size(cands) > 0)) {
+                /* Several boards fit what the device shows of itself. */
+                size_t i;
+                const json_t *c;
+                printf("%15s:", "Could be");
+                json_array_foreach (cands, i, c) {
+                        const char *name = json_is_string(c) ? json_string_value(c) : str_field(c, "name");
+                        const char *variant = str_field(c, "variant");
+                        printf("%s %s%s%s", i ? "," : "", strna(name), variant ? "/" : "",
+                               strempty(variant));
                 }
+                fputc('\n', stdout);
         }
+        print_field("Previous MCU", str_field(d, "previous_mcu"));
         print_field("TTY", str_field(d, "tty"));
         print_field("By-id", str_field(d, "by_id"));
         print_field("USB node", str_field(d, "usb_devnode"));
@@ -292,6 +379,16 @@ static void print_device(Flashctl *ctx, const json_t *d)
         if (json_is_integer(busnum) && json_is_integer(devnum))
                 printf("%15s: %03" JSON_INTEGER_FORMAT "/%03" JSON_INTEGER_FORMAT "\n", "Bus/device",
                        json_integer_value(busnum), json_integer_value(devnum));
+        json_t *since = json_object_get(d, "since");
+        if (json_is_number(since) && json_number_value(since) > 0) {
+                char when[64];
+                time_t t = (time_t)json_number_value(since);
+                struct tm tm;
+                if (localtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) > 0)
+                        print_field("Since", when);
+        }
+        if (json_is_false(json_object_get(d, "probed")))
+                print_field("Probed", "not yet (the layout is being read)");
         json_t *ts = json_object_get(d, "transfer_size");
         if (json_is_integer(ts) && json_integer_value(ts) > 0)
                 print_field("Transfer size", format_size(buf, (uint64_t)json_integer_value(ts)));
@@ -335,6 +432,9 @@ static void print_device(Flashctl *ctx, const json_t *d)
                                strna(str_field(alt, "name")));
                         if (summary && summary[0])
                                 printf("  %s", summary);
+                        if (json_is_true(json_object_get(alt, "string_patched")))
+                                printf("  %s(short descriptor read as received)%s",
+                                       output_color_on(OUTPUT_COLOR_YELLOW, color), output_color_off(color));
                         if (json_is_true(json_object_get(alt, "truncated")))
                                 printf("  %s(repaired)%s", output_color_on(OUTPUT_COLOR_YELLOW, color),
                                        output_color_off(color));
@@ -348,73 +448,6 @@ static void print_device(Flashctl *ctx, const json_t *d)
         print_notes("Hints", json_object_get(d, "hints"), OUTPUT_COLOR_BLUE, color);
 }
 
-static bool device_matches(const json_t *d, const char *arg, const char *resolved)
-{
-        static const char *const keys[] = { "id", "port", "tty", "by_id", "usb_devnode", "path", "serial" };
-        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-                const char *v = str_field(d, keys[i]);
-                if (!v)
-                        continue;
-                if (streq(v, arg) || (resolved && streq(v, resolved)))
-                        return true;
-                /* "ttyACM0" for "/dev/ttyACM0", the by-id name without its directory */
-                const char *base = strrchr(v, '/');
-                if (base && streq(base + 1, arg))
-                        return true;
-        }
-        return false;
-}
-
-static bool device_is_board(const json_t *d, const char *arg)
-{
-        if (streq_ptr(str_field(d, "board"), arg))
-                return true;
-        return false;
-}
-
-/*
- * Resolve DEVICE|BOARD with what the daemon reports: an exact device match
- * first (port, tty, by-id path, device node; symlinks resolved), then the
- * connected devices of a board. Returns 0 with a device (new reference),
- * 0 with NULL when nothing matches, or an exit status.
- */
-static int find_device(Flashctl *ctx, const char *arg, json_t **ret)
-{
-        _cleanup_free_ char *resolved = realpath(arg, NULL);
-        json_auto_t *list = NULL;
-        json_t *found = NULL;
-        size_t i, n_board = 0;
-        json_t *d;
-
-        int r = flashctl_call(ctx, "device.list", NULL, &list, NULL);
-        if (r != 0)
-                return r;
-        if (!json_is_array(list))
-                return flashctl_report_error(ctx, -EBADMSG, "device.list");
-
-        json_array_foreach (list, i, d)
-                if (device_matches(d, arg, resolved)) {
-                        *ret = json_incref(d);
-                        return 0;
-                }
-        json_array_foreach (list, i, d)
-                if (device_is_board(d, arg)) {
-                        found = d;
-                        n_board++;
-                }
-        if (n_board > 1) {
-                fprintf(stderr, "flashctl: %zu connected devices are '%s'; name one by its port:\n", n_board,
-                        arg);
-                json_array_foreach (list, i, d)
-                        if (device_is_board(d, arg))
-                                fprintf(stderr, "  %s  %s\n", strna(str_field(d, "id")),
-                                        strna(device_node(d)));
-                return FLASHCTL_EXIT_DAEMON_ERROR;
-        }
-        *ret = found ? json_incref(found) : NULL;
-        return 0;
-}
-
 static int verb_info(Flashctl *ctx, int argc, char **argv)
 {
         static const struct option options[] = { {} };
@@ -426,7 +459,8 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                 return flashctl_usage_error(argv[0], "'info' needs exactly one DEVICE or BOARD");
         const char *arg = argv[optind];
 
-        /* Ask the daemon first: it knows every name a device goes by. */
+        /* The daemon resolves every name a device goes by (port, tty, by-id
+         * link, device node, the name of the one connected board of a kind). */
         json_auto_t *params = json_pack("{s:s}", "device", arg);
         json_auto_t *device = NULL;
         RpcClientError e = {};
@@ -439,20 +473,6 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                 flashctl_print_daemon_error(&e);
                 rpc_client_error_done(&e);
                 return r;
-        }
-        if (r == FLASHCTL_EXIT_DAEMON_ERROR) {
-                /* Not a device id the daemon resolves: try the names we can
-                 * match from the list (tty, by-id links, board names). */
-                json_t *d = NULL;
-                int k = find_device(ctx, arg, &d);
-                if (k != 0) {
-                        rpc_client_error_done(&e);
-                        return k;
-                }
-                if (d) {
-                        device = d;
-                        r = 0;
-                }
         }
         if (r == FLASHCTL_EXIT_DAEMON_ERROR) {
                 /* Not connected: maybe a board from the database. */
@@ -468,8 +488,10 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                         return k;
                 }
                 if (k == FLASHCTL_EXIT_DAEMON_ERROR) {
-                        fprintf(stderr, "flashctl: no device or board '%s': %s\n", arg, e.message);
-                        fprintf(stderr, "Connected devices: flashctl list; known boards: flashctl boards\n");
+                        fprintf(stderr, "flashctl: %s\n", e.message);
+                        fprintf(stderr,
+                                "No board '%s' in the board database either (flashctl boards lists them).\n",
+                                arg);
                         rpc_client_error_done(&e);
                         rpc_client_error_done(&be);
                         return FLASHCTL_EXIT_DAEMON_ERROR;
@@ -482,9 +504,7 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                                                                    : FLASHCTL_EXIT_OK;
                 if (!json_is_object(board))
                         return flashctl_report_error(ctx, -EBADMSG, "board.info");
-                printf("%s(board from the database; not connected)%s\n",
-                       output_color_on(OUTPUT_COLOR_GREY, ctx->use_color), output_color_off(ctx->use_color));
-                output_print_fields(stdout, board, NULL, 0, 0);
+                print_board(ctx, board);
                 return FLASHCTL_EXIT_OK;
         }
         rpc_client_error_done(&e);
@@ -540,7 +560,7 @@ static int verb_boards(Flashctl *ctx, int argc, char **argv)
                                 json_array_foreach (m, j, v) {
                                         const char *s = json_is_string(v) ? json_string_value(v)
                                                                           : str_field(v, "mcu");
-                                        fprintf(f, "%s%s", j ? "," : "", strna(s));
+                                        fprintf(f, "%s%s", j ? ", " : "", strna(s));
                                 }
                                 fclose(f);
                         }

@@ -26,7 +26,13 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
         if (!json_is_object(result))
                 return flashctl_report_error(ctx, -EBADMSG, "server.info");
 
-        /* The daemon decides what it reports; show all of it. */
+        /* The daemon decides what it reports; show all of it, the uptime for a person. */
+        json_t *uptime = json_object_get(result, "uptime");
+        if (json_is_number(uptime) && json_number_value(uptime) >= 0) {
+                char buf[FORMAT_BUF_MAX];
+                json_object_set_new(result, "uptime",
+                                    json_string(format_duration(buf, (uint64_t)json_number_value(uptime))));
+        }
         output_print_fields(stdout, result, NULL, 0, 0);
         return FLASHCTL_EXIT_OK;
 }

@@ -384,12 +384,51 @@ int table_print(const Table *t, FILE *f, unsigned width, bool use_color, bool le
 
 const char *output_label(char *buf, size_t size, const char *key)
 {
+        /* Words a person reads as acronyms. */
+        static const char *const acronyms[] = {
+                "api", "mcu", "usb", "id", "ram", "tty", "dfu", "uid", NULL
+        };
         size_t i = 0;
+
         for (; key[i] && i + 1 < size; i++)
                 buf[i] = key[i] == '_' ? ' ' : key[i];
         buf[i] = '\0';
+
+        for (char *w = buf; *w;) {
+                size_t n = strcspn(w, " ");
+                for (const char *const *a = acronyms; *a; a++)
+                        if (strlen(*a) == n && strncmp(w, *a, n) == 0)
+                                for (size_t k = 0; k < n; k++)
+                                        w[k] = (char)(w[k] - 'a' + 'A');
+                w += n;
+                w += strspn(w, " ");
+        }
         if (buf[0] >= 'a' && buf[0] <= 'z')
                 buf[0] = (char)(buf[0] - 'a' + 'A');
+        return buf;
+}
+
+const char *format_duration(char buf[static FORMAT_BUF_MAX], uint64_t seconds)
+{
+        static const struct {
+                const char *suffix;
+                uint64_t seconds;
+        } units[] = { { "d", 86400 }, { "h", 3600 }, { "min", 60 }, { "s", 1 } };
+        size_t len = 0;
+        unsigned shown = 0;
+
+        /* Two units at most ("3d 4h"): the rest is noise for a person. */
+        for (size_t i = 0; i < ELEMENTSOF(units) && shown < 2; i++) {
+                uint64_t n = seconds / units[i].seconds;
+                if (n == 0 && !(shown == 0 && units[i].seconds == 1))
+                        continue;
+                len += (size_t)snprintf(buf + len, FORMAT_BUF_MAX - len, "%s%" PRIu64 "%s", shown ? " " : "",
+                                        n, units[i].suffix);
+                seconds %= units[i].seconds;
+                shown++;
+                if (seconds == 0)
+                        break;
+        }
         return buf;
 }
 

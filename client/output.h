@@ -23,6 +23,8 @@ const char *format_size(char buf[static FORMAT_BUF_MAX], uint64_t bytes);
 const char *format_size_short(char buf[static FORMAT_BUF_MAX], uint64_t bytes);
 /* "0x08000000": at least eight hex digits, as in datasheets and dfu-util. */
 const char *format_address(char buf[static FORMAT_BUF_MAX], uint64_t address);
+/* "3d 4h", "2h 5min", "42s", "0s": two units at most. */
+const char *format_duration(char buf[static FORMAT_BUF_MAX], uint64_t seconds);
 /* Sector flags (1 readable, 2 erasable, 4 writeable) as "rew", "r--", "---". */
 const char *format_flags(char buf[static FORMAT_BUF_MAX], unsigned flags);
 

@@ -241,15 +241,10 @@ def main():
     check(len(sector_lines) == 12, f"info lists 12 sectors, got {len(sector_lines)}")
     rc, out, _, _ = run(["--socket", sock, "--json", "info", "1-1.3"])
     check(rc == 0 and json.loads(out) == F429, "info --json")
-    # by board name, matched from the list when the daemon does not resolve it
-    rc, out, _, _ = run(["--socket", sock, "info", "octopus-pro"])
-    check(rc == 0 and "Port: 1-1.3" in out, f"info by board name: {out!r}")
-    rc, out, _, _ = run(["--socket", sock, "info", "/dev/bus/usb/001/007"])
-    check(rc == 0 and "Port: 1-1.3" in out, "info by USB node")
-
-    # not found anywhere: exit 1 and the daemon's words
+    # neither a device nor a board: exit 1 and the daemon's words
     rc, out, err, _ = run(["--socket", sock, "info", "nope"])
-    check(rc == 1 and "no device or board 'nope'" in err, f"info nope: rc {rc} {err!r}")
+    check(rc == 1 and "no device 'nope'" in err and "No board 'nope'" in err, f"info nope: rc {rc} {err!r}")
+    check(srv.methods[-2:] == ["device.info", "board.info"], f"info asks device, then board: {srv.methods}")
     srv.close()
 
     # --- ambiguous: the candidates are printed

@@ -197,17 +197,38 @@ static void test_labels(void)
                 const char *key, *label;
         } cases[] = {
                 { "board_variant", "Board variant" },
-                { "mcu", "Mcu" },
+                { "mcu", "MCU" },
                 { "x", "X" },
                 { "", "" },
+                { "api_version", "API version" },
+                { "previous_mcu", "Previous MCU" },
+                { "idle", "Idle" },
+                { "usb", "USB" },
+                { "by_id", "By ID" },
         };
         char buf[64];
         for (size_t i = 0; i < ELEMENTSOF(cases); i++)
                 CHECK_STR(output_label(buf, sizeof(buf), cases[i].key), cases[i].label);
 }
 
+static void test_durations(void)
+{
+        static const struct {
+                uint64_t seconds;
+                const char *text;
+        } cases[] = {
+                { 0, "0s" },        { 1, "1s" },          { 59, "59s" },           { 60, "1min" },
+                { 61, "1min 1s" },  { 3600, "1h" },       { 3725, "1h 2min" },     { 86400, "1d" },
+                { 90061, "1d 1h" }, { 86461, "1d 1min" }, { 400 * 86400, "400d" },
+        };
+        char buf[FORMAT_BUF_MAX];
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++)
+                CHECK_STR(format_duration(buf, cases[i].seconds), cases[i].text);
+}
+
 int main(void)
 {
+        test_durations();
         test_sizes();
         test_address_flags();
         test_layout_summary();
