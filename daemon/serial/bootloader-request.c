@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+
+#include "macros.h"
+#include "serial/bootloader-request.h"
+#include "serial/serial-port.h"
+
+/* Time for the request to leave the UART before we close (250000 baud
+ * moves 33 bytes in ~1.3 ms; slow rates and USB-serial adapters need more). */
+#define UART_DRAIN_TIMEOUT_USEC (500u * 1000u)
+#define UART_WRITE_TIMEOUT_USEC (1000u * 1000u)
+
+static bool modem_error_ignorable(int r)
+{
+        /* No modem lines (pty, emulated tty, some USB-serial chips). */
+        return r == -ENOTTY || r == -EINVAL || r == -ENOTSUP || r == -EOPNOTSUPP;
+}
+
+int bootloader_request_usb(const char *tty_path)
+{
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        int r;
+
+        /* flash_usb.py enter_bootloader(): DTR up, 1200 baud, DTR down,
+         * close. termios is otherwise left as it is. */
+        r = serial_port_open(&p, tty_path, 0);
+        if (r < 0)
+                return r;
+
+        r = serial_port_set_modem_lines(p, TIOCM_DTR, true);
+        if (r < 0 && !modem_error_ignorable(r))
+                return r;
+
+        r = serial_port_set_baud(p, 1200);
+        if (r < 0)
+                /* The board is gone already or the tty is not a tty:
+                 * either way the request did not happen. */
+                return r;
+
+        r = serial_port_set_modem_lines(p, TIOCM_DTR, false);
+        if (r < 0 && !modem_error_ignorable(r) && r != -EIO && r != -ENODEV)
+                /* EIO here usually means the board is already rebooting. */
+                return r;
+
+        return 0;
+}
+
+int bootloader_request_uart(const char *tty_path, unsigned baud)
+{
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        uint8_t req[1 + BOOTLOADER_REQUEST_BLOCK_SIZE];
+        int r;
+
+        if (baud == 0)
+                baud = BOOTLOADER_UART_DEFAULT_BAUD;
+
+        r = serial_port_open(&p, tty_path, baud);
+        if (r < 0)
+                return r;
+
+        req[0] = BOOTLOADER_REQUEST_SYNC;
+        memcpy(req + 1, BOOTLOADER_REQUEST_BLOCK, BOOTLOADER_REQUEST_BLOCK_SIZE);
+        r = serial_transport_write(serial_port_get_transport(p), req, sizeof(req), UART_WRITE_TIMEOUT_USEC);
+        if (r < 0)
+                return r;
+
+        r = serial_port_drain(p, UART_DRAIN_TIMEOUT_USEC);
+        if (r < 0 && r != -ETIMEDOUT)
+                return r;
+        return 0;
+}
+
+/* Read a small file under dir into buf (NUL terminated); length or -errno. */
+static ssize_t read_small(int dir_fd, const char *name, char *buf, size_t size)
+{
+        _cleanup_close_ int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        return n;
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+        if (S_ISCHR(a->st_mode) && S_ISCHR(b->st_mode))
+                return a->st_rdev == b->st_rdev;
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
+{
+        char buf[4096];
+        ssize_t n;
+
+        *h = (TtyHolder){ .pid = pid };
+
+        if (read_small(pid_fd, "comm", h->comm, sizeof(h->comm)) > 0)
+                h->comm[strcspn(h->comm, "\n")] = 0;
+        snprintf(h->name, sizeof(h->name), "%s", h->comm);
+
+        n = read_small(pid_fd, "cmdline", buf, sizeof(buf));
+        if (n > 0) {
+                /* argv is NUL separated; find the script an interpreter runs
+                 * (klippy.py under python3 -> "klippy"). */
+                const char *argv0 = buf;
+                const char *base0 = strrchr(argv0, '/');
+                base0 = base0 ? base0 + 1 : argv0;
+                bool interpreter = strncmp(base0, "python", 6) == 0 || strncmp(h->comm, "python", 6) == 0;
+                size_t pos = strlen(buf) + 1;
+                while (interpreter && pos < (size_t)n) {
+                        const char *arg = buf + pos;
+                        pos += strlen(arg) + 1;
+                        if (arg[0] == '-' || arg[0] == 0)
+                                continue;
+                        const char *b = strrchr(arg, '/');
+                        b = b ? b + 1 : arg;
+                        size_t len = strlen(b);
+                        if (len > 3 && streq(b + len - 3, ".py"))
+                                len -= 3;
+                        if (len > 0)
+                                snprintf(h->name, sizeof(h->name), "%.*s", (int)len, b);
+                        break;
+                }
+
+                for (ssize_t i = 0; i < n - 1; i++)
+                        if (buf[i] == 0)
+                                buf[i] = ' ';
+                snprintf(h->cmdline, sizeof(h->cmdline), "%s", buf);
+        }
+
+        n = read_small(pid_fd, "cgroup", buf, sizeof(buf));
+        if (n > 0) {
+                /* "0::/system.slice/klipper.service": the innermost .service. */
+                char *line = strstr(buf, "0::");
+                if (line) {
+                        line += 3;
+                        line[strcspn(line, "\n")] = 0;
+                        char *best = NULL;
+                        for (char *tok = strtok(line, "/"); tok; tok = strtok(NULL, "/")) {
+                                size_t len = strlen(tok);
+                                if (len > 8 && streq(tok + len - 8, ".service"))
+                                        best = tok;
+                        }
+                        if (best)
+                                snprintf(h->unit, sizeof(h->unit), "%s", best);
+                }
+        }
+}
+
+int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret)
+{
+        struct stat tty_st;
+        DIR *proc;
+
+        if (stat(tty_path, &tty_st) < 0)
+                return -errno;
+
+        proc = opendir(proc_root);
+        if (!proc)
+                return -errno;
+
+        struct dirent *de;
+        int found = 0;
+        while (!found && (de = readdir(proc))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+                if (*end != 0 || pid <= 0 || end == de->d_name)
+                        continue;
+                if (exclude_pid > 0 && pid == exclude_pid)
+                        continue;
+
+                _cleanup_close_ int pid_fd =
+                        openat(dirfd(proc), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (pid_fd < 0)
+                        continue; /* exited meanwhile */
+                int fd_dir_fd = openat(pid_fd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd_dir_fd < 0)
+                        continue; /* not ours to look at */
+                DIR *fds = fdopendir(fd_dir_fd);
+                if (!fds) {
+                        safe_close(fd_dir_fd);
+                        continue;
+                }
+                struct dirent *fe;
+                while ((fe = readdir(fds))) {
+                        struct stat st;
+                        if (fe->d_name[0] == '.')
+                                continue;
+                        /* Follows the magic link to the open file. */
+                        if (fstatat(dirfd(fds), fe->d_name, &st, 0) < 0)
+                                continue;
+                        if (same_file(&st, &tty_st)) {
+                                holder_fill(pid_fd, (pid_t)pid, ret);
+                                found = 1;
+                                break;
+                        }
+                }
+                closedir(fds);
+        }
+        closedir(proc);
+        return found;
+}
+
+char *tty_holder_describe(const TtyHolder *h, const char *tty_path)
+{
+        char *s = NULL;
+        int r;
+
+        if (h->unit[0])
+                r = asprintf(&s, "%s is in use by %s (pid %d, %s): stop %s or pass --stop-unit %s", tty_path,
+                             h->name[0] ? h->name : "another process", (int)h->pid, h->unit, h->unit,
+                             h->unit);
+        else
+                r = asprintf(&s, "%s is in use by %s (pid %d): stop that program first", tty_path,
+                             h->name[0] ? h->name : "another process", (int)h->pid);
+        return r < 0 ? NULL : s;
+}

@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <strings.h>
+#include <time.h>
+
+#include "macros.h"
+#include "serial/katapult-session.h"
+
+/* Poll the cancel flag at least this often while waiting. */
+#define CANCEL_SLICE_USEC (100u * 1000u)
+/* An invalid command code for priming (flashtool.py uses 0x90). */
+#define PRIME_COMMAND 0x90
+
+const KatapultTimeouts katapult_timeouts_default = {
+        .reply_usec = 2u * 1000u * 1000u,
+        .block_reply_usec = 5u * 1000u * 1000u,
+        .quiet_usec = 100u * 1000u,
+        .retry_delay_usec = 500u * 1000u,
+        .busy_delay_usec = 1500u * 1000u,
+        .tries = 5,
+};
+
+struct KatapultSession {
+        SerialTransport *transport;
+        KatapultCallbacks cb;
+        KatapultTimeouts timeouts;
+        KatapultDecoder decoder;
+        bool prime;
+        bool connected;
+        KatapultConnectInfo info;
+        uint32_t pages_written;
+        unsigned resends;
+        char error[512];
+        uint8_t frame[KATAPULT_FRAME_MAX];
+        uint8_t reply[KATAPULT_PAYLOAD_MAX];
+        size_t reply_size;
+};
+
+const char *katapult_phase_to_string(KatapultPhase p)
+{
+        switch (p) {
+        case KATAPULT_PHASE_WRITE:
+                return "write";
+        case KATAPULT_PHASE_VERIFY:
+                return "verify";
+        case KATAPULT_PHASE_LEAVE:
+                return "leave";
+        case _KATAPULT_PHASE_MAX:
+        case _KATAPULT_PHASE_INVALID:
+                break;
+        }
+        return NULL;
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+_printf_(3, 4) static int fail(KatapultSession *s, int r, const char *format, ...)
+{
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(s->error, sizeof(s->error), format, ap);
+        va_end(ap);
+        return r;
+}
+
+static bool cancelled(KatapultSession *s)
+{
+        return s->cb.cancel && atomic_load(s->cb.cancel);
+}
+
+/* Sleep in slices so cancellation is noticed. */
+static int pause_usec(KatapultSession *s, uint64_t usec)
+{
+        uint64_t end = now_usec() + usec;
+        for (;;) {
+                if (cancelled(s))
+                        return -ECANCELED;
+                uint64_t n = now_usec();
+                if (n >= end)
+                        return 0;
+                uint64_t d = MIN(end - n, (uint64_t)CANCEL_SLICE_USEC);
+                struct timespec ts = { .tv_sec = (time_t)(d / 1000000u),
+                                       .tv_nsec = (long)(d % 1000000u) * 1000 };
+                nanosleep(&ts, NULL);
+        }
+}
+
+int katapult_session_new(KatapultSession **ret, SerialTransport *t)
+{
+        KatapultSession *s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->transport = t;
+        s->timeouts = katapult_timeouts_default;
+        katapult_decoder_init(&s->decoder);
+        *ret = s;
+        return 0;
+}
+
+KatapultSession *katapult_session_free(KatapultSession *s)
+{
+        free(s);
+        return NULL;
+}
+
+void katapult_session_set_callbacks(KatapultSession *s, const KatapultCallbacks *cb)
+{
+        s->cb = cb ? *cb : (KatapultCallbacks){};
+}
+
+void katapult_session_set_timeouts(KatapultSession *s, const KatapultTimeouts *t)
+{
+        s->timeouts = t ? *t : katapult_timeouts_default;
+        if (s->timeouts.tries == 0)
+                s->timeouts.tries = 1;
+}
+
+void katapult_session_set_prime(KatapultSession *s, bool prime)
+{
+        s->prime = prime;
+}
+
+bool katapult_mcu_needs_prime(const char *usb_product)
+{
+        /* flashtool.py _has_double_buffering(): STM32 parts with the USB FS
+         * (double buffered) peripheral, i.e. all but F2, F4 and H7. */
+        if (!usb_product || strncasecmp(usb_product, "stm32", 5) != 0)
+                return false;
+        const char *v = usb_product + 5;
+        return !(strncasecmp(v, "f2", 2) == 0 || strncasecmp(v, "f4", 2) == 0 ||
+                 strncasecmp(v, "h7", 2) == 0);
+}
+
+uint32_t katapult_session_pages_written(KatapultSession *s)
+{
+        return s->pages_written;
+}
+
+unsigned katapult_session_resends(KatapultSession *s)
+{
+        return s->resends;
+}
+
+const char *katapult_session_error(KatapultSession *s)
+{
+        return s->error;
+}
+
+static void phase(KatapultSession *s, KatapultPhase p)
+{
+        if (s->cb.on_phase)
+                s->cb.on_phase(p, s->cb.userdata);
+}
+
+static void progress(KatapultSession *s, uint64_t done, uint64_t total)
+{
+        if (s->cb.on_progress)
+                s->cb.on_progress(done, total, s->cb.userdata);
+}
+
+typedef enum Outcome {
+        OUTCOME_OK,     /* reply in s->reply */
+        OUTCOME_RESEND, /* NACK, corrupted or no answer: send again */
+        OUTCOME_BUSY,   /* BUSY: send again after a longer pause */
+        OUTCOME_ERROR,  /* the bootloader answered ERROR */
+} Outcome;
+
+/*
+ * Wait for the ACK of `cmd` (for blocks also echoing `address`). Stale
+ * replies (ACKs of earlier commands or blocks, which a resend can produce)
+ * are skipped. Returns an Outcome >= 0 or a negative errno (-ENODEV,
+ * -ECANCELED).
+ */
+static int await_reply(KatapultSession *s, uint8_t cmd, bool check_address, uint32_t address,
+                       uint64_t timeout, bool *ignore_error)
+{
+        uint64_t deadline = now_usec() + timeout;
+        uint64_t last_rx = now_usec();
+        uint64_t dropped_before = s->decoder.n_bad + s->decoder.n_skipped;
+        /* After next() has returned 0 at most one partial frame is buffered,
+         * so this much always fits into the decoder. */
+        uint8_t buf[KATAPULT_FRAME_MAX];
+
+        for (;;) {
+                KatapultFrame f;
+                while (katapult_decoder_next(&s->decoder, &f) > 0) {
+                        const uint8_t *data;
+                        size_t size;
+                        int r = katapult_ack_parse(&f, cmd, &data, &size);
+                        if (r == -EAGAIN)
+                                return f.cmd == KATAPULT_REPLY_BUSY ? OUTCOME_BUSY : OUTCOME_RESEND;
+                        if (r == -EREMOTEIO) {
+                                if (ignore_error && *ignore_error) {
+                                        /* the answer to the priming command */
+                                        *ignore_error = false;
+                                        continue;
+                                }
+                                return OUTCOME_ERROR;
+                        }
+                        if (r < 0)
+                                continue; /* stale ACK of another command, or an unknown code */
+                        if (check_address && (size < 4 || katapult_get_le32(data) != address))
+                                continue; /* stale ACK of an earlier block */
+                        memcpy(s->reply, data, size);
+                        s->reply_size = size;
+                        return OUTCOME_OK;
+                }
+
+                if (cancelled(s))
+                        return -ECANCELED;
+
+                uint64_t n = now_usec();
+                if (n >= deadline)
+                        return OUTCOME_RESEND;
+                /* A corrupted reply leaves bytes that never become a frame;
+                 * once the line has been quiet for a moment, resend instead
+                 * of waiting out the whole timeout. */
+                bool pending =
+                        s->decoder.len > 0 || s->decoder.n_bad + s->decoder.n_skipped != dropped_before;
+                if (pending && n - last_rx >= s->timeouts.quiet_usec)
+                        return OUTCOME_RESEND;
+                uint64_t wait = MIN(deadline - n, (uint64_t)CANCEL_SLICE_USEC);
+                if (pending)
+                        wait = MIN(wait, s->timeouts.quiet_usec - (n - last_rx));
+
+                ssize_t k = serial_transport_read(s->transport, buf, sizeof(buf), wait);
+                if (k == -ETIMEDOUT)
+                        continue;
+                if (k < 0)
+                        return (int)k;
+                last_rx = now_usec();
+                size_t taken = katapult_decoder_feed(&s->decoder, buf, (size_t)k);
+                if (taken < (size_t)k)
+                        return -ENOBUFS; /* cannot happen, see buf above */
+        }
+}
+
+/*
+ * Send `cmd` and wait for its ACK, resending on NACK, BUSY, corruption and
+ * silence up to `tries` times. On success the ACK's data (after the echoed
+ * command word) is in s->reply.
+ */
+static int exchange(KatapultSession *s, uint8_t cmd, const void *payload, size_t size, bool check_address,
+                    uint32_t address, uint64_t timeout, bool *ignore_error)
+{
+        int len, r;
+        Outcome last = OUTCOME_RESEND;
+
+        len = katapult_frame_encode(cmd, payload, size, s->frame, sizeof(s->frame));
+        if (len < 0)
+                return len;
+
+        for (unsigned attempt = 0; attempt < s->timeouts.tries; attempt++) {
+                if (cancelled(s))
+                        return -ECANCELED;
+                if (attempt > 0) {
+                        s->resends++;
+                        r = pause_usec(s, last == OUTCOME_BUSY ? s->timeouts.busy_delay_usec
+                                                               : s->timeouts.retry_delay_usec);
+                        if (r < 0)
+                                return r;
+                        /* Stale bytes (late answers, broken frames) must not
+                         * be taken for the answer to the resend. */
+                        r = serial_transport_flush_input(s->transport);
+                        if (r == -ENODEV)
+                                return r;
+                        katapult_decoder_reset(&s->decoder);
+                }
+
+                r = serial_transport_write(s->transport, s->frame, (size_t)len, timeout);
+                if (r == -ETIMEDOUT) {
+                        last = OUTCOME_RESEND;
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+
+                r = await_reply(s, cmd, check_address, address, timeout, ignore_error);
+                if (r < 0)
+                        return r;
+                if (r == OUTCOME_OK)
+                        return 0;
+                last = (Outcome)r;
+        }
+
+        return last == OUTCOME_ERROR ? KATAPULT_ERR_REMOTE : -ETIMEDOUT;
+}
+
+static int exchange_error(KatapultSession *s, int r, const char *what)
+{
+        switch (r) {
+        case -ENODEV:
+                return fail(s, r,
+                            "the board disappeared during %s (unplugged or reset); it stays in Katapult "
+                            "until it is flashed: plug it in and retry",
+                            what);
+        case -ECANCELED:
+                return fail(s, r, "cancelled during %s", what);
+        case -ETIMEDOUT:
+                return fail(s, r,
+                            "no valid answer from Katapult to %s after %u tries; check the cable and "
+                            "that the board is in Katapult",
+                            what, s->timeouts.tries);
+        case KATAPULT_ERR_REMOTE:
+                return fail(s, r, "Katapult reported an error for %s %u times", what, s->timeouts.tries);
+        default:
+                return fail(s, r, "%s failed: %s", what, strerror(-r));
+        }
+}
+
+int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info)
+{
+        bool ignore_error = false;
+        int r;
+
+        if (s->connected) {
+                if (ret_info)
+                        *ret_info = s->info;
+                return 0;
+        }
+
+        r = serial_transport_flush_input(s->transport);
+        if (r == -ENODEV)
+                return exchange_error(s, r, "CONNECT");
+        katapult_decoder_reset(&s->decoder);
+
+        if (s->prime) {
+                int len = katapult_frame_encode(PRIME_COMMAND, NULL, 0, s->frame, sizeof(s->frame));
+                r = serial_transport_write(s->transport, s->frame, (size_t)len, s->timeouts.reply_usec);
+                if (r < 0 && r != -ETIMEDOUT)
+                        return exchange_error(s, r, "CONNECT");
+                ignore_error = r == 0;
+        }
+
+        r = exchange(s, KATAPULT_CMD_CONNECT, NULL, 0, false, 0, s->timeouts.reply_usec, &ignore_error);
+        if (r < 0)
+                return exchange_error(s, r, "CONNECT");
+
+        KatapultFrame f = { .cmd = KATAPULT_REPLY_ACK, .payload = s->frame, .size = s->reply_size + 4 };
+        katapult_put_le32(s->frame, KATAPULT_CMD_CONNECT);
+        memcpy(s->frame + 4, s->reply, s->reply_size);
+        r = katapult_connect_parse(&f, &s->info);
+        if (r == -ERANGE)
+                return fail(s, -EPROTO,
+                            "Katapult reported block size %u; only 64, 128, 256 and 512 are valid",
+                            katapult_get_le32(s->reply + 8));
+        if (r < 0)
+                return fail(s, -EPROTO, "Katapult's answer to CONNECT is malformed (%s)", strerror(-r));
+
+        s->connected = true;
+        if (ret_info)
+                *ret_info = s->info;
+        return 0;
+}
+
+int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts)
+{
+        static const KatapultFlashOptions no_opts = {};
+        int r;
+
+        if (!opts)
+                opts = &no_opts;
+        r = katapult_session_connect(s, NULL);
+        if (r < 0)
+                return r;
+
+        if (opts->image_address != 0 && opts->image_address != s->info.start_address && !opts->force_address)
+                return fail(
+                        s, KATAPULT_ERR_ADDRESS,
+                        "the image is built to run at 0x%08x but Katapult on this board starts applications "
+                        "at 0x%08x; rebuild it for the board's bootloader offset (or force the address "
+                        "check if you know better); nothing was written",
+                        opts->image_address, s->info.start_address);
+
+        if (opts->image_mcu && opts->image_mcu[0] && strcasecmp(opts->image_mcu, s->info.mcu) != 0 &&
+            !opts->force_mcu)
+                return fail(s, KATAPULT_ERR_MCU,
+                            "the image is built for %s but Katapult reports %s; build Klipper for this MCU "
+                            "(or force the mcu check); nothing was written",
+                            opts->image_mcu, s->info.mcu);
+
+        uint64_t blocks = DIV_ROUND_UP((uint64_t)image_size, s->info.block_size);
+        if (image_size == 0 ||
+            (uint64_t)s->info.start_address + blocks * s->info.block_size > UINT32_MAX + 1ull)
+                return fail(s, image_size == 0 ? -EINVAL : KATAPULT_ERR_TOO_BIG,
+                            image_size == 0 ? "the image is empty"
+                                            : "the image does not fit above Katapult's application start");
+        return 0;
+}
+
+static void fill_block(const KatapultConnectInfo *info, const uint8_t *image, size_t size, uint64_t index,
+                       uint8_t *out)
+{
+        uint64_t off = index * info->block_size;
+        size_t n = (size_t)MIN((uint64_t)info->block_size, size - off);
+        memcpy(out, image + off, n);
+        /* Katapult protocol.md: pad the final block with 0xFF. */
+        memset(out + n, 0xff, info->block_size - n);
+}
+
+int katapult_session_complete(KatapultSession *s)
+{
+        int len, r;
+
+        phase(s, KATAPULT_PHASE_LEAVE);
+        len = katapult_frame_encode(KATAPULT_CMD_COMPLETE, NULL, 0, s->frame, sizeof(s->frame));
+        for (unsigned attempt = 0; attempt < s->timeouts.tries; attempt++) {
+                if (attempt > 0) {
+                        s->resends++;
+                        r = pause_usec(s, s->timeouts.retry_delay_usec);
+                        if (r < 0)
+                                return exchange_error(s, r, "COMPLETE");
+                        (void)serial_transport_flush_input(s->transport);
+                        katapult_decoder_reset(&s->decoder);
+                }
+                r = serial_transport_write(s->transport, s->frame, (size_t)len, s->timeouts.reply_usec);
+                if (r == -ENODEV)
+                        /* Gone before we could even say it: it left Katapult
+                         * by itself; the job confirms when Klipper is back. */
+                        return 0;
+                if (r < 0)
+                        continue;
+                r = await_reply(s, KATAPULT_CMD_COMPLETE, false, 0, s->timeouts.reply_usec, NULL);
+                if (r == OUTCOME_OK || r == -ENODEV)
+                        /* The board jumps to the application ~100 ms after
+                         * its ACK; over USB it may vanish before the ACK is
+                         * read. Success either way, confirmed by the board
+                         * coming back. */
+                        return 0;
+                if (r == -ECANCELED)
+                        return exchange_error(s, r, "COMPLETE");
+                if (r == OUTCOME_RESEND && attempt > 0)
+                        /* A board that stopped answering after a COMPLETE
+                         * has most likely started the application already. */
+                        return 0;
+        }
+        return exchange_error(s, -ETIMEDOUT, "COMPLETE");
+}
+
+int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
+                           const KatapultFlashOptions *opts)
+{
+        static const KatapultFlashOptions no_opts = {};
+        const uint8_t *img = image;
+        uint8_t payload[4 + KATAPULT_BLOCK_SIZE_MAX];
+        char what[64];
+        int r;
+
+        if (!opts)
+                opts = &no_opts;
+        s->error[0] = 0;
+
+        r = katapult_session_check(s, size, opts);
+        if (r < 0)
+                return r;
+
+        const KatapultConnectInfo *info = &s->info;
+        uint64_t blocks = DIV_ROUND_UP((uint64_t)size, info->block_size);
+
+        phase(s, KATAPULT_PHASE_WRITE);
+        progress(s, 0, size);
+        for (uint64_t i = 0; i < blocks; i++) {
+                uint32_t address = info->start_address + (uint32_t)(i * info->block_size);
+                katapult_put_le32(payload, address);
+                fill_block(info, img, size, i, payload + 4);
+                r = exchange(s, KATAPULT_CMD_SEND_BLOCK, payload, 4 + info->block_size, true, address,
+                             s->timeouts.block_reply_usec, NULL);
+                if (r < 0) {
+                        snprintf(what, sizeof(what), "the write of the block at 0x%08x", address);
+                        return exchange_error(s, r, what);
+                }
+                progress(s, MIN((i + 1) * info->block_size, (uint64_t)size), size);
+        }
+
+        r = exchange(s, KATAPULT_CMD_EOF, NULL, 0, false, 0, s->timeouts.block_reply_usec, NULL);
+        if (r < 0)
+                return exchange_error(s, r, "EOF (end of the write)");
+        s->pages_written = s->reply_size >= 4 ? katapult_get_le32(s->reply) : 0;
+
+        if (!opts->no_verify) {
+                phase(s, KATAPULT_PHASE_VERIFY);
+                progress(s, 0, size);
+                for (uint64_t i = 0; i < blocks; i++) {
+                        uint32_t address = info->start_address + (uint32_t)(i * info->block_size);
+                        uint8_t addr_le[4];
+                        katapult_put_le32(addr_le, address);
+                        r = exchange(s, KATAPULT_CMD_REQUEST_BLOCK, addr_le, 4, true, address,
+                                     s->timeouts.reply_usec, NULL);
+                        if (r < 0) {
+                                snprintf(what, sizeof(what), "the read back of the block at 0x%08x",
+                                         address);
+                                return exchange_error(s, r, what);
+                        }
+                        if (s->reply_size != 4 + info->block_size)
+                                return fail(
+                                        s, -EPROTO,
+                                        "Katapult returned %zu bytes for the block at 0x%08x, expected %u",
+                                        s->reply_size - MIN(s->reply_size, (size_t)4), address,
+                                        info->block_size);
+                        fill_block(info, img, size, i, payload);
+                        if (memcmp(payload, s->reply + 4, info->block_size) != 0) {
+                                size_t k = 0;
+                                while (payload[k] == s->reply[4 + k])
+                                        k++;
+                                return fail(s, KATAPULT_ERR_VERIFY,
+                                            "verify failed: flash at 0x%08zx holds 0x%02x, the image "
+                                            "0x%02x; the "
+                                            "board stays in Katapult: flash again",
+                                            (size_t)address + k, s->reply[4 + k], payload[k]);
+                        }
+                        progress(s, MIN((i + 1) * info->block_size, (uint64_t)size), size);
+                }
+        }
+
+        if (opts->no_complete)
+                return 0;
+        return katapult_session_complete(s);
+}

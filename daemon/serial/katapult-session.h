@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Flashing through the Katapult bootloader: sequential protocol code over a
+ * SerialTransport (a tty today; CAN would be another transport). Runs on a
+ * job's worker thread; blocks with bounded timeouts; never logs. Every
+ * failure returns a negative errno and leaves a sentence for a person in
+ * katapult_session_error().
+ *
+ * Flow (as Katapult's scripts/flashtool.py does it, with stricter checks):
+ *   CONNECT (retried) -> check start address and MCU (refuse before any
+ *   block is written unless forced) -> SEND_BLOCK x n (last one padded with
+ *   0xFF) -> EOF -> REQUEST_BLOCK x n and compare -> COMPLETE.
+ * NACK and BUSY answers, lost or corrupted frames are retried a bounded
+ * number of times; the device vanishing gives -ENODEV at once.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/katapult-proto.h"
+#include "macros.h"
+#include "serial/serial-transport.h"
+
+typedef enum KatapultPhase {
+        KATAPULT_PHASE_WRITE,
+        KATAPULT_PHASE_VERIFY,
+        KATAPULT_PHASE_LEAVE,
+        _KATAPULT_PHASE_MAX,
+        _KATAPULT_PHASE_INVALID = -EINVAL,
+} KatapultPhase;
+
+const char *katapult_phase_to_string(KatapultPhase p);
+
+/* Called on the session's (worker) thread. All members may be NULL. */
+typedef struct KatapultCallbacks {
+        void (*on_phase)(KatapultPhase phase, void *userdata);
+        /* bytes of the image done / total in the current phase */
+        void (*on_progress)(uint64_t done, uint64_t total, void *userdata);
+        /* polled between frames and while waiting: true -> -ECANCELED */
+        const atomic_bool *cancel;
+        void *userdata;
+} KatapultCallbacks;
+
+typedef struct KatapultTimeouts {
+        uint64_t reply_usec;       /* wait for a reply (flashtool: 2 s) */
+        uint64_t block_reply_usec; /* SEND_BLOCK may erase a 128 KiB sector (flashtool: 5 s) */
+        uint64_t quiet_usec;       /* line quiet after garbage/partial frame -> resend at once */
+        uint64_t retry_delay_usec; /* pause before resending after NACK/timeout (flashtool: 0.5 s) */
+        uint64_t busy_delay_usec;  /* pause after BUSY (flashtool: 1.5 s) */
+        unsigned tries;            /* sends per command (flashtool: 5) */
+} KatapultTimeouts;
+
+/* The defaults above; tests shrink them. */
+extern const KatapultTimeouts katapult_timeouts_default;
+
+/* Stable errors for the job (besides -ENODEV, -ETIMEDOUT, -ECANCELED, -ENOMEM): */
+#define KATAPULT_ERR_ADDRESS (-EADDRNOTAVAIL) /* image address != Katapult's application start */
+#define KATAPULT_ERR_MCU     (-EMEDIUMTYPE)   /* image MCU != the MCU Katapult reports */
+#define KATAPULT_ERR_VERIFY  (-EBADMSG)       /* read back differs from the image */
+#define KATAPULT_ERR_REMOTE  (-EREMOTEIO)     /* the bootloader answered ERROR every time */
+#define KATAPULT_ERR_TOO_BIG (-EFBIG)         /* image would pass the end of the address space */
+
+typedef struct KatapultFlashOptions {
+        /* Where the image is built to run (its vector table / the job's
+         * address); 0 = unknown, not checked. */
+        uint32_t image_address;
+        /* klipper.bin's config.MCU; NULL = unknown, not checked. */
+        const char *image_mcu;
+        bool force_address; /* --force address: write anyway */
+        bool force_mcu;     /* --force mcu */
+        bool no_verify;     /* skip the read back (COMPLETE right after EOF) */
+        bool no_complete;   /* stay in Katapult after a good verify */
+} KatapultFlashOptions;
+
+typedef struct KatapultSession KatapultSession;
+
+/* The transport stays owned by the caller and must outlive the session. */
+int katapult_session_new(KatapultSession **ret, SerialTransport *t);
+KatapultSession *katapult_session_free(KatapultSession *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(KatapultSession *, katapult_session_free);
+
+void katapult_session_set_callbacks(KatapultSession *s, const KatapultCallbacks *cb);
+void katapult_session_set_timeouts(KatapultSession *s, const KatapultTimeouts *t);
+/*
+ * Send one invalid command before CONNECT and ignore its answer, as
+ * flashtool.py does for STM32 parts whose USB FS double buffering holds
+ * back the first reply (not F2/F4/H7). See katapult_mcu_needs_prime().
+ */
+void katapult_session_set_prime(KatapultSession *s, bool prime);
+bool katapult_mcu_needs_prime(const char *usb_product);
+
+/* CONNECT (retried). Safe to call again; returns the cached info then. */
+int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info);
+
+/*
+ * Check the image against the connected bootloader without writing:
+ * KATAPULT_ERR_ADDRESS / KATAPULT_ERR_MCU unless forced, KATAPULT_ERR_TOO_BIG.
+ * Connects first if needed.
+ */
+int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts);
+
+/*
+ * Connect, check, write, EOF, verify, COMPLETE. `image` is written at
+ * Katapult's application start address. Returns 0 when the image is in
+ * flash, verified, and COMPLETE was sent (a board that resets before
+ * answering COMPLETE counts as success: confirm by waiting for Klipper to
+ * come back on the same port path).
+ */
+int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
+                           const KatapultFlashOptions *opts);
+
+/* Just COMPLETE: leave Katapult and start the application. */
+int katapult_session_complete(KatapultSession *s);
+
+/* Pages the bootloader reports for the last EOF. */
+uint32_t katapult_session_pages_written(KatapultSession *s);
+/* Frames resent so far (NACK, BUSY, timeouts, corruption): for the job log. */
+unsigned katapult_session_resends(KatapultSession *s);
+
+/* The last failure as a sentence for a person ("" when none). */
+const char *katapult_session_error(KatapultSession *s);

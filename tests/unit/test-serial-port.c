@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The serial port over a real pty pair, the bootloader requests as the pty
+ * master sees them, and the tty holder scan over a fake /proc tree.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macros.h"
+#include "serial/bootloader-request.h"
+#include "serial/serial-port.h"
+#include "tests.h"
+
+static int open_pty(char *slave, size_t size)
+{
+        int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, slave, size) != 0)
+                return -errno;
+        return m;
+}
+
+static ssize_t read_master(int m, uint8_t *buf, size_t size, int timeout_ms)
+{
+        size_t n = 0;
+        while (n < size) {
+                struct pollfd p = { .fd = m, .events = POLLIN };
+                if (poll(&p, 1, timeout_ms) <= 0)
+                        break;
+                ssize_t k = read(m, buf + n, size - n);
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+        }
+        return (ssize_t)n;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void test_port(void)
+{
+        static const unsigned rates[] = { 1200, 115200, 250000, 500000, 1000000, 31250 };
+        char slave[128];
+        int m = open_pty(slave, sizeof(slave));
+        CHECK(m >= 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(rates); i++) {
+                _cleanup_(serial_port_freep) SerialPort *p = NULL;
+                unsigned b = 0;
+                CHECK_INT(serial_port_open(&p, slave, rates[i]), 0);
+                if (!p)
+                        continue;
+                CHECK_INT(serial_port_get_baud(p, &b), 0);
+                CHECK_INT(b, rates[i]);
+                /* raw: no echo, no translation */
+                struct termios t;
+                CHECK_INT(tcgetattr(serial_port_get_fd(p), &t), 0);
+                CHECK(!(t.c_lflag & (ECHO | ICANON)));
+                CHECK(!(t.c_oflag & OPOST));
+                CHECK(fcntl(serial_port_get_fd(p), F_GETFD) & FD_CLOEXEC);
+                CHECK(fcntl(serial_port_get_fd(p), F_GETFL) & O_NONBLOCK);
+        }
+
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        CHECK_INT(serial_port_open(&p, slave, 250000), 0);
+        SerialTransport *t = serial_port_get_transport(p);
+
+        /* both directions, binary safe */
+        static const uint8_t msg[] = { 0x01, 0x88, 0x11, 0x00, 0x0a, 0x0d, 0x03, 0x99, 0x00, 0xff };
+        CHECK_INT(serial_transport_write(t, msg, sizeof(msg), 1000000), 0);
+        uint8_t got[64];
+        CHECK_INT(read_master(m, got, sizeof(msg), 1000), sizeof(msg));
+        CHECK(memcmp(got, msg, sizeof(msg)) == 0);
+
+        CHECK_INT(write(m, msg, sizeof(msg)), sizeof(msg));
+        size_t n = 0;
+        while (n < sizeof(msg)) {
+                ssize_t k = serial_transport_read(t, got + n, sizeof(got) - n, 1000000);
+                CHECK(k > 0);
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+        }
+        CHECK(memcmp(got, msg, sizeof(msg)) == 0);
+
+        /* a timeout is a timeout, and takes about as long as asked */
+        uint64_t t0 = now_ms();
+        CHECK_INT(serial_transport_read(t, got, sizeof(got), 50000), -ETIMEDOUT);
+        uint64_t dt = now_ms() - t0;
+        CHECK(dt >= 45 && dt < 1000);
+
+        /* flush drops what is queued */
+        CHECK_INT(write(m, msg, sizeof(msg)), sizeof(msg));
+        struct timespec ts = { .tv_nsec = 20 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+        CHECK_INT(serial_transport_flush_input(t), 0);
+        CHECK_INT(serial_transport_read(t, got, sizeof(got), 20000), -ETIMEDOUT);
+
+        /* the other side goes away: -ENODEV, for reads and writes */
+        close(m);
+        CHECK_INT(serial_transport_read(t, got, sizeof(got), 1000000), -ENODEV);
+        CHECK_INT(serial_transport_write(t, msg, sizeof(msg), 1000000), -ENODEV);
+
+        SerialPort *q = NULL;
+        CHECK_INT(serial_port_open(&q, "/nonexistent/ttyACM9", 115200), -ENOENT);
+        CHECK(q == NULL);
+        /* not a tty */
+        CHECK_INT(serial_port_open(&q, "/dev/null", 115200), -ENOTTY);
+}
+
+static void test_request_uart(void)
+{
+        char slave[128];
+        int m = open_pty(slave, sizeof(slave));
+        CHECK(m >= 0);
+
+        CHECK_INT(bootloader_request_uart(slave, 0), 0);
+        uint8_t got[64];
+        ssize_t n = read_master(m, got, sizeof(got), 200);
+        /* the sync byte and Klipper's 32-byte block, nothing else */
+        CHECK_INT(n, 33);
+        CHECK_INT(got[0], '~');
+        CHECK(memcmp(got + 1, " \x1c Request Serial Bootloader!! ~", 32) == 0);
+
+        /* at 250000 baud, which stays set on the line */
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        unsigned b = 0;
+        CHECK_INT(serial_port_open(&p, slave, 0), 0);
+        CHECK_INT(serial_port_get_baud(p, &b), 0);
+        CHECK_INT(b, 250000);
+
+        CHECK_INT(bootloader_request_uart(slave, 115200), 0);
+        CHECK_INT(read_master(m, got, sizeof(got), 200), 33);
+        CHECK_INT(serial_port_get_baud(p, &b), 0);
+        CHECK_INT(b, 115200);
+        close(m);
+}
+
+static void test_request_usb(void)
+{
+        char slave[128];
+        int m = open_pty(slave, sizeof(slave));
+        CHECK(m >= 0);
+
+        /* What the virtual board does to see the request (notes/emulation.md):
+         * packet mode plus EXTPROC makes every termios change readable on
+         * the master as a TIOCPKT_IOCTL status byte. */
+        int one = 1;
+        CHECK_INT(ioctl(m, TIOCPKT, &one), 0);
+        struct termios t;
+        CHECK_INT(tcgetattr(m, &t), 0);
+        t.c_lflag |= EXTPROC;
+        cfsetspeed(&t, B115200);
+        CHECK_INT(tcsetattr(m, TCSANOW, &t), 0);
+        uint8_t junk[16];
+        read_master(m, junk, sizeof(junk), 20);
+
+        /* a pty has no DTR: not an error, the rate change is the request */
+        CHECK_INT(bootloader_request_usb(slave), 0);
+        uint8_t st[8];
+        ssize_t n = read_master(m, st, 1, 500);
+        CHECK_INT(n, 1);
+        CHECK(st[0] & TIOCPKT_IOCTL);
+        CHECK_INT(tcgetattr(m, &t), 0);
+        CHECK_INT(cfgetospeed(&t), B1200);
+        /* and nothing was written to the line */
+        CHECK_INT(read_master(m, junk, sizeof(junk), 50), 0);
+        close(m);
+
+        CHECK_INT(bootloader_request_usb("/nonexistent/ttyACM9"), -ENOENT);
+}
+
+static void write_file(const char *dir, const char *name, const char *data, size_t len)
+{
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        CHECK(fd >= 0);
+        CHECK_INT(write(fd, data, len), (ssize_t)len);
+        close(fd);
+}
+
+static void make_proc(const char *root, int pid, const char *comm, const char *cmdline, size_t cmdline_len,
+                      const char *cgroup, const char *fd_target)
+{
+        char dir[512], path[600];
+        snprintf(dir, sizeof(dir), "%s/%d", root, pid);
+        CHECK_INT(mkdir(dir, 0755), 0);
+        write_file(dir, "comm", comm, strlen(comm));
+        write_file(dir, "cmdline", cmdline, cmdline_len);
+        if (cgroup)
+                write_file(dir, "cgroup", cgroup, strlen(cgroup));
+        if (fd_target) {
+                snprintf(path, sizeof(path), "%s/fd", dir);
+                CHECK_INT(mkdir(path, 0755), 0);
+                snprintf(path, sizeof(path), "%s/fd/0", dir);
+                CHECK_INT(symlink("/dev/zero", path), 0);
+                snprintf(path, sizeof(path), "%s/fd/7", dir);
+                CHECK_INT(symlink(fd_target, path), 0);
+        }
+}
+
+static void test_holder(void)
+{
+        char root[] = "/tmp/test-serial-port-XXXXXX";
+        CHECK(mkdtemp(root) != NULL);
+
+        static const char klippy[] = "/home/pi/klippy-env/bin/python\0/home/pi/klipper/klippy/klippy.py\0"
+                                     "/home/pi/printer_data/config/printer.cfg\0-l\0/tmp/klippy.log";
+        make_proc(root, 812, "python", klippy, sizeof(klippy), "0::/system.slice/klipper.service\n",
+                  "/dev/null");
+        static const char screen[] = "screen\0/dev/full\0"
+                                     "250000";
+        make_proc(root, 4242, "screen", screen, sizeof(screen),
+                  "0::/user.slice/user-1000.slice/session-3.scope\n", "/dev/full");
+        make_proc(root, 99, "kthreadd", "", 0, NULL, NULL); /* no fd dir */
+        char selfdir[600];
+        snprintf(selfdir, sizeof(selfdir), "%s/self", root);
+        CHECK_INT(mkdir(selfdir, 0755), 0);
+
+        static const struct {
+                const char *tty;
+                pid_t exclude;
+                int expected;
+                pid_t pid;
+                const char *name, *unit, *message;
+        } cases[] = {
+                { "/dev/null", 0, 1, 812, "klippy", "klipper.service",
+                  "/dev/null is in use by klippy (pid 812, klipper.service): stop klipper.service or pass "
+                  "--stop-unit klipper.service" },
+                { "/dev/full", 0, 1, 4242, "screen", "",
+                  "/dev/full is in use by screen (pid 4242): stop that program first" },
+                { "/dev/full", 4242, 0 },
+                /* everyone has /dev/zero open as fd 0, but nobody holds /dev/random */
+                { "/dev/random", 0, 0 },
+                { "/nonexistent/ttyACM0", 0, -ENOENT },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                TtyHolder h = {};
+                int r = tty_find_holder(root, cases[i].tty, cases[i].exclude, &h);
+                CHECK_INT(r, cases[i].expected);
+                if (r <= 0)
+                        continue;
+                CHECK_INT(h.pid, cases[i].pid);
+                CHECK_STR(h.name, cases[i].name);
+                CHECK_STR(h.unit, cases[i].unit);
+                char *msg = tty_holder_describe(&h, cases[i].tty);
+                CHECK_STR(msg, cases[i].message);
+                free(msg);
+        }
+
+        /* The real /proc: we hold a pty ourselves. */
+        char slave[128];
+        int m = open_pty(slave, sizeof(slave));
+        int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        CHECK(s >= 0);
+        TtyHolder h = {};
+        CHECK_INT(tty_find_holder("/proc", slave, 0, &h), 1);
+        CHECK_INT(h.pid, getpid());
+        CHECK(h.comm[0] != 0);
+        CHECK_INT(tty_find_holder("/proc", slave, getpid(), &h), 0);
+        close(s);
+        CHECK_INT(tty_find_holder("/proc", slave, 0, &h), 0);
+        close(m);
+
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+        CHECK_INT(system(cmd), 0);
+}
+
+int main(void)
+{
+        test_port();
+        test_request_uart();
+        test_request_usb();
+        test_holder();
+        TESTS_EXIT();
+}
