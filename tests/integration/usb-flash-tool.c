@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Test driver for the DFU session (daemon/usb): opens a board by port path
+ * and flashes a file or reads memory, printing one JSON object with the
+ * result, the message, notes, phases and counters. The integration tests
+ * check the virtual flash itself, not this tool's word.
+ *
+ *   usb-flash-tool [--port 1-1.1] flash FILE ADDRESS [--no-verify] [--mass-erase]
+ *                  [--no-skip] [--leave[=ADDR]] [--set-address-per-chunk]
+ *   usb-flash-tool [--port 1-1.1] read ADDRESS LENGTH OUTFILE
+ *
+ * Exit status 0 when the session returned >= 0, 1 otherwise, 2 on usage errors.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "macros.h"
+#include "usb/dfu-session.h"
+
+typedef struct Recorder {
+        json_t *phases;
+        uint64_t last_done, last_total;
+} Recorder;
+
+static void on_phase(void *userdata, DfuPhase phase)
+{
+        Recorder *rec = userdata;
+
+        json_array_append_new(rec->phases, json_string(dfu_phase_to_string(phase)));
+}
+
+static void on_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        Recorder *rec = userdata;
+
+        rec->last_done = done;
+        rec->last_total = total;
+}
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int read_file(const char *path, uint8_t **ret, size_t *ret_len)
+{
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t len = 0, cap = 0, n;
+
+        f = fopen(path, "rbe");
+        if (!f)
+                return -errno;
+        for (;;) {
+                if (len == cap) {
+                        uint8_t *b = realloc(buf, cap = cap ? cap * 2 : 65536);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                }
+                n = fread(buf + len, 1, cap - len, f);
+                if (n == 0)
+                        break;
+                len += n;
+        }
+        if (ferror(f))
+                return -EIO;
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static json_t *stats_json(const DfuFlashStats *st)
+{
+        return json_pack("{s:I,s:I,s:I,s:I,s:b,s:I,s:I,s:I,s:I,s:b,s:b,s:I}", "sectors_touched",
+                         (json_int_t)st->sectors_touched, "sectors_unchanged",
+                         (json_int_t)st->sectors_unchanged, "sectors_blank", (json_int_t)st->sectors_blank,
+                         "sectors_erased", (json_int_t)st->sectors_erased, "mass_erased", st->mass_erased,
+                         "bytes_written", (json_int_t)st->bytes_written, "bytes_read",
+                         (json_int_t)st->bytes_read, "bytes_verified", (json_int_t)st->bytes_verified,
+                         "set_address_requests", (json_int_t)st->set_address_requests,
+                         "cleared_error_at_start", st->cleared_error_at_start, "verify_mismatch",
+                         st->verify_mismatch, "mismatch_address", (json_int_t)st->mismatch_address);
+}
+
+static const char *result_name(int r)
+{
+        switch (r) {
+        case DFU_FLASH_DONE:
+                return "done";
+        case DFU_FLASH_LEFT:
+                return "left";
+        case DFU_FLASH_LEFT_DEVICE_GONE:
+                return "left-device-gone";
+        case -ENODEV:
+                return "ENODEV";
+        case -EIO:
+                return "EIO";
+        case -EILSEQ:
+                return "EILSEQ";
+        case -ERANGE:
+                return "ERANGE";
+        case -EACCES:
+                return "EACCES";
+        case -EINVAL:
+                return "EINVAL";
+        case -ECANCELED:
+                return "ECANCELED";
+        case -ETIMEDOUT:
+                return "ETIMEDOUT";
+        case -EPROTO:
+                return "EPROTO";
+        case -ENXIO:
+                return "ENXIO";
+        default:
+                return r >= 0 ? "ok" : "error";
+        }
+}
+
+static void usage(void)
+{
+        fprintf(stderr,
+                "usage: usb-flash-tool [--port PATH] flash FILE ADDRESS [--no-verify] [--mass-erase] "
+                "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk]\n"
+                "       usb-flash-tool [--port PATH] read ADDRESS LENGTH OUTFILE\n");
+}
+
+int main(int argc, char *argv[])
+{
+        static const struct option options[] = {
+                { "port", required_argument, NULL, 'p' },
+                { "no-verify", no_argument, NULL, 'V' },
+                { "mass-erase", no_argument, NULL, 'M' },
+                { "no-skip", no_argument, NULL, 'S' },
+                { "leave", optional_argument, NULL, 'L' },
+                { "set-address-per-chunk", no_argument, NULL, 'A' },
+                {},
+        };
+        DfuFlashRequest req = { DFU_FLASH_REQUEST_DEFAULTS };
+        const char *port = "1-1.1", *leave_arg = NULL;
+        bool per_chunk = false;
+        Recorder rec = { .phases = json_array() };
+        DfuCallbacks cb = { .phase = on_phase, .progress = on_progress, .userdata = &rec };
+        _cleanup_free_ char *message = NULL;
+        _cleanup_free_ uint8_t *data = NULL;
+        DfuSession *s = NULL;
+        json_t *out, *notes;
+        uint64_t start;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "p:", options, NULL)) >= 0)
+                switch (c) {
+                case 'p':
+                        port = optarg;
+                        break;
+                case 'V':
+                        req.verify = false;
+                        break;
+                case 'M':
+                        req.mass_erase = true;
+                        break;
+                case 'S':
+                        req.skip_unchanged = false;
+                        break;
+                case 'L':
+                        req.leave = true;
+                        leave_arg = optarg;
+                        break;
+                case 'A':
+                        per_chunk = true;
+                        break;
+                default:
+                        usage();
+                        return 2;
+                }
+        /* options may also follow the command's arguments */
+        if (argc - optind < 1) {
+                usage();
+                return 2;
+        }
+
+        out = json_object();
+        start = now_ms();
+        r = dfu_session_open_port_path(&s, port, &message);
+        if (r >= 0) {
+                if (per_chunk)
+                        dfu_session_set_block_addressing(s, false);
+                json_object_set_new(out, "dfuse", json_boolean(dfu_session_is_dfuse(s)));
+                json_object_set_new(out, "transfer_size", json_integer(dfu_session_get_transfer_size(s)));
+        }
+
+        if (r >= 0 && streq(argv[optind], "flash") && argc - optind >= 3) {
+                DfuImageSegment seg;
+                size_t len = 0;
+
+                r = read_file(argv[optind + 1], &data, &len);
+                if (r < 0) {
+                        fprintf(stderr, "%s: %s\n", argv[optind + 1], strerror(-r));
+                        return 2;
+                }
+                seg = (DfuImageSegment){ (uint32_t)strtoul(argv[optind + 2], NULL, 0), data, len };
+                req.segments = &seg;
+                req.n_segments = 1;
+                req.leave_address = leave_arg ? (uint32_t)strtoul(leave_arg, NULL, 0) : seg.address;
+                r = dfu_session_flash(s, &req, &cb, &message);
+        } else if (r >= 0 && streq(argv[optind], "read") && argc - optind >= 4) {
+                uint32_t address = (uint32_t)strtoul(argv[optind + 1], NULL, 0);
+                size_t len = strtoul(argv[optind + 2], NULL, 0);
+                _cleanup_fclose_ FILE *f = NULL;
+
+                data = malloc(len ? len : 1);
+                if (!data)
+                        return 2;
+                r = dfu_session_read(s, address, data, len, &cb, &message);
+                if (r >= 0) {
+                        f = fopen(argv[optind + 3], "wbe");
+                        if (!f || fwrite(data, 1, (size_t)r, f) != (size_t)r) {
+                                fprintf(stderr, "%s: cannot write\n", argv[optind + 3]);
+                                return 2;
+                        }
+                }
+        } else if (r >= 0) {
+                usage();
+                dfu_session_free(s);
+                return 2;
+        }
+
+        json_object_set_new(out, "result", json_integer(r));
+        json_object_set_new(out, "status", json_string(result_name(r)));
+        json_object_set_new(out, "message", message ? json_string(message) : json_null());
+        json_object_set_new(out, "elapsed_ms", json_integer((json_int_t)(now_ms() - start)));
+        json_object_set_new(out, "phases", rec.phases);
+        json_object_set_new(out, "progress_done", json_integer((json_int_t)rec.last_done));
+        json_object_set_new(out, "progress_total", json_integer((json_int_t)rec.last_total));
+        notes = json_array();
+        if (s) {
+                for (char *const *n = dfu_session_get_notes(s); *n; n++)
+                        json_array_append_new(notes, json_string(*n));
+                json_object_set_new(out, "stats", stats_json(dfu_session_get_stats(s)));
+        }
+        json_object_set_new(out, "notes", notes);
+        json_dumpf(out, stdout, JSON_SORT_KEYS);
+        fputc('\n', stdout);
+        json_decref(out);
+        dfu_session_free(s);
+        return r >= 0 ? 0 : 1;
+}
