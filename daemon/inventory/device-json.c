@@ -82,7 +82,7 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         }
         for (size_t i = 0; i < e->n_candidates; i++) {
                 json_array_append_new(candidates,
-                                      json_pack("{s:s,s:s,s:o}", "board", e->candidates[i].board->name,
+                                      json_pack("{s:s,s:s,s:o}", "name", e->candidates[i].board->name,
                                                 "variant", e->candidates[i].variant->id, "mcu",
                                                 json_string_or_null(e->candidates[i].variant->mcu)));
                 /* Hints only for a known board: advice for a different board misleads. */

@@ -50,7 +50,7 @@ static int method_server_methods(RpcCall *call, json_t *params)
         json_t *names = rpc_method_names();
         if (!names)
                 return -ENOMEM;
-        return rpc_call_reply(call, json_pack("{s:o}", "methods", names));
+        return rpc_call_reply(call, names);
 }
 
 const RpcMethod server_methods[] = {
@@ -75,7 +75,7 @@ static int method_device_list(RpcCall *call, json_t *params)
         if (!a)
                 return -ENOMEM;
         inventory_foreach(m->inventory, append_device, a);
-        return rpc_call_reply(call, json_pack("{s:o}", "devices", a));
+        return rpc_call_reply(call, a);
 }
 
 static int method_device_info(RpcCall *call, json_t *params)
@@ -188,7 +188,7 @@ static int method_board_list(RpcCall *call, json_t *params)
                 return -ENOMEM;
         for (size_t i = 0; i < m->boards->n_boards; i++)
                 json_array_append_new(a, board_summary_json(&m->boards->boards[i]));
-        return rpc_call_reply(call, json_pack("{s:o}", "boards", a));
+        return rpc_call_reply(call, a);
 }
 
 static int method_board_info(RpcCall *call, json_t *params)

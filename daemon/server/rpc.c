@@ -359,7 +359,7 @@ int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const
 {
         json_error_t error;
         /* JSON_DISABLE_EOF_CHECK is not set: trailing garbage is a parse error. */
-        json_auto_t *message = json_loadb(text, len, JSON_REJECT_DUPLICATES, &error);
+        json_auto_t *message = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
 
         if (!message) {
                 char buf[256];

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""flashd without devices: start/stop, the socket, the core methods and
+JSON-RPC error handling."""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+
+import harness
+
+
+def test_help_and_version():
+    out = subprocess.run([harness.flashd_binary(), "--version"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and out.stdout.startswith("flashd "), out
+    out = subprocess.run([harness.flashd_binary(), "--help"], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0 and "--socket" in out.stdout and "--boards-dir" in out.stdout
+    out = subprocess.run([harness.flashd_binary(), "--bogus"], capture_output=True, text=True, timeout=10)
+    assert out.returncode != 0
+
+
+def test_ready_status_and_clean_stop():
+    d = harness.Flashd().start()
+    try:
+        ready = d.wait_notify("READY=1")
+        assert "STATUS=" in ready
+        mode = os.stat(d.socket_path).st_mode
+        assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o660, oct(mode)
+        assert os.path.isdir(d.state_dir)
+        assert d.stop(signal.SIGTERM) == 0
+        d.wait_notify("STOPPING=1", timeout=1)
+        assert not os.path.exists(d.socket_path), "socket left behind"
+    finally:
+        d.cleanup()
+
+
+def test_sigint_stops():
+    d = harness.Flashd().start()
+    try:
+        assert d.stop(signal.SIGINT) == 0
+    finally:
+        d.cleanup()
+
+
+def test_stale_socket_replaced_and_live_one_kept():
+    with harness.Flashd() as first:
+        # a second daemon on the same path must refuse, not steal the socket
+        second = harness.Flashd(socket_path=first.socket_path, wait_ready=False).start()
+        try:
+            second.proc.wait(10)
+            assert second.proc.returncode != 0
+            assert "another flashd" in second.log_text()
+        finally:
+            second.cleanup()
+        first.client().call("server.info")
+    # a stale socket file (nobody listening) is replaced
+    d = harness.Flashd()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(d.socket_path)
+    s.close()
+    try:
+        d.start()
+        d.client().call("server.info")
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_server_info_and_identify():
+    with harness.Flashd() as d:
+        c = d.client(identify=False)
+        info = c.call("server.info")
+        for key in ("version", "api_version", "uptime", "state_dir", "devices", "boards", "clients"):
+            assert key in info, key
+        assert info["state_dir"] == d.state_dir
+        assert info["devices"] == 0
+        assert info["boards"] >= 8
+        r = c.call("server.connection.identify", {"client_name": "t", "version": "1", "type": "other",
+                                                  "url": "http://x"})
+        assert isinstance(r["connection_id"], int)
+        c2 = d.client(identify=False)
+        r2 = c2.call("server.connection.identify", {"client_name": "t", "version": "1", "type": "web"})
+        assert r2["connection_id"] != r["connection_id"]
+        try:
+            c.call("server.connection.identify", {"client_name": "t"})
+            raise AssertionError("missing params accepted")
+        except harness.RpcError as e:
+            assert e.code == -32602 and e.name == "invalid_params"
+
+
+def test_device_and_board_methods():
+    with harness.Flashd() as d:
+        c = d.client()
+        assert c.call("device.list") == []
+        boards = c.call("board.list")
+        names = {b["name"] for b in boards}
+        assert {"octopus", "octopus-pro", "skr-3"} <= names, names
+        info = c.call("board.info", {"board": "octopus-pro"})
+        f429 = [v for v in info["variants"] if v["mcu"] == "stm32f429xx"]
+        assert f429, info
+        assert harness.layout_summary(f429[0]["layout"]) == harness.F429_LAYOUT
+        for method, params, code in [
+            ("device.info", {"device": "1-9.9"}, -32004),
+            ("device.info", {}, -32602),
+            ("device.info", {"device": 3}, -32602),
+            ("device.info", {"device": "x", "extra": 1}, -32602),
+            ("board.info", {"board": "no-such-board"}, -32006),
+            ("device.list", {"unexpected": True}, -32602),
+        ]:
+            try:
+                c.call(method, params)
+                raise AssertionError(f"{method} {params} succeeded")
+            except harness.RpcError as e:
+                assert e.code == code, (method, params, e)
+                assert e.message and e.name
+
+
+def test_jsonrpc_errors():
+    with harness.Flashd() as d:
+        c = d.client()
+        cases = [
+            (b"garbage", -32700),
+            (b"{\"jsonrpc\": \"2.0\", ", -32700),
+            (b"[]", -32600),
+            (b"42", -32600),
+            (b'{"jsonrpc": "1.0", "method": "server.info", "id": 1}', -32600),
+            (b'{"jsonrpc": "2.0", "method": 5, "id": 2}', -32600),
+            (b'{"jsonrpc": "2.0", "method": "server.info", "params": 3, "id": 3}', -32600),
+            (b'{"jsonrpc": "2.0", "method": "no.such", "id": 4}', -32601),
+        ]
+        for raw, code in cases:
+            c.send_raw(raw + harness.ETX)
+            m = c.recv_message()
+            assert m["error"]["code"] == code, (raw, m)
+            assert m["error"]["data"]["name"]
+        # ids are echoed, also strings
+        c.send({"jsonrpc": "2.0", "method": "server.info", "id": "abc"})
+        assert c.recv_message()["id"] == "abc"
+        # a notification (no id) gets no reply; the next request still works
+        c.send({"jsonrpc": "2.0", "method": "server.info"})
+        assert c.call("server.info")["devices"] == 0
+        # batch: one array of responses, notifications left out
+        c.send([{"jsonrpc": "2.0", "method": "server.info", "id": 10},
+                {"jsonrpc": "2.0", "method": "server.info"},
+                {"jsonrpc": "2.0", "method": "nope", "id": 11}, 5])
+        batch = c.recv_message()
+        assert isinstance(batch, list) and len(batch) == 3, batch
+        by_id = {r.get("id"): r for r in batch}
+        assert "result" in by_id[10] and by_id[11]["error"]["code"] == -32601
+        assert by_id[None]["error"]["code"] == -32600
+        # blank keep-alive frames are ignored
+        c.send_raw(b"\x03 \n\x03")
+        assert c.call("server.info")
+
+
+def test_config_file():
+    conf = "[flashd]\nsocket_group = nosuchgroup-xyz\nflash_group = nosuchgroup-xyz\nlog_level = info\n"
+    with harness.Flashd(config=conf) as d:
+        d.client().call("server.info")
+    bad = harness.Flashd(config="[flashd]\nno_such_key = 1\n", wait_ready=False).start()
+    try:
+        bad.proc.wait(10)
+        assert bad.proc.returncode != 0
+        assert "no_such_key" in bad.log_text()
+    finally:
+        bad.cleanup()
+
+
+def test_bad_board_db_refuses_to_start():
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        with open(os.path.join(tmp, "broken.json"), "w") as f:
+            f.write("{ not json")
+        d = harness.Flashd(boards_dirs=[tmp], wait_ready=False).start()
+        try:
+            d.proc.wait(10)
+            assert d.proc.returncode != 0
+            assert "broken.json" in d.log_text()
+        finally:
+            d.cleanup()
+
+
+if __name__ == "__main__":
+    harness.main([test_help_and_version, test_ready_status_and_clean_stop, test_sigint_stops,
+                  test_stale_socket_replaced_and_live_one_kept, test_server_info_and_identify,
+                  test_device_and_board_methods, test_jsonrpc_errors, test_config_file,
+                  test_bad_board_db_refuses_to_start])
