@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""flashctl against the real flashd, without boards: status, boards, info on
+a board from the database, errors, watch's lifetime, and the daemon going
+away. Boards themselves are covered by flashctl-vboard.py."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import harness
+
+
+def run(d, *args, env=None):
+    e = dict(os.environ, NO_COLOR="1")
+    e.update(env or {})
+    return subprocess.run([harness.flashctl_binary(), "--socket", d.socket_path, *args], env=e,
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_status():
+    with harness.Flashd() as d:
+        info = d.client().call("server.info")
+        p = run(d, "status")
+        assert p.returncode == 0, p
+        assert f"Version: {info['version']}" in p.stdout, p.stdout
+        assert "API version:" in p.stdout and "Boards:" in p.stdout, p.stdout
+        p = run(d, "--json", "status")
+        assert p.returncode == 0, p
+        got = json.loads(p.stdout)
+        assert got["version"] == info["version"] and got["boards"] == info["boards"], got
+
+
+def test_list_empty():
+    with harness.Flashd() as d:
+        p = run(d, "list")
+        assert p.returncode == 0 and p.stdout.strip() == "0 devices listed.", p
+        p = run(d, "list", "--json")
+        assert p.returncode == 0 and json.loads(p.stdout) == [], p
+        p = run(d, "--no-legend", "list")
+        assert p.returncode == 0 and p.stdout == "", p
+
+
+def test_boards_and_board_info():
+    with harness.Flashd() as d:
+        c = d.client()
+        boards = c.call("board.list")
+        p = run(d, "--json", "boards")
+        assert p.returncode == 0 and json.loads(p.stdout) == boards, p
+        p = run(d, "boards")
+        assert p.returncode == 0, p
+        names = [line.split()[0] for line in p.stdout.splitlines()[1:] if line.strip()][:len(boards)]
+        assert sorted(names) == sorted(b["name"] for b in boards), (names, p.stdout)
+        assert f"{len(boards)} boards known." in p.stdout
+
+        p = run(d, "info", "octopus-pro")
+        assert p.returncode == 0, p
+        for want in ("octopus-pro", "not connected", "Variant f429 (stm32f429xx)",
+                     "Layout: 4x16K 1x64K 7x128K", "Application at: 0x08008000", "Flash: 1 MiB at 0x08000000",
+                     "set BOOT0"):
+            assert want in p.stdout, (want, p.stdout)
+        p = run(d, "--json", "info", "octopus-pro")
+        assert p.returncode == 0 and json.loads(p.stdout) == c.call("board.info", {"board": "octopus-pro"}), p
+
+
+def test_unknown_name():
+    with harness.Flashd() as d:
+        p = run(d, "info", "no-such-thing")
+        assert p.returncode == 1, p
+        assert "no-such-thing" in p.stderr and "flashctl boards" in p.stderr, p.stderr
+        assert p.stdout == "", p.stdout
+
+
+def test_watch_lifetime():
+    with harness.Flashd() as d:
+        c = d.client()
+        before = c.call("server.info")["clients"]
+        w = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, "--json", "watch"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # watch is connected and identified (so it gets notifications)
+            harness.wait_for(lambda: c.call("server.info")["clients"] == before + 1, what="watch connected")
+            w.send_signal(signal.SIGINT)
+            assert w.wait(10) == 0, w.stderr.read()
+            assert w.stdout.read() == ""
+        finally:
+            if w.poll() is None:
+                w.kill()
+
+        # the daemon going away ends watch with 4 and a message
+        w = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, "watch"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            harness.wait_for(lambda: c.call("server.info")["clients"] == before + 1, what="watch connected")
+            d.stop()
+            assert w.wait(10) == 4
+            assert "closed the connection" in w.stderr.read()
+        finally:
+            if w.poll() is None:
+                w.kill()
+
+
+def test_no_daemon():
+    d = harness.Flashd().start()
+    path = d.socket_path
+    d.stop()
+    try:
+        start = time.monotonic()
+        p = subprocess.run([harness.flashctl_binary(), "list"], env=dict(os.environ, FLASHD_SOCKET=path),
+                           capture_output=True, text=True, timeout=20)
+        assert p.returncode == 3, p
+        assert f"cannot connect to {path}: No such file or directory — is flashd running? " \
+               "(systemctl start flashd.socket)" in p.stderr, p.stderr
+        assert time.monotonic() - start < 5
+    finally:
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    harness.main([test_status, test_list_empty, test_boards_and_board_info, test_unknown_name,
+                  test_watch_lifetime, test_no_daemon])
