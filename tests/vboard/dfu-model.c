@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfu-model.h"
+#include "macros.h"
+
+static const char *const dfu_state_table[_DFU_STATE_MAX] = {
+        [DFU_STATE_APP_IDLE] = "appIDLE",
+        [DFU_STATE_APP_DETACH] = "appDETACH",
+        [DFU_STATE_DFU_IDLE] = "dfuIDLE",
+        [DFU_STATE_DNLOAD_SYNC] = "dfuDNLOAD-SYNC",
+        [DFU_STATE_DNBUSY] = "dfuDNBUSY",
+        [DFU_STATE_DNLOAD_IDLE] = "dfuDNLOAD-IDLE",
+        [DFU_STATE_MANIFEST_SYNC] = "dfuMANIFEST-SYNC",
+        [DFU_STATE_MANIFEST] = "dfuMANIFEST",
+        [DFU_STATE_MANIFEST_WAIT_RESET] = "dfuMANIFEST-WAIT-RESET",
+        [DFU_STATE_UPLOAD_IDLE] = "dfuUPLOAD-IDLE",
+        [DFU_STATE_ERROR] = "dfuERROR",
+};
+
+static const char *const dfu_status_table[_DFU_STATUS_MAX] = {
+        [DFU_STATUS_OK] = "OK",
+        [DFU_STATUS_ERR_TARGET] = "errTARGET",
+        [DFU_STATUS_ERR_FILE] = "errFILE",
+        [DFU_STATUS_ERR_WRITE] = "errWRITE",
+        [DFU_STATUS_ERR_ERASE] = "errERASE",
+        [DFU_STATUS_ERR_CHECK_ERASED] = "errCHECK_ERASED",
+        [DFU_STATUS_ERR_PROG] = "errPROG",
+        [DFU_STATUS_ERR_VERIFY] = "errVERIFY",
+        [DFU_STATUS_ERR_ADDRESS] = "errADDRESS",
+        [DFU_STATUS_ERR_NOTDONE] = "errNOTDONE",
+        [DFU_STATUS_ERR_FIRMWARE] = "errFIRMWARE",
+        [DFU_STATUS_ERR_VENDOR] = "errVENDOR",
+        [DFU_STATUS_ERR_USBR] = "errUSBR",
+        [DFU_STATUS_ERR_POR] = "errPOR",
+        [DFU_STATUS_ERR_UNKNOWN] = "errUNKNOWN",
+        [DFU_STATUS_ERR_STALLEDPKT] = "errSTALLEDPKT",
+};
+
+static const char *const dfu_request_table[_DFU_REQUEST_MAX] = {
+        [DFU_REQUEST_DETACH] = "DETACH",       [DFU_REQUEST_DNLOAD] = "DNLOAD",
+        [DFU_REQUEST_UPLOAD] = "UPLOAD",       [DFU_REQUEST_GETSTATUS] = "GETSTATUS",
+        [DFU_REQUEST_CLRSTATUS] = "CLRSTATUS", [DFU_REQUEST_GETSTATE] = "GETSTATE",
+        [DFU_REQUEST_ABORT] = "ABORT",
+};
+
+static const char *const dfu_action_table[_DFU_ACTION_MAX] = {
+        [DFU_ACTION_NONE] = "none",
+        [DFU_ACTION_LEAVE] = "leave",
+        [DFU_ACTION_RESET] = "reset",
+        [DFU_ACTION_VANISH] = "vanish",
+};
+
+const char *dfu_state_to_string(DfuState s)
+{
+        return s < _DFU_STATE_MAX ? dfu_state_table[s] : NULL;
+}
+
+const char *dfu_status_to_string(DfuStatus s)
+{
+        return s < _DFU_STATUS_MAX ? dfu_status_table[s] : NULL;
+}
+
+const char *dfu_request_to_string(DfuRequest r)
+{
+        return r < _DFU_REQUEST_MAX ? dfu_request_table[r] : NULL;
+}
+
+const char *dfu_action_to_string(DfuAction a)
+{
+        return a < _DFU_ACTION_MAX ? dfu_action_table[a] : NULL;
+}
+
+int dfu_model_new(DfuModel **ret, const Timing *timing, uint16_t transfer_size)
+{
+        DfuModel *m;
+
+        if (!timing || transfer_size == 0)
+                return -EINVAL;
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->block = malloc(transfer_size);
+        if (!m->block)
+                return free(m), -ENOMEM;
+        m->timing = timing;
+        m->transfer_size = transfer_size;
+        dfu_model_power_up(m, false);
+        *ret = m;
+        return 0;
+}
+
+DfuModel *dfu_model_free(DfuModel *m)
+{
+        if (!m)
+                return NULL;
+        free(m->block);
+        free(m);
+        return NULL;
+}
+
+int dfu_model_add_alt(DfuModel *m, FlashModel *memory)
+{
+        if (m->n_alts >= DFU_MODEL_MAX_ALTS)
+                return -E2BIG;
+        m->alts[m->n_alts++] = memory;
+        return 0;
+}
+
+void dfu_model_power_up(DfuModel *m, bool error_at_start)
+{
+        m->alt = 0;
+        m->address = m->n_alts > 0 ? m->alts[0]->base : 0;
+        m->block_len = 0;
+        m->busy_until = 0;
+        m->action = DFU_ACTION_NONE;
+        m->action_at = 0;
+        if (error_at_start) {
+                m->state = DFU_STATE_ERROR;
+                m->status = DFU_STATUS_ERR_FIRMWARE;
+        } else {
+                m->state = DFU_STATE_DFU_IDLE;
+                m->status = DFU_STATUS_OK;
+        }
+}
+
+void dfu_model_bus_reset(DfuModel *m, uint64_t now_us)
+{
+        /* DFU 1.1 Appendix A: a USB reset in dfuMANIFEST-WAIT-RESET (or while
+         * manifesting) ends DFU mode; elsewhere the ROM stays in DFU mode
+         * and starts over in dfuIDLE. */
+        if (m->state == DFU_STATE_MANIFEST_WAIT_RESET || m->state == DFU_STATE_MANIFEST) {
+                m->action = DFU_ACTION_LEAVE;
+                m->action_at = now_us;
+                return;
+        }
+        dfu_model_power_up(m, false);
+}
+
+int dfu_model_set_alt(DfuModel *m, unsigned alt)
+{
+        if (alt >= m->n_alts)
+                return -EINVAL;
+        m->alt = alt;
+        m->address = m->alts[alt]->base;
+        return 0;
+}
+
+DfuAction dfu_model_pending_action(const DfuModel *m, uint64_t *ret_at_us)
+{
+        if (ret_at_us)
+                *ret_at_us = m->action_at;
+        return m->action;
+}
+
+void dfu_model_clear_action(DfuModel *m)
+{
+        m->action = DFU_ACTION_NONE;
+        m->action_at = 0;
+}
+
+static void emit(DfuModel *m, const char *event, uint32_t address, uint32_t length)
+{
+        if (m->on_event)
+                m->on_event(m->userdata, event, address, length);
+}
+
+static FlashModel *memory(DfuModel *m)
+{
+        return m->n_alts > 0 ? m->alts[m->alt] : NULL;
+}
+
+/* DFU 1.1 Appendix A: a request not allowed in the current state is
+ * answered with a stall and the device moves to dfuERROR/errSTALLEDPKT. */
+static int stall(DfuModel *m)
+{
+        m->stalls++;
+        m->state = DFU_STATE_ERROR;
+        m->status = DFU_STATUS_ERR_STALLEDPKT;
+        return -EPIPE;
+}
+
+static void start_busy(DfuModel *m, uint64_t now_us, uint64_t duration_us, DfuStatus result)
+{
+        m->state = DFU_STATE_DNBUSY;
+        m->busy_until = now_us + duration_us;
+        m->busy_status = result;
+        m->busy_next = result == DFU_STATUS_OK ? DFU_STATE_DNLOAD_IDLE : DFU_STATE_ERROR;
+}
+
+/* Run the DNLOAD block received in dfuDNLOAD-SYNC (UM0424 / AN3156 3.x):
+ * DfuSe commands for wBlockNum 0, data for wBlockNum >= 2. */
+static void execute_block(DfuModel *m, uint64_t now_us)
+{
+        FlashModel *mem = memory(m);
+        const Timing *t = m->timing;
+        uint32_t addr;
+        int r;
+
+        if (m->block_num == 0) {
+                uint8_t cmd = m->block[0];
+
+                if (cmd == DFUSE_CMD_SET_ADDRESS && m->block_len == 5) {
+                        memcpy(&addr, m->block + 1, 4);
+                        addr = le32toh(addr);
+                        /* AN3156 6.1.3: a wrong address answers errTARGET */
+                        if (!mem || !flash_model_contains(mem, addr, 1))
+                                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_TARGET);
+                        m->address = addr;
+                        return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_OK);
+                }
+                if (cmd == DFUSE_CMD_ERASE && m->block_len == 5) {
+                        memcpy(&addr, m->block + 1, 4);
+                        addr = le32toh(addr);
+                        r = mem ? flash_model_erase_sector(mem, addr) : -ERANGE;
+                        if (r < 0)
+                                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_TARGET);
+                        emit(m, "erase", mem->sectors[flash_model_find_sector(mem, addr)].address,
+                             (uint32_t)r);
+                        return start_busy(m, now_us, timing_sector_erase_us(t, (uint32_t)r), DFU_STATUS_OK);
+                }
+                if (cmd == DFUSE_CMD_ERASE && m->block_len == 1) {
+                        if (!mem)
+                                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_TARGET);
+                        flash_model_mass_erase(mem);
+                        emit(m, "mass-erase", mem->base, mem->size);
+                        return start_busy(m, now_us, timing_mass_erase_us(t, mem->size), DFU_STATUS_OK);
+                }
+                if (cmd == DFUSE_CMD_READ_UNPROTECT && m->block_len == 1) {
+                        /* AN3156 6.1.5: the device mass-erases and resets. */
+                        uint64_t d = timing_mass_erase_us(t, mem ? mem->size : 0);
+                        if (mem)
+                                flash_model_mass_erase(mem);
+                        emit(m, "read-unprotect", mem ? mem->base : 0, mem ? mem->size : 0);
+                        start_busy(m, now_us, d, DFU_STATUS_OK);
+                        m->action = DFU_ACTION_RESET;
+                        m->action_at = now_us + d;
+                        return;
+                }
+                /* unknown command or wrong length: the ROM rejects it */
+                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_TARGET);
+        }
+
+        /* UM0424: address = pointer + (wBlockNum - 2) * wTransferSize */
+        addr = (uint32_t)(m->address + (uint64_t)(m->block_num - 2) * m->transfer_size);
+        if (!mem || !flash_model_contains(mem, addr, m->block_len))
+                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_ADDRESS);
+        if (mem->bytes_written == 0)
+                emit(m, "first-write", addr, m->block_len);
+        m->dnloads++;
+        r = flash_model_program(mem, addr, m->block, m->block_len);
+        emit(m, "write", addr, m->block_len);
+        start_busy(m, now_us, timing_program_us(t, m->block_len),
+                   r == -EIO ? DFU_STATUS_ERR_PROG
+                   : r < 0   ? DFU_STATUS_ERR_ADDRESS
+                             : DFU_STATUS_OK);
+}
+
+static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_length)
+{
+        uint32_t poll = 0;
+
+        switch (m->state) {
+        case DFU_STATE_DNLOAD_SYNC:
+                execute_block(m, now_us);
+                poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                break;
+        case DFU_STATE_DNBUSY:
+                if (now_us < m->busy_until) {
+                        /* asked too early: still busy */
+                        poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                        break;
+                }
+                m->state = m->busy_next;
+                m->status = m->busy_status;
+                break;
+        case DFU_STATE_MANIFEST_SYNC:
+                if (m->reset_on_leave) {
+                        /* the defect: the ROM resets before it answers */
+                        m->state = DFU_STATE_MANIFEST_WAIT_RESET;
+                        m->action = DFU_ACTION_VANISH;
+                        m->action_at = now_us;
+                        emit(m, "leave", m->address, 0);
+                        return -ENODEV;
+                }
+                /* DFU 1.1 A.2.6: answer dfuMANIFEST; the ROM is not
+                 * manifestation tolerant and, with bitWillDetach, resets on
+                 * its own (AN3156 "Leave DFU mode"). */
+                m->state = DFU_STATE_MANIFEST;
+                m->busy_until = now_us + timing_manifest_us(m->timing);
+                poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                m->action = DFU_ACTION_LEAVE;
+                m->action_at = m->busy_until;
+                emit(m, "leave", m->address, 0);
+                break;
+        case DFU_STATE_MANIFEST:
+                if (now_us < m->busy_until) {
+                        poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                        break;
+                }
+                m->state = DFU_STATE_MANIFEST_WAIT_RESET;
+                break;
+        case DFU_STATE_MANIFEST_WAIT_RESET:
+                /* DFU 1.1 A.2.8: the device no longer answers */
+                return stall(m);
+        case DFU_STATE_APP_IDLE:
+        case DFU_STATE_APP_DETACH:
+        case DFU_STATE_DFU_IDLE:
+        case DFU_STATE_DNLOAD_IDLE:
+        case DFU_STATE_UPLOAD_IDLE:
+        case DFU_STATE_ERROR:
+        case _DFU_STATE_MAX:
+                break;
+        }
+
+        if (w_length < 6)
+                return stall(m);
+        /* DFU 1.1 6.1.2: bStatus, bwPollTimeout (3 bytes LE), bState, iString */
+        data[0] = (uint8_t)m->status;
+        data[1] = poll & 0xFF;
+        data[2] = (poll >> 8) & 0xFF;
+        data[3] = (poll >> 16) & 0xFF;
+        data[4] = (uint8_t)m->state;
+        data[5] = 0;
+        return 6;
+}
+
+static int dnload(DfuModel *m, uint16_t w_value, uint16_t w_length, const uint8_t *data)
+{
+        if (w_length == 0) {
+                /* DFU 1.1 A.2.5 / UM0424 "Leave": a zero-length DNLOAD in
+                 * dfuDNLOAD-IDLE ends the download (dfu-util sends wValue 2,
+                 * the ROM ignores it); in dfuIDLE it is a stall. */
+                if (m->state != DFU_STATE_DNLOAD_IDLE)
+                        return stall(m);
+                m->state = DFU_STATE_MANIFEST_SYNC;
+                return 0;
+        }
+        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DNLOAD_IDLE)
+                return stall(m);
+        if (w_length > m->transfer_size || w_value == 1)
+                return stall(m);
+        memcpy(m->block, data, w_length);
+        m->block_len = w_length;
+        m->block_num = w_value;
+        m->state = DFU_STATE_DNLOAD_SYNC;
+        return 0;
+}
+
+static int upload(DfuModel *m, uint16_t w_value, uint16_t w_length, uint8_t *data)
+{
+        FlashModel *mem = memory(m);
+        uint32_t addr, n;
+
+        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_UPLOAD_IDLE)
+                return stall(m);
+        if (w_length > m->transfer_size || w_value == 1)
+                return stall(m);
+
+        if (w_value == 0) {
+                /* UM0424 "Get Commands" */
+                static const uint8_t cmds[] = { DFUSE_CMD_GET_COMMANDS, DFUSE_CMD_SET_ADDRESS,
+                                                DFUSE_CMD_ERASE, DFUSE_CMD_READ_UNPROTECT };
+                n = MIN(w_length, (uint32_t)sizeof(cmds));
+                memcpy(data, cmds, n);
+        } else {
+                addr = (uint32_t)(m->address + (uint64_t)(w_value - 2) * m->transfer_size);
+                if (!mem || !flash_model_contains(mem, addr, 1)) {
+                        stall(m);
+                        m->status = DFU_STATUS_ERR_ADDRESS;
+                        return -EPIPE;
+                }
+                n = (uint32_t)MIN((uint64_t)w_length, (uint64_t)mem->base + mem->size - addr);
+                flash_model_read(mem, addr, data, n);
+                m->uploads++;
+                m->bytes_uploaded += n;
+        }
+        /* DFU 1.1 A.2.10: a short frame ends the upload */
+        m->state = n < w_length ? DFU_STATE_DFU_IDLE : DFU_STATE_UPLOAD_IDLE;
+        return (int)n;
+}
+
+int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uint8_t b_request,
+                      uint16_t w_value, uint16_t w_length, uint8_t *data)
+{
+        bool in = bm_request_type & 0x80;
+
+        if (m->action == DFU_ACTION_VANISH)
+                return -ENODEV;
+
+        /* dfuDNBUSY: DFU 1.1 A.2.4, any request but (an early) GETSTATUS
+         * stalls; same for dfuMANIFEST (A.2.7). */
+        if ((m->state == DFU_STATE_DNBUSY || m->state == DFU_STATE_MANIFEST) &&
+            b_request != DFU_REQUEST_GETSTATUS)
+                return stall(m);
+
+        switch (b_request) {
+        case DFU_REQUEST_DETACH:
+                if (in)
+                        return stall(m);
+                /* only meaningful in appIDLE; the ROM is in DFU mode */
+                if (m->state != DFU_STATE_APP_IDLE)
+                        return stall(m);
+                m->state = DFU_STATE_APP_DETACH;
+                return 0;
+        case DFU_REQUEST_DNLOAD:
+                if (in)
+                        return stall(m);
+                return dnload(m, w_value, w_length, data);
+        case DFU_REQUEST_UPLOAD:
+                if (!in)
+                        return stall(m);
+                return upload(m, w_value, w_length, data);
+        case DFU_REQUEST_GETSTATUS:
+                if (!in)
+                        return stall(m);
+                return getstatus(m, now_us, data, w_length);
+        case DFU_REQUEST_CLRSTATUS:
+                if (in || m->state != DFU_STATE_ERROR)
+                        return stall(m);
+                m->state = DFU_STATE_DFU_IDLE;
+                m->status = DFU_STATUS_OK;
+                return 0;
+        case DFU_REQUEST_GETSTATE:
+                if (!in || w_length < 1)
+                        return stall(m);
+                if (m->state == DFU_STATE_MANIFEST_WAIT_RESET)
+                        return stall(m);
+                data[0] = (uint8_t)m->state;
+                return 1;
+        case DFU_REQUEST_ABORT:
+                if (in)
+                        return stall(m);
+                switch (m->state) {
+                case DFU_STATE_DFU_IDLE:
+                case DFU_STATE_DNLOAD_SYNC:
+                case DFU_STATE_DNLOAD_IDLE:
+                case DFU_STATE_MANIFEST_SYNC:
+                case DFU_STATE_UPLOAD_IDLE:
+                        m->state = DFU_STATE_DFU_IDLE;
+                        m->status = DFU_STATUS_OK;
+                        return 0;
+                case DFU_STATE_APP_IDLE:
+                case DFU_STATE_APP_DETACH:
+                case DFU_STATE_DNBUSY:
+                case DFU_STATE_MANIFEST:
+                case DFU_STATE_MANIFEST_WAIT_RESET:
+                case DFU_STATE_ERROR:
+                case _DFU_STATE_MAX:
+                        return stall(m);
+                }
+                return stall(m);
+        default:
+                return stall(m);
+        }
+}

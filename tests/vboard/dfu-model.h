@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The STM32 ROM bootloader's DFU interface: the DFU 1.1 state machine
+ * (usb.org DFU 1.1, Appendix A state diagram and table) with ST's DfuSe
+ * extensions (UM0424, AN3156). Pure: no I/O; the time is passed in with
+ * every request (injectable clock), the memories are FlashModels owned by
+ * the caller, one per alt setting.
+ *
+ * Flash operations start at the GETSTATUS that follows their DNLOAD
+ * (dfuDNLOAD-SYNC -> dfuDNBUSY, DFU 1.1 6.1.2) and last as long as
+ * timing.c says; the GETSTATUS answer carries that as bwPollTimeout, and a
+ * GETSTATUS asked again before it has elapsed answers dfuDNBUSY again.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flash-model.h"
+#include "timing.h"
+
+/* DFU 1.1 6.1.2, table "bState" */
+typedef enum DfuState {
+        DFU_STATE_APP_IDLE = 0,
+        DFU_STATE_APP_DETACH = 1,
+        DFU_STATE_DFU_IDLE = 2,
+        DFU_STATE_DNLOAD_SYNC = 3,
+        DFU_STATE_DNBUSY = 4,
+        DFU_STATE_DNLOAD_IDLE = 5,
+        DFU_STATE_MANIFEST_SYNC = 6,
+        DFU_STATE_MANIFEST = 7,
+        DFU_STATE_MANIFEST_WAIT_RESET = 8,
+        DFU_STATE_UPLOAD_IDLE = 9,
+        DFU_STATE_ERROR = 10,
+        _DFU_STATE_MAX,
+} DfuState;
+
+/* DFU 1.1 6.1.2, table "bStatus" */
+typedef enum DfuStatus {
+        DFU_STATUS_OK = 0,
+        DFU_STATUS_ERR_TARGET = 1,
+        DFU_STATUS_ERR_FILE = 2,
+        DFU_STATUS_ERR_WRITE = 3,
+        DFU_STATUS_ERR_ERASE = 4,
+        DFU_STATUS_ERR_CHECK_ERASED = 5,
+        DFU_STATUS_ERR_PROG = 6,
+        DFU_STATUS_ERR_VERIFY = 7,
+        DFU_STATUS_ERR_ADDRESS = 8,
+        DFU_STATUS_ERR_NOTDONE = 9,
+        DFU_STATUS_ERR_FIRMWARE = 10,
+        DFU_STATUS_ERR_VENDOR = 11,
+        DFU_STATUS_ERR_USBR = 12,
+        DFU_STATUS_ERR_POR = 13,
+        DFU_STATUS_ERR_UNKNOWN = 14,
+        DFU_STATUS_ERR_STALLEDPKT = 15,
+        _DFU_STATUS_MAX,
+} DfuStatus;
+
+/* DFU 1.1 3, class requests */
+typedef enum DfuRequest {
+        DFU_REQUEST_DETACH = 0,
+        DFU_REQUEST_DNLOAD = 1,
+        DFU_REQUEST_UPLOAD = 2,
+        DFU_REQUEST_GETSTATUS = 3,
+        DFU_REQUEST_CLRSTATUS = 4,
+        DFU_REQUEST_GETSTATE = 5,
+        DFU_REQUEST_ABORT = 6,
+        _DFU_REQUEST_MAX,
+} DfuRequest;
+
+/* What the device does on its own after a request (the glue acts on it). */
+typedef enum DfuAction {
+        DFU_ACTION_NONE,
+        DFU_ACTION_LEAVE,  /* manifestation done: reset and run the application */
+        DFU_ACTION_RESET,  /* READ_UNPROTECT done: reset, back into the ROM */
+        DFU_ACTION_VANISH, /* reset-on-leave: gone before answering */
+        _DFU_ACTION_MAX,
+} DfuAction;
+
+/* UM0424 / AN3156 DfuSe command bytes (DNLOAD with wValue 0) */
+enum {
+        DFUSE_CMD_GET_COMMANDS = 0x00,
+        DFUSE_CMD_SET_ADDRESS = 0x21,
+        DFUSE_CMD_ERASE = 0x41,
+        DFUSE_CMD_READ_UNPROTECT = 0x92,
+};
+
+#define DFU_MODEL_MAX_ALTS 4
+
+typedef void (*DfuModelEventFn)(void *userdata, const char *event, uint32_t address, uint32_t length);
+
+typedef struct DfuModel {
+        const Timing *timing;
+        FlashModel *alts[DFU_MODEL_MAX_ALTS]; /* not owned */
+        size_t n_alts;
+        unsigned alt;
+        uint16_t transfer_size;
+        bool reset_on_leave;
+
+        DfuState state;
+        DfuStatus status;
+        uint32_t address; /* DfuSe address pointer */
+
+        /* the DNLOAD waiting for its GETSTATUS */
+        uint8_t *block;
+        uint16_t block_len;
+        uint16_t block_num;
+        /* the operation in progress (dfuDNBUSY / dfuMANIFEST) */
+        uint64_t busy_until;
+        DfuState busy_next;
+        DfuStatus busy_status;
+
+        DfuAction action;
+        uint64_t action_at;
+
+        /* counters */
+        uint64_t dnloads; /* data blocks */
+        uint64_t uploads; /* data blocks */
+        uint64_t bytes_uploaded;
+        uint64_t stalls;
+
+        DfuModelEventFn on_event;
+        void *userdata;
+} DfuModel;
+
+const char *dfu_state_to_string(DfuState s);
+const char *dfu_status_to_string(DfuStatus s);
+const char *dfu_request_to_string(DfuRequest r);
+const char *dfu_action_to_string(DfuAction a);
+
+int dfu_model_new(DfuModel **ret, const Timing *timing, uint16_t transfer_size);
+DfuModel *dfu_model_free(DfuModel *m);
+int dfu_model_add_alt(DfuModel *m, FlashModel *memory);
+
+/* Power-up / USB reset of the ROM: dfuIDLE, or dfuERROR/errFIRMWARE when
+ * the board shows the error-at-start defect. */
+void dfu_model_power_up(DfuModel *m, bool error_at_start);
+/* USB bus reset (usbfs RESET): finishes a pending leave. */
+void dfu_model_bus_reset(DfuModel *m, uint64_t now_us);
+int dfu_model_set_alt(DfuModel *m, unsigned alt);
+
+/*
+ * One class request to the DFU interface. `data` holds wLength bytes: the
+ * host's data for OUT requests, the buffer to fill for IN requests.
+ * Returns the number of bytes of the data stage (IN) or 0 (OUT), -EPIPE
+ * for a protocol stall (the state machine has moved to dfuERROR /
+ * errSTALLEDPKT as DFU 1.1 Appendix A says), -ENODEV when the device is
+ * gone before answering (reset-on-leave).
+ */
+int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uint8_t b_request,
+                      uint16_t w_value, uint16_t w_length, uint8_t *data);
+
+/* The device's own next step, if any, and when (DFU_ACTION_NONE if none). */
+DfuAction dfu_model_pending_action(const DfuModel *m, uint64_t *ret_at_us);
+void dfu_model_clear_action(DfuModel *m);
