@@ -193,8 +193,11 @@ static const char *const device_known_keys[] = {
 
 static void print_field(const char *label, const char *value)
 {
-        if (value)
-                printf("%15s: %s\n", label, value);
+        if (!value)
+                return;
+        printf("%15s: ", label);
+        output_fputs_sanitized(value, stdout);
+        fputc('\n', stdout);
 }
 
 static void print_sectors(const json_t *layout, bool use_color)
@@ -255,8 +258,10 @@ static void print_notes(const char *title, const json_t *notes, OutputColor colo
                         dump = json_dumps(n, JSON_COMPACT | JSON_ENCODE_ANY);
                         msg = dump;
                 }
-                printf("  %s•%s %s\n", output_color_on(color, use_color),
-                       color == OUTPUT_COLOR_NONE ? "" : output_color_off(use_color), strempty(msg));
+                printf("  %s•%s ", output_color_on(color, use_color),
+                       color == OUTPUT_COLOR_NONE ? "" : output_color_off(use_color));
+                output_fputs_sanitized(strempty(msg), stdout);
+                fputc('\n', stdout);
         }
 }
 
@@ -428,8 +433,8 @@ static void print_device(Flashctl *ctx, const json_t *d)
                         json_t *num = json_object_get(alt, "alt");
                         if (layout_summary(json_object_get(alt, "regions"), &summary) < 0)
                                 summary = NULL;
-                        printf("  %2" JSON_INTEGER_FORMAT "  %s", json_integer_value(num),
-                               strna(str_field(alt, "name")));
+                        printf("  %2" JSON_INTEGER_FORMAT "  ", json_integer_value(num));
+                        output_fputs_sanitized(strna(str_field(alt, "name")), stdout);
                         if (summary && summary[0])
                                 printf("  %s", summary);
                         if (json_is_true(json_object_get(alt, "string_patched")))
@@ -439,8 +444,11 @@ static void print_device(Flashctl *ctx, const json_t *d)
                                 printf("  %s(repaired)%s", output_color_on(OUTPUT_COLOR_YELLOW, color),
                                        output_color_off(color));
                         fputc('\n', stdout);
-                        if (diag)
-                                printf("      %s\n", diag);
+                        if (diag) {
+                                fputs("      ", stdout);
+                                output_fputs_sanitized(diag, stdout);
+                                fputc('\n', stdout);
+                        }
                 }
         }
 

@@ -473,8 +473,7 @@ static bool array_of_scalars(const json_t *a)
         return true;
 }
 
-/* Strings from the device (USB descriptors) may hold control characters. */
-static void print_sanitized(FILE *f, const char *s)
+void output_fputs_sanitized(const char *s, FILE *f)
 {
         for (; *s; s++)
                 fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
@@ -530,11 +529,11 @@ void output_print_fields(FILE *f, const json_t *object, const char *const *skip,
                                 _cleanup_free_ char *s = output_scalar(e);
                                 if (i > 0)
                                         fputs(", ", f);
-                                print_sanitized(f, s ? s : "-");
+                                output_fputs_sanitized(s ? s : "-", f);
                         }
                 } else {
                         _cleanup_free_ char *s = output_scalar(v);
-                        print_sanitized(f, s ? s : "-");
+                        output_fputs_sanitized(s ? s : "-", f);
                 }
                 fputc('\n', f);
         }

@@ -88,6 +88,9 @@ int table_print(const Table *t, FILE *f, unsigned width, bool use_color, bool le
  */
 void output_print_fields(FILE *f, const json_t *object, const char *const *skip, unsigned indent,
                          unsigned label_width);
+/* fputs() with control characters shown as '?': strings from a device (USB
+ * descriptors, layout strings) must not drive the terminal. */
+void output_fputs_sanitized(const char *s, FILE *f);
 /* "board_variant" -> "Board variant", into buf. */
 const char *output_label(char *buf, size_t size, const char *key);
 /* A scalar as text ("yes"/"no" for booleans); NULL for arrays, objects and null. malloc'd. */
