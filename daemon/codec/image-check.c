@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include "codec/image-check.h"
+#include "util/macros.h"
+
+static const char *const check_table[_IMAGE_CHECK_MAX] = {
+        [IMAGE_CHECK_FIT] = "fit",
+        [IMAGE_CHECK_VECTOR_TABLE] = "vector-table",
+        [IMAGE_CHECK_BOOTLOADER_REGION] = "bootloader-region",
+        [IMAGE_CHECK_MCU] = "mcu",
+};
+
+const char *image_check_to_string(ImageCheck c)
+{
+        if (c < 0 || c >= _IMAGE_CHECK_MAX)
+                return NULL;
+        return check_table[c];
+}
+
+ImageCheck image_check_from_string(const char *s)
+{
+        for (int i = 0; s && i < _IMAGE_CHECK_MAX; i++)
+                if (streq(check_table[i], s))
+                        return (ImageCheck)i;
+        return _IMAGE_CHECK_INVALID;
+}
+
+/* Klipper's stm32 FLASH_APPLICATION_ADDRESS choices, as offsets from the flash base. */
+static const struct {
+        uint32_t offset;
+        const char *name;
+} klipper_offsets[] = {
+        { 0x00000, "no bootloader" },      { 0x00800, "2 KiB bootloader" },
+        { 0x01000, "4 KiB bootloader" },   { 0x02000, "8 KiB bootloader" },
+        { 0x04000, "16 KiB bootloader" },  { 0x05000, "20 KiB bootloader" },
+        { 0x07000, "28 KiB bootloader" },  { 0x08000, "32 KiB bootloader" },
+        { 0x08800, "34 KiB bootloader" },  { 0x09000, "36 KiB bootloader" },
+        { 0x0C000, "48 KiB bootloader" },  { 0x10000, "64 KiB bootloader" },
+        { 0x20000, "128 KiB bootloader" }, { 0x20200, "128 KiB bootloader with 512-byte offset" },
+};
+
+const char *klipper_offset_to_string(uint32_t offset)
+{
+        for (size_t i = 0; i < ELEMENTSOF(klipper_offsets); i++)
+                if (klipper_offsets[i].offset == offset)
+                        return klipper_offsets[i].name;
+        return NULL;
+}
+
+static int messagef(char **ret_message, int r, const char *fmt, ...) _printf_(3, 4);
+static int messagef(char **ret_message, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (ret_message) {
+                char *s = NULL;
+                va_start(ap, fmt);
+                if (vasprintf(&s, fmt, ap) < 0)
+                        s = NULL;
+                va_end(ap);
+                free(*ret_message);
+                *ret_message = s;
+        }
+        return r;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* ---- fit ---- */
+
+int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
+{
+        if (!img || !t)
+                return -EINVAL;
+
+        for (size_t i = 0; i < img->n_segments; i++) {
+                const FlashSegment *s = &img->segments[i];
+                uint64_t a = s->address, end = (uint64_t)s->address + s->size;
+
+                if (!t->layout) {
+                        if (a < t->flash_base || end > (uint64_t)t->flash_base + t->flash_size)
+                                return messagef(
+                                        ret_message, -ENOSPC,
+                                        "the image (0x%08" PRIx64 "-0x%08" PRIx64
+                                        ") does not fit the flash at 0x%08x-0x%08" PRIx64 " (%u KiB)",
+                                        a, end - 1, t->flash_base,
+                                        (uint64_t)t->flash_base + t->flash_size - 1, t->flash_size / 1024);
+                        continue;
+                }
+                while (a < end) {
+                        const DfuseSegment *seg = NULL;
+                        uint32_t start = 0, size = 0;
+
+                        if (!dfuse_layout_find_sector(t->layout, (uint32_t)a, &seg, &start, &size))
+                                return messagef(
+                                        ret_message, -ENOSPC,
+                                        "the image has data at 0x%08" PRIx64
+                                        ", outside the device's memory layout (%" PRIu64
+                                        " bytes from 0x%08x): it is too large for this board or meant "
+                                        "for another address",
+                                        a, dfuse_layout_total_size(t->layout),
+                                        t->layout->n_regions > 0 ? t->layout->regions[0].address : 0);
+                        if (!(seg->flags & DFUSE_SECTOR_WRITEABLE))
+                                return messagef(ret_message, -ENOSPC,
+                                                "the image has data at 0x%08" PRIx64
+                                                " in the sector at 0x%08x, which the device reports as not "
+                                                "writeable",
+                                                a, start);
+                        a = (uint64_t)start + size;
+                }
+        }
+        return 0;
+}
+
+/* ---- vector table ---- */
+
+/* Aligned words of the image that point into [base, base + span). */
+static size_t count_pointers(const FlashImage *img, uint64_t base, uint64_t span)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < img->n_segments; i++) {
+                const FlashSegment *s = &img->segments[i];
+                size_t first = (4 - (s->address & 3)) & 3;
+
+                for (size_t o = first; o + 4 <= s->size; o += 4) {
+                        uint64_t w = le32(s->data + o) & ~(uint32_t)1;
+                        if (w >= base && w < base + span)
+                                n++;
+                }
+        }
+        return n;
+}
+
+static void describe_base(char *buf, size_t size, uint32_t address, uint32_t flash_base)
+{
+        const char *name = address >= flash_base ? klipper_offset_to_string(address - flash_base) : NULL;
+
+        if (name)
+                snprintf(buf, size, "0x%08x (%s)", address, name);
+        else
+                snprintf(buf, size, "0x%08x", address);
+}
+
+int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
+{
+        uint32_t a, sp, reset, best = 0;
+        uint64_t span;
+        size_t best_score = 0, score_a = 0;
+        bool have_best = false, a_ok;
+        const uint8_t *v;
+        char where[96];
+
+        if (!img || !t)
+                return -EINVAL;
+        if (img->n_segments == 0)
+                return messagef(ret_message, -ENOEXEC, "the image is empty");
+
+        /* ARMv7-M ARM B1.5.3: word 0 is the initial SP, word 1 the reset vector. */
+        a = flash_image_get_address(img);
+        span = flash_image_get_end(img) - a;
+        v = flash_image_find(img, a, 8);
+        if (!v)
+                return messagef(ret_message, -ENOEXEC, "the image is too short to hold a vector table");
+        sp = le32(v);
+        reset = le32(v + 4);
+
+        if (t->ram_size > 0 &&
+            (sp <= t->ram_start || (uint64_t)sp > (uint64_t)t->ram_start + t->ram_size || (sp & 3)))
+                return messagef(
+                        ret_message, -ENOEXEC,
+                        "the image's initial stack pointer 0x%08x is not in the board's RAM "
+                        "(0x%08x-0x%08" PRIx64
+                        "): this is not a firmware image for this board, or not a firmware image at all",
+                        sp, t->ram_start, (uint64_t)t->ram_start + t->ram_size);
+        if (!(reset & 1))
+                return messagef(
+                        ret_message, -ENOEXEC,
+                        "the image's reset vector 0x%08x is not a Thumb address (odd): this is not a "
+                        "Cortex-M firmware image",
+                        reset);
+
+        /* Which base was the image linked for? Every plausible base (the write
+         * address and Klipper's application addresses) must hold the reset
+         * handler; among those, the one most of the image's own pointers point
+         * into wins. Ties go to the write address. */
+        a_ok = (reset & ~1U) >= a && (uint64_t)(reset & ~1U) < (uint64_t)a + span;
+        if (a_ok)
+                score_a = count_pointers(img, a, span);
+        for (size_t i = 0; i < ELEMENTSOF(klipper_offsets) + 1; i++) {
+                uint64_t base = i < ELEMENTSOF(klipper_offsets)
+                                        ? (uint64_t)t->flash_base + klipper_offsets[i].offset
+                                        : (uint64_t)t->flash_base + t->app_offset;
+                size_t score;
+
+                if (base == a || base > UINT32_MAX)
+                        continue;
+                if ((reset & ~1U) < base || (uint64_t)(reset & ~1U) >= base + span)
+                        continue;
+                score = count_pointers(img, base, span);
+                if (!have_best || score > best_score) {
+                        best = (uint32_t)base;
+                        best_score = score;
+                        have_best = true;
+                }
+        }
+
+        if (!a_ok) {
+                if (have_best) {
+                        describe_base(where, sizeof(where), best, t->flash_base);
+                        return messagef(
+                                ret_message, -ENOEXEC,
+                                "the image is built for %s but would be written at 0x%08x (its reset vector "
+                                "0x%08x lies outside the written range): write it at 0x%08x or rebuild it "
+                                "with the board's bootloader offset",
+                                where, a, reset, best);
+                }
+                return messagef(
+                        ret_message, -ENOEXEC,
+                        "the image's reset vector 0x%08x lies outside the written range 0x%08x-0x%08" PRIx64
+                        ": the image is built for another address",
+                        reset, a, (uint64_t)a + span - 1);
+        }
+        /* A clear majority, not noise: genuine images have many pointers into
+         * their own code below any wrong base, and few past their end. */
+        if (have_best && best_score > score_a + MAX((size_t)8, score_a / 8)) {
+                describe_base(where, sizeof(where), best, t->flash_base);
+                return messagef(
+                        ret_message, -ENOEXEC,
+                        "the image is built for %s but would be written at 0x%08x (%zu of its pointers "
+                        "point into the image when it sits at 0x%08x, %zu at 0x%08x): write it at 0x%08x "
+                        "or rebuild it with the board's bootloader offset",
+                        where, a, best_score, best, score_a, a, best);
+        }
+        return 0;
+}
+
+/* ---- bootloader region ---- */
+
+int image_check_bootloader_region(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
+{
+        if (!img || !t)
+                return -EINVAL;
+        if (t->app_offset == 0)
+                return messagef(ret_message, IMAGE_CHECK_SKIPPED, "the board has no bootloader region");
+        if (!flash_image_touches(img, t->flash_base, t->app_offset))
+                return 0;
+        if (t->address_explicit)
+                return 0;
+        return messagef(ret_message, -EPERM,
+                        "the image would overwrite the bootloader at 0x%08x-0x%08" PRIx64
+                        " (%u KiB); flashd writes there only when the address is given explicitly "
+                        "(--address 0x%08x) or with --force bootloader-region",
+                        t->flash_base, (uint64_t)t->flash_base + t->app_offset - 1, t->app_offset / 1024,
+                        flash_image_get_address(img));
+}
+
+/* ---- Klipper data dictionary ---- */
+
+/* Bytes one scan may inflate in total: a crafted image full of zlib streams
+ * must not keep the daemon busy for long. */
+#define KLIPPER_DICT_SCAN_BUDGET (64U * 1024U * 1024U)
+
+/* Inflate one zlib stream starting at buf; -EBADMSG when it is not one or
+ * does not start like a JSON object. */
+static int inflate_at(const uint8_t *buf, size_t len, size_t *budget, char **ret, size_t *ret_len)
+{
+        _cleanup_free_ char *out = NULL;
+        size_t allocated = 0, used = 0;
+        z_stream zs = {};
+        int zr;
+
+        if (inflateInit(&zs) != Z_OK)
+                return -ENOMEM;
+        zs.next_in = (Bytef *)buf;
+        zs.avail_in = (uInt)MIN(len, (size_t)UINT32_MAX);
+        do {
+                if (used == allocated) {
+                        size_t n = allocated ? allocated * 2 : 16384;
+                        char *p;
+
+                        if (allocated >= KLIPPER_DICT_MAX_SIZE) {
+                                inflateEnd(&zs);
+                                return -EFBIG;
+                        }
+                        n = MIN(n, (size_t)KLIPPER_DICT_MAX_SIZE);
+                        p = realloc(out, n + 1);
+                        if (!p) {
+                                inflateEnd(&zs);
+                                return -ENOMEM;
+                        }
+                        out = p;
+                        allocated = n;
+                }
+                zs.next_out = (Bytef *)out + used;
+                zs.avail_out = (uInt)(allocated - used);
+                zr = inflate(&zs, Z_NO_FLUSH);
+                *budget -= MIN(*budget, allocated - zs.avail_out - used);
+                used = allocated - zs.avail_out;
+                if (used > 0 && out[0] != '{')
+                        zr = Z_DATA_ERROR;
+                else if (*budget == 0)
+                        zr = Z_BUF_ERROR;
+        } while (zr == Z_OK);
+        inflateEnd(&zs);
+        if (zr != Z_STREAM_END)
+                return -EBADMSG;
+        out[used] = 0;
+        *ret = TAKE_PTR(out);
+        *ret_len = used;
+        return 0;
+}
+
+static bool is_klipper_dictionary(const char *json, size_t len)
+{
+        json_auto_t *root = json_loadb(json, len, 0, NULL);
+        json_t *app;
+
+        if (!json_is_object(root))
+                return false;
+        app = json_object_get(root, "app");
+        return json_is_string(app) && streq(json_string_value(app), "Klipper");
+}
+
+int klipper_dictionary_extract(const uint8_t *buf, size_t len, char **ret_json, size_t *ret_offset)
+{
+        size_t budget = KLIPPER_DICT_SCAN_BUDGET;
+
+        if (!buf)
+                return -ENOENT;
+        for (size_t i = 0; i + 2 <= len && budget > 0; i++) {
+                _cleanup_free_ char *json = NULL;
+                size_t json_len = 0;
+                int r;
+
+                /* RFC 1950: CM 8 with a 32 KiB window, FCHECK makes CMF*256+FLG a
+                 * multiple of 31, no preset dictionary. */
+                if (buf[i] != 0x78 || ((buf[i] << 8) | buf[i + 1]) % 31 != 0 || (buf[i + 1] & 0x20))
+                        continue;
+                r = inflate_at(buf + i, len - i, &budget, &json, &json_len);
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0 || json_len == 0 || json[0] != '{')
+                        continue;
+                if (strlen(json) != json_len || !is_klipper_dictionary(json, json_len))
+                        continue;
+                if (ret_json)
+                        *ret_json = TAKE_PTR(json);
+                if (ret_offset)
+                        *ret_offset = i;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int klipper_dictionary_find(const FlashImage *img, char **ret_mcu, char **ret_version)
+{
+        if (!img)
+                return -EINVAL;
+        for (size_t i = 0; i < img->n_segments; i++) {
+                _cleanup_free_ char *json = NULL;
+                json_auto_t *root = NULL;
+                json_t *mcu, *version;
+                char *m = NULL, *v = NULL;
+                int r;
+
+                r = klipper_dictionary_extract(img->segments[i].data, img->segments[i].size, &json, NULL);
+                if (r == -ENOENT)
+                        continue;
+                if (r < 0)
+                        return r;
+                root = json_loads(json, 0, NULL);
+                if (!root)
+                        return -ENOMEM;
+                mcu = json_object_get(json_object_get(root, "config"), "MCU");
+                version = json_object_get(root, "version");
+                if (json_is_string(mcu) && !(m = strdup(json_string_value(mcu))))
+                        return -ENOMEM;
+                if (json_is_string(version) && !(v = strdup(json_string_value(version)))) {
+                        free(m);
+                        return -ENOMEM;
+                }
+                if (ret_mcu)
+                        *ret_mcu = m;
+                else
+                        free(m);
+                if (ret_version)
+                        *ret_version = v;
+                else
+                        free(v);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int image_check_mcu(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
+{
+        _cleanup_free_ char *mcu = NULL, *version = NULL;
+        int r;
+
+        if (!img || !t)
+                return -EINVAL;
+        if (!t->mcu)
+                return messagef(ret_message, IMAGE_CHECK_SKIPPED, "the board's MCU is not known");
+        r = klipper_dictionary_find(img, &mcu, &version);
+        if (r == -ENOENT)
+                return messagef(ret_message, IMAGE_CHECK_SKIPPED,
+                                "the image has no Klipper data dictionary");
+        if (r < 0)
+                return r;
+        if (!mcu)
+                return messagef(ret_message, IMAGE_CHECK_SKIPPED,
+                                "the image's Klipper data dictionary names no MCU");
+        if (strcasecmp(mcu, t->mcu) != 0)
+                return messagef(ret_message, -EMEDIUMTYPE,
+                                "the image is Klipper %s built for %s, but the board has an %s: run `make "
+                                "menuconfig` and select the board's micro-controller",
+                                strna(version), mcu, t->mcu);
+        return 0;
+}
+
+/* ---- all ---- */
+
+int image_check_one(ImageCheck c, const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
+{
+        switch (c) {
+        case IMAGE_CHECK_FIT:
+                return image_check_fit(img, t, ret_message);
+        case IMAGE_CHECK_VECTOR_TABLE:
+                return image_check_vector_table(img, t, ret_message);
+        case IMAGE_CHECK_BOOTLOADER_REGION:
+                return image_check_bootloader_region(img, t, ret_message);
+        case IMAGE_CHECK_MCU:
+                return image_check_mcu(img, t, ret_message);
+        case _IMAGE_CHECK_MAX:
+        case _IMAGE_CHECK_INVALID:
+                break;
+        }
+        return -EINVAL;
+}
+
+void image_check_results_clear(ImageCheckResult *results)
+{
+        for (size_t i = 0; results && i < _IMAGE_CHECK_MAX; i++) {
+                free(results[i].message);
+                results[i] = (ImageCheckResult){};
+        }
+}
+
+int image_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned force, ImageCheck *ret_failed,
+                    char **ret_message, ImageCheckResult *results)
+{
+        int first = 0;
+
+        if (!img || !t)
+                return -EINVAL;
+        for (int c = 0; c < _IMAGE_CHECK_MAX; c++) {
+                _cleanup_free_ char *message = NULL;
+                bool forced;
+                int r;
+
+                r = image_check_one((ImageCheck)c, img, t, &message);
+                if (r == -ENOMEM || r == -EINVAL)
+                        return r;
+                forced = r < 0 && (force & (1U << c));
+                if (r < 0 && !forced && first == 0) {
+                        first = r;
+                        if (ret_failed)
+                                *ret_failed = (ImageCheck)c;
+                        if (ret_message)
+                                *ret_message = message ? strdup(message) : NULL;
+                }
+                if (results)
+                        results[c] = (ImageCheckResult){
+                                .result = r,
+                                .forced = forced,
+                                .message = TAKE_PTR(message),
+                        };
+        }
+        return first;
+}
