@@ -389,17 +389,23 @@ static bool state_is_busy(DfuState st)
 static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, DfuStatus *ret)
 {
         uint64_t deadline = dfu_now_ms() + timeout_ms;
+        uint32_t last_poll_ms = 0;
         DfuStatus st;
         int r;
 
         for (unsigned n = 0;; n++) {
                 r = dfu_session_get_status(s, &st);
                 /* A device busy with a mass erase may not answer at all until it is
-                 * done (dfu-util's F405 case); keep asking until the deadline. */
-                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) && dfu_now_ms() < deadline)
+                 * done (dfu-util's F405 case); keep asking until the deadline, at
+                 * the pace it last asked for. */
+                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) && dfu_now_ms() < deadline &&
+                    n < DFU_MAX_POLLS) {
+                        dfu_sleep_ms(MAX(last_poll_ms, 1u));
                         continue;
+                }
                 if (r < 0)
                         return r;
+                last_poll_ms = st.poll_timeout_ms;
                 if (!state_is_busy(st.state))
                         break;
                 if (n >= DFU_MAX_POLLS || dfu_now_ms() + st.poll_timeout_ms > deadline)
@@ -523,8 +529,12 @@ static int dfuse_command(DfuSession *s, DfuseCommand c, uint32_t address, unsign
         r = wait_busy(s, timeout_ms, c == DFUSE_COMMAND_MASS_ERASE, &st);
         if (r == -EIO) {
                 (void)dfu_session_clear_status(s);
-                return dfu_session_fail(s, -EIO, "%s failed: %s (%s).", what,
-                                        dfu_status_to_string(st.status), dfu_status_to_message(st.status));
+                /* AN3156 6.1: DfuSe ROMs answer an address they do not accept
+                 * with errTARGET, whose DFU 1.1 wording is about files. */
+                return dfu_session_fail(
+                        s, -EIO, "%s failed: %s (%s).", what, dfu_status_to_string(st.status),
+                        st.status == DFU_STATUS_ERR_TARGET ? "the device does not accept this address"
+                                                           : dfu_status_to_message(st.status));
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
