@@ -101,6 +101,37 @@ def test_watch_lifetime():
                 w.kill()
 
 
+def complete(words, socket_path=None):
+    """What client/flashctl.bash-completion offers for the last word of `words`."""
+    script = os.path.join(harness.source_root(), "client", "flashctl.bash-completion")
+    bindir = os.path.dirname(os.path.abspath(harness.flashctl_binary()))
+    line = " ".join(words)
+    prog = (f"source /usr/share/bash-completion/bash_completion; source {script}; "
+            f"COMP_WORDS=({' '.join(repr(w) for w in words)}); COMP_CWORD={len(words) - 1}; "
+            f"COMP_LINE={line!r}; COMP_POINT={len(line)}; _flashctl; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    env = dict(os.environ, PATH=bindir + ":" + os.environ.get("PATH", ""))
+    if socket_path:
+        env["FLASHD_SOCKET"] = socket_path
+    p = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, env=env, timeout=20)
+    assert p.returncode == 0, p
+    return sorted(x for x in p.stdout.split("\n") if x)
+
+
+def test_bash_completion():
+    assert complete(["flashctl", ""]) == sorted(["boards", "help", "info", "list", "status", "watch"])
+    assert complete(["flashctl", "wa"]) == ["watch"]
+    assert "--socket" in complete(["flashctl", "--"]) and "--mode" not in complete(["flashctl", "--"])
+    assert "--mode" in complete(["flashctl", "list", "--"])
+    assert complete(["flashctl", "list", "--mode", "d"]) == ["dfu"]
+    assert complete(["flashctl", "help", "in"]) == ["info"]
+    # no daemon: nothing to offer, quickly
+    start = time.monotonic()
+    assert complete(["flashctl", "--socket", "/nonexistent/sock", "info", ""]) == []
+    assert time.monotonic() - start < 5
+    with harness.Flashd() as d:
+        assert complete(["flashctl", "info", ""], socket_path=d.socket_path) == []
+
+
 def test_no_daemon():
     d = harness.Flashd().start()
     path = d.socket_path
@@ -119,4 +150,4 @@ def test_no_daemon():
 
 if __name__ == "__main__":
     harness.main([test_status, test_list_empty, test_boards_and_board_info, test_unknown_name,
-                  test_watch_lifetime, test_no_daemon])
+                  test_watch_lifetime, test_bash_completion, test_no_daemon])
