@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <strings.h>
@@ -30,8 +31,7 @@ struct KatapultSession {
         bool prime;
         bool connected;
         KatapultConnectInfo info;
-        uint32_t pages_written;
-        unsigned resends;
+        KatapultFlashStats stats;
         char error[512];
         uint8_t frame[KATAPULT_FRAME_MAX];
         uint8_t reply[KATAPULT_PAYLOAD_MAX];
@@ -110,7 +110,7 @@ KatapultSession *katapult_session_free(KatapultSession *s)
         return NULL;
 }
 
-void katapult_session_set_callbacks(KatapultSession *s, const KatapultCallbacks *cb)
+static void use_callbacks(KatapultSession *s, const KatapultCallbacks *cb)
 {
         s->cb = cb ? *cb : (KatapultCallbacks){};
 }
@@ -138,31 +138,49 @@ bool katapult_mcu_needs_prime(const char *usb_product)
                  strncasecmp(v, "h7", 2) == 0);
 }
 
-uint32_t katapult_session_pages_written(KatapultSession *s)
+const KatapultFlashStats *katapult_session_get_stats(const KatapultSession *s)
 {
-        return s->pages_written;
+        return &s->stats;
 }
 
-unsigned katapult_session_resends(KatapultSession *s)
+const char *katapult_session_get_error(const KatapultSession *s)
 {
-        return s->resends;
+        return s->error[0] ? s->error : NULL;
 }
 
-const char *katapult_session_error(KatapultSession *s)
+/* Hand the message out: the error after a failure, else `summary`. */
+static int finish(KatapultSession *s, int r, char **ret_message, const char *summary)
 {
-        return s->error;
+        if (ret_message) {
+                const char *m = r < 0 ? s->error : summary;
+                *ret_message = m && m[0] ? strdup(m) : NULL;
+        }
+        return r;
 }
 
 static void phase(KatapultSession *s, KatapultPhase p)
 {
-        if (s->cb.on_phase)
-                s->cb.on_phase(p, s->cb.userdata);
+        if (s->cb.phase)
+                s->cb.phase(s->cb.userdata, p);
 }
 
 static void progress(KatapultSession *s, uint64_t done, uint64_t total)
 {
-        if (s->cb.on_progress)
-                s->cb.on_progress(done, total, s->cb.userdata);
+        if (s->cb.progress)
+                s->cb.progress(s->cb.userdata, done, total);
+}
+
+_printf_(2, 3) static void note(KatapultSession *s, const char *format, ...)
+{
+        char buf[256];
+        va_list ap;
+
+        if (!s->cb.note)
+                return;
+        va_start(ap, format);
+        vsnprintf(buf, sizeof(buf), format, ap);
+        va_end(ap);
+        s->cb.note(s->cb.userdata, buf);
 }
 
 typedef enum Outcome {
@@ -261,7 +279,7 @@ static int exchange(KatapultSession *s, uint8_t cmd, const void *payload, size_t
                 if (cancelled(s))
                         return -ECANCELED;
                 if (attempt > 0) {
-                        s->resends++;
+                        s->stats.resends++;
                         r = pause_usec(s, last == OUTCOME_BUSY ? s->timeouts.busy_delay_usec
                                                                : s->timeouts.retry_delay_usec);
                         if (r < 0)
@@ -288,9 +306,15 @@ static int exchange(KatapultSession *s, uint8_t cmd, const void *payload, size_t
                 if (r == OUTCOME_OK)
                         return 0;
                 last = (Outcome)r;
+                if (last == OUTCOME_BUSY)
+                        s->stats.busies++;
+                else if (last == OUTCOME_ERROR)
+                        s->stats.errors++;
+                else
+                        s->stats.timeouts++; /* NACK, corruption or silence */
         }
 
-        return last == OUTCOME_ERROR ? KATAPULT_ERR_REMOTE : -ETIMEDOUT;
+        return last == OUTCOME_ERROR ? KATAPULT_ERR_REMOTE : last == OUTCOME_BUSY ? -EBUSY : -ETIMEDOUT;
 }
 
 static int exchange_error(KatapultSession *s, int r, const char *what)
@@ -310,21 +334,22 @@ static int exchange_error(KatapultSession *s, int r, const char *what)
                             what, s->timeouts.tries);
         case KATAPULT_ERR_REMOTE:
                 return fail(s, r, "Katapult reported an error for %s %u times", what, s->timeouts.tries);
+        case -EBUSY:
+                return fail(s, -ETIMEDOUT, "Katapult stayed busy during %s after %u tries", what,
+                            s->timeouts.tries);
         default:
                 return fail(s, r, "%s failed: %s", what, strerror(-r));
         }
 }
 
-int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info)
+static int do_connect(KatapultSession *s)
 {
         bool ignore_error = false;
+        char v[16];
         int r;
 
-        if (s->connected) {
-                if (ret_info)
-                        *ret_info = s->info;
+        if (s->connected)
                 return 0;
-        }
 
         r = serial_transport_flush_input(s->transport);
         if (r == -ENODEV)
@@ -343,9 +368,12 @@ int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info)
         if (r < 0)
                 return exchange_error(s, r, "CONNECT");
 
-        KatapultFrame f = { .cmd = KATAPULT_REPLY_ACK, .payload = s->frame, .size = s->reply_size + 4 };
-        katapult_put_le32(s->frame, KATAPULT_CMD_CONNECT);
-        memcpy(s->frame + 4, s->reply, s->reply_size);
+        /* Rebuild the ACK frame view for the parser (s->reply holds the
+         * data after the echoed command word). */
+        uint8_t *payload = s->frame;
+        katapult_put_le32(payload, KATAPULT_CMD_CONNECT);
+        memcpy(payload + 4, s->reply, s->reply_size);
+        KatapultFrame f = { .cmd = KATAPULT_REPLY_ACK, .payload = payload, .size = s->reply_size + 4 };
         r = katapult_connect_parse(&f, &s->info);
         if (r == -ERANGE)
                 return fail(s, -EPROTO,
@@ -355,44 +383,75 @@ int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info)
                 return fail(s, -EPROTO, "Katapult's answer to CONNECT is malformed (%s)", strerror(-r));
 
         s->connected = true;
-        if (ret_info)
-                *ret_info = s->info;
+        note(s, "Katapult %s%s%s on %s: application at 0x%08x, %u-byte blocks",
+             katapult_proto_version_format(s->info.proto_version, v, sizeof(v)),
+             s->info.software_version[0] ? " " : "", s->info.software_version, s->info.mcu,
+             s->info.start_address, s->info.block_size);
         return 0;
 }
 
-int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts)
+int katapult_session_connect(KatapultSession *s, const KatapultCallbacks *cb, KatapultConnectInfo *ret_info,
+                             char **ret_message)
+{
+        int r;
+
+        use_callbacks(s, cb);
+        s->error[0] = 0;
+        r = do_connect(s);
+        if (r >= 0 && ret_info)
+                *ret_info = s->info;
+        return finish(s, r, ret_message, NULL);
+}
+
+static int do_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts)
 {
         static const KatapultFlashOptions no_opts = {};
         int r;
 
         if (!opts)
                 opts = &no_opts;
-        r = katapult_session_connect(s, NULL);
+        r = do_connect(s);
         if (r < 0)
                 return r;
 
-        if (opts->image_address != 0 && opts->image_address != s->info.start_address && !opts->force_address)
-                return fail(
-                        s, KATAPULT_ERR_ADDRESS,
-                        "the image is built to run at 0x%08x but Katapult on this board starts applications "
-                        "at 0x%08x; rebuild it for the board's bootloader offset (or force the address "
-                        "check if you know better); nothing was written",
-                        opts->image_address, s->info.start_address);
+        if (opts->image_address != 0 && opts->image_address != s->info.start_address) {
+                if (!opts->force_address)
+                        return fail(
+                                s, KATAPULT_ERR_ADDRESS,
+                                "the image is built to run at 0x%08x but Katapult on this board starts "
+                                "applications at 0x%08x; rebuild it for the board's bootloader offset (or "
+                                "force the address check if you know better); nothing was written",
+                                opts->image_address, s->info.start_address);
+                note(s, "forced: writing an image built for 0x%08x at 0x%08x", opts->image_address,
+                     s->info.start_address);
+        }
 
-        if (opts->image_mcu && opts->image_mcu[0] && strcasecmp(opts->image_mcu, s->info.mcu) != 0 &&
-            !opts->force_mcu)
-                return fail(s, KATAPULT_ERR_MCU,
-                            "the image is built for %s but Katapult reports %s; build Klipper for this MCU "
-                            "(or force the mcu check); nothing was written",
-                            opts->image_mcu, s->info.mcu);
+        if (opts->image_mcu && opts->image_mcu[0] && strcasecmp(opts->image_mcu, s->info.mcu) != 0) {
+                if (!opts->force_mcu)
+                        return fail(
+                                s, KATAPULT_ERR_MCU,
+                                "the image is built for %s but Katapult reports %s; build Klipper for this "
+                                "MCU (or force the mcu check); nothing was written",
+                                opts->image_mcu, s->info.mcu);
+                note(s, "forced: writing an image built for %s to %s", opts->image_mcu, s->info.mcu);
+        }
 
+        if (image_size == 0)
+                return fail(s, -EINVAL, "the image is empty");
         uint64_t blocks = DIV_ROUND_UP((uint64_t)image_size, s->info.block_size);
-        if (image_size == 0 ||
-            (uint64_t)s->info.start_address + blocks * s->info.block_size > UINT32_MAX + 1ull)
-                return fail(s, image_size == 0 ? -EINVAL : KATAPULT_ERR_TOO_BIG,
-                            image_size == 0 ? "the image is empty"
-                                            : "the image does not fit above Katapult's application start");
+        if ((uint64_t)s->info.start_address + blocks * s->info.block_size > UINT32_MAX + 1ull)
+                return fail(s, KATAPULT_ERR_TOO_BIG,
+                            "the image (%zu bytes) does not fit above Katapult's application start 0x%08x",
+                            image_size, s->info.start_address);
         return 0;
+}
+
+int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts,
+                           const KatapultCallbacks *cb, char **ret_message)
+{
+        use_callbacks(s, cb);
+        s->error[0] = 0;
+        return finish(s, do_check(s, image_size, opts), ret_message, NULL);
 }
 
 static void fill_block(const KatapultConnectInfo *info, const uint8_t *image, size_t size, uint64_t index,
@@ -405,7 +464,7 @@ static void fill_block(const KatapultConnectInfo *info, const uint8_t *image, si
         memset(out + n, 0xff, info->block_size - n);
 }
 
-int katapult_session_complete(KatapultSession *s)
+static int do_complete(KatapultSession *s)
 {
         int len, r;
 
@@ -413,51 +472,56 @@ int katapult_session_complete(KatapultSession *s)
         len = katapult_frame_encode(KATAPULT_CMD_COMPLETE, NULL, 0, s->frame, sizeof(s->frame));
         for (unsigned attempt = 0; attempt < s->timeouts.tries; attempt++) {
                 if (attempt > 0) {
-                        s->resends++;
+                        s->stats.resends++;
                         r = pause_usec(s, s->timeouts.retry_delay_usec);
                         if (r < 0)
                                 return exchange_error(s, r, "COMPLETE");
-                        (void)serial_transport_flush_input(s->transport);
+                        if (serial_transport_flush_input(s->transport) == -ENODEV)
+                                return KATAPULT_FLASH_LEFT_DEVICE_GONE;
                         katapult_decoder_reset(&s->decoder);
                 }
                 r = serial_transport_write(s->transport, s->frame, (size_t)len, s->timeouts.reply_usec);
                 if (r == -ENODEV)
-                        /* Gone before we could even say it: it left Katapult
-                         * by itself; the job confirms when Klipper is back. */
-                        return 0;
+                        /* Gone before we could say it: it reset by itself;
+                         * the job confirms when Klipper is back. */
+                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
                 if (r < 0)
                         continue;
                 r = await_reply(s, KATAPULT_CMD_COMPLETE, false, 0, s->timeouts.reply_usec, NULL);
-                if (r == OUTCOME_OK || r == -ENODEV)
+                if (r == OUTCOME_OK)
+                        return KATAPULT_FLASH_LEFT;
+                if (r == -ENODEV)
                         /* The board jumps to the application ~100 ms after
-                         * its ACK; over USB it may vanish before the ACK is
-                         * read. Success either way, confirmed by the board
-                         * coming back. */
-                        return 0;
+                         * its ACK (Katapult flashcmd.c complete_task); over
+                         * USB it may vanish before the ACK is read. */
+                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
                 if (r == -ECANCELED)
                         return exchange_error(s, r, "COMPLETE");
                 if (r == OUTCOME_RESEND && attempt > 0)
-                        /* A board that stopped answering after a COMPLETE
-                         * has most likely started the application already. */
-                        return 0;
+                        /* Silent after a COMPLETE that it may have received:
+                         * most likely running the application already. */
+                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
         }
         return exchange_error(s, -ETIMEDOUT, "COMPLETE");
 }
 
-int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts)
+int katapult_session_complete(KatapultSession *s, const KatapultCallbacks *cb, char **ret_message)
 {
-        static const KatapultFlashOptions no_opts = {};
-        const uint8_t *img = image;
+        use_callbacks(s, cb);
+        s->error[0] = 0;
+        int r = do_complete(s);
+        return finish(s, r, ret_message,
+                      r == KATAPULT_FLASH_LEFT ? "Katapult acknowledged COMPLETE and starts the application"
+                                               : "the board left Katapult");
+}
+
+static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const KatapultFlashOptions *opts)
+{
         uint8_t payload[4 + KATAPULT_BLOCK_SIZE_MAX];
         char what[64];
         int r;
 
-        if (!opts)
-                opts = &no_opts;
-        s->error[0] = 0;
-
-        r = katapult_session_check(s, size, opts);
+        r = do_check(s, size, opts);
         if (r < 0)
                 return r;
 
@@ -476,15 +540,16 @@ int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
                         snprintf(what, sizeof(what), "the write of the block at 0x%08x", address);
                         return exchange_error(s, r, what);
                 }
+                s->stats.blocks_written++;
                 progress(s, MIN((i + 1) * info->block_size, (uint64_t)size), size);
         }
 
         r = exchange(s, KATAPULT_CMD_EOF, NULL, 0, false, 0, s->timeouts.block_reply_usec, NULL);
         if (r < 0)
-                return exchange_error(s, r, "EOF (end of the write)");
-        s->pages_written = s->reply_size >= 4 ? katapult_get_le32(s->reply) : 0;
+                return exchange_error(s, r, "EOF (the end of the write)");
+        s->stats.pages_written = s->reply_size >= 4 ? katapult_get_le32(s->reply) : 0;
 
-        if (!opts->no_verify) {
+        if (!opts || !opts->no_verify) {
                 phase(s, KATAPULT_PHASE_VERIFY);
                 progress(s, 0, size);
                 for (uint64_t i = 0; i < blocks; i++) {
@@ -515,11 +580,31 @@ int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
                                             "board stays in Katapult: flash again",
                                             (size_t)address + k, s->reply[4 + k], payload[k]);
                         }
+                        s->stats.blocks_verified++;
                         progress(s, MIN((i + 1) * info->block_size, (uint64_t)size), size);
                 }
         }
 
-        if (opts->no_complete)
-                return 0;
-        return katapult_session_complete(s);
+        if (opts && opts->no_complete)
+                return KATAPULT_FLASH_DONE;
+        return do_complete(s);
+}
+
+int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
+                           const KatapultFlashOptions *opts, const KatapultCallbacks *cb, char **ret_message)
+{
+        char summary[256];
+
+        use_callbacks(s, cb);
+        s->error[0] = 0;
+        s->stats = (KatapultFlashStats){};
+        int r = do_flash(s, image, size, opts);
+        snprintf(summary, sizeof(summary), "wrote %zu bytes at 0x%08x in %" PRIu64 " blocks of %u%s%s%s",
+                 size, s->info.start_address, s->stats.blocks_written, s->info.block_size,
+                 s->stats.blocks_verified ? ", verified" : ", not verified",
+                 r == KATAPULT_FLASH_LEFT               ? ", Katapult starts the application"
+                 : r == KATAPULT_FLASH_LEFT_DEVICE_GONE ? ", the board reset to start the application"
+                                                        : ", still in Katapult",
+                 s->stats.resends ? " (some frames were sent again)" : "");
+        return finish(s, r, ret_message, summary);
 }

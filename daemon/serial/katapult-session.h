@@ -35,12 +35,16 @@ typedef enum KatapultPhase {
 
 const char *katapult_phase_to_string(KatapultPhase p);
 
-/* Called on the session's (worker) thread. All members may be NULL. */
+/* Same shape as DfuCallbacks (usb/dfu-session.h); called on the session's
+ * (worker) thread. All members may be NULL. */
 typedef struct KatapultCallbacks {
-        void (*on_phase)(KatapultPhase phase, void *userdata);
+        /* A new phase starts; progress restarts at 0 of that phase's total. */
+        void (*phase)(void *userdata, KatapultPhase phase);
         /* bytes of the image done / total in the current phase */
-        void (*on_progress)(uint64_t done, uint64_t total, void *userdata);
-        /* polled between frames and while waiting: true -> -ECANCELED */
+        void (*progress)(void *userdata, uint64_t bytes_done, uint64_t bytes_total);
+        /* Worth telling, not an error ("Katapult 1.1.0 on stm32f446xx ..."). */
+        void (*note)(void *userdata, const char *text);
+        /* Checked between frames and while waiting: when set -> -ECANCELED. */
         const atomic_bool *cancel;
         void *userdata;
 } KatapultCallbacks;
@@ -57,12 +61,22 @@ typedef struct KatapultTimeouts {
 /* The defaults above; tests shrink them. */
 extern const KatapultTimeouts katapult_timeouts_default;
 
-/* Stable errors for the job (besides -ENODEV, -ETIMEDOUT, -ECANCELED, -ENOMEM): */
+/* Stable errors for the job, besides -ENODEV (device gone), -ETIMEDOUT (no
+ * valid answer after all tries), -ECANCELED, -EPROTO (malformed answers),
+ * -ENOMEM. Verify and device errors use the same codes as DfuSession. */
 #define KATAPULT_ERR_ADDRESS (-EADDRNOTAVAIL) /* image address != Katapult's application start */
 #define KATAPULT_ERR_MCU     (-EMEDIUMTYPE)   /* image MCU != the MCU Katapult reports */
-#define KATAPULT_ERR_VERIFY  (-EBADMSG)       /* read back differs from the image */
-#define KATAPULT_ERR_REMOTE  (-EREMOTEIO)     /* the bootloader answered ERROR every time */
+#define KATAPULT_ERR_VERIFY  (-EILSEQ)        /* read back differs from the image */
+#define KATAPULT_ERR_REMOTE  (-EIO)           /* the bootloader answered ERROR every time */
 #define KATAPULT_ERR_TOO_BIG (-EFBIG)         /* image would pass the end of the address space */
+
+/* Non-negative results of katapult_session_flash() (as DFU_FLASH_*). */
+enum {
+        KATAPULT_FLASH_DONE = 0,             /* flashed and verified; still in Katapult (no_complete) */
+        KATAPULT_FLASH_LEFT = 1,             /* COMPLETE acknowledged; the board starts the application */
+        KATAPULT_FLASH_LEFT_DEVICE_GONE = 2, /* the board reset before acknowledging COMPLETE:
+                                              * success pending its return as Klipper */
+};
 
 typedef struct KatapultFlashOptions {
         /* Where the image is built to run (its vector table / the job's
@@ -83,7 +97,7 @@ int katapult_session_new(KatapultSession **ret, SerialTransport *t);
 KatapultSession *katapult_session_free(KatapultSession *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KatapultSession *, katapult_session_free);
 
-void katapult_session_set_callbacks(KatapultSession *s, const KatapultCallbacks *cb);
+/* Defaults: katapult_timeouts_default. */
 void katapult_session_set_timeouts(KatapultSession *s, const KatapultTimeouts *t);
 /*
  * Send one invalid command before CONNECT and ignore its answer, as
@@ -91,35 +105,48 @@ void katapult_session_set_timeouts(KatapultSession *s, const KatapultTimeouts *t
  * back the first reply (not F2/F4/H7). See katapult_mcu_needs_prime().
  */
 void katapult_session_set_prime(KatapultSession *s, bool prime);
+/* `usb_product` is the Katapult tty's USB product string (the MCU). */
 bool katapult_mcu_needs_prime(const char *usb_product);
 
-/* CONNECT (retried). Safe to call again; returns the cached info then. */
-int katapult_session_connect(KatapultSession *s, KatapultConnectInfo *ret_info);
+/*
+ * CONNECT (retried). Safe to call again; returns the cached info then.
+ * cb may be NULL. *ret_message (optional, malloc'd) is set on failure.
+ */
+int katapult_session_connect(KatapultSession *s, const KatapultCallbacks *cb, KatapultConnectInfo *ret_info,
+                             char **ret_message);
 
 /*
  * Check the image against the connected bootloader without writing:
- * KATAPULT_ERR_ADDRESS / KATAPULT_ERR_MCU unless forced, KATAPULT_ERR_TOO_BIG.
- * Connects first if needed.
+ * KATAPULT_ERR_ADDRESS / KATAPULT_ERR_MCU unless forced,
+ * KATAPULT_ERR_TOO_BIG, -EINVAL for an empty image. Connects if needed.
  */
-int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts);
+int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts,
+                           const KatapultCallbacks *cb, char **ret_message);
 
 /*
- * Connect, check, write, EOF, verify, COMPLETE. `image` is written at
- * Katapult's application start address. Returns 0 when the image is in
- * flash, verified, and COMPLETE was sent (a board that resets before
- * answering COMPLETE counts as success: confirm by waiting for Klipper to
- * come back on the same port path).
+ * Connect, check, write, EOF, verify, COMPLETE; `image` is written at
+ * Katapult's application start address. Returns KATAPULT_FLASH_LEFT or
+ * KATAPULT_FLASH_LEFT_DEVICE_GONE (or KATAPULT_FLASH_DONE with
+ * no_complete), or a negative errno (see KATAPULT_ERR_*). Nothing is
+ * written when a check fails. *ret_message (optional, malloc'd) is set in
+ * every case: a summary on success, what happened and what to do on failure.
  */
 int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts);
+                           const KatapultFlashOptions *opts, const KatapultCallbacks *cb,
+                           char **ret_message);
 
-/* Just COMPLETE: leave Katapult and start the application. */
-int katapult_session_complete(KatapultSession *s);
+/* Just COMPLETE: leave Katapult and start the application. Returns
+ * KATAPULT_FLASH_LEFT or KATAPULT_FLASH_LEFT_DEVICE_GONE. */
+int katapult_session_complete(KatapultSession *s, const KatapultCallbacks *cb, char **ret_message);
 
-/* Pages the bootloader reports for the last EOF. */
-uint32_t katapult_session_pages_written(KatapultSession *s);
-/* Frames resent so far (NACK, BUSY, timeouts, corruption): for the job log. */
-unsigned katapult_session_resends(KatapultSession *s);
+typedef struct KatapultFlashStats {
+        uint64_t blocks_written;
+        uint64_t blocks_verified;
+        uint32_t pages_written; /* as the bootloader reports at EOF */
+        unsigned resends;       /* frames sent again (NACK, BUSY, timeouts, corruption) */
+        unsigned nacks, busies, errors, timeouts;
+} KatapultFlashStats;
 
-/* The last failure as a sentence for a person ("" when none). */
-const char *katapult_session_error(KatapultSession *s);
+const KatapultFlashStats *katapult_session_get_stats(const KatapultSession *s);
+/* The sentence describing the last failure, or NULL. */
+const char *katapult_session_get_error(const KatapultSession *s);

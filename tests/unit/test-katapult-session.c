@@ -30,6 +30,7 @@ typedef struct Device {
         uint64_t unplug_after_blocks; /* close the line after this many written blocks (0 = never) */
         bool tamper_after_eof;        /* change one flash byte after EOF (verify must notice) */
         bool tampered;
+        bool gone_on_complete; /* reset before the ACK of COMPLETE leaves (USB) */
         pthread_t thread;
 } Device;
 
@@ -53,6 +54,8 @@ static void *device_run(void *p)
                         flash_model_load(d->flash, APP_START + 1000, &b, 1);
                         d->tampered = true;
                 }
+                if (d->gone_on_complete && katapult_model_completed(d->model))
+                        break;
                 uint64_t delay;
                 size_t n;
                 while ((n = katapult_model_take_output(d->model, buf, sizeof(buf), &delay)) > 0) {
@@ -91,6 +94,8 @@ typedef struct Case {
         uint64_t unplug_after_blocks;
         bool tamper;
         bool cancel_at_start;
+        bool gone_on_complete;
+        bool prime;
         int expected;
         bool expect_written;   /* the image is in flash afterwards */
         bool expect_untouched; /* not a single block written */
@@ -99,12 +104,19 @@ typedef struct Case {
 static unsigned phases_seen;
 static uint64_t last_done, last_total;
 
-static void on_phase(KatapultPhase p, void *userdata)
+static unsigned notes_seen;
+
+static void on_phase(void *userdata, KatapultPhase p)
 {
         phases_seen |= 1u << p;
 }
 
-static void on_progress(uint64_t done, uint64_t total, void *userdata)
+static void on_note(void *userdata, const char *text)
+{
+        notes_seen++;
+}
+
+static void on_progress(void *userdata, uint64_t done, uint64_t total)
 {
         CHECK(done <= total);
         last_done = done;
@@ -129,7 +141,9 @@ static void run_case(const Case *c)
                 { 0x0800c000, 16384 },  { 0x08010000, 65536 },  { 0x08020000, 131072 },
                 { 0x08040000, 131072 }, { 0x08060000, 131072 },
         };
-        Device d = { .unplug_after_blocks = c->unplug_after_blocks, .tamper_after_eof = c->tamper };
+        Device d = { .unplug_after_blocks = c->unplug_after_blocks,
+                     .tamper_after_eof = c->tamper,
+                     .gone_on_complete = c->gone_on_complete };
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         atomic_bool cancel = c->cancel_at_start;
@@ -137,6 +151,7 @@ static void run_case(const Case *c)
 
         fprintf(stderr, "case %s\n", c->name);
         phases_seen = 0;
+        notes_seen = 0;
         last_done = last_total = 0;
 
         CHECK_INT(flash_model_new(&d.flash, FLASH_BASE, FLASH_SIZE, true, sectors, ELEMENTSOF(sectors)), 0);
@@ -171,20 +186,25 @@ static void run_case(const Case *c)
                 .tries = 5,
         };
         katapult_session_set_timeouts(s, &t);
-        KatapultCallbacks cb = { .on_phase = on_phase, .on_progress = on_progress, .cancel = &cancel };
-        katapult_session_set_callbacks(s, &cb);
+        katapult_session_set_prime(s, c->prime);
+        KatapultCallbacks cb = {
+                .phase = on_phase, .progress = on_progress, .note = on_note, .cancel = &cancel
+        };
 
         uint8_t *img = malloc(c->image_size);
         fill_image(img, c->image_size);
         KatapultFlashOptions opts = c->opts;
         opts.image_mcu = c->image_mcu ? c->image_mcu : "stm32f446xx";
 
-        int r = katapult_session_flash(s, img, c->image_size, &opts);
+        _cleanup_free_ char *msg = NULL;
+        int r = katapult_session_flash(s, img, c->image_size, &opts, &cb, &msg);
         CHECK_INT(r, c->expected);
-        if (r < 0) {
-                fprintf(stderr, "  message: %s\n", katapult_session_error(s));
-                CHECK(katapult_session_error(s)[0] != 0);
-        }
+        CHECK(msg != NULL);
+        fprintf(stderr, "  %s\n", strna(msg));
+        if (r < 0)
+                CHECK_STR(katapult_session_get_error(s), msg);
+        else
+                CHECK(katapult_session_get_error(s) == NULL);
 
         atomic_store(&d.stop, true);
         pthread_join(d.thread, NULL);
@@ -220,8 +240,20 @@ static void run_case(const Case *c)
         flash_model_read(d.flash, FLASH_BASE, b2, sizeof(b2));
         CHECK(memcmp(b2, boot, sizeof(boot)) == 0);
 
+        const KatapultFlashStats *fs = katapult_session_get_stats(s);
         if (c->quirks.corrupt_every || c->quirks.nack_every || c->quirks.busy_every)
-                CHECK(katapult_session_resends(s) > 0);
+                CHECK(fs->resends > 0);
+        if (c->quirks.busy_every)
+                CHECK(fs->busies > 0);
+        if (c->quirks.corrupt_every)
+                CHECK_INT(st->corrupted > 0, 1);
+        if (c->prime)
+                CHECK_INT(st->errors, 1); /* the priming command's answer, ignored */
+        if (c->expect_written) {
+                CHECK_INT(fs->blocks_written, DIV_ROUND_UP(c->image_size, c->block_size));
+                CHECK_INT(fs->blocks_verified, fs->blocks_written);
+                CHECK(notes_seen > 0);
+        }
 
         free(img);
         free(back);
@@ -235,52 +267,52 @@ int main(void)
                 { .name = "happy 64",
                   .block_size = 64,
                   .image_size = 5000,
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "happy 128 exact",
                   .block_size = 128,
                   .image_size = 8192,
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "happy 256 across sectors",
                   .block_size = 256,
                   .image_size = 40000,
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "happy 512 tiny",
                   .block_size = 512,
                   .image_size = 8,
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "corrupted replies",
                   .block_size = 64,
                   .image_size = 3000,
                   .quirks = { .corrupt_every = 7 },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "nacks",
                   .block_size = 128,
                   .image_size = 3000,
                   .quirks = { .nack_every = 5 },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "busy",
                   .block_size = 256,
                   .image_size = 3000,
                   .quirks = { .busy_every = 4 },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "everything at once",
                   .block_size = 64,
                   .image_size = 2000,
                   .quirks = { .corrupt_every = 9, .nack_every = 7, .busy_every = 11, .reply_delay_us = 200 },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "slow device",
                   .block_size = 512,
                   .image_size = 2048,
                   .quirks = { .reply_delay_us = 20000 },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "every command NACKed",
                   .block_size = 64,
@@ -299,7 +331,7 @@ int main(void)
                   .image_size = 1000,
                   .image_mcu = "stm32f429xx",
                   .opts = { .force_mcu = true },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "wrong address",
                   .block_size = 64,
@@ -311,7 +343,7 @@ int main(void)
                   .block_size = 64,
                   .image_size = 1000,
                   .opts = { .image_address = APP_START },
-                  .expected = 0,
+                  .expected = KATAPULT_FLASH_LEFT,
                   .expect_written = true },
                 { .name = "unplugged mid-transfer",
                   .block_size = 64,
@@ -323,6 +355,18 @@ int main(void)
                   .image_size = 4000,
                   .tamper = true,
                   .expected = KATAPULT_ERR_VERIFY },
+                { .name = "reset before COMPLETE's answer",
+                  .block_size = 64,
+                  .image_size = 700,
+                  .gone_on_complete = true,
+                  .expected = KATAPULT_FLASH_LEFT_DEVICE_GONE,
+                  .expect_written = true },
+                { .name = "primed connect",
+                  .block_size = 64,
+                  .image_size = 700,
+                  .prime = true,
+                  .expected = KATAPULT_FLASH_LEFT,
+                  .expect_written = true },
                 { .name = "cancelled",
                   .block_size = 64,
                   .image_size = 4000,
