@@ -1,0 +1,633 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/dfuse-layout.h"
+#include "tty-port.h"
+#include "usb-device.h"
+
+void (*world_on_mode_change)(World *w) = NULL;
+
+static const char *const board_mode_table[_BOARD_MODE_MAX] = {
+        [BOARD_MODE_OFF] = "off",
+        [BOARD_MODE_APP] = "app",
+        [BOARD_MODE_DFU] = "dfu",
+        [BOARD_MODE_KATAPULT] = "katapult",
+};
+
+static const char *const quirk_table[_QUIRK_MAX] = {
+        [QUIRK_SHORT_STRING] = "short-string",     [QUIRK_GARBAGE_TAIL] = "garbage-tail",
+        [QUIRK_ERROR_AT_START] = "error-at-start", [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
+        [QUIRK_NO_1200_REBOOT] = "no-1200-reboot", [QUIRK_UNPLUG] = "unplug",
+};
+
+const char *board_mode_to_string(BoardMode m)
+{
+        return m >= 0 && m < _BOARD_MODE_MAX ? board_mode_table[m] : NULL;
+}
+
+BoardMode board_mode_from_string(const char *s)
+{
+        for (int i = 0; i < _BOARD_MODE_MAX; i++)
+                if (s && streq(s, board_mode_table[i]))
+                        return i;
+        return _BOARD_MODE_INVALID;
+}
+
+const char *quirk_to_string(Quirk q)
+{
+        return q >= 0 && q < _QUIRK_MAX ? quirk_table[q] : NULL;
+}
+
+Quirk quirk_from_string(const char *s)
+{
+        for (int i = 0; i < _QUIRK_MAX; i++)
+                if (s && streq(s, quirk_table[i]))
+                        return i;
+        return _QUIRK_INVALID;
+}
+
+uint64_t world_now_us(World *w)
+{
+        return (uint64_t)(g_get_monotonic_time() - w->start_us);
+}
+
+/* Emulation-only per-family values: the ROM's option-byte alt string
+ * (as dfu-util -l shows it on these parts) and wTransferSize
+ * (protocols.md: F4 and H7 ROMs 2048, G0 1024). */
+static void family_values(const char *mcu, const char **ret_ob, uint16_t *ret_xfer)
+{
+        if (g_str_has_prefix(mcu, "stm32g0")) {
+                *ret_ob = "@Option Bytes   /0x1FFF7800/01*128 e";
+                *ret_xfer = 1024;
+        } else if (g_str_has_prefix(mcu, "stm32h7")) {
+                *ret_ob = "@Option Bytes   /0x5200201C/01*128 e";
+                *ret_xfer = 2048;
+        } else {
+                *ret_ob = "@Option Bytes  /0x1FFFC000/01*016 e";
+                *ret_xfer = 2048;
+        }
+}
+
+static int sectors_from_layout(const char *layout, FlashSector **ret, size_t *ret_n)
+{
+        DfuseLayout *l = NULL;
+        GArray *a;
+        int r;
+
+        r = dfuse_layout_parse(layout, strlen(layout), &l);
+        if (r < 0)
+                return r;
+        a = g_array_new(FALSE, FALSE, sizeof(FlashSector));
+        for (size_t i = 0; i < l->n_regions; i++)
+                for (size_t j = 0; j < l->regions[i].n_segments; j++) {
+                        const DfuseSegment *s = &l->regions[i].segments[j];
+                        for (uint32_t k = 0; k < s->count; k++) {
+                                FlashSector fs = { s->address + k * s->size, s->size };
+                                g_array_append_val(a, fs);
+                        }
+                }
+        dfuse_layout_free(l);
+        *ret_n = a->len;
+        *ret = (FlashSector *)g_array_free(a, FALSE);
+        return 0;
+}
+
+static int find_variant(World *w, const char *name, const Board **ret_board, const BoardVariant **ret_variant)
+{
+        for (size_t i = 0; i < w->db->n_boards; i++) {
+                const Board *bd = &w->db->boards[i];
+                if (streq(bd->name, name) && bd->n_variants == 1) {
+                        *ret_board = bd;
+                        *ret_variant = &bd->variants[0];
+                        return 0;
+                }
+                for (size_t j = 0; j < bd->n_variants; j++) {
+                        g_autofree char *full = g_strdup_printf("%s-%s", bd->name, bd->variants[j].id);
+                        if (streq(full, name)) {
+                                *ret_board = bd;
+                                *ret_variant = &bd->variants[j];
+                                return 0;
+                        }
+                }
+        }
+        return -ENOENT;
+}
+
+static void uid_words(const char *uid, uint32_t w[3])
+{
+        uint8_t bytes[12] = {};
+        for (size_t i = 0; i < 12; i++) {
+                char h[3] = { uid[2 * i], uid[2 * i + 1], 0 };
+                bytes[i] = (uint8_t)strtoul(h, NULL, 16);
+        }
+        for (size_t i = 0; i < 3; i++)
+                w[i] = bytes[4 * i] | bytes[4 * i + 1] << 8 | bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24;
+}
+
+void vboard_set_uid(VBoard *b, const char *uid)
+{
+        uint32_t w[3];
+        g_strlcpy(b->uid, uid, sizeof(b->uid));
+        for (char *p = b->uid; *p; p++)
+                *p = g_ascii_toupper(*p);
+        /* The ROM's serial string: (UID word 0 + word 2) as 8 hex digits,
+         * then the top half of word 1 (ST's USB device library,
+         * Get_SerialNum). */
+        uid_words(b->uid, w);
+        snprintf(b->dfu_serial, sizeof(b->dfu_serial), "%08X%04X", w[0] + w[2], w[1] >> 16);
+}
+
+static void on_dfu_event(void *userdata, const char *event, uint32_t address, uint32_t length)
+{
+        VBoard *b = userdata;
+
+        /* every block would drown the log; the counters have them */
+        if (streq(event, "write"))
+                return;
+        vboard_event(b, event, "0x%08x %u", address, length);
+}
+
+int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
+{
+        const Board *bd;
+        const BoardVariant *v;
+        g_autofree FlashSector *sectors = NULL;
+        g_autofree FlashSector *ob_sectors = NULL;
+        size_t n, n_ob;
+        const char *ob;
+        VBoard *b;
+        char uid[25];
+        int r;
+
+        r = find_variant(w, name, &bd, &v);
+        if (r < 0)
+                return r;
+        b = g_new0(VBoard, 1);
+        b->world = w;
+        b->index = index;
+        b->name = g_strdup_printf("%s-%s", bd->name, v->id);
+        b->db_board = bd;
+        b->variant = v;
+        b->bootloader = BOARD_BOOTLOADER_ROM_DFU;
+        b->port_number = index + 1;
+        b->port = g_strdup_printf("1-1.%u", index + 1);
+        b->unplug_replug_ms = -1;
+        b->mode = BOARD_MODE_OFF;
+        b->initial_mode = BOARD_MODE_APP;
+        b->events = json_array();
+        /* a default chip UID per index, shaped like a real one */
+        snprintf(uid, sizeof(uid), "%08X%08X%08X", 0x001C0030u + index * 0x10000u, 0x51303232u,
+                 0x38323030u + index);
+        vboard_set_uid(b, uid);
+        family_values(v->mcu, &ob, &b->transfer_size);
+        b->option_bytes_layout = g_strdup(ob);
+
+        r = sectors_from_layout(v->layout, &sectors, &n);
+        if (r >= 0)
+                r = flash_model_new(&b->flash, v->flash_base, v->flash_size, true, sectors, n);
+        if (r >= 0)
+                r = sectors_from_layout(ob, &ob_sectors, &n_ob);
+        if (r >= 0)
+                r = flash_model_new(&b->option_bytes, ob_sectors[0].address, ob_sectors[0].size, false, ob_sectors,
+                                    1);
+        if (r >= 0)
+                r = dfu_model_new(&b->dfu, &w->timing, b->transfer_size);
+        if (r >= 0)
+                r = dfu_model_add_alt(b->dfu, b->flash);
+        if (r >= 0)
+                r = dfu_model_add_alt(b->dfu, b->option_bytes);
+        if (r < 0) {
+                vboard_free(b);
+                return r;
+        }
+        b->dfu->on_event = on_dfu_event;
+        b->dfu->userdata = b;
+        /* RDP level 0 (0xAA) in the first option byte, the rest as shipped */
+        flash_model_load(b->option_bytes, b->option_bytes->base, (const uint8_t *)"\xaa", 1);
+        *ret = b;
+        return 0;
+}
+
+VBoard *vboard_free(VBoard *b)
+{
+        if (!b)
+                return NULL;
+        tty_port_free(b->tty);
+        dfu_model_free(b->dfu);
+        flash_model_free(b->flash);
+        flash_model_free(b->option_bytes);
+        json_decref(b->events);
+        g_free(b->option_bytes_layout);
+        g_free(b->name);
+        g_free(b->port);
+        g_free(b);
+        return NULL;
+}
+
+int vboard_set_quirk(VBoard *b, const char *spec, bool on)
+{
+        g_autofree char *name = g_strdup(spec);
+        char *arg = strchr(name, '=');
+        Quirk q;
+
+        if (arg)
+                *arg++ = 0;
+        q = quirk_from_string(name);
+        if (q < 0)
+                return -EINVAL;
+        if (q == QUIRK_UNPLUG && on) {
+                char *end;
+                unsigned long nb;
+                if (!arg)
+                        return -EINVAL;
+                nb = strtoul(arg, &end, 10);
+                if (end == arg || nb == 0)
+                        return -EINVAL;
+                b->unplug_after_blocks = (unsigned)nb;
+                b->unplug_replug_ms = -1;
+                if (*end == ',') {
+                        char *e2;
+                        long ms = strtol(end + 1, &e2, 10);
+                        if (e2 == end + 1 || *e2 || ms < 0)
+                                return -EINVAL;
+                        b->unplug_replug_ms = (int)ms;
+                } else if (*end)
+                        return -EINVAL;
+        } else if (arg)
+                return -EINVAL;
+        b->quirks[q] = on;
+        if (q == QUIRK_RESET_ON_LEAVE)
+                b->dfu->reset_on_leave = on;
+        return 0;
+}
+
+int vboard_init_flash(VBoard *b, BoardMode mode)
+{
+        const BoardVariant *v = b->variant;
+        uint32_t app = v->flash_base + v->app_offset;
+        static const char pattern[] = "VBOARD-BOOTLOADR"; /* 16 bytes, no 0xFF */
+        g_autofree uint8_t *buf = NULL;
+
+        if (v->app_offset > 0) {
+                buf = g_malloc(v->app_offset);
+                for (uint32_t i = 0; i < v->app_offset; i++)
+                        buf[i] = (uint8_t)pattern[i % 16];
+                flash_model_load(b->flash, v->flash_base, buf, v->app_offset);
+        }
+        if (mode == BOARD_MODE_APP) {
+                /* a plausible application: Cortex-M vector table (ARMv7-M
+                 * B1.5.3: initial SP, then Thumb (odd) handler addresses),
+                 * then recognisable bytes */
+                uint8_t img[4096];
+                uint32_t sp = v->ram_start + v->ram_size;
+                char text[96];
+                memset(img, 0, sizeof(img));
+                for (size_t i = 0; i < 98; i++) {
+                        uint32_t x = i == 0 ? sp : app + 0x200 + (uint32_t)i * 4 + 1;
+                        img[4 * i] = x & 0xFF;
+                        img[4 * i + 1] = (x >> 8) & 0xFF;
+                        img[4 * i + 2] = (x >> 16) & 0xFF;
+                        img[4 * i + 3] = x >> 24;
+                }
+                snprintf(text, sizeof(text), "Klipper application (vboard) for %s", v->mcu);
+                memcpy(img + 0x200, text, strlen(text));
+                for (size_t i = 0x280; i < sizeof(img); i++)
+                        img[i] = (uint8_t)(i * 7 + 3);
+                if (v->app_offset + sizeof(img) <= v->flash_size)
+                        flash_model_load(b->flash, app, img, sizeof(img));
+        }
+        b->initial_mode = mode;
+        return 0;
+}
+
+int vboard_load_file(VBoard *b, const char *spec)
+{
+        g_autofree char *path = g_strdup(spec);
+        g_autofree char *data = NULL;
+        char *at = strrchr(path, '@');
+        uint32_t addr = b->variant->flash_base + b->variant->app_offset;
+        gsize len;
+
+        if (at) {
+                char *end;
+                *at = 0;
+                addr = (uint32_t)strtoul(at + 1, &end, 0);
+                if (end == at + 1 || *end)
+                        return -EINVAL;
+        }
+        if (!g_file_get_contents(path, &data, &len, NULL))
+                return -ENOENT;
+        return flash_model_load(b->flash, addr, (const uint8_t *)data, len);
+}
+
+bool vboard_app_plausible(VBoard *b)
+{
+        const BoardVariant *v = b->variant;
+        uint32_t app = v->flash_base + v->app_offset;
+        uint8_t vec[8];
+        uint32_t sp, reset;
+
+        if (flash_model_read(b->flash, app, vec, sizeof(vec)) < 0)
+                return false;
+        sp = vec[0] | vec[1] << 8 | vec[2] << 16 | (uint32_t)vec[3] << 24;
+        reset = vec[4] | vec[5] << 8 | vec[6] << 16 | (uint32_t)vec[7] << 24;
+        /* what bootloaders check before jumping: SP inside RAM (top
+         * included), a Thumb reset handler inside the application */
+        return sp > v->ram_start && sp <= v->ram_start + v->ram_size && (sp & 3) == 0 && (reset & 1) &&
+               reset >= app && reset < v->flash_base + v->flash_size;
+}
+
+BoardMode vboard_boot_mode(VBoard *b)
+{
+        if (vboard_app_plausible(b))
+                return BOARD_MODE_APP;
+        return b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU;
+}
+
+void vboard_event(VBoard *b, const char *event, const char *detail_format, ...)
+{
+        json_t *e = json_object();
+        double t = (double)world_now_us(b->world) / 1e6;
+
+        json_object_set_new(e, "t", json_real(t));
+        json_object_set_new(e, "event", json_string(event));
+        if (detail_format) {
+                va_list ap;
+                g_autofree char *d = NULL;
+                va_start(ap, detail_format);
+                d = g_strdup_vprintf(detail_format, ap);
+                va_end(ap);
+                json_object_set_new(e, "detail", json_string(d));
+        }
+        json_array_append_new(b->events, e);
+        if (b->world->verbose)
+                g_printerr("vboard: %.3f %s %s %s\n", t, b->name, event, detail_format ? "" : "");
+}
+
+/* ---- power ------------------------------------------------------------ */
+
+int vboard_power_up(VBoard *b, BoardMode mode)
+{
+        World *w = b->world;
+        const TtyModel *model = NULL;
+        UsbIdentity id;
+        UsbDevice *d;
+        int r;
+
+        if (mode == BOARD_MODE_OFF || b->usb)
+                return 0;
+        if (mode != BOARD_MODE_DFU) {
+                model = tty_model_for_mode(mode);
+                if (!model) {
+                        g_mutex_lock(&w->lock);
+                        vboard_event(b, "error", "no model for %s mode", board_mode_to_string(mode));
+                        g_mutex_unlock(&w->lock);
+                        return -EOPNOTSUPP;
+                }
+        }
+        usb_device_identity(b, mode, &id);
+        g_mutex_lock(&w->lock);
+        if (mode == BOARD_MODE_DFU) {
+                dfu_model_power_up(b->dfu, b->quirks[QUIRK_ERROR_AT_START]);
+                b->blocks_at_power_up = b->dfu->dnloads;
+        }
+        g_mutex_unlock(&w->lock);
+
+        r = usb_device_add(w, b, mode, &id, &d);
+        if (r < 0)
+                return r;
+        if (model) {
+                r = tty_port_attach(w, b, d, &id);
+                if (r < 0) {
+                        usb_device_remove(w, d);
+                        return r;
+                }
+        }
+
+        g_mutex_lock(&w->lock);
+        b->usb = d;
+        if (model) {
+                b->tty_model = model;
+                b->tty_state = NULL;
+                if (model->attach(b, &b->tty_state) < 0)
+                        b->tty_model = NULL;
+        }
+        /* the first power-up is no re-enumeration */
+        if (b->powered_once)
+                b->reenumerations++;
+        b->powered_once = true;
+        {
+                g_autofree char *ev = g_strdup_printf("%s-added", board_mode_to_string(mode));
+                vboard_event(b, ev, "devnum %u at %s", d->devnum, b->port);
+        }
+        if (mode == BOARD_MODE_APP && b->last_mode != BOARD_MODE_APP && b->last_mode != BOARD_MODE_OFF)
+                vboard_event(b, "app-back", "devnum %u", d->devnum);
+        b->mode = mode;
+        if (world_on_mode_change)
+                world_on_mode_change(w);
+        g_mutex_unlock(&w->lock);
+        return 0;
+}
+
+void vboard_power_down(VBoard *b, const char *why)
+{
+        World *w = b->world;
+        UsbDevice *d;
+        bool tty;
+
+        g_mutex_lock(&w->lock);
+        d = b->usb;
+        if (!d) {
+                g_mutex_unlock(&w->lock);
+                return;
+        }
+        b->usb = NULL;
+        d->gone = true;
+        tty = b->tty_model != NULL;
+        if (b->tty_model) {
+                b->tty_model->detach(b, b->tty_state);
+                b->tty_model = NULL;
+                b->tty_state = NULL;
+        }
+        {
+                g_autofree char *ev = g_strdup_printf("%s-removed", board_mode_to_string(b->mode));
+                vboard_event(b, ev, "%s", why);
+        }
+        b->last_mode = b->mode;
+        b->mode = BOARD_MODE_OFF;
+        if (world_on_mode_change)
+                world_on_mode_change(w);
+        g_mutex_unlock(&w->lock);
+
+        if (tty)
+                tty_port_detach(w, b);
+        usb_device_remove(w, d);
+}
+
+typedef struct Scheduled {
+        VBoard *board;
+        BoardMode mode;
+        uint64_t off_us;
+        char *why;
+        bool down_done;
+} Scheduled;
+
+static void scheduled_free(gpointer p)
+{
+        Scheduled *s = p;
+        g_free(s->why);
+        g_free(s);
+}
+
+static gboolean on_scheduled(gpointer userdata)
+{
+        Scheduled *s = userdata;
+        VBoard *b = s->board;
+        World *w = b->world;
+
+        if (!s->down_done) {
+                vboard_power_down(b, s->why);
+                if (s->mode == BOARD_MODE_OFF) {
+                        g_mutex_lock(&w->lock);
+                        b->pending_source = 0;
+                        g_mutex_unlock(&w->lock);
+                        return G_SOURCE_REMOVE;
+                }
+                s->down_done = true;
+                {
+                        GSource *src = g_timeout_source_new((guint)(s->off_us / 1000));
+                        Scheduled *next = g_new0(Scheduled, 1);
+                        *next = *s;
+                        next->why = g_strdup(s->why);
+                        g_source_set_callback(src, on_scheduled, next, scheduled_free);
+                        g_mutex_lock(&w->lock);
+                        b->pending_source = g_source_attach(src, NULL);
+                        g_mutex_unlock(&w->lock);
+                        g_source_unref(src);
+                }
+                return G_SOURCE_REMOVE;
+        }
+        g_mutex_lock(&w->lock);
+        b->pending_source = 0;
+        g_mutex_unlock(&w->lock);
+        vboard_power_up(b, s->mode == (BoardMode)-1 ? vboard_boot_mode(b) : s->mode);
+        return G_SOURCE_REMOVE;
+}
+
+void vboard_schedule(VBoard *b, uint64_t delay_us, BoardMode mode, uint64_t off_us, const char *why)
+{
+        Scheduled *s = g_new0(Scheduled, 1);
+        GSource *src;
+
+        if (b->pending_source) {
+                GSource *old = g_main_context_find_source_by_id(NULL, b->pending_source);
+                if (old)
+                        g_source_destroy(old);
+        }
+        s->board = b;
+        s->mode = mode;
+        s->off_us = off_us;
+        s->why = g_strdup(why);
+        src = g_timeout_source_new((guint)(delay_us / 1000));
+        g_source_set_callback(src, on_scheduled, s, scheduled_free);
+        b->pending_source = g_source_attach(src, NULL);
+        g_source_unref(src);
+}
+
+/* ---- observation ------------------------------------------------------ */
+
+json_t *vboard_describe(VBoard *b)
+{
+        json_t *o = json_object(), *q = json_array();
+        const char *tty = tty_port_devnode(b->tty), *by_id = tty_port_by_id(b->tty);
+
+        for (int i = 0; i < _QUIRK_MAX; i++)
+                if (b->quirks[i]) {
+                        if (i == QUIRK_UNPLUG) {
+                                g_autofree char *s =
+                                        b->unplug_replug_ms >= 0
+                                                ? g_strdup_printf("unplug=%u,%d", b->unplug_after_blocks,
+                                                                  b->unplug_replug_ms)
+                                                : g_strdup_printf("unplug=%u", b->unplug_after_blocks);
+                                json_array_append_new(q, json_string(s));
+                        } else
+                                json_array_append_new(q, json_string(quirk_to_string(i)));
+                }
+        json_object_set_new(o, "index", json_integer(b->index));
+        json_object_set_new(o, "name", json_string(b->name));
+        json_object_set_new(o, "port", json_string(b->port));
+        json_object_set_new(o, "mode", json_string(board_mode_to_string(b->mode)));
+        json_object_set_new(o, "devnum", b->usb ? json_integer(b->usb->devnum) : json_null());
+        json_object_set_new(o, "devnode", b->usb ? json_string(b->usb->devnode) : json_null());
+        json_object_set_new(o, "tty", tty ? json_string(tty) : json_null());
+        if (by_id) {
+                g_autofree char *link = g_strdup_printf("/dev/serial/by-id/%s", by_id);
+                json_object_set_new(o, "by_id", json_string(link));
+        } else
+                json_object_set_new(o, "by_id", json_null());
+        json_object_set_new(o, "mcu", json_string(b->variant->mcu));
+        json_object_set_new(o, "uid", json_string(b->uid));
+        json_object_set_new(o, "dfu_serial", json_string(b->dfu_serial));
+        json_object_set_new(o, "bootloader", json_string(board_bootloader_to_string(b->bootloader)));
+        json_object_set_new(o, "flash_base", json_integer(b->variant->flash_base));
+        json_object_set_new(o, "flash_size", json_integer(b->variant->flash_size));
+        json_object_set_new(o, "app_address", json_integer(b->variant->flash_base + b->variant->app_offset));
+        json_object_set_new(o, "quirks", q);
+        return o;
+}
+
+json_t *vboard_stats(VBoard *b)
+{
+        json_t *o = json_object(), *c = json_object(), *per = json_object();
+        const FlashModel *f = b->flash;
+
+        for (size_t i = 0; i < f->n_sectors; i++) {
+                char key[16];
+                snprintf(key, sizeof(key), "0x%08X", f->sectors[i].address);
+                json_object_set_new(per, key, json_integer((json_int_t)f->erases_per_sector[i]));
+        }
+        json_object_set_new(c, "erases_per_sector", per);
+        json_object_set_new(c, "sector_erases", json_integer((json_int_t)f->sector_erases));
+        json_object_set_new(c, "mass_erases", json_integer((json_int_t)f->mass_erases));
+        json_object_set_new(c, "bytes_written", json_integer((json_int_t)f->bytes_written));
+        json_object_set_new(c, "program_errors", json_integer((json_int_t)f->program_errors));
+        json_object_set_new(c, "bytes_uploaded", json_integer((json_int_t)b->dfu->bytes_uploaded));
+        json_object_set_new(c, "uploads", json_integer((json_int_t)b->dfu->uploads));
+        json_object_set_new(c, "dnloads", json_integer((json_int_t)b->dfu->dnloads));
+        json_object_set_new(c, "stalls", json_integer((json_int_t)b->dfu->stalls));
+        json_object_set_new(c, "reenumerations", json_integer((json_int_t)b->reenumerations));
+        json_object_set_new(c, "unplugs", json_integer((json_int_t)b->unplugs));
+        json_object_set_new(c, "baud_1200_requests", json_integer((json_int_t)b->baud_1200_requests));
+        json_object_set_new(o, "index", json_integer(b->index));
+        json_object_set_new(o, "name", json_string(b->name));
+        json_object_set_new(o, "counters", c);
+        json_object_set_new(o, "events", json_deep_copy(b->events));
+        return o;
+}
+
+VBoard *world_find_board(World *w, const char *spec)
+{
+        VBoard *found = NULL;
+        char *end;
+        unsigned long i;
+
+        if (!spec || !*spec)
+                return NULL;
+        i = strtoul(spec, &end, 10);
+        if (*end == 0)
+                return i < w->n_boards ? w->boards[i] : NULL;
+        for (size_t k = 0; k < w->n_boards; k++)
+                if (streq(w->boards[k]->port, spec))
+                        return w->boards[k];
+        for (size_t k = 0; k < w->n_boards; k++)
+                if (streq(w->boards[k]->name, spec)) {
+                        if (found)
+                                return NULL; /* not unique */
+                        found = w->boards[k];
+                }
+        return found;
+}

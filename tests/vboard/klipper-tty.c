@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Klipper's application as seen from the host: a CDC-ACM tty. Only the
+ * reboot request is modelled; the Klipper protocol on the tty is not
+ * (bytes the program writes are counted and dropped).
+ *
+ * Klipper src/generic/usb_cdc.c: after every SET_LINE_CODING and
+ * SET_CONTROL_LINE_STATE the firmware checks "line coding 1200 baud and
+ * DTR low" and then jumps to its bootloader (Katapult if installed, else
+ * the ROM DFU bootloader on these boards).
+ */
+
+#include <stdlib.h>
+
+#include "tty-port.h"
+
+typedef struct KlipperTty {
+        bool rebooting;
+        uint64_t bytes_in;
+} KlipperTty;
+
+static int klipper_attach(VBoard *b, void **ret_state)
+{
+        KlipperTty *k = calloc(1, sizeof(*k));
+        if (!k)
+                return -ENOMEM;
+        *ret_state = k;
+        return 0;
+}
+
+static void klipper_detach(VBoard *b, void *state)
+{
+        free(state);
+}
+
+static void klipper_on_data(VBoard *b, void *state, const uint8_t *data, size_t len)
+{
+        KlipperTty *k = state;
+        k->bytes_in += len;
+}
+
+static void klipper_on_line(VBoard *b, void *state, uint32_t baud, bool dtr)
+{
+        KlipperTty *k = state;
+
+        if (!k || k->rebooting || baud != 1200 || dtr)
+                return;
+        b->baud_1200_requests++;
+        if (b->quirks[QUIRK_NO_1200_REBOOT]) {
+                /* the reported Octopus Pro F429 behaviour: only BOOT0 helps */
+                vboard_event(b, "baud-1200", "ignored (no-1200-reboot)");
+                return;
+        }
+        k->rebooting = true;
+        vboard_event(b, "baud-1200", "rebooting into %s",
+                     board_bootloader_to_string(b->bootloader) ?: "bootloader");
+        vboard_schedule(b, 0, b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
+                        timing_reenumerate_us(&b->world->timing), "1200-baud request");
+}
+
+const TtyModel klipper_tty_model = {
+        .name = "klipper",
+        .mode = BOARD_MODE_APP,
+        .attach = klipper_attach,
+        .detach = klipper_detach,
+        .on_data = klipper_on_data,
+        .on_line = klipper_on_line,
+};
