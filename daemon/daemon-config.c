@@ -43,6 +43,10 @@ int config_new(Config **ret)
         if (!c)
                 return -ENOMEM;
         c->log_level = LOG_INFO;
+        c->retry_interrupted = true;
+        c->reboot_wait_sec = 10;
+        c->bootloader_timeout_sec = 600;
+        c->app_timeout_sec = 60;
         if (config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->flash_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->state_dir, FLASHD_DEFAULT_STATE_DIR) < 0) {
@@ -107,6 +111,22 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                         p->boards_dirs_reset = true;
                 }
                 r = config_add_boards_dir(c, value);
+        } else if (streq(name, "retry_interrupted")) {
+                /* flash jobs (added by the jobs helper) */
+                r = streq(value, "yes") || streq(value, "true") || streq(value, "1")   ? 1
+                    : streq(value, "no") || streq(value, "false") || streq(value, "0") ? 0
+                                                                                       : -EINVAL;
+                if (r >= 0)
+                        c->retry_interrupted = r;
+        } else if (streq(name, "reboot_wait_sec") || streq(name, "bootloader_timeout_sec") ||
+                   streq(name, "app_timeout_sec")) {
+                char *end = NULL;
+                double d = strtod(value, &end);
+                r = end && end != value && *end == '\0' && d > 0 && d < 1e7 ? 0 : -EINVAL;
+                if (r >= 0)
+                        *(streq(name, "reboot_wait_sec")          ? &c->reboot_wait_sec
+                          : streq(name, "bootloader_timeout_sec") ? &c->bootloader_timeout_sec
+                                                                  : &c->app_timeout_sec) = d;
         } else {
                 asprintf(&p->error, "unknown key \"%s\"", name);
                 return 0;

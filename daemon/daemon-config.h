@@ -19,6 +19,12 @@ typedef struct Config {
         int log_level;      /* LOG_* */
         char **boards_dirs; /* NULL-terminated; later ones override earlier ones */
         size_t n_boards_dirs;
+
+        /* flash jobs (daemon/jobs/job-queue.h; added by the jobs helper) */
+        bool retry_interrupted;         /* retry_interrupted = yes|no (default yes) */
+        double reboot_wait_sec;         /* reboot_wait_sec: show the board's hint after this (10) */
+        double bootloader_timeout_sec;  /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
+        double app_timeout_sec;         /* app_timeout_sec: give up waiting for the app after a flash (60) */
 } Config;
 
 int config_new(Config **ret);

@@ -67,6 +67,17 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         r = server_new(&m->server, m);
         if (r < 0)
                 return r;
+        if (event) {
+                JobQueueConfig jc = JOB_QUEUE_CONFIG_DEFAULTS;
+                jc.state_dir = config->state_dir;
+                jc.retry_interrupted = config->retry_interrupted;
+                jc.reboot_wait_usec = (uint64_t)(config->reboot_wait_sec * 1e6);
+                jc.device_timeout_usec = (uint64_t)(config->bootloader_timeout_sec * 1e6);
+                jc.app_timeout_usec = (uint64_t)(config->app_timeout_sec * 1e6);
+                r = job_service_new(&m->jobs, m, &jc);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up the job queue in %s: %m", config->state_dir);
+        }
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -77,6 +88,7 @@ Manager *manager_free(Manager *m)
                 return NULL;
         /* Server first: its clients must not hear about the inventory going away. */
         m->server = server_free(m->server);
+        m->jobs = job_service_free(m->jobs);
         m->inventory = inventory_free(m->inventory);
         board_db_free(m->boards);
         config_free(m->config);
@@ -153,5 +165,10 @@ int manager_start(Manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot start the device inventory: %m");
         log_info("%zu devices present", inventory_count(m->inventory));
+        if (m->jobs) {
+                r = job_service_start(m->jobs);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }

@@ -15,6 +15,7 @@
 #include "boards/board-db.h"
 #include "daemon-config.h"
 #include "inventory/inventory.h"
+#include "jobs/job-service.h"
 #include "server/server.h"
 
 typedef struct Manager {
@@ -23,6 +24,7 @@ typedef struct Manager {
         BoardDb *boards; /* owned; never NULL after manager_new() */
         Inventory *inventory;
         Server *server;
+        JobService *jobs; /* flash jobs; NULL without an event loop */
         uint64_t start_usec; /* CLOCK_MONOTONIC */
         bool stopping;
 } Manager;

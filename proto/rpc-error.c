@@ -27,6 +27,8 @@ static const struct {
         [RPC_ERROR_CANCELLED] = { -32009, "cancelled", "Cancelled" },
         [RPC_ERROR_IO] = { -32010, "io_error", "Input/output error while talking to the device" },
         [RPC_ERROR_UNSUPPORTED] = { -32011, "unsupported", "Not supported for this device or board" },
+        [RPC_ERROR_REFUSED] = { -32012, "refused",
+                                "A safety check refused the image before anything was erased" },
 };
 
 int rpc_error_code(RpcError e)

@@ -11,5 +11,6 @@ const RpcMethod *const rpc_method_tables[] = {
         server_methods,
         device_methods,
         board_methods,
+        job_methods,
         NULL,
 };

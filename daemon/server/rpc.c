@@ -29,7 +29,12 @@ struct RpcCall {
         void *userdata;
         RpcBatch *batch;
         bool replied;
+        int fd; /* SCM_RIGHTS fd that came with the request, or -EBADF (jobs helper) */
 };
+
+/* The fd handed to rpc_dispatch_text_with_fd(), given to the first call
+ * dispatched from that text (main loop only, so a file-scope slot is enough). */
+static int dispatch_fd = -EBADF;
 
 static RpcBatch *rpc_batch_unref(RpcBatch *b)
 {
@@ -90,6 +95,7 @@ RpcCall *rpc_call_unref(RpcCall *call)
                                      call->method);
         }
         rpc_batch_unref(call->batch);
+        safe_close(call->fd);
         peer_cred_free(call->peer.cred);
         json_decref(call->id);
         free(call->method);
@@ -273,6 +279,7 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
         if (!call)
                 return -ENOMEM;
         call->n_ref = 1;
+        call->fd = TAKE_FD(dispatch_fd);
         call->manager = m;
         call->peer = *peer;
         call->peer.cred = NULL;
@@ -351,6 +358,24 @@ int rpc_dispatch(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *me
                         break;
         }
         rpc_batch_unref(batch);
+        return r;
+}
+
+int rpc_call_take_fd(RpcCall *call)
+{
+        return TAKE_FD(call->fd);
+}
+
+int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                              int fd, RpcResponseFunc cb, void *userdata)
+{
+        int r;
+
+        safe_close(dispatch_fd);
+        dispatch_fd = fd;
+        r = rpc_dispatch_text(m, peer, client_id, text, len, cb, userdata);
+        /* not taken (parse error, notification, unknown method): close it */
+        dispatch_fd = safe_close(dispatch_fd);
         return r;
 }
 

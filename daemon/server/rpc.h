@@ -89,6 +89,13 @@ int rpc_dispatch(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *me
 int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
                       RpcResponseFunc cb, void *userdata);
 
+/* Same, with a file descriptor that came with the request's first bytes
+ * (SCM_RIGHTS, e.g. a flash image from flashctl). Takes ownership of fd;
+ * the first call dispatched from the text may take it with
+ * rpc_call_take_fd(), otherwise it is closed. */
+int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                              int fd, RpcResponseFunc cb, void *userdata);
+
 /* Build responses outside a call (transport errors, e.g. request too large). */
 json_t *rpc_error_response(json_t *id, RpcError e, const char *message, json_t *data);
 json_t *rpc_notification_new(const char *method, json_t *params);
@@ -101,6 +108,8 @@ const RpcPeer *rpc_call_get_peer(const RpcCall *call);
 uint64_t rpc_call_get_client_id(const RpcCall *call);
 const char *rpc_call_get_method(const RpcCall *call);
 bool rpc_call_replied(const RpcCall *call);
+/* The fd passed with the request (ownership moves to the caller), or -EBADF. */
+int rpc_call_take_fd(RpcCall *call);
 
 /* Answer. `result` is stolen (NULL means `"ok"`). Returns 0, or -EALREADY
  * when the call was answered before. */

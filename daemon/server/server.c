@@ -34,6 +34,9 @@ struct Client {
         char *out;
         size_t out_len, out_alloc, out_start;
         bool identified;
+        /* An fd passed with SCM_RIGHTS, for the next request dispatched
+         * (flashctl sends it with the request's first bytes; jobs helper). */
+        int pending_fd;
         char *name, *version, *type, *url;
         bool dead;
         Client *next;
@@ -58,6 +61,7 @@ static Client *client_free(Client *c)
                 return NULL;
         sd_event_source_disable_unref(c->source);
         safe_close(c->fd);
+        safe_close(c->pending_fd);
         rpc_frame_reader_free(c->reader);
         peer_cred_free(c->peer.cred);
         free(c->out);
@@ -217,7 +221,8 @@ static void client_process(Client *c)
                 }
                 if (len == 0 || strspn(frame, " \t\r\n") == len)
                         continue; /* keep-alive blank frames */
-                r = rpc_dispatch_text(s->manager, &c->peer, c->id, frame, len, server_on_response, s);
+                r = rpc_dispatch_text_with_fd(s->manager, &c->peer, c->id, frame, len, TAKE_FD(c->pending_fd),
+                                              server_on_response, s);
                 if (r < 0)
                         client_disconnect(c, "out of memory");
         }
@@ -238,7 +243,27 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
                 return 0;
         /* A bounded amount per wakeup, so one busy client cannot starve others. */
         for (int i = 0; i < 16 && !c->dead; i++) {
-                ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+                union {
+                        struct cmsghdr hdr;
+                        char space[CMSG_SPACE(sizeof(int) * 4)];
+                } control;
+                struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                                     .msg_controllen = sizeof(control) };
+                ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                /* Keep the last fd received; it belongs to the request whose
+                 * first bytes came with it (the kernel does not merge a message
+                 * carrying fds with earlier data in one read). */
+                for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+                        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                                size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                                for (size_t k = 0; k < nfd; k++) {
+                                        int passed;
+                                        memcpy(&passed, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+                                        safe_close(c->pending_fd);
+                                        c->pending_fd = passed;
+                                }
+                        }
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 break;
@@ -302,6 +327,7 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                         return log_oom();
                 c->server = s;
                 c->id = ++s->next_id;
+                c->pending_fd = -EBADF;
                 c->fd = TAKE_FD(cfd);
                 if (rpc_frame_reader_new(&c->reader, SERVER_INPUT_MAX) < 0 ||
                     sd_event_add_io(manager_get_event(s->manager), &c->source, c->fd, EPOLLIN, on_client_io,

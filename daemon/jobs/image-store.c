@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "jobs/image-store.h"
+
+struct ImageStore {
+        char *dir;
+        int dir_fd;
+};
+
+static bool hex_valid(const char *hex)
+{
+        if (!hex || strlen(hex) != 64)
+                return false;
+        for (size_t i = 0; i < 64; i++)
+                if (!((hex[i] >= '0' && hex[i] <= '9') || (hex[i] >= 'a' && hex[i] <= 'f')))
+                        return false;
+        return true;
+}
+
+int image_store_new(ImageStore **ret, const char *dir)
+{
+        _cleanup_free_ ImageStore *s = NULL;
+        _cleanup_free_ char *copy = NULL;
+        _cleanup_close_ int fd = -EBADF;
+
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        copy = strdup(dir);
+        s = calloc(1, sizeof(*s));
+        if (!copy || !s)
+                return -ENOMEM;
+        s->dir = TAKE_PTR(copy);
+        s->dir_fd = TAKE_FD(fd);
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+ImageStore *image_store_free(ImageStore *s)
+{
+        if (!s)
+                return NULL;
+        safe_close(s->dir_fd);
+        free(s->dir);
+        free(s);
+        return NULL;
+}
+
+int image_store_hash(const void *data, size_t size, char ret_hex[static 65])
+{
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+
+        if (EVP_Digest(data, size, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+                return -EIO;
+        for (unsigned i = 0; i < n; i++)
+                snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
+        return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+int image_store_put(ImageStore *s, const void *data, size_t size, char ret_hex[static 65])
+{
+        char hex[65], tmp[80];
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (size > IMAGE_STORE_MAX_SIZE)
+                return -EFBIG;
+        r = image_store_hash(data, size, hex);
+        if (r < 0)
+                return r;
+        if (image_store_has(s, hex)) {
+                memcpy(ret_hex, hex, 65);
+                return 0;
+        }
+
+        snprintf(tmp, sizeof(tmp), ".%.16s.%d.tmp", hex, (int)getpid());
+        fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, size);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && renameat(s->dir_fd, tmp, s->dir_fd, hex) < 0)
+                r = -errno;
+        if (r < 0) {
+                (void)unlinkat(s->dir_fd, tmp, 0);
+                return r;
+        }
+        (void)fsync(s->dir_fd);
+        memcpy(ret_hex, hex, 65);
+        return 0;
+}
+
+bool image_store_has(ImageStore *s, const char *hex)
+{
+        struct stat st;
+
+        return hex_valid(hex) && fstatat(s->dir_fd, hex, &st, 0) >= 0 && S_ISREG(st.st_mode);
+}
+
+int image_read_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_size)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t size = 0, alloc = 0;
+
+        for (;;) {
+                ssize_t k;
+
+                if (size == alloc) {
+                        size_t n = alloc ? alloc * 2 : 64 * 1024;
+                        uint8_t *p;
+                        if (alloc > max + 1)
+                                return -EFBIG;
+                        p = realloc(buf, n);
+                        if (!p)
+                                return -ENOMEM;
+                        buf = p;
+                        alloc = n;
+                }
+                k = read(fd, buf + size, alloc - size);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                size += (size_t)k;
+                if (size > max)
+                        return -EFBIG;
+        }
+        *ret_data = TAKE_PTR(buf);
+        *ret_size = size;
+        return 0;
+}
+
+int image_store_get(ImageStore *s, const char *hex, uint8_t **ret_data, size_t *ret_size)
+{
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ uint8_t *data = NULL;
+        char check[65];
+        size_t size = 0;
+        int r;
+
+        if (!hex_valid(hex))
+                return -EINVAL;
+        fd = openat(s->dir_fd, hex, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = image_read_fd(fd, IMAGE_STORE_MAX_SIZE, &data, &size);
+        if (r < 0)
+                return r;
+        r = image_store_hash(data, size, check);
+        if (r < 0)
+                return r;
+        if (!streq(check, hex))
+                return -EBADMSG;
+        *ret_data = TAKE_PTR(data);
+        *ret_size = size;
+        return 0;
+}
+
+int image_store_remove(ImageStore *s, const char *hex)
+{
+        if (!hex_valid(hex))
+                return -EINVAL;
+        if (unlinkat(s->dir_fd, hex, 0) < 0)
+                return -errno;
+        return 0;
+}

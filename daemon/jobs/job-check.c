@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "codec/flash-image.h"
+#include "codec/image-check.h"
+#include "jobs/job-check.h"
+
+JobPayload *job_payload_free(JobPayload *p)
+{
+        if (!p)
+                return NULL;
+        free(p->segments);
+        free(p->mcu);
+        flash_image_free(p->image);
+        free(p);
+        return NULL;
+}
+
+static JobError job_error_from_check(ImageCheck c)
+{
+        switch (c) {
+        case IMAGE_CHECK_FIT:
+                return JOB_ERROR_CHECK_FIT;
+        case IMAGE_CHECK_VECTOR_TABLE:
+                return JOB_ERROR_CHECK_VECTOR_TABLE;
+        case IMAGE_CHECK_BOOTLOADER_REGION:
+                return JOB_ERROR_CHECK_BOOTLOADER_REGION;
+        case IMAGE_CHECK_MCU:
+                return JOB_ERROR_CHECK_MCU;
+        case _IMAGE_CHECK_MAX:
+        case _IMAGE_CHECK_INVALID:
+                break;
+        }
+        return JOB_ERROR_INTERNAL;
+}
+
+static int refuse(JobError e, char *message, JobError *ret_error, char **ret_message)
+{
+        *ret_error = e;
+        *ret_message = message;
+        return -EINVAL;
+}
+
+static void notef(JobCheckNote note, void *userdata, const char *format, ...)
+        __attribute__((format(printf, 3, 4)));
+static void notef(JobCheckNote note, void *userdata, const char *format, ...)
+{
+        char line[1024];
+        va_list ap;
+
+        if (!note)
+                return;
+        va_start(ap, format);
+        vsnprintf(line, sizeof(line), format, ap);
+        va_end(ap);
+        note(userdata, line);
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
+
+int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, JobPayload **ret_payload,
+                    JobError *ret_error, char **ret_message)
+{
+        _cleanup_(flash_image_freep) FlashImage *img = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
+        _cleanup_(job_payload_freep) JobPayload *p = NULL;
+        _cleanup_free_ char *error = NULL;
+        ImageCheckResult results[_IMAGE_CHECK_MAX] = {};
+        FlashImageFormat format = _FLASH_IMAGE_FORMAT_INVALID;
+        const JobFlowBoard *b = in->board;
+        ImageCheckTarget t = {};
+        ImageCheck failed = _IMAGE_CHECK_INVALID;
+        bool has_address = in->has_address;
+        uint32_t address = in->address;
+        char *text = NULL;
+        int r;
+
+        if (in->format) {
+                format = flash_image_format_from_string(in->format);
+                if (format < 0) {
+                        (void)asprintf(&text, "unknown image format \"%s\": use bin, hex or dfu",
+                                       in->format);
+                        return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+                }
+        } else
+                format = flash_image_detect(in->data, in->size, NULL);
+
+        /* A raw image goes to the board's application start unless told otherwise. */
+        if (!has_address && (format == FLASH_IMAGE_FORMAT_BIN || format == FLASH_IMAGE_FORMAT_DFU_RAW)) {
+                if (!b || b->flash_size == 0) {
+                        (void)asprintf(&text,
+                                       "a raw image needs an address (--address), and the board is not "
+                                       "in the board database");
+                        return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+                }
+                address = b->flash_base + b->app_offset;
+                notef(note, userdata,
+                      "raw image: writing at 0x%08" PRIx32 " (the board's application start, %s)", address,
+                      strna(klipper_offset_to_string(b->app_offset)));
+        }
+        r = flash_image_parse(in->data, in->size, format, NULL,
+                              has_address || format == FLASH_IMAGE_FORMAT_BIN ||
+                                      format == FLASH_IMAGE_FORMAT_DFU_RAW,
+                              address, &img, &error);
+        if (r < 0) {
+                (void)asprintf(&text, "the image cannot be read: %s", error ? error : strerror(-r));
+                return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+        }
+
+        if (in->layout || (b && b->layout)) {
+                const char *s = in->layout ? in->layout : b->layout;
+                if (dfuse_layout_parse(s, strlen(s), &layout) < 0) {
+                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", s);
+                        return refuse(JOB_ERROR_LAYOUT, text, ret_error, ret_message);
+                }
+        }
+        t.layout = layout;
+        if (b) {
+                t.flash_base = b->flash_base;
+                t.flash_size = b->flash_size;
+                t.app_offset = b->app_offset;
+                t.ram_start = b->ram_start;
+                t.ram_size = b->ram_size;
+                t.mcu = b->mcu;
+        } else if (layout && layout->n_regions > 0) {
+                t.flash_base = layout->regions[0].address;
+                t.flash_size = (uint32_t)dfuse_layout_total_size(layout);
+        }
+        if (in->device_mcu)
+                t.mcu = in->device_mcu;
+        t.address_explicit = in->has_address;
+
+        r = image_check_all(img, &t, in->force, &failed, &error, results);
+        for (int c = 0; c < _IMAGE_CHECK_MAX; c++)
+                if (results[c].forced)
+                        notef(note, userdata, "check %s FAILED but is forced by the user: %s",
+                              image_check_to_string(c), strna(results[c].message));
+                else if (results[c].result == IMAGE_CHECK_SKIPPED)
+                        notef(note, userdata, "check %s skipped: %s", image_check_to_string(c),
+                              strna(results[c].message));
+        image_check_results_clear(results);
+        if (r < 0) {
+                (void)asprintf(&text, "refused before anything was erased: %s", strna(error));
+                return refuse(job_error_from_check(failed), text, ret_error, ret_message);
+        }
+
+        p = calloc(1, sizeof(JobPayload));
+        if (!p)
+                return -ENOMEM;
+        p->segments = calloc(img->n_segments ? img->n_segments : 1, sizeof(DfuImageSegment));
+        if (!p->segments)
+                return -ENOMEM;
+        for (size_t i = 0; i < img->n_segments; i++)
+                p->segments[i] = (DfuImageSegment){ .address = img->segments[i].address,
+                                                    .data = img->segments[i].data,
+                                                    .len = img->segments[i].size };
+        p->n_segments = img->n_segments;
+        p->format = flash_image_format_to_string(flash_image_get_format(img));
+        p->address = flash_image_get_address(img);
+        p->size = flash_image_get_size(img);
+        (void)klipper_dictionary_find(img, &p->mcu, NULL);
+        p->image = TAKE_PTR(img);
+        *ret_payload = TAKE_PTR(p);
+        return 0;
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The safety checks before anything is erased, shared by job submission
+ * (against the board database's layout, so a wrong image is refused before
+ * the board is even rebooted) and the flow (again against the layout the
+ * bootloader itself reports). Wraps codec/flash-image and codec/image-check;
+ * no I/O, no logging: notes (forced checks, the address used) go to `note`.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobs/job-error.h"
+#include "jobs/job-flow.h"
+
+#include "usb/flash-plan.h"
+
+typedef struct FlashImage FlashImage;
+
+/* A parsed image, as the flow and the submission need it. */
+typedef struct JobPayload {
+        const char *format;        /* "bin", "hex", "dfu" (static) */
+        uint32_t address;          /* where the lowest byte goes */
+        uint64_t size;             /* bytes of data over all segments */
+        DfuImageSegment *segments; /* sorted; data points into `image` */
+        size_t n_segments;
+        char *mcu;         /* Klipper's config.MCU from the embedded dictionary, or NULL */
+        FlashImage *image; /* owner of the bytes */
+} JobPayload;
+
+JobPayload *job_payload_free(JobPayload *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(JobPayload *, job_payload_free);
+
+typedef void (*JobCheckNote)(void *userdata, const char *line);
+
+typedef struct JobCheckInput {
+        const uint8_t *data;
+        size_t size;
+        const char *format; /* NULL: detect */
+        uint32_t address;
+        bool has_address;
+        unsigned force;            /* 1 << ImageCheck */
+        const JobFlowBoard *board; /* NULL when unknown */
+        const char *layout;        /* layout string to check against; NULL: the board's fallback */
+        const char *device_mcu;    /* MCU the bootloader reports (Katapult), or NULL */
+} JobCheckInput;
+
+/*
+ * Parse the image and run the checks. Returns 0 and the parsed image (its
+ * address resolved: explicit, from the file, or flash base + application
+ * offset) or a negative errno with *ret_error and *ret_message (malloc'd).
+ */
+int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, JobPayload **ret_payload,
+                    JobError *ret_error, char **ret_message);

@@ -1,0 +1,517 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "codec/dfuse-layout.h"
+#include "jobs/job-check.h"
+#include "jobs/job-flow.h"
+#include "serial/bootloader-request.h"
+#include "serial/katapult-session.h"
+#include "serial/serial-port.h"
+#include "usb/dfu-session.h"
+
+void job_flow_spec_free(JobFlowSpec *s)
+{
+        if (!s)
+                return;
+        free(s->format);
+        job_device_free(s->device);
+        free(s->board.name);
+        free(s->board.variant);
+        free(s->board.mcu);
+        free(s->board.layout);
+        free(s->board.hint);
+        free(s);
+}
+
+typedef struct Flow {
+        JobWorker *w;
+        JobFlowSpec *spec;
+        JobDevice *dev;
+        JobPayload *payload;
+        uint8_t *data;
+        size_t size;
+        /* the result, sent once at the end */
+        JobError error;
+        bool cancelled;
+        char *message;
+} Flow;
+
+static void flow_note(void *userdata, const char *line)
+{
+        Flow *f = userdata;
+
+        job_worker_log(f->w, "%s", line);
+}
+
+/* Record the outcome (first one wins) and return -1 so callers can `return flow_fail(...)`. */
+static int flow_fail(Flow *f, JobError e, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int flow_fail(Flow *f, JobError e, const char *format, ...)
+{
+        va_list ap;
+
+        if (f->error != JOB_ERROR_NONE || f->cancelled)
+                return -1;
+        f->error = e;
+        va_start(ap, format);
+        if (vasprintf(&f->message, format, ap) < 0)
+                f->message = NULL;
+        va_end(ap);
+        return -1;
+}
+
+static int flow_cancelled(Flow *f, const char *what)
+{
+        if (f->error == JOB_ERROR_NONE && !f->cancelled) {
+                f->cancelled = true;
+                if (asprintf(&f->message, "cancelled %s", what) < 0)
+                        f->message = NULL;
+        }
+        return -1;
+}
+
+/* Parse and check the image against a layout (NULL: the board's). */
+static int flow_check(Flow *f, const char *layout, const char *device_mcu)
+{
+        JobCheckInput in = {
+                .data = f->data,
+                .size = f->size,
+                .format = f->spec->format,
+                .address = f->spec->address,
+                .has_address = f->spec->has_address,
+                .force = f->spec->force,
+                .board = f->spec->has_board ? &f->spec->board : NULL,
+                .layout = layout,
+                .device_mcu = device_mcu,
+        };
+        _cleanup_free_ char *message = NULL;
+        JobError e = JOB_ERROR_INTERNAL;
+        int r;
+
+        f->payload = job_payload_free(f->payload);
+        r = job_check_image(&in, flow_note, f, &f->payload, &e, &message);
+        if (r < 0)
+                return flow_fail(f, e, "%s", strna(message));
+        return 0;
+}
+
+static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint, uint64_t timeout,
+                     const char *what)
+{
+        JobDevice *d = NULL;
+        int r;
+
+        r = job_worker_wait_device(f->w, modes, exclude, hint, timeout, &d);
+        if (r == -ECANCELED || job_worker_cancelled(f->w))
+                return flow_cancelled(f, what);
+        if (r == -ETIMEDOUT)
+                return -ETIMEDOUT;
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "waiting for the board failed: %s", strerror(-r));
+        job_device_free(f->dev);
+        f->dev = d;
+        return 0;
+}
+
+/* ---- DFU ---- */
+
+static JobPhase phase_from_dfu(DfuPhase p)
+{
+        switch (p) {
+        case DFU_PHASE_READ_BACK:
+                return JOB_PHASE_READ_BACK;
+        case DFU_PHASE_ERASE:
+                return JOB_PHASE_ERASE;
+        case DFU_PHASE_WRITE:
+                return JOB_PHASE_WRITE;
+        case DFU_PHASE_VERIFY:
+                return JOB_PHASE_VERIFY;
+        case DFU_PHASE_LEAVE:
+        case _DFU_PHASE_MAX:
+                break;
+        }
+        return JOB_PHASE_LEAVE;
+}
+
+static void dfu_on_phase(void *userdata, DfuPhase phase)
+{
+        Flow *f = userdata;
+
+        job_worker_send_phase(f->w, phase_from_dfu(phase));
+}
+
+static void dfu_on_progress(void *userdata, uint64_t done, uint64_t total)
+{
+        Flow *f = userdata;
+
+        job_worker_send_progress(f->w, done, total);
+}
+
+static void dfu_on_note(void *userdata, const char *text)
+{
+        Flow *f = userdata;
+
+        job_worker_log(f->w, "%s", text);
+}
+
+static DfuSession *dfu_session_freep_helper(DfuSession *s)
+{
+        return dfu_session_free(s);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(DfuSession *, dfu_session_freep_helper);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
+
+static int flow_flash_dfu(Flow *f)
+{
+        _cleanup_(dfu_session_freep_helperp) DfuSession *s = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
+        _cleanup_free_ char *message = NULL;
+        const DfuFlashStats *st;
+        DfuCallbacks cb = {
+                .phase = dfu_on_phase,
+                .progress = dfu_on_progress,
+                .note = dfu_on_note,
+                .cancel = job_worker_cancel_flag(f->w),
+                .userdata = f,
+        };
+        DfuFlashRequest req = {
+                .skip_unchanged = true,
+                .segments = f->payload->segments,
+                .n_segments = f->payload->n_segments,
+                .verify = f->spec->verify,
+                .mass_erase = f->spec->mass_erase,
+                .leave = true,
+                .leave_address = f->payload->address,
+        };
+        int r;
+
+        if (f->dev->busnum > 0 && f->dev->devnum > 0)
+                r = dfu_session_open_bus_dev(&s, f->dev->busnum, f->dev->devnum, &message);
+        else
+                r = dfu_session_open_port_path(&s, f->dev->port, &message);
+        if (r == -ENODEV)
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "the board vanished before the flash started: %s",
+                                 strna(message));
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open the DFU device: %s",
+                                 message ? message : strerror(-r));
+        if (f->dev->alt > 0) {
+                r = dfu_session_select_alt(s, (uint8_t)f->dev->alt);
+                if (r < 0)
+                        return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not select alt setting %u: %s",
+                                         f->dev->alt, strerror(-r));
+        }
+        /* The layout the inventory parsed by its grammar (garbage after the
+         * last segment dropped); NULL makes the session read it itself. */
+        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &layout) >= 0)
+                req.layout = layout;
+
+        r = dfu_session_flash(s, &req, &cb, &message);
+        st = dfu_session_get_stats(s);
+        if (st)
+                job_worker_log(f->w,
+                               "sectors: %zu touched, %zu unchanged, %zu blank, %zu erased%s; %" PRIu64
+                               " bytes written, %" PRIu64 " verified",
+                               st->sectors_touched, st->sectors_unchanged, st->sectors_blank,
+                               st->sectors_erased, st->mass_erased ? " (mass erase)" : "", st->bytes_written,
+                               st->bytes_verified);
+        switch (r) {
+        case DFU_FLASH_DONE:
+        case DFU_FLASH_LEFT:
+                job_worker_log(f->w, "%s", strna(message));
+                return 0;
+        case DFU_FLASH_LEFT_DEVICE_GONE:
+                job_worker_log(f->w, "the board reset during the leave request, as STM32 ROMs do: success "
+                                     "pending its return");
+                return 0;
+        case -ENODEV:
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+        case -EILSEQ:
+                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+        case -ECANCELED:
+                return flow_cancelled(f, "during the flash; the board stays in its bootloader");
+        case -ERANGE:
+        case -EACCES:
+        case -EINVAL:
+                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+        default:
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+        }
+}
+
+/* ---- Katapult ---- */
+
+static void katapult_on_phase(void *userdata, KatapultPhase phase)
+{
+        Flow *f = userdata;
+
+        job_worker_send_phase(f->w, phase == KATAPULT_PHASE_WRITE    ? JOB_PHASE_WRITE
+                                    : phase == KATAPULT_PHASE_VERIFY ? JOB_PHASE_VERIFY
+                                                                     : JOB_PHASE_LEAVE);
+}
+
+/* Katapult writes one flat image from its application start: fill gaps
+ * between segments with 0xFF (the erased value). */
+static int payload_flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
+{
+        const DfuImageSegment *last;
+        size_t size;
+        uint8_t *buf;
+
+        if (p->n_segments == 0)
+                return -EINVAL;
+        last = &p->segments[p->n_segments - 1];
+        size = (size_t)(last->address - p->address) + last->len;
+        buf = malloc(size);
+        if (!buf)
+                return -ENOMEM;
+        memset(buf, 0xff, size);
+        for (size_t i = 0; i < p->n_segments; i++)
+                memcpy(buf + (p->segments[i].address - p->address), p->segments[i].data, p->segments[i].len);
+        *ret = buf;
+        *ret_size = size;
+        return 0;
+}
+
+static int flow_flash_katapult(Flow *f)
+{
+        _cleanup_(serial_port_freep) SerialPort *port = NULL;
+        _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
+        _cleanup_free_ uint8_t *flat = NULL;
+        _cleanup_free_ char *message = NULL;
+        const KatapultFlashStats *st;
+        size_t flat_size = 0;
+        KatapultCallbacks cb = {
+                .phase = katapult_on_phase,
+                .progress = dfu_on_progress,
+                .note = dfu_on_note,
+                .cancel = job_worker_cancel_flag(f->w),
+                .userdata = f,
+        };
+        KatapultFlashOptions opts = {
+                .image_address = f->payload->address,
+                .image_mcu = f->payload->mcu,
+                .force_address = f->spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
+                .force_mcu = f->spec->force & (1u << IMAGE_CHECK_MCU),
+                .no_verify = !f->spec->verify,
+        };
+        int r;
+
+        if (!f->dev->tty)
+                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "the Katapult bootloader on %s has no tty",
+                                 strna(f->dev->port));
+        r = payload_flatten(f->payload, &flat, &flat_size);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
+        r = serial_port_open(&port, f->dev->tty, BOOTLOADER_UART_DEFAULT_BAUD);
+        if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
+                                 f->dev->tty);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
+                                 strerror(-r));
+        r = katapult_session_new(&s, serial_port_get_transport(port));
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",
+                                 strerror(-r));
+        r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        st = katapult_session_get_stats(s);
+        if (st && st->resends > 0)
+                job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
+                               st->resends, st->nacks, st->busies, st->timeouts);
+        if (!message && katapult_session_get_error(s))
+                message = strdup(katapult_session_get_error(s));
+        switch (r) {
+        case KATAPULT_FLASH_DONE:
+        case KATAPULT_FLASH_LEFT:
+        case KATAPULT_FLASH_LEFT_DEVICE_GONE:
+                job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
+                               f->spec->verify ? " and verified" : "");
+                return 0;
+        case -ENODEV:
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+        case -ECANCELED:
+                return flow_cancelled(f, "during the flash; the board stays in Katapult");
+        case KATAPULT_ERR_ADDRESS:
+                return flow_fail(f, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
+        case KATAPULT_ERR_MCU:
+                return flow_fail(f, JOB_ERROR_CHECK_MCU, "%s", strna(message));
+        case KATAPULT_ERR_VERIFY:
+                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+        case KATAPULT_ERR_TOO_BIG:
+                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+        default:
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+        }
+}
+
+/* ---- the flow ---- */
+
+static const char *flow_hint(Flow *f)
+{
+        return f->spec->has_board && f->spec->board.hint ? f->spec->board.hint : "set BOOT0 and press reset";
+}
+
+static int flow_reboot(Flow *f)
+{
+        TtyHolder holder;
+        int r;
+
+        if (!f->dev->tty)
+                return flow_fail(
+                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                        "the board on %s runs an application without a serial port; put it into its "
+                        "bootloader by hand (%s)",
+                        strna(f->dev->port), flow_hint(f));
+        r = tty_find_holder("/proc", f->dev->tty, getpid(), &holder);
+        if (r > 0) {
+                _cleanup_free_ char *who = tty_holder_describe(&holder, f->dev->tty);
+                return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is in use");
+        }
+
+        job_worker_send_state(f->w, JOB_STATE_REBOOTING);
+        if (f->spec->has_board && f->spec->board.manual_reboot)
+                job_worker_log(f->w, "the board database says this board cannot be rebooted by software: %s",
+                               flow_hint(f));
+        else {
+                r = bootloader_request_usb(f->dev->tty);
+                if (r < 0)
+                        job_worker_log(f->w,
+                                       "the 1200-baud request on %s failed (%s); waiting for a manual reset",
+                                       f->dev->tty, strerror(-r));
+                else
+                        job_worker_log(f->w,
+                                       "asked the firmware on %s to reboot into its bootloader (1200 baud)",
+                                       f->dev->tty);
+        }
+
+        r = flow_wait(f, JOB_DEVICE_BOOTLOADER_MODES, NULL,
+                      f->spec->has_board && f->spec->board.manual_reboot ? 1 : f->spec->reboot_wait_usec,
+                      f->spec->device_timeout_usec, "while waiting for the bootloader");
+        if (r == -ETIMEDOUT)
+                return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT,
+                                 "the board on %s did not show up in its bootloader within %" PRIu64
+                                 " s; %s",
+                                 strna(f->dev->port), f->spec->device_timeout_usec / 1000000, flow_hint(f));
+        return r;
+}
+
+static int flow_wait_app(Flow *f, const char *flashed_devnode)
+{
+        int r;
+
+        job_worker_send_state(f->w, JOB_STATE_WAITING_FOR_APP);
+        r = flow_wait(f, (1u << DEVICE_MODE_APP) | JOB_DEVICE_BOOTLOADER_MODES, flashed_devnode, 0,
+                      f->spec->app_timeout_usec, "while waiting for the board to come back");
+        if (r == -ETIMEDOUT)
+                return flow_fail(f, JOB_ERROR_APP_TIMEOUT,
+                                 "the image was written, but the board did not come back within %" PRIu64
+                                 " s",
+                                 f->spec->app_timeout_usec / 1000000);
+        if (r < 0)
+                return r;
+        if (f->dev->mode != DEVICE_MODE_APP)
+                return flow_fail(
+                        f, JOB_ERROR_STUCK_IN_BOOTLOADER,
+                        "the image was written, but the board came back in %s mode instead of running "
+                        "it: the image is probably not runnable at 0x%08" PRIx32 " (or BOOT0 is still set)",
+                        device_mode_to_string(f->dev->mode), f->payload ? f->payload->address : 0);
+        job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
+        if (asprintf(&f->message, "flashed; the board is back in application mode as %s",
+                     f->dev->tty ? f->dev->tty : strna(f->dev->devnode)) < 0)
+                f->message = NULL;
+        return 0;
+}
+
+static int flow_run(Flow *f)
+{
+        _cleanup_free_ char *flashed = NULL;
+        bool was_dfu;
+        int r;
+
+        r = image_store_get(f->spec->store, f->spec->sha256, &f->data, &f->size);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "the stored image %s cannot be read: %s",
+                                 f->spec->sha256, strerror(-r));
+        if (f->spec->resume_wait_app)
+                return flow_wait_app(f, NULL);
+
+        if (!f->dev) {
+                r = flow_wait(f, JOB_DEVICE_ANY_MODE, NULL, 0, f->spec->device_timeout_usec,
+                              "while waiting for the board");
+                if (r == -ETIMEDOUT)
+                        return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT,
+                                         "the board was not connected within %" PRIu64 " s",
+                                         f->spec->device_timeout_usec / 1000000);
+                if (r < 0)
+                        return r;
+        }
+
+        /* Before anything else: refuse a wrong image against what the board database says. */
+        was_dfu = f->dev->mode == DEVICE_MODE_DFU;
+        r = flow_check(f, was_dfu ? f->dev->layout : NULL, NULL);
+        if (r < 0)
+                return r;
+
+        switch (f->dev->mode) {
+        case DEVICE_MODE_APP:
+                r = flow_reboot(f);
+                if (r < 0)
+                        return r;
+                break;
+        case DEVICE_MODE_DFU:
+        case DEVICE_MODE_KATAPULT:
+                break;
+        case DEVICE_MODE_SERIAL:
+        case DEVICE_MODE_UNKNOWN:
+        case _DEVICE_MODE_MAX:
+        case _DEVICE_MODE_INVALID:
+                return flow_fail(
+                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                        "the device on %s is in %s mode, which flashd cannot flash; put it into its "
+                        "bootloader (%s)",
+                        strna(f->dev->port), strna(device_mode_to_string(f->dev->mode)), flow_hint(f));
+        }
+        if (job_worker_cancelled(f->w))
+                return flow_cancelled(f, "before flashing");
+
+        /* Again against what the bootloader itself reports, before any erase
+         * (unless that is what the first check already used). */
+        if (f->dev->mode == DEVICE_MODE_DFU && !was_dfu) {
+                r = flow_check(f, f->dev->layout, NULL);
+                if (r < 0)
+                        return r;
+        }
+
+        job_worker_send_state(f->w, JOB_STATE_FLASHING);
+        job_worker_send_device(f->w, f->dev->mode == DEVICE_MODE_DFU ? f->dev->devnode : f->dev->tty);
+        flashed = f->dev->devnode ? strdup(f->dev->devnode) : NULL;
+        if (f->dev->mode == DEVICE_MODE_DFU)
+                r = flow_flash_dfu(f);
+        else
+                r = flow_flash_katapult(f);
+        if (r < 0)
+                return r;
+        return flow_wait_app(f, flashed);
+}
+
+void job_flow_run(JobWorker *w, void *userdata)
+{
+        JobFlowSpec *spec = userdata;
+        Flow f = {
+                .w = w,
+                .spec = spec,
+                .dev = TAKE_PTR(spec->device),
+        };
+
+        (void)flow_run(&f);
+        if (f.cancelled)
+                job_worker_send_result(w, JOB_ERROR_NONE, true, "%s", strna(f.message));
+        else
+                job_worker_send_result(w, f.error, false, "%s", f.message ? f.message : "done");
+        free(f.message);
+        free(f.data);
+        job_payload_free(f.payload);
+        job_device_free(f.dev);
+}

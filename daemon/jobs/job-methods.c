@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* job.* methods (proto/API.md, "Jobs"). */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "jobs/job-service.h"
+#include "manager.h"
+#include "server/peer-auth.h"
+#include "server/rpc.h"
+#include "util/log.h"
+
+static JobQueue *queue_of(RpcCall *call)
+{
+        Manager *m = rpc_call_get_manager(call);
+
+        return m->jobs ? job_service_get_queue(m->jobs) : NULL;
+}
+
+static int reply_no_jobs(RpcCall *call)
+{
+        return rpc_call_reply_error(call, RPC_ERROR_UNSUPPORTED, NULL, "the job queue is not running");
+}
+
+/* base64 (RFC 4648, no line breaks) with libcrypto's decoder. */
+static int decode_base64(const char *s, uint8_t **ret, size_t *ret_size)
+{
+        size_t len = strlen(s), pad = 0;
+        _cleanup_free_ uint8_t *buf = NULL;
+        int n;
+
+        if (len % 4 != 0 || len > INT32_MAX)
+                return -EINVAL;
+        buf = malloc(len / 4 * 3 + 1);
+        if (!buf)
+                return -ENOMEM;
+        n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
+        if (n < 0)
+                return -EINVAL;
+        if (len >= 1 && s[len - 1] == '=')
+                pad++;
+        if (len >= 2 && s[len - 2] == '=')
+                pad++;
+        *ret_size = (size_t)n - pad;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+/* A regular file only: reading a pipe could block the main loop. */
+static int read_image_fd(int fd, uint8_t **ret, size_t *ret_size)
+{
+        struct stat st;
+        _cleanup_free_ uint8_t *buf = NULL;
+        size_t done = 0;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t)st.st_size > IMAGE_STORE_MAX_SIZE)
+                return -EFBIG;
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        while (done < (size_t)st.st_size) {
+                ssize_t k = pread(fd, buf + done, (size_t)st.st_size - done, (off_t)done);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        break;
+                done += (size_t)k;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_size = done;
+        return 0;
+}
+
+static void peer_name(pid_t pid, char *buf, size_t size)
+{
+        char path[64];
+        _cleanup_fclose_ FILE *f = NULL;
+
+        snprintf(buf, size, "pid %d", (int)pid);
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        f = fopen(path, "re");
+        if (f && fgets(buf, (int)size, f))
+                buf[strcspn(buf, "\n")] = '\0';
+}
+
+static RpcError rpc_error_for(JobError e)
+{
+        switch (e) {
+        case JOB_ERROR_TARGET_NOT_FOUND:
+                return RPC_ERROR_DEVICE_NOT_FOUND;
+        case JOB_ERROR_TARGET_AMBIGUOUS:
+                return RPC_ERROR_DEVICE_AMBIGUOUS;
+        case JOB_ERROR_IMAGE_INVALID:
+        case JOB_ERROR_IMAGE_TOO_LARGE:
+                return RPC_ERROR_INVALID_PARAMS;
+        case JOB_ERROR_CHECK_FIT:
+        case JOB_ERROR_CHECK_VECTOR_TABLE:
+        case JOB_ERROR_CHECK_BOOTLOADER_REGION:
+        case JOB_ERROR_CHECK_MCU:
+                return RPC_ERROR_REFUSED;
+        case JOB_ERROR_NONE:
+        case JOB_ERROR_TTY_BUSY:
+        case JOB_ERROR_REBOOT_FAILED:
+        case JOB_ERROR_BOOTLOADER_TIMEOUT:
+        case JOB_ERROR_DEVICE_GONE:
+        case JOB_ERROR_FLASH_FAILED:
+        case JOB_ERROR_VERIFY_FAILED:
+        case JOB_ERROR_APP_TIMEOUT:
+        case JOB_ERROR_STUCK_IN_BOOTLOADER:
+        case JOB_ERROR_INTERRUPTED:
+        case JOB_ERROR_UNSUPPORTED_DEVICE:
+        case JOB_ERROR_LAYOUT:
+        case JOB_ERROR_UNIT_CONTROL:
+        case JOB_ERROR_INTERNAL:
+        case _JOB_ERROR_MAX:
+        case _JOB_ERROR_INVALID:
+                break;
+        }
+        return RPC_ERROR_INTERNAL;
+}
+
+static json_t *candidates_of(Manager *m, const char *target)
+{
+        _cleanup_free_ const InventoryEntry **matches = NULL;
+        const InventoryEntry *e = NULL;
+        json_t *arr = json_array();
+
+        if (inventory_find(m->inventory, target, &e, &matches) == -ENOTUNIQ)
+                for (size_t i = 0; matches && matches[i]; i++)
+                        json_array_append_new(arr, json_string(matches[i]->port));
+        return arr;
+}
+
+static int method_flash(RpcCall *call, json_t *params)
+{
+        Manager *m = rpc_call_get_manager(call);
+        JobQueue *q = queue_of(call);
+        const RpcPeer *peer = rpc_call_get_peer(call);
+        const char *target = NULL, *format = NULL, *data = NULL, *path = NULL, *name = NULL;
+        json_t *image = NULL, *force = NULL;
+        json_int_t address = -1;
+        int use_fd = 0, verify = 1, mass_erase = 0, wait = 0;
+        _cleanup_free_ uint8_t *bytes = NULL;
+        _cleanup_free_ char *message = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        char who[64];
+        size_t size = 0;
+        JobRequest req = {};
+        JobError err = JOB_ERROR_NONE;
+        Job *job = NULL;
+        int r;
+
+        if (!q)
+                return reply_no_jobs(call);
+        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b !}", "target",
+                                   &target, "image", &image, "format", &format, "address", &address,
+                                   "verify", &verify, "force", &force, "mass_erase", &mass_erase, "wait",
+                                   &wait);
+        if (r < 0)
+                return r;
+        r = rpc_call_unpack_params(call, image, "{s?b, s?s, s?s, s?s !}", "fd", &use_fd, "data", &data,
+                                   "path", &path, "name", &name);
+        if (r < 0)
+                return r;
+        if (!!use_fd + !!data + !!path != 1)
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "image needs exactly one of fd: true, data (base64) or path");
+        if (address > UINT32_MAX)
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "address %" PRIi64 " is not a 32-bit address", (int64_t)address);
+        if (force && !json_is_array(force))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "force is a list of check names");
+        if (force) {
+                size_t i;
+                json_t *v;
+                json_array_foreach (force, i, v) {
+                        ImageCheck c = image_check_from_string(json_string_value(v));
+                        if (c < 0)
+                                return rpc_call_reply_error(
+                                        call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                        "unknown check \"%s\" in force: the checks are fit, "
+                                        "vector-table, bootloader-region and mcu",
+                                        strna(json_string_value(v)));
+                        req.force |= 1u << c;
+                }
+        }
+
+        if (use_fd) {
+                fd = rpc_call_take_fd(call);
+                if (fd < 0)
+                        return rpc_call_reply_error(
+                                call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                "image.fd is true but no file descriptor came with the request "
+                                "(send it with SCM_RIGHTS on the request's first bytes)");
+        } else if (path) {
+                _cleanup_(peer_cred_freep) PeerCred *pc = NULL;
+                _cleanup_free_ char *why = NULL;
+
+                if (!peer->has_credentials)
+                        return rpc_call_reply_error(
+                                call, RPC_ERROR_PERMISSION_DENIED, NULL,
+                                "image.path needs a local caller with credentials; send data "
+                                "instead");
+                r = peer_cred_new(&pc, peer->pid, peer->uid, peer->gid, NULL, 0);
+                if (r < 0)
+                        return r;
+                r = peer_auth_open_as(pc, path, O_RDONLY, &fd, &why);
+                if (r < 0)
+                        return rpc_call_reply_error(call,
+                                                    r == -EACCES || r == -EPERM ? RPC_ERROR_PERMISSION_DENIED
+                                                                                : RPC_ERROR_INVALID_PARAMS,
+                                                    json_pack("{s:s}", "path", path), "%s",
+                                                    why ? why : strerror(-r));
+        }
+        if (fd >= 0) {
+                r = read_image_fd(fd, &bytes, &size);
+                if (r == -EBADFD)
+                        return rpc_call_reply_error(
+                                call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                "the image must be a regular file (not a pipe or device)");
+                if (r == -EFBIG)
+                        return rpc_call_reply_error(
+                                call, RPC_ERROR_INVALID_PARAMS,
+                                json_pack("{s:I}", "limit", (json_int_t)IMAGE_STORE_MAX_SIZE),
+                                "the image is larger than %u bytes", IMAGE_STORE_MAX_SIZE);
+                if (r < 0)
+                        return rpc_call_reply_error(call, RPC_ERROR_IO, NULL, "could not read the image: %s",
+                                                    strerror(-r));
+        } else {
+                r = decode_base64(data, &bytes, &size);
+                if (r < 0)
+                        return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                                    "image.data is not valid base64");
+        }
+
+        peer_name(peer->pid, who, sizeof(who));
+        req.target = target;
+        req.data = bytes;
+        req.size = size;
+        req.format = format;
+        req.address = address >= 0 ? (uint32_t)address : 0;
+        req.has_address = address >= 0;
+        req.verify = verify;
+        req.mass_erase = mass_erase;
+        req.requested_by.uid = peer->uid;
+        req.requested_by.pid = peer->pid;
+        req.requested_by.name = who;
+
+        r = job_queue_submit(q, &req, &job, &err, &message);
+        if (r < 0 && err == JOB_ERROR_NONE)
+                return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "could not queue the job: %s",
+                                            strerror(-r));
+        if (r < 0) {
+                json_t *d = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", (int)err, "name",
+                                      job_error_to_string(err), "advice", job_error_advice(err));
+                if (job)
+                        json_object_set_new(d, "job", json_integer((json_int_t)job->id));
+                if (err == JOB_ERROR_TARGET_AMBIGUOUS)
+                        json_object_set_new(d, "candidates", candidates_of(m, target));
+                if (err == JOB_ERROR_TARGET_NOT_FOUND)
+                        json_object_set_new(d, "device", json_string(target));
+                return rpc_call_reply_error(call, rpc_error_for(err), d, "%s", strna(message));
+        }
+        if (wait && !job_state_is_final(job->state))
+                return job_service_wait(m->jobs, call, job->id);
+        return rpc_call_reply(call, json_pack("{s:o}", "job", job_to_json(job, true)));
+}
+
+static int parse_job_id(RpcCall *call, json_t *params, Job **ret)
+{
+        JobQueue *q = queue_of(call);
+        json_int_t id = 0;
+        Job *j;
+        int r;
+
+        r = rpc_call_unpack_params(call, params, "{s:I !}", "job", &id);
+        if (r < 0)
+                return r;
+        j = id > 0 ? job_queue_find(q, (uint64_t)id) : NULL;
+        if (!j)
+                return rpc_call_reply_error(call, RPC_ERROR_NOT_FOUND, json_pack("{s:I}", "job", id),
+                                            "no job %" PRIi64 " (see job.list with all: true)", (int64_t)id);
+        *ret = j;
+        return 0;
+}
+
+static int method_get(RpcCall *call, json_t *params)
+{
+        Job *j = NULL;
+        int r;
+
+        if (!queue_of(call))
+                return reply_no_jobs(call);
+        r = parse_job_id(call, params, &j);
+        if (r < 0 || !j)
+                return r;
+        return rpc_call_reply(call, json_pack("{s:o}", "job", job_to_json(j, true)));
+}
+
+static int method_list(RpcCall *call, json_t *params)
+{
+        JobQueue *q = queue_of(call);
+        int all = 0, r;
+
+        if (!q)
+                return reply_no_jobs(call);
+        r = rpc_call_unpack_params(call, params, "{s?b !}", "all", &all);
+        if (r < 0)
+                return r;
+        return rpc_call_reply(call, json_pack("{s:o}", "jobs", job_queue_list_json(q, all)));
+}
+
+static int method_cancel(RpcCall *call, json_t *params)
+{
+        Job *j = NULL;
+        int r;
+
+        if (!queue_of(call))
+                return reply_no_jobs(call);
+        r = parse_job_id(call, params, &j);
+        if (r < 0 || !j)
+                return r;
+        r = job_queue_cancel(queue_of(call), j->id);
+        if (r == -EALREADY)
+                return rpc_call_reply_error(call, RPC_ERROR_BUSY,
+                                            json_pack("{s:I, s:s}", "job", (json_int_t)j->id, "state",
+                                                      job_state_to_string(j->state)),
+                                            "job %" PRIu64 " already ended (%s)", j->id,
+                                            job_state_to_string(j->state));
+        if (r < 0)
+                return r;
+        return rpc_call_reply(call, json_pack("{s:o}", "job", job_to_json(j, false)));
+}
+
+const RpcMethod job_methods[] = {
+        { "job.flash", method_flash, RPC_METHOD_MUTATING },
+        { "job.list", method_list, RPC_METHOD_READ },
+        { "job.get", method_get, RPC_METHOD_READ },
+        { "job.cancel", method_cancel, RPC_METHOD_MUTATING },
+        {},
+};

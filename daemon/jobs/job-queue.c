@@ -1,0 +1,978 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "jobs/job-check.h"
+#include "jobs/job-flow.h"
+#include "jobs/job-queue.h"
+#include "jobs/job-worker.h"
+#include "util/log.h"
+
+/* notify_job_update at most this often per job while bytes move */
+#define JOB_NOTIFY_INTERVAL_USEC (250ull * 1000ull)
+
+typedef struct JobRun JobRun;
+
+struct JobRun {
+        JobQueue *queue;
+        Job *job;
+        JobWorker *worker;
+        JobFlowSpec *spec;
+
+        bool waiting;
+        unsigned wait_modes;
+        char *wait_exclude;
+        sd_event_source *hint_timer, *timeout_timer;
+
+        uint64_t phase_start_usec, phase_start_bytes;
+        uint64_t last_notify_usec;
+        sd_event_source *notify_timer;
+
+        JobRun *next;
+};
+
+struct JobQueue {
+        sd_event *event;
+        Inventory *inventory;
+        const BoardDb *boards;
+        JobQueueConfig config;
+        char *state_dir;
+        char *state_file;
+        ImageStore *store;
+
+        Job **jobs; /* by id, oldest first: queue and history */
+        size_t n_jobs;
+        uint64_t next_id;
+        JobRun *runs;
+        bool started;
+
+        JobQueueOnUpdate on_update;
+        void *on_update_userdata;
+};
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
+}
+
+static void job_queue_notify(JobQueue *q, Job *j)
+{
+        if (q->on_update)
+                q->on_update(q, j, q->on_update_userdata);
+}
+
+static JobRun *job_queue_find_run(JobQueue *q, const Job *j)
+{
+        for (JobRun *r = q->runs; r; r = r->next)
+                if (r->job == j)
+                        return r;
+        return NULL;
+}
+
+static JobRun *job_queue_find_run_port(JobQueue *q, const char *port)
+{
+        for (JobRun *r = q->runs; r; r = r->next)
+                if (port && streq_ptr(r->job->port, port))
+                        return r;
+        return NULL;
+}
+
+static void job_run_flush_notify(JobRun *run)
+{
+        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
+        run->last_notify_usec = now_usec();
+        job_queue_notify(run->queue, run->job);
+}
+
+static int job_run_on_notify_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        job_run_flush_notify(userdata);
+        return 0;
+}
+
+/* Progress: at most one notification per JOB_NOTIFY_INTERVAL_USEC; the last
+ * value is never lost (a timer sends it). */
+static void job_run_notify_coalesced(JobRun *run)
+{
+        uint64_t now = now_usec();
+
+        if (now - run->last_notify_usec >= JOB_NOTIFY_INTERVAL_USEC) {
+                job_run_flush_notify(run);
+                return;
+        }
+        if (!run->notify_timer)
+                (void)sd_event_add_time_relative(run->queue->event, &run->notify_timer, CLOCK_MONOTONIC,
+                                                 JOB_NOTIFY_INTERVAL_USEC - (now - run->last_notify_usec), 0,
+                                                 job_run_on_notify_timer, run);
+}
+
+static void job_run_clear_wait(JobRun *run)
+{
+        run->waiting = false;
+        free(run->wait_exclude);
+        run->wait_exclude = NULL;
+        run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
+        run->timeout_timer = sd_event_source_disable_unref(run->timeout_timer);
+}
+
+static JobRun *job_run_free(JobRun *run)
+{
+        if (!run)
+                return NULL;
+        job_run_clear_wait(run);
+        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
+        job_worker_free(run->worker);
+        job_flow_spec_free(run->spec);
+        free(run);
+        return NULL;
+}
+
+static void job_queue_remove_run(JobQueue *q, JobRun *run)
+{
+        for (JobRun **p = &q->runs; *p; p = &(*p)->next)
+                if (*p == run) {
+                        *p = run->next;
+                        break;
+                }
+        job_run_free(run);
+}
+
+/* ---- persistence ---- */
+
+static int write_file_atomic(const char *path, const char *text)
+{
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        size_t n = strlen(text);
+        int r = 0;
+
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return -errno;
+        for (const char *p = text; n > 0;) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                p += k;
+                n -= (size_t)k;
+        }
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                (void)unlink(tmp);
+        return r;
+}
+
+int job_queue_save(JobQueue *q)
+{
+        json_t *root, *arr;
+        _cleanup_free_ char *text = NULL;
+        int r;
+
+        arr = json_array();
+        for (size_t i = 0; i < q->n_jobs; i++)
+                json_array_append_new(arr, job_to_state_json(q->jobs[i]));
+        root = json_pack("{s:i, s:I, s:o}", "version", 1, "next_id", (json_int_t)q->next_id, "jobs", arr);
+        if (!root)
+                return log_oom();
+        text = json_dumps(root, JSON_COMPACT);
+        json_decref(root);
+        if (!text)
+                return log_oom();
+        r = write_file_atomic(q->state_file, text);
+        if (r < 0)
+                return log_error_errno(r, "Failed to save %s: %m", q->state_file);
+        return 0;
+}
+
+static int job_queue_append(JobQueue *q, Job *j)
+{
+        Job **p = realloc(q->jobs, (q->n_jobs + 1) * sizeof(Job *));
+
+        if (!p)
+                return -ENOMEM;
+        q->jobs = p;
+        q->jobs[q->n_jobs++] = j;
+        return 0;
+}
+
+/* Drop the oldest finished jobs beyond history_max. Their images stay in
+ * the store when another job still names them. */
+static void job_queue_prune(JobQueue *q)
+{
+        size_t finished = 0;
+
+        for (size_t i = 0; i < q->n_jobs; i++)
+                finished += job_state_is_final(q->jobs[i]->state);
+        for (size_t i = 0; i < q->n_jobs && finished > q->config.history_max;) {
+                Job *j = q->jobs[i];
+                bool used = false;
+
+                if (!job_state_is_final(j->state)) {
+                        i++;
+                        continue;
+                }
+                for (size_t k = 0; k < q->n_jobs; k++)
+                        if (k != i && streq(q->jobs[k]->image.sha256, j->image.sha256))
+                                used = true;
+                if (!used && j->image.sha256[0])
+                        (void)image_store_remove(q->store, j->image.sha256);
+                memmove(q->jobs + i, q->jobs + i + 1, (q->n_jobs - i - 1) * sizeof(Job *));
+                q->n_jobs--;
+                finished--;
+                job_free(j);
+        }
+}
+
+static int job_queue_load(JobQueue *q)
+{
+        json_error_t err;
+        json_t *root, *arr, *o;
+        size_t i;
+
+        root = json_load_file(q->state_file, 0, &err);
+        if (!root) {
+                if (access(q->state_file, F_OK) < 0 && errno == ENOENT)
+                        return 0;
+                log_warning("Ignoring unreadable %s: %s (line %d)", q->state_file, err.text, err.line);
+                return 0;
+        }
+        q->next_id = (uint64_t)json_integer_value(json_object_get(root, "next_id"));
+        arr = json_object_get(root, "jobs");
+        json_array_foreach (arr, i, o) {
+                Job *j;
+                if (job_from_state_json(o, &j) < 0) {
+                        log_warning("Skipping a malformed job in %s.", q->state_file);
+                        continue;
+                }
+                if (job_queue_append(q, j) < 0) {
+                        job_free(j);
+                        json_decref(root);
+                        return log_oom();
+                }
+                if (j->id >= q->next_id)
+                        q->next_id = j->id + 1;
+        }
+        json_decref(root);
+        if (q->next_id == 0)
+                q->next_id = 1;
+        return 0;
+}
+
+/* A restart during a job: nothing of it runs any more. */
+static void job_queue_recover(JobQueue *q)
+{
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                Job *j = q->jobs[i];
+
+                switch (j->state) {
+                case JOB_STATE_QUEUED:
+                        break;
+                case JOB_STATE_REBOOTING:
+                case JOB_STATE_WAITING_FOR_DEVICE:
+                        if (j->was_flashing)
+                                goto interrupted;
+                        /* nothing was erased yet: start over */
+                        job_log(j, "flashd restarted before flashing began; starting over");
+                        job_enter_state(j, JOB_STATE_QUEUED);
+                        break;
+                case JOB_STATE_WAITING_FOR_APP:
+                        /* the flash completed: only the wait for the application is left */
+                        job_log(j, "flashd restarted while waiting for the board to come back");
+                        break;
+                case JOB_STATE_FLASHING:
+                case JOB_STATE_INTERRUPTED:
+                interrupted:
+                        if (q->config.retry_interrupted) {
+                                job_enter_state(j, JOB_STATE_INTERRUPTED);
+                                (void)job_set_string(
+                                        &j->message,
+                                        "interrupted by a restart of flashd; retried from the start "
+                                        "when the board shows up in its bootloader");
+                        } else
+                                job_fail(j, JOB_ERROR_INTERRUPTED,
+                                         "flashd stopped while this job was flashing (retry_interrupted = "
+                                         "no); "
+                                         "the board is probably left in its bootloader");
+                        break;
+                case JOB_STATE_DONE:
+                case JOB_STATE_FAILED:
+                case JOB_STATE_CANCELLED:
+                case _JOB_STATE_MAX:
+                case _JOB_STATE_INVALID:
+                        break;
+                }
+        }
+}
+
+/* ---- board information ---- */
+
+static const BoardVariant *find_variant(const Board *b, const char *id)
+{
+        if (!b)
+                return NULL;
+        for (size_t i = 0; i < b->n_variants; i++)
+                if (streq_ptr(b->variants[i].id, id))
+                        return &b->variants[i];
+        return b->n_variants == 1 ? &b->variants[0] : NULL;
+}
+
+static int flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
+{
+        size_t len = 0;
+
+        fb->name = strdup(b->name);
+        fb->variant = v && v->id ? strdup(v->id) : NULL;
+        fb->mcu = v && v->mcu ? strdup(v->mcu) : NULL;
+        fb->katapult = b->bootloader == BOARD_BOOTLOADER_KATAPULT;
+        if (v) {
+                fb->flash_base = v->flash_base;
+                fb->flash_size = v->flash_size;
+                fb->app_offset = v->app_offset;
+                fb->ram_start = v->ram_start;
+                fb->ram_size = v->ram_size;
+                fb->layout = v->layout ? strdup(v->layout) : NULL;
+                fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
+                for (char **h = v->hints; h && *h; h++)
+                        len += strlen(*h) + 2;
+                if (len > 0) {
+                        fb->hint = calloc(1, len + 1);
+                        if (fb->hint)
+                                for (char **h = v->hints; *h; h++) {
+                                        if (fb->hint[0])
+                                                strcat(fb->hint, "; ");
+                                        strcat(fb->hint, *h);
+                                }
+                }
+        }
+        return fb->name ? 0 : -ENOMEM;
+}
+
+/* Board and variant of a job: from the inventory entry when it is
+ * identified, else from the names recorded at submission. */
+static void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *e, const Board **ret_b,
+                               const BoardVariant **ret_v)
+{
+        const Board *b = e && e->board ? e->board : NULL;
+        const BoardVariant *v = e && e->variant ? e->variant : NULL;
+
+        /* Several boards share an MCU (and USB ids): the one the user named
+         * (or that was recorded at submission) picks among the candidates. */
+        if (!b && e)
+                for (size_t i = 0; i < e->n_candidates; i++) {
+                        const InventoryCandidate *c = &e->candidates[i];
+                        if (!c->board ||
+                            !(streq_ptr(c->board->name, j->board) || streq_ptr(c->board->name, j->target)))
+                                continue;
+                        if (b == c->board) {
+                                v = NULL; /* two variants of the named board: not unique */
+                                continue;
+                        }
+                        b = c->board;
+                        v = c->variant;
+                }
+        if (!b && j->board && q->boards)
+                b = board_db_find(q->boards, j->board);
+        if (b && !v)
+                v = find_variant(b, j->variant);
+        *ret_b = b;
+        *ret_v = v;
+}
+
+/* ---- waits for the board ---- */
+
+static bool job_run_try_answer(JobRun *run, const InventoryEntry *e)
+{
+        JobDevice *d = NULL;
+
+        if (!run->waiting || !e || !e->present || e->mode < 0 || e->mode >= _DEVICE_MODE_MAX)
+                return false;
+        if (!(run->wait_modes & (1u << e->mode)))
+                return false;
+        if (run->wait_exclude && streq_ptr(run->wait_exclude, e->usb_devnode))
+                return false;
+        /* a DFU device is usable once the inventory has read its layout */
+        if (e->mode == DEVICE_MODE_DFU && (!e->probed || e->probing))
+                return false;
+        /* Klipper and Katapult are talked to through their tty, which udev
+         * announces a moment after the USB device */
+        if ((e->mode == DEVICE_MODE_APP || e->mode == DEVICE_MODE_KATAPULT) && !e->tty)
+                return false;
+        if (job_device_from_entry(e, &d) < 0)
+                return false;
+        (void)job_set_string(&run->job->mode, device_mode_to_string(e->mode));
+        job_log(run->job, "board on %s is here in %s mode (%s)", e->port, device_mode_to_string(e->mode),
+                strna(e->tty ? e->tty : e->usb_devnode));
+        job_run_clear_wait(run);
+        job_worker_reply(run->worker, d, 0);
+        return true;
+}
+
+static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        JobRun *run = userdata;
+        const char *hint = run->spec->has_board && run->spec->board.hint ? run->spec->board.hint
+                                                                         : "set BOOT0 and press reset";
+        char text[1024];
+
+        run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
+        snprintf(text, sizeof(text),
+                 "the board did not show up in its bootloader within %" PRIu64
+                 " s; %s; the job keeps waiting",
+                 run->queue->config.reboot_wait_usec / 1000000, hint);
+        (void)job_set_string(&run->job->message, text);
+        job_log(run->job, "%s", text);
+        job_run_flush_notify(run);
+        return 0;
+}
+
+static int job_run_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        JobRun *run = userdata;
+
+        job_log(run->job, "gave up waiting for the board");
+        job_run_clear_wait(run);
+        job_worker_reply(run->worker, NULL, -ETIMEDOUT);
+        return 0;
+}
+
+static void job_run_start_wait(JobRun *run, const JobMessage *m)
+{
+        JobQueue *q = run->queue;
+        bool for_app = m->modes & (1u << DEVICE_MODE_APP) && !(m->modes & JOB_DEVICE_BOOTLOADER_MODES);
+        uint64_t timeout = m->timeout_usec
+                                   ? m->timeout_usec
+                                   : (for_app ? q->config.app_timeout_usec : q->config.device_timeout_usec);
+
+        job_run_clear_wait(run);
+        run->waiting = true;
+        run->wait_modes = m->modes;
+        if (m->text)
+                run->wait_exclude = strdup(m->text);
+
+        if (job_run_try_answer(run, inventory_get(q->inventory, run->job->port)))
+                return;
+
+        job_enter_state(run->job, for_app || run->job->state == JOB_STATE_WAITING_FOR_APP
+                                          ? JOB_STATE_WAITING_FOR_APP
+                                          : JOB_STATE_WAITING_FOR_DEVICE);
+        if (m->hint_usec > 0)
+                (void)sd_event_add_time_relative(q->event, &run->hint_timer, CLOCK_MONOTONIC, m->hint_usec,
+                                                 0, job_run_on_hint, run);
+        (void)sd_event_add_time_relative(q->event, &run->timeout_timer, CLOCK_MONOTONIC, timeout, 0,
+                                         job_run_on_timeout, run);
+        (void)job_queue_save(q);
+        job_run_flush_notify(run);
+}
+
+/* ---- running ---- */
+
+static void job_queue_schedule(JobQueue *q);
+
+static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata)
+{
+        JobRun *run = userdata;
+        JobQueue *q = run->queue;
+        Job *j = run->job;
+        uint64_t now = now_usec();
+
+        switch (m->type) {
+        case JOB_MESSAGE_STATE:
+                job_enter_state(j, m->state);
+                if (m->state != JOB_STATE_WAITING_FOR_DEVICE && m->state != JOB_STATE_WAITING_FOR_APP)
+                        (void)job_set_string(&j->message, NULL);
+                (void)job_queue_save(q);
+                job_run_flush_notify(run);
+                break;
+        case JOB_MESSAGE_PHASE:
+                j->phase = m->phase;
+                j->bytes_done = 0;
+                j->rate = 0;
+                run->phase_start_usec = now;
+                run->phase_start_bytes = 0;
+                job_log(j, "phase %s", job_phase_to_string(m->phase));
+                job_run_flush_notify(run);
+                break;
+        case JOB_MESSAGE_PROGRESS:
+                j->bytes_done = m->done;
+                j->bytes_total = m->total;
+                if (now > run->phase_start_usec + 50000 && m->done >= run->phase_start_bytes)
+                        j->rate = (double)(m->done - run->phase_start_bytes) * 1e6 /
+                                  (double)(now - run->phase_start_usec);
+                job_run_notify_coalesced(run);
+                break;
+        case JOB_MESSAGE_LOG:
+                if (m->text)
+                        job_log(j, "%s", m->text);
+                break;
+        case JOB_MESSAGE_DEVICE:
+                (void)job_set_string(&j->device, m->text);
+                break;
+        case JOB_MESSAGE_WAIT:
+                job_run_start_wait(run, m);
+                break;
+        case JOB_MESSAGE_RESULT:
+                if (m->cancelled) {
+                        (void)job_set_string(&j->message, m->text ? m->text : "cancelled");
+                        job_enter_state(j, JOB_STATE_CANCELLED);
+                } else if (m->error == JOB_ERROR_NONE) {
+                        (void)job_set_string(&j->message, m->text);
+                        if (m->text)
+                                job_log(j, "%s", m->text);
+                        job_enter_state(j, JOB_STATE_DONE);
+                } else
+                        job_fail(j, m->error, "%s", m->text ? m->text : job_error_advice(m->error));
+                job_run_flush_notify(run);
+                /* frees the worker: its thread has posted its last message */
+                job_queue_remove_run(q, run);
+                job_queue_prune(q);
+                (void)job_queue_save(q);
+                job_queue_schedule(q);
+                break;
+        case _JOB_MESSAGE_MAX:
+        case _JOB_MESSAGE_INVALID:
+                break;
+        }
+}
+
+static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, JobFlowSpec **ret)
+{
+        _cleanup_(job_flow_spec_freep) JobFlowSpec *s = calloc(1, sizeof(JobFlowSpec));
+        const Board *b;
+        const BoardVariant *v;
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->job_id = j->id;
+        s->store = q->store;
+        memcpy(s->sha256, j->image.sha256, sizeof(s->sha256));
+        if (j->image.format && !(s->format = strdup(j->image.format)))
+                return -ENOMEM;
+        s->address = j->image.address;
+        s->has_address = j->image.has_address;
+        s->verify = j->verify;
+        s->mass_erase = j->mass_erase;
+        s->force = j->force;
+        s->reboot_wait_usec = q->config.reboot_wait_usec;
+        s->device_timeout_usec = q->config.device_timeout_usec;
+        s->app_timeout_usec = q->config.app_timeout_usec;
+        s->resume_wait_app = j->state == JOB_STATE_WAITING_FOR_APP;
+        if (e && e->present) {
+                r = job_device_from_entry(e, &s->device);
+                if (r < 0)
+                        return r;
+        }
+        job_queue_board_of(q, j, e, &b, &v);
+        if (b) {
+                r = flow_board_fill(&s->board, b, v);
+                if (r < 0)
+                        return r;
+                s->has_board = true;
+        }
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+static int job_queue_start_job(JobQueue *q, Job *j)
+{
+        const InventoryEntry *e = inventory_get(q->inventory, j->port);
+        JobRun *run;
+        int r;
+
+        run = calloc(1, sizeof(JobRun));
+        if (!run)
+                return log_oom();
+        run->queue = q;
+        run->job = j;
+        r = job_queue_make_spec(q, j, e, &run->spec);
+        if (r >= 0)
+                r = job_worker_new(&run->worker, q->event, job_flow_run, run->spec, job_run_on_message, run);
+        if (r < 0) {
+                job_run_free(run);
+                job_fail(j, JOB_ERROR_INTERNAL, "could not start the job: %s", strerror(-r));
+                return r;
+        }
+        run->next = q->runs;
+        q->runs = run;
+
+        j->attempts++;
+        if (j->started == 0)
+                j->started = job_now();
+        job_log(j, "starting (attempt %u) on port %s", j->attempts, strna(j->port));
+
+        r = job_worker_start(run->worker);
+        if (r < 0) {
+                job_queue_remove_run(q, run);
+                job_fail(j, JOB_ERROR_INTERNAL, "could not start a worker thread: %s", strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/* Start every queued job whose board is free, oldest first. */
+static void job_queue_schedule(JobQueue *q)
+{
+        bool changed = false;
+
+        if (!q->started)
+                return;
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                Job *j = q->jobs[i];
+                bool busy = false;
+
+                if (j->state != JOB_STATE_QUEUED &&
+                    !(j->state == JOB_STATE_WAITING_FOR_APP && !job_queue_find_run(q, j)))
+                        continue;
+                if (job_queue_find_run_port(q, j->port))
+                        continue;
+                /* an older unfinished job on the same board goes first */
+                for (size_t k = 0; k < i; k++)
+                        if (!job_state_is_final(q->jobs[k]->state) && streq_ptr(q->jobs[k]->port, j->port) &&
+                            q->jobs[k]->state != JOB_STATE_INTERRUPTED)
+                                busy = true;
+                if (busy)
+                        continue;
+                (void)job_queue_start_job(q, j);
+                changed = true;
+                job_queue_notify(q, j);
+        }
+        if (changed)
+                (void)job_queue_save(q);
+}
+
+static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e,
+                                   void *userdata)
+{
+        JobQueue *q = userdata;
+
+        if (event == INVENTORY_EVENT_REMOVED || !e->present)
+                return;
+        for (JobRun *run = q->runs; run; run = run->next)
+                if (streq_ptr(run->job->port, e->port))
+                        (void)job_run_try_answer(run, e);
+
+        /* An interrupted job is retried once its board sits in its bootloader. */
+        if (e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_KATAPULT) {
+                bool changed = false;
+                for (size_t i = 0; i < q->n_jobs; i++) {
+                        Job *j = q->jobs[i];
+                        if (j->state != JOB_STATE_INTERRUPTED || !streq_ptr(j->port, e->port))
+                                continue;
+                        job_log(j, "board is in its bootloader again: retrying from the start");
+                        job_enter_state(j, JOB_STATE_QUEUED);
+                        job_queue_notify(q, j);
+                        changed = true;
+                }
+                if (changed) {
+                        (void)job_queue_save(q);
+                        job_queue_schedule(q);
+                }
+        }
+}
+
+/* ---- public ---- */
+
+int job_queue_new(JobQueue **ret, sd_event *event, Inventory *inv, const BoardDb *boards,
+                  const JobQueueConfig *config)
+{
+        _cleanup_(job_queue_freep) JobQueue *q = calloc(1, sizeof(JobQueue));
+        if (!q)
+                return -ENOMEM;
+        q->event = sd_event_ref(event);
+        q->inventory = inv;
+        q->boards = boards;
+        q->config = *config;
+        q->next_id = 1;
+        q->state_dir = strdup(config->state_dir);
+        if (!q->state_dir || asprintf(&q->state_file, "%s/jobs.json", config->state_dir) < 0)
+                return -ENOMEM;
+        q->config.state_dir = q->state_dir;
+        *ret = TAKE_PTR(q);
+        return 0;
+}
+
+JobQueue *job_queue_free(JobQueue *q)
+{
+        if (!q)
+                return NULL;
+        if (q->started)
+                inventory_remove_listener(q->inventory, job_queue_on_inventory, q);
+        /* Running workers: cancel and let them finish (sessions poll the flag
+         * between transfers; waits are answered here). The jobs stay
+         * persisted in their running state and are recovered at start. */
+        for (JobRun *run = q->runs; run; run = run->next) {
+                job_worker_cancel(run->worker);
+                if (run->waiting)
+                        job_worker_reply(run->worker, NULL, -ECANCELED);
+        }
+        while (q->runs) {
+                JobRun *run = q->runs;
+                q->runs = run->next;
+                job_run_free(run);
+        }
+        for (size_t i = 0; i < q->n_jobs; i++)
+                job_free(q->jobs[i]);
+        free(q->jobs);
+        image_store_free(q->store);
+        free(q->state_dir);
+        free(q->state_file);
+        sd_event_unref(q->event);
+        free(q);
+        return NULL;
+}
+
+void job_queue_set_on_update(JobQueue *q, JobQueueOnUpdate cb, void *userdata)
+{
+        q->on_update = cb;
+        q->on_update_userdata = userdata;
+}
+
+ImageStore *job_queue_get_image_store(JobQueue *q)
+{
+        return q->store;
+}
+
+int job_queue_start(JobQueue *q)
+{
+        _cleanup_free_ char *images = NULL;
+        int r;
+
+        if (mkdir(q->state_dir, 0700) < 0 && errno != EEXIST)
+                return log_error_errno(-errno, "Failed to create state directory %s: %m", q->state_dir);
+        if (asprintf(&images, "%s/images", q->state_dir) < 0)
+                return log_oom();
+        r = image_store_new(&q->store, images);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open image store %s: %m", images);
+        r = job_queue_load(q);
+        if (r < 0)
+                return r;
+        job_queue_recover(q);
+        r = inventory_add_listener(q->inventory, job_queue_on_inventory, q);
+        if (r < 0)
+                return log_error_errno(r, "Failed to follow the inventory: %m");
+        q->started = true;
+        (void)job_queue_save(q);
+
+        /* boards already sitting in their bootloader */
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                Job *j = q->jobs[i];
+                const InventoryEntry *e;
+                if (j->state != JOB_STATE_INTERRUPTED)
+                        continue;
+                e = inventory_get(q->inventory, j->port);
+                if (e)
+                        job_queue_on_inventory(q->inventory, INVENTORY_EVENT_CHANGED, e, q);
+        }
+        job_queue_schedule(q);
+        return 0;
+}
+
+Job *job_queue_find(JobQueue *q, uint64_t id)
+{
+        for (size_t i = 0; i < q->n_jobs; i++)
+                if (q->jobs[i]->id == id)
+                        return q->jobs[i];
+        return NULL;
+}
+
+int job_queue_cancel(JobQueue *q, uint64_t id)
+{
+        Job *j = job_queue_find(q, id);
+        JobRun *run;
+
+        if (!j)
+                return -ENOENT;
+        if (job_state_is_final(j->state))
+                return -EALREADY;
+        run = job_queue_find_run(q, j);
+        if (!run) {
+                job_log(j, "cancelled before it ran");
+                (void)job_set_string(&j->message, "cancelled");
+                job_enter_state(j, JOB_STATE_CANCELLED);
+                job_queue_notify(q, j);
+                (void)job_queue_save(q);
+                job_queue_schedule(q);
+                return 0;
+        }
+        job_log(j, "cancel requested");
+        (void)job_set_string(&j->message, "cancelling");
+        job_worker_cancel(run->worker);
+        if (run->waiting) {
+                job_run_clear_wait(run);
+                job_worker_reply(run->worker, NULL, -ECANCELED);
+        }
+        job_run_flush_notify(run);
+        return 0;
+}
+
+json_t *job_queue_list_json(JobQueue *q, bool all)
+{
+        json_t *arr = json_array();
+
+        for (size_t i = 0; arr && i < q->n_jobs; i++)
+                if (all || !job_state_is_final(q->jobs[i]->state))
+                        json_array_append_new(arr, job_to_json(q->jobs[i], false));
+        return arr;
+}
+
+/* ---- submission ---- */
+
+static void job_submit_note(void *userdata, const char *line)
+{
+        job_log(userdata, "%s", line);
+}
+
+static char *describe_candidates(const char *target, const InventoryEntry **matches)
+{
+        char *s = NULL;
+        size_t n = 0;
+        FILE *f = open_memstream(&s, &n);
+
+        if (!f)
+                return NULL;
+        fprintf(f, "'%s' matches several boards:", target);
+        for (size_t i = 0; matches && matches[i]; i++)
+                fprintf(f, "%s %s (%s%s%s, %s mode%s%s)", i ? ";" : "", matches[i]->port,
+                        matches[i]->board ? matches[i]->board->name : "unknown board",
+                        matches[i]->variant ? "-" : "", matches[i]->variant ? matches[i]->variant->id : "",
+                        device_mode_to_string(matches[i]->mode), matches[i]->tty ? ", " : "",
+                        matches[i]->tty ? matches[i]->tty : "");
+        fprintf(f, "; pass one of these port paths instead");
+        fclose(f);
+        return s;
+}
+
+static int submit_refuse(JobError e, char *message, JobError *ret_error, char **ret_message)
+{
+        *ret_error = e;
+        *ret_message = message;
+        return -EINVAL;
+}
+
+int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError *ret_error,
+                     char **ret_message)
+{
+        _cleanup_(job_freep) Job *j = NULL;
+        _cleanup_free_ const InventoryEntry **matches = NULL;
+        _cleanup_free_ char *message = NULL;
+        _cleanup_(job_payload_freep) JobPayload *image = NULL;
+        const InventoryEntry *e = NULL;
+        JobFlowBoard fb = {};
+        const Board *b;
+        const BoardVariant *v;
+        JobError err = JOB_ERROR_NONE;
+        char *text = NULL;
+        int r;
+
+        *ret_job = NULL;
+        if (req->size > IMAGE_STORE_MAX_SIZE) {
+                (void)asprintf(&text, "the image has %zu bytes; flashd accepts at most %u", req->size,
+                               IMAGE_STORE_MAX_SIZE);
+                return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
+        }
+
+        r = inventory_find(q->inventory, req->target, &e, &matches);
+        if (r == -ENOTUNIQ)
+                return submit_refuse(JOB_ERROR_TARGET_AMBIGUOUS, describe_candidates(req->target, matches),
+                                     ret_error, ret_message);
+        if (r < 0 || !e) {
+                (void)asprintf(&text, "no connected board matches '%s'%s", req->target,
+                               q->boards && board_db_find(q->boards, req->target)
+                                       ? " (a known board name, but no such board is connected)"
+                                       : "");
+                return submit_refuse(JOB_ERROR_TARGET_NOT_FOUND, text, ret_error, ret_message);
+        }
+
+        r = job_new(&j, q->next_id);
+        if (r < 0)
+                return r;
+        if (job_set_string(&j->target, req->target) < 0 || job_set_string(&j->port, e->port) < 0 ||
+            job_set_string(&j->mode, device_mode_to_string(e->mode)) < 0 ||
+            job_set_string(&j->device, e->tty ? e->tty : e->usb_devnode) < 0 ||
+            job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
+            job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
+                return -ENOMEM;
+        j->requested_by.uid = req->requested_by.uid;
+        j->requested_by.pid = req->requested_by.pid;
+        j->verify = req->verify;
+        j->mass_erase = req->mass_erase;
+        j->force = req->force;
+        job_queue_board_of(q, j, e, &b, &v);
+        if (b &&
+            (job_set_string(&j->board, b->name) < 0 || job_set_string(&j->variant, v ? v->id : NULL) < 0))
+                return -ENOMEM;
+        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu : (e->mcu ? e->mcu : e->last_mcu)) < 0)
+                return -ENOMEM;
+        job_log(j, "submitted by %s (uid %u, pid %d): %s on %s", strna(req->requested_by.name),
+                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, e->port);
+
+        /* Refuse a wrong image now, before the board is even rebooted. */
+        {
+                JobDevice *dev = NULL;
+                JobCheckInput in = {
+                        .data = req->data,
+                        .size = req->size,
+                        .format = req->format,
+                        .address = req->address,
+                        .has_address = req->has_address,
+                        .force = req->force,
+                };
+                if (b && flow_board_fill(&fb, b, v) >= 0)
+                        in.board = &fb;
+                if (e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
+                        in.layout = dev->layout;
+                r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
+                job_device_free(dev);
+                free(fb.name);
+                free(fb.variant);
+                free(fb.mcu);
+                free(fb.layout);
+                free(fb.hint);
+        }
+        if (r >= 0) {
+                r = image_store_put(q->store, req->data, req->size, j->image.sha256);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to store the image: %m");
+                j->image.size = req->size;
+                (void)job_set_string(&j->image.format, image->format);
+                j->image.address = image->address;
+                j->image.has_address = req->has_address;
+                j->bytes_total = image->size;
+        } else {
+                /* keep the refused job in the history: it says why */
+                (void)image_store_hash(req->data, req->size, j->image.sha256);
+                j->image.size = req->size;
+                job_fail(j, err, "%s", strna(message));
+        }
+
+        q->next_id++;
+        r = job_queue_append(q, j);
+        if (r < 0)
+                return r;
+        *ret_job = TAKE_PTR(j);
+        job_queue_notify(q, *ret_job);
+        if ((*ret_job)->state == JOB_STATE_FAILED) {
+                job_queue_prune(q);
+                (void)job_queue_save(q);
+                return submit_refuse(err, TAKE_PTR(message), ret_error, ret_message);
+        }
+        (void)job_queue_save(q);
+        job_queue_schedule(q);
+        return 0;
+}

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A flash job: what to flash where, its state machine, progress and log.
+ * Owned by the main loop (JobQueue); workers only send messages about it.
+ * The JSON form is both the socket API's job object (proto/API.md, "Jobs")
+ * and the persisted form in the state dir.
+ */
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "codec/image-check.h"
+#include "jobs/job-error.h"
+#include "util/macros.h"
+
+typedef enum JobState {
+        JOB_STATE_QUEUED,
+        JOB_STATE_WAITING_FOR_DEVICE,
+        JOB_STATE_REBOOTING,
+        JOB_STATE_FLASHING,
+        JOB_STATE_WAITING_FOR_APP,
+        JOB_STATE_DONE,
+        JOB_STATE_FAILED,
+        JOB_STATE_CANCELLED,
+        /* flashd stopped while the job ran; retried when the board shows up in
+         * its bootloader, or failed (retry_interrupted = no) */
+        JOB_STATE_INTERRUPTED,
+        _JOB_STATE_MAX,
+        _JOB_STATE_INVALID = -EINVAL,
+} JobState;
+
+typedef enum JobPhase {
+        JOB_PHASE_NONE,
+        JOB_PHASE_READ_BACK, /* reading the flash to skip sectors that already hold the image */
+        JOB_PHASE_ERASE,
+        JOB_PHASE_WRITE,
+        JOB_PHASE_VERIFY,
+        JOB_PHASE_LEAVE,
+        _JOB_PHASE_MAX,
+        _JOB_PHASE_INVALID = -EINVAL,
+} JobPhase;
+
+#define JOB_LOG_MAX 200
+
+typedef struct JobImage {
+        char sha256[65];  /* hex; the key in the image store */
+        uint64_t size;    /* bytes of the stored file */
+        char *format;     /* "bin", "hex", "dfu" */
+        uint32_t address; /* where the image starts (resolved at submission) */
+        bool has_address; /* the client gave the address explicitly (may write a bootloader) */
+} JobImage;
+
+typedef struct JobRequester {
+        uid_t uid;
+        pid_t pid;
+        char *name; /* client_name from identify, or the process name */
+} JobRequester;
+
+typedef struct Job {
+        uint64_t id;
+        JobState state;
+        JobPhase phase;
+
+        char *target; /* as the client spelled it */
+        char *port;   /* USB port path: the board's identity across re-enumeration */
+        char *board;  /* board name from the DB, or NULL */
+        char *variant;
+        char *mcu;
+        char *device; /* current device path (tty or usb node); the new one when done */
+        char *mode;   /* mode the board was last seen in */
+
+        JobImage image;
+        bool verify;
+        bool mass_erase;
+        unsigned force; /* 1 << ImageCheck: checks overridden by the user */
+
+        uint64_t bytes_done;
+        uint64_t bytes_total;
+        double rate; /* bytes/s of the current phase */
+        char *message;
+
+        JobError error;
+        char *error_message;
+
+        double created, started, finished; /* seconds since the epoch, 0 = not yet */
+        char **log;
+        size_t n_log;
+
+        char *source; /* "manual" or a rule id */
+        JobRequester requested_by;
+        unsigned attempts; /* how many times the flow was started */
+        bool was_flashing; /* persisted: a restart during flashing means interrupted */
+} Job;
+
+const char *job_state_to_string(JobState s);
+JobState job_state_from_string(const char *s);
+const char *job_phase_to_string(JobPhase p);
+JobPhase job_phase_from_string(const char *s);
+
+/* done, failed, cancelled */
+bool job_state_is_final(JobState s);
+
+int job_new(Job **ret, uint64_t id);
+Job *job_free(Job *j);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);
+
+/* Append a log line ("12:00:01 text"); the oldest lines go beyond JOB_LOG_MAX. */
+void job_log(Job *j, const char *format, ...) __attribute__((format(printf, 2, 3)));
+/* Set state (logging old -> new to the daemon log and the job log). */
+void job_enter_state(Job *j, JobState s);
+/* Enter failed with an error code and a specific message. */
+void job_fail(Job *j, JobError e, const char *format, ...) __attribute__((format(printf, 3, 4)));
+int job_set_string(char **field, const char *value);
+
+/* The API object; with_log = false leaves "log" out (for frequent updates). */
+json_t *job_to_json(const Job *j, bool with_log);
+/* The persisted form (job_to_json plus private fields); and back. */
+json_t *job_to_state_json(const Job *j);
+int job_from_state_json(json_t *o, Job **ret);
+
+double job_now(void);
