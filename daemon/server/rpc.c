@@ -196,10 +196,44 @@ int rpc_call_unpack_params(RpcCall *call, json_t *params, const char *format, ..
         return 0;
 }
 
+static const RpcMethod *extra_tables[RPC_EXTRA_TABLES_MAX];
+
+int rpc_method_table_add(const RpcMethod *table)
+{
+        for (size_t i = 0; i < ELEMENTSOF(extra_tables); i++)
+                if (!extra_tables[i]) {
+                        extra_tables[i] = table;
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+void rpc_method_table_remove(const RpcMethod *table)
+{
+        for (size_t i = 0; i < ELEMENTSOF(extra_tables); i++)
+                if (extra_tables[i] == table)
+                        extra_tables[i] = NULL;
+}
+
+/* Static tables first, then the ones added at run time; NULL at the end. */
+static const RpcMethod *table_at(size_t i)
+{
+        size_t n_static = 0;
+        while (rpc_method_tables[n_static])
+                n_static++;
+        if (i < n_static)
+                return rpc_method_tables[i];
+        for (size_t k = 0, seen = n_static; k < ELEMENTSOF(extra_tables); k++)
+                if (extra_tables[k] && seen++ == i)
+                        return extra_tables[k];
+        return NULL;
+}
+
 const RpcMethod *rpc_method_find(const char *name)
 {
-        for (size_t t = 0; rpc_method_tables[t]; t++)
-                for (const RpcMethod *m = rpc_method_tables[t]; m->name; m++)
+        const RpcMethod *t;
+        for (size_t i = 0; (t = table_at(i)); i++)
+                for (const RpcMethod *m = t; m->name; m++)
                         if (streq(m->name, name))
                                 return m;
         return NULL;
@@ -215,8 +249,9 @@ json_t *rpc_method_names(void)
         const char *names[512];
         size_t n = 0;
 
-        for (size_t t = 0; rpc_method_tables[t]; t++)
-                for (const RpcMethod *m = rpc_method_tables[t]; m->name && n < ELEMENTSOF(names); m++)
+        const RpcMethod *t;
+        for (size_t i = 0; (t = table_at(i)); i++)
+                for (const RpcMethod *m = t; m->name && n < ELEMENTSOF(names); m++)
                         names[n++] = m->name;
         qsort(names, n, sizeof(names[0]), strcmp_ptr);
 
@@ -263,8 +298,15 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
         json_t *id = json_is_object(message) ? json_object_get(message, "id") : NULL;
         bool ok = false;
 
-        if (id && !rpc_id_valid(id))
-                id = NULL;
+        if (id && !rpc_id_valid(id)) {
+                json_auto_t *bad = rpc_error_response(
+                        NULL, RPC_ERROR_INVALID_REQUEST,
+                        "Invalid request: \"id\" must be a string, a number or null", NULL);
+                if (!bad)
+                        return -ENOMEM;
+                rpc_send(client_id, cb, userdata, batch, bad);
+                return 0;
+        }
         json_auto_t *response = json_is_object(message)
                                         ? rpc_check_request(message, id, &ok)
                                         : rpc_error_response(NULL, RPC_ERROR_INVALID_REQUEST, NULL, NULL);
@@ -366,8 +408,8 @@ int rpc_call_take_fd(RpcCall *call)
         return TAKE_FD(call->fd);
 }
 
-int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
-                              int fd, RpcResponseFunc cb, void *userdata)
+int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text,
+                              size_t len, int fd, RpcResponseFunc cb, void *userdata)
 {
         int r;
 

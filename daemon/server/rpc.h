@@ -93,8 +93,8 @@ int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const
  * (SCM_RIGHTS, e.g. a flash image from flashctl). Takes ownership of fd;
  * the first call dispatched from the text may take it with
  * rpc_call_take_fd(), otherwise it is closed. */
-int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
-                              int fd, RpcResponseFunc cb, void *userdata);
+int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text,
+                              size_t len, int fd, RpcResponseFunc cb, void *userdata);
 
 /* Build responses outside a call (transport errors, e.g. request too large). */
 json_t *rpc_error_response(json_t *id, RpcError e, const char *message, json_t *data);
@@ -133,7 +133,14 @@ int rpc_call_unpack_params(RpcCall *call, json_t *params, const char *format, ..
 extern const RpcMethod server_methods[];
 extern const RpcMethod device_methods[];
 extern const RpcMethod board_methods[];
+extern const RpcMethod job_methods[];
 extern const RpcMethod *const rpc_method_tables[];
+
+/* Add a table at run time (tests; a plug-in that exists only in some
+ * configurations). At most RPC_EXTRA_TABLES_MAX; -ENOSPC beyond. */
+#define RPC_EXTRA_TABLES_MAX 8
+int rpc_method_table_add(const RpcMethod *table);
+void rpc_method_table_remove(const RpcMethod *table);
 
 const RpcMethod *rpc_method_find(const char *name);
 /* Sorted array of every registered name (for server.methods). */

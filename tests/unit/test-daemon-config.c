@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <syslog.h>
+
+#include "daemon-config.h"
+#include "macros.h"
+#include "tests.h"
+
+int main(void)
+{
+        static const struct {
+                const char *text;
+                int ret;
+                const char *socket_group, *flash_group, *state_dir;
+                int log_level;
+                const char *error_part;
+        } cases[] = {
+                { "", 0, "flashd", "flashd", "/var/lib/flashd", LOG_INFO, NULL },
+                { "# comment\n[flashd]\nsocket_group = printers\nflash_group=wheel\n", 0, "printers",
+                  "wheel", "/var/lib/flashd", LOG_INFO, NULL },
+                { "state_dir = /srv/flashd\nlog_level = debug\n", 0, "flashd", "flashd", "/srv/flashd",
+                  LOG_DEBUG, NULL },
+                { "[flashd]\nlog_level = 3\n", 0, "flashd", "flashd", "/var/lib/flashd", LOG_ERR, NULL },
+                { "[flashd]\nlog_level = loud\n", -EINVAL, NULL, NULL, NULL, 0, ":2: invalid value" },
+                { "[flashd]\nstate_dir = relative\n", -EINVAL, NULL, NULL, NULL, 0, "state_dir" },
+                { "[other]\nx = 1\n", -EINVAL, NULL, NULL, NULL, 0, "unknown section" },
+                { "[flashd]\n\nfoo = 1\n", -EINVAL, NULL, NULL, NULL, 0, ":3: unknown key \"foo\"" },
+                { "[flashd\n", -EINVAL, NULL, NULL, NULL, 0, ":1:" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Config *c = NULL;
+                char *error = NULL;
+                CHECK_INT(config_new(&c), 0);
+                int r = config_load_string(c, cases[i].text, &error);
+                if (r != cases[i].ret)
+                        fprintf(stderr, "case %zu: got %d\n", i, r);
+                CHECK_INT(r, cases[i].ret);
+                if (r >= 0) {
+                        CHECK_STR(c->socket_group, cases[i].socket_group);
+                        CHECK_STR(c->flash_group, cases[i].flash_group);
+                        CHECK_STR(c->state_dir, cases[i].state_dir);
+                        CHECK_INT(c->log_level, cases[i].log_level);
+                } else {
+                        CHECK(error && strstr(error, cases[i].error_part));
+                        if (error && !strstr(error, cases[i].error_part))
+                                fprintf(stderr, "case %zu: error \"%s\"\n", i, error);
+                }
+                free(error);
+                config_free(c);
+        }
+
+        /* boards_dir: the first one in a file replaces the defaults. */
+        Config *c = NULL;
+        CHECK_INT(config_new(&c), 0);
+        CHECK_INT(config_add_boards_dir(c, "/default"), 0);
+        CHECK_INT(config_load_string(c, "boards_dir = /a\nboards_dir = /b\n", NULL), 0);
+        CHECK_INT(c->n_boards_dirs, 2);
+        CHECK_STR(c->boards_dirs[0], "/a");
+        CHECK_STR(c->boards_dirs[1], "/b");
+        CHECK(c->boards_dirs[2] == NULL);
+        config_free(c);
+        TESTS_EXIT();
+}
