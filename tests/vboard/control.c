@@ -250,6 +250,11 @@ static json_t *handle(Client *c, char **argv, int argc)
         if (streq(verb, "boot0-reset") || streq(verb, "reset") || streq(verb, "power-cycle")) {
                 g_mutex_lock(&w->lock);
                 vboard_event(b, verb, "control");
+                g_mutex_unlock(&w->lock);
+                /* off the bus before the answer, so a following `wait`
+                 * cannot see the old appearance */
+                vboard_power_down(b, verb);
+                g_mutex_lock(&w->lock);
                 /* BOOT0 held while the core resets: the ROM bootloader
                  * (AN2606); otherwise the board boots as its firmware would */
                 vboard_schedule(b, 0, streq(verb, "boot0-reset") ? BOARD_MODE_DFU : (BoardMode)-1,
