@@ -211,7 +211,11 @@ static int method_flash(RpcCall *call, json_t *params)
                                 call, RPC_ERROR_PERMISSION_DENIED, NULL,
                                 "image.path needs a local caller with credentials; send data "
                                 "instead");
-                r = peer_cred_new(&pc, peer->pid, peer->uid, peer->gid, NULL, 0);
+                /* The full credentials (with supplementary groups) when the
+                 * transport has them: a file readable through a group must open. */
+                r = peer->cred ? peer_cred_new(&pc, peer->cred->pid, peer->cred->uid, peer->cred->gid,
+                                               peer->cred->groups, peer->cred->n_groups)
+                               : peer_cred_new(&pc, peer->pid, peer->uid, peer->gid, NULL, 0);
                 if (r < 0)
                         return r;
                 r = peer_auth_open_as(pc, path, O_RDONLY, &fd, &why);

@@ -43,6 +43,8 @@
 #include "peer-auth.h"
 
 #define SYMLINK_FOLLOW_MAX 40
+/* Detail for "the client may, flashd may not" (compared by address). */
+static const char FLASHD_CANNOT_READ[] = "flashd cannot read it";
 
 int peer_cred_new(PeerCred **ret, pid_t pid, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups)
 {
@@ -244,6 +246,16 @@ static int open_failed(int r, const PeerCred *peer, const char *path, int flags,
         switch (-r) {
         case EACCES:
         case EPERM:
+                if (detail == FLASHD_CANNOT_READ) {
+                        set_message(
+                                ret_message,
+                                "permission denied: flashd runs unprivileged and cannot read %s itself, so "
+                                "it "
+                                "accepts a path from the client (%s) only for files both may read; pass the "
+                                "file itself (flashctl sends an open file descriptor) or upload its data",
+                                path, who);
+                        return -EACCES;
+                }
                 set_message(ret_message,
                             "permission denied: the client (%s) may not %s %s%s%s; pass the file itself "
                             "(flashctl sends an open file descriptor) or upload its data",
@@ -578,8 +590,12 @@ static int open_check(const PeerCred *peer, const char *path, int flags, int *re
                         continue;
 
                 next = openat(cur, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (next < 0)
+                if (next < 0) {
+                        /* The client may search here, but flashd itself may not. */
+                        if (errno == EACCES)
+                                *ret_detail = FLASHD_CANNOT_READ;
                         return -errno;
+                }
                 if (fstat(next, &st) < 0)
                         return -errno;
 
@@ -650,7 +666,7 @@ static int open_check(const PeerCred *peer, const char *path, int flags, int *re
         fd = open(proc, (flags & O_ACCMODE) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0) {
                 if (errno == EACCES || errno == EPERM)
-                        *ret_detail = "the flashd service user cannot read it either";
+                        *ret_detail = FLASHD_CANNOT_READ;
                 return -errno;
         }
         *ret_fd = fd;

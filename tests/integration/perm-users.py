@@ -6,7 +6,7 @@ Creates, with unique names, removed at the end:
   groups  S (socket_group), F (flash_group), I (owns a group-readable image)
   users   flasher (S, F, I), reader (S), stranger (no groups),
           owner (S, F; has a 0700 directory with a 0644 image),
-          daemon (runs flashd unprivileged in the CHECK-mode tests)
+          daemon (S, I; runs flashd unprivileged in the CHECK-mode tests)
 
 and checks against flashd run as root (path opened in a child that becomes
 the client) and as the unprivileged `daemon` user without capabilities
@@ -83,7 +83,7 @@ def setup_accounts():
         "reader": ["s"],
         "stranger": [],
         "owner": ["s", "f"],
-        "daemon": ["s"],
+        "daemon": ["s", "i"],  # may read group.bin itself, so CHECK decides
     }
     for user, groups in members.items():
         name = f"{TAG}{user[:3]}"
@@ -224,14 +224,15 @@ def check_mutating(d):
         fx.cleanup()
 
 
-def check_paths(d):
+def check_paths(d, unprivileged):
     require_job_flash(d)
     fx = Fixture()
     try:
         cases = [
             ("flasher", "/etc/shadow", True),
             ("flasher", fx.private, True),            # another user's 0700 directory
-            ("owner", fx.private, False),             # its owner may
+            # Its owner may; an unprivileged flashd cannot read it itself, and says so.
+            ("owner", fx.private, unprivileged),
             ("flasher", fx.group_readable, False),    # through a supplementary group
             ("owner", fx.group_readable, True),       # not in that group
             ("flasher", fx.public, False),
@@ -244,6 +245,8 @@ def check_paths(d):
                 msg = r["error"]["message"]
                 assert "permission denied" in msg and path in msg, f"unclear message: {msg}"
                 assert (r["error"].get("data") or {}).get("path") == path, r
+                if unprivileged and user == "owner" and path == fx.private:
+                    assert "flashd runs unprivileged" in msg, f"does not say flashd is the one who cannot: {msg}"
             else:
                 assert code != PERMISSION_DENIED, f"{user} {path}: refused although readable: {r}"
                 if code is not None:
@@ -257,7 +260,10 @@ def run_both(check):
         d = make_daemon(unprivileged)
         with d:
             try:
-                check(d)
+                if check is check_paths:
+                    check(d, unprivileged)
+                else:
+                    check(d)
             except harness.Skip:
                 raise
             except Exception:
