@@ -49,6 +49,11 @@ static const char *device_node(const json_t *d)
         return s;
 }
 
+static const char *candidate_name(const json_t *c)
+{
+        return json_is_string(c) ? json_string_value(c) : json_string_value(json_object_get(c, "name"));
+}
+
 /* "octopus-pro", or "octopus|octopus-pro?" while the match is ambiguous. */
 static char *device_board(const json_t *d)
 {
@@ -66,10 +71,17 @@ static char *device_board(const json_t *d)
         FILE *f = open_memstream(&s, &len);
         if (!f)
                 return NULL;
+        bool first = true;
         json_array_foreach (cands, i, c) {
-                const char *name = json_is_string(c) ? json_string_value(c)
-                                                     : json_string_value(json_object_get(c, "name"));
-                fprintf(f, "%s%s", i > 0 ? "|" : "", strna(name));
+                const char *name = candidate_name(c);
+                /* One board may be a candidate with several variants. */
+                bool seen = false;
+                for (size_t j = 0; j < i; j++)
+                        seen = seen || streq_ptr(candidate_name(json_array_get(cands, j)), name);
+                if (seen)
+                        continue;
+                fprintf(f, "%s%s", first ? "" : "|", strna(name));
+                first = false;
         }
         fputc('?', f);
         if (fclose(f) != 0) {
@@ -166,29 +178,15 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
 
 /* Keys printed by print_device() itself; the rest go through the generic printer. */
 static const char *const device_known_keys[] = {
-        "id",
-        "port",
-        "mode",
-        "usb_id",
-        "manufacturer",
-        "product",
-        "serial",
-        "mcu",
-        "board",
-        "board_variant",
-        "board_candidates",
-        "path",
-        "tty",
-        "usb_devnode",
-        "by_id",
-        "busnum",
-        "devnum",
-        "layout",
-        "alt_settings",
-        "transfer_size",
-        "diagnostics",
-        "hints",
-        NULL,
+        "id",          "port",          "mode",
+        "usb_id",      "manufacturer",  "product",
+        "serial",      "mcu",           "board",
+        "board_title", "board_variant", "board_candidates",
+        "path",        "tty",           "usb_devnode",
+        "by_id",       "busnum",        "devnum",
+        "layout",      "alt_settings",  "transfer_size",
+        "probed",      "diagnostics",   "hints",
+        "since",       "previous_mcu",  NULL,
 };
 
 static void print_field(const char *label, const char *value)
@@ -392,7 +390,7 @@ static void print_device(Flashctl *ctx, const json_t *d)
                 if (localtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) > 0)
                         print_field("Since", when);
         }
-        if (json_is_false(json_object_get(d, "probed")))
+        if (streq_ptr(mode, "dfu") && json_is_false(json_object_get(d, "probed")))
                 print_field("Probed", "not yet (the layout is being read)");
         json_t *ts = json_object_get(d, "transfer_size");
         if (json_is_integer(ts) && json_integer_value(ts) > 0)

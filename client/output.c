@@ -77,7 +77,8 @@ int layout_summary(const json_t *layout, char **ret)
         size_t len = 0;
         FILE *f;
 
-        if (layout && !json_is_array(layout))
+        /* null: no layout (not a DFU device, or not read yet) */
+        if (layout && !json_is_array(layout) && !json_is_null(layout))
                 return -EBADMSG;
 
         f = open_memstream(&s, &len);

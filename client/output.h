@@ -31,8 +31,8 @@ const char *format_flags(char buf[static FORMAT_BUF_MAX], unsigned flags);
 /*
  * A layout (the JSON array [{"name","address","sectors":[{"count","size",
  * "flags"}]}]) in one line: "4x16K 1x64K 7x128K"; several regions are
- * joined with " + ". Returns 0 and a malloc'd string ("" for an empty or
- * missing layout), -EBADMSG when the JSON does not have that shape.
+ * joined with " + ". Returns 0 and a malloc'd string ("" for an empty,
+ * null or missing layout), -EBADMSG when the JSON does not have that shape.
  */
 int layout_summary(const json_t *layout, char **ret);
 

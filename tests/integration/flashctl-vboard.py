@@ -16,6 +16,7 @@ of the client. Run under vboard (meson does this):
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -94,11 +95,15 @@ def test_list_table():
                          what="app board with its tty")
         out = flashctl(d, "list").stdout
         rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+        dev = harness.devices_by_port(c)[f429["port"]]
         row = rows[f429["port"]].split()
-        assert row[1] == "dfu" and "stm32f429xx" in row and row[-3:] == ["4x16K", "1x64K", "7x128K"], out
+        assert row[1] == "dfu" and row[-3:] == ["4x16K", "1x64K", "7x128K"], out
+        assert row[-4] == dev["usb_devnode"], (row, dev)
+        # the board column: the board, or its candidates while ambiguous
+        assert "octopus-pro" in row[2] and (dev["board"] or row[2].endswith("?")), row
         app = rows[f446["port"]].split()
-        assert app[1] == "app" and "octopus-pro" in app and "stm32f446xx" in app, out
-        assert app[-2] == f446["tty"], (app, f446)
+        assert app[1] == "app" and "octopus-pro" in app[2] and app[3] == "stm32f446xx", out
+        assert app[4] == f446["tty"] and app[5] == "-", (app, f446)
         assert "2 devices listed." in out
 
 
@@ -109,7 +114,7 @@ def test_info_sector_by_sector():
         dev = wait_probed(c, f429["port"])
         out = flashctl(d, "info", f429["port"]).stdout
         sectors = [line.split() for line in out.splitlines()
-                   if line.strip()[:1].isdigit() and "0x080" in line]
+                   if re.fullmatch(r"\s*\d+\s+0x[0-9a-f]{8}-0x[0-9a-f]{8}\s+.*", line)]
         assert len(sectors) == 12, out
         assert sectors[0][1:] == ["0x08000000-0x08003fff", "16", "KiB", "rew"], sectors[0]
         assert sectors[4][1:] == ["0x08010000-0x0801ffff", "64", "KiB", "rew"], sectors[4]
@@ -132,13 +137,16 @@ def test_info_by_tty_and_by_id():
     f446 = vboards()["octopus-pro-f446"]
     with harness.Flashd() as d:
         c = d.client()
-        dev = harness.wait_for(lambda: (harness.devices_by_port(c).get(f446["port"]) or {}).get("by_id")
-                               and harness.devices_by_port(c)[f446["port"]], what="app board with by-id")
-        for name in (dev["tty"], dev["by_id"], f446["port"]):
+        dev = harness.wait_for(lambda: (harness.devices_by_port(c).get(f446["port"]) or {}).get("tty")
+                               and harness.devices_by_port(c)[f446["port"]], what="app board with its tty")
+        # by-id links exist only where udev made them (vboard may not emulate them)
+        names = [dev["tty"], f446["port"]] + ([dev["by_id"]] if dev.get("by_id") else [])
+        for name in names:
             got = json.loads(flashctl(d, "--json", "info", name).stdout)
             assert got["id"] == f446["port"], (name, got["id"])
         out = flashctl(d, "info", dev["tty"]).stdout
-        assert "Mode: app" in out and "Board: octopus-pro" in out and f"TTY: {dev['tty']}" in out, out
+        assert "Mode: app" in out and "MCU: stm32f446xx" in out and f"TTY: {dev['tty']}" in out, out
+        assert "Board: octopus-pro" in out or "octopus-pro/f446" in out, out
 
 
 def read_json_lines(proc, n, timeout=10):
@@ -177,7 +185,7 @@ def test_watch_unplug_plug():
             assert all("time" in e for e in events)
 
             line = t.stdout.readline().split()
-            assert line[1:4] == ["removed", f429["port"], "dfu"], line
+            assert line[1:3] == ["removed", f429["port"]], line
             line = t.stdout.readline().split()
             assert line[1:4] == ["added", f429["port"], "dfu"], line
 
@@ -206,7 +214,11 @@ def test_completion_offers_ports():
         offered = set(p.stdout.split())
         for b in boards.values():
             assert b["port"] in offered, (b["port"], offered)
-        assert "octopus-pro" in offered, offered
+        # board names only for devices whose board is known (an ambiguous
+        # name would not resolve)
+        for dev in c.call("device.list"):
+            if dev["board"]:
+                assert dev["board"] in offered, (dev["board"], offered)
 
 
 if __name__ == "__main__":
