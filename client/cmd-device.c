@@ -612,9 +612,9 @@ static char *format_device_event(const char *method, json_t *params, bool use_co
         const char *mode = str_field(d, "mode");
         if (asprintf(&s, "%-8s %-12s %s%-8s%s %-16s %s", word,
                      strna(str_field(d, "id") ? str_field(d, "id") : str_field(d, "port")),
-                     output_color_on(mode_color(mode), use_color), strna(mode),
-                     mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(use_color) : "", strna(board),
-                     strempty(device_node(d))) < 0)
+                     output_color_on(mode_color(mode), use_color), mode ? mode : "-",
+                     mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(use_color) : "",
+                     board ? board : "-", strempty(device_node(d))) < 0)
                 return NULL;
         /* no trailing blanks when there is no device node */
         for (size_t n = strlen(s); n > 0 && s[n - 1] == ' '; n--)
@@ -706,9 +706,8 @@ static int verb_watch(Flashctl *ctx, int argc, char **argv)
 
         WatchState w = { .ctx = ctx };
         rpc_client_set_notify(ctx->client, watch_on_notify, &w);
-        if (!ctx->json && ctx->legend) {
+        if (!ctx->json && ctx->legend && isatty(STDERR_FILENO) == 1)
                 fprintf(stderr, "Watching device events; press Ctrl-C to stop.\n");
-        }
 
         r = rpc_client_run(ctx->client, UINT64_MAX, sfd);
         if (r == -EINTR)

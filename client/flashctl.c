@@ -24,6 +24,7 @@
 /* One line per command group; order is the order of `flashctl --help`. */
 const CommandGroup *const command_groups[] = {
         &command_group_device,
+        &command_group_job,
         &command_group_server,
         NULL,
 };
@@ -195,8 +196,8 @@ int flashctl_connect(Flashctl *ctx)
         return 0;
 }
 
-int flashctl_call(Flashctl *ctx, const char *method, json_t *params, json_t **ret_result,
-                  RpcClientError *ret_error)
+int flashctl_call_full(Flashctl *ctx, const char *method, json_t *params, int fd, uint64_t timeout_usec,
+                       json_t **ret_result, RpcClientError *ret_error)
 {
         RpcClientError e = {};
         int r;
@@ -205,7 +206,10 @@ int flashctl_call(Flashctl *ctx, const char *method, json_t *params, json_t **re
         if (r > 0)
                 return r;
 
-        r = rpc_client_call(ctx->client, method, params, 0, ret_result, &e);
+        if (fd >= 0)
+                r = rpc_client_call_with_fd(ctx->client, method, params, fd, timeout_usec, ret_result, &e);
+        else
+                r = rpc_client_call(ctx->client, method, params, timeout_usec, ret_result, &e);
         if (r == -EREMOTEIO) {
                 if (ret_error)
                         *ret_error = e;
@@ -218,6 +222,12 @@ int flashctl_call(Flashctl *ctx, const char *method, json_t *params, json_t **re
         if (r < 0)
                 return flashctl_report_error(ctx, r, method);
         return 0;
+}
+
+int flashctl_call(Flashctl *ctx, const char *method, json_t *params, json_t **ret_result,
+                  RpcClientError *ret_error)
+{
+        return flashctl_call_full(ctx, method, params, -EBADF, 0, ret_result, ret_error);
 }
 
 int flashctl_print_json(Flashctl *ctx, const json_t *v)

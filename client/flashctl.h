@@ -72,6 +72,7 @@ typedef struct CommandGroup {
 
 extern const CommandGroup command_group_server;
 extern const CommandGroup command_group_device;
+extern const CommandGroup command_group_job;
 
 /* All groups, NULL-terminated (flashctl.c). */
 extern const CommandGroup *const command_groups[];
@@ -87,6 +88,15 @@ int flashctl_connect(Flashctl *ctx);
  */
 int flashctl_call(Flashctl *ctx, const char *method, json_t *params, json_t **ret_result,
                   RpcClientError *ret_error);
+
+/*
+ * flashctl_call() with a file descriptor passed alongside the request
+ * (SCM_RIGHTS, see rpc_client_call_with_fd(); -1 for none) and its own
+ * timeout (0: --timeout), for calls such as job.flash that send an image
+ * or answer late.
+ */
+int flashctl_call_full(Flashctl *ctx, const char *method, json_t *params, int fd, uint64_t timeout_usec,
+                       json_t **ret_result, RpcClientError *ret_error);
 
 /* The daemon's error message, and candidates or hint from its data, on stderr. */
 void flashctl_print_daemon_error(const RpcClientError *e);

@@ -1,0 +1,710 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * flashctl flash, jobs, job, cancel: flash jobs (proto/API.md, "Jobs").
+ *
+ * `flash` passes the image file by descriptor (SCM_RIGHTS on the request),
+ * then follows the job through notify_job_update until it ends. Its exit
+ * status says how it ended (see flashctl.1): 0 only when the board is back
+ * running the new image.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "flashctl.h"
+#include "macros.h"
+#include "output.h"
+#include "rpc-error.h"
+
+/* Exit status of `flash` beyond the common ones (flashctl.h). */
+enum {
+        FLASHCTL_EXIT_REFUSED = 5,   /* a safety check or an unusable image: nothing was erased */
+        FLASHCTL_EXIT_FAILED = 6,    /* the flash failed (board gone, bootloader error, verify, ...) */
+        FLASHCTL_EXIT_CANCELLED = 7, /* the job was cancelled */
+        FLASHCTL_EXIT_TIMEOUT = 8,   /* the board did not show up in its bootloader, or not come back */
+};
+
+static const char *str_field(const json_t *o, const char *key)
+{
+        const char *s = json_string_value(json_object_get(o, key));
+        return s && s[0] ? s : NULL;
+}
+
+static uint64_t u64_field(const json_t *o, const char *key)
+{
+        json_t *v = json_object_get(o, key);
+        return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static bool job_final(const json_t *job)
+{
+        const char *s = str_field(job, "state");
+        return s && (streq(s, "done") || streq(s, "failed") || streq(s, "cancelled"));
+}
+
+static const char *job_error_name(const json_t *job)
+{
+        return str_field(json_object_get(job, "error"), "name");
+}
+
+/* The exit status for a job error name (proto/API.md job error names). */
+static int exit_for_error(const char *name)
+{
+        if (!name)
+                return FLASHCTL_EXIT_FAILED;
+        if (strncmp(name, "check-", 6) == 0 || streq(name, "image-invalid") ||
+            streq(name, "image-too-large"))
+                return FLASHCTL_EXIT_REFUSED;
+        if (streq(name, "bootloader-timeout") || streq(name, "app-timeout"))
+                return FLASHCTL_EXIT_TIMEOUT;
+        if (streq(name, "target-not-found") || streq(name, "target-ambiguous"))
+                return FLASHCTL_EXIT_DAEMON_ERROR;
+        return FLASHCTL_EXIT_FAILED;
+}
+
+static int exit_for_job(const json_t *job)
+{
+        const char *s = str_field(job, "state");
+
+        if (s && streq(s, "done"))
+                return FLASHCTL_EXIT_OK;
+        if (s && streq(s, "cancelled"))
+                return FLASHCTL_EXIT_CANCELLED;
+        return exit_for_error(job_error_name(job));
+}
+
+/* "flashing/write" or "waiting-for-device" */
+static void job_state_text(const json_t *job, char *buf, size_t size)
+{
+        const char *state = str_field(job, "state"), *phase = str_field(job, "phase");
+
+        if (phase && !streq(phase, "none"))
+                snprintf(buf, size, "%s/%s", strna(state), phase);
+        else
+                snprintf(buf, size, "%s", strna(state));
+}
+
+static OutputColor state_color(const char *state)
+{
+        if (!state)
+                return OUTPUT_COLOR_NONE;
+        if (streq(state, "done"))
+                return OUTPUT_COLOR_GREEN;
+        if (streq(state, "failed") || streq(state, "interrupted"))
+                return OUTPUT_COLOR_RED;
+        if (streq(state, "cancelled"))
+                return OUTPUT_COLOR_GREY;
+        return OUTPUT_COLOR_YELLOW;
+}
+
+/* ---- following one job ---- */
+
+typedef struct Follow {
+        Flashctl *ctx;
+        uint64_t id;
+        bool tty; /* progress bar on stderr */
+        json_t *last;
+        char last_line[256]; /* last plain line printed, to print changes only */
+        const char *last_message;
+        bool bar_shown;
+} Follow;
+
+static void follow_clear_bar(Follow *f)
+{
+        if (f->bar_shown) {
+                fputs("\r\033[K", stderr);
+                f->bar_shown = false;
+        }
+}
+
+static void follow_show(Follow *f, const json_t *job)
+{
+        char state[64], done[FORMAT_BUF_MAX], total[FORMAT_BUF_MAX], rate[FORMAT_BUF_MAX], line[256];
+        uint64_t bd = u64_field(job, "bytes_done"), bt = u64_field(job, "bytes_total");
+        double r = json_number_value(json_object_get(job, "rate"));
+        const char *message = str_field(job, "message");
+        bool moving;
+        char ts[32];
+
+        job_state_text(job, state, sizeof(state));
+        moving = str_field(job, "phase") && !streq(str_field(job, "phase"), "none") && bt > 0;
+
+        if (f->ctx->json) {
+                json_auto_t *o = json_pack("{s:s, s:O}", "time", flashctl_time_now(ts, true), "job", job);
+                if (o) {
+                        json_dumpf(o, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                        fputc('\n', stdout);
+                        fflush(stdout);
+                }
+                return;
+        }
+
+        /* Messages (the board's hint while waiting, ...) on their own line. */
+        if (message && (!f->last_message || !streq(message, f->last_message)) && !job_final(job)) {
+                follow_clear_bar(f);
+                fprintf(stderr, "%s: ", state);
+                output_fputs_sanitized(message, stderr);
+                fputc('\n', stderr);
+        }
+
+        if (f->tty && moving) {
+                unsigned width = output_terminal_width(stderr), bar = 24, fill;
+                char eta[FORMAT_BUF_MAX] = "";
+                if (width > 0 && width < 90)
+                        bar = width > 70 ? 10 : 0;
+                fill = bt ? (unsigned)(bar * MIN(bd, bt) / bt) : 0;
+                if (r > 1 && bd < bt)
+                        snprintf(eta, sizeof(eta), " ETA %s",
+                                 format_duration(rate, (uint64_t)((double)(bt - bd) / r) + 1));
+                fprintf(stderr, "\r\033[K%-16s [", state);
+                for (unsigned i = 0; i < bar; i++)
+                        fputc(i < fill ? '#' : '-', stderr);
+                fprintf(stderr, "] %3u%% %s / %s", (unsigned)(bt ? 100 * MIN(bd, bt) / bt : 0),
+                        format_size(done, bd), format_size(total, bt));
+                if (r > 1)
+                        fprintf(stderr, " %s/s%s", format_size(rate, (uint64_t)r), eta);
+                fflush(stderr);
+                f->bar_shown = true;
+        } else {
+                /* plain lines: state changes only */
+                snprintf(line, sizeof(line), "%s", state);
+                if (!streq(line, f->last_line)) {
+                        follow_clear_bar(f);
+                        if (moving)
+                                fprintf(stderr, "%s (%s)\n", state, format_size(total, bt));
+                        else if (!job_final(job))
+                                fprintf(stderr, "%s\n", state);
+                        snprintf(f->last_line, sizeof(f->last_line), "%s", line);
+                }
+        }
+        json_decref(f->last);
+        f->last = json_incref((json_t *)job);
+        f->last_message = str_field(f->last, "message");
+}
+
+static int follow_on_notify(RpcClient *c, const char *method, json_t *params, void *userdata)
+{
+        Follow *f = userdata;
+        json_t *job = json_array_get(params, 0);
+
+        if (!method || !streq(method, "notify_job_update") || !json_is_object(job))
+                return 0;
+        if ((uint64_t)json_integer_value(json_object_get(job, "id")) != f->id)
+                return 0;
+        follow_show(f, job);
+        return job_final(job) ? 1 : 0;
+}
+
+static void print_final(Follow *f, const json_t *job)
+{
+        const char *state = str_field(job, "state");
+        const json_t *error = json_object_get(job, "error");
+        bool color = f->ctx->use_color;
+
+        follow_clear_bar(f);
+        if (f->ctx->json)
+                return;
+        if (state && streq(state, "done")) {
+                printf("%sDone%s: %s on %s is running the new image",
+                       output_color_on(OUTPUT_COLOR_GREEN, color), output_color_off(color),
+                       strna(str_field(job, "board")), strna(str_field(job, "port")));
+                if (str_field(job, "device"))
+                        printf(" (%s)", str_field(job, "device"));
+                printf(".\n");
+                return;
+        }
+        if (state && streq(state, "cancelled")) {
+                fprintf(stderr, "Job %" PRIu64 " cancelled", f->id);
+                if (str_field(job, "message")) {
+                        fputs(": ", stderr);
+                        output_fputs_sanitized(str_field(job, "message"), stderr);
+                }
+                fputc('\n', stderr);
+                return;
+        }
+        fprintf(stderr, "flashctl: job %" PRIu64 " %sfailed%s (%s): ", f->id,
+                output_color_on(OUTPUT_COLOR_RED, color), output_color_off(color),
+                strna(str_field(error, "name")));
+        output_fputs_sanitized(strna(str_field(error, "message")), stderr);
+        fputc('\n', stderr);
+        if (str_field(error, "advice")) {
+                fputs("Hint: ", stderr);
+                output_fputs_sanitized(str_field(error, "advice"), stderr);
+                fputc('\n', stderr);
+        }
+        fprintf(stderr, "See `flashctl job %" PRIu64 "` for its log.\n", f->id);
+}
+
+static int job_get(Flashctl *ctx, uint64_t id, json_t **ret)
+{
+        json_auto_t *params = json_pack("{s:I}", "job", (json_int_t)id);
+        json_auto_t *result = NULL;
+        int r = flashctl_call(ctx, "job.get", params, &result, NULL);
+
+        if (r != 0)
+                return r;
+        *ret = json_incref(json_object_get(result, "job"));
+        return *ret ? 0 : flashctl_report_error(ctx, -EBADMSG, "job.get");
+}
+
+/* Follow job `id` until it ends; SIGINT/SIGTERM cancel it (a second one
+ * stops following). Returns the exit status. */
+static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial)
+{
+        Follow f = { .ctx = ctx, .id = id, .tty = output_use_color(stderr) || isatty(STDERR_FILENO) == 1 };
+        json_auto_t *now = NULL;
+        sigset_t mask;
+        bool cancelling = false;
+        int r, ret;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return flashctl_report_error(ctx, negative_errno(), "flash");
+        _cleanup_close_ int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                return flashctl_report_error(ctx, negative_errno(), "flash");
+
+        rpc_client_set_notify(ctx->client, follow_on_notify, &f);
+        if (initial)
+                follow_show(&f, initial);
+        /* Notifications that came before the answer may be queued already;
+         * job.get covers an end we may have missed. */
+        r = job_get(ctx, id, &now);
+        if (r != 0)
+                return r;
+        if (job_final(now)) {
+                follow_show(&f, now);
+                goto end;
+        }
+        for (;;) {
+                r = rpc_client_run(ctx->client, UINT64_MAX, sfd);
+                if (r > 0)
+                        break;
+                if (r == -EINTR) {
+                        struct signalfd_siginfo si;
+                        json_auto_t *params = json_pack("{s:I}", "job", (json_int_t)id);
+                        (void)!read(sfd, &si, sizeof(si));
+                        if (cancelling) {
+                                follow_clear_bar(&f);
+                                fprintf(stderr,
+                                        "Stopped following job %" PRIu64
+                                        "; it goes on (flashctl job %" PRIu64 ").\n",
+                                        id, id);
+                                json_decref(f.last);
+                                return FLASHCTL_EXIT_CANCELLED;
+                        }
+                        follow_clear_bar(&f);
+                        fprintf(stderr, "Cancelling job %" PRIu64 " (interrupt again to stop waiting)...\n",
+                                id);
+                        cancelling = true;
+                        (void)flashctl_call(ctx, "job.cancel", params, NULL, NULL);
+                        continue;
+                }
+                if (r < 0) {
+                        follow_clear_bar(&f);
+                        json_decref(f.last);
+                        return flashctl_report_error(ctx, r, "flash");
+                }
+        }
+end:
+        /* The final object with its log. */
+        json_decref(now);
+        now = NULL;
+        if (job_get(ctx, id, &now) != 0)
+                now = json_incref(f.last);
+        print_final(&f, now);
+        ret = exit_for_job(now);
+        json_decref(f.last);
+        return ret;
+}
+
+/* ---- flash ---- */
+
+static int parse_u32(const char *s, uint32_t *ret)
+{
+        char *end = NULL;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno != 0 || !end || end == s || *end != '\0' || v > UINT32_MAX)
+                return -EINVAL;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static int verb_flash(Flashctl *ctx, int argc, char **argv)
+{
+        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT };
+        static const struct option options[] = {
+                { "address", required_argument, NULL, 'a' },
+                { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
+                { "force", required_argument, NULL, 'f' },
+                { "mass-erase", no_argument, NULL, ARG_MASS_ERASE },
+                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                {},
+        };
+        json_auto_t *force = json_array();
+        json_auto_t *params = NULL, *result = NULL;
+        const char *format = NULL;
+        bool has_address = false, verify = true, mass_erase = false, wait = true;
+        uint32_t address = 0;
+        RpcClientError e = {};
+        struct stat st;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "a:f:", options, NULL)) >= 0)
+                switch (c) {
+                case 'a':
+                        if (parse_u32(optarg, &address) < 0)
+                                return flashctl_usage_error(argv[0], "bad address '%s' (e.g. 0x08008000)",
+                                                            optarg);
+                        has_address = true;
+                        break;
+                case ARG_NO_VERIFY:
+                        verify = false;
+                        break;
+                case 'f':
+                        json_array_append_new(force, json_string(optarg));
+                        break;
+                case ARG_MASS_ERASE:
+                        mass_erase = true;
+                        break;
+                case ARG_NO_WAIT:
+                        wait = false;
+                        break;
+                case ARG_FORMAT:
+                        format = optarg;
+                        break;
+                default:
+                        return FLASHCTL_EXIT_USAGE;
+                }
+        if (argc - optind != 2)
+                return flashctl_usage_error(argv[0], "'flash' needs a TARGET and an IMAGE file");
+        const char *target = argv[optind], *path = argv[optind + 1];
+
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+                fprintf(stderr, "flashctl: cannot open %s: %m\n", path);
+                return FLASHCTL_EXIT_USAGE;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                fprintf(stderr, "flashctl: %s is not a regular file\n", path);
+                return FLASHCTL_EXIT_USAGE;
+        }
+
+        _cleanup_free_ char *pathcopy = strdup(path);
+        params = json_pack("{s:s, s:{s:b, s:s}, s:b, s:b, s:O}", "target", target, "image", "fd", 1, "name",
+                           pathcopy ? basename(pathcopy) : path, "verify", verify, "mass_erase", mass_erase,
+                           "force", force);
+        if (!params)
+                return flashctl_report_error(ctx, -ENOMEM, "flash");
+        if (has_address)
+                json_object_set_new(params, "address", json_integer(address));
+        if (format)
+                json_object_set_new(params, "format", json_string(format));
+
+        r = flashctl_connect(ctx);
+        if (r != 0)
+                return r;
+        r = rpc_client_call_with_fd(ctx->client, "job.flash", params, fd, 0, &result, &e);
+        if (r == -EREMOTEIO) {
+                const json_t *err = json_object_get(e.data, "error");
+                int status = rpc_error_from_code((int)e.code) == RPC_ERROR_REFUSED
+                                     ? FLASHCTL_EXIT_REFUSED
+                                     : exit_for_error(str_field(err, "name"));
+                if (ctx->json) {
+                        json_auto_t *o = json_pack("{s:I, s:s, s:O*}", "code", (json_int_t)e.code, "message",
+                                                   e.message, "data", e.data);
+                        if (o)
+                                flashctl_print_json(ctx, o);
+                } else {
+                        flashctl_print_daemon_error(&e);
+                        if (str_field(err, "advice"))
+                                fprintf(stderr, "Hint: %s\n", str_field(err, "advice"));
+                }
+                rpc_client_error_done(&e);
+                /* invalid params that are not about the image are a daemon error */
+                if (!err)
+                        status = FLASHCTL_EXIT_DAEMON_ERROR;
+                return status;
+        }
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "job.flash");
+
+        const json_t *job = json_object_get(result, "job");
+        uint64_t id = (uint64_t)json_integer_value(json_object_get(job, "id"));
+        if (!json_is_object(job) || id == 0)
+                return flashctl_report_error(ctx, -EBADMSG, "job.flash");
+
+        if (!wait) {
+                if (ctx->json)
+                        return flashctl_print_json(ctx, job) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR
+                                                                 : FLASHCTL_EXIT_OK;
+                printf("%" PRIu64 "\n", id);
+                return FLASHCTL_EXIT_OK;
+        }
+        if (!ctx->json) {
+                char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
+                const json_t *img = json_object_get(job, "image");
+                fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s on port %s\n", id, path,
+                        strna(str_field(img, "format")), format_size(sz, u64_field(img, "size")),
+                        format_address(a, u64_field(img, "address")), strna(str_field(job, "board")),
+                        strna(str_field(job, "port")));
+        }
+        return follow_job(ctx, id, job);
+}
+
+/* ---- jobs, job, cancel ---- */
+
+static int parse_job_id(const char *verb, const char *s, uint64_t *ret)
+{
+        char *end = NULL;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0 || !end || end == s || *end != '\0' || v == 0)
+                return flashctl_usage_error(verb, "'%s' is not a job id (see flashctl jobs)", s);
+        *ret = v;
+        return 0;
+}
+
+static int verb_jobs(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { { "all", no_argument, NULL, 'a' }, {} };
+        static const char *const headers[] = { "ID",   "STATE", "PROGRESS", "BOARD",
+                                               "PORT", "IMAGE", "SOURCE",   "CREATED" };
+        bool all = false;
+        Table *t = NULL;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "a", options, NULL)) >= 0)
+                switch (c) {
+                case 'a':
+                        all = true;
+                        break;
+                default:
+                        return FLASHCTL_EXIT_USAGE;
+                }
+        if (optind < argc)
+                return flashctl_usage_error(argv[0], "'jobs' takes no arguments");
+
+        json_auto_t *params = json_pack("{s:b}", "all", all);
+        json_auto_t *result = NULL;
+        r = flashctl_call(ctx, "job.list", params, &result, NULL);
+        if (r != 0)
+                return r;
+        const json_t *jobs = json_object_get(result, "jobs");
+        if (ctx->json)
+                return flashctl_print_json(ctx, jobs) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+        if (!json_is_array(jobs))
+                return flashctl_report_error(ctx, -EBADMSG, "job.list");
+
+        r = table_new(&t, ELEMENTSOF(headers), headers);
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "jobs");
+        size_t i;
+        json_t *j;
+        json_array_foreach (jobs, i, j) {
+                char id[24], state[64], progress[48] = "-", created[32] = "-", image[48];
+                const json_t *img = json_object_get(j, "image");
+                uint64_t bt = u64_field(j, "bytes_total"), bd = u64_field(j, "bytes_done");
+                double cr = json_number_value(json_object_get(j, "created"));
+
+                snprintf(id, sizeof(id), "%" PRIu64, (uint64_t)json_integer_value(json_object_get(j, "id")));
+                job_state_text(j, state, sizeof(state));
+                if (bt > 0 && str_field(j, "phase") && !streq(str_field(j, "phase"), "none"))
+                        snprintf(progress, sizeof(progress), "%u%%", (unsigned)(100 * MIN(bd, bt) / bt));
+                else if (job_error_name(j))
+                        snprintf(progress, sizeof(progress), "%s", job_error_name(j));
+                if (cr > 0) {
+                        time_t tt = (time_t)cr;
+                        struct tm tm;
+                        strftime(created, sizeof(created), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
+                }
+                snprintf(image, sizeof(image), "%.12s %s", strempty(str_field(img, "sha256")),
+                         strempty(str_field(img, "format")));
+                const char *cells[] = { id,
+                                        state,
+                                        progress,
+                                        str_field(j, "board"),
+                                        str_field(j, "port"),
+                                        image,
+                                        str_field(j, "source"),
+                                        created };
+                r = table_add_row(t, cells);
+                if (r < 0)
+                        break;
+                table_set_last_row_color(t, 1, state_color(str_field(j, "state")));
+        }
+        if (r >= 0)
+                r = table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
+        table_free(t);
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "jobs");
+        if (ctx->legend && json_array_size(jobs) == 0)
+                printf("No %sjobs.%s\n", all ? "" : "queued or running ",
+                       all ? "" : " (--all shows the history)");
+        return FLASHCTL_EXIT_OK;
+}
+
+static int verb_job(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        static const char *const skip[] = { "log", NULL };
+        json_auto_t *job = NULL;
+        uint64_t id;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return FLASHCTL_EXIT_USAGE;
+        if (argc - optind != 1)
+                return flashctl_usage_error(argv[0], "'job' needs exactly one job ID");
+        r = parse_job_id(argv[0], argv[optind], &id);
+        if (r != 0)
+                return r;
+        r = job_get(ctx, id, &job);
+        if (r != 0)
+                return r;
+        if (ctx->json)
+                return flashctl_print_json(ctx, job) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+        output_print_fields(stdout, job, skip, 0, 0);
+        const json_t *log = json_object_get(job, "log");
+        if (json_array_size(log) > 0) {
+                size_t i;
+                json_t *l;
+                printf("\nLog:\n");
+                json_array_foreach (log, i, l) {
+                        fputs("  ", stdout);
+                        output_fputs_sanitized(strempty(json_string_value(l)), stdout);
+                        fputc('\n', stdout);
+                }
+        }
+        return FLASHCTL_EXIT_OK;
+}
+
+static int verb_cancel(Flashctl *ctx, int argc, char **argv)
+{
+        static const struct option options[] = { {} };
+        json_auto_t *params = NULL, *result = NULL;
+        uint64_t id;
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
+                return FLASHCTL_EXIT_USAGE;
+        if (argc - optind != 1)
+                return flashctl_usage_error(argv[0], "'cancel' needs exactly one job ID");
+        r = parse_job_id(argv[0], argv[optind], &id);
+        if (r != 0)
+                return r;
+        params = json_pack("{s:I}", "job", (json_int_t)id);
+        r = flashctl_call(ctx, "job.cancel", params, &result, NULL);
+        if (r != 0)
+                return r;
+        if (ctx->json)
+                return flashctl_print_json(ctx, json_object_get(result, "job")) < 0
+                               ? FLASHCTL_EXIT_DAEMON_ERROR
+                               : FLASHCTL_EXIT_OK;
+        printf("Job %" PRIu64 ": %s\n", id, strna(str_field(json_object_get(result, "job"), "state")));
+        return FLASHCTL_EXIT_OK;
+}
+
+/* `flashctl watch`: "job 7     flashing/write 45% octopus-pro 1-1.3" */
+static char *format_job_event(const char *method, json_t *params, bool use_color)
+{
+        const json_t *j = json_array_get(params, 0);
+        uint64_t bt = u64_field(j, "bytes_total"), bd = u64_field(j, "bytes_done");
+        const char *state = str_field(j, "state");
+        char st[64], progress[32] = "";
+        char *s = NULL;
+
+        job_state_text(j, st, sizeof(st));
+        if (bt > 0 && str_field(j, "phase") && !streq(str_field(j, "phase"), "none"))
+                snprintf(progress, sizeof(progress), " %u%%", (unsigned)(100 * MIN(bd, bt) / bt));
+        if (asprintf(&s, "job %-4" PRIu64 " %s%s%s%s %s %s%s%s",
+                     (uint64_t)json_integer_value(json_object_get(j, "id")),
+                     output_color_on(state_color(state), use_color), st, output_color_off(use_color),
+                     progress, strna(str_field(j, "board")), strna(str_field(j, "port")),
+                     job_error_name(j) ? " " : "", strempty(job_error_name(j))) < 0)
+                return NULL;
+        return s;
+}
+
+static const EventPrinter job_events[] = {
+        { "notify_job_update", format_job_event },
+        {},
+};
+
+static const Verb job_verbs[] = {
+        {
+                .name = "flash",
+                .args = "TARGET IMAGE",
+                .summary = "Flash an image onto a board and wait until it runs it",
+                .help = "TARGET is a board name (octopus-pro), a port path (1-1.3), a tty, a\n"
+                        "/dev/serial/by-id path or a device id from `flashctl list`. IMAGE is a raw .bin\n"
+                        "(written at the board's application start unless --address), an Intel HEX or a\n"
+                        "DfuSe .dfu file; it is passed to the daemon as an open file descriptor.\n"
+                        "\n"
+                        "A board running Klipper is rebooted into its bootloader, flashed, verified and\n"
+                        "waited for until it runs the new image. Ctrl-C cancels the job.\n"
+                        "\n"
+                        "Options:\n"
+                        "  -a --address=ADDR      Where a raw image goes (default: the board's application\n"
+                        "                         start); an explicit address may overwrite a bootloader\n"
+                        "     --no-verify         Do not read the flash back to compare\n"
+                        "  -f --force=CHECK       Override one safety check: fit, vector-table,\n"
+                        "                         bootloader-region, mcu (repeatable; logged)\n"
+                        "     --mass-erase        Erase the whole flash first\n"
+                        "     --format=FMT        bin, hex or dfu (default: detected)\n"
+                        "     --no-wait           Print the job id and return at once\n"
+                        "\n"
+                        "Progress: a bar on a terminal, one line per state otherwise; with --json one\n"
+                        "JSON object per line ({\"time\", \"job\"}).\n"
+                        "Exit status: 0 the board runs the new image; 1 no such board or another\n"
+                        "daemon error; 5 refused before anything was erased (a safety check, an\n"
+                        "unreadable image); 6 the flash failed; 7 cancelled; 8 the board did not\n"
+                        "show up in its bootloader or did not come back in time.\n",
+                .run = verb_flash,
+        },
+        {
+                .name = "jobs",
+                .summary = "List queued and running flash jobs (--all: the history too)",
+                .help = "Options:\n"
+                        "  -a --all               Include finished jobs\n",
+                .run = verb_jobs,
+        },
+        {
+                .name = "job",
+                .args = "ID",
+                .summary = "Show one flash job with its log",
+                .run = verb_job,
+        },
+        {
+                .name = "cancel",
+                .args = "ID",
+                .summary = "Cancel a flash job",
+                .help = "A queued job is cancelled at once, a running one at the next block or wait;\n"
+                        "a board cancelled during the flash stays in its bootloader.\n",
+                .run = verb_cancel,
+        },
+        {},
+};
+
+const CommandGroup command_group_job = {
+        .name = "job",
+        .verbs = job_verbs,
+        .events = job_events,
+};
