@@ -13,7 +13,6 @@ socket (VBOARD_CONTROL), never taken from the tool's word.
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ BOARD = "0"  # first board; vboard accepts an index, a port or a name
 FLASH_BASE = 0x08000000
 APP = 0x08008000  # Octopus Pro: 32 KiB bootloader
 SKIP = 77
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vboard"))
 
 
 def build_root():
@@ -55,44 +56,37 @@ def reexec_under_vboard(script, quirks=(), board="octopus-pro-f429", mode="dfu",
 
 
 class Control:
-    """vboard's line protocol on VBOARD_CONTROL: one request line, one JSON line."""
+    """vboard's control socket (tests/vboard/vboard.py) bound to our board."""
 
-    def __init__(self, path=None):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.settimeout(20)
-        self.sock.connect(path or os.environ["VBOARD_CONTROL"])
-        self.buf = b""
-
-    def call(self, line):
-        self.sock.sendall(line.encode() + b"\n")
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise RuntimeError(f"vboard closed the control socket after {line!r}")
-            self.buf += chunk
-        reply, self.buf = self.buf.split(b"\n", 1)
-        obj = json.loads(reply)
-        if not obj.get("ok"):
-            raise RuntimeError(f"vboard: {line!r} -> {obj}")
-        return obj
+    def __init__(self):
+        from vboard import VBoard
+        self.vb = VBoard()
 
     def read(self, address, length):
         out = b""
-        while len(out) < length:  # keep each reply a reasonable size
+        while len(out) < length:  # vboard answers at most 64 KiB per read
             n = min(64 * 1024, length - len(out))
-            out += bytes.fromhex(self.call(f"read {BOARD} {address + len(out):#x} {n}")["hex"])
+            out += self.vb.read(BOARD, address + len(out), n)
         return out
 
     def counters(self):
-        return self.call(f"stats {BOARD}")["counters"]
+        return self.vb.stats(BOARD)["counters"]
+
+    def events(self):
+        return self.vb.events(BOARD)
 
     def wait(self, mode, timeout_ms=5000):
-        return self.call(f"wait {BOARD} {mode} {timeout_ms}")
+        return self.vb.wait(BOARD, mode, timeout_ms)
+
+    def quirk(self, q, on=True):
+        (self.vb.quirk if on else self.vb.unquirk)(BOARD, q)
 
 
-def image(size, seed):
-    rnd = random.Random(seed)
-    return rnd.randbytes(size)
+def image(size, seed, address=APP):
+    """A pseudo-random image a bootloader would start (initial SP in RAM,
+    reset vector inside it), so the board boots it after leave."""
+    body = random.Random(seed).randbytes(size - 8)
+    return (0x20020000).to_bytes(4, "little") + (address + 0x201).to_bytes(4, "little") + body
 
 
 class Tool:
