@@ -581,7 +581,27 @@ static int verb_job(Flashctl *ctx, int argc, char **argv)
                 return r;
         if (ctx->json)
                 return flashctl_print_json(ctx, job) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
-        output_print_fields(stdout, job, skip, 0, 0);
+        /* addresses in hex and times as dates, for a person */
+        {
+                json_auto_t *shown = json_deep_copy(job);
+                json_t *img = json_object_get(shown, "image");
+                char a[FORMAT_BUF_MAX];
+                static const char *const times[] = { "created", "started", "finished" };
+                if (json_is_object(img) && json_is_integer(json_object_get(img, "address")))
+                        json_object_set_new(img, "address",
+                                            json_string(format_address(a, u64_field(img, "address"))));
+                for (size_t i = 0; i < ELEMENTSOF(times); i++) {
+                        double t = json_number_value(json_object_get(shown, times[i]));
+                        char buf[32];
+                        time_t tt = (time_t)t;
+                        struct tm tm;
+                        if (t <= 0)
+                                continue;
+                        strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
+                        json_object_set_new(shown, times[i], json_string(buf));
+                }
+                output_print_fields(stdout, shown, skip, 0, 0);
+        }
         const json_t *log = json_object_get(job, "log");
         if (json_array_size(log) > 0) {
                 size_t i;
