@@ -118,12 +118,20 @@ def complete(words, socket_path=None):
 
 
 def test_bash_completion():
-    assert complete(["flashctl", ""]) == sorted(["boards", "help", "info", "list", "status", "watch"])
+    # every command of `flashctl --help`, read independently here
+    help_text = subprocess.run([harness.flashctl_binary(), "--help"], capture_output=True, text=True).stdout
+    section = help_text.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+    commands = sorted(line.split()[0] for line in section.splitlines())
+    assert {"boards", "help", "info", "list", "status", "watch"} <= set(commands), commands
+    assert complete(["flashctl", ""]) == commands
     assert complete(["flashctl", "wa"]) == ["watch"]
     assert "--socket" in complete(["flashctl", "--"]) and "--mode" not in complete(["flashctl", "--"])
     assert "--mode" in complete(["flashctl", "list", "--"])
     assert complete(["flashctl", "list", "--mode", "d"]) == ["dfu"]
     assert complete(["flashctl", "help", "in"]) == ["info"]
+    assert complete(["flashctl", "help", "info", ""]) == []
+    assert complete(["flashctl", "info", "--"]) == sorted(
+        ["--help", "--version", "--socket", "--json", "--timeout", "--no-legend"])
     # no daemon: nothing to offer, quickly
     start = time.monotonic()
     assert complete(["flashctl", "--socket", "/nonexistent/sock", "info", ""]) == []
