@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <termios.h>
 #include <time.h>
 
@@ -158,13 +159,53 @@ static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
         }
 }
 
+/* The pts index of a pty slave (Unix98 ptys: majors 136..143), or -1. */
+static int pts_index(const struct stat *st)
+{
+        if (!S_ISCHR(st->st_mode) || major(st->st_rdev) < 136 || major(st->st_rdev) > 143)
+                return -1;
+        return (int)((major(st->st_rdev) - 136) * 256 + minor(st->st_rdev));
+}
+
+/* Whether fd `name` of a process is the master of pty `index`: its link
+ * is /dev/ptmx and its fdinfo says "tty-index: <index>". */
+static bool is_pty_master(int pid_fd, int fd_dir, const char *name, int index)
+{
+        char link[64], path[300], info[512];
+
+        ssize_t n = readlinkat(fd_dir, name, link, sizeof(link) - 1);
+        if (n < 0)
+                return false;
+        link[n] = 0;
+        if (!streq(link, "/dev/ptmx") && !streq(link, "/dev/pts/ptmx"))
+                return false;
+        snprintf(path, sizeof(path), "fdinfo/%s", name);
+        if (read_small(pid_fd, path, info, sizeof(info)) <= 0)
+                return false;
+        const char *t = strstr(info, "tty-index:");
+        return t && atoi(t + strlen("tty-index:")) == index;
+}
+
 int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret)
 {
-        struct stat tty_st;
+        struct stat tty_st[2];
+        size_t n_st = 1;
+        int pty = -1;
         DIR *proc;
 
-        if (stat(tty_path, &tty_st) < 0)
+        if (stat(tty_path, &tty_st[0]) < 0)
                 return -errno;
+        /* What an open descriptor of it refers to: the same on a real
+         * system, but under an LD_PRELOAD device emulator stat() reports the
+         * emulated node while descriptors (and /proc/PID/fd) point at the
+         * backing pty. O_PATH opens nothing (no DTR, no side effects). */
+        int path_fd = open(tty_path, O_PATH | O_CLOEXEC | O_NOCTTY);
+        if (path_fd >= 0 && fstat(path_fd, &tty_st[1]) >= 0 && !same_file(&tty_st[0], &tty_st[1]))
+                n_st = 2;
+        /* closed before the scan, or we would find ourselves */
+        safe_close(path_fd);
+        for (size_t i = 0; i < n_st && pty < 0; i++)
+                pty = pts_index(&tty_st[i]);
 
         proc = opendir(proc_root);
         if (!proc)
@@ -192,21 +233,30 @@ int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_p
                         safe_close(fd_dir_fd);
                         continue;
                 }
+                bool match = false, master = false;
                 struct dirent *fe;
                 while ((fe = readdir(fds))) {
                         struct stat st;
                         if (fe->d_name[0] == '.')
                                 continue;
+                        /* A process that holds the pty's master is the other
+                         * end of the line (a terminal, ser2net, the board
+                         * emulator), not a competing user of it. */
+                        if (pty >= 0 && is_pty_master(pid_fd, dirfd(fds), fe->d_name, pty)) {
+                                master = true;
+                                break;
+                        }
                         /* Follows the magic link to the open file. */
                         if (fstatat(dirfd(fds), fe->d_name, &st, 0) < 0)
                                 continue;
-                        if (same_file(&st, &tty_st)) {
-                                holder_fill(pid_fd, (pid_t)pid, ret);
-                                found = 1;
-                                break;
-                        }
+                        for (size_t i = 0; i < n_st; i++)
+                                match = match || same_file(&st, &tty_st[i]);
                 }
                 closedir(fds);
+                if (match && !master) {
+                        holder_fill(pid_fd, (pid_t)pid, ret);
+                        found = 1;
+                }
         }
         closedir(proc);
         return found;

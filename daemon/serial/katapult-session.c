@@ -143,6 +143,11 @@ const KatapultFlashStats *katapult_session_get_stats(const KatapultSession *s)
         return &s->stats;
 }
 
+const KatapultConnectInfo *katapult_session_get_info(const KatapultSession *s)
+{
+        return s->connected ? &s->info : NULL;
+}
+
 const char *katapult_session_get_error(const KatapultSession *s)
 {
         return s->error[0] ? s->error : NULL;

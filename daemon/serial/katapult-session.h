@@ -148,5 +148,7 @@ typedef struct KatapultFlashStats {
 } KatapultFlashStats;
 
 const KatapultFlashStats *katapult_session_get_stats(const KatapultSession *s);
+/* What CONNECT reported, or NULL before a successful connect. */
+const KatapultConnectInfo *katapult_session_get_info(const KatapultSession *s);
 /* The sentence describing the last failure, or NULL. */
 const char *katapult_session_get_error(const KatapultSession *s);

@@ -8,7 +8,9 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -261,19 +263,42 @@ static void test_holder(void)
                 free(msg);
         }
 
-        /* The real /proc: we hold a pty ourselves. */
+        /* The real /proc: a child holds the pty slave; we hold its master,
+         * which makes us the other end of the line, not a user. */
         char slave[128];
         int m = open_pty(slave, sizeof(slave));
-        int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
-        CHECK(s >= 0);
+        int ready[2];
+        CHECK_INT(pipe2(ready, O_CLOEXEC), 0);
+        pid_t child = fork();
+        if (child == 0) {
+                close(m); /* only the slave, like a program using the port */
+                int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+                char c = s >= 0 ? 'y' : 'n';
+                (void)!write(ready[1], &c, 1);
+                pause();
+                _exit(0);
+        }
+        char c = 0;
+        CHECK_INT(read(ready[0], &c, 1), 1);
+        CHECK_INT(c, 'y');
         TtyHolder h = {};
         CHECK_INT(tty_find_holder("/proc", slave, 0, &h), 1);
-        CHECK_INT(h.pid, getpid());
+        CHECK_INT(h.pid, child);
         CHECK(h.comm[0] != 0);
-        CHECK_INT(tty_find_holder("/proc", slave, getpid(), &h), 0);
-        close(s);
+        CHECK_INT(tty_find_holder("/proc", slave, child, &h), 0);
+        /* we open it too: now we are a user as well (but not first in line
+         * when excluded) */
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
         CHECK_INT(tty_find_holder("/proc", slave, 0, &h), 0);
+        int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        CHECK(s >= 0);
+        /* holding master and slave: still the line's owner, not reported */
+        CHECK_INT(tty_find_holder("/proc", slave, 0, &h), 0);
+        close(s);
         close(m);
+        close(ready[0]);
+        close(ready[1]);
 
         char cmd[600];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);

@@ -22,6 +22,8 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_SHORT_STRING] = "short-string",     [QUIRK_GARBAGE_TAIL] = "garbage-tail",
         [QUIRK_ERROR_AT_START] = "error-at-start", [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
         [QUIRK_NO_1200_REBOOT] = "no-1200-reboot", [QUIRK_UNPLUG] = "unplug",
+        [QUIRK_KATAPULT_CORRUPT] = "katapult-corrupt", [QUIRK_KATAPULT_NACK] = "katapult-nack",
+        [QUIRK_KATAPULT_BUSY] = "katapult-busy",       [QUIRK_KATAPULT_SLOW] = "katapult-slow",
 };
 
 const char *board_mode_to_string(BoardMode m)

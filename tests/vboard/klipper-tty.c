@@ -12,13 +12,29 @@
  */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "tty-port.h"
 
 typedef struct KlipperTty {
         bool rebooting;
         uint64_t bytes_in;
+        uint8_t window[64]; /* the last bytes in, to spot the UART request block */
+        size_t window_len;
 } KlipperTty;
+
+/* Klipper src/generic/serial_irq.c: this exact 32-byte block reboots into
+ * the bootloader (the UART path; modelled as if the board's UART were
+ * bridged to this tty). Written by serial/bootloader-request.c. */
+static const char uart_request[] = " \x1c Request Serial Bootloader!! ~";
+
+static void klipper_reboot(VBoard *b, KlipperTty *k, const char *event)
+{
+        k->rebooting = true;
+        vboard_event(b, event, "rebooting into %s", board_bootloader_to_string(b->bootloader) ?: "bootloader");
+        vboard_schedule(b, 0, b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
+                        timing_reenumerate_us(&b->world->timing), event);
+}
 
 static int klipper_attach(VBoard *b, void **ret_state)
 {
@@ -38,6 +54,16 @@ static void klipper_on_data(VBoard *b, void *state, const uint8_t *data, size_t 
 {
         KlipperTty *k = state;
         k->bytes_in += len;
+        for (size_t i = 0; k && !k->rebooting && i < len; i++) {
+                if (k->window_len == sizeof(k->window)) {
+                        memmove(k->window, k->window + 1, sizeof(k->window) - 1);
+                        k->window_len--;
+                }
+                k->window[k->window_len++] = data[i];
+                size_t n = sizeof(uart_request) - 1;
+                if (k->window_len >= n && memcmp(k->window + k->window_len - n, uart_request, n) == 0)
+                        klipper_reboot(b, k, "uart-request");
+        }
 }
 
 static void klipper_on_line(VBoard *b, void *state, uint32_t baud, bool dtr)
@@ -52,11 +78,7 @@ static void klipper_on_line(VBoard *b, void *state, uint32_t baud, bool dtr)
                 vboard_event(b, "baud-1200", "ignored (no-1200-reboot)");
                 return;
         }
-        k->rebooting = true;
-        vboard_event(b, "baud-1200", "rebooting into %s",
-                     board_bootloader_to_string(b->bootloader) ?: "bootloader");
-        vboard_schedule(b, 0, b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
-                        timing_reenumerate_us(&b->world->timing), "1200-baud request");
+        klipper_reboot(b, k, "baud-1200");
 }
 
 const TtyModel klipper_tty_model = {

@@ -34,6 +34,7 @@ const TtyModel *tty_model_for_mode(BoardMode mode)
         case BOARD_MODE_APP:
                 return &klipper_tty_model;
         case BOARD_MODE_KATAPULT:
+                return &katapult_tty_model;
         case BOARD_MODE_DFU:
         case BOARD_MODE_OFF:
         case _BOARD_MODE_MAX:

@@ -54,6 +54,7 @@ struct TtyModel {
 };
 
 extern const TtyModel klipper_tty_model;
+extern const TtyModel katapult_tty_model;
 /* The model for a tty mode, or NULL (DFU/off, or not built yet). */
 const TtyModel *tty_model_for_mode(BoardMode mode);
 

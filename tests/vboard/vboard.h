@@ -54,6 +54,10 @@ typedef enum Quirk {
         QUIRK_RESET_ON_LEAVE,
         QUIRK_NO_1200_REBOOT,
         QUIRK_UNPLUG,
+        QUIRK_KATAPULT_CORRUPT, /* katapult-tty.c */
+        QUIRK_KATAPULT_NACK,
+        QUIRK_KATAPULT_BUSY,
+        QUIRK_KATAPULT_SLOW,
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
 } Quirk;
