@@ -28,14 +28,19 @@
 
 typedef struct Recorder {
         json_t *phases;
+        json_t *phase_ms; /* milliseconds since the start at which each phase began */
+        uint64_t start_ms;
         uint64_t last_done, last_total;
 } Recorder;
+
+static uint64_t now_ms(void);
 
 static void on_phase(void *userdata, DfuPhase phase)
 {
         Recorder *rec = userdata;
 
         json_array_append_new(rec->phases, json_string(dfu_phase_to_string(phase)));
+        json_array_append_new(rec->phase_ms, json_integer((json_int_t)(now_ms() - rec->start_ms)));
 }
 
 static void on_progress(void *userdata, uint64_t done, uint64_t total)
@@ -151,7 +156,7 @@ int main(int argc, char *argv[])
         DfuFlashRequest req = { DFU_FLASH_REQUEST_DEFAULTS };
         const char *port = "1-1.1", *leave_arg = NULL;
         bool per_chunk = false;
-        Recorder rec = { .phases = json_array() };
+        Recorder rec = { .phases = json_array(), .phase_ms = json_array() };
         DfuCallbacks cb = { .phase = on_phase, .progress = on_progress, .userdata = &rec };
         _cleanup_free_ char *message = NULL;
         _cleanup_free_ uint8_t *data = NULL;
@@ -192,7 +197,7 @@ int main(int argc, char *argv[])
         }
 
         out = json_object();
-        start = now_ms();
+        start = rec.start_ms = now_ms();
         r = dfu_session_open_port_path(&s, port, &message);
         if (r >= 0) {
                 if (per_chunk)
@@ -242,6 +247,7 @@ int main(int argc, char *argv[])
         json_object_set_new(out, "message", message ? json_string(message) : json_null());
         json_object_set_new(out, "elapsed_ms", json_integer((json_int_t)(now_ms() - start)));
         json_object_set_new(out, "phases", rec.phases);
+        json_object_set_new(out, "phase_ms", rec.phase_ms);
         json_object_set_new(out, "progress_done", json_integer((json_int_t)rec.last_done));
         json_object_set_new(out, "progress_total", json_integer((json_int_t)rec.last_total));
         notes = json_array();
