@@ -27,6 +27,12 @@ static void manager_on_inventory(Inventory *inv, InventoryEvent event, const Inv
                 [INVENTORY_EVENT_REMOVED] = "notify_device_removed",
         };
 
+        size_t n = inventory_count(m->inventory);
+        if (n != m->status_devices) {
+                m->status_devices = n;
+                sd_notifyf(false, "STATUS=Serving %zu devices, %zu boards in the database", n,
+                           m->boards->n_boards);
+        }
         if (!m->server)
                 return;
         json_auto_t *params = json_array();
@@ -76,7 +82,8 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 jc.app_timeout_usec = (uint64_t)(config->app_timeout_sec * 1e6);
                 r = job_service_new(&m->jobs, m, &jc);
                 if (r < 0)
-                        return log_error_errno(r, "cannot set up the job queue in %s: %m", config->state_dir);
+                        return log_error_errno(r, "cannot set up the job queue in %s: %m",
+                                               config->state_dir);
         }
         *ret = TAKE_PTR(m);
         return 0;

@@ -24,9 +24,10 @@ typedef struct Manager {
         BoardDb *boards; /* owned; never NULL after manager_new() */
         Inventory *inventory;
         Server *server;
-        JobService *jobs; /* flash jobs; NULL without an event loop */
+        JobService *jobs;    /* flash jobs; NULL without an event loop */
         uint64_t start_usec; /* CLOCK_MONOTONIC */
         bool stopping;
+        size_t status_devices; /* device count last sent in STATUS= */
 } Manager;
 
 /* Takes ownership of config. With `event` NULL nothing is started (no udev,

@@ -66,13 +66,26 @@ static bool usb_has_dfu_interface(struct udev_device *d)
         return false;
 }
 
-static const char *by_id_link(struct udev_device *d)
+/* The /dev/serial/by-id link: from udev's link list, or from the DEVLINKS
+ * property (space-separated) where the database has no link list (umockdev
+ * testbeds describe devices by properties only). Returns a malloc'd path. */
+static char *by_id_link(struct udev_device *d)
 {
+        static const char prefix[] = "/dev/serial/by-id/";
         struct udev_list_entry *l;
+
         udev_list_entry_foreach (l, udev_device_get_devlinks_list_entry(d)) {
                 const char *name = udev_list_entry_get_name(l);
-                if (strncmp(name, "/dev/serial/by-id/", 18) == 0)
-                        return name;
+                if (strncmp(name, prefix, strlen(prefix)) == 0)
+                        return strdup(name);
+        }
+        const char *links = udev_device_get_property_value(d, "DEVLINKS");
+        for (const char *p = links; p && *p;) {
+                size_t n = strcspn(p, " ");
+                if (n > strlen(prefix) && strncmp(p, prefix, strlen(prefix)) == 0)
+                        return strndup(p, n);
+                p += n;
+                p += strspn(p, " ");
         }
         return NULL;
 }
@@ -129,10 +142,11 @@ static int handle_tty(Inventory *inv, struct udev_device *d, const char *action)
         struct udev_device *usb = udev_device_get_parent_with_subsystem_devtype(d, "usb", "usb_device");
         if (!usb || !udev_device_get_devnode(d))
                 return 0; /* not a USB serial port */
+        _cleanup_free_ char *by_id = by_id_link(d);
         InventoryTtyInfo info = {
                 .syspath = syspath,
                 .devnode = udev_device_get_devnode(d),
-                .by_id = by_id_link(d),
+                .by_id = by_id,
                 .usb_port = udev_device_get_sysname(usb),
         };
         return inventory_apply_tty(inv, &info);
@@ -169,16 +183,15 @@ static int on_monitor(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
-static int enumerate(InventoryUdev *u, const char *subsystem, const char *devtype)
+static int enumerate(InventoryUdev *u, const char *subsystem)
 {
         _cleanup_(udev_enumerate_unrefp) struct udev_enumerate *e = udev_enumerate_new(u->udev);
         struct udev_list_entry *l;
 
         if (!e)
                 return -ENOMEM;
+        /* DEVTYPE is checked per device in handle_device(). */
         udev_enumerate_add_match_subsystem(e, subsystem);
-        if (devtype)
-                udev_enumerate_add_match_property(e, "DEVTYPE", devtype);
         int r = udev_enumerate_scan_devices(e);
         if (r < 0)
                 return r;
@@ -231,9 +244,10 @@ int inventory_udev_start(InventoryUdev **ret, Inventory *inv, sd_event *event)
         if (r < 0)
                 return log_error_errno(r, "cannot watch the udev monitor: %m");
 
-        r = enumerate(u, "usb", "usb_device");
+        /* USB devices before ttys, so a tty finds its board's entry. */
+        r = enumerate(u, "usb");
         if (r >= 0)
-                r = enumerate(u, "tty", NULL);
+                r = enumerate(u, "tty");
         if (r < 0)
                 log_warning_errno(r, "udev enumeration failed: %m");
 

@@ -392,6 +392,11 @@ int inventory_remove_usb(Inventory *inv, const char *syspath)
                 InventoryEntry *e = inv->entries[i];
                 if (!streq_ptr(e->usb_syspath, syspath))
                         continue;
+                /* Listeners hear about the removal with the last state seen. */
+                if (e->visible) {
+                        e->visible = false;
+                        inventory_emit(inv, INVENTORY_EVENT_REMOVED, e);
+                }
                 if (e->mcu)
                         set_str(&e->last_mcu, e->mcu);
                 entry_clear_usb(e);

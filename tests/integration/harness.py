@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -266,6 +267,10 @@ class Flashd:
         notify_path = os.path.join(self.tmp, "notify")
         self.notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify_sock.bind(notify_path)
+        self.notify_cond = threading.Condition()
+        self.notify_stop = False
+        self.notify_thread = threading.Thread(target=self._notify_reader, daemon=True)
+        self.notify_thread.start()
         env = dict(os.environ)
         env.update(self.env)
         env["NOTIFY_SOCKET"] = notify_path
@@ -279,28 +284,41 @@ class Flashd:
             self.wait_notify("READY=1", self.timeout)
         return self
 
-    def read_notify(self, timeout):
-        r, _, _ = select.select([self.notify_sock], [], [], timeout)
-        if not r:
-            return None
-        data = self.notify_sock.recv(4096).decode()
-        self.notify_messages.append(data)
-        return data
+    def _notify_reader(self):
+        # Read every datagram at once: a full receive queue would block the
+        # daemon's sd_notify() (systemd reads them the same way). Stops once
+        # asked to and nothing more is queued.
+        sock = self.notify_sock
+        sock.settimeout(0.05)
+        while True:
+            try:
+                data = sock.recv(4096)
+            except socket.timeout:
+                if self.notify_stop:
+                    return
+                continue
+            except OSError:
+                return
+            with self.notify_cond:
+                self.notify_messages.append(data.decode(errors="replace"))
+                self.notify_cond.notify_all()
 
     def wait_notify(self, needle, timeout=DEFAULT_TIMEOUT):
         """Wait for an sd_notify datagram containing the line `needle`."""
         deadline = time.monotonic() + timeout
-        for m in self.notify_messages:
-            if needle in m.split("\n"):
-                return m
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.dump_log()
-                raise RuntimeError(f"flashd exited with {self.proc.returncode} before {needle}")
-            m = self.read_notify(min(0.1, max(0, deadline - time.monotonic())))
-            if m and needle in m.split("\n"):
-                return m
+        with self.notify_cond:
+            while True:
+                for m in self.notify_messages:
+                    if needle in m.split("\n"):
+                        return m
+                if self.proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    break
+                self.notify_cond.wait(0.05)
         self.dump_log()
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"flashd exited with {self.proc.returncode} before {needle}")
         raise TimeoutError(f"flashd did not send {needle} within {timeout}s")
 
     def alive(self):
@@ -326,8 +344,8 @@ class Flashd:
         rc = self.proc.returncode
         self.log.close()
         if self.notify_sock:
-            while self.read_notify(0):
-                pass
+            self.notify_stop = True
+            self.notify_thread.join(5)
             self.notify_sock.close()
             self.notify_sock = None
         if check and rc != 0:
