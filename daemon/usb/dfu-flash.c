@@ -242,7 +242,10 @@ static int phase_write(FlashCtx *c)
                         if (r == -ENODEV)
                                 return device_gone(s, "writing", address);
                         if (r < 0)
-                                return r;
+                                return dfu_session_fail(s, r,
+                                                        "%s The board stays in DFU mode with an incomplete image; "
+                                                        "check the address and the board, then flash again.",
+                                                        strempty(s->error));
                         c->done += len;
                         dfu_session_progress(c->cb, c->done, c->total);
                 }

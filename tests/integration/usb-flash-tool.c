@@ -6,7 +6,7 @@
  * check the virtual flash itself, not this tool's word.
  *
  *   usb-flash-tool [--port 1-1.1] flash FILE ADDRESS [--no-verify] [--mass-erase]
- *                  [--no-skip] [--leave[=ADDR]] [--set-address-per-chunk]
+ *                  [--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING]
  *   usb-flash-tool [--port 1-1.1] read ADDRESS LENGTH OUTFILE
  *
  * Exit status 0 when the session returned >= 0, 1 otherwise, 2 on usage errors.
@@ -138,7 +138,7 @@ static void usage(void)
 {
         fprintf(stderr,
                 "usage: usb-flash-tool [--port PATH] flash FILE ADDRESS [--no-verify] [--mass-erase] "
-                "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk]\n"
+                "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING]\n"
                 "       usb-flash-tool [--port PATH] read ADDRESS LENGTH OUTFILE\n");
 }
 
@@ -151,10 +151,12 @@ int main(int argc, char *argv[])
                 { "no-skip", no_argument, NULL, 'S' },
                 { "leave", optional_argument, NULL, 'L' },
                 { "set-address-per-chunk", no_argument, NULL, 'A' },
+                { "layout", required_argument, NULL, 'l' },
                 {},
         };
         DfuFlashRequest req = { DFU_FLASH_REQUEST_DEFAULTS };
-        const char *port = "1-1.1", *leave_arg = NULL;
+        const char *port = "1-1.1", *leave_arg = NULL, *layout_arg = NULL;
+        DfuseLayout *layout = NULL;
         bool per_chunk = false;
         Recorder rec = { .phases = json_array(), .phase_ms = json_array() };
         DfuCallbacks cb = { .phase = on_phase, .progress = on_progress, .userdata = &rec };
@@ -186,6 +188,9 @@ int main(int argc, char *argv[])
                 case 'A':
                         per_chunk = true;
                         break;
+                case 'l':
+                        layout_arg = optarg;
+                        break;
                 default:
                         usage();
                         return 2;
@@ -216,6 +221,13 @@ int main(int argc, char *argv[])
                         return 2;
                 }
                 seg = (DfuImageSegment){ (uint32_t)strtoul(argv[optind + 2], NULL, 0), data, len };
+                /* a layout given by the caller instead of the device's own
+                 * (tests: a layout that lies about the sector sizes) */
+                if (layout_arg && dfuse_layout_parse(layout_arg, strlen(layout_arg), &layout) < 0) {
+                        fprintf(stderr, "bad layout: %s\n", layout_arg);
+                        return 2;
+                }
+                req.layout = layout;
                 req.segments = &seg;
                 req.n_segments = 1;
                 req.leave_address = leave_arg ? (uint32_t)strtoul(leave_arg, NULL, 0) : seg.address;
@@ -261,5 +273,6 @@ int main(int argc, char *argv[])
         fputc('\n', stdout);
         json_decref(out);
         dfu_session_free(s);
+        dfuse_layout_free(layout);
         return r >= 0 ? 0 : 1;
 }

@@ -40,17 +40,21 @@ def tool_exe():
     return os.path.join(build_root(), "tests", "integration", "usb-flash-tool")
 
 
-def reexec_under_vboard(script, quirks=(), board="octopus-pro-f429", mode="dfu", timing="fast"):
-    """Run `script` under vboard unless already there; returns only inside."""
+def reexec_under_vboard(script, quirks=(), board="octopus-pro-f429", mode="dfu", timing="fast", boards=None):
+    """Run `script` under vboard unless already there; returns only inside.
+    `boards` (a list of names, all in `mode`) replaces `board` for several."""
     if os.environ.get("VBOARD_CONTROL"):
         return
     exe = vboard_exe()
     if not os.access(exe, os.X_OK):
         print(f"SKIP: {exe} not built", file=sys.stderr)
         sys.exit(SKIP)
-    cmd = [exe, "--board", board, "--mode", mode, "--timing", timing]
-    for q in quirks:
-        cmd += ["--quirk", q]
+    cmd = [exe]
+    for b in boards or [board]:
+        cmd += ["--board", b, "--mode", mode]
+        for q in quirks:
+            cmd += ["--quirk", q]
+    cmd += ["--timing", timing]
     cmd += ["--", sys.executable, os.path.abspath(script)] + sys.argv[1:]
     sys.exit(subprocess.run(cmd, timeout=120).returncode)
 
@@ -58,28 +62,29 @@ def reexec_under_vboard(script, quirks=(), board="octopus-pro-f429", mode="dfu",
 class Control:
     """vboard's control socket (tests/vboard/vboard.py) bound to our board."""
 
-    def __init__(self):
+    def __init__(self, board=BOARD):
         from vboard import VBoard
         self.vb = VBoard()
+        self.board = board
 
     def read(self, address, length):
         out = b""
         while len(out) < length:  # vboard answers at most 64 KiB per read
             n = min(64 * 1024, length - len(out))
-            out += self.vb.read(BOARD, address + len(out), n)
+            out += self.vb.read(self.board, address + len(out), n)
         return out
 
     def counters(self):
-        return self.vb.stats(BOARD)["counters"]
+        return self.vb.stats(self.board)["counters"]
 
     def events(self):
-        return self.vb.events(BOARD)
+        return self.vb.events(self.board)
 
     def wait(self, mode, timeout_ms=5000):
-        return self.vb.wait(BOARD, mode, timeout_ms)
+        return self.vb.wait(self.board, mode, timeout_ms)
 
     def quirk(self, q, on=True):
-        (self.vb.quirk if on else self.vb.unquirk)(BOARD, q)
+        (self.vb.quirk if on else self.vb.unquirk)(self.board, q)
 
 
 def image(size, seed, address=APP):
@@ -90,19 +95,20 @@ def image(size, seed, address=APP):
 
 
 class Tool:
-    def __init__(self, tmpdir):
+    def __init__(self, tmpdir, port=PORT):
         self.tmpdir = tmpdir
+        self.port = port
         self.n = 0
 
     def write(self, data):
         self.n += 1
-        path = os.path.join(self.tmpdir, f"image-{self.n}.bin")
+        path = os.path.join(self.tmpdir, f"image-{self.port}-{self.n}.bin")
         with open(path, "wb") as f:
             f.write(data)
         return path
 
     def run(self, *args):
-        p = subprocess.run([tool_exe(), "--port", PORT] + [str(a) for a in args],
+        p = subprocess.run([tool_exe(), "--port", self.port] + [str(a) for a in args],
                            capture_output=True, text=True, timeout=60)
         try:
             out = json.loads(p.stdout)
