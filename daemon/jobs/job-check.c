@@ -131,9 +131,18 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 t.mcu = in->device_mcu;
         t.address_explicit = in->has_address;
 
-        r = image_check_all(img, &t, in->force, &failed, &error, results);
+        /* Nothing known about the flash yet (a board not identified, still
+         * running its application): `fit` can only be checked against the
+         * layout its bootloader reports, which the flow does before erasing. */
+        unsigned force = in->force;
+        bool deferred_fit = !layout && t.flash_size == 0 && !(force & (1u << IMAGE_CHECK_FIT));
+        if (deferred_fit) {
+                force |= 1u << IMAGE_CHECK_FIT;
+                notef(note, userdata, "check fit: deferred until the bootloader reports its flash layout");
+        }
+        r = image_check_all(img, &t, force, &failed, &error, results);
         for (int c = 0; c < _IMAGE_CHECK_MAX; c++)
-                if (results[c].forced)
+                if (results[c].forced && !(deferred_fit && c == IMAGE_CHECK_FIT))
                         notef(note, userdata, "check %s FAILED but is forced by the user: %s",
                               image_check_to_string(c), strna(results[c].message));
                 else if (results[c].result == IMAGE_CHECK_SKIPPED)

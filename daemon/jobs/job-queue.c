@@ -385,6 +385,24 @@ static void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *
                         b = c->board;
                         v = c->variant;
                 }
+        /* Boards that the inventory cannot tell apart (an Octopus and an
+         * Octopus Pro with the same MCU and USB ids) but that share the flash
+         * geometry: any of them gives the right application offset. */
+        if (!b && e && e->n_candidates > 0 && e->candidates[0].variant) {
+                const BoardVariant *first = e->candidates[0].variant;
+                bool same = true;
+                for (size_t i = 1; i < e->n_candidates; i++) {
+                        const BoardVariant *o = e->candidates[i].variant;
+                        if (!o || o->flash_base != first->flash_base || o->flash_size != first->flash_size ||
+                            o->app_offset != first->app_offset || o->ram_start != first->ram_start ||
+                            !streq_ptr(o->mcu, first->mcu))
+                                same = false;
+                }
+                if (same) {
+                        b = e->candidates[0].board;
+                        v = first;
+                }
+        }
         if (!b && j->board && q->boards)
                 b = board_db_find(q->boards, j->board);
         if (b && !v)
@@ -938,6 +956,27 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 if (e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
                         in.layout = dev->layout;
                 r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
+                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e->n_candidates > 1) {
+                        /* say which boards it could be */
+                        _cleanup_free_ char *names = NULL;
+                        size_t n = 0;
+                        FILE *f = open_memstream(&names, &n);
+                        if (f) {
+                                for (size_t i = 0; i < e->n_candidates; i++)
+                                        if (e->candidates[i].board)
+                                                fprintf(f, "%s%s%s%s", i ? ", " : "", e->candidates[i].board->name,
+                                                        e->candidates[i].variant ? "-" : "",
+                                                        e->candidates[i].variant ? e->candidates[i].variant->id : "");
+                                fclose(f);
+                                free(message);
+                                message = NULL;
+                                (void)asprintf(&message,
+                                               "the board on %s could be any of %s, whose application offsets "
+                                               "differ: pass --address (the address the image was built for) "
+                                               "or flash by board name",
+                                               e->port, strna(names));
+                        }
+                }
                 job_device_free(dev);
                 free(fb.name);
                 free(fb.variant);
