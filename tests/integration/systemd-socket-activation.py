@@ -47,13 +47,14 @@ def test_first_connection_starts_flashd():
 
 def test_watchdog_and_status():
     with SocketActivatedFlashd(env={"WATCHDOG_USEC": "400000"}) as d:
-        deadline = time.monotonic() + 3
-        pings = 0
-        while time.monotonic() < deadline and pings < 3:
-            m = d.read_notify(0.5)
-            if m and "WATCHDOG=1" in m.split("\n"):
-                pings += 1
-        assert pings >= 3, f"only {pings} WATCHDOG=1 in 3 s with WATCHDOG_USEC=400000: {d.notify_messages}"
+        def pings():
+            return sum("WATCHDOG=1" in m.split("\n") for m in list(d.notify_messages))
+
+        try:
+            harness.wait_for(lambda: pings() >= 3, 3, what="three WATCHDOG=1")
+        except TimeoutError:
+            raise AssertionError(f"only {pings()} WATCHDOG=1 in 3 s with WATCHDOG_USEC=400000: "
+                                 f"{d.notify_messages}")
         assert any(l.startswith("STATUS=") for m in d.notify_messages for l in m.split("\n"))
         d.stop()
         assert any("STOPPING=1" in m.split("\n") for m in d.notify_messages), d.notify_messages
