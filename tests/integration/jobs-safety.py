@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Safety checks of flash jobs, before anything is erased. Under
+
+    vboard --board octopus-pro-f429 --mode app
+
+- an image built for 0x08000000 is refused at the board's 0x08008000, and an
+  image built for 0x08008000 at an explicit 0x08000000, naming the right
+  address; an image for another MCU (Klipper's dictionary) and a HEX file
+  that reaches into the bootloader are refused too: exit status 5, and the
+  virtual board saw no erase, no write and no reboot request;
+- `--force vector-table` overrides the one check, says so in the log, and
+  the flash goes ahead; the board then comes back in its bootloader (the
+  image does not start), which fails clearly (exit 6); a good image flashes
+  it back from DFU mode.
+"""
+import json
+
+import harness
+from jobs_helpers import (APP, EXIT_FAILED, EXIT_REFUSED, FAST_CONFIG, FLASH_BASE, Boards, app_image, check,
+                          flashctl, tmpdir, write_image)
+
+BOARD = "0"
+
+
+def ihex(data, address):
+    """Intel HEX with extended linear address records."""
+    lines, upper = [], None
+
+    def rec(kind, addr, payload):
+        b = bytes([len(payload), (addr >> 8) & 0xff, addr & 0xff, kind]) + payload
+        return ":" + (b + bytes([(-sum(b)) & 0xff])).hex().upper()
+
+    for off in range(0, len(data), 16):
+        a = address + off
+        if a >> 16 != upper:
+            upper = a >> 16
+            lines.append(rec(4, 0, upper.to_bytes(2, "big")))
+        lines.append(rec(0, a & 0xffff, data[off:off + 16]))
+    lines.append(rec(1, 0, b""))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def untouched(boards, before):
+    after = boards.counters(BOARD)
+    for key in ("sector_erases", "mass_erases", "bytes_written", "dnloads", "baud_1200_requests"):
+        check(after[key] == before[key], f"{key} unchanged (nothing erased or written, no reboot)",
+              (before[key], after[key]))
+
+
+def refused(d, boards, args, image_name, data, expect):
+    before = boards.counters(BOARD)
+    p = flashctl(d, "flash", *args, "octopus-pro", write_image(tmpdir(), data, image_name))
+    check(p.returncode == EXIT_REFUSED, f"refused with exit 5, got {p.returncode}", p.stdout + p.stderr)
+    for word in expect:
+        check(word in p.stderr, f"message mentions {word!r}", p.stderr)
+    untouched(boards, before)
+    check(boards.board(BOARD)["mode"] == "app", "board still runs its application")
+    return p
+
+
+def test_refused_before_any_erase():
+    boards = Boards()
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        d.client()
+        harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
+        refused(d, boards, (), "no-bootloader.bin", app_image(32 * 1024, FLASH_BASE, mcu="stm32f429xx"),
+                ["0x08000000", "0x08008000"])
+        refused(d, boards, ("--address", "0x08000000"), "klipper.bin",
+                app_image(32 * 1024, APP, mcu="stm32f429xx"), ["reset vector 0x08008201", "0x08000000"])
+        refused(d, boards, (), "f446.bin", app_image(32 * 1024, APP, mcu="stm32f446xx"),
+                ["stm32f446xx", "stm32f429xx"])
+        # a HEX file places its data itself: at 0x08004000 it overwrites the
+        # bootloader, which only an explicit --address may do
+        refused(d, boards, (), "low.hex", ihex(app_image(4096, 0x08004000), 0x08004000), ["bootloader"])
+        jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
+        names = [j["error"]["name"] for j in jobs]
+        check(names == ["check-vector-table", "check-vector-table", "check-mcu", "check-bootloader-region"],
+              "refused jobs are in the history with their check", names)
+
+
+def test_force_and_stuck_in_bootloader():
+    boards = Boards()
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
+        wrong = app_image(16 * 1024, FLASH_BASE, seed=3, mcu="stm32f429xx")
+        p = flashctl(d, "flash", "--force", "vector-table", "octopus-pro", write_image(tmpdir(), wrong))
+        check(p.returncode == EXIT_FAILED, f"a board that comes back in DFU fails (exit {p.returncode})",
+              p.stdout + p.stderr)
+        check("stuck-in-bootloader" in p.stderr, "the failure says the board is stuck in its bootloader", p.stderr)
+        check(boards.read(BOARD, APP, len(wrong)) == wrong, "the forced image was written")
+        job = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-1]
+        check(job["force"] == ["vector-table"], "the job records the forced check", job)
+        log = json.loads(flashctl(d, "--json", "job", str(job["id"])).stdout)["log"]
+        check(any("vector-table FAILED but is forced" in line for line in log), "the override is logged", log)
+        check(boards.board(BOARD)["mode"] == "dfu", "the board sits in DFU mode")
+
+        good = app_image(16 * 1024, APP, seed=4, mcu="stm32f429xx")
+        p = flashctl(d, "flash", "octopus-pro", write_image(tmpdir(), good))
+        check(p.returncode == 0, f"a good image from DFU mode (exit {p.returncode})", p.stdout + p.stderr)
+        check(boards.read(BOARD, APP, len(good)) == good, "good image in flash")
+        boards.vb.wait(BOARD, "app", 5000)
+
+
+if __name__ == "__main__":
+    harness.main([test_refused_before_any_erase, test_force_and_stuck_in_bootloader])
