@@ -43,6 +43,9 @@
 #include "peer-auth.h"
 
 #define SYMLINK_FOLLOW_MAX 40
+/* The child's answer when it could not become the client (outside errno's range). */
+#define SWITCH_FAILED (-0x10000L)
+
 /* Detail for "the client may, flashd may not" (compared by address). */
 static const char FLASHD_CANNOT_READ[] = "flashd cannot read it";
 
@@ -354,7 +357,7 @@ static long child_become_and_open(int sock, const PeerCred *peer, const char *pa
         if (syscall(SYS_setgroups, peer->n_groups, peer->groups) < 0 ||
             syscall(SYS_setresgid, peer->gid, peer->gid, peer->gid) < 0 ||
             syscall(SYS_setresuid, peer->uid, peer->uid, peer->uid) < 0)
-                return -errno;
+                return SWITCH_FAILED;
         /* Changing credentials resets dumpable to fs.suid_dumpable; set it again. */
         syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -406,7 +409,7 @@ static int64_t now_ms(void)
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int receive_fd(int sock, int *ret_fd)
+static int receive_fd(int sock, int *ret_fd, const char **ret_detail)
 {
         union {
                 struct cmsghdr align;
@@ -452,6 +455,10 @@ static int receive_fd(int sock, int *ret_fd)
                 return -EIO; /* the child died before answering */
         if (mh.msg_flags & MSG_CTRUNC)
                 return -EIO;
+        if (err == SWITCH_FAILED) {
+                *ret_detail = "flashd could not take on the client's credentials to open it";
+                return -EPERM;
+        }
         if (err < 0)
                 return err;
         if (fd < 0)
@@ -460,7 +467,8 @@ static int receive_fd(int sock, int *ret_fd)
         return 0;
 }
 
-static int open_switch(const PeerCred *peer, const char *path, int flags, int *ret_fd)
+static int open_switch(const PeerCred *peer, const char *path, int flags, int *ret_fd,
+                       const char **ret_detail)
 {
         _cleanup_close_ int parent_end = -EBADF, child_end = -EBADF;
         int pair[2], fd = -EBADF, r, status;
@@ -481,7 +489,7 @@ static int open_switch(const PeerCred *peer, const char *path, int flags, int *r
                 child_open(child_end, peer, path, flags, max_fd);
 
         child_end = safe_close(child_end);
-        r = receive_fd(parent_end, &fd);
+        r = receive_fd(parent_end, &fd, ret_detail);
         if (r == -ETIMEDOUT)
                 (void)kill(pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -697,7 +705,7 @@ int peer_auth_open_as_full(const PeerCred *peer, const char *path, int flags, Pe
                 fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
                 r = fd < 0 ? -errno : 0;
         } else if (mode == PEER_AUTH_OPEN_SWITCH)
-                r = open_switch(peer, path, flags, &fd);
+                r = open_switch(peer, path, flags, &fd, &detail);
         else
                 r = open_check(peer, path, flags, &fd, &detail);
         if (r >= 0)

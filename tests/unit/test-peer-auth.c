@@ -6,7 +6,10 @@
  * that CHECK models the kernel's permission rules.
  */
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -283,6 +286,42 @@ static void test_open_table(PeerAuthOpenMode mode, bool have_acl)
         }
 }
 
+/* Without CAP_SETUID/CAP_SETGID: AUTO means CHECK, and forcing SWITCH fails
+ * safe with a message that says flashd could not become the client. Runs in
+ * a child, which drops its effective capabilities. */
+static void test_switch_without_caps(void)
+{
+        int status = 0;
+        pid_t pid = fork();
+
+        CHECK(pid >= 0);
+        if (pid == 0) {
+                struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+                struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {};
+                PeerCred *p = NULL;
+                char *msg = NULL;
+                int fd = -EBADF, r, ok;
+
+                if (syscall(SYS_capget, &h, d) < 0)
+                        _exit(2);
+                d[0].effective = d[1].effective = 0;
+                if (syscall(SYS_capset, &h, d) < 0)
+                        _exit(2);
+                if (peer_cred_new(&p, 1, NOBODY, NOBODY, NULL, 0) < 0)
+                        _exit(2);
+                r = peer_auth_open_as_full(p, "/etc/passwd", O_RDONLY, PEER_AUTH_OPEN_SWITCH, &fd, &msg);
+                ok = r == -EACCES && msg && strstr(msg, "could not take on the client's credentials") &&
+                     peer_auth_open_mode_effective() == PEER_AUTH_OPEN_CHECK;
+                if (!ok)
+                        fprintf(stderr, "without caps: %d %s\n", r, strna(msg));
+                free(msg);
+                peer_cred_free(p);
+                _exit(ok ? 0 : 1);
+        }
+        CHECK_INT(waitpid(pid, &status, 0), pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
         _cleanup_(peer_cred_freep) PeerCred *root = NULL;
@@ -306,6 +345,7 @@ int main(void)
         test_open_table(PEER_AUTH_OPEN_CHECK, have_acl);
         test_open_table(PEER_AUTH_OPEN_SWITCH, have_acl);
         CHECK_INT(peer_auth_open_mode_effective(), PEER_AUTH_OPEN_SWITCH);
+        test_switch_without_caps();
 
         /* Root peers open anything. */
         CHECK_INT(peer_cred_new(&root, 1, 0, 0, NULL, 0), 0);
