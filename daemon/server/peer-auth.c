@@ -266,8 +266,9 @@ static int open_failed(int r, const PeerCred *peer, const char *path, int flags,
                 return -EACCES;
         case ENOENT:
                 set_message(ret_message,
-                            "%s does not exist as seen by flashd (the service cannot see /root and "
-                            "private temporary directories); pass the file itself or upload its data",
+                            "%s does not exist as seen by flashd (the service has a /tmp of its own, so "
+                            "files in the client's /tmp are not visible); pass the file itself or upload "
+                            "its data",
                             path);
                 break;
         case ENOTDIR:
