@@ -190,7 +190,8 @@ _printf_(2, 3) static void note(KatapultSession *s, const char *format, ...)
 
 typedef enum Outcome {
         OUTCOME_OK,     /* reply in s->reply */
-        OUTCOME_RESEND, /* NACK, corrupted or no answer: send again */
+        OUTCOME_RESEND, /* corrupted or no answer: send again */
+        OUTCOME_NACK,   /* NACK: the device did not understand the frame; send again */
         OUTCOME_BUSY,   /* BUSY: send again after a longer pause */
         OUTCOME_ERROR,  /* the bootloader answered ERROR */
 } Outcome;
@@ -218,7 +219,7 @@ static int await_reply(KatapultSession *s, uint8_t cmd, bool check_address, uint
                         size_t size;
                         int r = katapult_ack_parse(&f, cmd, &data, &size);
                         if (r == -EAGAIN)
-                                return f.cmd == KATAPULT_REPLY_BUSY ? OUTCOME_BUSY : OUTCOME_RESEND;
+                                return f.cmd == KATAPULT_REPLY_BUSY ? OUTCOME_BUSY : OUTCOME_NACK;
                         if (r == -EREMOTEIO) {
                                 if (ignore_error && *ignore_error) {
                                         /* the answer to the priming command */
@@ -315,8 +316,10 @@ static int exchange(KatapultSession *s, uint8_t cmd, const void *payload, size_t
                         s->stats.busies++;
                 else if (last == OUTCOME_ERROR)
                         s->stats.errors++;
+                else if (last == OUTCOME_NACK)
+                        s->stats.nacks++;
                 else
-                        s->stats.timeouts++; /* NACK, corruption or silence */
+                        s->stats.timeouts++; /* corruption or silence */
         }
 
         return last == OUTCOME_ERROR ? KATAPULT_ERR_REMOTE : last == OUTCOME_BUSY ? -EBUSY : -ETIMEDOUT;

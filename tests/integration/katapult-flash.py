@@ -259,6 +259,10 @@ def main():
                 print(f"FAIL - {t.__name__}")
                 traceback.print_exc()
                 print("vboard events:", ctl.events()[-30:])
+        # Power the board down so its mode's state is released before vboard
+        # exits (vboard leaks a tty mode's state left attached at exit).
+        ctl.vb.unplug(0)
+        ctl.wait("off", 5000)
     sys.exit(1 if failed else 0)
 
 

@@ -245,6 +245,8 @@ static void run_case(const Case *c)
                 CHECK(fs->resends > 0);
         if (c->quirks.busy_every)
                 CHECK(fs->busies > 0);
+        if (c->quirks.nack_every)
+                CHECK(fs->nacks > 0);
         if (c->quirks.corrupt_every)
                 CHECK_INT(st->corrupted > 0, 1);
         if (c->prime)
