@@ -52,6 +52,26 @@ static bool errno_is_gone(int e)
         return e == EIO || e == ENXIO || e == ENODEV || e == EPIPE || e == ECONNRESET || e == EBADF;
 }
 
+/* poll() for `events` until `deadline`: 0 and the revents, -ETIMEDOUT, or -errno. */
+static int wait_fd(int fd, short events, uint64_t deadline, short *ret_revents)
+{
+        for (;;) {
+                struct pollfd pfd = { .fd = fd, .events = events };
+                int timeout = poll_timeout_ms(deadline);
+                if (timeout == 0)
+                        return -ETIMEDOUT;
+                int r = poll(&pfd, 1, timeout);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        return -ETIMEDOUT;
+                *ret_revents = pfd.revents;
+                return 0;
+        }
+}
+
 static ssize_t port_read(SerialTransport *t, void *buf, size_t size, uint64_t timeout_usec)
 {
         SerialPort *p = (SerialPort *)t;
@@ -77,19 +97,11 @@ static ssize_t port_read(SerialTransport *t, void *buf, size_t size, uint64_t ti
                 if (n < 0 && errno != EAGAIN)
                         return errno_is_gone(errno) ? -ENODEV : -errno;
 
-                struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
-                int timeout = poll_timeout_ms(deadline);
-                if (timeout == 0)
-                        return -ETIMEDOUT;
-                int r = poll(&pfd, 1, timeout);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r == 0)
-                        return -ETIMEDOUT;
-                if (pfd.revents & POLLNVAL)
+                short revents;
+                int r = wait_fd(p->fd, POLLIN, deadline, &revents);
+                if (r < 0)
+                        return r;
+                if (revents & POLLNVAL)
                         return -ENODEV;
                 /* POLLHUP/POLLERR: the next read() tells (data may still be queued). */
         }
@@ -113,19 +125,11 @@ static int port_write(SerialTransport *t, const void *buf, size_t size, uint64_t
                 if (n < 0 && errno != EAGAIN)
                         return errno_is_gone(errno) ? -ENODEV : -errno;
 
-                struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
-                int timeout = poll_timeout_ms(deadline);
-                if (timeout == 0)
-                        return -ETIMEDOUT;
-                int r = poll(&pfd, 1, timeout);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r == 0)
-                        return -ETIMEDOUT;
-                if (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))
+                short revents;
+                int r = wait_fd(p->fd, POLLOUT, deadline, &revents);
+                if (r < 0)
+                        return r;
+                if (revents & (POLLHUP | POLLERR | POLLNVAL))
                         return -ENODEV;
         }
         return 0;
