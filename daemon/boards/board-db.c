@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "boards/board-db.h"
+#include "codec/codec-util.h"
 #include "codec/dfuse-layout.h"
 #include "util/macros.h"
 
@@ -109,22 +110,8 @@ BoardDb *board_db_free(BoardDb *db)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(BoardDb *, board_db_free);
 
-static int errorf(char **ret_error, const char *fmt, ...) _printf_(2, 3);
-static int errorf(char **ret_error, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (ret_error) {
-                char *s = NULL;
-                va_start(ap, fmt);
-                if (vasprintf(&s, fmt, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_error);
-                *ret_error = s;
-        }
-        return -EBADMSG;
-}
+/* Every parse error is -EBADMSG with a sentence naming the file's field. */
+#define errorf(ret_error, ...) codec_message((ret_error), -EBADMSG, __VA_ARGS__)
 
 /* Lower-case letters, digits and inner dashes: what a person types. */
 static bool name_is_valid(const char *s)
@@ -218,17 +205,11 @@ static bool parse_usb_id(const char *s, BoardUsbId *ret)
                 return false;
         for (size_t i = 0; i < 9; i++) {
                 int d;
-                char c = s[i];
 
                 if (i == 4)
                         continue;
-                if (c >= '0' && c <= '9')
-                        d = c - '0';
-                else if (c >= 'a' && c <= 'f')
-                        d = c - 'a' + 10;
-                else if (c >= 'A' && c <= 'F')
-                        d = c - 'A' + 10;
-                else
+                d = codec_unhex(s[i]);
+                if (d < 0)
                         return false;
                 v[i > 4] = (v[i > 4] << 4) | (uint32_t)d;
         }

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/codec-util.h"
 #include "codec/dfuse-layout.h"
 #include "util/macros.h"
 
@@ -65,17 +66,6 @@ static bool scanner_decimal(Scanner *sc, uint64_t *ret)
         return true;
 }
 
-static int hex_digit(int c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* "0x" followed by 1..8 hex digits. */
 static bool scanner_address(Scanner *sc, uint32_t *ret)
 {
@@ -87,7 +77,7 @@ static bool scanner_address(Scanner *sc, uint32_t *ret)
                 return false;
         if (!scanner_accept(sc, 'x') && !scanner_accept(sc, 'X'))
                 return false;
-        while ((d = hex_digit(scanner_peek(sc))) >= 0) {
+        while ((d = codec_unhex(scanner_peek(sc))) >= 0) {
                 if (n >= 8)
                         return false;
                 v = (v << 4) | (uint32_t)d;

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "codec/codec-util.h"
 #include "codec/flash-image.h"
 #include "util/macros.h"
 
@@ -40,33 +41,6 @@ FlashImageFormat flash_image_format_from_string(const char *s)
                 if (streq(format_table[i], s))
                         return (FlashImageFormat)i;
         return _FLASH_IMAGE_FORMAT_INVALID;
-}
-
-static int errorf(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
-static int errorf(char **ret_error, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (ret_error) {
-                char *s = NULL;
-                va_start(ap, fmt);
-                if (vasprintf(&s, fmt, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_error);
-                *ret_error = s;
-        }
-        return r;
-}
-
-static uint16_t le16(const uint8_t *p)
-{
-        return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
 int flash_image_new(FlashImage **ret, FlashImageFormat format)
@@ -230,16 +204,17 @@ static int add_error(int r, char **ret_error, const char *what, uint32_t address
 {
         switch (r) {
         case -EEXIST:
-                return errorf(ret_error, r, "%s: data at 0x%08x (%zu bytes) overlaps data given earlier",
-                              what, address, size);
+                return codec_message(ret_error, r,
+                                     "%s: data at 0x%08x (%zu bytes) overlaps data given earlier", what,
+                                     address, size);
         case -EFBIG:
-                return errorf(ret_error, r,
-                              "%s: the image holds more than %u bytes, the most flashd accepts", what,
-                              FLASH_IMAGE_MAX_SIZE);
+                return codec_message(ret_error, r,
+                                     "%s: the image holds more than %u bytes, the most flashd accepts", what,
+                                     FLASH_IMAGE_MAX_SIZE);
         case -ERANGE:
-                return errorf(ret_error, r,
-                              "%s: data at 0x%08x (%zu bytes) runs past the 32-bit address space", what,
-                              address, size);
+                return codec_message(ret_error, r,
+                                     "%s: data at 0x%08x (%zu bytes) runs past the 32-bit address space",
+                                     what, address, size);
         default:
                 return r;
         }
@@ -308,7 +283,7 @@ int flash_image_parse_bin(const void *buf, size_t len, uint32_t address, FlashIm
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len == 0)
-                return errorf(ret_error, -ENODATA, "the image is empty");
+                return codec_message(ret_error, -ENODATA, "the image is empty");
         r = flash_image_new(&img, FLASH_IMAGE_FORMAT_BIN);
         if (r < 0)
                 return r;
@@ -320,17 +295,6 @@ int flash_image_parse_bin(const void *buf, size_t len, uint32_t address, FlashIm
 }
 
 /* ---- Intel HEX ---- */
-
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
 
 static bool is_space(char c)
 {
@@ -349,8 +313,8 @@ int flash_image_parse_ihex(const void *buf, size_t len, FlashImage **ret, char *
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return errorf(ret_error, -EFBIG, "the Intel HEX file is larger than %u bytes",
-                              FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG, "the Intel HEX file is larger than %u bytes",
+                                     FLASH_IMAGE_MAX_INPUT);
         r = flash_image_new(&img, FLASH_IMAGE_FORMAT_IHEX);
         if (r < 0)
                 return r;
@@ -368,32 +332,36 @@ int flash_image_parse_ihex(const void *buf, size_t len, FlashImage **ret, char *
                         continue;
                 }
                 if (s[pos] != ':')
-                        return errorf(ret_error, -EBADMSG,
-                                      "Intel HEX line %zu: a record must start with ':'", line);
+                        return codec_message(ret_error, -EBADMSG,
+                                             "Intel HEX line %zu: a record must start with ':'", line);
                 pos++;
                 while (pos < len && s[pos] != '\r' && s[pos] != '\n') {
                         int hi, lo;
 
-                        if (pos + 1 >= len || (hi = hexval(s[pos])) < 0 || (lo = hexval(s[pos + 1])) < 0)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: not a pair of hex digits", line);
+                        if (pos + 1 >= len || (hi = codec_unhex(s[pos])) < 0 ||
+                            (lo = codec_unhex(s[pos + 1])) < 0)
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: not a pair of hex digits", line);
                         if (n >= sizeof(rec))
-                                return errorf(ret_error, -EBADMSG, "Intel HEX line %zu: record too long",
-                                              line);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: record too long", line);
                         rec[n++] = (uint8_t)(hi << 4 | lo);
                         pos += 2;
                 }
                 if (n < 5)
-                        return errorf(ret_error, -EBADMSG, "Intel HEX line %zu: record too short", line);
+                        return codec_message(ret_error, -EBADMSG, "Intel HEX line %zu: record too short",
+                                             line);
                 count = rec[0];
                 if (n != (size_t)count + 5)
-                        return errorf(ret_error, -EBADMSG,
-                                      "Intel HEX line %zu: byte count %u does not match the record length",
-                                      line, count);
+                        return codec_message(
+                                ret_error, -EBADMSG,
+                                "Intel HEX line %zu: byte count %u does not match the record length", line,
+                                count);
                 for (size_t i = 0; i < n; i++)
                         sum = (uint8_t)(sum + rec[i]);
                 if (sum != 0)
-                        return errorf(ret_error, -EBADMSG, "Intel HEX line %zu: checksum mismatch", line);
+                        return codec_message(ret_error, -EBADMSG, "Intel HEX line %zu: checksum mismatch",
+                                             line);
                 offset = (uint32_t)rec[1] << 8 | rec[2];
                 type = rec[3];
 
@@ -407,10 +375,10 @@ int flash_image_parse_ihex(const void *buf, size_t len, FlashImage **ret, char *
                                         r = flash_image_add(img, base, rec + 4 + first, count - first);
                         } else {
                                 if ((uint64_t)base + offset + count > (uint64_t)UINT32_MAX + 1)
-                                        return errorf(ret_error, -ERANGE,
-                                                      "Intel HEX line %zu: data runs past the 32-bit "
-                                                      "address space",
-                                                      line);
+                                        return codec_message(ret_error, -ERANGE,
+                                                             "Intel HEX line %zu: data runs past the 32-bit "
+                                                             "address space",
+                                                             line);
                                 r = flash_image_add(img, base + offset, rec + 4, count);
                         }
                         if (r < 0) {
@@ -422,56 +390,61 @@ int flash_image_parse_ihex(const void *buf, size_t len, FlashImage **ret, char *
                         break;
                 case 0x01: /* end of file */
                         if (count != 0)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: malformed end-of-file record", line);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: malformed end-of-file record",
+                                                     line);
                         eof = true;
                         break;
                 case 0x02: /* extended segment address */
                         if (count != 2)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: malformed extended segment address",
-                                              line);
+                                return codec_message(
+                                        ret_error, -EBADMSG,
+                                        "Intel HEX line %zu: malformed extended segment address", line);
                         base = ((uint32_t)rec[4] << 8 | rec[5]) << 4;
                         segment_mode = true;
                         break;
                 case 0x03: /* start segment address (CS:IP) */
                         if (count != 4)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: malformed start segment address", line);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: malformed start segment address",
+                                                     line);
                         img->has_entry = true;
                         img->entry =
                                 (((uint32_t)rec[4] << 8 | rec[5]) << 4) + ((uint32_t)rec[6] << 8 | rec[7]);
                         break;
                 case 0x04: /* extended linear address */
                         if (count != 2)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: malformed extended linear address", line);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: malformed extended linear address",
+                                                     line);
                         base = ((uint32_t)rec[4] << 8 | rec[5]) << 16;
                         segment_mode = false;
                         break;
                 case 0x05: /* start linear address */
                         if (count != 4)
-                                return errorf(ret_error, -EBADMSG,
-                                              "Intel HEX line %zu: malformed start linear address", line);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "Intel HEX line %zu: malformed start linear address",
+                                                     line);
                         img->has_entry = true;
-                        img->entry = le32((const uint8_t[]){ rec[7], rec[6], rec[5], rec[4] });
+                        img->entry = codec_le32((const uint8_t[]){ rec[7], rec[6], rec[5], rec[4] });
                         break;
                 default:
-                        return errorf(ret_error, -EBADMSG, "Intel HEX line %zu: unknown record type %02x",
-                                      line, type);
+                        return codec_message(ret_error, -EBADMSG,
+                                             "Intel HEX line %zu: unknown record type %02x", line, type);
                 }
         }
 
         if (!eof)
-                return errorf(ret_error, -EBADMSG,
-                              "Intel HEX file has no end-of-file record: it is truncated or not Intel HEX");
+                return codec_message(
+                        ret_error, -EBADMSG,
+                        "Intel HEX file has no end-of-file record: it is truncated or not Intel HEX");
         /* Only white space (or DOS end-of-file / NUL padding) may follow. */
         for (; pos < len; pos++)
                 if (!is_space(s[pos]) && s[pos] != 0x1a && s[pos] != 0)
-                        return errorf(ret_error, -EBADMSG,
-                                      "Intel HEX file has data after its end-of-file record");
+                        return codec_message(ret_error, -EBADMSG,
+                                             "Intel HEX file has data after its end-of-file record");
         if (img->size == 0)
-                return errorf(ret_error, -ENODATA, "the Intel HEX file holds no data");
+                return codec_message(ret_error, -ENODATA, "the Intel HEX file holds no data");
 
         *ret = TAKE_PTR(img);
         return 0;
@@ -508,20 +481,21 @@ int dfu_suffix_parse(const void *buf, size_t len, DfuSuffix *ret, size_t *ret_pa
                 return -ENOENT;
         blength = sfx[11];
         if (blength < DFU_SUFFIX_LENGTH || blength > len)
-                return errorf(ret_error, -EBADMSG, "DFU suffix length %u is invalid", blength);
-        crc = le32(sfx + 12);
+                return codec_message(ret_error, -EBADMSG, "DFU suffix length %u is invalid", blength);
+        crc = codec_le32(sfx + 12);
         want = dfu_suffix_crc(p, len - 4);
         if (crc != want)
-                return errorf(ret_error, -EBADMSG,
-                              "DFU suffix CRC mismatch (file says 0x%08x, content gives 0x%08x): the file "
-                              "is damaged",
-                              crc, want);
+                return codec_message(
+                        ret_error, -EBADMSG,
+                        "DFU suffix CRC mismatch (file says 0x%08x, content gives 0x%08x): the file "
+                        "is damaged",
+                        crc, want);
         if (ret)
                 *ret = (DfuSuffix){
-                        .bcd_device = le16(sfx + 0),
-                        .id_product = le16(sfx + 2),
-                        .id_vendor = le16(sfx + 4),
-                        .bcd_dfu = le16(sfx + 6),
+                        .bcd_device = codec_le16(sfx + 0),
+                        .id_product = codec_le16(sfx + 2),
+                        .id_vendor = codec_le16(sfx + 4),
+                        .bcd_dfu = codec_le16(sfx + 6),
                 };
         if (ret_payload_len)
                 *ret_payload_len = len - blength;
@@ -536,15 +510,16 @@ static int parse_dfuse_body(FlashImage *img, const uint8_t *p, size_t len, char 
         int r;
 
         if (len < DFUSE_PREFIX_SIZE)
-                return errorf(ret_error, -EBADMSG, "DfuSe prefix is truncated");
+                return codec_message(ret_error, -EBADMSG, "DfuSe prefix is truncated");
         if (p[5] != 0x01)
-                return errorf(ret_error, -EBADMSG, "DfuSe file version %u is not supported (only 1)", p[5]);
-        image_size = le32(p + 6);
+                return codec_message(ret_error, -EBADMSG, "DfuSe file version %u is not supported (only 1)",
+                                     p[5]);
+        image_size = codec_le32(p + 6);
         n_targets = p[10];
         if (image_size != len)
-                return errorf(ret_error, -EBADMSG,
-                              "DfuSe prefix says %u bytes, the file has %zu before its suffix", image_size,
-                              len);
+                return codec_message(ret_error, -EBADMSG,
+                                     "DfuSe prefix says %u bytes, the file has %zu before its suffix",
+                                     image_size, len);
 
         for (unsigned t = 0; t < n_targets; t++) {
                 const uint8_t *tp = p + pos;
@@ -553,19 +528,20 @@ static int parse_dfuse_body(FlashImage *img, const uint8_t *p, size_t len, char 
                 size_t tpos, tend;
 
                 if (len - pos < DFUSE_TARGET_PREFIX_SIZE)
-                        return errorf(ret_error, -EBADMSG, "DfuSe target %u: prefix is truncated", t);
+                        return codec_message(ret_error, -EBADMSG, "DfuSe target %u: prefix is truncated", t);
                 if (memcmp(tp, "Target", 6) != 0)
-                        return errorf(ret_error, -EBADMSG, "DfuSe target %u: no \"Target\" signature", t);
+                        return codec_message(ret_error, -EBADMSG, "DfuSe target %u: no \"Target\" signature",
+                                             t);
                 alt = tp[6];
-                target_size = le32(tp + 266);
-                n_elements = le32(tp + 270);
+                target_size = codec_le32(tp + 266);
+                n_elements = codec_le32(tp + 270);
                 pos += DFUSE_TARGET_PREFIX_SIZE;
                 if (target_size > len - pos)
-                        return errorf(ret_error, -EBADMSG,
-                                      "DfuSe target %u: size %u runs past the end of the file", t,
-                                      target_size);
+                        return codec_message(ret_error, -EBADMSG,
+                                             "DfuSe target %u: size %u runs past the end of the file", t,
+                                             target_size);
                 if (alt != 0 && n_elements > 0)
-                        return errorf(
+                        return codec_message(
                                 ret_error, -EOPNOTSUPP,
                                 "DfuSe target %u is for alt setting %u; flashd writes only alt setting 0 "
                                 "(internal flash)",
@@ -576,15 +552,17 @@ static int parse_dfuse_body(FlashImage *img, const uint8_t *p, size_t len, char 
                         uint32_t address, size;
 
                         if (tend - tpos < DFUSE_ELEMENT_HEADER_SIZE)
-                                return errorf(ret_error, -EBADMSG,
-                                              "DfuSe target %u element %u: header is truncated", t, e);
-                        address = le32(p + tpos);
-                        size = le32(p + tpos + 4);
+                                return codec_message(ret_error, -EBADMSG,
+                                                     "DfuSe target %u element %u: header is truncated", t,
+                                                     e);
+                        address = codec_le32(p + tpos);
+                        size = codec_le32(p + tpos + 4);
                         tpos += DFUSE_ELEMENT_HEADER_SIZE;
                         if (size > tend - tpos)
-                                return errorf(ret_error, -EBADMSG,
-                                              "DfuSe target %u element %u: %u bytes run past the target", t,
-                                              e, size);
+                                return codec_message(
+                                        ret_error, -EBADMSG,
+                                        "DfuSe target %u element %u: %u bytes run past the target", t, e,
+                                        size);
                         r = flash_image_add(img, address, p + tpos, size);
                         if (r < 0) {
                                 _cleanup_free_ char *what = NULL;
@@ -595,13 +573,13 @@ static int parse_dfuse_body(FlashImage *img, const uint8_t *p, size_t len, char 
                         tpos += size;
                 }
                 if (tpos != tend)
-                        return errorf(ret_error, -EBADMSG,
-                                      "DfuSe target %u: its elements do not fill its size", t);
+                        return codec_message(ret_error, -EBADMSG,
+                                             "DfuSe target %u: its elements do not fill its size", t);
                 pos = tend;
         }
         if (pos != len)
-                return errorf(ret_error, -EBADMSG, "DfuSe file has %zu unexpected bytes after its targets",
-                              len - pos);
+                return codec_message(ret_error, -EBADMSG,
+                                     "DfuSe file has %zu unexpected bytes after its targets", len - pos);
         return 0;
 }
 
@@ -617,15 +595,15 @@ int flash_image_parse_dfu(const void *buf, size_t len, bool has_address, uint32_
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return errorf(ret_error, -EFBIG, "the DFU file is larger than %u bytes",
-                              FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG, "the DFU file is larger than %u bytes",
+                                     FLASH_IMAGE_MAX_INPUT);
         dfuse = len >= 5 && memcmp(buf, "DfuSe", 5) == 0;
 
         r = dfu_suffix_parse(buf, len, &suffix, &payload, ret_error);
         if (r == -ENOENT)
-                return errorf(ret_error, -EBADMSG,
-                              "the %s file has no DFU suffix: it is truncated or not a DFU file",
-                              dfuse ? "DfuSe" : "DFU");
+                return codec_message(ret_error, -EBADMSG,
+                                     "the %s file has no DFU suffix: it is truncated or not a DFU file",
+                                     dfuse ? "DfuSe" : "DFU");
         if (r < 0)
                 return r;
 
@@ -637,25 +615,25 @@ int flash_image_parse_dfu(const void *buf, size_t len, bool has_address, uint32_
 
         if (dfuse) {
                 if (suffix.bcd_dfu != DFUSE_BCD_DFU)
-                        return errorf(ret_error, -EBADMSG,
-                                      "DfuSe file has DFU version 0x%04x in its suffix, not 0x011a",
-                                      suffix.bcd_dfu);
+                        return codec_message(ret_error, -EBADMSG,
+                                             "DfuSe file has DFU version 0x%04x in its suffix, not 0x011a",
+                                             suffix.bcd_dfu);
                 r = parse_dfuse_body(img, buf, payload, ret_error);
                 if (r < 0)
                         return r;
         } else {
                 if (!has_address)
-                        return errorf(
+                        return codec_message(
                                 ret_error, -EDESTADDRREQ,
                                 "a plain DFU file carries no address: give the address to write it to");
                 if (payload == 0)
-                        return errorf(ret_error, -ENODATA, "the DFU file holds no data");
+                        return codec_message(ret_error, -ENODATA, "the DFU file holds no data");
                 r = flash_image_add(img, address, buf, payload);
                 if (r < 0)
                         return add_error(r, ret_error, "DFU file", address, payload);
         }
         if (img->size == 0)
-                return errorf(ret_error, -ENODATA, "the DfuSe file holds no data");
+                return codec_message(ret_error, -ENODATA, "the DfuSe file holds no data");
 
         *ret = TAKE_PTR(img);
         return 0;
@@ -672,7 +650,7 @@ static bool looks_like_ihex(const char *s, size_t len)
         if (pos >= len || s[pos] != ':')
                 return false;
         for (pos++; pos < len && s[pos] != '\r' && s[pos] != '\n'; pos++, digits++)
-                if (hexval(s[pos]) < 0)
+                if (codec_unhex(s[pos]) < 0)
                         return false;
         return digits >= 10 && digits % 2 == 0;
 }
@@ -710,16 +688,18 @@ int flash_image_parse(const void *buf, size_t len, FlashImageFormat format, cons
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return errorf(ret_error, -EFBIG, "the image file has %zu bytes; flashd accepts at most %u",
-                              len, FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG,
+                                     "the image file has %zu bytes; flashd accepts at most %u", len,
+                                     FLASH_IMAGE_MAX_INPUT);
         if (format < 0 || format >= _FLASH_IMAGE_FORMAT_MAX)
                 format = flash_image_detect(buf, len, name_hint);
 
         switch (format) {
         case FLASH_IMAGE_FORMAT_BIN:
                 if (!has_address)
-                        return errorf(ret_error, -EDESTADDRREQ,
-                                      "a raw binary carries no address: give the address to write it to");
+                        return codec_message(
+                                ret_error, -EDESTADDRREQ,
+                                "a raw binary carries no address: give the address to write it to");
                 r = flash_image_parse_bin(buf, len, address, &img, ret_error);
                 break;
         case FLASH_IMAGE_FORMAT_IHEX:
@@ -740,10 +720,10 @@ int flash_image_parse(const void *buf, size_t len, FlashImageFormat format, cons
         if (has_address &&
             (img->format == FLASH_IMAGE_FORMAT_IHEX || img->format == FLASH_IMAGE_FORMAT_DFUSE) &&
             flash_image_get_address(img) != address)
-                return errorf(ret_error, -EINVAL,
-                              "the %s file places its data at 0x%08x; the address 0x%08x contradicts it",
-                              flash_image_format_to_string(img->format), flash_image_get_address(img),
-                              address);
+                return codec_message(
+                        ret_error, -EINVAL,
+                        "the %s file places its data at 0x%08x; the address 0x%08x contradicts it",
+                        flash_image_format_to_string(img->format), flash_image_get_address(img), address);
 
         *ret = TAKE_PTR(img);
         return 0;

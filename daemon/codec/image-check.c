@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "codec/codec-util.h"
 #include "codec/image-check.h"
 #include "util/macros.h"
 
@@ -56,28 +57,6 @@ const char *klipper_offset_to_string(uint32_t offset)
         return NULL;
 }
 
-static int messagef(char **ret_message, int r, const char *fmt, ...) _printf_(3, 4);
-static int messagef(char **ret_message, int r, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (ret_message) {
-                char *s = NULL;
-                va_start(ap, fmt);
-                if (vasprintf(&s, fmt, ap) < 0)
-                        s = NULL;
-                va_end(ap);
-                free(*ret_message);
-                *ret_message = s;
-        }
-        return r;
-}
-
-static uint32_t le32(const uint8_t *p)
-{
-        return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
 /* ---- fit ---- */
 
 int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
@@ -91,7 +70,7 @@ int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret
 
                 if (!t->layout) {
                         if (a < t->flash_base || end > (uint64_t)t->flash_base + t->flash_size)
-                                return messagef(
+                                return codec_message(
                                         ret_message, -ENOSPC,
                                         "the image (0x%08" PRIx64 "-0x%08" PRIx64
                                         ") does not fit the flash at 0x%08x-0x%08" PRIx64 " (%u KiB)",
@@ -104,7 +83,7 @@ int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret
                         uint32_t start = 0, size = 0;
 
                         if (!dfuse_layout_find_sector(t->layout, (uint32_t)a, &seg, &start, &size))
-                                return messagef(
+                                return codec_message(
                                         ret_message, -ENOSPC,
                                         "the image has data at 0x%08" PRIx64
                                         ", outside the device's memory layout (%" PRIu64
@@ -113,11 +92,12 @@ int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret
                                         a, dfuse_layout_total_size(t->layout),
                                         t->layout->n_regions > 0 ? t->layout->regions[0].address : 0);
                         if (!(seg->flags & DFUSE_SECTOR_WRITEABLE))
-                                return messagef(ret_message, -ENOSPC,
-                                                "the image has data at 0x%08" PRIx64
-                                                " in the sector at 0x%08x, which the device reports as not "
-                                                "writeable",
-                                                a, start);
+                                return codec_message(
+                                        ret_message, -ENOSPC,
+                                        "the image has data at 0x%08" PRIx64
+                                        " in the sector at 0x%08x, which the device reports as not "
+                                        "writeable",
+                                        a, start);
                         a = (uint64_t)start + size;
                 }
         }
@@ -136,7 +116,7 @@ static size_t count_pointers(const FlashImage *img, uint64_t base, uint64_t span
                 size_t first = (4 - (s->address & 3)) & 3;
 
                 for (size_t o = first; o + 4 <= s->size; o += 4) {
-                        uint64_t w = le32(s->data + o) & ~(uint32_t)1;
+                        uint64_t w = codec_le32(s->data + o) & ~(uint32_t)1;
                         if (w >= base && w < base + span)
                                 n++;
                 }
@@ -166,27 +146,27 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
         if (!img || !t)
                 return -EINVAL;
         if (img->n_segments == 0)
-                return messagef(ret_message, -ENOEXEC, "the image is empty");
+                return codec_message(ret_message, -ENOEXEC, "the image is empty");
 
         /* ARMv7-M ARM B1.5.3: word 0 is the initial SP, word 1 the reset vector. */
         a = flash_image_get_address(img);
         span = flash_image_get_end(img) - a;
         v = flash_image_find(img, a, 8);
         if (!v)
-                return messagef(ret_message, -ENOEXEC, "the image is too short to hold a vector table");
-        sp = le32(v);
-        reset = le32(v + 4);
+                return codec_message(ret_message, -ENOEXEC, "the image is too short to hold a vector table");
+        sp = codec_le32(v);
+        reset = codec_le32(v + 4);
 
         if (t->ram_size > 0 &&
             (sp <= t->ram_start || (uint64_t)sp > (uint64_t)t->ram_start + t->ram_size || (sp & 3)))
-                return messagef(
+                return codec_message(
                         ret_message, -ENOEXEC,
                         "the image's initial stack pointer 0x%08x is not in the board's RAM "
                         "(0x%08x-0x%08" PRIx64
                         "): this is not a firmware image for this board, or not a firmware image at all",
                         sp, t->ram_start, (uint64_t)t->ram_start + t->ram_size);
         if (!(reset & 1))
-                return messagef(
+                return codec_message(
                         ret_message, -ENOEXEC,
                         "the image's reset vector 0x%08x is not a Thumb address (odd): this is not a "
                         "Cortex-M firmware image",
@@ -220,14 +200,14 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
         if (!a_ok) {
                 if (have_best) {
                         describe_base(where, sizeof(where), best, t->flash_base);
-                        return messagef(
+                        return codec_message(
                                 ret_message, -ENOEXEC,
                                 "the image is built for %s but would be written at 0x%08x (its reset vector "
                                 "0x%08x lies outside the written range): write it at 0x%08x or rebuild it "
                                 "with the board's bootloader offset",
                                 where, a, reset, best);
                 }
-                return messagef(
+                return codec_message(
                         ret_message, -ENOEXEC,
                         "the image's reset vector 0x%08x lies outside the written range 0x%08x-0x%08" PRIx64
                         ": the image is built for another address",
@@ -237,7 +217,7 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
          * their own code below any wrong base, and few past their end. */
         if (have_best && best_score > score_a + MAX((size_t)8, score_a / 8)) {
                 describe_base(where, sizeof(where), best, t->flash_base);
-                return messagef(
+                return codec_message(
                         ret_message, -ENOEXEC,
                         "the image is built for %s but would be written at 0x%08x (%zu of its pointers "
                         "point into the image when it sits at 0x%08x, %zu at 0x%08x): write it at 0x%08x "
@@ -254,17 +234,17 @@ int image_check_bootloader_region(const FlashImage *img, const ImageCheckTarget 
         if (!img || !t)
                 return -EINVAL;
         if (t->app_offset == 0)
-                return messagef(ret_message, IMAGE_CHECK_SKIPPED, "the board has no bootloader region");
+                return codec_message(ret_message, IMAGE_CHECK_SKIPPED, "the board has no bootloader region");
         if (!flash_image_touches(img, t->flash_base, t->app_offset))
                 return 0;
         if (t->address_explicit)
                 return 0;
-        return messagef(ret_message, -EPERM,
-                        "the image would overwrite the bootloader at 0x%08x-0x%08" PRIx64
-                        " (%u KiB); flashd writes there only when the address is given explicitly "
-                        "(--address 0x%08x) or with --force bootloader-region",
-                        t->flash_base, (uint64_t)t->flash_base + t->app_offset - 1, t->app_offset / 1024,
-                        flash_image_get_address(img));
+        return codec_message(ret_message, -EPERM,
+                             "the image would overwrite the bootloader at 0x%08x-0x%08" PRIx64
+                             " (%u KiB); flashd writes there only when the address is given explicitly "
+                             "(--address 0x%08x) or with --force bootloader-region",
+                             t->flash_base, (uint64_t)t->flash_base + t->app_offset - 1,
+                             t->app_offset / 1024, flash_image_get_address(img));
 }
 
 /* ---- Klipper data dictionary ---- */
@@ -413,21 +393,22 @@ int image_check_mcu(const FlashImage *img, const ImageCheckTarget *t, char **ret
         if (!img || !t)
                 return -EINVAL;
         if (!t->mcu)
-                return messagef(ret_message, IMAGE_CHECK_SKIPPED, "the board's MCU is not known");
+                return codec_message(ret_message, IMAGE_CHECK_SKIPPED, "the board's MCU is not known");
         r = klipper_dictionary_find(img, &mcu, &version);
         if (r == -ENOENT)
-                return messagef(ret_message, IMAGE_CHECK_SKIPPED,
-                                "the image has no Klipper data dictionary");
+                return codec_message(ret_message, IMAGE_CHECK_SKIPPED,
+                                     "the image has no Klipper data dictionary");
         if (r < 0)
                 return r;
         if (!mcu)
-                return messagef(ret_message, IMAGE_CHECK_SKIPPED,
-                                "the image's Klipper data dictionary names no MCU");
+                return codec_message(ret_message, IMAGE_CHECK_SKIPPED,
+                                     "the image's Klipper data dictionary names no MCU");
         if (strcasecmp(mcu, t->mcu) != 0)
-                return messagef(ret_message, -EMEDIUMTYPE,
-                                "the image is Klipper %s built for %s, but the board has an %s: run `make "
-                                "menuconfig` and select the board's micro-controller",
-                                strna(version), mcu, t->mcu);
+                return codec_message(
+                        ret_message, -EMEDIUMTYPE,
+                        "the image is Klipper %s built for %s, but the board has an %s: run `make "
+                        "menuconfig` and select the board's micro-controller",
+                        strna(version), mcu, t->mcu);
         return 0;
 }
 
