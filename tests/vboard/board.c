@@ -218,6 +218,9 @@ VBoard *vboard_free(VBoard *b)
 {
         if (!b)
                 return NULL;
+        /* the end of the world is the end of the mode */
+        if (b->tty_model)
+                b->tty_model->detach(b, b->tty_state);
         tty_port_free(b->tty);
         dfu_model_free(b->dfu);
         flash_model_free(b->flash);
@@ -365,9 +368,11 @@ void vboard_event(VBoard *b, const char *event, const char *detail_format, ...)
                 va_end(ap);
                 json_object_set_new(e, "detail", json_string(d));
         }
+        if (b->world->verbose) {
+                json_t *d = json_object_get(e, "detail");
+                g_printerr("vboard: %.3f %s %s %s\n", t, b->name, event, d ? json_string_value(d) : "");
+        }
         json_array_append_new(b->events, e);
-        if (b->world->verbose)
-                g_printerr("vboard: %.3f %s %s %s\n", t, b->name, event, detail_format ? "" : "");
 }
 
 /* ---- power ------------------------------------------------------------ */

@@ -351,7 +351,9 @@ int main(int argc, char **argv)
 
         g_mutex_init(&w.lock);
         w.timing = (Timing){ o.timing, o.scale };
-        w.verbose = o.verbose;
+        /* VBOARD_VERBOSE=1 turns the trace on inside tests that do not
+         * pass --verbose */
+        w.verbose = o.verbose || (getenv("VBOARD_VERBOSE") && !streq(getenv("VBOARD_VERBOSE"), "0"));
         w.start_us = g_get_monotonic_time();
         if (load_db(&w) != 0)
                 return 2;
