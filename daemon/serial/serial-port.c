@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@ struct SerialPort {
         SerialTransport transport; /* first: the ops receive &port->transport */
         int fd;
         bool is_tty;
+        char *path; /* as opened; NULL for wrapped fds */
 };
 
 static uint64_t now_usec(void)
@@ -50,6 +52,18 @@ static bool hung_up(int fd)
 static bool errno_is_gone(int e)
 {
         return e == EIO || e == ENXIO || e == ENODEV || e == EPIPE || e == ECONNRESET || e == EBADF;
+}
+
+/*
+ * After a silent timeout: has the device node gone away? A USB tty that is
+ * unplugged normally hangs up at once (EIO), but a line that just goes
+ * quiet (an emulated board whose pty outlives it, a bridge that keeps the
+ * fd alive) only shows it by its node disappearing with the device.
+ */
+static bool node_gone(const SerialPort *p)
+{
+        struct stat st;
+        return p->path && stat(p->path, &st) < 0 && errno == ENOENT;
 }
 
 /* poll() for `events` until `deadline`: 0 and the revents, -ETIMEDOUT, or -errno. */
@@ -99,6 +113,8 @@ static ssize_t port_read(SerialTransport *t, void *buf, size_t size, uint64_t ti
 
                 short revents;
                 int r = wait_fd(p->fd, POLLIN, deadline, &revents);
+                if (r == -ETIMEDOUT && node_gone(p))
+                        return -ENODEV;
                 if (r < 0)
                         return r;
                 if (revents & POLLNVAL)
@@ -127,6 +143,8 @@ static int port_write(SerialTransport *t, const void *buf, size_t size, uint64_t
 
                 short revents;
                 int r = wait_fd(p->fd, POLLOUT, deadline, &revents);
+                if (r == -ETIMEDOUT && node_gone(p))
+                        return -ENODEV;
                 if (r < 0)
                         return r;
                 if (revents & (POLLHUP | POLLERR | POLLNVAL))
@@ -269,6 +287,9 @@ int serial_port_open(SerialPort **ret, const char *path, unsigned baud)
         }
         p->transport.ops = &port_ops;
         p->is_tty = true;
+        p->path = strdup(path);
+        if (!p->path)
+                return -ENOMEM;
 
         if (baud > 0) {
                 r = make_raw(p->fd);
@@ -313,6 +334,7 @@ SerialPort *serial_port_free(SerialPort *p)
         if (!p)
                 return NULL;
         safe_close(p->fd);
+        free(p->path);
         free(p);
         return NULL;
 }

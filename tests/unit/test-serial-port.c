@@ -121,6 +121,27 @@ static void test_port(void)
         CHECK_INT(serial_port_open(&q, "/dev/null", 115200), -ENOTTY);
 }
 
+/* A line that goes quiet while its node disappears (a bridge or emulator
+ * that keeps the fd alive) is a device that went away, not a timeout. */
+static void test_node_gone(void)
+{
+        char slave[128], dir[] = "/tmp/test-serial-node-XXXXXX", link[256];
+        int m = open_pty(slave, sizeof(slave));
+        CHECK(m >= 0);
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(link, sizeof(link), "%s/ttyACM7", dir);
+        CHECK_INT(symlink(slave, link), 0);
+
+        _cleanup_(serial_port_freep) SerialPort *p = NULL;
+        CHECK_INT(serial_port_open(&p, link, 115200), 0);
+        uint8_t buf[8];
+        CHECK_INT(serial_transport_read(serial_port_get_transport(p), buf, sizeof(buf), 20000), -ETIMEDOUT);
+        CHECK_INT(unlink(link), 0);
+        CHECK_INT(serial_transport_read(serial_port_get_transport(p), buf, sizeof(buf), 20000), -ENODEV);
+        CHECK_INT(rmdir(dir), 0);
+        close(m);
+}
+
 static void test_request_uart(void)
 {
         char slave[128];
@@ -308,6 +329,7 @@ static void test_holder(void)
 int main(void)
 {
         test_port();
+        test_node_gone();
         test_request_uart();
         test_request_usb();
         test_holder();
