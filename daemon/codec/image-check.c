@@ -251,7 +251,7 @@ int image_check_bootloader_region(const FlashImage *img, const ImageCheckTarget 
 
 /* Bytes one scan may inflate in total: a crafted image full of zlib streams
  * must not keep the daemon busy for long. */
-#define KLIPPER_DICT_SCAN_BUDGET (64U * 1024U * 1024U)
+#define KLIPPER_DICT_SCAN_BUDGET (8U * 1024U * 1024U)
 
 /* Inflate one zlib stream starting at buf; -EBADMSG when it is not one or
  * does not start like a JSON object. */

@@ -29,7 +29,7 @@
 #define IMAGE_CHECK_SKIPPED 1
 
 /* Upper bound for an inflated data dictionary (Klipper's are ~10-60 KiB). */
-#define KLIPPER_DICT_MAX_SIZE (4U * 1024U * 1024U)
+#define KLIPPER_DICT_MAX_SIZE (1024U * 1024U)
 
 typedef enum ImageCheck {
         IMAGE_CHECK_FIT,
