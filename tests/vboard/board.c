@@ -19,9 +19,9 @@ static const char *const board_mode_table[_BOARD_MODE_MAX] = {
 };
 
 static const char *const quirk_table[_QUIRK_MAX] = {
-        [QUIRK_SHORT_STRING] = "short-string",     [QUIRK_GARBAGE_TAIL] = "garbage-tail",
-        [QUIRK_ERROR_AT_START] = "error-at-start", [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
-        [QUIRK_NO_1200_REBOOT] = "no-1200-reboot", [QUIRK_UNPLUG] = "unplug",
+        [QUIRK_SHORT_STRING] = "short-string",         [QUIRK_GARBAGE_TAIL] = "garbage-tail",
+        [QUIRK_ERROR_AT_START] = "error-at-start",     [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
+        [QUIRK_NO_1200_REBOOT] = "no-1200-reboot",     [QUIRK_UNPLUG] = "unplug",
         [QUIRK_KATAPULT_CORRUPT] = "katapult-corrupt", [QUIRK_KATAPULT_NACK] = "katapult-nack",
         [QUIRK_KATAPULT_BUSY] = "katapult-busy",       [QUIRK_KATAPULT_SLOW] = "katapult-slow",
 };
@@ -98,7 +98,8 @@ static int sectors_from_layout(const char *layout, FlashSector **ret, size_t *re
         return 0;
 }
 
-static int find_variant(World *w, const char *name, const Board **ret_board, const BoardVariant **ret_variant)
+static int find_variant(World *w, const char *name, const Board **ret_board,
+                        const BoardVariant **ret_variant)
 {
         for (size_t i = 0; i < w->db->n_boards; i++) {
                 const Board *bd = &w->db->boards[i];
@@ -127,7 +128,8 @@ static void uid_words(const char *uid, uint32_t w[3])
                 bytes[i] = (uint8_t)strtoul(h, NULL, 16);
         }
         for (size_t i = 0; i < 3; i++)
-                w[i] = bytes[4 * i] | bytes[4 * i + 1] << 8 | bytes[4 * i + 2] << 16 | (uint32_t)bytes[4 * i + 3] << 24;
+                w[i] = bytes[4 * i] | bytes[4 * i + 1] << 8 | bytes[4 * i + 2] << 16 |
+                       (uint32_t)bytes[4 * i + 3] << 24;
 }
 
 void vboard_set_uid(VBoard *b, const char *uid)
@@ -194,8 +196,8 @@ int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
         if (r >= 0)
                 r = sectors_from_layout(ob, &ob_sectors, &n_ob);
         if (r >= 0)
-                r = flash_model_new(&b->option_bytes, ob_sectors[0].address, ob_sectors[0].size, false, ob_sectors,
-                                    1);
+                r = flash_model_new(&b->option_bytes, ob_sectors[0].address, ob_sectors[0].size, false,
+                                    ob_sectors, 1);
         if (r >= 0)
                 r = dfu_model_new(&b->dfu, &w->timing, b->transfer_size);
         if (r >= 0)

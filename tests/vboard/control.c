@@ -139,8 +139,8 @@ static json_t *do_dump(World *w, VBoard *b, char **argv, int argc)
                 return error_reply("dump: 0x%08x+%u is outside the flash", addr, len);
         if (!g_file_set_contents(argv[1], (const char *)buf, len, &error))
                 return error_reply("dump: %s", error->message);
-        return json_pack("{s:b,s:s,s:i,s:i}", "ok", 1, "file", argv[1], "address", (json_int_t)addr, "length",
-                         (json_int_t)len);
+        return json_pack("{s:b,s:s,s:i,s:i}", "ok", 1, "file", argv[1], "address", (json_int_t)addr,
+                         "length", (json_int_t)len);
 }
 
 static gboolean check_waiters(gpointer userdata);
@@ -152,8 +152,9 @@ static gboolean on_wait_timeout(gpointer userdata)
 
         wt->timeout = 0;
         ctl->waiters = g_list_remove(ctl->waiters, wt);
-        answer(wt->client, error_reply("timeout: board %u is %s, not %s", wt->board->index,
-                                       board_mode_to_string(wt->board->mode), board_mode_to_string(wt->mode)));
+        answer(wt->client,
+               error_reply("timeout: board %u is %s, not %s", wt->board->index,
+                           board_mode_to_string(wt->board->mode), board_mode_to_string(wt->mode)));
         client_unref(wt->client);
         g_free(wt);
         return G_SOURCE_REMOVE;
@@ -177,7 +178,8 @@ static gboolean check_waiters(gpointer userdata)
                         ctl->waiters = g_list_delete_link(ctl->waiters, l);
                         g_source_remove(wt->timeout);
                         g_mutex_lock(&w->lock);
-                        answer(wt->client, json_pack("{s:b,s:o}", "ok", 1, "board", vboard_describe(wt->board)));
+                        answer(wt->client,
+                               json_pack("{s:b,s:o}", "ok", 1, "board", vboard_describe(wt->board)));
                         g_mutex_unlock(&w->lock);
                         client_unref(wt->client);
                         g_free(wt);
@@ -212,9 +214,10 @@ static json_t *handle(Client *c, char **argv, int argc)
                 return json_pack("{s:b,s:o}", "ok", 1, "boards", a);
         }
         if (streq(verb, "help"))
-                return json_pack("{s:b,s:s}", "ok", 1, "verbs",
-                                 "list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
-                                 "wait help");
+                return json_pack(
+                        "{s:b,s:s}", "ok", 1, "verbs",
+                        "list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
+                        "wait help");
         if (argc < 2)
                 return error_reply("usage: %s BOARD ...", verb);
         b = world_find_board(w, argv[1]);

@@ -31,8 +31,10 @@ static const char uart_request[] = " \x1c Request Serial Bootloader!! ~";
 static void klipper_reboot(VBoard *b, KlipperTty *k, const char *event)
 {
         k->rebooting = true;
-        vboard_event(b, event, "rebooting into %s", board_bootloader_to_string(b->bootloader) ?: "bootloader");
-        vboard_schedule(b, 0, b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
+        vboard_event(b, event, "rebooting into %s",
+                     board_bootloader_to_string(b->bootloader) ?: "bootloader");
+        vboard_schedule(b, 0,
+                        b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
                         timing_reenumerate_us(&b->world->timing), event);
 }
 

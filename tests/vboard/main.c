@@ -58,7 +58,8 @@ static void usage(FILE *f)
               "       vboard [--control PATH] ctl VERB [ARGS...]\n"
               "       vboard --list-boards\n"
               "Quirks: short-string garbage-tail error-at-start reset-on-leave no-1200-reboot unplug=N[,M]\n"
-              "Control verbs: list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats wait\n",
+              "Control verbs: list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
+              "wait\n",
               f);
 }
 
@@ -227,7 +228,8 @@ static int setup_boards(World *w, Options *o)
                         unsigned n;
                         char end;
                         if (sscanf(s->port, "1-1.%u%c", &n, &end) != 1 || n < 1 || n > VBOARD_MAX_BOARDS)
-                                return fail("--port: 1-1.N with N in 1..%d, not %s", VBOARD_MAX_BOARDS, s->port);
+                                return fail("--port: 1-1.N with N in 1..%d, not %s", VBOARD_MAX_BOARDS,
+                                            s->port);
                         g_free(b->port);
                         b->port = g_strdup(s->port);
                         b->port_number = n;
@@ -239,7 +241,8 @@ static int setup_boards(World *w, Options *o)
                         vboard_set_uid(b, s->uid);
                 b->bootloader = s->bootloader;
                 if (b->bootloader == BOARD_BOOTLOADER_KATAPULT && !tty_model_for_mode(BOARD_MODE_KATAPULT))
-                        return fail("--bootloader katapult: the Katapult model is not built into this vboard yet");
+                        return fail("--bootloader katapult: the Katapult model is not built into this "
+                                    "vboard yet");
                 for (unsigned k = 0; k < s->quirks->len; k++)
                         if (vboard_set_quirk(b, s->quirks->pdata[k], true) < 0)
                                 return fail("bad quirk %s (short-string garbage-tail error-at-start "
@@ -261,8 +264,8 @@ static int write_outputs(World *w, Options *o)
 
         if (o->dump)
                 for (size_t i = 0; i < w->n_boards; i++) {
-                        g_autofree char *path = w->n_boards == 1 ? g_strdup(o->dump)
-                                                                 : g_strdup_printf("%s.%zu", o->dump, i);
+                        g_autofree char *path =
+                                w->n_boards == 1 ? g_strdup(o->dump) : g_strdup_printf("%s.%zu", o->dump, i);
                         g_autoptr(GError) error = NULL;
                         if (!g_file_set_contents(path, (const char *)w->boards[i]->flash->data,
                                                  w->boards[i]->flash->size, &error))
@@ -393,7 +396,8 @@ int main(int argc, char **argv)
         {
                 g_autoptr(GError) error = NULL;
                 if (!g_spawn_async(NULL, o.command, NULL,
-                                   G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD | G_SPAWN_CHILD_INHERITS_STDIN,
+                                   G_SPAWN_SEARCH_PATH | G_SPAWN_DO_NOT_REAP_CHILD |
+                                           G_SPAWN_CHILD_INHERITS_STDIN,
                                    NULL, NULL, &run.pid, &error))
                         return fail("cannot run %s: %s", o.command[0], error->message);
         }

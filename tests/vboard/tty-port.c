@@ -223,10 +223,10 @@ int tty_port_attach(World *w, VBoard *b, UsbDevice *d, const UsbIdentity *id)
                             "E: ID_PATH=pci-0000:00:14.0-usb-0:%s:1.0\n"
                             "E: DEVLINKS=/dev/serial/by-id/%s\n"
                             "A: dev=166:%u\\n\n",
-                            p->syspath + strlen("/sys"), node_line,
-                            p->name, b->index, id->manufacturer, id->manufacturer, id->vid, id->product,
-                            id->product, id->pid, id->bcd_device, serial, id->serial, id->manufacturer,
-                            id->product, serial, id->serial, b->port + 2, p->by_id, b->index);
+                            p->syspath + strlen("/sys"), node_line, p->name, b->index, id->manufacturer,
+                            id->manufacturer, id->vid, id->product, id->product, id->pid, id->bcd_device,
+                            serial, id->serial, id->manufacturer, id->product, serial, id->serial,
+                            b->port + 2, p->by_id, b->index);
         if (!umockdev_testbed_add_from_string(w->testbed, s, &error)) {
                 g_printerr("vboard: umockdev: %s\n", error->message);
                 return -EIO;
@@ -305,7 +305,8 @@ void tty_port_detach(World *w, VBoard *b)
         devdir = g_build_filename(w->testbed_root, "dev", NULL);
         {
                 g_autofree char *a = g_build_filename(devdir, "serial", "by-id", p->by_id, NULL);
-                g_autofree char *c = g_build_filename(w->ioctl_dir, "dev", "serial", "by-id", p->by_id, NULL);
+                g_autofree char *c =
+                        g_build_filename(w->ioctl_dir, "dev", "serial", "by-id", p->by_id, NULL);
                 unlink(a);
                 unlink(c);
         }

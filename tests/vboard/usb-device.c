@@ -10,7 +10,7 @@
 #include "usb-device.h"
 
 #define SYS_USB1 "/sys/devices/pci0000:00/0000:00:14.0/usb1"
-#define SYS_HUB SYS_USB1 "/1-1"
+#define SYS_HUB  SYS_USB1 "/1-1"
 
 typedef struct PendingUrb {
         UMockdevIoctlClient *client;
@@ -73,8 +73,8 @@ static GBytes *config_finish(GByteArray *a)
         return g_byte_array_free_to_bytes(a);
 }
 
-static void interface(GByteArray *a, uint8_t num, uint8_t alt, uint8_t n_ep, uint8_t cls, uint8_t sub, uint8_t proto,
-                      uint8_t istr)
+static void interface(GByteArray *a, uint8_t num, uint8_t alt, uint8_t n_ep, uint8_t cls, uint8_t sub,
+                      uint8_t proto, uint8_t istr)
 {
         put8(a, 9);
         put8(a, 4);
@@ -378,8 +378,7 @@ static int control(UsbDevice *d, uint8_t type, uint8_t req, uint16_t value, uint
                     b->dfu->dnloads - b->blocks_at_power_up >= b->unplug_after_blocks) {
                         /* cable pulled right after the Nth data block */
                         d->gone = true;
-                        vboard_schedule(b, 0,
-                                        b->unplug_replug_ms >= 0 ? (BoardMode)-1 : BOARD_MODE_OFF,
+                        vboard_schedule(b, 0, b->unplug_replug_ms >= 0 ? (BoardMode)-1 : BOARD_MODE_OFF,
                                         b->unplug_replug_ms >= 0 ? (uint64_t)b->unplug_replug_ms * 1000 : 0,
                                         "unplug quirk");
                 }
@@ -442,7 +441,8 @@ static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData 
                 }
                 {
                         uint8_t *s = buf->data;
-                        uint16_t value = s[2] | s[3] << 8, index = s[4] | s[5] << 8, length = s[6] | s[7] << 8;
+                        uint16_t value = s[2] | s[3] << 8, index = s[4] | s[5] << 8,
+                                 length = s[6] | s[7] << 8;
                         if ((size_t)length + 8 > (size_t)urb->buffer_length)
                                 length = (uint16_t)(urb->buffer_length - 8);
                         r = control(d, s[0], s[1], value, index, length, s + 8);
@@ -537,7 +537,8 @@ static gboolean on_usb_ioctl(UMockdevIoctlBase *base, UMockdevIoctlClient *clien
 
         switch (request) {
         case USBDEVFS_GET_CAPABILITIES: {
-                g_autoptr(UMockdevIoctlData) v = umockdev_ioctl_data_resolve(arg, 0, sizeof(uint32_t), &error);
+                g_autoptr(UMockdevIoctlData) v =
+                        umockdev_ioctl_data_resolve(arg, 0, sizeof(uint32_t), &error);
                 if (!v) {
                         umockdev_ioctl_client_complete(client, -1, EFAULT);
                         break;
@@ -583,8 +584,8 @@ static gboolean on_usb_ioctl(UMockdevIoctlBase *base, UMockdevIoctlClient *clien
                         dfu_model_bus_reset(d->board->dfu, now);
                         if (dfu_model_pending_action(d->board->dfu, NULL) == DFU_ACTION_LEAVE) {
                                 dfu_model_clear_action(d->board->dfu);
-                                vboard_schedule(d->board, 0, (BoardMode)-1, timing_reenumerate_us(&w->timing),
-                                                "usb reset after leave");
+                                vboard_schedule(d->board, 0, (BoardMode)-1,
+                                                timing_reenumerate_us(&w->timing), "usb reset after leave");
                         }
                 }
                 umockdev_ioctl_client_complete(client, 0, 0);
@@ -709,11 +710,11 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                 "A: bConfigurationValue=1\\n\nA: bNumConfigurations=1\\n\n"
                 "A: manufacturer=%s\\n\nA: product=%s\\n\nA: serial=%s\\n\n"
                 "H: descriptors=%s\n",
-                d->syspath + strlen("/sys"), d->devnum, d->devnode, d->devnum, id->vid, id->pid, id->bcd_device,
-                mode == BOARD_MODE_DFU ? 0 : 2, vendor, id->manufacturer, id->vid, model, id->product, id->pid,
-                id->bcd_device, vendor, model, id->serial, id->serial, ifaces, port_dots, path_tag, d->devnum,
-                port_dots, id->vid, id->pid, id->bcd_device, id->manufacturer, id->product, id->serial,
-                desc_hex);
+                d->syspath + strlen("/sys"), d->devnum, d->devnode, d->devnum, id->vid, id->pid,
+                id->bcd_device, mode == BOARD_MODE_DFU ? 0 : 2, vendor, id->manufacturer, id->vid, model,
+                id->product, id->pid, id->bcd_device, vendor, model, id->serial, id->serial, ifaces,
+                port_dots, path_tag, d->devnum, port_dots, id->vid, id->pid, id->bcd_device,
+                id->manufacturer, id->product, id->serial, desc_hex);
         if (!add_from_string(w, s)) {
                 usb_device_free(d);
                 return -EIO;
@@ -737,13 +738,12 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                                                 "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=00\\n\n",
                                                 d->syspath + strlen("/sys"), b->port));
         else
-                s = (g_free(s),
-                     g_strdup_printf("P: %s/%s:1.0\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\n"
-                                     "E: DRIVER=cdc_acm\nE: INTERFACE=2/2/1\n"
-                                     "A: bInterfaceNumber=00\\n\nA: bInterfaceClass=02\\n\n"
-                                     "A: bInterfaceSubClass=02\\n\nA: bInterfaceProtocol=01\\n\n"
-                                     "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=01\\n\n",
-                                     d->syspath + strlen("/sys"), b->port));
+                s = (g_free(s), g_strdup_printf("P: %s/%s:1.0\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\n"
+                                                "E: DRIVER=cdc_acm\nE: INTERFACE=2/2/1\n"
+                                                "A: bInterfaceNumber=00\\n\nA: bInterfaceClass=02\\n\n"
+                                                "A: bInterfaceSubClass=02\\n\nA: bInterfaceProtocol=01\\n\n"
+                                                "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=01\\n\n",
+                                                d->syspath + strlen("/sys"), b->port));
         add_from_string(w, s);
         d->iface_syspath = g_strdup_printf("%s/%s:1.0", d->syspath, b->port);
         w->usb_by_devnum[d->devnum] = d;
