@@ -44,6 +44,14 @@ static json_t *alt_to_json(const InventoryAlt *a)
                          "diagnostic", json_string_or_null(a->diagnostic));
 }
 
+static bool strv_contains(char **l, const char *s)
+{
+        for (; l && *l; l++)
+                if (streq(*l, s))
+                        return true;
+        return false;
+}
+
 static void hints_add(json_t *hints, char **l)
 {
         for (; l && *l; l++) {
@@ -85,10 +93,20 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
                                       json_pack("{s:s,s:s,s:o}", "name", e->candidates[i].board->name,
                                                 "variant", e->candidates[i].variant->id, "mcu",
                                                 json_string_or_null(e->candidates[i].variant->mcu)));
-                /* Hints only for a known board: advice for a different board misleads. */
+                /* Advice for a different board misleads: with a known board
+                 * every hint of its candidate variants, else only the hints
+                 * that every candidate shares. */
                 if (e->board)
                         hints_add(hints, e->candidates[i].variant->hints);
         }
+        if (!e->board && e->n_candidates > 0)
+                for (char **h = e->candidates[0].variant->hints; h && *h; h++) {
+                        bool everywhere = true;
+                        for (size_t i = 1; i < e->n_candidates && everywhere; i++)
+                                everywhere = strv_contains(e->candidates[i].variant->hints, *h);
+                        if (everywhere)
+                                json_array_append_new(hints, json_string(*h));
+                }
         for (size_t i = 0; i < e->n_diagnostics; i++)
                 json_array_append_new(diagnostics, json_string(e->diagnostics[i]));
         for (size_t i = 0; i < e->n_alts; i++) {

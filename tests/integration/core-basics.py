@@ -4,6 +4,7 @@
 JSON-RPC error handling."""
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -168,6 +169,36 @@ def test_config_file():
         bad.cleanup()
 
 
+def test_socket_activation():
+    """Without --socket, flashd takes its listening socket from systemd
+    (LISTEN_FDS), here from systemd-socket-activate."""
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        raise harness.Skip("systemd-socket-activate not installed")
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="flashd-sa-") as tmp:
+        path = os.path.join(tmp, "activated.sock")
+        log = open(os.path.join(tmp, "log"), "wb")
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+        p = subprocess.Popen([activate, "-l", path, "--fdname=flashd",
+                              harness.flashd_binary(), "--state-dir", os.path.join(tmp, "state"),
+                              "--boards-dir", harness.boards_dir()],
+                             stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            harness.wait_for(lambda: os.path.exists(path), what="activation socket")
+            # the first connection starts flashd, which takes the fd
+            with harness.RpcClient(path) as c:
+                assert c.call("server.info")["boards"] >= 8
+            with open(os.path.join(tmp, "log"), "rb") as f:
+                text = f.read().decode(errors="replace")
+            assert "socket-activated fd 3 (flashd)" in text, text
+        finally:
+            p.send_signal(signal.SIGTERM)
+            rc = p.wait(10)
+            log.close()
+        assert rc == 0, rc
+
+
 def test_bad_board_db_refuses_to_start():
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,4 +217,4 @@ if __name__ == "__main__":
     harness.main([test_help_and_version, test_ready_status_and_clean_stop, test_sigint_stops,
                   test_stale_socket_replaced_and_live_one_kept, test_server_info_and_identify,
                   test_device_and_board_methods, test_jsonrpc_errors, test_config_file,
-                  test_bad_board_db_refuses_to_start])
+                  test_socket_activation, test_bad_board_db_refuses_to_start])

@@ -61,5 +61,32 @@ int main(void)
         CHECK_STR(c->boards_dirs[1], "/b");
         CHECK(c->boards_dirs[2] == NULL);
         config_free(c);
+
+        /* The example daemon/flashd.conf parses and states the defaults. */
+        const char *root = getenv("FLASHD_SOURCE_ROOT");
+        if (root) {
+                char path[4096];
+                Config *def = NULL, *ex = NULL;
+                char *error = NULL;
+                snprintf(path, sizeof(path), "%s/daemon/flashd.conf", root);
+                CHECK_INT(config_new(&def), 0);
+                CHECK_INT(config_new(&ex), 0);
+                int r = config_load_file(ex, path, &error);
+                if (r < 0)
+                        fprintf(stderr, "%s: %s\n", path, strna(error));
+                CHECK_INT(r, 0);
+                CHECK_STR(ex->socket_group, def->socket_group);
+                CHECK_STR(ex->flash_group, def->flash_group);
+                CHECK_STR(ex->state_dir, def->state_dir);
+                CHECK_INT(ex->log_level, def->log_level);
+                CHECK_INT(ex->n_boards_dirs, 0);
+                CHECK_INT(ex->retry_interrupted, def->retry_interrupted);
+                CHECK(ex->reboot_wait_sec == def->reboot_wait_sec);
+                CHECK(ex->bootloader_timeout_sec == def->bootloader_timeout_sec);
+                CHECK(ex->app_timeout_sec == def->app_timeout_sec);
+                free(error);
+                config_free(def);
+                config_free(ex);
+        }
         TESTS_EXIT();
 }

@@ -93,6 +93,17 @@ static void test_lifecycle(Inventory *inv)
                   2); /* octopus, octopus-pro */
         CHECK(json_is_null(json_object_get(seen[0].object, "board")));
         CHECK(json_is_null(json_object_get(seen[0].object, "layout")));
+        /* Board unknown: only the hints both candidates share. */
+        bool has_f429_hint = false, has_crystal_hint = false;
+        size_t k;
+        json_t *h;
+        json_array_foreach (json_object_get(seen[0].object, "hints"), k, h) {
+                has_f429_hint |=
+                        strstr(json_string_value(h), "F429 may ignore the 1200-baud reboot") != NULL;
+                has_crystal_hint |= strstr(json_string_value(h), "crystal") != NULL;
+        }
+        CHECK(has_f429_hint);
+        CHECK(!has_crystal_hint || json_array_size(json_object_get(seen[0].object, "hints")) > 0);
 
         /* The same uevent again changes nothing. */
         CHECK_INT(inventory_apply_usb(inv, &app), 0);
