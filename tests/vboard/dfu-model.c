@@ -7,67 +7,12 @@
 #include "dfu-model.h"
 #include "macros.h"
 
-static const char *const dfu_state_table[_DFU_STATE_MAX] = {
-        [DFU_STATE_APP_IDLE] = "appIDLE",
-        [DFU_STATE_APP_DETACH] = "appDETACH",
-        [DFU_STATE_DFU_IDLE] = "dfuIDLE",
-        [DFU_STATE_DNLOAD_SYNC] = "dfuDNLOAD-SYNC",
-        [DFU_STATE_DNBUSY] = "dfuDNBUSY",
-        [DFU_STATE_DNLOAD_IDLE] = "dfuDNLOAD-IDLE",
-        [DFU_STATE_MANIFEST_SYNC] = "dfuMANIFEST-SYNC",
-        [DFU_STATE_MANIFEST] = "dfuMANIFEST",
-        [DFU_STATE_MANIFEST_WAIT_RESET] = "dfuMANIFEST-WAIT-RESET",
-        [DFU_STATE_UPLOAD_IDLE] = "dfuUPLOAD-IDLE",
-        [DFU_STATE_ERROR] = "dfuERROR",
-};
-
-static const char *const dfu_status_table[_DFU_STATUS_MAX] = {
-        [DFU_STATUS_OK] = "OK",
-        [DFU_STATUS_ERR_TARGET] = "errTARGET",
-        [DFU_STATUS_ERR_FILE] = "errFILE",
-        [DFU_STATUS_ERR_WRITE] = "errWRITE",
-        [DFU_STATUS_ERR_ERASE] = "errERASE",
-        [DFU_STATUS_ERR_CHECK_ERASED] = "errCHECK_ERASED",
-        [DFU_STATUS_ERR_PROG] = "errPROG",
-        [DFU_STATUS_ERR_VERIFY] = "errVERIFY",
-        [DFU_STATUS_ERR_ADDRESS] = "errADDRESS",
-        [DFU_STATUS_ERR_NOTDONE] = "errNOTDONE",
-        [DFU_STATUS_ERR_FIRMWARE] = "errFIRMWARE",
-        [DFU_STATUS_ERR_VENDOR] = "errVENDOR",
-        [DFU_STATUS_ERR_USBR] = "errUSBR",
-        [DFU_STATUS_ERR_POR] = "errPOR",
-        [DFU_STATUS_ERR_UNKNOWN] = "errUNKNOWN",
-        [DFU_STATUS_ERR_STALLEDPKT] = "errSTALLEDPKT",
-};
-
-static const char *const dfu_request_table[_DFU_REQUEST_MAX] = {
-        [DFU_REQUEST_DETACH] = "DETACH",       [DFU_REQUEST_DNLOAD] = "DNLOAD",
-        [DFU_REQUEST_UPLOAD] = "UPLOAD",       [DFU_REQUEST_GETSTATUS] = "GETSTATUS",
-        [DFU_REQUEST_CLRSTATUS] = "CLRSTATUS", [DFU_REQUEST_GETSTATE] = "GETSTATE",
-        [DFU_REQUEST_ABORT] = "ABORT",
-};
-
 static const char *const dfu_action_table[_DFU_ACTION_MAX] = {
         [DFU_ACTION_NONE] = "none",
         [DFU_ACTION_LEAVE] = "leave",
         [DFU_ACTION_RESET] = "reset",
         [DFU_ACTION_VANISH] = "vanish",
 };
-
-const char *dfu_state_to_string(DfuState s)
-{
-        return s < _DFU_STATE_MAX ? dfu_state_table[s] : NULL;
-}
-
-const char *dfu_status_to_string(DfuStatus s)
-{
-        return s < _DFU_STATUS_MAX ? dfu_status_table[s] : NULL;
-}
-
-const char *dfu_request_to_string(DfuRequest r)
-{
-        return r < _DFU_REQUEST_MAX ? dfu_request_table[r] : NULL;
-}
 
 const char *dfu_action_to_string(DfuAction a)
 {
@@ -119,7 +64,7 @@ void dfu_model_power_up(DfuModel *m, bool error_at_start)
         m->action = DFU_ACTION_NONE;
         m->action_at = 0;
         if (error_at_start) {
-                m->state = DFU_STATE_ERROR;
+                m->state = DFU_STATE_DFU_ERROR;
                 m->status = DFU_STATUS_ERR_FIRMWARE;
         } else {
                 m->state = DFU_STATE_DFU_IDLE;
@@ -132,7 +77,7 @@ void dfu_model_bus_reset(DfuModel *m, uint64_t now_us)
         /* DFU 1.1 Appendix A: a USB reset in dfuMANIFEST-WAIT-RESET (or while
          * manifesting) ends DFU mode; elsewhere the ROM stays in DFU mode
          * and starts over in dfuIDLE. */
-        if (m->state == DFU_STATE_MANIFEST_WAIT_RESET || m->state == DFU_STATE_MANIFEST) {
+        if (m->state == DFU_STATE_DFU_MANIFEST_WAIT_RESET || m->state == DFU_STATE_DFU_MANIFEST) {
                 m->action = DFU_ACTION_LEAVE;
                 m->action_at = now_us;
                 return;
@@ -178,17 +123,17 @@ static FlashModel *memory(DfuModel *m)
 static int stall(DfuModel *m)
 {
         m->stalls++;
-        m->state = DFU_STATE_ERROR;
+        m->state = DFU_STATE_DFU_ERROR;
         m->status = DFU_STATUS_ERR_STALLEDPKT;
         return -EPIPE;
 }
 
-static void start_busy(DfuModel *m, uint64_t now_us, uint64_t duration_us, DfuStatus result)
+static void start_busy(DfuModel *m, uint64_t now_us, uint64_t duration_us, DfuStatusCode result)
 {
-        m->state = DFU_STATE_DNBUSY;
+        m->state = DFU_STATE_DFU_DNBUSY;
         m->busy_until = now_us + duration_us;
         m->busy_status = result;
-        m->busy_next = result == DFU_STATUS_OK ? DFU_STATE_DNLOAD_IDLE : DFU_STATE_ERROR;
+        m->busy_next = result == DFU_STATUS_OK ? DFU_STATE_DFU_DNLOAD_IDLE : DFU_STATE_DFU_ERROR;
 }
 
 /* Run the DNLOAD block received in dfuDNLOAD-SYNC (UM0424 / AN3156 3.x):
@@ -264,11 +209,11 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
         uint32_t poll = 0;
 
         switch (m->state) {
-        case DFU_STATE_DNLOAD_SYNC:
+        case DFU_STATE_DFU_DNLOAD_SYNC:
                 execute_block(m, now_us);
                 poll = timing_poll_timeout_ms(m->busy_until - now_us);
                 break;
-        case DFU_STATE_DNBUSY:
+        case DFU_STATE_DFU_DNBUSY:
                 if (now_us < m->busy_until) {
                         /* asked too early: still busy */
                         poll = timing_poll_timeout_ms(m->busy_until - now_us);
@@ -277,10 +222,10 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 m->state = m->busy_next;
                 m->status = m->busy_status;
                 break;
-        case DFU_STATE_MANIFEST_SYNC:
+        case DFU_STATE_DFU_MANIFEST_SYNC:
                 if (m->reset_on_leave) {
                         /* the defect: the ROM resets before it answers */
-                        m->state = DFU_STATE_MANIFEST_WAIT_RESET;
+                        m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
                         m->action = DFU_ACTION_VANISH;
                         m->action_at = now_us;
                         emit(m, "leave", m->address, 0);
@@ -289,29 +234,29 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 /* DFU 1.1 A.2.6: answer dfuMANIFEST; the ROM is not
                  * manifestation tolerant and, with bitWillDetach, resets on
                  * its own (AN3156 "Leave DFU mode"). */
-                m->state = DFU_STATE_MANIFEST;
+                m->state = DFU_STATE_DFU_MANIFEST;
                 m->busy_until = now_us + timing_manifest_us(m->timing);
                 poll = timing_poll_timeout_ms(m->busy_until - now_us);
                 m->action = DFU_ACTION_LEAVE;
                 m->action_at = m->busy_until;
                 emit(m, "leave", m->address, 0);
                 break;
-        case DFU_STATE_MANIFEST:
+        case DFU_STATE_DFU_MANIFEST:
                 if (now_us < m->busy_until) {
                         poll = timing_poll_timeout_ms(m->busy_until - now_us);
                         break;
                 }
-                m->state = DFU_STATE_MANIFEST_WAIT_RESET;
+                m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
                 break;
-        case DFU_STATE_MANIFEST_WAIT_RESET:
+        case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
                 /* DFU 1.1 A.2.8: the device no longer answers */
                 return stall(m);
         case DFU_STATE_APP_IDLE:
         case DFU_STATE_APP_DETACH:
         case DFU_STATE_DFU_IDLE:
-        case DFU_STATE_DNLOAD_IDLE:
-        case DFU_STATE_UPLOAD_IDLE:
-        case DFU_STATE_ERROR:
+        case DFU_STATE_DFU_DNLOAD_IDLE:
+        case DFU_STATE_DFU_UPLOAD_IDLE:
+        case DFU_STATE_DFU_ERROR:
         case _DFU_STATE_MAX:
                 break;
         }
@@ -334,19 +279,19 @@ static int dnload(DfuModel *m, uint16_t w_value, uint16_t w_length, const uint8_
                 /* DFU 1.1 A.2.5 / UM0424 "Leave": a zero-length DNLOAD in
                  * dfuDNLOAD-IDLE ends the download (dfu-util sends wValue 2,
                  * the ROM ignores it); in dfuIDLE it is a stall. */
-                if (m->state != DFU_STATE_DNLOAD_IDLE)
+                if (m->state != DFU_STATE_DFU_DNLOAD_IDLE)
                         return stall(m);
-                m->state = DFU_STATE_MANIFEST_SYNC;
+                m->state = DFU_STATE_DFU_MANIFEST_SYNC;
                 return 0;
         }
-        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DNLOAD_IDLE)
+        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DFU_DNLOAD_IDLE)
                 return stall(m);
         if (w_length > m->transfer_size || w_value == 1)
                 return stall(m);
         memcpy(m->block, data, w_length);
         m->block_len = w_length;
         m->block_num = w_value;
-        m->state = DFU_STATE_DNLOAD_SYNC;
+        m->state = DFU_STATE_DFU_DNLOAD_SYNC;
         return 0;
 }
 
@@ -355,7 +300,7 @@ static int upload(DfuModel *m, uint16_t w_value, uint16_t w_length, uint8_t *dat
         FlashModel *mem = memory(m);
         uint32_t addr, n;
 
-        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_UPLOAD_IDLE)
+        if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DFU_UPLOAD_IDLE)
                 return stall(m);
         if (w_length > m->transfer_size || w_value == 1)
                 return stall(m);
@@ -379,7 +324,7 @@ static int upload(DfuModel *m, uint16_t w_value, uint16_t w_length, uint8_t *dat
                 m->bytes_uploaded += n;
         }
         /* DFU 1.1 A.2.10: a short frame ends the upload */
-        m->state = n < w_length ? DFU_STATE_DFU_IDLE : DFU_STATE_UPLOAD_IDLE;
+        m->state = n < w_length ? DFU_STATE_DFU_IDLE : DFU_STATE_DFU_UPLOAD_IDLE;
         return (int)n;
 }
 
@@ -393,7 +338,7 @@ int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uin
 
         /* dfuDNBUSY: DFU 1.1 A.2.4, any request but (an early) GETSTATUS
          * stalls; same for dfuMANIFEST (A.2.7). */
-        if ((m->state == DFU_STATE_DNBUSY || m->state == DFU_STATE_MANIFEST) &&
+        if ((m->state == DFU_STATE_DFU_DNBUSY || m->state == DFU_STATE_DFU_MANIFEST) &&
             b_request != DFU_REQUEST_GETSTATUS)
                 return stall(m);
 
@@ -419,7 +364,7 @@ int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uin
                         return stall(m);
                 return getstatus(m, now_us, data, w_length);
         case DFU_REQUEST_CLRSTATUS:
-                if (in || m->state != DFU_STATE_ERROR)
+                if (in || m->state != DFU_STATE_DFU_ERROR)
                         return stall(m);
                 m->state = DFU_STATE_DFU_IDLE;
                 m->status = DFU_STATUS_OK;
@@ -427,7 +372,7 @@ int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uin
         case DFU_REQUEST_GETSTATE:
                 if (!in || w_length < 1)
                         return stall(m);
-                if (m->state == DFU_STATE_MANIFEST_WAIT_RESET)
+                if (m->state == DFU_STATE_DFU_MANIFEST_WAIT_RESET)
                         return stall(m);
                 data[0] = (uint8_t)m->state;
                 return 1;
@@ -436,19 +381,19 @@ int dfu_model_request(DfuModel *m, uint64_t now_us, uint8_t bm_request_type, uin
                         return stall(m);
                 switch (m->state) {
                 case DFU_STATE_DFU_IDLE:
-                case DFU_STATE_DNLOAD_SYNC:
-                case DFU_STATE_DNLOAD_IDLE:
-                case DFU_STATE_MANIFEST_SYNC:
-                case DFU_STATE_UPLOAD_IDLE:
+                case DFU_STATE_DFU_DNLOAD_SYNC:
+                case DFU_STATE_DFU_DNLOAD_IDLE:
+                case DFU_STATE_DFU_MANIFEST_SYNC:
+                case DFU_STATE_DFU_UPLOAD_IDLE:
                         m->state = DFU_STATE_DFU_IDLE;
                         m->status = DFU_STATUS_OK;
                         return 0;
                 case DFU_STATE_APP_IDLE:
                 case DFU_STATE_APP_DETACH:
-                case DFU_STATE_DNBUSY:
-                case DFU_STATE_MANIFEST:
-                case DFU_STATE_MANIFEST_WAIT_RESET:
-                case DFU_STATE_ERROR:
+                case DFU_STATE_DFU_DNBUSY:
+                case DFU_STATE_DFU_MANIFEST:
+                case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
+                case DFU_STATE_DFU_ERROR:
                 case _DFU_STATE_MAX:
                         return stall(m);
                 }

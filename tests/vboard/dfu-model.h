@@ -19,56 +19,8 @@
 #include <stdint.h>
 
 #include "flash-model.h"
+#include "usb/dfu-proto.h" /* the spec's enums, shared with the daemon */
 #include "timing.h"
-
-/* DFU 1.1 6.1.2, table "bState" */
-typedef enum DfuState {
-        DFU_STATE_APP_IDLE = 0,
-        DFU_STATE_APP_DETACH = 1,
-        DFU_STATE_DFU_IDLE = 2,
-        DFU_STATE_DNLOAD_SYNC = 3,
-        DFU_STATE_DNBUSY = 4,
-        DFU_STATE_DNLOAD_IDLE = 5,
-        DFU_STATE_MANIFEST_SYNC = 6,
-        DFU_STATE_MANIFEST = 7,
-        DFU_STATE_MANIFEST_WAIT_RESET = 8,
-        DFU_STATE_UPLOAD_IDLE = 9,
-        DFU_STATE_ERROR = 10,
-        _DFU_STATE_MAX,
-} DfuState;
-
-/* DFU 1.1 6.1.2, table "bStatus" */
-typedef enum DfuStatus {
-        DFU_STATUS_OK = 0,
-        DFU_STATUS_ERR_TARGET = 1,
-        DFU_STATUS_ERR_FILE = 2,
-        DFU_STATUS_ERR_WRITE = 3,
-        DFU_STATUS_ERR_ERASE = 4,
-        DFU_STATUS_ERR_CHECK_ERASED = 5,
-        DFU_STATUS_ERR_PROG = 6,
-        DFU_STATUS_ERR_VERIFY = 7,
-        DFU_STATUS_ERR_ADDRESS = 8,
-        DFU_STATUS_ERR_NOTDONE = 9,
-        DFU_STATUS_ERR_FIRMWARE = 10,
-        DFU_STATUS_ERR_VENDOR = 11,
-        DFU_STATUS_ERR_USBR = 12,
-        DFU_STATUS_ERR_POR = 13,
-        DFU_STATUS_ERR_UNKNOWN = 14,
-        DFU_STATUS_ERR_STALLEDPKT = 15,
-        _DFU_STATUS_MAX,
-} DfuStatus;
-
-/* DFU 1.1 3, class requests */
-typedef enum DfuRequest {
-        DFU_REQUEST_DETACH = 0,
-        DFU_REQUEST_DNLOAD = 1,
-        DFU_REQUEST_UPLOAD = 2,
-        DFU_REQUEST_GETSTATUS = 3,
-        DFU_REQUEST_CLRSTATUS = 4,
-        DFU_REQUEST_GETSTATE = 5,
-        DFU_REQUEST_ABORT = 6,
-        _DFU_REQUEST_MAX,
-} DfuRequest;
 
 /* What the device does on its own after a request (the glue acts on it). */
 typedef enum DfuAction {
@@ -100,7 +52,7 @@ typedef struct DfuModel {
         bool reset_on_leave;
 
         DfuState state;
-        DfuStatus status;
+        DfuStatusCode status;
         uint32_t address; /* DfuSe address pointer */
 
         /* the DNLOAD waiting for its GETSTATUS */
@@ -110,7 +62,7 @@ typedef struct DfuModel {
         /* the operation in progress (dfuDNBUSY / dfuMANIFEST) */
         uint64_t busy_until;
         DfuState busy_next;
-        DfuStatus busy_status;
+        DfuStatusCode busy_status;
 
         DfuAction action;
         uint64_t action_at;
@@ -125,9 +77,6 @@ typedef struct DfuModel {
         void *userdata;
 } DfuModel;
 
-const char *dfu_state_to_string(DfuState s);
-const char *dfu_status_to_string(DfuStatus s);
-const char *dfu_request_to_string(DfuRequest r);
 const char *dfu_action_to_string(DfuAction a);
 
 int dfu_model_new(DfuModel **ret, const Timing *timing, uint16_t transfer_size);

@@ -19,18 +19,18 @@ typedef struct Step {
         uint8_t request; /* DfuRequest */
         uint16_t value;
         uint16_t length;
-        const char *data; /* OUT payload (length bytes) */
-        int ret;          /* expected return */
-        DfuState state;   /* expected state afterwards */
-        DfuStatus status; /* expected status afterwards */
-        int poll_ms;      /* expected bwPollTimeout for GETSTATUS answers, -1: don't care */
+        const char *data;     /* OUT payload (length bytes) */
+        int ret;              /* expected return */
+        DfuState state;       /* expected state afterwards */
+        DfuStatusCode status; /* expected status afterwards */
+        int poll_ms;          /* expected bwPollTimeout for GETSTATUS answers, -1: don't care */
 } Step;
 
 #define GETSTATUS(t, r, st, stat, poll)                                     \
         {                                                                   \
                 t, IN, DFU_REQUEST_GETSTATUS, 0, 6, NULL, r, st, stat, poll \
         }
-#define S(st) DFU_STATE_##st
+#define S(st) DFU_STATE_DFU_##st
 #define E(e)  DFU_STATUS_##e
 
 static void run(const char *name, const Step *steps, size_t n, bool error_at_start, bool reset_on_leave,
@@ -56,9 +56,9 @@ static void run(const char *name, const Step *steps, size_t n, bool error_at_sta
                 r = dfu_model_request(m, s->t_us, s->type, s->request, s->value, s->length, buf);
                 if (r != s->ret || m->state != s->state || m->status != s->status) {
                         fprintf(stderr, "%s step %zu (%s): ret %d state %s status %s, expected %d %s %s\n",
-                                name, i, dfu_request_to_string(s->request), r, dfu_state_to_string(m->state),
-                                dfu_status_to_string(m->status), s->ret, dfu_state_to_string(s->state),
-                                dfu_status_to_string(s->status));
+                                name, i, s->request == DFU_REQUEST_GETSTATUS ? "GETSTATUS" : "request", r,
+                                dfu_state_to_string(m->state), dfu_status_to_string(m->status), s->ret,
+                                dfu_state_to_string(s->state), dfu_status_to_string(s->status));
                         tests_failed++;
                 }
                 if (s->request == DFU_REQUEST_GETSTATUS && r == 6) {
@@ -79,7 +79,7 @@ static void run(const char *name, const Step *steps, size_t n, bool error_at_sta
 
 /* A dfu-util style download: set address, erase, write, leave; real timing. */
 static const Step download_real[] = {
-        GETSTATUS(0, 6, S(DFU_IDLE), E(OK), 0),
+        GETSTATUS(0, 6, S(IDLE), E(OK), 0),
         /* SET_ADDRESS 0x08008000 */
         { 0, OUT, DFU_REQUEST_DNLOAD, 0, 5, "\x21\x00\x80\x00\x08", 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(0, 6, S(DNBUSY), E(OK), 1),
@@ -95,7 +95,7 @@ static const Step download_real[] = {
         GETSTATUS(252000, 6, S(DNBUSY), E(OK), 9),
         /* any other request while busy stalls (DFU 1.1 A.2.4) */
         { 253000, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 253000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 253000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         /* writing the same (all-zero) block again over programmed zeros is fine */
         { 253000, OUT, DFU_REQUEST_DNLOAD, 2, 2048, NULL, 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(253000, 6, S(DNBUSY), E(OK), 9),
@@ -117,22 +117,22 @@ static const Step program_not_erased[] = {
         GETSTATUS(1500, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(2000, 6, S(ERROR), E(ERR_PROG), 0),
         { 2000, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 2000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 2000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         /* bad addresses */
         { 2000, OUT, DFU_REQUEST_DNLOAD, 0, 5, "\x21\x00\x00\x00\x09", 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(2000, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(3000, 6, S(ERROR), E(ERR_TARGET), 0),
-        { 3000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 3000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 3000, OUT, DFU_REQUEST_DNLOAD, 0, 5, "\x41\x00\x00\x02\x08", 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(3000, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(4000, 6, S(ERROR), E(ERR_TARGET), 0),
-        { 4000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 4000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         /* block 100 from 0x08000000 = 0x08031000: beyond the flash */
         { 4000, OUT, DFU_REQUEST_DNLOAD, 100, 4, "\x00\x00\x00\x00", 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(4000, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(5000, 6, S(ERROR), E(ERR_ADDRESS), 0),
         /* unknown DfuSe command */
-        { 5000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 5000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 5000, OUT, DFU_REQUEST_DNLOAD, 0, 1, "\x55", 0, S(DNLOAD_SYNC), E(OK), 0 },
         GETSTATUS(5000, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(6000, 6, S(ERROR), E(ERR_TARGET), 0),
@@ -140,45 +140,45 @@ static const Step program_not_erased[] = {
 
 /* Upload: GET_COMMANDS, full blocks, short last block ends it. */
 static const Step upload[] = {
-        { 0, IN, DFU_REQUEST_UPLOAD, 0, 2048, NULL, 4, S(DFU_IDLE), E(OK), -1 },
+        { 0, IN, DFU_REQUEST_UPLOAD, 0, 2048, NULL, 4, S(IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 2048, NULL, 2048, S(UPLOAD_IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 3, 2048, NULL, 2048, S(UPLOAD_IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, 1, S(UPLOAD_IDLE), E(OK), -1 },
         /* block 65 = 0x08000000 + 63 * 2048 = 0x0801F800: the last 2 KiB */
         { 0, IN, DFU_REQUEST_UPLOAD, 65, 2048, NULL, 2048, S(UPLOAD_IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 66, 2048, NULL, -EPIPE, S(ERROR), E(ERR_ADDRESS), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 100, NULL, 100, S(UPLOAD_IDLE), E(OK), -1 },
         /* DNLOAD in dfuUPLOAD-IDLE stalls; ABORT leaves upload */
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 4096, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 16, NULL, 16, S(UPLOAD_IDLE), E(OK), -1 },
         { 0, OUT, DFU_REQUEST_DNLOAD, 2, 4, "abcd", -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 16, NULL, 16, S(UPLOAD_IDLE), E(OK), -1 },
-        { 0, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
 };
 
 /* Requests not allowed in a state, from dfuIDLE (DFU 1.1 Appendix A). */
 static const Step invalid[] = {
         { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, OUT, DFU_REQUEST_DNLOAD, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, OUT, DFU_REQUEST_DETACH, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, OUT, DFU_REQUEST_DNLOAD, 1, 4, "abcd", -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, OUT, 9, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         /* an OUT GETSTATUS is malformed */
         { 0, OUT, DFU_REQUEST_GETSTATUS, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
-        { 0, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, 1, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        { 0, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, 1, S(IDLE), E(OK), -1 },
         /* DNLOAD-SYNC: only GETSTATUS / GETSTATE; ABORT is allowed */
         { 0, OUT, DFU_REQUEST_DNLOAD, 2, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
         { 0, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, 1, S(DNLOAD_SYNC), E(OK), -1 },
-        { 0, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
         { 0, OUT, DFU_REQUEST_DNLOAD, 2, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 4, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
 };
@@ -186,8 +186,8 @@ static const Step invalid[] = {
 static const Step error_at_start[] = {
         GETSTATUS(0, 6, S(ERROR), E(ERR_FIRMWARE), 0),
         { 0, IN, DFU_REQUEST_UPLOAD, 2, 16, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
-        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(DFU_IDLE), E(OK), -1 },
-        GETSTATUS(0, 6, S(DFU_IDLE), E(OK), 0),
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        GETSTATUS(0, 6, S(IDLE), E(OK), 0),
 };
 
 static const Step reset_on_leave[] = {
@@ -211,11 +211,9 @@ static const Step mass_erase[] = {
 
 static void test_strings(void)
 {
-        for (int i = 0; i < _DFU_STATE_MAX; i++)
-                CHECK(dfu_state_to_string(i) != NULL);
-        for (int i = 0; i < _DFU_STATUS_MAX; i++)
-                CHECK(dfu_status_to_string(i) != NULL);
-        CHECK_STR(dfu_state_to_string(DFU_STATE_DNBUSY), "dfuDNBUSY");
+        for (int i = 0; i < _DFU_ACTION_MAX; i++)
+                CHECK(dfu_action_to_string(i) != NULL);
+        CHECK_STR(dfu_state_to_string(DFU_STATE_DFU_DNBUSY), "dfuDNBUSY");
         CHECK_STR(dfu_status_to_string(DFU_STATUS_ERR_STALLEDPKT), "errSTALLEDPKT");
 }
 

@@ -121,10 +121,10 @@ static GBytes *dfu_config(VBoard *b)
          * manifestation tolerant; wDetachTimeOut 255; DfuSe version 1.1a */
         put8(a, 9);
         put8(a, 0x21);
-        put8(a, 0x0B);
+        put8(a, DFU_ATTR_WILL_DETACH | DFU_ATTR_CAN_UPLOAD | DFU_ATTR_CAN_DNLOAD);
         put16(a, 255);
         put16(a, b->transfer_size);
-        put16(a, 0x011A);
+        put16(a, DFU_VERSION_DFUSE);
         return config_finish(a);
 }
 
