@@ -37,6 +37,15 @@ def test_ready_status_and_clean_stop():
         d.cleanup()
 
 
+def test_watchdog_pings():
+    """With WATCHDOG_USEC set (as systemd does for WatchdogSec=), the loop
+    pings WATCHDOG=1 at about half the interval."""
+    with harness.Flashd(env={"WATCHDOG_USEC": "200000"}) as d:
+        harness.wait_for(lambda: sum("WATCHDOG=1" in m.split("\n") for m in d.notify_messages) >= 3,
+                         timeout=5, what="three watchdog pings")
+        d.client().call("server.info")
+
+
 def test_sigint_stops():
     d = harness.Flashd().start()
     try:
@@ -214,7 +223,7 @@ def test_bad_board_db_refuses_to_start():
 
 
 if __name__ == "__main__":
-    harness.main([test_help_and_version, test_ready_status_and_clean_stop, test_sigint_stops,
+    harness.main([test_help_and_version, test_ready_status_and_clean_stop, test_watchdog_pings, test_sigint_stops,
                   test_stale_socket_replaced_and_live_one_kept, test_server_info_and_identify,
                   test_device_and_board_methods, test_jsonrpc_errors, test_config_file,
                   test_socket_activation, test_bad_board_db_refuses_to_start])

@@ -272,11 +272,12 @@ class Flashd:
         self.notify_thread = threading.Thread(target=self._notify_reader, daemon=True)
         self.notify_thread.start()
         env = dict(os.environ)
+        # nothing of a surrounding systemd service leaks into the daemon
+        for k in ("JOURNAL_STREAM", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC",
+                  "WATCHDOG_PID"):
+            env.pop(k, None)
         env.update(self.env)
         env["NOTIFY_SOCKET"] = notify_path
-        env.pop("JOURNAL_STREAM", None)  # log to the file, not the journal
-        env.pop("LISTEN_FDS", None)
-        env.pop("LISTEN_PID", None)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
