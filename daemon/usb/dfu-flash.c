@@ -242,10 +242,11 @@ static int phase_write(FlashCtx *c)
                         if (r == -ENODEV)
                                 return device_gone(s, "writing", address);
                         if (r < 0)
-                                return dfu_session_fail(s, r,
-                                                        "%s The board stays in DFU mode with an incomplete image; "
-                                                        "check the address and the board, then flash again.",
-                                                        strempty(s->error));
+                                return dfu_session_fail(
+                                        s, r,
+                                        "%s The board stays in DFU mode with an incomplete image; "
+                                        "check the address and the board, then flash again.",
+                                        strempty(s->error));
                         c->done += len;
                         dfu_session_progress(c->cb, c->done, c->total);
                 }
@@ -481,8 +482,13 @@ static int flash_dfuse(FlashCtx *c)
         c->plan = NULL;
         c->target = NULL;
 
-        if (!c->req->leave)
+        if (!c->req->leave) {
+                /* Leave the device in dfuIDLE for whoever comes next. */
+                r = dfu_session_end_upload(s);
+                if (r < 0)
+                        return dfu_session_device_error(s, r, "Ending the upload");
                 return DFU_FLASH_DONE;
+        }
         return dfuse_leave(c);
 }
 

@@ -24,6 +24,14 @@ struct DfuSession {
         bool run_valid;
         uint32_t run_address;
         uint32_t run_block;
+        /* The same addressing for UPLOAD (UM0424): after SET_ADDRESS(A) and
+         * ABORT, any block N reads A + (N - 2) * wTransferSize, so reads of
+         * later sectors jump ahead instead of setting the address again.
+         * in_upload: the device is in dfuUPLOAD-IDLE and must be ABORTed
+         * before any DNLOAD (DFU 1.1 A.2.10). */
+        bool upload_run_valid;
+        uint32_t upload_run_address;
+        bool in_upload;
 
         char **notes;
         size_t n_notes;
@@ -52,5 +60,7 @@ int dfu_session_download_block(DfuSession *s, uint16_t block, const uint8_t *dat
  * fn returning non-zero stops the upload and is returned. */
 int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, const DfuCallbacks *cb,
                                   DfuChunkFn fn, void *userdata);
+/* ABORT an upload left open for reuse (no-op when none is). */
+int dfu_session_end_upload(DfuSession *s);
 /* Plain DFU 1.1 upload from the start of the firmware; returns bytes read. */
 int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const DfuCallbacks *cb);

@@ -368,12 +368,16 @@ int dfu_session_get_status(DfuSession *s, DfuStatus *ret)
 int dfu_session_clear_status(DfuSession *s)
 {
         s->run_valid = false;
+        s->upload_run_valid = false;
+        s->in_upload = false;
         return dfu_session_request_out(s, DFU_REQUEST_CLRSTATUS, 0, NULL, 0);
 }
 
 int dfu_session_abort(DfuSession *s)
 {
+        /* The address pointer survives ABORT; only the download run ends. */
         s->run_valid = false;
+        s->in_upload = false;
         return dfu_session_request_out(s, DFU_REQUEST_ABORT, 0, NULL, 0);
 }
 
@@ -506,6 +510,13 @@ int dfu_session_device_error(DfuSession *s, int r, const char *what)
         return dfu_session_fail(s, r, "%s failed: %s.", what, strerror(-r));
 }
 
+int dfu_session_end_upload(DfuSession *s)
+{
+        if (!s->in_upload)
+                return 0;
+        return dfu_session_abort(s);
+}
+
 static int dfuse_command(DfuSession *s, DfuseCommand c, uint32_t address, unsigned timeout_ms)
 {
         uint8_t buf[DFUSE_COMMAND_MAX_SIZE];
@@ -519,7 +530,12 @@ static int dfuse_command(DfuSession *s, DfuseCommand c, uint32_t address, unsign
         else
                 snprintf(what, sizeof(what), "DfuSe %s 0x%08" PRIx32, dfuse_command_to_string(c), address);
 
+        r = dfu_session_end_upload(s);
+        if (r < 0)
+                return dfu_session_device_error(s, r, what);
+        /* Every command may move the address pointer (ERASE on some ROMs too). */
         s->run_valid = false;
+        s->upload_run_valid = false;
         n = dfuse_command_encode(c, address, buf);
         /* UM0424 section 6: commands are DNLOAD with wBlockNum 0, executed on the
          * following GETSTATUS. */
@@ -574,6 +590,9 @@ int dfu_session_download_block(DfuSession *s, uint16_t block, const uint8_t *dat
         DfuStatus st;
         int r;
 
+        r = dfu_session_end_upload(s);
+        if (r < 0)
+                return dfu_session_device_error(s, r, what);
         r = dfu_session_request_out(s, DFU_REQUEST_DNLOAD, block, data, len);
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
@@ -606,36 +625,53 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                                   DfuChunkFn fn, void *userdata)
 {
         _cleanup_free_ uint8_t *buf = NULL;
+        uint32_t xfer = s->transfer_size;
         size_t off = 0;
         int r;
 
-        buf = malloc(s->transfer_size);
+        buf = malloc(xfer);
         if (!buf)
                 return -ENOMEM;
 
         while (off < len) {
-                r = dfu_session_dfuse_set_address(s, (uint32_t)(address + off));
-                if (r < 0)
-                        return r;
-                /* UM0424 / DFU 1.1 A.2.3: UPLOAD starts from dfuIDLE, so leave
-                 * dfuDNLOAD-IDLE first; the address pointer stays. */
-                r = dfu_session_abort(s);
-                if (r < 0)
-                        return dfu_session_device_error(s, r, "Reading");
+                uint32_t at = (uint32_t)(address + off), block;
 
-                for (uint32_t block = DFUSE_FIRST_DATA_BLOCK; off < len && block <= UINT16_MAX; block++) {
-                        uint32_t at = (uint32_t)(address + off);
-                        size_t n = MIN((size_t)s->transfer_size, len - off);
+                /* UM0424: block N reads the address pointer + (N - 2) * wTransferSize;
+                 * reuse the pointer when `at` is on that grid. */
+                if (s->upload_run_valid && at >= s->upload_run_address &&
+                    (at - s->upload_run_address) % xfer == 0 &&
+                    (at - s->upload_run_address) / xfer <= UINT16_MAX - DFUSE_FIRST_DATA_BLOCK)
+                        block = DFUSE_FIRST_DATA_BLOCK + (at - s->upload_run_address) / xfer;
+                else {
+                        r = dfu_session_dfuse_set_address(s, at);
+                        if (r < 0)
+                                return r;
+                        /* UM0424 / DFU 1.1 A.2.3: UPLOAD starts from dfuIDLE, so leave
+                         * dfuDNLOAD-IDLE first; the address pointer stays. */
+                        r = dfu_session_abort(s);
+                        if (r < 0)
+                                return dfu_session_device_error(s, r, "Reading");
+                        s->upload_run_valid = true;
+                        s->upload_run_address = at;
+                        block = DFUSE_FIRST_DATA_BLOCK;
+                }
+
+                for (; off < len && block <= UINT16_MAX; block++) {
+                        size_t n = MIN((size_t)xfer, len - off);
                         char what[64];
 
+                        at = (uint32_t)(address + off);
                         r = dfu_session_check_cancel(s, cb, "reading", at);
                         if (r < 0)
                                 return r;
                         r = dfu_session_request_in(s, DFU_REQUEST_UPLOAD, (uint16_t)block, buf, n);
                         if (r < 0) {
+                                s->in_upload = false;
                                 snprintf(what, sizeof(what), "Reading 0x%08" PRIx32, at);
                                 return dfu_session_device_error(s, r, what);
                         }
+                        /* A full frame keeps the device in dfuUPLOAD-IDLE (DFU 1.1 A.2.10). */
+                        s->in_upload = (size_t)r == n;
                         if ((size_t)r != n)
                                 return dfu_session_fail(s, -EIO,
                                                         "Reading 0x%08" PRIx32
@@ -644,14 +680,11 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                         s->stats.bytes_read += n;
                         r = fn(userdata, (uint32_t)off, buf, n);
                         off += n;
-                        if (r != 0) {
-                                (void)dfu_session_abort(s);
+                        /* The upload stays open: the next read may continue it,
+                         * anything else ABORTs it first (dfu_session_end_upload). */
+                        if (r != 0)
                                 return r;
-                        }
                 }
-                r = dfu_session_abort(s);
-                if (r < 0)
-                        return dfu_session_device_error(s, r, "Ending the upload");
         }
         return 0;
 }
@@ -690,6 +723,8 @@ int dfu_session_read(DfuSession *s, uint32_t address, uint8_t *buf, size_t len, 
         if (r >= 0) {
                 if (s->dfuse) {
                         r = dfu_session_dfuse_upload(s, address, buf, len, cb);
+                        if (r >= 0)
+                                r = dfu_session_end_upload(s);
                         if (r >= 0)
                                 r = (int)len;
                 } else
