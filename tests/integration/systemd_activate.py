@@ -61,6 +61,8 @@ class SocketActivatedFlashd(harness.Flashd):
         if self.proc.poll() is not None:
             self.dump_log()
             raise RuntimeError(f"systemd-socket-activate exited with {self.proc.returncode}")
+        # The file exists from bind() on, but connecting is refused until listen().
+        harness.wait_for(self._listening, self.timeout, what="systemd-socket-activate to listen")
         if wait_ready:
             # The first connection is what starts flashd.
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -71,6 +73,20 @@ class SocketActivatedFlashd(harness.Flashd):
                 self.dump_log()
                 raise RuntimeError("flashd did not take the socket-activated fd")
         return self
+
+    def _listening(self):
+        """True once the socket accepts connections. Probing with connect()
+        would itself start flashd, so look at the kernel's table instead."""
+        try:
+            with open("/proc/net/unix") as f:
+                for line in f:
+                    fields = line.split()
+                    # Flags 00010000 = __SO_ACCEPTCON (listening); St 01 = unconnected.
+                    if len(fields) >= 8 and fields[7] == self.socket_path and fields[3] == "00010000":
+                        return True
+        except OSError:
+            return os.path.exists(self.socket_path)
+        return False
 
     def exe(self):
         """What the process runs now: systemd-socket-activate, then flashd."""
