@@ -8,20 +8,16 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vboard"))
-from vboard import VBoard, run  # noqa: E402
+from vboard import VBoard, dfu_util_download, run  # noqa: E402
 
 vb = VBoard()
 image = random.Random(7).randbytes(5000)
+rc, out = dfu_util_download(image, "-a", "0", "-s", "0x08008000")
+assert "DFU state(10) = dfuERROR, status(10)" in out, out
+assert "Clearing status" in out, out
+assert rc == 0, rc
+assert vb.read(0, 0x08008000, len(image)) == image
 with tempfile.TemporaryDirectory() as tmp:
-    img = os.path.join(tmp, "image.bin")
-    with open(img, "wb") as f:
-        f.write(image)
-    rc, out = run("dfu-util", "-a", "0", "-s", "0x08008000", "-D", img)
-    print(out)
-    assert "DFU state(10) = dfuERROR, status(10)" in out, out
-    assert "Clearing status" in out, out
-    assert rc == 0, rc
-    assert vb.read(0, 0x08008000, len(image)) == image
     # every power-up shows it again
     before = vb.board(0)["devnum"]
     vb.reset(0)

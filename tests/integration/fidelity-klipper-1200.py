@@ -8,7 +8,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vboard"))
-from vboard import VBoard, klipper_reboot_request, plausible_app, run  # noqa: E402
+from vboard import VBoard, dfu_util_download, klipper_reboot_request, plausible_app, run  # noqa: E402
 
 vb = VBoard()
 app = vb.board(0)
@@ -29,15 +29,8 @@ assert events[:4] == ["app-added", "baud-1200", "app-removed", "dfu-added"], eve
 assert vb.stats(0)["counters"]["reenumerations"] == 1
 
 # flash a plausible application and leave: Klipper comes back on the tty
-img = os.path.join(os.environ.get("TMPDIR", "/tmp"), "vboard-fidelity-%d.bin" % os.getpid())
-with open(img, "wb") as f:
-    f.write(plausible_app(20000))
-try:
-    rc, out = run("dfu-util", "-p", app["port"], "-a", "0", "-s", "0x08008000:leave", "-D", img)
-    print(out)
-    assert rc == 0, rc
-finally:
-    os.unlink(img)
+rc, out = dfu_util_download(plausible_app(20000), "-p", app["port"], "-a", "0", "-s", "0x08008000:leave")
+assert rc == 0, rc
 back = vb.wait(0, "app", 5000)
 assert back["port"] == app["port"] and back["devnum"] not in (app["devnum"], dfu["devnum"]), back
 assert "app-back" in vb.events(0)

@@ -6,22 +6,16 @@
 # flash) although the board comes back running the new application.
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vboard"))
-from vboard import VBoard, plausible_app, run  # noqa: E402
+from vboard import VBoard, dfu_util_download, plausible_app  # noqa: E402
 
 vb = VBoard()
 image = plausible_app(30000)
-with tempfile.TemporaryDirectory() as tmp:
-    img = os.path.join(tmp, "klipper.bin")
-    with open(img, "wb") as f:
-        f.write(image)
-    rc, out = run("dfu-util", "-a", "0", "-s", "0x08008000:leave", "-D", img)
-    print(out)
-    assert "File downloaded successfully" in out, out
-    assert "Error during download get_status" in out, out
-    assert rc != 0, rc
+rc, out = dfu_util_download(image, "-a", "0", "-s", "0x08008000:leave")
+assert "File downloaded successfully" in out, out
+assert "Error during download get_status" in out, out
+assert rc != 0, rc
 app = vb.wait(0, "app", 5000)
 assert app["tty"], app
 assert vb.read(0, 0x08008000, len(image)) == image

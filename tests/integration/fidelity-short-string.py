@@ -6,20 +6,14 @@
 import os
 import random
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vboard"))
-from vboard import VBoard, run  # noqa: E402
+from vboard import VBoard, dfu_util_download  # noqa: E402
 
 vb = VBoard()
 image = random.Random(3).randbytes(40000)
-with tempfile.TemporaryDirectory() as tmp:
-    img = os.path.join(tmp, "image.bin")
-    with open(img, "wb") as f:
-        f.write(image)
-    rc, out = run("dfu-util", "-a", "0", "-s", "0x08008000", "-D", img)
-    print(out)
-    assert "Patching string descriptor 4 length (was 166, received 112)" in out, out
-    assert rc == 0, rc
+rc, out = dfu_util_download(image, "-a", "0", "-s", "0x08008000")
+assert "Patching string descriptor 4 length (was 166, received 112)" in out, out
+assert rc == 0, rc
 assert vb.read(0, 0x08008000, len(image)) == image
 print("ok")

@@ -7,21 +7,15 @@
 import os
 import random
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vboard"))
-from vboard import VBoard, run  # noqa: E402
+from vboard import VBoard, dfu_util_download  # noqa: E402
 
 vb = VBoard()
 before = vb.board(0)
 image = random.Random(5).randbytes(40000)
-with tempfile.TemporaryDirectory() as tmp:
-    img = os.path.join(tmp, "image.bin")
-    with open(img, "wb") as f:
-        f.write(image)
-    rc, out = run("dfu-util", "-a", "0", "-s", "0x08008000", "-D", img)
-    print(out)
-    assert rc != 0, rc
+rc, out = dfu_util_download(image, "-a", "0", "-s", "0x08008000")
+assert rc != 0, rc
 assert vb.board(0)["mode"] == "off"
 back = vb.wait(0, "dfu", 3000)
 assert back["port"] == before["port"] and back["devnum"] != before["devnum"], back

@@ -150,3 +150,17 @@ def run(*cmd, timeout=30):
 
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
     return p.returncode, p.stdout.decode(errors="replace")
+
+
+def dfu_util_download(image, *args, timeout=60):
+    """Write `image` to a temporary file and run `dfu-util ARGS... -D file`;
+    prints and returns (exit status, output)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "image.bin")
+        with open(path, "wb") as f:
+            f.write(image)
+        rc, out = run("dfu-util", *args, "-D", path, timeout=timeout)
+    print(out)
+    return rc, out
