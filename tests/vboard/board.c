@@ -523,7 +523,20 @@ static gboolean on_scheduled(gpointer userdata)
         g_mutex_lock(&w->lock);
         b->pending_source = 0;
         g_mutex_unlock(&w->lock);
-        vboard_power_up(b, s->mode == (BoardMode)-1 ? vboard_boot_mode(b) : s->mode);
+        {
+                BoardMode m = s->mode == (BoardMode)-1 ? vboard_boot_mode(b) : s->mode;
+                int r = vboard_power_up(b, m);
+                if (r < 0) {
+                        /* say it loudly: a test waiting for the board would
+                         * otherwise only see a timeout */
+                        g_printerr("vboard: board %u (%s): cannot come back in %s mode: %s\n", b->index, b->name,
+                                   board_mode_to_string(m), g_strerror(-r));
+                        g_mutex_lock(&w->lock);
+                        vboard_event(b, "error", "power-up in %s mode failed: %s", board_mode_to_string(m),
+                                     g_strerror(-r));
+                        g_mutex_unlock(&w->lock);
+                }
+        }
         return G_SOURCE_REMOVE;
 }
 
