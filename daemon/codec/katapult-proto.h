@@ -73,7 +73,11 @@ typedef struct KatapultFrame {
  * Incremental decoder with resynchronisation: garbage before a header is
  * skipped; a candidate frame whose trailer or CRC does not match is dropped
  * by one byte only and the scan goes on, so a real frame that starts inside
- * the broken one is still found.
+ * the broken one is still found. A candidate that is still incomplete
+ * (e.g. a stray 01 88 whose "length" swallows what follows) is given up as
+ * soon as a complete valid frame sits after it in the buffer. The price: a
+ * payload that itself contains a complete valid frame, delivered in pieces,
+ * can be mis-framed; the session then resends (replies are idempotent).
  */
 typedef struct KatapultDecoder {
         uint8_t buf[2 * KATAPULT_FRAME_MAX];
