@@ -11,17 +11,23 @@
 #include "serial/serial-port.h"
 #include "usb/dfu-session.h"
 
+void job_flow_board_clear(JobFlowBoard *b)
+{
+        free(b->name);
+        free(b->variant);
+        free(b->mcu);
+        free(b->layout);
+        free(b->hint);
+        *b = (JobFlowBoard){};
+}
+
 void job_flow_spec_free(JobFlowSpec *s)
 {
         if (!s)
                 return;
         free(s->format);
         job_device_free(s->device);
-        free(s->board.name);
-        free(s->board.variant);
-        free(s->board.mcu);
-        free(s->board.layout);
-        free(s->board.hint);
+        job_flow_board_clear(&s->board);
         free(s);
 }
 

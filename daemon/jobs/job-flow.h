@@ -53,6 +53,7 @@ typedef struct JobFlowSpec {
         uint64_t app_timeout_usec;
 } JobFlowSpec;
 
+void job_flow_board_clear(JobFlowBoard *b);
 void job_flow_spec_free(JobFlowSpec *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(JobFlowSpec *, job_flow_spec_free);
 

@@ -7,8 +7,9 @@
 
 #include "jobs/job-check.h"
 #include "jobs/job-flow.h"
-#include "jobs/job-queue.h"
+#include "jobs/job-queue-internal.h"
 #include "jobs/job-worker.h"
+#include "util/json-file.h"
 #include "util/log.h"
 
 /* notify_job_update at most this often per job while bytes move */
@@ -34,25 +35,6 @@ struct JobRun {
         JobRun *next;
 };
 
-struct JobQueue {
-        sd_event *event;
-        Inventory *inventory;
-        const BoardDb *boards;
-        JobQueueConfig config;
-        char *state_dir;
-        char *state_file;
-        ImageStore *store;
-
-        Job **jobs; /* by id, oldest first: queue and history */
-        size_t n_jobs;
-        uint64_t next_id;
-        JobRun *runs;
-        bool started;
-
-        JobQueueOnUpdate on_update;
-        void *on_update_userdata;
-};
-
 static uint64_t now_usec(void)
 {
         struct timespec ts;
@@ -61,7 +43,7 @@ static uint64_t now_usec(void)
         return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
 }
 
-static void job_queue_notify(JobQueue *q, Job *j)
+void job_queue_notify(JobQueue *q, Job *j)
 {
         if (q->on_update)
                 q->on_update(q, j, q->on_update_userdata);
@@ -145,42 +127,9 @@ static void job_queue_remove_run(JobQueue *q, JobRun *run)
 
 /* ---- persistence ---- */
 
-static int write_file_atomic(const char *path, const char *text)
-{
-        _cleanup_free_ char *tmp = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        size_t n = strlen(text);
-        int r = 0;
-
-        if (asprintf(&tmp, "%s.tmp", path) < 0)
-                return -ENOMEM;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        for (const char *p = text; n > 0;) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        break;
-                }
-                p += k;
-                n -= (size_t)k;
-        }
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void)unlink(tmp);
-        return r;
-}
-
 int job_queue_save(JobQueue *q)
 {
         json_t *root, *arr;
-        _cleanup_free_ char *text = NULL;
         int r;
 
         arr = json_array();
@@ -189,17 +138,14 @@ int job_queue_save(JobQueue *q)
         root = json_pack("{s:i, s:I, s:o}", "version", 1, "next_id", (json_int_t)q->next_id, "jobs", arr);
         if (!root)
                 return log_oom();
-        text = json_dumps(root, JSON_COMPACT);
+        r = json_file_write_atomic(q->state_file, root, 0600);
         json_decref(root);
-        if (!text)
-                return log_oom();
-        r = write_file_atomic(q->state_file, text);
         if (r < 0)
                 return log_error_errno(r, "Failed to save %s: %m", q->state_file);
         return 0;
 }
 
-static int job_queue_append(JobQueue *q, Job *j)
+int job_queue_append(JobQueue *q, Job *j)
 {
         Job **p = realloc(q->jobs, (q->n_jobs + 1) * sizeof(Job *));
 
@@ -212,7 +158,7 @@ static int job_queue_append(JobQueue *q, Job *j)
 
 /* Drop the oldest finished jobs beyond history_max. Their images stay in
  * the store when another job still names them. */
-static void job_queue_prune(JobQueue *q)
+void job_queue_prune(JobQueue *q)
 {
         size_t finished = 0;
 
@@ -240,15 +186,22 @@ static void job_queue_prune(JobQueue *q)
 
 static int job_queue_load(JobQueue *q)
 {
-        json_error_t err;
-        json_t *root, *arr, *o;
+        _cleanup_free_ char *error = NULL;
+        json_t *root = NULL, *arr, *o;
         size_t i;
+        int r;
 
-        root = json_load_file(q->state_file, 0, &err);
-        if (!root) {
-                if (access(q->state_file, F_OK) < 0 && errno == ENOENT)
-                        return 0;
-                log_warning("Ignoring unreadable %s: %s (line %d)", q->state_file, err.text, err.line);
+        r = json_file_read(q->state_file, &root, &error);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                /* Keep the daemon up: a broken file costs the history, not the
+                 * service; it is kept aside for a person to look at. */
+                _cleanup_free_ char *aside = NULL;
+                if (asprintf(&aside, "%s.broken", q->state_file) >= 0)
+                        (void)rename(q->state_file, aside);
+                log_warning_errno(r, "Ignoring unreadable %s (kept as %s): %s", q->state_file, strna(aside),
+                                  error ? error : strerror(-r));
                 return 0;
         }
         q->next_id = (uint64_t)json_integer_value(json_object_get(root, "next_id"));
@@ -317,98 +270,6 @@ static void job_queue_recover(JobQueue *q)
                         break;
                 }
         }
-}
-
-/* ---- board information ---- */
-
-static const BoardVariant *find_variant(const Board *b, const char *id)
-{
-        if (!b)
-                return NULL;
-        for (size_t i = 0; i < b->n_variants; i++)
-                if (streq_ptr(b->variants[i].id, id))
-                        return &b->variants[i];
-        return b->n_variants == 1 ? &b->variants[0] : NULL;
-}
-
-static int flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
-{
-        size_t len = 0;
-
-        fb->name = strdup(b->name);
-        fb->variant = v && v->id ? strdup(v->id) : NULL;
-        fb->mcu = v && v->mcu ? strdup(v->mcu) : NULL;
-        fb->katapult = b->bootloader == BOARD_BOOTLOADER_KATAPULT;
-        if (v) {
-                fb->flash_base = v->flash_base;
-                fb->flash_size = v->flash_size;
-                fb->app_offset = v->app_offset;
-                fb->ram_start = v->ram_start;
-                fb->ram_size = v->ram_size;
-                fb->layout = v->layout ? strdup(v->layout) : NULL;
-                fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
-                for (char **h = v->hints; h && *h; h++)
-                        len += strlen(*h) + 2;
-                if (len > 0) {
-                        fb->hint = calloc(1, len + 1);
-                        if (fb->hint)
-                                for (char **h = v->hints; *h; h++) {
-                                        if (fb->hint[0])
-                                                strcat(fb->hint, "; ");
-                                        strcat(fb->hint, *h);
-                                }
-                }
-        }
-        return fb->name ? 0 : -ENOMEM;
-}
-
-/* Board and variant of a job: from the inventory entry when it is
- * identified, else from the names recorded at submission. */
-static void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *e, const Board **ret_b,
-                               const BoardVariant **ret_v)
-{
-        const Board *b = e && e->board ? e->board : NULL;
-        const BoardVariant *v = e && e->variant ? e->variant : NULL;
-
-        /* Several boards share an MCU (and USB ids): the one the user named
-         * (or that was recorded at submission) picks among the candidates. */
-        if (!b && e)
-                for (size_t i = 0; i < e->n_candidates; i++) {
-                        const InventoryCandidate *c = &e->candidates[i];
-                        if (!c->board ||
-                            !(streq_ptr(c->board->name, j->board) || streq_ptr(c->board->name, j->target)))
-                                continue;
-                        if (b == c->board) {
-                                v = NULL; /* two variants of the named board: not unique */
-                                continue;
-                        }
-                        b = c->board;
-                        v = c->variant;
-                }
-        /* Boards that the inventory cannot tell apart (an Octopus and an
-         * Octopus Pro with the same MCU and USB ids) but that share the flash
-         * geometry: any of them gives the right application offset. */
-        if (!b && e && e->n_candidates > 0 && e->candidates[0].variant) {
-                const BoardVariant *first = e->candidates[0].variant;
-                bool same = true;
-                for (size_t i = 1; i < e->n_candidates; i++) {
-                        const BoardVariant *o = e->candidates[i].variant;
-                        if (!o || o->flash_base != first->flash_base || o->flash_size != first->flash_size ||
-                            o->app_offset != first->app_offset || o->ram_start != first->ram_start ||
-                            !streq_ptr(o->mcu, first->mcu))
-                                same = false;
-                }
-                if (same) {
-                        b = e->candidates[0].board;
-                        v = first;
-                }
-        }
-        if (!b && j->board && q->boards)
-                b = board_db_find(q->boards, j->board);
-        if (b && !v)
-                v = find_variant(b, j->variant);
-        *ret_b = b;
-        *ret_v = v;
 }
 
 /* ---- waits for the board ---- */
@@ -498,8 +359,6 @@ static void job_run_start_wait(JobRun *run, const JobMessage *m)
 }
 
 /* ---- running ---- */
-
-static void job_queue_schedule(JobQueue *q);
 
 static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata)
 {
@@ -597,7 +456,7 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         }
         job_queue_board_of(q, j, e, &b, &v);
         if (b) {
-                r = flow_board_fill(&s->board, b, v);
+                r = job_flow_board_fill(&s->board, b, v);
                 if (r < 0)
                         return r;
                 s->has_board = true;
@@ -643,7 +502,7 @@ static int job_queue_start_job(JobQueue *q, Job *j)
 }
 
 /* Start every queued job whose board is free, oldest first. */
-static void job_queue_schedule(JobQueue *q)
+void job_queue_schedule(JobQueue *q)
 {
         bool changed = false;
 
@@ -847,171 +706,4 @@ json_t *job_queue_list_json(JobQueue *q, bool all)
                 if (all || !job_state_is_final(q->jobs[i]->state))
                         json_array_append_new(arr, job_to_json(q->jobs[i], false));
         return arr;
-}
-
-/* ---- submission ---- */
-
-static void job_submit_note(void *userdata, const char *line)
-{
-        job_log(userdata, "%s", line);
-}
-
-static char *describe_candidates(const char *target, const InventoryEntry **matches)
-{
-        char *s = NULL;
-        size_t n = 0;
-        FILE *f = open_memstream(&s, &n);
-
-        if (!f)
-                return NULL;
-        fprintf(f, "'%s' matches several boards:", target);
-        for (size_t i = 0; matches && matches[i]; i++)
-                fprintf(f, "%s %s (%s%s%s, %s mode%s%s)", i ? ";" : "", matches[i]->port,
-                        matches[i]->board ? matches[i]->board->name : "unknown board",
-                        matches[i]->variant ? "-" : "", matches[i]->variant ? matches[i]->variant->id : "",
-                        device_mode_to_string(matches[i]->mode), matches[i]->tty ? ", " : "",
-                        matches[i]->tty ? matches[i]->tty : "");
-        fprintf(f, "; pass one of these port paths instead");
-        fclose(f);
-        return s;
-}
-
-static int submit_refuse(JobError e, char *message, JobError *ret_error, char **ret_message)
-{
-        *ret_error = e;
-        *ret_message = message;
-        return -EINVAL;
-}
-
-int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError *ret_error,
-                     char **ret_message)
-{
-        _cleanup_(job_freep) Job *j = NULL;
-        _cleanup_free_ const InventoryEntry **matches = NULL;
-        _cleanup_free_ char *message = NULL;
-        _cleanup_(job_payload_freep) JobPayload *image = NULL;
-        const InventoryEntry *e = NULL;
-        JobFlowBoard fb = {};
-        const Board *b;
-        const BoardVariant *v;
-        JobError err = JOB_ERROR_NONE;
-        char *text = NULL;
-        int r;
-
-        *ret_job = NULL;
-        if (req->size > IMAGE_STORE_MAX_SIZE) {
-                (void)asprintf(&text, "the image has %zu bytes; flashd accepts at most %u", req->size,
-                               IMAGE_STORE_MAX_SIZE);
-                return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
-        }
-
-        r = inventory_find(q->inventory, req->target, &e, &matches);
-        if (r == -ENOTUNIQ)
-                return submit_refuse(JOB_ERROR_TARGET_AMBIGUOUS, describe_candidates(req->target, matches),
-                                     ret_error, ret_message);
-        if (r < 0 || !e) {
-                (void)asprintf(&text, "no connected board matches '%s'%s", req->target,
-                               q->boards && board_db_find(q->boards, req->target)
-                                       ? " (a known board name, but no such board is connected)"
-                                       : "");
-                return submit_refuse(JOB_ERROR_TARGET_NOT_FOUND, text, ret_error, ret_message);
-        }
-
-        r = job_new(&j, q->next_id);
-        if (r < 0)
-                return r;
-        if (job_set_string(&j->target, req->target) < 0 || job_set_string(&j->port, e->port) < 0 ||
-            job_set_string(&j->mode, device_mode_to_string(e->mode)) < 0 ||
-            job_set_string(&j->device, e->tty ? e->tty : e->usb_devnode) < 0 ||
-            job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
-            job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
-                return -ENOMEM;
-        j->requested_by.uid = req->requested_by.uid;
-        j->requested_by.pid = req->requested_by.pid;
-        j->verify = req->verify;
-        j->mass_erase = req->mass_erase;
-        j->force = req->force;
-        job_queue_board_of(q, j, e, &b, &v);
-        if (b &&
-            (job_set_string(&j->board, b->name) < 0 || job_set_string(&j->variant, v ? v->id : NULL) < 0))
-                return -ENOMEM;
-        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu : (e->mcu ? e->mcu : e->last_mcu)) < 0)
-                return -ENOMEM;
-        job_log(j, "submitted by %s (uid %u, pid %d): %s on %s", strna(req->requested_by.name),
-                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, e->port);
-
-        /* Refuse a wrong image now, before the board is even rebooted. */
-        {
-                JobDevice *dev = NULL;
-                JobCheckInput in = {
-                        .data = req->data,
-                        .size = req->size,
-                        .format = req->format,
-                        .address = req->address,
-                        .has_address = req->has_address,
-                        .force = req->force,
-                };
-                if (b && flow_board_fill(&fb, b, v) >= 0)
-                        in.board = &fb;
-                if (e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
-                        in.layout = dev->layout;
-                r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
-                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e->n_candidates > 1) {
-                        /* say which boards it could be */
-                        _cleanup_free_ char *names = NULL;
-                        size_t n = 0;
-                        FILE *f = open_memstream(&names, &n);
-                        if (f) {
-                                for (size_t i = 0; i < e->n_candidates; i++)
-                                        if (e->candidates[i].board)
-                                                fprintf(f, "%s%s%s%s", i ? ", " : "", e->candidates[i].board->name,
-                                                        e->candidates[i].variant ? "-" : "",
-                                                        e->candidates[i].variant ? e->candidates[i].variant->id : "");
-                                fclose(f);
-                                free(message);
-                                message = NULL;
-                                (void)asprintf(&message,
-                                               "the board on %s could be any of %s, whose application offsets "
-                                               "differ: pass --address (the address the image was built for) "
-                                               "or flash by board name",
-                                               e->port, strna(names));
-                        }
-                }
-                job_device_free(dev);
-                free(fb.name);
-                free(fb.variant);
-                free(fb.mcu);
-                free(fb.layout);
-                free(fb.hint);
-        }
-        if (r >= 0) {
-                r = image_store_put(q->store, req->data, req->size, j->image.sha256);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to store the image: %m");
-                j->image.size = req->size;
-                (void)job_set_string(&j->image.format, image->format);
-                j->image.address = image->address;
-                j->image.has_address = req->has_address;
-                j->bytes_total = image->size;
-        } else {
-                /* keep the refused job in the history: it says why */
-                (void)image_store_hash(req->data, req->size, j->image.sha256);
-                j->image.size = req->size;
-                job_fail(j, err, "%s", strna(message));
-        }
-
-        q->next_id++;
-        r = job_queue_append(q, j);
-        if (r < 0)
-                return r;
-        *ret_job = TAKE_PTR(j);
-        job_queue_notify(q, *ret_job);
-        if ((*ret_job)->state == JOB_STATE_FAILED) {
-                job_queue_prune(q);
-                (void)job_queue_save(q);
-                return submit_refuse(err, TAKE_PTR(message), ret_error, ret_message);
-        }
-        (void)job_queue_save(q);
-        job_queue_schedule(q);
-        return 0;
 }

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * What job-queue.c (running jobs, persistence) and job-submit.c (target
+ * resolution, board information, submission) share. Not for other modules.
+ */
+
+#include "jobs/job-flow.h"
+#include "jobs/job-queue.h"
+
+typedef struct JobRun JobRun;
+
+struct JobQueue {
+        sd_event *event;
+        Inventory *inventory;
+        const BoardDb *boards;
+        JobQueueConfig config;
+        char *state_dir;
+        char *state_file;
+        ImageStore *store;
+
+        Job **jobs; /* by id, oldest first: queue and history */
+        size_t n_jobs;
+        uint64_t next_id;
+        JobRun *runs;
+        bool started;
+
+        JobQueueOnUpdate on_update;
+        void *on_update_userdata;
+};
+
+void job_queue_notify(JobQueue *q, Job *j);
+int job_queue_append(JobQueue *q, Job *j);
+/* Drop the oldest finished jobs beyond history_max (and their images). */
+void job_queue_prune(JobQueue *q);
+/* Start every queued job whose board is free, oldest first. */
+void job_queue_schedule(JobQueue *q);
+
+/* Board and variant of a job: from the inventory entry (identified, named
+ * by the user among candidates, or candidates sharing their geometry),
+ * else from the names recorded at submission. Either may be NULL. */
+void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *e, const Board **ret_b,
+                        const BoardVariant **ret_v);
+int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v);
