@@ -7,6 +7,7 @@
  *
  *   usb-flash-tool [--port 1-1.1] flash FILE ADDRESS [--no-verify] [--mass-erase]
  *                  [--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING]
+ *                  [--cancel-after BYTES]
  *   usb-flash-tool [--port 1-1.1] read ADDRESS LENGTH OUTFILE
  *
  * Exit status 0 when the session returned >= 0, 1 otherwise, 2 on usage errors.
@@ -31,6 +32,11 @@ typedef struct Recorder {
         json_t *phase_ms; /* milliseconds since the start at which each phase began */
         uint64_t start_ms;
         uint64_t last_done, last_total;
+        /* --cancel-after=N: set the cancel flag once a phase reports N bytes
+         * done in the write phase, as a job's cancel would */
+        uint64_t cancel_after;
+        bool writing;
+        atomic_bool cancel;
 } Recorder;
 
 static uint64_t now_ms(void);
@@ -40,6 +46,7 @@ static void on_phase(void *userdata, DfuPhase phase)
         Recorder *rec = userdata;
 
         json_array_append_new(rec->phases, json_string(dfu_phase_to_string(phase)));
+        rec->writing = phase == DFU_PHASE_WRITE;
         json_array_append_new(rec->phase_ms, json_integer((json_int_t)(now_ms() - rec->start_ms)));
 }
 
@@ -49,6 +56,8 @@ static void on_progress(void *userdata, uint64_t done, uint64_t total)
 
         rec->last_done = done;
         rec->last_total = total;
+        if (rec->cancel_after > 0 && rec->writing && done >= rec->cancel_after)
+                atomic_store(&rec->cancel, true);
 }
 
 static uint64_t now_ms(void)
@@ -138,7 +147,8 @@ static void usage(void)
 {
         fprintf(stderr,
                 "usage: usb-flash-tool [--port PATH] flash FILE ADDRESS [--no-verify] [--mass-erase] "
-                "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING]\n"
+                "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING] [--cancel-after "
+                "BYTES]\n"
                 "       usb-flash-tool [--port PATH] read ADDRESS LENGTH OUTFILE\n");
 }
 
@@ -152,6 +162,7 @@ int main(int argc, char *argv[])
                 { "leave", optional_argument, NULL, 'L' },
                 { "set-address-per-chunk", no_argument, NULL, 'A' },
                 { "layout", required_argument, NULL, 'l' },
+                { "cancel-after", required_argument, NULL, 'c' },
                 {},
         };
         DfuFlashRequest req = { DFU_FLASH_REQUEST_DEFAULTS };
@@ -159,7 +170,9 @@ int main(int argc, char *argv[])
         DfuseLayout *layout = NULL;
         bool per_chunk = false;
         Recorder rec = { .phases = json_array(), .phase_ms = json_array() };
-        DfuCallbacks cb = { .phase = on_phase, .progress = on_progress, .userdata = &rec };
+        DfuCallbacks cb = {
+                .phase = on_phase, .progress = on_progress, .cancel = &rec.cancel, .userdata = &rec
+        };
         _cleanup_free_ char *message = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         DfuSession *s = NULL;
@@ -190,6 +203,9 @@ int main(int argc, char *argv[])
                         break;
                 case 'l':
                         layout_arg = optarg;
+                        break;
+                case 'c':
+                        rec.cancel_after = strtoull(optarg, NULL, 0);
                         break;
                 default:
                         usage();
