@@ -49,8 +49,10 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         _cleanup_free_ char *error = NULL;
         int r;
 
-        if (!m)
+        if (!m) {
+                config_free(config);
                 return -ENOMEM;
+        }
         m->config = config;
         m->event = event ? sd_event_ref(event) : NULL;
         m->start_usec = now_monotonic_usec();

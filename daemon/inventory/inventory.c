@@ -99,6 +99,9 @@ static void entry_clear_usb(InventoryEntry *e)
         e->vid = e->pid = 0;
         e->has_dfu_interface = false;
         e->present = false;
+        /* A probe still running belongs to the old device: its result is
+         * dropped by generation, and the new device gets its own probe. */
+        e->probing = false;
         entry_clear_alts(e);
 }
 

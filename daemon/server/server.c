@@ -34,6 +34,7 @@ struct Client {
         char *out;
         size_t out_len, out_alloc, out_start;
         bool identified;
+        bool read_eof; /* peer shut down its sending side: flush, then close */
         /* An fd passed with SCM_RIGHTS, for the next request dispatched
          * (flashctl sends it with the request's first bytes; jobs helper). */
         int pending_fd;
@@ -130,7 +131,12 @@ static int client_flush(Client *c)
         }
         if (c->out_start == c->out_len)
                 c->out_start = c->out_len = 0;
-        return sd_event_source_set_io_events(c->source, EPOLLIN | (c->out_len ? EPOLLOUT : 0));
+        if (c->read_eof && c->out_len == 0) {
+                client_disconnect(c, "closed by peer");
+                return 0;
+        }
+        return sd_event_source_set_io_events(c->source,
+                                             (c->read_eof ? 0 : EPOLLIN) | (c->out_len ? EPOLLOUT : 0));
 }
 
 static int client_queue(Client *c, json_t *message)
@@ -221,8 +227,8 @@ static void client_process(Client *c)
                 }
                 if (len == 0 || strspn(frame, " \t\r\n") == len)
                         continue; /* keep-alive blank frames */
-                r = rpc_dispatch_text_with_fd(s->manager, &c->peer, c->id, frame, len, TAKE_FD(c->pending_fd),
-                                              server_on_response, s);
+                r = rpc_dispatch_text_with_fd(s->manager, &c->peer, c->id, frame, len,
+                                              TAKE_FD(c->pending_fd), server_on_response, s);
                 if (r < 0)
                         client_disconnect(c, "out of memory");
         }
@@ -248,7 +254,9 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
                         char space[CMSG_SPACE(sizeof(int) * 4)];
                 } control;
                 struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
-                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control,
+                struct msghdr mh = { .msg_iov = &iov,
+                                     .msg_iovlen = 1,
+                                     .msg_control = &control,
                                      .msg_controllen = sizeof(control) };
                 ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
                 /* Keep the last fd received; it belongs to the request whose
@@ -271,7 +279,11 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
                         break;
                 }
                 if (n == 0) {
-                        client_disconnect(c, "closed by peer");
+                        /* A half-closed client (`nc -U`, socat) still waits
+                         * for its replies: send what is queued, then close. */
+                        c->read_eof = true;
+                        if (client_flush(c) < 0)
+                                client_disconnect(c, "write failed");
                         break;
                 }
                 /* -EMSGSIZE is reported through rpc_frame_reader_next(). */

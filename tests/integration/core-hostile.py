@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Malformed and hostile clients must not hurt the daemon or other clients."""
+import json
 import os
 import socket
 import threading
@@ -34,6 +35,26 @@ def test_disconnect_mid_message():
         c = d.client()
         assert c.call("server.info")
         assert d.alive()
+
+
+def test_half_closed_client_gets_replies():
+    """`printf ... | nc -U` style: requests, then shutdown(SHUT_WR); the
+    replies still arrive, then the daemon closes."""
+    with harness.Flashd() as d:
+        s = d.raw_socket()
+        s.sendall(b'{"jsonrpc":"2.0","method":"board.list","id":1}\x03' * 20)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(10)
+        buf = b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+        replies = [json.loads(f) for f in buf.split(harness.ETX) if f]
+        assert len(replies) == 20 and all("result" in r for r in replies), len(replies)
+        s.close()
+        assert d.client().call("server.info")
 
 
 def test_oversized_message_skipped():
@@ -125,7 +146,11 @@ def test_hundred_concurrent_clients():
         assert not errors, errors[:5]
         # 100 clients held open at once
         clients = [harness.RpcClient(d.socket_path) for _ in range(100)]
-        assert clients[0].call("server.info")["clients"] >= 100
+        # connect() returns once queued; the daemon accepts them in batches
+        harness.wait_for(lambda: clients[0].call("server.info")["clients"] >= 100, timeout=10,
+                         what="100 clients accepted")
+        for c in clients:
+            assert c.call("device.list") == []
         for c in clients:
             c.close()
         assert d.client().call("server.info")
@@ -133,5 +158,6 @@ def test_hundred_concurrent_clients():
 
 if __name__ == "__main__":
     harness.main([test_garbage_and_invalid_json_keep_connection, test_disconnect_mid_message,
+                  test_half_closed_client_gets_replies,
                   test_oversized_message_skipped, test_non_reading_client_is_disconnected,
                   test_hundred_concurrent_clients])
