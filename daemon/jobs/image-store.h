@@ -8,6 +8,7 @@
  * file, fsync, rename), so a crash never leaves a half image under its name.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
