@@ -194,9 +194,14 @@ def test_socket_activation():
                               "--boards-dir", harness.boards_dir()],
                              stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            harness.wait_for(lambda: os.path.exists(path), what="activation socket")
+            def connect():
+                # the path exists a moment before systemd-socket-activate listens
+                try:
+                    return harness.RpcClient(path)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    return None
             # the first connection starts flashd, which takes the fd
-            with harness.RpcClient(path) as c:
+            with harness.wait_for(connect, what="activation socket") as c:
                 assert c.call("server.info")["boards"] >= 8
             with open(os.path.join(tmp, "log"), "rb") as f:
                 text = f.read().decode(errors="replace")
