@@ -48,6 +48,12 @@ def test_read_helper(ctx):
     u.check(out["exit"] == 0 and out["result"] == SIZE, "read failed", out)
     with open(path, "rb") as f:
         u.check(f.read() == IMG, "read helper returned other bytes than the flash holds")
+    # the whole 1 MiB flash, as benchmarks use it
+    size = ctx["ctl"].vb.board(u.BOARD)["flash_size"]
+    out = ctx["tool"].run("read", hex(u.FLASH_BASE), size, path)
+    u.check(out["exit"] == 0 and out["result"] == size, "whole-flash read failed", out)
+    with open(path, "rb") as f:
+        u.check(f.read() == ctx["ctl"].read(u.FLASH_BASE, size), "whole-flash read differs from the flash")
 
 
 def test_identical_reflash(ctx):
