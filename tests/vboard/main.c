@@ -244,10 +244,14 @@ static int setup_boards(World *w, Options *o)
                         return fail("--bootloader katapult: the Katapult model is not built into this "
                                     "vboard yet");
                 for (unsigned k = 0; k < s->quirks->len; k++)
-                        if (vboard_set_quirk(b, s->quirks->pdata[k], true) < 0)
-                                return fail("bad quirk %s (short-string garbage-tail error-at-start "
-                                            "reset-on-leave no-1200-reboot unplug=N[,M])",
-                                            (char *)s->quirks->pdata[k]);
+                        if (vboard_set_quirk(b, s->quirks->pdata[k], true) < 0) {
+                                g_autoptr(GString) known = g_string_new(NULL);
+                                for (int q = 0; q < _QUIRK_MAX; q++)
+                                        g_string_append_printf(known, " %s%s", quirk_to_string(q),
+                                                               q == QUIRK_UNPLUG ? "=N[,M]" : "");
+                                return fail("bad quirk %s (known:%s)", (char *)s->quirks->pdata[k],
+                                            known->str);
+                        }
                 vboard_init_flash(b, s->mode);
                 for (unsigned k = 0; k < s->flash->len; k++) {
                         r = vboard_load_file(b, s->flash->pdata[k]);
