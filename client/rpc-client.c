@@ -269,6 +269,28 @@ static int queue_notification(RpcClient *c, json_t *m)
         return json_array_append(c->queue, m) < 0 ? -ENOMEM : 0;
 }
 
+/*
+ * The next buffered message that is not a notification (those are queued
+ * for rpc_client_run()): returns 1 and the message, 0 when none is buffered.
+ */
+static int next_non_notification(RpcClient *c, json_t **ret)
+{
+        for (;;) {
+                json_t *m = NULL;
+                int r = next_message(c, &m);
+                if (r <= 0)
+                        return r;
+                if (!is_notification(m)) {
+                        *ret = m;
+                        return 1;
+                }
+                r = queue_notification(c, m);
+                json_decref(m);
+                if (r < 0)
+                        return r;
+        }
+}
+
 static int parse_response(json_t *m, json_t **ret_result, RpcClientError *ret_error)
 {
         json_t *result = json_object_get(m, "result");
@@ -331,7 +353,7 @@ static int call_internal(RpcClient *c, const char *method, json_t *params, int p
         for (;;) {
                 json_t *m = NULL;
 
-                r = next_message(c, &m);
+                r = next_non_notification(c, &m);
                 if (r < 0)
                         return r;
                 if (r == 0) {
@@ -345,12 +367,6 @@ static int call_internal(RpcClient *c, const char *method, json_t *params, int p
                 }
 
                 json_auto_t *msg = m;
-                if (is_notification(msg)) {
-                        r = queue_notification(c, msg);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
                 json_t *mid = json_object_get(msg, "id");
                 /* An answer to an earlier call that timed out: not ours. */
                 if (json_is_integer(mid) && json_integer_value(mid) != id)
@@ -411,21 +427,19 @@ int rpc_client_run(RpcClient *c, uint64_t timeout_usec, int interrupt_fd)
                 if (r != 0)
                         return r;
 
-                /* Take every complete message already buffered before sleeping. */
+                /* Take every complete message already buffered before
+                 * sleeping; stale answers to timed-out calls are dropped. */
                 json_t *m = NULL;
-                r = next_message(c, &m);
+                r = next_non_notification(c, &m);
                 if (r < 0)
                         return r;
                 if (r > 0) {
-                        json_auto_t *msg = m;
-                        /* Stale answers to timed-out calls are dropped here. */
-                        if (is_notification(msg)) {
-                                r = queue_notification(c, msg);
-                                if (r < 0)
-                                        return r;
-                        }
+                        json_decref(m);
                         continue;
                 }
+                /* Notifications just queued are delivered before sleeping. */
+                if (json_array_size(c->queue) > 0)
+                        continue;
 
                 struct pollfd p[2] = {
                         { .fd = c->fd, .events = POLLIN },

@@ -58,6 +58,15 @@ F429 = {
 failures = 0
 
 
+
+def watchdog(proc, seconds):
+    """Kill proc after `seconds` unless it is gone by then (a hung watch
+    must fail the test, not hang it)."""
+    t = threading.Timer(seconds, proc.kill)
+    t.daemon = True
+    t.start()
+    return t
+
 def check(cond, what):
     global failures
     if not cond:
@@ -297,6 +306,9 @@ def main():
     env = dict(os.environ, NO_COLOR="1")
     p = subprocess.Popen([FLASHCTL, "--socket", sock, "--json", "watch"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
+    # a watch that never prints must not hang the test: kill it after 10 s
+    # (readline then sees EOF and the checks fail)
+    watchdog(p, 10)
     got = []
     deadline = time.monotonic() + 5
     while len(got) < 2 and time.monotonic() < deadline:
@@ -319,6 +331,7 @@ def main():
     # human-readable watch, and the daemon going away ends it with 4
     p = subprocess.Popen([FLASHCTL, "--socket", sock, "watch"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
+    watchdog(p, 10)
     line1 = p.stdout.readline()
     line2 = p.stdout.readline()
     check(line1.split()[1:5] == ["added", "1-1.3", "dfu", "octopus-pro"], f"watch line {line1!r}")

@@ -20,12 +20,22 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import harness
 
 F429_LAYOUT = [(4, 16 * 1024), (1, 64 * 1024), (7, 128 * 1024)]
 
+
+
+def watchdog(proc, seconds):
+    """Kill proc after `seconds` unless it is gone by then (a hung watch
+    must fail the test, not hang it)."""
+    t = threading.Timer(seconds, proc.kill)
+    t.daemon = True
+    t.start()
+    return t
 
 def control(*words):
     """One request on vboard's control socket (a line; the answer is a JSON line)."""
@@ -171,6 +181,9 @@ def test_watch_unplug_plug():
         t = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, "watch"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=dict(os.environ, NO_COLOR="1"))
+        # watchers that never print must not hang the test: readline sees EOF
+        for p in (w, t):
+            watchdog(p, 20)
         try:
             harness.wait_for(lambda: c.call("server.info")["clients"] == clients + 2, what="watchers connected")
             control("unplug", f429["port"])

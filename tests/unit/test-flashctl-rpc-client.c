@@ -95,6 +95,16 @@ static void *server(void *arg)
                                                                 "method", "notify_test", "params", i));
                                 send_json(fd, json_pack("{s:s, s:O, s:b}", "jsonrpc", "2.0", "id", id,
                                                         "result", 1));
+                        } else if (streq(method, "reply_then_notify")) {
+                                /* notifications that come while the client sleeps in rpc_client_run() */
+                                send_json(fd, json_pack("{s:s, s:O, s:b}", "jsonrpc", "2.0", "id", id,
+                                                        "result", 1));
+                                usleep(50000);
+                                for (int i = 1; i <= 3; i++) {
+                                        send_json(fd, json_pack("{s:s, s:s, s:[i]}", "jsonrpc", "2.0",
+                                                                "method", "notify_test", "params", i));
+                                        usleep(10000);
+                                }
                         } else if (streq(method, "with_fd")) {
                                 /* The fd must have come with this request's bytes. */
                                 char content[64] = "";
@@ -198,6 +208,15 @@ int main(void)
         CHECK_INT(seen, 3);
         /* nothing more arrives: the run times out with 0 */
         CHECK_INT(rpc_client_run(c, 50000, -1), 0);
+
+        /* Notifications that arrive while rpc_client_run() waits, one or
+         * several per read, are delivered as they come. */
+        seen = 0;
+        result = NULL;
+        CHECK_INT(rpc_client_call(c, "reply_then_notify", NULL, 0, &result, NULL), 0);
+        json_decref(result);
+        CHECK_INT(rpc_client_run(c, 2000000, -1), 42);
+        CHECK_INT(seen, 3);
 
         /* An interrupt fd ends the run with -EINTR. */
         int pipefd[2];
