@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "fs-util.h"
 #include "log.h"
 #include "manager.h"
 
@@ -114,22 +115,6 @@ sd_event *manager_get_event(Manager *m)
 double manager_uptime(const Manager *m)
 {
         return (double)(now_monotonic_usec() - m->start_usec) / 1e6;
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-        _cleanup_free_ char *p = strdup(path);
-        if (!p)
-                return -ENOMEM;
-        for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-                *s = '\0';
-                if (mkdir(p, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *s = '/';
-        }
-        if (mkdir(p, mode) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
 }
 
 static int manager_listen(Manager *m)

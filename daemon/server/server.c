@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "fs-util.h"
 #include "log.h"
 #include "macros.h"
 #include "manager.h"
@@ -415,20 +416,6 @@ int server_add_listen_fd(Server *s, int fd)
         if (r < 0)
                 return r;
         s->n_listeners++;
-        return 0;
-}
-
-static int mkdir_parents(const char *path)
-{
-        _cleanup_free_ char *dir = strdup(path);
-        if (!dir)
-                return -ENOMEM;
-        for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
-                *p = '\0';
-                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *p = '/';
-        }
         return 0;
 }
 

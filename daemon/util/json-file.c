@@ -8,23 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs-util.h"
 #include "json-file.h"
 #include "macros.h"
-
-static int write_all(int fd, const char *buf, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, buf, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                buf += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
 
 int json_file_write_atomic(const char *path, const json_t *value, mode_t mode)
 {
@@ -39,9 +25,9 @@ int json_file_write_atomic(const char *path, const json_t *value, mode_t mode)
         _cleanup_close_ int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return -errno;
-        r = write_all(fd, text, strlen(text));
+        r = loop_write(fd, text, strlen(text));
         if (r >= 0)
-                r = write_all(fd, "\n", 1);
+                r = loop_write(fd, "\n", 1);
         if (r >= 0 && fchmod(fd, mode) < 0)
                 r = -errno;
         if (r >= 0 && fsync(fd) < 0)
