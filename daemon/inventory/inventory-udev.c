@@ -37,8 +37,10 @@ static unsigned parse_uint(const char *s, int base)
 /*
  * Walk the binary `descriptors` attribute (device descriptor followed by
  * the configuration descriptors, as the kernel read them at enumeration,
- * USB 2.0 §9.6) looking for an interface of class 0xFE subclass 0x01
- * (DFU 1.1 §4.2.3). Reading sysfs does not touch the device.
+ * USB 2.0 §9.6) looking for an interface of class 0xFE subclass 0x01 in
+ * DFU mode, protocol 0x02 (DFU 1.1 §4.2.3; protocol 0x01 is the run-time
+ * interface an application may carry, which is no bootloader). Reading
+ * sysfs does not touch the device.
  */
 static bool usb_has_dfu_interface(struct udev_device *d)
 {
@@ -59,7 +61,7 @@ static bool usb_has_dfu_interface(struct udev_device *d)
                 if (len < 2)
                         break;
                 if (type == 0x04 && len >= 9 && i + 9 <= (size_t)n && buf[i + 5] == 0xfe &&
-                    buf[i + 6] == 0x01)
+                    buf[i + 6] == 0x01 && buf[i + 7] == 0x02)
                         return true;
                 i += len;
         }

@@ -117,6 +117,7 @@ def test_hotplug():
     port = boards[APP]["port"]
     with harness.Flashd() as d:
         c = d.client()
+        anonymous = d.client(identify=False)  # not identified: no notifications
         vb.unplug(APP)
         removed = c.wait_notification("notify_device_removed", lambda p: p[0]["port"] == port)
         assert removed[0]["mode"] == "app"  # the last state seen
@@ -130,6 +131,9 @@ def test_hotplug():
         added = c.wait_notification("notify_device_added", lambda p: p[0]["port"] == port)
         assert added[0]["id"] == port
         harness.wait_for(lambda: harness.devices_by_port(c).get(port, {}).get("tty"), what="tty back")
+        assert anonymous.call("server.info")
+        anonymous.drain(0.3)
+        assert anonymous.notifications == [], anonymous.notifications[:2]
 
 
 def test_app_dfu_app_keeps_identity():
