@@ -448,10 +448,16 @@ int dfu_session_make_idle(DfuSession *s, const DfuCallbacks *cb)
                         return dfu_session_fail(s, r, "Cannot clear the device's error state: %s.",
                                                 strerror(-r));
                 s->stats.cleared_error_at_start = true;
-                dfu_session_note(s, cb,
-                                 "The device started in dfuERROR (%s); cleared it, as is normal for STM32 "
-                                 "ROM bootloaders.",
-                                 dfu_status_to_string(st.status));
+                if (st.status == DFU_STATUS_ERR_FIRMWARE)
+                        dfu_session_note(
+                                s, cb,
+                                "The device started in dfuERROR (errFIRMWARE); cleared it, as is normal "
+                                "for STM32 ROM bootloaders.");
+                else
+                        dfu_session_note(
+                                s, cb,
+                                "The device was in dfuERROR (%s: %s) from an earlier operation; cleared it.",
+                                dfu_status_to_string(st.status), dfu_status_to_message(st.status));
                 break;
         case DFU_STATE_DFU_DNLOAD_IDLE:
         case DFU_STATE_DFU_UPLOAD_IDLE:
