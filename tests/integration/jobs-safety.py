@@ -12,9 +12,13 @@
 - `--force vector-table` overrides the one check, says so in the log, and
   the flash goes ahead; the board then comes back in its bootloader (the
   image does not start), which fails clearly (exit 6); a good image flashes
-  it back from DFU mode.
+  it back from DFU mode;
+- a serial port held by another program (klippy) is refused, naming it.
 """
 import json
+import os
+import subprocess
+import sys
 
 import harness
 from jobs_helpers import (APP, EXIT_FAILED, EXIT_REFUSED, FAST_CONFIG, FLASH_BASE, Boards, app_image, check,
@@ -102,5 +106,32 @@ def test_force_and_stuck_in_bootloader():
         boards.vb.wait(BOARD, "app", 5000)
 
 
+def test_tty_held_by_klipper():
+    """Klipper's host (klippy) holds the serial port: refused, naming it."""
+    boards = Boards()
+    tty = boards.board(BOARD)["tty"]
+    script = os.path.join(tmpdir(), "klippy.py")
+    with open(script, "w") as f:
+        f.write("import os, sys, time\n"
+                f"fd = os.open({tty!r}, os.O_RDWR | os.O_NOCTTY)\n"
+                "print('open', flush=True)\n"
+                "sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        check(holder.stdout.readline().strip() == "open", "the holder opened the tty")
+        with harness.Flashd(config=FAST_CONFIG) as d:
+            harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
+            before = boards.counters(BOARD)
+            p = flashctl(d, "flash", "octopus-pro", write_image(tmpdir(), app_image(8192, APP, mcu="stm32f429xx")))
+            check(p.returncode == EXIT_FAILED and "tty-busy" in p.stderr, f"refused: exit {p.returncode}",
+                  p.stderr)
+            check("klippy" in p.stderr and f"pid {holder.pid}" in p.stderr, "the message names the process",
+                  p.stderr)
+            untouched(boards, before)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 if __name__ == "__main__":
-    harness.main([test_refused_before_any_erase, test_force_and_stuck_in_bootloader])
+    harness.main([test_refused_before_any_erase, test_force_and_stuck_in_bootloader, test_tty_held_by_klipper])
