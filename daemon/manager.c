@@ -83,6 +83,7 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 jc.reboot_wait_usec = (uint64_t)(config->reboot_wait_sec * 1e6);
                 jc.device_timeout_usec = (uint64_t)(config->bootloader_timeout_sec * 1e6);
                 jc.app_timeout_usec = (uint64_t)(config->app_timeout_sec * 1e6);
+                jc.stop_units = config->stop_units;
                 r = job_service_new(&m->jobs, m, &jc);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up the job queue in %s: %m",
@@ -96,9 +97,11 @@ Manager *manager_free(Manager *m)
 {
         if (!m)
                 return NULL;
-        /* Server first: its clients must not hear about the inventory going away. */
-        m->server = server_free(m->server);
+        /* Jobs first: calls they still hold are answered (or dropped with an
+         * error reply) through the server, which must still exist. Then the
+         * server, then the inventory the others listen to. */
         m->jobs = job_service_free(m->jobs);
+        m->server = server_free(m->server);
         m->inventory = inventory_free(m->inventory);
         board_db_free(m->boards);
         config_free(m->config);
