@@ -37,6 +37,46 @@ int config_add_boards_dir(Config *c, const char *dir)
         return 0;
 }
 
+static void strv_free_config(char **l)
+{
+        for (char **p = l; p && *p; p++)
+                free(*p);
+        free(l);
+}
+
+/* "klipper.service moonraker.service" -> a NULL-terminated list (jobs helper). */
+static int config_set_stop_units(Config *c, const char *value)
+{
+        char **l = calloc(strlen(value) / 2 + 2, sizeof(char *));
+        size_t n = 0;
+
+        if (!l)
+                return -ENOMEM;
+        for (const char *p = value; *p;) {
+                size_t k;
+                p += strspn(p, " \t,");
+                k = strcspn(p, " \t,");
+                if (k == 0)
+                        break;
+                if (!memchr(p, '.', k)) {
+                        /* a unit name has a type suffix: klipper.service */
+                        strv_free_config(l);
+                        return -EINVAL;
+                }
+                l[n] = strndup(p, k);
+                if (!l[n++]) {
+                        strv_free_config(l);
+                        return -ENOMEM;
+                }
+                p += k;
+        }
+        strv_free_config(c->stop_units);
+        c->stop_units = n > 0 ? l : NULL;
+        if (n == 0)
+                free(l);
+        return 0;
+}
+
 int config_new(Config **ret)
 {
         Config *c = calloc(1, sizeof(*c));
@@ -69,6 +109,7 @@ Config *config_free(Config *c)
         for (size_t i = 0; i < c->n_boards_dirs; i++)
                 free(c->boards_dirs[i]);
         free(c->boards_dirs);
+        strv_free_config(c->stop_units);
         free(c);
         return NULL;
 }
@@ -118,6 +159,9 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                                                                                        : -EINVAL;
                 if (r >= 0)
                         c->retry_interrupted = r;
+        } else if (streq(name, "stop_units")) {
+                /* flash jobs: units stopped around a flash, separated by blanks */
+                r = config_set_stop_units(c, value);
         } else if (streq(name, "reboot_wait_sec") || streq(name, "bootloader_timeout_sec") ||
                    streq(name, "app_timeout_sec")) {
                 char *end = NULL;

@@ -25,6 +25,7 @@ typedef struct Config {
         double reboot_wait_sec;         /* reboot_wait_sec: show the board's hint after this (10) */
         double bootloader_timeout_sec;  /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
         double app_timeout_sec;         /* app_timeout_sec: give up waiting for the app after a flash (60) */
+        char **stop_units;              /* stop_units = klipper.service ...: paused around a flash; NULL-terminated */
 } Config;
 
 int config_new(Config **ret);

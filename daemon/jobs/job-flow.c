@@ -6,6 +6,7 @@
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
 #include "jobs/job-flow.h"
+#include "jobs/job-units.h"
 #include "serial/bootloader-request.h"
 #include "serial/katapult-session.h"
 #include "serial/serial-port.h"
@@ -31,6 +32,9 @@ void job_flow_spec_free(JobFlowSpec *s)
         free(s);
 }
 
+/* A unit's stop or start job (klippy shuts down in well under a second). */
+#define JOB_UNITS_TIMEOUT_USEC (30ull * 1000000ull)
+
 typedef struct Flow {
         JobWorker *w;
         JobFlowSpec *spec;
@@ -38,6 +42,7 @@ typedef struct Flow {
         JobPayload *payload;
         uint8_t *data;
         size_t size;
+        char **stopped; /* units stopped for this flash, started again at the end */
         /* the result, sent once at the end */
         JobError error;
         bool cancelled;
@@ -471,6 +476,16 @@ static int flow_run(Flow *f)
 
         switch (f->dev->mode) {
         case DEVICE_MODE_APP:
+                if (f->spec->stop_units && f->spec->stop_units[0]) {
+                        _cleanup_free_ char *message = NULL;
+                        r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped,
+                                           &message);
+                        if (r < 0)
+                                return flow_fail(f, JOB_ERROR_UNIT_CONTROL,
+                                                 "could not stop a unit of stop_units: %s", strna(message));
+                        for (char **u = f->stopped; u && *u; u++)
+                                job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
+                }
                 r = flow_reboot(f);
                 if (r < 0)
                         return r;
@@ -521,6 +536,26 @@ void job_flow_run(JobWorker *w, void *userdata)
         };
 
         (void)flow_run(&f);
+        if (f.stopped) {
+                /* whatever happened, the printer gets its host software back */
+                _cleanup_free_ char *message = NULL;
+                if (job_units_start(f.stopped, JOB_UNITS_TIMEOUT_USEC, &message) < 0) {
+                        job_worker_log(f.w, "could not start the stopped units again: %s", strna(message));
+                        if (f.error == JOB_ERROR_NONE && !f.cancelled) {
+                                free(f.message);
+                                f.message = NULL;
+                                (void)flow_fail(
+                                        &f, JOB_ERROR_UNIT_CONTROL,
+                                        "flashed, but a unit of stop_units could not be started again: %s",
+                                        strna(message));
+                        }
+                } else
+                        for (char **u = f.stopped; *u; u++)
+                                job_worker_log(f.w, "started %s again", *u);
+                for (char **u = f.stopped; *u; u++)
+                        free(*u);
+                free(f.stopped);
+        }
         if (f.cancelled)
                 job_worker_send_result(w, JOB_ERROR_NONE, true, "%s", strna(f.message));
         else

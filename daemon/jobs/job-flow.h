@@ -51,6 +51,7 @@ typedef struct JobFlowSpec {
         uint64_t reboot_wait_usec;
         uint64_t device_timeout_usec;
         uint64_t app_timeout_usec;
+        char *const *stop_units; /* borrowed from the configuration, which outlives every worker */
 } JobFlowSpec;
 
 void job_flow_board_clear(JobFlowBoard *b);

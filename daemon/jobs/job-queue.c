@@ -448,6 +448,7 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         s->reboot_wait_usec = q->config.reboot_wait_usec;
         s->device_timeout_usec = q->config.device_timeout_usec;
         s->app_timeout_usec = q->config.app_timeout_usec;
+        s->stop_units = q->config.stop_units;
         s->resume_wait_app = j->state == JOB_STATE_WAITING_FOR_APP;
         if (e && e->present) {
                 r = job_device_from_entry(e, &s->device);

@@ -33,6 +33,7 @@ typedef struct JobQueueConfig {
         uint64_t device_timeout_usec; /* give up waiting for the bootloader (10 min) */
         uint64_t app_timeout_usec;    /* give up waiting for the app after leave (60 s) */
         unsigned history_max;         /* finished jobs kept (100) */
+        char *const *stop_units;      /* units paused around a flash from app mode (borrowed) */
 } JobQueueConfig;
 
 #define JOB_QUEUE_CONFIG_DEFAULTS                                      \
