@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdarg.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,8 @@ int config_new(Config **ret)
         c->reboot_wait_sec = 10;
         c->bootloader_timeout_sec = 600;
         c->app_timeout_sec = 60;
-        if (config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
+        if (moonraker_config_init(&c->moonraker) < 0 || /* [moonraker] (moonraker helper) */
+            config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->flash_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->state_dir, FLASHD_DEFAULT_STATE_DIR) < 0) {
                 config_free(c);
@@ -110,6 +112,7 @@ Config *config_free(Config *c)
                 free(c->boards_dirs[i]);
         free(c->boards_dirs);
         strv_free_config(c->stop_units);
+        moonraker_config_done(&c->moonraker); /* [moonraker] (moonraker helper) */
         free(c);
         return NULL;
 }
@@ -120,6 +123,16 @@ typedef struct ConfigParse {
         bool boards_dirs_reset;
 } ConfigParse;
 
+_printf_(2, 3) static void parse_error(ConfigParse *p, const char *format, ...)
+{
+        va_list ap;
+        free(p->error);
+        va_start(ap, format);
+        if (vasprintf(&p->error, format, ap) < 0)
+                p->error = NULL;
+        va_end(ap);
+}
+
 /* inih calls this for every key; returning 0 makes ini_parse report the line. */
 static int config_on_key(void *userdata, const char *section, const char *name, const char *value)
 {
@@ -127,8 +140,11 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         Config *c = p->config;
         int r;
 
+        if (streq(section,
+                  "moonraker")) /* the Moonraker agent's keys (daemon/moonraker, moonraker helper) */
+                return moonraker_config_on_key(&c->moonraker, name, value, &p->error);
         if (!streq(section, "") && !streq(section, "flashd")) {
-                asprintf(&p->error, "unknown section [%s]", section);
+                parse_error(p, "unknown section [%s]", section);
                 return 0;
         }
         if (streq(name, "socket_group"))
@@ -172,13 +188,13 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                           : streq(name, "bootloader_timeout_sec") ? &c->bootloader_timeout_sec
                                                                   : &c->app_timeout_sec) = d;
         } else {
-                asprintf(&p->error, "unknown key \"%s\"", name);
+                parse_error(p, "unknown key \"%s\"", name);
                 return 0;
         }
         if (r == -ENOMEM)
                 return 0;
         if (r < 0) {
-                asprintf(&p->error, "invalid value \"%s\" for %s", value, name);
+                parse_error(p, "invalid value \"%s\" for %s", value, name);
                 return 0;
         }
         return 1;
@@ -192,11 +208,10 @@ static int config_finish_parse(ConfigParse *p, int line, const char *what, char 
         }
         if (ret_error) {
                 char *msg = NULL;
-                if (line > 0)
-                        asprintf(&msg, "%s:%d: %s", what, line, p->error ? p->error : "syntax error");
-                else
-                        asprintf(&msg, "%s: cannot parse", what);
-                *ret_error = msg;
+                int r = line > 0 ? asprintf(&msg, "%s:%d: %s", what, line,
+                                            p->error ? p->error : "syntax error")
+                                 : asprintf(&msg, "%s: cannot parse", what);
+                *ret_error = r < 0 ? NULL : msg;
         }
         free(p->error);
         return -EINVAL;
