@@ -218,6 +218,30 @@ static void test_async(Manager *m)
         CHECK_INT(error_code(invalid), -32600);
 }
 
+/* The entry a non-socket transport (the Moonraker agent) uses: a parsed
+ * request with its own id, the response JSON through its own callback. */
+static void on_external(uint64_t client_id, json_t *response, void *userdata)
+{
+        CHECK_INT(client_id, 9000);
+        json_t **slot = userdata;
+        json_decref(*slot);
+        *slot = json_incref(response);
+}
+
+static void test_external_dispatch(Manager *m)
+{
+        RpcPeer peer = { .origin = "moonraker" };
+        json_t *got = NULL;
+        json_auto_t *req =
+                json_pack("{s:s,s:s,s:s}", "jsonrpc", "2.0", "method", "device.list", "id", "mr-17");
+
+        CHECK_INT(rpc_dispatch(m, &peer, 9000, req, on_external, &got), 0);
+        CHECK(got != NULL);
+        CHECK_STR(json_string_value(json_object_get(got, "id")), "mr-17");
+        CHECK(json_is_array(json_object_get(got, "result")));
+        json_decref(got);
+}
+
 static void test_method_names(void)
 {
         json_auto_t *names = rpc_method_names();
@@ -254,6 +278,7 @@ int main(void)
 
         test_table(m);
         test_async(m);
+        test_external_dispatch(m);
         rpc_method_table_remove(test_methods);
         CHECK(rpc_method_find("test.async") == NULL);
         test_method_names();
