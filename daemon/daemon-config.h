@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "moonraker/moonraker-config.h"
+
 typedef struct Config {
         char *config_file;  /* NULL: none given, the default path was tried */
         char *socket_path;  /* NULL: socket activation, else FLASHD_DEFAULT_SOCKET */
@@ -26,6 +28,9 @@ typedef struct Config {
         double bootloader_timeout_sec;  /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
         double app_timeout_sec;         /* app_timeout_sec: give up waiting for the app after a flash (60) */
         char **stop_units;              /* stop_units = klipper.service ...: paused around a flash; NULL-terminated */
+
+        /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker; moonraker helper) */
+        MoonrakerConfig moonraker;
 } Config;
 
 int config_new(Config **ret);

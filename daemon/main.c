@@ -28,6 +28,8 @@ static void help(void)
                "  --log-level LEVEL   debug, info, notice, warning, err\n"
                "  --boards-dir DIR    board database directory (repeatable; replaces the defaults\n"
                "                      %s and %s)\n"
+               "  --moonraker PATH    connect to Moonraker's Unix socket PATH as an agent\n"
+               "                      ([moonraker] socket in flashd.conf)\n"
                "  --list-methods      print the registered JSON-RPC methods and exit\n"
                "  --help, --version\n",
                FLASHD_DEFAULT_SOCKET, FLASHD_DEFAULT_STATE_DIR, FLASHD_DEFAULT_CONFIG, FLASHD_BOARDS_DATADIR,
@@ -40,12 +42,14 @@ enum {
         ARG_CONFIG,
         ARG_LOG_LEVEL,
         ARG_BOARDS_DIR,
+        ARG_MOONRAKER,
         ARG_LIST_METHODS,
         ARG_VERSION,
 };
 
 typedef struct Args {
         const char *socket, *state_dir, *config, *log_level;
+        const char *moonraker; /* --moonraker PATH (moonraker helper) */
         const char *boards_dirs[32];
         size_t n_boards_dirs;
 } Args;
@@ -59,6 +63,7 @@ static int parse_argv(int argc, char **argv, Args *a)
                 { "config", required_argument, NULL, ARG_CONFIG },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "boards-dir", required_argument, NULL, ARG_BOARDS_DIR },
+                { "moonraker", required_argument, NULL, ARG_MOONRAKER },
                 { "list-methods", no_argument, NULL, ARG_LIST_METHODS },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -83,6 +88,13 @@ static int parse_argv(int argc, char **argv, Args *a)
                                 return -EINVAL;
                         }
                         a->log_level = optarg;
+                        break;
+                case ARG_MOONRAKER:
+                        if (optarg[0] != '/') {
+                                fprintf(stderr, "flashd: --moonraker needs an absolute path\n");
+                                return -EINVAL;
+                        }
+                        a->moonraker = optarg;
                         break;
                 case ARG_BOARDS_DIR:
                         if (a->n_boards_dirs >= ELEMENTSOF(a->boards_dirs)) {
@@ -135,6 +147,7 @@ static int load_config(const Args *a, Config **ret)
         }
         if ((a->socket && config_set_string(&c->socket_path, a->socket) < 0) ||
             (a->state_dir && config_set_string(&c->state_dir, a->state_dir) < 0) ||
+            (a->moonraker && config_set_string(&c->moonraker.socket_path, a->moonraker) < 0) ||
             (a->config && config_set_string(&c->config_file, a->config) < 0)) {
                 config_free(c);
                 return log_oom();

@@ -89,6 +89,14 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                         return log_error_errno(r, "cannot set up the job queue in %s: %m",
                                                config->state_dir);
         }
+        if (event && config->moonraker.socket_path) {
+                /* The Moonraker agent (daemon/moonraker, moonraker helper): it
+                 * forwards every broadcast as an agent event. */
+                r = moonraker_agent_new(&m->moonraker, m, &config->moonraker);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up the Moonraker agent: %m");
+                server_set_broadcast_hook(m->server, moonraker_agent_on_broadcast, m->moonraker);
+        }
         *ret = TAKE_PTR(m);
         return 0;
 }
@@ -102,6 +110,9 @@ Manager *manager_free(Manager *m)
          * server, then the inventory the others listen to. */
         m->jobs = job_service_free(m->jobs);
         m->server = server_free(m->server);
+        /* After jobs and server: calls relayed by Moonraker are answered
+         * through it, and the server's broadcast hook points at it. */
+        m->moonraker = moonraker_agent_free(m->moonraker);
         m->inventory = inventory_free(m->inventory);
         board_db_free(m->boards);
         config_free(m->config);
@@ -167,5 +178,8 @@ int manager_start(Manager *m)
                 if (r < 0)
                         return r;
         }
+        /* Connects in the background; Moonraker may come later or never. */
+        if (m->moonraker)
+                (void)moonraker_agent_start(m->moonraker);
         return 0;
 }

@@ -16,6 +16,7 @@
 #include "daemon-config.h"
 #include "inventory/inventory.h"
 #include "jobs/job-service.h"
+#include "moonraker/moonraker-agent.h"
 #include "server/server.h"
 
 typedef struct Manager {
@@ -25,6 +26,7 @@ typedef struct Manager {
         Inventory *inventory;
         Server *server;
         JobService *jobs;    /* flash jobs; NULL without an event loop */
+        MoonrakerAgent *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
         uint64_t start_usec; /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */

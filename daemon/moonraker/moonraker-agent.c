@@ -24,9 +24,9 @@
 typedef struct JobSlot {
         MoonrakerAgent *agent;
         uint64_t job;
-        char *state, *phase;  /* last sent */
-        uint64_t last_usec;   /* when the last event for this job went out */
-        json_t *pending;      /* newest unsent progress, or NULL */
+        char *state, *phase; /* last sent */
+        uint64_t last_usec;  /* when the last event for this job went out */
+        json_t *pending;     /* newest unsent progress, or NULL */
         sd_event_source *timer;
         struct JobSlot *next;
 } JobSlot;
@@ -74,7 +74,8 @@ static void agent_enter_state(MoonrakerAgent *a, MoonrakerState s)
 {
         if (a->state == s)
                 return;
-        log_debug("moonraker agent: %s -> %s", moonraker_state_to_string(a->state), moonraker_state_to_string(s));
+        log_debug("moonraker agent: %s -> %s", moonraker_state_to_string(a->state),
+                  moonraker_state_to_string(s));
         a->state = s;
 }
 
@@ -130,8 +131,8 @@ static int agent_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static int agent_arm_timer(MoonrakerAgent *a, uint64_t usec)
 {
         a->timer = sd_event_source_disable_unref(a->timer);
-        int r = sd_event_add_time_relative(manager_get_event(a->manager), &a->timer, CLOCK_MONOTONIC, usec, 0,
-                                           agent_on_timer, a);
+        int r = sd_event_add_time_relative(manager_get_event(a->manager), &a->timer, CLOCK_MONOTONIC, usec,
+                                           0, agent_on_timer, a);
         if (r < 0)
                 return log_error_errno(r, "moonraker agent: cannot arm a timer: %m");
         return 0;
@@ -152,8 +153,8 @@ static void agent_disconnect(MoonrakerAgent *a, int error, const char *why)
                 log_info_errno(error, "Moonraker at %s not available (%s); retrying in the background",
                                a->config->socket_path, why);
         else
-                log_debug_errno(error, "Moonraker at %s: %s; next try in %.1f s", a->config->socket_path, why,
-                                (double)a->backoff_usec / 1e6);
+                log_debug_errno(error, "Moonraker at %s: %s; next try in %.1f s", a->config->socket_path,
+                                why, (double)a->backoff_usec / 1e6);
         if (was_ready)
                 a->backoff_usec = MOONRAKER_BACKOFF_MIN_USEC;
         (void)agent_arm_timer(a, a->backoff_usec);
@@ -243,8 +244,8 @@ static int agent_send_event(MoonrakerAgent *a, const char *event, json_t *data)
         if (a->state != MOONRAKER_STATE_READY)
                 return 0;
         /* Without "id": Moonraker sends no reply (extensions.md). */
-        json_auto_t *m = json_pack("{s:s,s:s,s:{s:s,s:O}}", "jsonrpc", "2.0", "method", "connection.send_event",
-                                   "params", "event", event, "data", data);
+        json_auto_t *m = json_pack("{s:s,s:s,s:{s:s,s:O}}", "jsonrpc", "2.0", "method",
+                                   "connection.send_event", "params", "event", event, "data", data);
         if (!m)
                 return -ENOMEM;
         return agent_send(a, m);
@@ -332,7 +333,8 @@ void moonraker_agent_on_broadcast(const char *method, json_t *params, void *user
         /* Event names drop Moonraker's notify_ prefix: frontends see
          * notify_agent_event {agent, event: "job_update", data}. */
         const char *event = strncmp(method, "notify_", 7) == 0 ? method + 7 : method;
-        json_t *data = json_is_array(params) && json_array_size(params) == 1 ? json_array_get(params, 0) : params;
+        json_t *data =
+                json_is_array(params) && json_array_size(params) == 1 ? json_array_get(params, 0) : params;
 
         if (streq(method, "notify_job_update") && json_is_object(data) &&
             json_is_integer(json_object_get(data, "id"))) {
@@ -392,8 +394,8 @@ static void agent_flash_path(MoonrakerAgent *a, json_t *msg, json_t *id, const c
                 return;
         }
         log_info("moonraker agent: job.flash with %s", resolved);
-        (void)rpc_dispatch_text_with_fd(a->manager, &a->peer, agent_client_id(a), text, strlen(text), TAKE_FD(fd),
-                                        agent_on_response, a);
+        (void)rpc_dispatch_text_with_fd(a->manager, &a->peer, agent_client_id(a), text, strlen(text),
+                                        TAKE_FD(fd), agent_on_response, a);
 }
 
 static void agent_on_request(MoonrakerAgent *a, json_t *msg, json_t *id, const char *method)
@@ -403,13 +405,15 @@ static void agent_on_request(MoonrakerAgent *a, json_t *msg, json_t *id, const c
 
         if (entry && (entry->flags & RPC_METHOD_MUTATING) && !a->config->enable_flashing) {
                 char buf[512];
-                snprintf(buf, sizeof(buf),
-                         "Flashing through Moonraker is disabled: %s changes state. To allow it, set "
-                         "enable_flashing = yes in the [moonraker] section of flashd.conf and restart flashd",
-                         method);
+                snprintf(
+                        buf, sizeof(buf),
+                        "Flashing through Moonraker is disabled: %s changes state. To allow it, set "
+                        "enable_flashing = yes in the [moonraker] section of flashd.conf and restart flashd",
+                        method);
                 log_notice("moonraker agent: refused %s (enable_flashing = no)", method);
                 agent_reply_error(a, id, RPC_ERROR_PERMISSION_DENIED,
-                                  json_pack("{s:s,s:s}", "method", method, "setting", "enable_flashing"), buf);
+                                  json_pack("{s:s,s:s}", "method", method, "setting", "enable_flashing"),
+                                  buf);
                 return;
         }
         json_t *image = streq(method, "job.flash") ? json_object_get(params, "image") : NULL;
@@ -430,7 +434,8 @@ static void agent_on_identified(MoonrakerAgent *a, json_t *msg)
         a->timer = sd_event_source_disable_unref(a->timer);
         if (error) {
                 const char *text = json_string_value(json_object_get(error, "message"));
-                log_warning("Moonraker refused flashd as agent \"%s\": %s", a->config->agent_name, strna(text));
+                log_warning("Moonraker refused flashd as agent \"%s\": %s", a->config->agent_name,
+                            strna(text));
                 agent_disconnect(a, -EPERM, "identify refused");
                 return;
         }
@@ -539,9 +544,9 @@ static void agent_identify(MoonrakerAgent *a)
         agent_enter_state(a, MOONRAKER_STATE_IDENTIFYING);
         a->identify_id = (json_int_t)(a->generation & 0x7fffffff);
         json_auto_t *m = json_pack("{s:s,s:s,s:{s:s,s:s,s:s,s:s},s:I}", "jsonrpc", "2.0", "method",
-                                   "server.connection.identify", "params", "client_name", a->config->agent_name,
-                                   "version", FLASHD_VERSION, "type", "agent", "url", AGENT_URL, "id",
-                                   a->identify_id);
+                                   "server.connection.identify", "params", "client_name",
+                                   a->config->agent_name, "version", FLASHD_VERSION, "type", "agent", "url",
+                                   AGENT_URL, "id", a->identify_id);
         if (!m) {
                 agent_disconnect(a, -ENOMEM, "out of memory");
                 return;
@@ -653,8 +658,9 @@ int moonraker_agent_new(MoonrakerAgent **ret, Manager *m, const MoonrakerConfig 
         if (config->file_user) {
                 r = moonraker_file_user_cred(config->file_user, &a->file_user_cred);
                 if (r < 0)
-                        log_warning_errno(r, "file_user %s in [moonraker]: no such user (%m); image.path "
-                                             "uses Moonraker's own user",
+                        log_warning_errno(r,
+                                          "file_user %s in [moonraker]: no such user (%m); image.path "
+                                          "uses Moonraker's own user",
                                           config->file_user);
         }
         *ret = a;
@@ -679,8 +685,9 @@ MoonrakerAgent *moonraker_agent_free(MoonrakerAgent *a)
 
 int moonraker_agent_start(MoonrakerAgent *a)
 {
-        log_info("Moonraker agent \"%s\": connecting to %s (flashing through Moonraker %s)", a->config->agent_name,
-                 a->config->socket_path, a->config->enable_flashing ? "enabled" : "disabled");
+        log_info("Moonraker agent \"%s\": connecting to %s (flashing through Moonraker %s)",
+                 a->config->agent_name, a->config->socket_path,
+                 a->config->enable_flashing ? "enabled" : "disabled");
         return agent_connect(a);
 }
 

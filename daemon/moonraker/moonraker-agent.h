@@ -31,16 +31,16 @@
 typedef struct Manager Manager;
 typedef struct MoonrakerAgent MoonrakerAgent;
 
-#define MOONRAKER_BACKOFF_MIN_USEC        (500ull * 1000ull)
-#define MOONRAKER_BACKOFF_MAX_USEC        (30ull * 1000ull * 1000ull)
+#define MOONRAKER_BACKOFF_MIN_USEC (500ull * 1000ull)
+#define MOONRAKER_BACKOFF_MAX_USEC (30ull * 1000ull * 1000ull)
 /* connect + identify must finish within this, else we start over */
-#define MOONRAKER_IDENTIFY_TIMEOUT_USEC   (10ull * 1000ull * 1000ull)
+#define MOONRAKER_IDENTIFY_TIMEOUT_USEC (10ull * 1000ull * 1000ull)
 /* job progress events per second per job */
-#define MOONRAKER_PROGRESS_HZ             2
+#define MOONRAKER_PROGRESS_HZ 2
 /* Unsent output to Moonraker beyond this: it is not reading; reconnect. */
-#define MOONRAKER_OUTPUT_MAX              (16u * 1024u * 1024u)
+#define MOONRAKER_OUTPUT_MAX (16u * 1024u * 1024u)
 /* The first bit keeps agent "client ids" apart from socket clients' ids. */
-#define MOONRAKER_CLIENT_ID_BASE          (UINT64_C(1) << 63)
+#define MOONRAKER_CLIENT_ID_BASE (UINT64_C(1) << 63)
 
 typedef enum MoonrakerState {
         MOONRAKER_STATE_WAITING,     /* not connected; the reconnect timer runs */

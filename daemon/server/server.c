@@ -55,6 +55,8 @@ struct Server {
         uint64_t next_id;
         char *unlink_path; /* socket we created and remove again */
         gid_t flash_gid;   /* members may mutate; (gid_t)-1: no such group */
+        ServerBroadcastHook broadcast_hook; /* the Moonraker agent (issue 8) */
+        void *broadcast_hook_userdata;
 };
 
 static Client *client_free(Client *c)
@@ -187,8 +189,16 @@ void server_on_response(uint64_t client_id, json_t *response, void *userdata)
         client_queue(c, response);
 }
 
+void server_set_broadcast_hook(Server *s, ServerBroadcastHook hook, void *userdata)
+{
+        s->broadcast_hook = hook;
+        s->broadcast_hook_userdata = userdata;
+}
+
 int server_broadcast(Server *s, const char *method, json_t *params)
 {
+        if (s->broadcast_hook) /* the Moonraker agent (issue 8) */
+                s->broadcast_hook(method, params, s->broadcast_hook_userdata);
         json_auto_t *n = rpc_notification_new(method, params);
         if (!n)
                 return -ENOMEM;

@@ -39,6 +39,12 @@ int server_listen_path(Server *s, const char *path, const char *group);
  * server.connection.identify). `params` is borrowed (an array). */
 int server_broadcast(Server *s, const char *method, json_t *params);
 
+/* Moonraker agent (daemon/moonraker, issue 8): one hook that sees every
+ * notification server_broadcast() sends (`params` borrowed), to forward it
+ * as an agent event. NULL removes it. */
+typedef void (*ServerBroadcastHook)(const char *method, json_t *params, void *userdata);
+void server_set_broadcast_hook(Server *s, ServerBroadcastHook hook, void *userdata);
+
 /* The dispatch callback for socket clients (also used by tests). */
 void server_on_response(uint64_t client_id, json_t *response, void *userdata);
 
