@@ -28,6 +28,7 @@ struct Inventory {
         /* last JSON reported for each entry, parallel to entries[] */
         Listener *listeners;
         size_t n_listeners;
+        unsigned emitting; /* > 0 while listeners are being called */
         bool probe_enabled;
         InventoryUdev *udev;
         InventoryProber *prober;
@@ -186,6 +187,11 @@ void inventory_remove_listener(Inventory *inv, InventoryListener cb, void *userd
 {
         for (size_t i = 0; i < inv->n_listeners; i++)
                 if (inv->listeners[i].cb == cb && inv->listeners[i].userdata == userdata) {
+                        /* While emitting, only mark it: the loop is indexing the array. */
+                        if (inv->emitting > 0) {
+                                inv->listeners[i].cb = NULL;
+                                return;
+                        }
                         memmove(inv->listeners + i, inv->listeners + i + 1,
                                 (inv->n_listeners - i - 1) * sizeof(Listener));
                         inv->n_listeners--;
@@ -198,8 +204,23 @@ static void inventory_emit(Inventory *inv, InventoryEvent event, const Inventory
         log_info("device %s %s: %s %04x:%04x %s%s%s", e->port, inventory_event_to_string(event),
                  device_mode_to_string(e->mode), e->vid, e->pid, strempty(e->product),
                  e->board ? " board " : "", e->board ? e->board->name : "");
-        for (size_t i = 0; i < inv->n_listeners; i++)
-                inv->listeners[i].cb(inv, event, e, inv->listeners[i].userdata);
+
+        /* Listeners added meanwhile hear from the next event on; the array
+         * may move (realloc), so it is indexed afresh every time. */
+        size_t n = inv->n_listeners;
+        inv->emitting++;
+        for (size_t i = 0; i < n; i++) {
+                Listener l = inv->listeners[i];
+                if (l.cb)
+                        l.cb(inv, event, e, l.userdata);
+        }
+        if (--inv->emitting == 0) {
+                size_t k = 0;
+                for (size_t i = 0; i < inv->n_listeners; i++)
+                        if (inv->listeners[i].cb)
+                                inv->listeners[k++] = inv->listeners[i];
+                inv->n_listeners = k;
+        }
 }
 
 static int port_cmp(const char *a, const char *b)

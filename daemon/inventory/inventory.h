@@ -106,9 +106,16 @@ typedef enum InventoryEvent {
         _INVENTORY_EVENT_INVALID = -EINVAL,
 } InventoryEvent;
 
-/* Called on the main loop after the entry changed. During REMOVED the
- * entry is still readable; afterwards it may be gone. Listeners must not
- * add or remove listeners from inside the callback. */
+/*
+ * Called on the main loop after the entry changed. A DFU device is ADDED at
+ * once with probed == false and CHANGED when its descriptors have been read
+ * (probed == true, alts/layout filled or probe_diagnostic set): wait for
+ * that before relying on the layout. A board re-enumerating on the same port
+ * (app -> dfu) is REMOVED (with its last state) then ADDED with the same
+ * port; last_mcu then holds what the port showed before. The entry is
+ * readable during the callback only. A callback may add or remove listeners
+ * (itself included); a listener removed during an event is not called again.
+ */
 typedef void (*InventoryListener)(Inventory *inv, InventoryEvent event, const InventoryEntry *entry,
                                   void *userdata);
 

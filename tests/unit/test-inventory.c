@@ -304,6 +304,49 @@ static void test_order(Inventory *inv)
         CHECK_STR(json_string_value(json_array_get(ports, 2)), "1-1.10");
 }
 
+static unsigned calls_a, calls_b, calls_c;
+
+static void listener_b(Inventory *inv, InventoryEvent event, const InventoryEntry *e, void *userdata)
+{
+        calls_b++;
+}
+
+static void listener_c(Inventory *inv, InventoryEvent event, const InventoryEntry *e, void *userdata)
+{
+        calls_c++;
+}
+
+/* Removes itself and B, adds C: B is not called any more, C from the next event. */
+static void listener_a(Inventory *inv, InventoryEvent event, const InventoryEntry *e, void *userdata)
+{
+        calls_a++;
+        inventory_remove_listener(inv, listener_a, NULL);
+        inventory_remove_listener(inv, listener_b, NULL);
+        CHECK_INT(inventory_add_listener(inv, listener_c, NULL), 0);
+}
+
+static void test_listener_changes_during_event(Inventory *inv)
+{
+        CHECK_INT(inventory_add_listener(inv, listener_a, NULL), 0);
+        CHECK_INT(inventory_add_listener(inv, listener_b, NULL), 0);
+        InventoryUsbInfo dev = { .syspath = "/sys/x/1-2",
+                                 .port = "1-2",
+                                 .busnum = 1,
+                                 .devnum = 40,
+                                 .vid = 0x1d50,
+                                 .pid = 0x614e,
+                                 .product = "stm32h723xx" };
+        CHECK_INT(inventory_apply_usb(inv, &dev), 0);
+        CHECK_INT(calls_a, 1);
+        CHECK_INT(calls_b, 0);
+        CHECK_INT(calls_c, 0);
+        CHECK_INT(inventory_remove_usb(inv, dev.syspath), 1);
+        CHECK_INT(calls_a, 1);
+        CHECK_INT(calls_b, 0);
+        CHECK_INT(calls_c, 1);
+        inventory_remove_listener(inv, listener_c, NULL);
+}
+
 static void test_strings(void)
 {
         for (int m = 0; m < _DEVICE_MODE_MAX; m++)
@@ -334,6 +377,7 @@ int main(void)
         test_layout_short_and_unknown(inv);
         test_other_devices(inv);
         test_order(inv);
+        test_listener_changes_during_event(inv);
         test_strings();
 
         inventory_remove_listener(inv, on_event, seen);
