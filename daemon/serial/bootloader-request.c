@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -186,8 +187,10 @@ static bool is_pty_master(int pid_fd, int fd_dir, const char *name, int index)
         return t && atoi(t + strlen("tty-index:")) == index;
 }
 
-int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret)
+int tty_find_holder_full(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret,
+                         unsigned *ret_unreadable)
 {
+        unsigned unreadable = 0;
         struct stat tty_st[2];
         size_t n_st = 1;
         int pty = -1;
@@ -226,8 +229,15 @@ int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_p
                 if (pid_fd < 0)
                         continue; /* exited meanwhile */
                 int fd_dir_fd = openat(pid_fd, "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (fd_dir_fd < 0)
-                        continue; /* not ours to look at */
+                if (fd_dir_fd < 0) {
+                        /* ENOENT: exited meanwhile. Anything else (EACCES:
+                         * another user's process while we run as flashd)
+                         * means we could not look: the caller must not
+                         * call the port free on our word alone. */
+                        if (errno != ENOENT)
+                                unreadable++;
+                        continue;
+                }
                 DIR *fds = fdopendir(fd_dir_fd);
                 if (!fds) {
                         safe_close(fd_dir_fd);
@@ -259,7 +269,97 @@ int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_p
                 }
         }
         closedir(proc);
+        if (ret_unreadable)
+                *ret_unreadable = unreadable;
         return found;
+}
+
+int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret)
+{
+        return tty_find_holder_full(proc_root, tty_path, exclude_pid, ret, NULL);
+}
+
+int tty_probe_locked(const char *tty_path)
+{
+        /* O_NONBLOCK: a tty without carrier must not block the open; no
+         * termios change, no data: the holder's line settings stay. */
+        _cleanup_close_ int fd = open(tty_path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+                /* TIOCEXCL refuses further opens with EBUSY (root excepted). */
+                return errno == EBUSY ? 1 : -errno;
+
+#ifdef TIOCGEXCL
+        /* Linux >= 3.8; root gets past TIOCEXCL on open(), so ask. */
+        int excl = 0;
+        if (ioctl(fd, TIOCGEXCL, &excl) >= 0 && excl)
+                return 1;
+#endif
+        /* pyserial exclusive=True: fcntl.flock(fd, LOCK_EX | LOCK_NB). Our
+         * lock (if we get it) goes with the close below. */
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno == EWOULDBLOCK)
+                        return 1;
+                /* ENOLCK and the like: the probe says nothing */
+                return 0;
+        }
+        return 0;
+}
+
+static const char *const tty_use_table[_TTY_USE_MAX] = {
+        [TTY_USE_FREE] = "free",
+        [TTY_USE_HELD] = "held",
+        [TTY_USE_LOCKED] = "locked",
+        [TTY_USE_UNKNOWN] = "unknown",
+};
+
+const char *tty_use_to_string(TtyUse u)
+{
+        if (u < 0 || u >= _TTY_USE_MAX)
+                return NULL;
+        return tty_use_table[u];
+}
+
+int tty_check_use(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyUse *ret_use,
+                  TtyHolder *ret_holder, unsigned *ret_unreadable)
+{
+        TtyHolder h;
+        unsigned unreadable = 0;
+        int r;
+
+        r = tty_find_holder_full(proc_root, tty_path, exclude_pid, &h, &unreadable);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (ret_holder)
+                        *ret_holder = h;
+                *ret_use = TTY_USE_HELD;
+        } else {
+                /* After the scan: our probe fd must not show up in it. */
+                r = tty_probe_locked(tty_path);
+                if (r < 0 && r != -EACCES && r != -EPERM)
+                        return r;
+                if (r > 0)
+                        *ret_use = TTY_USE_LOCKED;
+                else
+                        *ret_use = unreadable > 0 ? TTY_USE_UNKNOWN : TTY_USE_FREE;
+        }
+        if (ret_unreadable)
+                *ret_unreadable = unreadable;
+        return 0;
+}
+
+char *tty_locked_describe(const char *tty_path, unsigned unreadable)
+{
+        char *s = NULL;
+
+        if (asprintf(&s,
+                     "%s is in use: a process holds an exclusive lock on it (as Klipper's klippy does)%s; "
+                     "stop that program (systemctl stop klipper) or pass --stop-unit klipper.service",
+                     tty_path,
+                     unreadable > 0 ? ", and flashd may not look at other users' processes to name it"
+                                    : "") < 0)
+                return NULL;
+        return s;
 }
 
 char *tty_holder_describe(const TtyHolder *h, const char *tty_path)

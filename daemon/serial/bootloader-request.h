@@ -9,6 +9,7 @@
  * worker thread, not in the main loop.
  */
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -57,6 +58,59 @@ typedef struct TtyHolder {
  * Unreadable /proc entries (other users' processes) are skipped.
  */
 int tty_find_holder(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret);
+
+/*
+ * The same scan, also counting the processes whose fd/ could not be read
+ * (EACCES: other users' processes when flashd runs as its own user under
+ * the hardened unit). With *ret_unreadable > 0 a result of 0 means "nobody
+ * that flashd could see", not "free".
+ */
+int tty_find_holder_full(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyHolder *ret,
+                         unsigned *ret_unreadable);
+
+/*
+ * The permission-free probe: open the tty (O_NONBLOCK, no termios changes)
+ * and ask whether another open file holds it exclusively:
+ * - flock(LOCK_EX|LOCK_NB) fails with EWOULDBLOCK: pyserial's
+ *   Serial(exclusive=True) takes exactly this lock, and Klipper's
+ *   klippy/serialhdl.py and Katapult's flashtool.py open their ports so;
+ * - TIOCEXCL: open() fails with EBUSY (non-root), or TIOCGEXCL says so.
+ * Our own lock is released at once (the fd is closed before returning).
+ * Returns 1 locked, 0 not locked, negative errno when it cannot be opened
+ * (-ENOENT, -EACCES, ...). A holder that opened the port without a lock
+ * (screen, minicom -o) is not seen this way; only the /proc scan sees it.
+ */
+int tty_probe_locked(const char *tty_path);
+
+/* How a tty is in use, as far as flashd can tell. */
+typedef enum TtyUse {
+        TTY_USE_FREE,    /* every process checked: nobody has it open, no lock on it */
+        TTY_USE_HELD,    /* a process has it open: the TtyHolder says who */
+        TTY_USE_LOCKED,  /* exclusively locked by a process flashd may not look at */
+        TTY_USE_UNKNOWN, /* not locked, but some processes could not be checked */
+        _TTY_USE_MAX,
+        _TTY_USE_INVALID = -EINVAL,
+} TtyUse;
+
+const char *tty_use_to_string(TtyUse u);
+
+/*
+ * Both probes: the /proc scan (names the holder when it may look), then the
+ * lock probe (works without permissions). *ret_use is always set on
+ * success; *ret_holder only for TTY_USE_HELD; *ret_unreadable (optional)
+ * counts the processes the scan could not check. Returns 0 or a negative
+ * errno (-ENOENT: no such tty).
+ */
+int tty_check_use(const char *proc_root, const char *tty_path, pid_t exclude_pid, TtyUse *ret_use,
+                  TtyHolder *ret_holder, unsigned *ret_unreadable);
+
+/*
+ * A message for a person about a tty that is locked by a process flashd
+ * cannot name: "/dev/ttyACM0 is in use: a process that flashd may not look
+ * at holds an exclusive lock on it (as Klipper's klippy does); stop it
+ * (systemctl stop klipper) or pass --stop-unit klipper.service". malloc'd.
+ */
+char *tty_locked_describe(const char *tty_path, unsigned unreadable);
 
 /*
  * A message for a person: "/dev/ttyACM0 is in use by klippy (pid 1234,

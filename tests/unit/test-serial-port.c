@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -326,6 +327,97 @@ static void test_holder(void)
         CHECK_INT(system(cmd), 0);
 }
 
+/* The permission-free probe over a pty, and tty_check_use() over fake /proc
+ * trees: a locked port whose holder flashd may not see is "locked", an
+ * unlocked one with unreadable processes is "unknown", never "free". */
+static void test_lock_probe(void)
+{
+        char slave[128];
+        int m = open_pty(slave, sizeof(slave));
+        CHECK(m >= 0);
+        int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        CHECK(s >= 0);
+
+        CHECK_INT(tty_probe_locked(slave), 0);
+        /* pyserial Serial(exclusive=True), as klippy opens its port */
+        CHECK_INT(flock(s, LOCK_EX | LOCK_NB), 0);
+        CHECK_INT(tty_probe_locked(slave), 1);
+        CHECK_INT(flock(s, LOCK_UN), 0);
+        CHECK_INT(tty_probe_locked(slave), 0);
+        /* the probe's own lock went with its fd: we can lock again */
+        CHECK_INT(flock(s, LOCK_EX | LOCK_NB), 0);
+        CHECK_INT(flock(s, LOCK_UN), 0);
+
+        /* a lock held by another process (klippy's) */
+        int ready[2];
+        CHECK_INT(pipe2(ready, O_CLOEXEC), 0);
+        pid_t child = fork();
+        if (child == 0) {
+                int c_fd = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+                char c = c_fd >= 0 && flock(c_fd, LOCK_EX | LOCK_NB) == 0 ? 'y' : 'n';
+                (void)!write(ready[1], &c, 1);
+                pause();
+                _exit(0);
+        }
+        char c = 0;
+        CHECK_INT(read(ready[0], &c, 1), 1);
+        CHECK_INT(c, 'y');
+        CHECK_INT(tty_probe_locked(slave), 1);
+
+        /* A fake /proc where one process cannot be looked at (its fd/ is
+         * not a directory we can open, as EACCES would be for flashd). */
+        char root[] = "/tmp/test-serial-lock-XXXXXX";
+        CHECK(mkdtemp(root) != NULL);
+        char dir[600];
+        snprintf(dir, sizeof(dir), "%s/812", root);
+        CHECK_INT(mkdir(dir, 0755), 0);
+        write_file(dir, "comm", "python", 6);
+        write_file(dir, "fd", "", 0);
+
+        TtyUse use = _TTY_USE_INVALID;
+        unsigned unreadable = 99;
+        TtyHolder h = {};
+        CHECK_INT(tty_check_use(root, slave, 0, &use, &h, &unreadable), 0);
+        CHECK_STR(tty_use_to_string(use), "locked");
+        CHECK_INT(unreadable, 1);
+        char *msg = tty_locked_describe(slave, unreadable);
+        CHECK(msg && strstr(msg, "exclusive lock") && strstr(msg, "--stop-unit klipper.service") &&
+              strstr(msg, "may not look"));
+        free(msg);
+
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        CHECK_INT(tty_probe_locked(slave), 0);
+        CHECK_INT(tty_check_use(root, slave, 0, &use, &h, &unreadable), 0);
+        CHECK_STR(tty_use_to_string(use), "unknown");
+        CHECK_INT(unreadable, 1);
+
+        /* TIOCEXCL: refused opens for users, TIOCGEXCL for root */
+        CHECK_INT(ioctl(s, TIOCEXCL), 0);
+        CHECK_INT(tty_probe_locked(slave), 1);
+        CHECK_INT(ioctl(s, TIOCNXCL), 0);
+        CHECK_INT(tty_probe_locked(slave), 0);
+
+        /* every process readable, nobody holds it: free */
+        char cmd[700];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'/812", root);
+        CHECK_INT(system(cmd), 0);
+        CHECK_INT(tty_check_use(root, slave, 0, &use, &h, &unreadable), 0);
+        CHECK_STR(tty_use_to_string(use), "free");
+        CHECK_INT(unreadable, 0);
+        /* the real /proc: we hold the slave and the master, we are the line */
+        CHECK_INT(tty_check_use("/proc", slave, 0, &use, &h, NULL), 0);
+        CHECK(use != TTY_USE_HELD && use != TTY_USE_LOCKED);
+        CHECK_INT(tty_check_use(root, "/nonexistent/ttyACM0", 0, &use, &h, NULL), -ENOENT);
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+        CHECK_INT(system(cmd), 0);
+        close(s);
+        close(m);
+        close(ready[0]);
+        close(ready[1]);
+}
+
 int main(void)
 {
         test_port();
@@ -333,5 +425,6 @@ int main(void)
         test_request_uart();
         test_request_usb();
         test_holder();
+        test_lock_probe();
         TESTS_EXIT();
 }
