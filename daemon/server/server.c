@@ -53,8 +53,8 @@ struct Server {
         sd_event_source *reaper;
         size_t n_clients;
         uint64_t next_id;
-        char *unlink_path; /* socket we created and remove again */
-        gid_t flash_gid;   /* members may mutate; (gid_t)-1: no such group */
+        char *unlink_path;                  /* socket we created and remove again */
+        gid_t flash_gid;                    /* members may mutate; (gid_t)-1: no such group */
         ServerBroadcastHook broadcast_hook; /* the Moonraker agent (issue 8) */
         void *broadcast_hook_userdata;
 };
@@ -142,13 +142,9 @@ static int client_flush(Client *c)
                                              (c->read_eof ? 0 : EPOLLIN) | (c->out_len ? EPOLLOUT : 0));
 }
 
-static int client_queue(Client *c, json_t *message)
+/* Append one serialized message and its ETX; try to send at once. */
+static int client_queue_text(Client *c, const char *text, size_t n)
 {
-        _cleanup_free_ char *text = json_dumps(message, JSON_COMPACT);
-        if (!text)
-                return -ENOMEM;
-        size_t n = strlen(text);
-
         if (c->out_len - c->out_start + n + 1 > SERVER_OUTPUT_MAX) {
                 client_disconnect(c, "output queue over its limit (the client does not read its replies)");
                 return -ENOBUFS;
@@ -179,6 +175,14 @@ static int client_queue(Client *c, json_t *message)
         return r;
 }
 
+static int client_queue(Client *c, json_t *message)
+{
+        _cleanup_free_ char *text = json_dumps(message, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        return client_queue_text(c, text, strlen(text));
+}
+
 void server_on_response(uint64_t client_id, json_t *response, void *userdata)
 {
         Server *s = userdata;
@@ -202,10 +206,15 @@ int server_broadcast(Server *s, const char *method, json_t *params)
         json_auto_t *n = rpc_notification_new(method, params);
         if (!n)
                 return -ENOMEM;
+        /* Serialized once for every client. */
+        _cleanup_free_ char *text = json_dumps(n, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        size_t len = strlen(text);
         for (Client *c = s->clients, *next; c; c = next) {
                 next = c->next; /* c may be disconnected by the queue limit */
                 if (c->identified)
-                        client_queue(c, n);
+                        client_queue_text(c, text, len);
         }
         return 0;
 }
