@@ -10,6 +10,7 @@
   resets the board; the job completes and `flashctl flash` exits 0;
 - Ctrl-C on `flashctl flash` cancels the waiting job (exit 7, nothing erased);
 - a board that never shows up: bootloader-timeout (exit 8);
+- `flashctl cancel` during the write stops it; the board stays in DFU mode;
 - unplugged mid-write: the job fails with device-gone (exit 6) and says
   what to do; the board back in DFU mode is flashed by a retry.
 """
@@ -120,6 +121,28 @@ def test_unplug_mid_write_then_retry():
         boards.vb.wait(DFU, "app", 5000)
 
 
+def test_cancel_during_write():
+    boards = Boards()
+    image = app_image(300 * 1024, APP, seed=35)
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        ready(c)
+        if boards.board(DFU)["mode"] != "dfu":
+            boards.vb.boot0_reset(DFU)
+            boards.vb.wait(DFU, "dfu", 5000)
+            harness.wait_for(lambda: harness.devices_by_port(c).get(DFU, {}).get("mode") == "dfu", what="dfu")
+        job = json.loads(flashctl(d, "--json", "flash", "--no-wait", "--address", hex(APP), DFU,
+                                  write_image(tmpdir(), image)).stdout)
+        wait_state(c, "flashing", lambda j: j["id"] == job["id"] and j["phase"] == "write" and j["bytes_done"] > 0)
+        r = flashctl(d, "cancel", str(job["id"]))
+        check(r.returncode == 0, "flashctl cancel", r.stdout + r.stderr)
+        j = wait_job(c, job["id"])
+        check(j["state"] == "cancelled", "cancelled during the write", j["state"])
+        check("bootloader" in (j["message"] or ""), "says the board stays in its bootloader", j["message"])
+        check(boards.board(DFU)["mode"] == "dfu", "the board stays in DFU mode")
+        check(boards.read(DFU, APP, len(image)) != image, "the write really stopped")
+
+
 if __name__ == "__main__":
     harness.main([test_no_1200_reboot_then_boot0, test_interrupt_cancels_waiting_job, test_bootloader_timeout,
-                  test_unplug_mid_write_then_retry])
+                  test_unplug_mid_write_then_retry, test_cancel_during_write])
