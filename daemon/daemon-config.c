@@ -88,6 +88,7 @@ int config_new(Config **ret)
         c->reboot_wait_sec = 10;
         c->bootloader_timeout_sec = 600;
         c->app_timeout_sec = 60;
+        c->uart_baud = 250000;                          /* Klipper's default UART rate (katapult helper) */
         if (moonraker_config_init(&c->moonraker) < 0 || /* [moonraker] (moonraker helper) */
             config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->flash_group, FLASHD_SOCKET_GROUP) < 0 ||
@@ -178,6 +179,14 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         } else if (streq(name, "stop_units")) {
                 /* flash jobs: units stopped around a flash, separated by blanks */
                 r = config_set_stop_units(c, value);
+        } else if (streq(name, "uart_baud")) {
+                /* Katapult boards on a UART (board DB reboot = uart-request;
+                 * katapult helper): the rate Klipper was built for */
+                char *end = NULL;
+                unsigned long b = strtoul(value, &end, 10);
+                r = end && end != value && *end == '\0' && b >= 1200 && b <= 10000000 ? 0 : -EINVAL;
+                if (r >= 0)
+                        c->uart_baud = (unsigned)b;
         } else if (streq(name, "reboot_wait_sec") || streq(name, "bootloader_timeout_sec") ||
                    streq(name, "app_timeout_sec")) {
                 char *end = NULL;

@@ -84,6 +84,7 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 jc.device_timeout_usec = (uint64_t)(config->bootloader_timeout_sec * 1e6);
                 jc.app_timeout_usec = (uint64_t)(config->app_timeout_sec * 1e6);
                 jc.stop_units = config->stop_units;
+                jc.uart_baud = config->uart_baud;
                 r = job_service_new(&m->jobs, m, &jc);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up the job queue in %s: %m",

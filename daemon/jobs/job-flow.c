@@ -324,7 +324,12 @@ static int flow_flash_katapult(Flow *f)
         r = payload_flatten(f->payload, &flat, &flat_size);
         if (r < 0)
                 return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
-        r = serial_port_open(&port, f->dev->tty, BOOTLOADER_UART_DEFAULT_BAUD);
+        /* The rate matters only on a real UART (uart-request boards);
+         * a USB CDC tty ignores it. */
+        r = serial_port_open(&port, f->dev->tty,
+                             f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
+                                     ? f->spec->uart_baud
+                                     : BOOTLOADER_UART_DEFAULT_BAUD);
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
                 return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
                                  f->dev->tty);
@@ -335,6 +340,10 @@ static int flow_flash_katapult(Flow *f)
         if (r < 0)
                 return flow_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",
                                  strerror(-r));
+        /* G0/F0/F1 USB double buffering holds back Katapult's first reply
+         * (flashtool.py primes them); the inventory's MCU for a Katapult
+         * device is its USB product string (katapult helper). */
+        katapult_session_set_prime(s, katapult_mcu_needs_prime(f->dev->mcu));
         r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
         st = katapult_session_get_stats(s);
         if (st && st->resends > 0)
@@ -376,6 +385,8 @@ static const char *flow_hint(Flow *f)
 static int flow_reboot(Flow *f)
 {
         TtyHolder holder;
+        TtyUse use;
+        unsigned unreadable = 0;
         int r;
 
         if (!f->dev->tty)
@@ -384,17 +395,51 @@ static int flow_reboot(Flow *f)
                         "the board on %s runs an application without a serial port; put it into its "
                         "bootloader by hand (%s)",
                         strna(f->dev->port), flow_hint(f));
-        r = tty_find_holder("/proc", f->dev->tty, getpid(), &holder);
-        if (r > 0) {
+        /* The /proc scan names the holder when flashd may look (root); as
+         * user flashd other users' fd/ are closed to it, so a lock probe
+         * (klippy opens its port with pyserial exclusive=True = flock)
+         * catches klippy anyway, and what neither sees is reported as
+         * unknown, not as free (katapult helper). */
+        r = tty_check_use("/proc", f->dev->tty, getpid(), &use, &holder, &unreadable);
+        if (r < 0)
+                use = TTY_USE_UNKNOWN;
+        if (use == TTY_USE_HELD) {
                 _cleanup_free_ char *who = tty_holder_describe(&holder, f->dev->tty);
                 return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is in use");
         }
+        if (use == TTY_USE_LOCKED) {
+                _cleanup_free_ char *who = tty_locked_describe(f->dev->tty, unreadable);
+                return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is locked");
+        }
+        if (use == TTY_USE_UNKNOWN)
+                job_worker_log(
+                        f->w,
+                        "holder of %s unknown: %u processes could not be checked (other users'), none "
+                        "holds a lock on it; going on",
+                        f->dev->tty, unreadable);
 
         job_worker_send_state(f->w, JOB_STATE_REBOOTING);
         if (f->spec->has_board && f->spec->board.manual_reboot)
                 job_worker_log(f->w, "the board database says this board cannot be rebooted by software: %s",
                                flow_hint(f));
-        else {
+        else if (f->spec->has_board && f->spec->board.uart_request) {
+                /* reboot = uart-request: Klipper on a plain UART listens for
+                 * its 32-byte request block at its own rate (katapult helper) */
+                unsigned baud = f->spec->uart_baud ? f->spec->uart_baud : BOOTLOADER_UART_DEFAULT_BAUD;
+                r = bootloader_request_uart(f->dev->tty, baud);
+                if (r < 0)
+                        job_worker_log(
+                                f->w,
+                                "the serial bootloader request on %s failed (%s); waiting for a manual "
+                                "reset",
+                                f->dev->tty, strerror(-r));
+                else
+                        job_worker_log(
+                                f->w,
+                                "asked the firmware on %s to reboot into its bootloader (serial request "
+                                "block at %u baud)",
+                                f->dev->tty, baud);
+        } else {
                 r = bootloader_request_usb(f->dev->tty);
                 if (r < 0)
                         job_worker_log(f->w,

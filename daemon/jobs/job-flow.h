@@ -30,6 +30,7 @@ typedef struct JobFlowBoard {
         char *layout;       /* fallback layout from the DB */
         bool katapult;      /* the board usually has Katapult */
         bool manual_reboot; /* the DB says software reboot does not work */
+        bool uart_request;  /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
         char *hint;         /* hints joined, for waiting-for-device */
 } JobFlowBoard;
 
@@ -51,6 +52,7 @@ typedef struct JobFlowSpec {
         uint64_t reboot_wait_usec;
         uint64_t device_timeout_usec;
         uint64_t app_timeout_usec;
+        unsigned uart_baud;      /* for uart_request boards (0: 250000) */
         char *const *stop_units; /* borrowed from the configuration, which outlives every worker */
 } JobFlowSpec;
 

@@ -378,6 +378,7 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
         case JOB_MESSAGE_PHASE:
                 j->phase = m->phase;
                 j->bytes_done = 0;
+                j->bytes_total = 0; /* the phase's own total comes with its first progress */
                 j->rate = 0;
                 run->phase_start_usec = now;
                 run->phase_start_bytes = 0;
@@ -449,6 +450,7 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         s->device_timeout_usec = q->config.device_timeout_usec;
         s->app_timeout_usec = q->config.app_timeout_usec;
         s->stop_units = q->config.stop_units;
+        s->uart_baud = q->config.uart_baud;
         s->resume_wait_app = j->state == JOB_STATE_WAITING_FOR_APP;
         if (e && e->present) {
                 r = job_device_from_entry(e, &s->device);

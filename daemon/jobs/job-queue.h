@@ -34,6 +34,7 @@ typedef struct JobQueueConfig {
         uint64_t app_timeout_usec;    /* give up waiting for the app after leave (60 s) */
         unsigned history_max;         /* finished jobs kept (100) */
         char *const *stop_units;      /* units paused around a flash from app mode (borrowed) */
+        unsigned uart_baud; /* UART rate for reboot = uart-request boards (250000; katapult helper) */
 } JobQueueConfig;
 
 #define JOB_QUEUE_CONFIG_DEFAULTS                                      \
@@ -41,7 +42,8 @@ typedef struct JobQueueConfig {
                            .reboot_wait_usec = 10ull * 1000000ull,     \
                            .device_timeout_usec = 600ull * 1000000ull, \
                            .app_timeout_usec = 60ull * 1000000ull,     \
-                           .history_max = 100 })
+                           .history_max = 100,                         \
+                           .uart_baud = 250000 })
 
 /* Called on the main loop whenever a job changed (coalesced: progress at
  * most a few times per second per job; state changes at once). */

@@ -17,10 +17,35 @@ static const BoardVariant *find_variant(const Board *b, const char *id)
         return b->n_variants == 1 ? &b->variants[0] : NULL;
 }
 
+/* The hints a person needs while the job waits for the bootloader: those
+ * about BOOT0/reset when the board has such, else all of them. */
+static char *waiting_hint(char **hints)
+{
+        bool boot0 = false;
+        size_t len = 1;
+        char *s;
+
+        for (char **h = hints; h && *h; h++) {
+                boot0 = boot0 || strstr(*h, "BOOT0");
+                len += strlen(*h) + 2;
+        }
+        if (len == 1)
+                return NULL;
+        s = calloc(1, len);
+        if (!s)
+                return NULL;
+        for (char **h = hints; *h; h++) {
+                if (boot0 && !strstr(*h, "BOOT0"))
+                        continue;
+                if (s[0])
+                        strcat(s, "; ");
+                strcat(s, *h);
+        }
+        return s;
+}
+
 int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
 {
-        size_t len = 0;
-
         fb->name = strdup(b->name);
         fb->variant = v && v->id ? strdup(v->id) : NULL;
         fb->mcu = v && v->mcu ? strdup(v->mcu) : NULL;
@@ -33,17 +58,7 @@ int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
                 fb->ram_size = v->ram_size;
                 fb->layout = v->layout ? strdup(v->layout) : NULL;
                 fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
-                for (char **h = v->hints; h && *h; h++)
-                        len += strlen(*h) + 2;
-                if (len > 0) {
-                        fb->hint = calloc(1, len + 1);
-                        if (fb->hint)
-                                for (char **h = v->hints; *h; h++) {
-                                        if (fb->hint[0])
-                                                strcat(fb->hint, "; ");
-                                        strcat(fb->hint, *h);
-                                }
-                }
+                fb->hint = waiting_hint(v->hints);
         }
         return fb->name ? 0 : -ENOMEM;
 }
