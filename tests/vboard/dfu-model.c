@@ -63,6 +63,10 @@ void dfu_model_power_up(DfuModel *m, bool error_at_start)
         m->busy_until = 0;
         m->action = DFU_ACTION_NONE;
         m->action_at = 0;
+        m->plain_offset = m->upload_offset = 0;
+        m->plain_erased = m->plain_start;
+        m->plain_block = 0;
+        m->manifested = false;
         if (error_at_start) {
                 m->state = DFU_STATE_DFU_ERROR;
                 m->status = DFU_STATUS_ERR_FIRMWARE;
@@ -74,6 +78,15 @@ void dfu_model_power_up(DfuModel *m, bool error_at_start)
 
 void dfu_model_bus_reset(DfuModel *m, uint64_t now_us)
 {
+        /* DFU 1.1 Appendix A (USB reset in any dfu* state): a plain DFU
+         * bootloader checks its firmware and runs it when it is valid (the
+         * glue decides from the flash content); only the ST ROM, held there
+         * by BOOT0, stays in DFU mode. */
+        if (m->plain) {
+                m->action = DFU_ACTION_LEAVE;
+                m->action_at = now_us;
+                return;
+        }
         /* DFU 1.1 Appendix A: a USB reset in dfuMANIFEST-WAIT-RESET (or while
          * manifesting) ends DFU mode; elsewhere the ROM stays in DFU mode
          * and starts over in dfuIDLE. */
@@ -87,10 +100,21 @@ void dfu_model_bus_reset(DfuModel *m, uint64_t now_us)
 
 int dfu_model_set_alt(DfuModel *m, unsigned alt)
 {
-        if (alt >= m->n_alts)
+        if (alt >= m->n_alts || (m->plain && alt > 0))
                 return -EINVAL;
         m->alt = alt;
         m->address = m->alts[alt]->base;
+        return 0;
+}
+
+int dfu_model_set_plain(DfuModel *m, uint32_t start, uint8_t attributes)
+{
+        if (m->n_alts == 0 || !flash_model_contains(m->alts[0], start, 1))
+                return -ERANGE;
+        m->plain = true;
+        m->attributes = attributes;
+        m->plain_start = start;
+        m->plain_erased = start;
         return 0;
 }
 
@@ -136,6 +160,46 @@ static void start_busy(DfuModel *m, uint64_t now_us, uint64_t duration_us, DfuSt
         m->busy_next = result == DFU_STATUS_OK ? DFU_STATE_DFU_DNLOAD_IDLE : DFU_STATE_DFU_ERROR;
 }
 
+/* Plain DFU 1.1 (6.1.1): the block goes right after the previous one. Like
+ * the flash-as-you-go bootloaders (LPC17xx and others), a sector is erased
+ * when the download first reaches it, so one download costs one erase per
+ * sector it covers. */
+static void execute_plain_block(DfuModel *m, uint64_t now_us)
+{
+        FlashModel *mem = memory(m);
+        const Timing *t = m->timing;
+        uint32_t addr = m->plain_start + m->plain_offset;
+        uint64_t busy = 0;
+        int r;
+
+        if (!mem || !flash_model_contains(mem, addr, m->block_len))
+                /* past the end of the firmware region */
+                return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_ADDRESS);
+        while (m->plain_erased < addr + m->block_len) {
+                uint32_t at = MAX(m->plain_erased, addr);
+                int i = flash_model_find_sector(mem, at);
+                if (i < 0)
+                        return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_ADDRESS);
+                r = flash_model_erase_sector(mem, mem->sectors[i].address);
+                if (r < 0)
+                        return start_busy(m, now_us, timing_program_us(t, 0), DFU_STATUS_ERR_ERASE);
+                emit(m, "erase", mem->sectors[i].address, mem->sectors[i].size);
+                busy += timing_sector_erase_us(t, mem->sectors[i].size);
+                m->plain_erased = mem->sectors[i].address + mem->sectors[i].size;
+        }
+        if (m->plain_offset == 0)
+                emit(m, "first-write", addr, m->block_len);
+        m->dnloads++;
+        r = flash_model_program(mem, addr, m->block, m->block_len);
+        emit(m, "write", addr, m->block_len);
+        m->plain_offset += m->block_len;
+        m->plain_block++;
+        start_busy(m, now_us, busy + timing_program_us(t, m->block_len),
+                   r == -EIO ? DFU_STATUS_ERR_PROG
+                   : r < 0   ? DFU_STATUS_ERR_ADDRESS
+                             : DFU_STATUS_OK);
+}
+
 /* Run the DNLOAD block received in dfuDNLOAD-SYNC (UM0424 / AN3156 3.x):
  * DfuSe commands for wBlockNum 0, data for wBlockNum >= 2. */
 static void execute_block(DfuModel *m, uint64_t now_us)
@@ -145,6 +209,8 @@ static void execute_block(DfuModel *m, uint64_t now_us)
         uint32_t addr;
         int r;
 
+        if (m->plain)
+                return execute_plain_block(m, now_us);
         if (m->block_num == 0) {
                 uint8_t cmd = m->block[0];
 
@@ -223,6 +289,13 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 m->status = m->busy_status;
                 break;
         case DFU_STATE_DFU_MANIFEST_SYNC:
+                if (m->plain && m->manifested) {
+                        /* DFU 1.1 A.2.6: manifestation done on a tolerant
+                         * device: back to dfuIDLE, ready for more */
+                        m->manifested = false;
+                        m->state = DFU_STATE_DFU_IDLE;
+                        break;
+                }
                 if (m->reset_on_leave) {
                         /* the defect: the ROM resets before it answers */
                         m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
@@ -237,6 +310,18 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 m->state = DFU_STATE_DFU_MANIFEST;
                 m->busy_until = now_us + timing_manifest_us(m->timing);
                 poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                if (m->plain) {
+                        /* DFU 1.1 4.1.3: with bitWillDetach the device
+                         * leaves on its own once manifested; without it, a
+                         * non-tolerant device waits for the host's reset */
+                        emit(m, "manifest", m->plain_start, m->plain_offset);
+                        if ((m->attributes & (DFU_ATTR_MANIFESTATION_TOLERANT | DFU_ATTR_WILL_DETACH)) ==
+                            DFU_ATTR_WILL_DETACH) {
+                                m->action = DFU_ACTION_LEAVE;
+                                m->action_at = m->busy_until;
+                        }
+                        break;
+                }
                 m->action = DFU_ACTION_LEAVE;
                 m->action_at = m->busy_until;
                 emit(m, "leave", m->address, 0);
@@ -244,6 +329,13 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
         case DFU_STATE_DFU_MANIFEST:
                 if (now_us < m->busy_until) {
                         poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                        break;
+                }
+                if (m->plain && (m->attributes & DFU_ATTR_MANIFESTATION_TOLERANT)) {
+                        /* DFU 1.1 A.2.7: tolerant: dfuMANIFEST-SYNC, whose
+                         * next GETSTATUS ends in dfuIDLE */
+                        m->manifested = true;
+                        m->state = DFU_STATE_DFU_MANIFEST_SYNC;
                         break;
                 }
                 m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
@@ -286,7 +378,17 @@ static int dnload(DfuModel *m, uint16_t w_value, uint16_t w_length, const uint8_
         }
         if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DFU_DNLOAD_IDLE)
                 return stall(m);
-        if (w_length > m->transfer_size || w_value == 1)
+        if (m->plain) {
+                /* DFU 1.1 6.1.1: a download starts in dfuIDLE with block 0
+                 * and counts up; a block out of sequence is refused */
+                if (m->state == DFU_STATE_DFU_IDLE) {
+                        m->plain_offset = 0;
+                        m->plain_erased = m->plain_start;
+                        m->plain_block = 0;
+                }
+                if (w_length > m->transfer_size || w_value != m->plain_block)
+                        return stall(m);
+        } else if (w_length > m->transfer_size || w_value == 1)
                 return stall(m);
         memcpy(m->block, data, w_length);
         m->block_len = w_length;
@@ -302,6 +404,22 @@ static int upload(DfuModel *m, uint16_t w_value, uint16_t w_length, uint8_t *dat
 
         if (m->state != DFU_STATE_DFU_IDLE && m->state != DFU_STATE_DFU_UPLOAD_IDLE)
                 return stall(m);
+        if (m->plain) {
+                /* DFU 1.1 6.2: the firmware from its start, block after
+                 * block; a short frame (the end of the region) ends it */
+                if (w_length > m->transfer_size || !mem)
+                        return stall(m);
+                if (m->state == DFU_STATE_DFU_IDLE)
+                        m->upload_offset = 0;
+                addr = m->plain_start + m->upload_offset;
+                n = (uint32_t)MIN((uint64_t)w_length, (uint64_t)mem->base + mem->size - addr);
+                flash_model_read(mem, addr, data, n);
+                m->upload_offset += n;
+                m->uploads++;
+                m->bytes_uploaded += n;
+                m->state = n < w_length ? DFU_STATE_DFU_IDLE : DFU_STATE_DFU_UPLOAD_IDLE;
+                return (int)n;
+        }
         if (w_length > m->transfer_size || w_value == 1)
                 return stall(m);
 

@@ -8,6 +8,16 @@
  * every request (injectable clock), the memories are FlashModels owned by
  * the caller, one per alt setting.
  *
+ * dfu_model_set_plain() turns it into a plain DFU 1.1 bootloader instead
+ * (bcdDFU 0x0110, no DfuSe commands, one alt setting): DNLOAD blocks
+ * (wBlockNum 0, 1, 2, ...) are written one after the other from the start
+ * of the firmware region, erasing each sector when the download first
+ * reaches it; a zero-length DNLOAD starts manifestation, which ends per
+ * bmAttributes (DFU 1.1 4.1.3, A.2.6-A.2.8): manifestation tolerant back in
+ * dfuIDLE, otherwise in dfuMANIFEST-WAIT-RESET, leaving on its own
+ * (bitWillDetach) or at the host's USB reset. UPLOAD reads the firmware
+ * region from its start; a short frame ends it (DFU 1.1 6.2).
+ *
  * Flash operations start at the GETSTATUS that follows their DNLOAD
  * (dfuDNLOAD-SYNC -> dfuDNBUSY, DFU 1.1 6.1.2) and last as long as
  * timing.c says; the GETSTATUS answer carries that as bwPollTimeout, and a
@@ -51,6 +61,16 @@ typedef struct DfuModel {
         uint16_t transfer_size;
         bool reset_on_leave;
 
+        /* plain DFU 1.1 (dfu_model_set_plain) */
+        bool plain;
+        uint8_t attributes;     /* functional descriptor bmAttributes (DFU_ATTR_*) */
+        uint32_t plain_start;   /* the firmware region starts here, in alt 0 */
+        uint32_t plain_offset;  /* next byte of the download */
+        uint32_t plain_erased;  /* the download erased every sector below this */
+        uint16_t plain_block;   /* the wBlockNum expected next */
+        uint32_t upload_offset; /* next byte of the upload */
+        bool manifested;        /* tolerant: manifestation done, dfuIDLE next */
+
         DfuState state;
         DfuStatusCode status;
         uint32_t address; /* DfuSe address pointer */
@@ -89,6 +109,10 @@ void dfu_model_power_up(DfuModel *m, bool error_at_start);
 /* USB bus reset (usbfs RESET): finishes a pending leave. */
 void dfu_model_bus_reset(DfuModel *m, uint64_t now_us);
 int dfu_model_set_alt(DfuModel *m, unsigned alt);
+/* A plain DFU 1.1 device whose firmware starts at `start` in alt 0, with
+ * these bmAttributes (DFU_ATTR_MANIFESTATION_TOLERANT, DFU_ATTR_WILL_DETACH
+ * change how manifestation ends). */
+int dfu_model_set_plain(DfuModel *m, uint32_t start, uint8_t attributes);
 
 /*
  * One class request to the DFU interface. `data` holds wLength bytes: the

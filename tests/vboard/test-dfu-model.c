@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "dfu-model.h"
 #include "macros.h"
@@ -33,19 +35,8 @@ typedef struct Step {
 #define S(st) DFU_STATE_DFU_##st
 #define E(e)  DFU_STATUS_##e
 
-static void run(const char *name, const Step *steps, size_t n, bool error_at_start, bool reset_on_leave,
-                TimingMode mode, DfuAction expected_action)
+static void run_steps(DfuModel *m, const char *name, const Step *steps, size_t n)
 {
-        Timing timing = { .mode = mode, .scale = 1.0 };
-        FlashModel *f;
-        DfuModel *m;
-
-        CHECK_INT(flash_model_new(&f, BASE, 0x20000, true, sectors, ELEMENTSOF(sectors)), 0);
-        CHECK_INT(dfu_model_new(&m, &timing, 2048), 0);
-        CHECK_INT(dfu_model_add_alt(m, f), 0);
-        m->reset_on_leave = reset_on_leave;
-        dfu_model_power_up(m, error_at_start);
-
         for (size_t i = 0; i < n; i++) {
                 const Step *s = &steps[i];
                 uint8_t buf[2048] = {};
@@ -72,9 +63,238 @@ static void run(const char *name, const Step *steps, size_t n, bool error_at_sta
                         }
                 }
         }
+}
+
+static void run(const char *name, const Step *steps, size_t n, bool error_at_start, bool reset_on_leave,
+                TimingMode mode, DfuAction expected_action)
+{
+        Timing timing = { .mode = mode, .scale = 1.0 };
+        FlashModel *f;
+        DfuModel *m;
+
+        CHECK_INT(flash_model_new(&f, BASE, 0x20000, true, sectors, ELEMENTSOF(sectors)), 0);
+        CHECK_INT(dfu_model_new(&m, &timing, 2048), 0);
+        CHECK_INT(dfu_model_add_alt(m, f), 0);
+        m->reset_on_leave = reset_on_leave;
+        dfu_model_power_up(m, error_at_start);
+        run_steps(m, name, steps, n);
         CHECK_INT(dfu_model_pending_action(m, NULL), expected_action);
         dfu_model_free(m);
         flash_model_free(f);
+}
+
+/* ---- plain DFU 1.1: firmware region from 0x08008000 (the third sector) ---- */
+
+#define PLAIN_START 0x08008000u
+#define ATTR_RW     (DFU_ATTR_CAN_DNLOAD | DFU_ATTR_CAN_UPLOAD)
+
+typedef struct PlainCase {
+        const char *name;
+        const Step *steps;
+        size_t n;
+        uint8_t attributes;
+        bool reset_on_leave;
+        DfuAction action; /* pending afterwards */
+        uint64_t action_at;
+        const char *flash; /* expected at PLAIN_START, or NULL */
+        unsigned erases;   /* sector erases expected */
+} PlainCase;
+
+static void new_plain(FlashModel **ret_f, DfuModel **ret_m, const Timing *timing, uint8_t attributes)
+{
+        CHECK_INT(flash_model_new(ret_f, BASE, 0x20000, true, sectors, ELEMENTSOF(sectors)), 0);
+        CHECK_INT(dfu_model_new(ret_m, timing, 2048), 0);
+        CHECK_INT(dfu_model_add_alt(*ret_m, *ret_f), 0);
+        CHECK_INT(dfu_model_set_plain(*ret_m, PLAIN_START, attributes), 0);
+        dfu_model_power_up(*ret_m, false);
+}
+
+static void run_plain(const PlainCase *c)
+{
+        Timing timing = { .mode = TIMING_FAST, .scale = 1.0 };
+        uint64_t at = 0;
+        FlashModel *f;
+        DfuModel *m;
+
+        new_plain(&f, &m, &timing, c->attributes);
+        m->reset_on_leave = c->reset_on_leave;
+        run_steps(m, c->name, c->steps, c->n);
+        CHECK_INT(dfu_model_pending_action(m, &at), c->action);
+        if (c->action != DFU_ACTION_NONE)
+                CHECK_INT(at, c->action_at);
+        if (c->flash) {
+                uint8_t buf[64] = {};
+                CHECK_INT(flash_model_read(f, PLAIN_START, buf, strlen(c->flash)), 0);
+                CHECK(memcmp(buf, c->flash, strlen(c->flash)) == 0);
+                /* the bootloader region below is never touched */
+                CHECK_INT(f->erases_per_sector[0] + f->erases_per_sector[1], 0);
+        }
+        CHECK_INT(f->sector_erases, c->erases);
+        dfu_model_free(m);
+        flash_model_free(f);
+}
+
+/* Two blocks from wBlockNum 0, a zero-length block ends the download;
+ * not manifestation tolerant, no bitWillDetach: the device waits in
+ * dfuMANIFEST-WAIT-RESET for the host's USB reset. A DfuSe command byte
+ * in block 0 is only data. */
+static const Step plain_download[] = {
+        GETSTATUS(0, 6, S(IDLE), E(OK), 0),
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 5, "\x21\x00\x80\x00\x08", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        /* first block: erase the sector (fast: 1 ms) + program (1 ms) */
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(1000, 6, S(DNBUSY), E(OK), 1),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 3, "abc", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(2000, 6, S(DNBUSY), E(OK), 1),
+        GETSTATUS(3000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 3000, OUT, DFU_REQUEST_DNLOAD, 2, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(3000, 6, S(MANIFEST), E(OK), 5),
+        GETSTATUS(4000, 6, S(MANIFEST), E(OK), 4),
+        /* DFU 1.1 A.2.7: nothing but GETSTATUS while manifesting */
+        GETSTATUS(8000, 6, S(MANIFEST_WAIT_RESET), E(OK), 0),
+        { 8000, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+};
+
+/* Manifestation tolerant: dfuMANIFEST-SYNC, then dfuIDLE; a second
+ * download starts over from the start of the region. */
+static const Step plain_tolerant[] = {
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(2000, 6, S(MANIFEST), E(OK), 5),
+        GETSTATUS(7000, 6, S(MANIFEST_SYNC), E(OK), 0),
+        GETSTATUS(7000, 6, S(IDLE), E(OK), 0),
+        /* upload from the start of the region */
+        { 7000, IN, DFU_REQUEST_UPLOAD, 0, 4, NULL, 4, S(UPLOAD_IDLE), E(OK), -1 },
+        { 7000, OUT, DFU_REQUEST_ABORT, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        /* again: the sector is erased again, "wxyz" replaces "abcd" */
+        { 7000, OUT, DFU_REQUEST_DNLOAD, 0, 4, "wxyz", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(7000, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(9000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 9000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(9000, 6, S(MANIFEST), E(OK), 5),
+        GETSTATUS(14000, 6, S(MANIFEST_SYNC), E(OK), 0),
+        GETSTATUS(14000, 6, S(IDLE), E(OK), 0),
+};
+
+/* bitWillDetach, not tolerant: the device leaves on its own once manifested. */
+static const Step plain_will_detach[] = {
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(2000, 6, S(MANIFEST), E(OK), 5),
+};
+
+/* reset-on-leave: gone before answering the GETSTATUS after the end. */
+static const Step plain_reset_on_leave[] = {
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(2000, -ENODEV, S(MANIFEST_WAIT_RESET), E(OK), -1),
+};
+
+/* Out of sequence and misplaced requests stall (DFU 1.1 Appendix A). */
+static const Step plain_invalid[] = {
+        /* a download starts with block 0 */
+        { 0, OUT, DFU_REQUEST_DNLOAD, 1, 4, "abcd", -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        /* a zero-length DNLOAD in dfuIDLE */
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 0, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+        { 0, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        /* block 0 again instead of 1 */
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+        { 2000, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL, 0, S(IDLE), E(OK), -1 },
+        /* more than wTransferSize */
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 0, 4096, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+};
+
+static const PlainCase plain_cases[] = {
+        { "plain-download", plain_download, ELEMENTSOF(plain_download), ATTR_RW, false, DFU_ACTION_NONE, 0,
+          "\x21\x00\x80\x00\x08"
+          "abc",
+          1 },
+        { "plain-tolerant", plain_tolerant, ELEMENTSOF(plain_tolerant),
+          ATTR_RW | DFU_ATTR_MANIFESTATION_TOLERANT, false, DFU_ACTION_NONE, 0, "wxyz", 2 },
+        { "plain-will-detach", plain_will_detach, ELEMENTSOF(plain_will_detach),
+          ATTR_RW | DFU_ATTR_WILL_DETACH, false, DFU_ACTION_LEAVE, 7000, "abcd", 1 },
+        { "plain-reset-on-leave", plain_reset_on_leave, ELEMENTSOF(plain_reset_on_leave), ATTR_RW, true,
+          DFU_ACTION_VANISH, 2000, "abcd", 1 },
+        { "plain-invalid", plain_invalid, ELEMENTSOF(plain_invalid), ATTR_RW, false, DFU_ACTION_NONE, 0,
+          NULL, 1 },
+};
+
+static int plain_request(DfuModel *m, uint64_t *now, uint8_t type, uint8_t req, uint16_t value, uint16_t len,
+                         uint8_t *data)
+{
+        int r = dfu_model_request(m, *now, type, req, value, len, data);
+        *now += 1000;
+        return r;
+}
+
+/* The whole region: 96 KiB in 2 KiB blocks (one erase per sector, in
+ * order), one block more is past the end (errADDRESS); uploading in 1000
+ * byte frames returns it all and ends with a short frame. */
+static void test_plain_region(void)
+{
+        Timing timing = { .mode = TIMING_FAST, .scale = 1.0 };
+        uint8_t block[2048], st[6], *back = malloc(0x18000);
+        uint64_t now = 0;
+        uint32_t got = 0;
+        FlashModel *f;
+        DfuModel *m;
+        int r;
+
+        CHECK(back != NULL);
+        new_plain(&f, &m, &timing, ATTR_RW);
+        for (uint16_t b = 0; b < 0x18000 / 2048; b++) {
+                memset(block, (uint8_t)(b + 1), sizeof(block));
+                CHECK_INT(plain_request(m, &now, OUT, DFU_REQUEST_DNLOAD, b, 2048, block), 0);
+                do
+                        CHECK_INT(plain_request(m, &now, IN, DFU_REQUEST_GETSTATUS, 0, 6, st), 6);
+                while (st[4] == DFU_STATE_DFU_DNBUSY);
+                CHECK_INT(st[4], DFU_STATE_DFU_DNLOAD_IDLE);
+        }
+        CHECK_INT(f->sector_erases, 3);
+        CHECK_INT(f->erases_per_sector[2] + f->erases_per_sector[3] + f->erases_per_sector[4], 3);
+        CHECK_INT(plain_request(m, &now, OUT, DFU_REQUEST_DNLOAD, 0x18000 / 2048, 2048, block), 0);
+        do
+                CHECK_INT(plain_request(m, &now, IN, DFU_REQUEST_GETSTATUS, 0, 6, st), 6);
+        while (st[4] == DFU_STATE_DFU_DNBUSY);
+        CHECK_INT(st[4], DFU_STATE_DFU_ERROR);
+        CHECK_INT(st[0], DFU_STATUS_ERR_ADDRESS);
+        CHECK_INT(plain_request(m, &now, OUT, DFU_REQUEST_CLRSTATUS, 0, 0, NULL), 0);
+
+        for (uint16_t b = 0;; b++) {
+                r = plain_request(m, &now, IN, DFU_REQUEST_UPLOAD, b, 1000, back + got);
+                CHECK(r >= 0 && got + (uint32_t)r <= 0x18000);
+                if (r < 0)
+                        break;
+                got += (uint32_t)r;
+                if (r < 1000)
+                        break;
+        }
+        CHECK_INT(got, 0x18000);
+        CHECK_INT(m->state, DFU_STATE_DFU_IDLE);
+        for (uint32_t i = 0; i < got; i++)
+                if (back[i] != (uint8_t)(i / 2048 + 1)) {
+                        CHECK_INT(back[i], (uint8_t)(i / 2048 + 1));
+                        break;
+                }
+        /* one alt setting only; a USB reset makes it leave (run the firmware) */
+        CHECK_INT(dfu_model_set_alt(m, 1), -EINVAL);
+        dfu_model_bus_reset(m, now);
+        CHECK_INT(dfu_model_pending_action(m, NULL), DFU_ACTION_LEAVE);
+        CHECK_INT(dfu_model_set_plain(m, 0x09000000, ATTR_RW), -ERANGE);
+        dfu_model_free(m);
+        flash_model_free(f);
+        free(back);
 }
 
 /* A dfu-util style download: set address, erase, write, leave; real timing. */
@@ -254,6 +474,9 @@ int main(void)
         run("reset-on-leave", reset_on_leave, ELEMENTSOF(reset_on_leave), false, true, TIMING_FAST,
             DFU_ACTION_VANISH);
         run("mass-erase", mass_erase, ELEMENTSOF(mass_erase), false, false, TIMING_REAL, DFU_ACTION_RESET);
+        for (size_t i = 0; i < ELEMENTSOF(plain_cases); i++)
+                run_plain(&plain_cases[i]);
+        test_plain_region();
         test_strings();
         test_timing();
         TESTS_EXIT();
