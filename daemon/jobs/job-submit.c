@@ -58,6 +58,7 @@ int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
                 fb->ram_size = v->ram_size;
                 fb->layout = v->layout ? strdup(v->layout) : NULL;
                 fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
+                fb->uart_request = v->reboot == BOARD_REBOOT_UART_REQUEST;
                 fb->hint = waiting_hint(v->hints);
         }
         return fb->name ? 0 : -ENOMEM;
