@@ -27,6 +27,7 @@ import json
 import os
 import select
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -37,7 +38,8 @@ import time
 import traceback
 
 ETX = b"\x03"
-DEFAULT_TIMEOUT = 10.0
+# Slow checkers (the valgrind test setups) scale every wait.
+DEFAULT_TIMEOUT = 10.0 * float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 
 
 class Skip(Exception):
@@ -252,7 +254,10 @@ class Flashd:
 
     # lifecycle -----------------------------------------------------------
     def command(self):
-        cmd = [flashd_binary(), "--socket", self.socket_path, "--state-dir", self.state_dir,
+        # FLASHD_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") runs the
+        # daemon under a checker: the `valgrind` test setup sets it.
+        cmd = shlex.split(os.environ.get("FLASHD_WRAPPER", ""))
+        cmd += [flashd_binary(), "--socket", self.socket_path, "--state-dir", self.state_dir,
                "--log-level", self.log_level]
         for d in self.boards_dirs:
             cmd += ["--boards-dir", d]
