@@ -10,6 +10,7 @@ untouched, and the board is back in application mode. Then: an identical
 reflash erases nothing; --json gives an event stream; `flashctl jobs --all`
 and `flashctl job ID` show the history with the log.
 """
+import datetime
 import json
 import os
 
@@ -68,6 +69,20 @@ def test_flash_from_app_mode_and_back():
         check(counters["bytes_written"] == written, "identical reflash writes nothing",
               (written, counters["bytes_written"]))
         check(boards.read(BOARD, APP, len(image)) == image, "image still there")
+        boards.vb.wait(BOARD, "app", 5000)
+
+        # a changed image, --json: progress notifications are coalesced to a
+        # few per second per job, and the stream ends with the board back
+        image2 = app_image(300 * 1024, APP, seed=5, mcu="stm32f429xx")
+        p = flashctl(d, "--json", "flash", "octopus-pro", write_image(tmpdir(), image2, "k2.bin"))
+        check(p.returncode == 0, f"third flash exit {p.returncode}", p.stdout + p.stderr)
+        events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+        check(events[-1]["job"]["state"] == "done", "the stream ends with done", events[-1])
+        times = [datetime.datetime.fromisoformat(e["time"].replace("Z", "+00:00")).timestamp() for e in events
+                 if e["job"]["state"] == "flashing"]
+        burst = max(sum(1 for u in times if t <= u < t + 1.0) for t in times)
+        check(burst <= 8, "at most a few job updates per second (phase changes included)", burst)
+        check(boards.read(BOARD, APP, len(image2)) == image2, "changed image in flash")
         boards.vb.wait(BOARD, "app", 5000)
 
 
