@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""flashd benchmarks: flashd against dfu-util and Klipper's make-flash steps
+on virtual boards in real timing, the modelled floor, and the daemon's own
+cost. Started by tests/bench/run (which builds what it needs); see
+tests/bench/README.md.
+
+Every comparison runs both tools alternately (A B A B ...), each run in a
+fresh vboard world started before the clock runs, so every run begins from
+the same flash content; the flash is checked after every run. The result
+is a markdown table on stdout and tests/bench/results/latest.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+from jobs_helpers import app_image  # noqa: E402
+
+KIB = 1024
+FLASH_BASE = 0x08000000
+APP = 0x08008000
+BOARDS = {
+    # name: (mcu, sectors from the board database's layout)
+    "octopus-pro-f446": ("stm32f446xx", [16 * KIB] * 4 + [64 * KIB] + [128 * KIB] * 3),
+    "octopus-pro-f429": ("stm32f429xx", [16 * KIB] * 4 + [64 * KIB] + [128 * KIB] * 7),
+}
+XFER = 2048  # wTransferSize of the F4 ROMs (vboard, notes/protocols.md)
+SIZES = {"30K": 30 * KIB, "120K": 120 * KIB, "400K": 400 * KIB}
+# Long cases run on faster-than-datasheet timing to fit the time budget.
+SCALE = {"30K": 1.0, "120K": 0.5, "400K": 0.25}
+
+
+# ---- the model's constants (read from tests/vboard/timing.c) ----------------
+
+class Model:
+    """vboard's real-timing model, parsed from timing.c so the floor follows
+    any change there."""
+
+    def __init__(self, path=os.path.join(ROOT, "tests", "vboard", "timing.c")):
+        src = open(path).read()
+
+        def body(fn):
+            m = re.search(r"uint64_t %s\(.*?\n}\n" % fn, src, re.S)
+            if not m:
+                raise RuntimeError(f"{fn} not found in {path}")
+            return m.group(0)
+
+        self.erase_points = [(int(a), float(b)) for a, b in
+                             re.findall(r"\{\s*(\d+),\s*(\d+)\s*\}", body("timing_sector_erase_us"))]
+        self.us_per_word = float(re.search(r"scaled\(t, ([\d.]+) \* DIV_ROUND_UP\(bytes, 4\)\)",
+                                           body("timing_program_us")).group(1))
+        self.control_us = float(re.search(r"scaled\(t, (\d+)\)", body("timing_control_transfer_us")).group(1))
+        self.reenum_us = float(re.search(r"scaled\(t, (\d+)\)", body("timing_reenumerate_us")).group(1))
+        self.manifest_us = float(re.search(r"scaled\(t, (\d+)\)", body("timing_manifest_us")).group(1))
+
+    def erase(self, size):
+        pts = self.erase_points
+        if size <= pts[0][0]:
+            return pts[0][1]
+        for (s0, u0), (s1, u1) in zip(pts, pts[1:]):
+            if size <= s1:
+                return u0 + (size - s0) / (s1 - s0) * (u1 - u0)
+        return 1e6 * size / 131072
+
+    def program(self, nbytes):
+        return self.us_per_word * ((nbytes + 3) // 4)
+
+
+def sectors_touched(board, address, size):
+    """[(sector address, sector size, bytes of the image in it)]"""
+    out = []
+    a = FLASH_BASE
+    for s in BOARDS[board][1]:
+        lo, hi = max(a, address), min(a + s, address + size)
+        if lo < hi:
+            out.append((a, s, hi - lo))
+        a += s
+    return out
+
+
+def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False):
+    """The modelled time no tool can avoid, in seconds.
+
+    T = one control transfer (USB full-speed frame). A DfuSe command or data
+    block costs DNLOAD (T) + the GETSTATUS that starts it (T, the work runs
+    meanwhile) + the GETSTATUS that sees it finished (T): 2T + max(work, T).
+      fresh:     GETSTATUS at start (T), SET_ADDRESS (3T), every touched
+                 sector erased (2T + erase), every block written
+                 (2T + program), leave = SET_ADDRESS (3T) + zero-length
+                 DNLOAD (T) + GETSTATUS (T)
+      verify:    + SET_ADDRESS (3T) + ABORT (T) + one UPLOAD (T) per block
+                 written (reading back what was written)
+      unchanged: reading the whole image is the only way to know
+                 (SET_ADDRESS 3T + ABORT T + one UPLOAD per block), nothing
+                 erased or written, leave
+      near-end:  the whole image read (as unchanged), the last sector erased
+                 and its blocks written (+ read back with verify), leave
+      end to end: + re-enumeration into the bootloader, the manifest delay
+                 and re-enumeration back into the application
+    """
+    T = model.control_us
+    secs = sectors_touched(board, APP, size)
+    blocks = lambda n: (n + XFER - 1) // XFER  # noqa: E731
+    us = T  # GETSTATUS at the start
+    if kind == "fresh":
+        changed = secs
+    elif kind == "unchanged":
+        changed = []
+    elif kind == "near-end":
+        changed = secs[-1:]
+    else:
+        raise ValueError(kind)
+    if kind != "fresh":
+        us += 3 * T + T + blocks(size) * T  # read the whole image
+    written_blocks = 0
+    for _, ssize, covered in changed:
+        us += 2 * T + max(model.erase(ssize), T)
+        written_blocks += blocks(covered)
+    if written_blocks:
+        us += 3 * T  # SET_ADDRESS of the write run
+        for _, _, covered in changed:
+            n = covered
+            while n > 0:
+                chunk = min(XFER, n)
+                us += 2 * T + max(model.program(chunk), T)
+                n -= chunk
+        if verify:
+            us += 3 * T + T + written_blocks * T
+    us += 5 * T  # leave
+    if end_to_end:
+        us += model.reenum_us + model.manifest_us + model.reenum_us
+    return us * scale / 1e6
+
+
+# ---- running one measurement -------------------------------------------------
+
+class Runner:
+    def __init__(self, build, workdir, verbose=False):
+        self.build = build
+        self.vboard = os.path.join(build, "tests", "vboard", "vboard")
+        self.workdir = workdir
+        self.verbose = verbose
+        self.n = 0
+
+    def run(self, boards, spec, scale, flash=None, timeout=600):
+        """One world: `boards` [(name, mode)], `flash` FILE preloaded at APP on
+        every board; returns world.py's result dict."""
+        self.n += 1
+        spec_path = os.path.join(self.workdir, f"spec-{self.n}.json")
+        out_path = os.path.join(self.workdir, f"out-{self.n}.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        cmd = [self.vboard]
+        for name, mode in boards:
+            cmd += ["--board", name, "--mode", mode]
+            if flash:
+                cmd += ["--flash", f"{flash}@0x{APP:08x}"]
+        cmd += ["--timing", "real", "--scale", str(scale), "--", sys.executable,
+                os.path.join(HERE, "world.py"), spec_path, out_path]
+        env = dict(os.environ, FLASHD_BUILD_ROOT=self.build, FLASHD_SOURCE_ROOT=ROOT)
+        rpc_load = os.path.join(self.build, "rpc-load")
+        if os.access(rpc_load, os.X_OK):
+            env["FLASHD_BENCH_RPC_LOAD"] = rpc_load
+        log_path = os.path.join(self.workdir, f"log-{self.n}.txt")
+        with open(log_path, "wb") as log:
+            p = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+        try:
+            with open(out_path) as f:
+                out = json.load(f)
+        except (OSError, ValueError):
+            out = {"ok": False, "error": f"vboard exit {p.returncode}, no result (log {log_path})"}
+        if not out.get("ok"):
+            out.setdefault("error", "failed")
+            out["log"] = log_path
+            sys.stderr.write(f"  run {self.n} FAILED: {out['error']} (log {log_path})\n")
+        elif self.verbose:
+            sys.stderr.write(f"  run {self.n} {spec['tool']}: {out.get('seconds', 0):.3f} s\n")
+        return out
+
+
+def ratio_stats(pairs):
+    """pairs: [(a_seconds, b_seconds)] -> median/min/max of b/a."""
+    r = [b / a for a, b in pairs]
+    return {"median": statistics.median(r), "min": min(r), "max": max(r)}
+
+
+def phase_medians(results):
+    """Median time (s since the request) at which each job state / phase began."""
+    keys = set()
+    for o in results:
+        keys |= set(o.get("states", {}))
+    return {k: statistics.median(o["states"][k] for o in results if k in o.get("states", {})) for k in sorted(keys)}
+
+
+def summarize(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+# ---- the cases -----------------------------------------------------------------
+
+def make_images(workdir, board, size):
+    mcu = BOARDS[board][0]
+    new = app_image(size, APP, seed=1, mcu=mcu)
+    old = app_image(size, APP, seed=2, mcu=mcu)
+    near_end = bytearray(new)
+    # a small change near the end: 16 bytes in the image's last 2 KiB
+    for i in range(len(new) - 200, len(new) - 184):
+        near_end[i] ^= 0x5A
+    paths = {}
+    for name, data in (("new", new), ("old", old), ("near-end", bytes(near_end))):
+        p = os.path.join(workdir, f"{board}-{size}-{name}.bin")
+        with open(p, "wb") as f:
+            f.write(data)
+        paths[name] = p
+    return paths
+
+
+def alternate(runner, rounds, variants, what):
+    """variants: [(label, boards, spec, scale, preload)]; runs them in turn,
+    `rounds` times. Returns {label: [result]} with only complete rounds'
+    results kept in order (a failed run fails its round)."""
+    results = {v[0]: [] for v in variants}
+    failures = []
+    for i in range(rounds):
+        sys.stderr.write(f"{what}: round {i + 1}/{rounds}\n")
+        got = []
+        for label, boards, spec, scale, preload in variants:
+            got.append((label, runner.run(boards, spec, scale, preload)))
+        if all(o.get("ok") for _, o in got):
+            for label, o in got:
+                results[label].append(o)
+        else:
+            failures += [f"{label}: {o.get('error')}" for label, o in got if not o.get("ok")]
+    return results, failures
+
+
+def tool_spec(tool, board, image, start_mode, verify=True, **extra):
+    s = {"tool": tool, "image": image, "address": APP, "flash_base": FLASH_BASE, "start_mode": start_mode,
+         "verify": verify, "target": "octopus-pro"}
+    s.update(extra)
+    return s
+
+
+def case_flash_phase(runner, model, board, size_name, rounds, workdir):
+    size = SIZES[size_name]
+    scale = SCALE[size_name]
+    img = make_images(workdir, board, size)
+    boards = [(board, "dfu")]
+    variants = [
+        ("dfu-util", boards, tool_spec("dfu-util", board, img["new"], "dfu"), scale, img["old"]),
+        ("flashd", boards, tool_spec("flashd", board, img["new"], "dfu", verify=True), scale, img["old"]),
+        ("flashd-noverify", boards, tool_spec("flashd", board, img["new"], "dfu", verify=False), scale, img["old"]),
+    ]
+    res, failures = alternate(runner, rounds, variants, f"flash {board} {size_name}")
+    rows = []
+    base = [o["seconds"] for o in res["dfu-util"]]
+    for label, verify, target in (("flashd-noverify", False, 1.0), ("flashd", True, 1.2)):
+        mine = [o["seconds"] for o in res[label]]
+        if not mine:
+            continue
+        fl = floor_seconds(model, board, size, "fresh", verify, scale)
+        rows.append({
+            "case": "flash phase, fresh image", "board": board, "size": size_name, "scale": scale,
+            "flashd": "verify" if verify else "--no-verify", "baseline": "dfu-util",
+            "flashd_s": summarize(mine), "baseline_s": summarize(base),
+            "ratio": ratio_stats(list(zip(base, mine))), "target": target,
+            "floor_s": fl, "floor_ratio": statistics.median(mine) / fl, "pairs": len(mine),
+            "baseline_floor_ratio": statistics.median(base) / floor_seconds(model, board, size, "fresh", False, scale),
+            "counters": res[label][0]["counters"], "baseline_counters": res["dfu-util"][0]["counters"],
+            "phases": phase_medians(res[label]),
+        })
+    return rows, failures
+
+
+def case_reflash(runner, model, board, size_name, kind, rounds, workdir):
+    size = SIZES[size_name]
+    scale = SCALE[size_name]
+    img = make_images(workdir, board, size)
+    boards = [(board, "dfu")]
+    start = img["new"]
+    new = img["new"] if kind == "unchanged" else img["near-end"]
+    variants = [
+        ("dfu-util", boards, tool_spec("dfu-util", board, new, "dfu"), scale, start),
+        ("flashd", boards, tool_spec("flashd", board, new, "dfu", verify=True), scale, start),
+    ]
+    res, failures = alternate(runner, rounds, variants, f"reflash {kind} {board} {size_name}")
+    base = [o["seconds"] for o in res["dfu-util"]]
+    mine = [o["seconds"] for o in res["flashd"]]
+    if not mine:
+        return [], failures
+    fl = floor_seconds(model, board, size, kind, True, scale)
+    return [{
+        "case": "reflash, unchanged image" if kind == "unchanged" else "reflash, small change near the end",
+        "board": board, "size": size_name, "scale": scale, "flashd": "verify", "baseline": "dfu-util",
+        "flashd_s": summarize(mine), "baseline_s": summarize(base), "ratio": ratio_stats(list(zip(base, mine))),
+        "target": 0.2 if kind == "unchanged" else 0.5, "floor_s": fl,
+        "floor_ratio": statistics.median(mine) / fl, "pairs": len(mine),
+        "baseline_floor_ratio": statistics.median(base) / floor_seconds(model, board, size, "fresh", False, scale),
+        "counters": res["flashd"][0]["counters"], "baseline_counters": res["dfu-util"][0]["counters"],
+        "phases": phase_medians(res["flashd"]),
+    }], failures
+
+
+def case_end_to_end(runner, model, board, size_name, rounds, workdir, scale=1.0):
+    size = SIZES[size_name]
+    img = make_images(workdir, board, size)
+    boards = [(board, "app")]
+    variants = [
+        ("make-flash", boards, tool_spec("make-flash", board, img["new"], "app"), scale, img["old"]),
+        ("flashctl", boards, tool_spec("flashctl", board, img["new"], "app", verify=True), scale, img["old"]),
+    ]
+    res, failures = alternate(runner, rounds, variants, f"end to end {board} {size_name}")
+    base = [o["seconds"] for o in res["make-flash"]]
+    mine = [o["seconds"] for o in res["flashctl"]]
+    if not mine:
+        return [], failures
+    fl = floor_seconds(model, board, size, "fresh", True, scale, end_to_end=True)
+    return [{
+        "case": "end to end, app -> app", "board": board, "size": size_name, "scale": scale,
+        "flashd": "flashctl flash (verify)", "baseline": "make-flash steps",
+        "flashd_s": summarize(mine), "baseline_s": summarize(base), "ratio": ratio_stats(list(zip(base, mine))),
+        "target": 0.8, "floor_target": 1.15, "floor_s": fl, "floor_ratio": statistics.median(mine) / fl,
+        "baseline_floor_ratio": statistics.median(base) / floor_seconds(model, board, size, "fresh", False, scale,
+                                                                        end_to_end=True),
+        "phases": phase_medians(res["flashctl"]),
+        "pairs": len(mine), "counters": res["flashctl"][0]["counters"],
+        "baseline_counters": res["make-flash"][0]["counters"],
+        "baseline_parts": {k: statistics.median(o[k] for o in res["make-flash"])
+                           for k in ("to_dfu", "dfu_util", "tty_wait")},
+    }], failures
+
+
+def case_daemon(runner, workdir, idle_seconds, scale=0.5, state_tmpfs=False):
+    board = "octopus-pro-f446"
+    size = SIZES["120K"]
+    img = make_images(workdir, board, size)
+    # 4 boards in application mode (Klipper), 8 in the ROM bootloader for
+    # the parallel jobs; idle is measured with only the 4 present (the DFU
+    # boards are unplugged until then by world.py)
+    boards = [(board, "app")] * 4 + [(board, "dfu")] * 8
+    spec = {"tool": "daemon", "image": img["new"], "address": APP, "idle_boards": 4, "jobs": 8,
+            "idle_seconds": idle_seconds, "clients": 100, "requests": 20, "busy_rounds": 5,
+            "state_tmpfs": state_tmpfs}
+    out = runner.run(boards, spec, scale, None)
+    return out
+
+
+# ---- output --------------------------------------------------------------------
+
+def fmt_ratio(r):
+    return f"{r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})"
+
+
+def verdict(value, target):
+    return "yes" if value <= target else "**no**"
+
+
+def table(rows, daemon, meta):
+    lines = []
+    lines.append("| case | board | image | scale | flashd | baseline | flashd / baseline (min-max) | target | met | "
+                 "floor | flashd / floor | baseline / its floor |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        floor_t = r.get("floor_target")
+        floor_cell = f"{r['floor_ratio']:.2f}x" + (f" (target {floor_t}x: {verdict(r['floor_ratio'], floor_t)})"
+                                                   if floor_t else "")
+        lines.append(
+            f"| {r['case']} ({r['flashd']}) | {r['board'].replace('octopus-pro-', '')} | {r['size']} | "
+            f"{r['scale']} | {r['flashd_s']['median']:.3f} s | {r['baseline_s']['median']:.3f} s "
+            f"({r['baseline']}) | {fmt_ratio(r['ratio'])} | <= {r['target']}x | "
+            f"{verdict(r['ratio']['median'], r['target'])} | {r['floor_s']:.3f} s | {floor_cell} | "
+            f"{r['baseline_floor_ratio']:.2f}x |")
+    lines.append("")
+    if daemon:
+        if not daemon.get("ok"):
+            lines.append(f"Daemon cost: FAILED ({daemon.get('error')})")
+        else:
+            d = daemon
+            lines.append("| daemon cost | measured | target | met |")
+            lines.append("| --- | --- | --- | --- |")
+            lines.append(f"| start to READY=1 | {d['ready_seconds'] * 1e3:.1f} ms | | |")
+            lines.append(f"| RSS idle, 4 boards | {d['rss_idle_kib'] / 1024:.2f} MiB ({d['rss_idle_kib']} KiB) | "
+                         f"< 4 MiB | {verdict(d['rss_idle_kib'], 4095)} |")
+            bd = d["rss_idle_breakdown"]
+            lines.append(f"| RSS idle without the emulation's preload libraries (anon {bd['anon']} KiB + flashd's "
+                         f"own binary and libraries {bd['flashd_files']} KiB) | "
+                         f"{bd['without_emulation'] / 1024:.2f} MiB | < 4 MiB | "
+                         f"{verdict(bd['without_emulation'], 4095)} |")
+            lines.append(f"| RSS peak (VmHWM), 8 parallel jobs | {d['rss_peak_kib'] / 1024:.2f} MiB | | |")
+            lines.append(f"| context switches in {d['idle_seconds']} s idle, 4 boards, all threads "
+                         f"({d['threads_idle']} threads) | {d['idle_wakeups']} | 0 | "
+                         f"{verdict(d['idle_wakeups'], 0)} |")
+            li, lb = d["latency_idle"], d["latency_busy"]
+            lo = d["latency_one_client"]
+            lines.append(f"| device.list, one client: p50 / p99 | {lo['p50_ms']:.2f} / {lo['p99_ms']:.2f} ms | | |")
+            lines.append(f"| device.list, 100 concurrent clients: p50 / p99 | {li['p50_ms']:.2f} / "
+                         f"{li['p99_ms']:.2f} ms ({li['n']} requests, daemon CPU "
+                         f"{li['daemon_cpu_ms_per_request'] * 1e3:.0f} us/request) | p99 < 5 ms | "
+                         f"{verdict(li['p99_ms'], 5)} |")
+            lines.append(f"| the same while 8 jobs flash: p50 / p99 (worst of {lb['rounds']} rounds) | "
+                         f"{lb['p50_ms']:.2f} / {lb['p99_ms']:.2f} ms ({lb['n']} requests) | p99 < 5 ms | "
+                         f"{verdict(lb['p99_ms'], 5)} |")
+            tf = d.get("tmpfs") or {}
+            if tf.get("ok") and tf.get("latency_busy"):
+                tb = tf["latency_busy"]
+                lines.append(f"| the same, state directory on tmpfs (fsync free) | {tb['p50_ms']:.2f} / "
+                             f"{tb['p99_ms']:.2f} ms ({tb['n']} requests) | p99 < 5 ms | "
+                             f"{verdict(tb['p99_ms'], 5)} |")
+            lines.append(f"| 8 parallel jobs (120 KiB each, scale {d.get('scale')}) | "
+                         f"{d['jobs_seconds']:.2f} s, flash checked: {'ok' if d['jobs_flash_ok'] else 'WRONG'} | | |")
+        lines.append("")
+    lines.append(f"Machine: {meta['machine']}. Load average at start: {meta['loadavg_start']}, "
+                 f"at end: {meta['loadavg_end']}. Total {meta['total_seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,daemon")
+    ap.add_argument("--idle-seconds", type=int, default=30)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(","))) or {"flash", "reflash", "e2e", "daemon"}
+
+    t_start = time.monotonic()
+    meta = {"machine": machine(), "loadavg_start": open("/proc/loadavg").read().split()[:3],
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "rounds": args.rounds}
+    model = Model()
+    rows, failures, daemon = [], [], None
+    with tempfile.TemporaryDirectory(prefix="flashd-bench-") as workdir:
+        runner = Runner(args.build, workdir, args.verbose)
+        if "flash" in only:
+            for board in BOARDS:
+                for size_name in SIZES:
+                    r, f = case_flash_phase(runner, model, board, size_name, args.rounds, workdir)
+                    rows += r
+                    failures += f
+        if "reflash" in only:
+            for board, size_name in (("octopus-pro-f446", "120K"), ("octopus-pro-f429", "400K")):
+                for kind in ("unchanged", "near-end"):
+                    r, f = case_reflash(runner, model, board, size_name, kind, args.rounds, workdir)
+                    rows += r
+                    failures += f
+        if "e2e" in only:
+            for board, size_name in (("octopus-pro-f446", "30K"), ("octopus-pro-f429", "120K")):
+                r, f = case_end_to_end(runner, model, board, size_name, args.rounds, workdir)
+                rows += r
+                failures += f
+        if "daemon" in only:
+            sys.stderr.write("daemon cost\n")
+            daemon = case_daemon(runner, workdir, args.idle_seconds)
+            if daemon.get("ok"):
+                daemon["scale"] = 0.5
+                sys.stderr.write("daemon cost, state directory on tmpfs\n")
+                tmpfs = case_daemon(runner, workdir, 0, state_tmpfs=True)
+                daemon["tmpfs"] = tmpfs
+                if not tmpfs.get("ok"):
+                    failures.append(f"daemon (tmpfs): {tmpfs.get('error')}")
+            else:
+                failures.append(f"daemon: {daemon.get('error')}")
+        if failures:
+            # keep the logs of failed runs
+            keep = os.path.join(os.path.dirname(args.out), "failed-logs")
+            os.makedirs(keep, exist_ok=True)
+            for name in os.listdir(workdir):
+                if name.startswith("log-"):
+                    subprocess.run(["cp", os.path.join(workdir, name), keep])
+    meta["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    meta["total_seconds"] = time.monotonic() - t_start
+    text = table(rows, daemon, meta)
+    print(text)
+    if failures:
+        print("\nFAILED runs (not timed):\n" + "\n".join("- " + f for f in failures))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"meta": meta, "rows": rows, "daemon": daemon, "failures": failures,
+                   "model": {"control_us": model.control_us, "us_per_word": model.us_per_word,
+                             "erase_points": model.erase_points, "reenumerate_us": model.reenum_us,
+                             "manifest_us": model.manifest_us}, "table": text}, f, indent=1)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
