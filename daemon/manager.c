@@ -89,6 +89,10 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 if (r < 0)
                         return log_error_errno(r, "cannot set up the job queue in %s: %m",
                                                config->state_dir);
+                /* Rules (daemon/rules) submit jobs and follow them. */
+                r = rule_service_new(&m->rules, m);
+                if (r < 0)
+                        return log_oom();
         }
         if (event && config->moonraker.socket_path) {
                 /* The Moonraker agent (daemon/moonraker, moonraker helper): it
@@ -109,6 +113,7 @@ Manager *manager_free(Manager *m)
         /* Jobs first: calls they still hold are answered (or dropped with an
          * error reply) through the server, which must still exist. Then the
          * server, then the inventory the others listen to. */
+        m->rules = rule_service_free(m->rules); /* observes the jobs */
         m->jobs = job_service_free(m->jobs);
         m->server = server_free(m->server);
         /* After jobs and server: calls relayed by Moonraker are answered
@@ -176,6 +181,11 @@ int manager_start(Manager *m)
         log_info("%zu devices present", inventory_count(m->inventory));
         if (m->jobs) {
                 r = job_service_start(m->jobs);
+                if (r < 0)
+                        return r;
+        }
+        if (m->rules) {
+                r = rule_service_start(m->rules);
                 if (r < 0)
                         return r;
         }

@@ -17,6 +17,7 @@
 #include "inventory/inventory.h"
 #include "jobs/job-service.h"
 #include "moonraker/moonraker-agent.h"
+#include "rules/rule-service.h"
 #include "server/server.h"
 
 typedef struct Manager {
@@ -26,6 +27,7 @@ typedef struct Manager {
         Inventory *inventory;
         Server *server;
         JobService *jobs;    /* flash jobs; NULL without an event loop */
+        RuleService *rules;  /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
         MoonrakerAgent *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
         uint64_t start_usec; /* CLOCK_MONOTONIC */
         bool stopping;

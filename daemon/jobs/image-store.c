@@ -10,6 +10,8 @@
 struct ImageStore {
         char *dir;
         int dir_fd;
+        char (*pins)[65]; /* one entry per image_store_pin() (rules' images) */
+        size_t n_pins;
 };
 
 static bool hex_valid(const char *hex)
@@ -49,6 +51,7 @@ ImageStore *image_store_free(ImageStore *s)
                 return NULL;
         safe_close(s->dir_fd);
         free(s->dir);
+        free(s->pins);
         free(s);
         return NULL;
 }
@@ -187,7 +190,41 @@ int image_store_remove(ImageStore *s, const char *hex)
 {
         if (!hex_valid(hex))
                 return -EINVAL;
+        if (image_store_pinned(s, hex))
+                return -EBUSY;
         if (unlinkat(s->dir_fd, hex, 0) < 0)
                 return -errno;
         return 0;
+}
+
+int image_store_pin(ImageStore *s, const char *hex)
+{
+        char(*p)[65];
+
+        if (!hex_valid(hex))
+                return -EINVAL;
+        p = realloc(s->pins, (s->n_pins + 1) * sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        s->pins = p;
+        memcpy(s->pins[s->n_pins++], hex, 65);
+        return 0;
+}
+
+void image_store_unpin(ImageStore *s, const char *hex)
+{
+        for (size_t i = 0; hex && i < s->n_pins; i++)
+                if (streq(s->pins[i], hex)) {
+                        memmove(s->pins + i, s->pins + i + 1, (s->n_pins - i - 1) * sizeof(*s->pins));
+                        s->n_pins--;
+                        return;
+                }
+}
+
+bool image_store_pinned(ImageStore *s, const char *hex)
+{
+        for (size_t i = 0; hex && i < s->n_pins; i++)
+                if (streq(s->pins[i], hex))
+                        return true;
+        return false;
 }

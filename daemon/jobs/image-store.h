@@ -33,7 +33,15 @@ int image_store_put(ImageStore *s, const void *data, size_t size, char ret_hex[s
  * when the file no longer matches its name. */
 int image_store_get(ImageStore *s, const char *hex, uint8_t **ret_data, size_t *ret_size);
 bool image_store_has(ImageStore *s, const char *hex);
+/* -EBUSY while the image is pinned. */
 int image_store_remove(ImageStore *s, const char *hex);
+
+/* Keep an image that no job may name any more: a rule's image (issue 5,
+ * daemon/rules) must survive the pruning of the job history, which removes
+ * the images of the jobs it drops. Pins count; each pin needs its unpin. */
+int image_store_pin(ImageStore *s, const char *hex);
+void image_store_unpin(ImageStore *s, const char *hex);
+bool image_store_pinned(ImageStore *s, const char *hex);
 
 /* Read all of an fd (a file or a pipe) into memory, at most `max` bytes:
  * -EFBIG beyond. */

@@ -80,7 +80,7 @@ static int read_image_fd(int fd, uint8_t **ret, size_t *ret_size)
         return 0;
 }
 
-static void peer_name(pid_t pid, char *buf, size_t size)
+void job_peer_name(pid_t pid, char *buf, size_t size)
 {
         char path[64];
         _cleanup_fclose_ FILE *f = NULL;
@@ -140,33 +140,18 @@ static json_t *candidates_of(Manager *m, const char *target)
         return arr;
 }
 
-static int method_flash(RpcCall *call, json_t *params)
+/* The image of a request, into memory (also used by rule.add). Answers
+ * the call on failure. */
+int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size_t *ret_size)
 {
-        Manager *m = rpc_call_get_manager(call);
-        JobQueue *q = queue_of(call);
         const RpcPeer *peer = rpc_call_get_peer(call);
-        const char *target = NULL, *format = NULL, *data = NULL, *path = NULL, *name = NULL;
-        json_t *image = NULL, *force = NULL;
-        json_int_t address = -1;
-        int use_fd = 0, verify = 1, mass_erase = 0, wait = 0;
+        const char *data = NULL, *path = NULL, *name = NULL;
+        int use_fd = 0;
         _cleanup_free_ uint8_t *bytes = NULL;
-        _cleanup_free_ char *message = NULL;
         _cleanup_close_ int fd = -EBADF;
-        char who[64];
         size_t size = 0;
-        JobRequest req = {};
-        JobError err = JOB_ERROR_NONE;
-        Job *job = NULL;
         int r;
 
-        if (!q)
-                return reply_no_jobs(call);
-        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b !}", "target",
-                                   &target, "image", &image, "format", &format, "address", &address,
-                                   "verify", &verify, "force", &force, "mass_erase", &mass_erase, "wait",
-                                   &wait);
-        if (r < 0)
-                return r;
         r = rpc_call_unpack_params(call, image, "{s?b, s?s, s?s, s?s !}", "fd", &use_fd, "data", &data,
                                    "path", &path, "name", &name);
         if (r < 0)
@@ -174,27 +159,6 @@ static int method_flash(RpcCall *call, json_t *params)
         if (!!use_fd + !!data + !!path != 1)
                 return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
                                             "image needs exactly one of fd: true, data (base64) or path");
-        if (address > UINT32_MAX)
-                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
-                                            "address %" PRIi64 " is not a 32-bit address", (int64_t)address);
-        if (force && !json_is_array(force))
-                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
-                                            "force is a list of check names");
-        if (force) {
-                size_t i;
-                json_t *v;
-                json_array_foreach (force, i, v) {
-                        ImageCheck c = image_check_from_string(json_string_value(v));
-                        if (c < 0)
-                                return rpc_call_reply_error(
-                                        call, RPC_ERROR_INVALID_PARAMS, NULL,
-                                        "unknown check \"%s\" in force: the checks are fit, "
-                                        "vector-table, bootloader-region and mcu",
-                                        strna(json_string_value(v)));
-                        req.force |= 1u << c;
-                }
-        }
-
         if (use_fd) {
                 fd = rpc_call_take_fd(call);
                 if (fd < 0)
@@ -246,8 +210,63 @@ static int method_flash(RpcCall *call, json_t *params)
                         return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
                                                     "image.data is not valid base64");
         }
+        *ret_data = TAKE_PTR(bytes);
+        *ret_size = size;
+        return 0;
+}
 
-        peer_name(peer->pid, who, sizeof(who));
+static int method_flash(RpcCall *call, json_t *params)
+{
+        Manager *m = rpc_call_get_manager(call);
+        JobQueue *q = queue_of(call);
+        const RpcPeer *peer = rpc_call_get_peer(call);
+        const char *target = NULL, *format = NULL;
+        json_t *image = NULL, *force = NULL;
+        json_int_t address = -1;
+        int verify = 1, mass_erase = 0, wait = 0;
+        _cleanup_free_ uint8_t *bytes = NULL;
+        _cleanup_free_ char *message = NULL;
+        char who[64];
+        size_t size = 0;
+        JobRequest req = {};
+        JobError err = JOB_ERROR_NONE;
+        Job *job = NULL;
+        int r;
+
+        if (!q)
+                return reply_no_jobs(call);
+        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b !}", "target",
+                                   &target, "image", &image, "format", &format, "address", &address,
+                                   "verify", &verify, "force", &force, "mass_erase", &mass_erase, "wait",
+                                   &wait);
+        if (r < 0)
+                return r;
+        if (address > UINT32_MAX)
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "address %" PRIi64 " is not a 32-bit address", (int64_t)address);
+        if (force && !json_is_array(force))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "force is a list of check names");
+        if (force) {
+                size_t i;
+                json_t *v;
+                json_array_foreach (force, i, v) {
+                        ImageCheck c = image_check_from_string(json_string_value(v));
+                        if (c < 0)
+                                return rpc_call_reply_error(
+                                        call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                        "unknown check \"%s\" in force: the checks are fit, "
+                                        "vector-table, bootloader-region and mcu",
+                                        strna(json_string_value(v)));
+                        req.force |= 1u << c;
+                }
+        }
+
+        r = job_method_read_image(call, image, &bytes, &size);
+        if (r < 0)
+                return r;
+
+        job_peer_name(peer->pid, who, sizeof(who));
         req.target = target;
         req.data = bytes;
         req.size = size;

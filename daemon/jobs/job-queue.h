@@ -72,6 +72,10 @@ typedef struct JobRequest {
         bool mass_erase;
         unsigned force;     /* 1 << ImageCheck */
         const char *source; /* NULL: "manual"; else a rule id */
+        /* A board name that picks among the candidates of a device the
+         * inventory cannot tell apart (a rule's match.board, issue 5), as
+         * flashing by that name would; NULL: none. */
+        const char *board;
         JobRequester requested_by;
 } JobRequest;
 

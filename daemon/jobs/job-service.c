@@ -14,6 +14,8 @@ struct JobService {
         Manager *manager;
         JobQueue *queue;
         JobWaiter *waiters;
+        JobServiceObserver observer; /* the rules (issue 5) */
+        void *observer_userdata;
 };
 
 static void job_service_on_update(JobQueue *q, const Job *j, void *userdata)
@@ -26,6 +28,8 @@ static void job_service_on_update(JobQueue *q, const Job *j, void *userdata)
                         (void)server_broadcast(s->manager->server, "notify_job_update", params);
                 json_decref(params);
         }
+        if (s->observer)
+                s->observer(j, s->observer_userdata);
 
         if (!job_state_is_final(j->state))
                 return;
@@ -98,4 +102,10 @@ int job_service_wait(JobService *s, RpcCall *call, uint64_t id)
         w->next = s->waiters;
         s->waiters = w;
         return 0;
+}
+
+void job_service_set_observer(JobService *s, JobServiceObserver cb, void *userdata)
+{
+        s->observer = cb;
+        s->observer_userdata = userdata;
 }

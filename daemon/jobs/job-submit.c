@@ -195,6 +195,9 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         j->verify = req->verify;
         j->mass_erase = req->mass_erase;
         j->force = req->force;
+        /* the board the request names picks among the entry's candidates */
+        if (job_set_string(&j->board, req->board) < 0)
+                return -ENOMEM;
         job_queue_board_of(q, j, e, &b, &v);
         if (b &&
             (job_set_string(&j->board, b->name) < 0 || job_set_string(&j->variant, v ? v->id : NULL) < 0))

@@ -12,5 +12,6 @@ const RpcMethod *const rpc_method_tables[] = {
         device_methods,
         board_methods,
         job_methods,
+        rule_methods,
         NULL,
 };
