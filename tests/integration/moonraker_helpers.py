@@ -14,13 +14,17 @@ from jobs_helpers import APP, FAST_CONFIG, Boards, app_image, check  # noqa: F40
 FINAL = ("done", "failed", "cancelled")
 
 
-def flashd_with_moonraker(enable_flashing=True, extra_moonraker="", config_extra=""):
-    """A Flashd whose [moonraker] socket lives in its temp dir; returns
-    (Flashd not yet started, socket path)."""
+def flashd_with_moonraker(enable_flashing=True, via_cli=False):
+    """A Flashd whose Moonraker socket lives in its temp dir ([moonraker]
+    socket, or --moonraker PATH with via_cli); returns (Flashd not yet
+    started, socket path). Append file_root lines etc. to d.config."""
     d = harness.Flashd(config="")
     path = os.path.join(d.tmp, "moonraker.sock")
-    d.config = (FAST_CONFIG + config_extra + "\n[moonraker]\n" + f"socket = {path}\n" +
-                f"enable_flashing = {'yes' if enable_flashing else 'no'}\n" + extra_moonraker)
+    d.config = FAST_CONFIG + "\n[moonraker]\n" + f"enable_flashing = {'yes' if enable_flashing else 'no'}\n"
+    if via_cli:
+        d.args += ["--moonraker", path]
+    else:
+        d.config += f"socket = {path}\n"
     return d, path
 
 
