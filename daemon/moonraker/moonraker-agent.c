@@ -351,10 +351,10 @@ static PeerCred *agent_file_cred(MoonrakerAgent *a)
         return a->file_user_cred ? a->file_user_cred : a->moonraker_cred;
 }
 
-/* job.flash with image.path: open the file here (inside Moonraker's file
- * roots, with the file user's permissions) and hand it to the one job.flash
- * as image.fd, the way flashctl passes a file. */
-static void agent_flash_path(MoonrakerAgent *a, json_t *msg, json_t *id, const char *path)
+/* job.flash or rule.add with image.path: open the file here (inside
+ * Moonraker's file roots, with the file user's permissions) and hand it to
+ * the one method as image.fd, the way flashctl passes a file. */
+static void agent_call_with_path(MoonrakerAgent *a, json_t *msg, json_t *id, const char *path)
 {
         _cleanup_free_ char *resolved = NULL, *why = NULL, *text = NULL;
         _cleanup_close_ int fd = -EBADF;
@@ -393,7 +393,7 @@ static void agent_flash_path(MoonrakerAgent *a, json_t *msg, json_t *id, const c
                 log_oom();
                 return;
         }
-        log_info("moonraker agent: job.flash with %s", resolved);
+        log_info("moonraker agent: %s with %s", json_string_value(json_object_get(msg, "method")), resolved);
         (void)rpc_dispatch_text_with_fd(a->manager, &a->peer, agent_client_id(a), text, strlen(text),
                                         TAKE_FD(fd), agent_on_response, a);
 }
@@ -416,10 +416,12 @@ static void agent_on_request(MoonrakerAgent *a, json_t *msg, json_t *id, const c
                                   buf);
                 return;
         }
-        json_t *image = streq(method, "job.flash") ? json_object_get(params, "image") : NULL;
+        json_t *image = streq(method, "job.flash") || streq(method, "rule.add")
+                                ? json_object_get(params, "image")
+                                : NULL;
         json_t *path = json_object_get(image, "path");
         if (json_is_string(path)) {
-                agent_flash_path(a, msg, id, json_string_value(path));
+                agent_call_with_path(a, msg, id, json_string_value(path));
                 return;
         }
         log_debug("moonraker agent: %s", method);

@@ -17,9 +17,9 @@ documented agent protocol (fake_moonraker.py). Under
   data: job_update events arrive, progress at most MOONRAKER_PROGRESS_HZ
   (2) per second per job, state and phase changes all of them, the last
   event is the final one; the bytes are checked in the virtual flash;
-- image.path: a file under a Moonraker file root ("gcodes/...") flashes;
-  one reached through a symlink out of the roots, or named with "..", is
-  refused.
+- image.path: a file under a Moonraker file root ("gcodes/...") flashes
+  and makes a rule; one reached through a symlink out of the roots, or
+  named with "..", is refused.
 """
 import os
 import time
@@ -183,6 +183,15 @@ def test_flash_path_in_file_roots():
             job = fe.call("job.flash", {"target": PORT, "address": APP, "image": {"path": "gcodes/klipper.bin"}})["job"]
             final = wait_job_event(fe, job["id"])
             check(final["state"] == "done", "flashed from the file root", final)
+            # rule.add takes image.path the same way (disabled: it must not fire here)
+            rule = fe.call("rule.add", {"match": {"board": "skr-pro"}, "image": {"path": "gcodes/klipper.bin"},
+                                        "enabled": False})["rule"]
+            check(rule["id"], "rule.add with image.path through the agent", rule)
+            try:
+                fe.call("rule.add", {"match": {"board": "skr-pro"}, "image": {"path": "gcodes/link.bin"}})
+                raise AssertionError("rule.add with a path outside the roots must be refused")
+            except AgentCallError as e:
+                check(e.agent_error.get("code") == -32002, "rule.add path outside the roots refused", e.error)
             check_ids_echoed(mr)
         check_flash(boards, BOARD, APP, image)
 
