@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "jobs/image-store.h"
+#include "util/fs-util.h"
 
 struct ImageStore {
         char *dir;
@@ -68,21 +69,6 @@ int image_store_hash(const void *data, size_t size, char ret_hex[static 65])
         return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
 int image_store_put(ImageStore *s, const void *data, size_t size, char ret_hex[static 65])
 {
         char hex[65], tmp[80];
@@ -103,7 +89,7 @@ int image_store_put(ImageStore *s, const void *data, size_t size, char ret_hex[s
         fd = openat(s->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0)
                 return -errno;
-        r = write_all(fd, data, size);
+        r = loop_write(fd, data, size);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && renameat(s->dir_fd, tmp, s->dir_fd, hex) < 0)
@@ -128,7 +114,16 @@ int image_read_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_size)
 {
         _cleanup_free_ uint8_t *buf = NULL;
         size_t size = 0, alloc = 0;
+        struct stat st;
+        bool regular;
 
+        /* A regular file is read from its start whatever its offset (an fd
+         * a client passed may have been read already); a pipe as it comes. */
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        regular = S_ISREG(st.st_mode);
+        if (regular && (uint64_t)st.st_size > max)
+                return -EFBIG;
         for (;;) {
                 ssize_t k;
 
@@ -143,7 +138,8 @@ int image_read_fd(int fd, size_t max, uint8_t **ret_data, size_t *ret_size)
                         buf = p;
                         alloc = n;
                 }
-                k = read(fd, buf + size, alloc - size);
+                k = regular ? pread(fd, buf + size, alloc - size, (off_t)size)
+                            : read(fd, buf + size, alloc - size);
                 if (k < 0) {
                         if (errno == EINTR)
                                 continue;

@@ -52,32 +52,12 @@ static int decode_base64(const char *s, uint8_t **ret, size_t *ret_size)
 static int read_image_fd(int fd, uint8_t **ret, size_t *ret_size)
 {
         struct stat st;
-        _cleanup_free_ uint8_t *buf = NULL;
-        size_t done = 0;
 
         if (fstat(fd, &st) < 0)
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
-        if ((uint64_t)st.st_size > IMAGE_STORE_MAX_SIZE)
-                return -EFBIG;
-        buf = malloc((size_t)st.st_size + 1);
-        if (!buf)
-                return -ENOMEM;
-        while (done < (size_t)st.st_size) {
-                ssize_t k = pread(fd, buf + done, (size_t)st.st_size - done, (off_t)done);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        break;
-                done += (size_t)k;
-        }
-        *ret = TAKE_PTR(buf);
-        *ret_size = done;
-        return 0;
+        return image_read_fd(fd, IMAGE_STORE_MAX_SIZE, ret, ret_size);
 }
 
 void job_peer_name(pid_t pid, char *buf, size_t size)

@@ -265,6 +265,22 @@ static void test_image_store(void)
         CHECK_INT(size, 10);
         close(fds[0]);
 
+        /* a regular file is read from its start, whatever its offset */
+        {
+                char file[160];
+                int fd;
+                snprintf(file, sizeof(file), "%s/f", dir);
+                fd = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+                CHECK(fd >= 0 && write(fd, "abcdef", 6) == 6); /* offset now at the end */
+                free(data);
+                data = NULL;
+                CHECK_INT(image_read_fd(fd, 100, &data, &size), 0);
+                CHECK_INT(size, 6);
+                CHECK(data && memcmp(data, "abcdef", 6) == 0);
+                CHECK_INT(image_read_fd(fd, 5, &data, &size), -EFBIG);
+                close(fd);
+                unlink(file);
+        }
         rmdir(sub);
         rmdir(dir);
 }
