@@ -47,6 +47,7 @@ typedef struct Flow {
         JobError error;
         bool cancelled;
         char *message;
+        bool wrote_bootloader; /* the image starts in the bootloader region (katapult helper) */
 } Flow;
 
 static void flow_note(void *userdata, const char *line)
@@ -294,6 +295,8 @@ static int payload_flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
         return 0;
 }
 
+#define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
+
 static int flow_flash_katapult(Flow *f)
 {
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
@@ -326,10 +329,15 @@ static int flow_flash_katapult(Flow *f)
                 return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
         /* The rate matters only on a real UART (uart-request boards);
          * a USB CDC tty ignores it. */
-        r = serial_port_open(&port, f->dev->tty,
-                             f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
-                                     ? f->spec->uart_baud
-                                     : BOOTLOADER_UART_DEFAULT_BAUD);
+        /* The Katapult tty can be announced before it can be opened (node
+         * not created yet, driver not bound): a bounded retry (katapult helper). */
+        r = serial_port_open_wait(&port, f->dev->tty,
+                                  f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
+                                          ? f->spec->uart_baud
+                                          : BOOTLOADER_UART_DEFAULT_BAUD,
+                                  KATAPULT_TTY_OPEN_WAIT_USEC, job_worker_cancel_flag(f->w));
+        if (r == -ECANCELED)
+                return flow_cancelled(f, "before flashing");
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
                 return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
                                  f->dev->tty);
@@ -462,6 +470,22 @@ static int flow_reboot(Flow *f)
         return r;
 }
 
+/* Whether the image starts below the application: at the board's flash
+ * base, or (board not known) at the start of the DFU device's flash. */
+static bool flow_writes_bootloader_region(Flow *f)
+{
+        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+
+        if (!f->payload)
+                return false;
+        if (f->spec->has_board && f->spec->board.app_offset > 0)
+                return f->payload->address < f->spec->board.flash_base + f->spec->board.app_offset;
+        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &l) >= 0 &&
+            l->n_regions > 0)
+                return f->payload->address == l->regions[0].address;
+        return false;
+}
+
 static int flow_wait_app(Flow *f, const char *flashed_devnode)
 {
         int r;
@@ -476,6 +500,19 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
                                  f->spec->app_timeout_usec / 1000000);
         if (r < 0)
                 return r;
+        /* Installing Katapult itself: the image went into the bootloader
+         * region (below the application offset), and the board now starts
+         * Katapult, which waits for an application: that is the image
+         * running, not a board stuck in its bootloader (katapult helper). */
+        if (f->dev->mode == DEVICE_MODE_KATAPULT && f->wrote_bootloader) {
+                job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
+                if (asprintf(&f->message,
+                             "flashed the bootloader region; the board now runs Katapult (%s, %s): flash "
+                             "Klipper onto it with the same command",
+                             f->dev->tty ? f->dev->tty : strna(f->dev->devnode), strna(f->dev->mcu)) < 0)
+                        f->message = NULL;
+                return 0;
+        }
         if (f->dev->mode != DEVICE_MODE_APP)
                 return flow_fail(
                         f, JOB_ERROR_STUCK_IN_BOOTLOADER,
@@ -562,6 +599,7 @@ static int flow_run(Flow *f)
         job_worker_send_state(f->w, JOB_STATE_FLASHING);
         job_worker_send_device(f->w, f->dev->mode == DEVICE_MODE_DFU ? f->dev->devnode : f->dev->tty);
         flashed = f->dev->devnode ? strdup(f->dev->devnode) : NULL;
+        f->wrote_bootloader = flow_writes_bootloader_region(f);
         if (f->dev->mode == DEVICE_MODE_DFU)
                 r = flow_flash_dfu(f);
         else

@@ -12,6 +12,8 @@
 #include "serial/serial-baud.h"
 #include "serial/serial-port.h"
 
+#define SERIAL_PORT_OPEN_RETRY_NSEC (20 * 1000 * 1000)
+
 struct SerialPort {
         SerialTransport transport; /* first: the ops receive &port->transport */
         int fd;
@@ -303,6 +305,30 @@ int serial_port_open(SerialPort **ret, const char *path, unsigned baud)
 
         *ret = TAKE_PTR(p);
         return 0;
+}
+
+/* Right after a re-enumeration the tty may not be usable yet although the
+ * USB device is announced: the node is still being created (ENOENT), or
+ * the ACM driver is not bound to it yet (ENXIO/ENODEV/EIO). */
+static bool open_error_transient(int r)
+{
+        return r == -ENOENT || r == -ENXIO || r == -ENODEV || r == -EIO;
+}
+
+int serial_port_open_wait(SerialPort **ret, const char *path, unsigned baud, uint64_t timeout_usec,
+                          const atomic_bool *cancel)
+{
+        uint64_t deadline = now_usec() + timeout_usec;
+        int r;
+
+        for (;;) {
+                r = serial_port_open(ret, path, baud);
+                if (r >= 0 || !open_error_transient(r) || now_usec() >= deadline)
+                        return r;
+                if (cancel && atomic_load(cancel))
+                        return -ECANCELED;
+                (void)nanosleep(&(struct timespec){ .tv_nsec = SERIAL_PORT_OPEN_RETRY_NSEC }, NULL);
+        }
 }
 
 int serial_port_new_from_fd(SerialPort **ret, int fd)

@@ -11,6 +11,7 @@
  * does not recognise (notes/emulation.md).
  */
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,6 +28,15 @@ typedef struct SerialPort SerialPort;
  * -EINVAL (rate not settable) ...
  */
 int serial_port_open(SerialPort **ret, const char *path, unsigned baud);
+
+/*
+ * serial_port_open(), tried again every 20 ms for up to timeout_usec while
+ * the tty is not there yet (-ENOENT, -ENXIO, -ENODEV, -EIO): a bootloader
+ * tty that has just been announced. Returns the last error after the
+ * timeout, -ECANCELED when *cancel is set.
+ */
+int serial_port_open_wait(SerialPort **ret, const char *path, unsigned baud, uint64_t timeout_usec,
+                          const atomic_bool *cancel);
 
 /* Wrap an already open stream fd (takes ownership; no termios changes). */
 int serial_port_new_from_fd(SerialPort **ret, int fd);
