@@ -115,5 +115,31 @@ def test_restart_without_retry_fails_clearly():
         d.cleanup()
 
 
+def test_sigterm_during_write():
+    """systemctl stop during a flash: flashd stops at once and cleanly (the
+    worker is cancelled and joined), and the job is retried after the start."""
+    boards = Boards()
+    image = app_image(400 * 1024, APP, seed=45)
+    d = harness.Flashd(config=FAST_CONFIG)
+    d.start()
+    try:
+        c = d.client()
+        ready(c)
+        ja = flash_rpc(c, A, image, address=APP)["id"]
+        c.wait_notification("notify_job_update", lambda p: p[0]["id"] == ja and p[0]["state"] == "flashing" and
+                            p[0]["phase"] == "write" and p[0]["bytes_done"] > 0, timeout=20)
+        check(d.stop(signal.SIGTERM, timeout=5) == 0, "flashd exits 0 on SIGTERM during a flash")
+        d2 = harness.Flashd(config=FAST_CONFIG)
+        d2.state_dir = d.state_dir
+        with d2:
+            job = wait_job(d2.client(), ja, timeout=30)
+            check_job_done(job)
+            check(job["attempts"] == 2, "retried after the restart", job["attempts"])
+            check(boards.read(A, APP, len(image)) == image, "image in flash")
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
-    harness.main([test_restart_retries_interrupted_and_keeps_queue, test_restart_without_retry_fails_clearly])
+    harness.main([test_restart_retries_interrupted_and_keeps_queue, test_restart_without_retry_fails_clearly,
+                  test_sigterm_during_write])
