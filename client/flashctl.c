@@ -25,6 +25,7 @@
 const CommandGroup *const command_groups[] = {
         &command_group_device,
         &command_group_job,
+        &command_group_rule,
         &command_group_server,
         NULL,
 };

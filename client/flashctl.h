@@ -73,6 +73,7 @@ typedef struct CommandGroup {
 extern const CommandGroup command_group_server;
 extern const CommandGroup command_group_device;
 extern const CommandGroup command_group_job;
+extern const CommandGroup command_group_rule;
 
 /* All groups, NULL-terminated (flashctl.c). */
 extern const CommandGroup *const command_groups[];

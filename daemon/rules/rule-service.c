@@ -761,7 +761,7 @@ json_t *rule_service_rule_json(RuleService *s, const Rule *r)
                                   f->job                 ? "flashing"
                                   : f->waiting_for_board ? "waiting-for-board"
                                                          : "retry-wait",
-                                  f->retry_at > 0 ? json_real(f->retry_at) : json_null()));
+                                  "retry_at", f->retry_at > 0 ? json_real(f->retry_at) : json_null()));
         }
         if (o && pending)
                 json_object_set_new(o, "pending", pending);
