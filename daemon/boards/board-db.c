@@ -30,6 +30,7 @@
 static const char *const bootloader_table[_BOARD_BOOTLOADER_MAX] = {
         [BOARD_BOOTLOADER_ROM_DFU] = "rom-dfu",
         [BOARD_BOOTLOADER_KATAPULT] = "katapult",
+        [BOARD_BOOTLOADER_DFU] = "dfu",
 };
 
 static const char *const reboot_table[_BOARD_REBOOT_MAX] = {

@@ -10,7 +10,7 @@
  * {
  *   "name": "octopus-pro",
  *   "title": "BigTreeTech Octopus Pro v1.0 / v1.1",
- *   "bootloader": "rom-dfu" | "katapult",     // what the board usually has
+ *   "bootloader": "rom-dfu" | "katapult" | "dfu", // what the board usually has
  *   "reboot": "usb-1200" | "uart-request" | "manual",
  *   "hints": ["..."],
  *   "variants": [ {
@@ -36,6 +36,7 @@
 typedef enum BoardBootloader {
         BOARD_BOOTLOADER_ROM_DFU,
         BOARD_BOOTLOADER_KATAPULT,
+        BOARD_BOOTLOADER_DFU, /* a plain DFU 1.1 bootloader (no DfuSe), e.g. Smoothieware's */
         _BOARD_BOOTLOADER_MAX,
         _BOARD_BOOTLOADER_INVALID = -EINVAL,
 } BoardBootloader;

@@ -56,8 +56,12 @@ static void test_validate_all(const BoardDb *db)
                         fprintf(stderr, "checking %s-%s\n", b->name, v->id);
                         for (size_t m = 0; m < b->n_variants; m++)
                                 CHECK(k == m || !streq(v->id, b->variants[m].id));
-                        CHECK(strncmp(v->mcu, "stm32", 5) == 0);
-                        CHECK(strlen(v->mcu) > 7 && streq(v->mcu + strlen(v->mcu) - 2, "xx"));
+                        /* STM32 boards go through the ST ROM (DfuSe) or Katapult; a
+                         * plain DFU 1.1 board (Smoothieboard, LPC1769) names its
+                         * own bootloader's id */
+                        bool stm32 = b->bootloader != BOARD_BOOTLOADER_DFU;
+                        CHECK(!stm32 || strncmp(v->mcu, "stm32", 5) == 0);
+                        CHECK(!stm32 || (strlen(v->mcu) > 7 && streq(v->mcu + strlen(v->mcu) - 2, "xx")));
                         CHECK(v->flash_size >= 64 * 1024);
                         CHECK(v->app_offset > 0 && v->app_offset < v->flash_size);
                         CHECK(v->ram_size >= 16 * 1024);
@@ -78,8 +82,12 @@ static void test_validate_all(const BoardDb *db)
 
                         CHECK_INT(v->usb_app.vid, 0x1d50);
                         CHECK_INT(v->usb_app.pid, 0x614e);
-                        CHECK_INT(v->usb_dfu.vid, 0x0483);
-                        CHECK_INT(v->usb_dfu.pid, 0xdf11);
+                        if (stm32) {
+                                CHECK_INT(v->usb_dfu.vid, 0x0483);
+                                CHECK_INT(v->usb_dfu.pid, 0xdf11);
+                        } else
+                                CHECK(v->usb_dfu.vid != 0 &&
+                                      !(v->usb_dfu.vid == 0x0483 && v->usb_dfu.pid == 0xdf11));
                         CHECK(v->usb_katapult.vid == 0 ||
                               (v->usb_katapult.vid == 0x1d50 && v->usb_katapult.pid == 0x6177));
                         CHECK(board_reboot_to_string(v->reboot) != NULL);
@@ -112,6 +120,8 @@ static const Expect expected[] = {
         { "skr-mini-e3-v3-g0b1", "stm32g0b1xx", 512 * 1024, 8 * 1024, NULL },
         { "manta-m8p-g0b1", "stm32g0b1xx", 512 * 1024, 8 * 1024, NULL },
         { "fysetc-s6-f446", "stm32f446xx", 512 * 1024, 64 * 1024, NULL },
+        /* Klipper docs/Bootloaders.md: Smoothieboards' LPC17xx-DFU-Bootloader, 16KiB */
+        { "smoothieboard-lpc1769", "lpc1769", 512 * 1024, 16 * 1024, "Play button" },
 };
 
 static void test_expected(const BoardDb *db)
@@ -128,7 +138,8 @@ static void test_expected(const BoardDb *db)
                 CHECK_STR(v->mcu, expected[i].mcu);
                 CHECK_INT(v->flash_size, expected[i].flash_size);
                 CHECK_INT(v->app_offset, expected[i].app_offset);
-                CHECK_INT(v->flash_base, 0x08000000);
+                /* STM32 flash at 0x08000000; the LPC1769 (plain DFU board) at 0 */
+                CHECK_INT(v->flash_base, b->bootloader == BOARD_BOOTLOADER_DFU ? 0 : 0x08000000);
                 for (char **h = v->hints; h && *h && !hint_found; h++)
                         hint_found = strstr(*h, expected[i].hint) != NULL;
                 CHECK(hint_found);
@@ -173,14 +184,20 @@ static void test_find_match(const BoardDb *db)
         CHECK_INT(board_db_match_mcu(db, "stm32f446xx", vs, bs, 1), 1);
         CHECK_INT(board_db_match_mcu(db, "stm32f446xx", NULL, NULL, 0), 0);
 
-        /* Every shipped variant has all three ids. */
-        size_t total = 0;
-        for (size_t i = 0; i < db->n_boards; i++)
+        /* Every shipped STM32 variant has all three ids; the Smoothieboard
+         * has Klipper's and its DFU bootloader's (1d50:6015). */
+        size_t total = 0, plain = 0;
+        for (size_t i = 0; i < db->n_boards; i++) {
                 total += db->boards[i].n_variants;
-        CHECK_INT(board_db_match_usb(db, 0x0483, 0xdf11, vs, bs, ELEMENTSOF(vs)), total);
+                if (db->boards[i].bootloader == BOARD_BOOTLOADER_DFU)
+                        plain += db->boards[i].n_variants;
+        }
+        CHECK_INT(plain, 1);
+        CHECK_INT(board_db_match_usb(db, 0x0483, 0xdf11, vs, bs, ELEMENTSOF(vs)), total - plain);
         CHECK_INT(board_db_match_usb(db, 0x1d50, 0x614e, vs, bs, ELEMENTSOF(vs)), total);
-        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6177, vs, bs, ELEMENTSOF(vs)), total);
-        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6015, vs, bs, ELEMENTSOF(vs)), 0);
+        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6177, vs, bs, ELEMENTSOF(vs)), total - plain);
+        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6015, vs, bs, ELEMENTSOF(vs)), 1);
+        CHECK(bs[0] && streq(bs[0]->name, "smoothieboard"));
         CHECK_INT(board_db_match_usb(db, 0, 0, vs, bs, ELEMENTSOF(vs)), 0);
 }
 
