@@ -19,11 +19,19 @@ static const char *const board_mode_table[_BOARD_MODE_MAX] = {
 };
 
 static const char *const quirk_table[_QUIRK_MAX] = {
-        [QUIRK_SHORT_STRING] = "short-string",         [QUIRK_GARBAGE_TAIL] = "garbage-tail",
-        [QUIRK_ERROR_AT_START] = "error-at-start",     [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
-        [QUIRK_NO_1200_REBOOT] = "no-1200-reboot",     [QUIRK_UNPLUG] = "unplug",
-        [QUIRK_KATAPULT_CORRUPT] = "katapult-corrupt", [QUIRK_KATAPULT_NACK] = "katapult-nack",
-        [QUIRK_KATAPULT_BUSY] = "katapult-busy",       [QUIRK_KATAPULT_SLOW] = "katapult-slow",
+        [QUIRK_SHORT_STRING] = "short-string",
+        [QUIRK_GARBAGE_TAIL] = "garbage-tail",
+        [QUIRK_ERROR_AT_START] = "error-at-start",
+        [QUIRK_RESET_ON_LEAVE] = "reset-on-leave",
+        [QUIRK_NO_1200_REBOOT] = "no-1200-reboot",
+        [QUIRK_UNPLUG] = "unplug",
+        [QUIRK_KATAPULT_CORRUPT] = "katapult-corrupt",
+        [QUIRK_KATAPULT_NACK] = "katapult-nack",
+        [QUIRK_KATAPULT_BUSY] = "katapult-busy",
+        [QUIRK_KATAPULT_SLOW] = "katapult-slow",
+        [QUIRK_DFU_TOLERANT] = "dfu-tolerant",
+        [QUIRK_DFU_NO_DETACH] = "dfu-no-detach",
+        [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
 };
 
 const char *board_mode_to_string(BoardMode m)
@@ -188,6 +196,8 @@ int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
                  0x38323030u + index);
         vboard_set_uid(b, uid);
         family_values(v->mcu, &ob, &b->transfer_size);
+        if (bd->bootloader == BOARD_BOOTLOADER_DFU)
+                b->transfer_size = 512; /* Smoothie DFU (see below) */
         b->option_bytes_layout = g_strdup(ob);
 
         r = sectors_from_layout(v->layout, &sectors, &n);
@@ -210,6 +220,20 @@ int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
         }
         b->dfu->on_event = on_dfu_event;
         b->dfu->userdata = b;
+        if (bd->bootloader == BOARD_BOOTLOADER_DFU) {
+                /* Smoothieware's LPC17xx DFU bootloader (triffid/LPC17xx-DFU-
+                 * Bootloader, dfu.c): wTransferSize 512, bitWillDetach |
+                 * bitCanUpload | bitCanDnload, not manifestation tolerant;
+                 * the firmware starts at the application offset. */
+                b->plain_dfu = true;
+                b->bootloader = BOARD_BOOTLOADER_DFU;
+                r = dfu_model_set_plain(b->dfu, v->flash_base + v->app_offset,
+                                        DFU_ATTR_WILL_DETACH | DFU_ATTR_CAN_UPLOAD | DFU_ATTR_CAN_DNLOAD);
+                if (r < 0) {
+                        vboard_free(b);
+                        return r;
+                }
+        }
         /* RDP level 0 (0xAA) in the first option byte, the rest as shipped */
         flash_model_load(b->option_bytes, b->option_bytes->base, (const uint8_t *)"\xaa", 1);
         *ret = b;
@@ -266,9 +290,20 @@ int vboard_set_quirk(VBoard *b, const char *spec, bool on)
                         return -EINVAL;
         } else if (arg)
                 return -EINVAL;
+        if ((q == QUIRK_DFU_TOLERANT || q == QUIRK_DFU_NO_DETACH || q == QUIRK_DFU_SILENT_MANIFEST) &&
+            !b->plain_dfu)
+                return -EINVAL; /* the ST ROM's descriptor is fixed */
         b->quirks[q] = on;
         if (q == QUIRK_RESET_ON_LEAVE)
                 b->dfu->reset_on_leave = on;
+        if (q == QUIRK_DFU_SILENT_MANIFEST)
+                b->dfu->manifest_silent = on;
+        if (q == QUIRK_DFU_TOLERANT)
+                b->dfu->attributes = on ? b->dfu->attributes | DFU_ATTR_MANIFESTATION_TOLERANT
+                                        : b->dfu->attributes & ~DFU_ATTR_MANIFESTATION_TOLERANT;
+        if (q == QUIRK_DFU_NO_DETACH)
+                b->dfu->attributes = on ? b->dfu->attributes & ~DFU_ATTR_WILL_DETACH
+                                        : b->dfu->attributes | DFU_ATTR_WILL_DETACH;
         return 0;
 }
 
@@ -529,8 +564,8 @@ static gboolean on_scheduled(gpointer userdata)
                 if (r < 0) {
                         /* say it loudly: a test waiting for the board would
                          * otherwise only see a timeout */
-                        g_printerr("vboard: board %u (%s): cannot come back in %s mode: %s\n", b->index, b->name,
-                                   board_mode_to_string(m), g_strerror(-r));
+                        g_printerr("vboard: board %u (%s): cannot come back in %s mode: %s\n", b->index,
+                                   b->name, board_mode_to_string(m), g_strerror(-r));
                         g_mutex_lock(&w->lock);
                         vboard_event(b, "error", "power-up in %s mode failed: %s", board_mode_to_string(m),
                                      g_strerror(-r));

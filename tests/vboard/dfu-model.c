@@ -307,19 +307,31 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 /* DFU 1.1 A.2.6: answer dfuMANIFEST; the ROM is not
                  * manifestation tolerant and, with bitWillDetach, resets on
                  * its own (AN3156 "Leave DFU mode"). */
+                if (m->plain && !(m->attributes & DFU_ATTR_MANIFESTATION_TOLERANT)) {
+                        /* Like Smoothieware's bootloader (its dfu.c): the
+                         * blocks are programmed already, so the answer is
+                         * dfuMANIFEST-WAIT-RESET at once (DFU 1.1 A.2.6 allows
+                         * it); with bitWillDetach the device then drops off
+                         * the bus by itself (4.1.3), without it it waits for
+                         * the host's USB reset. */
+                        emit(m, "manifest", m->plain_start, m->plain_offset);
+                        m->state = m->manifest_silent ? DFU_STATE_DFU_MANIFEST
+                                                      : DFU_STATE_DFU_MANIFEST_WAIT_RESET;
+                        m->busy_until = now_us + timing_manifest_us(m->timing);
+                        if (m->manifest_silent)
+                                poll = timing_poll_timeout_ms(m->busy_until - now_us);
+                        if (m->attributes & DFU_ATTR_WILL_DETACH) {
+                                m->action = DFU_ACTION_LEAVE;
+                                m->action_at = m->busy_until;
+                        }
+                        break;
+                }
                 m->state = DFU_STATE_DFU_MANIFEST;
                 m->busy_until = now_us + timing_manifest_us(m->timing);
                 poll = timing_poll_timeout_ms(m->busy_until - now_us);
                 if (m->plain) {
-                        /* DFU 1.1 4.1.3: with bitWillDetach the device
-                         * leaves on its own once manifested; without it, a
-                         * non-tolerant device waits for the host's reset */
+                        /* tolerant: manifests, then dfuMANIFEST-SYNC (below) */
                         emit(m, "manifest", m->plain_start, m->plain_offset);
-                        if ((m->attributes & (DFU_ATTR_MANIFESTATION_TOLERANT | DFU_ATTR_WILL_DETACH)) ==
-                            DFU_ATTR_WILL_DETACH) {
-                                m->action = DFU_ACTION_LEAVE;
-                                m->action_at = m->busy_until;
-                        }
                         break;
                 }
                 m->action = DFU_ACTION_LEAVE;
@@ -327,11 +339,18 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 emit(m, "leave", m->address, 0);
                 break;
         case DFU_STATE_DFU_MANIFEST:
+                if (m->plain && m->manifest_silent) {
+                        /* no answer while manifesting, nor after */
+                        if (now_us >= m->busy_until)
+                                m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
+                        m->stalls++;
+                        return -EPIPE;
+                }
                 if (now_us < m->busy_until) {
                         poll = timing_poll_timeout_ms(m->busy_until - now_us);
                         break;
                 }
-                if (m->plain && (m->attributes & DFU_ATTR_MANIFESTATION_TOLERANT)) {
+                if (m->plain) {
                         /* DFU 1.1 A.2.7: tolerant: dfuMANIFEST-SYNC, whose
                          * next GETSTATUS ends in dfuIDLE */
                         m->manifested = true;
@@ -341,7 +360,12 @@ static int getstatus(DfuModel *m, uint64_t now_us, uint8_t *data, uint16_t w_len
                 m->state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
                 break;
         case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
-                /* DFU 1.1 A.2.8: the device no longer answers */
+                /* DFU 1.1 A.2.8: the device no longer answers; a plain
+                 * device keeps waiting for its reset */
+                if (m->plain) {
+                        m->stalls++;
+                        return -EPIPE;
+                }
                 return stall(m);
         case DFU_STATE_APP_IDLE:
         case DFU_STATE_APP_DETACH:

@@ -14,8 +14,9 @@
  * of the firmware region, erasing each sector when the download first
  * reaches it; a zero-length DNLOAD starts manifestation, which ends per
  * bmAttributes (DFU 1.1 4.1.3, A.2.6-A.2.8): manifestation tolerant back in
- * dfuIDLE, otherwise in dfuMANIFEST-WAIT-RESET, leaving on its own
- * (bitWillDetach) or at the host's USB reset. UPLOAD reads the firmware
+ * dfuIDLE after dfuMANIFEST, otherwise straight in dfuMANIFEST-WAIT-RESET
+ * (as Smoothieware's bootloader answers), leaving on its own (bitWillDetach)
+ * or at the host's USB reset. UPLOAD reads the firmware
  * region from its start; a short frame ends it (DFU 1.1 6.2).
  *
  * Flash operations start at the GETSTATUS that follows their DNLOAD
@@ -70,6 +71,9 @@ typedef struct DfuModel {
         uint16_t plain_block;   /* the wBlockNum expected next */
         uint32_t upload_offset; /* next byte of the upload */
         bool manifested;        /* tolerant: manifestation done, dfuIDLE next */
+        /* not tolerant: goes through dfuMANIFEST and answers no GETSTATUS
+         * from then on (DFU 1.1 A.2.7 allows it) until reset */
+        bool manifest_silent;
 
         DfuState state;
         DfuStatusCode status;

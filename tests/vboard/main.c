@@ -239,7 +239,9 @@ static int setup_boards(World *w, Options *o)
                                 return fail("boards %u and %u both at port %s", k, i, b->port);
                 if (s->uid)
                         vboard_set_uid(b, s->uid);
-                b->bootloader = s->bootloader;
+                /* a plain DFU board's bootloader is what the database says */
+                if (!b->plain_dfu)
+                        b->bootloader = s->bootloader;
                 if (b->bootloader == BOARD_BOOTLOADER_KATAPULT && !tty_model_for_mode(BOARD_MODE_KATAPULT))
                         return fail("--bootloader katapult: the Katapult model is not built into this "
                                     "vboard yet");

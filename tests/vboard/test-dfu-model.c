@@ -98,6 +98,7 @@ typedef struct PlainCase {
         uint64_t action_at;
         const char *flash; /* expected at PLAIN_START, or NULL */
         unsigned erases;   /* sector erases expected */
+        bool manifest_silent;
 } PlainCase;
 
 static void new_plain(FlashModel **ret_f, DfuModel **ret_m, const Timing *timing, uint8_t attributes)
@@ -118,6 +119,7 @@ static void run_plain(const PlainCase *c)
 
         new_plain(&f, &m, &timing, c->attributes);
         m->reset_on_leave = c->reset_on_leave;
+        m->manifest_silent = c->manifest_silent;
         run_steps(m, c->name, c->steps, c->n);
         CHECK_INT(dfu_model_pending_action(m, &at), c->action);
         if (c->action != DFU_ACTION_NONE)
@@ -149,11 +151,10 @@ static const Step plain_download[] = {
         GETSTATUS(2000, 6, S(DNBUSY), E(OK), 1),
         GETSTATUS(3000, 6, S(DNLOAD_IDLE), E(OK), 0),
         { 3000, OUT, DFU_REQUEST_DNLOAD, 2, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
-        GETSTATUS(3000, 6, S(MANIFEST), E(OK), 5),
-        GETSTATUS(4000, 6, S(MANIFEST), E(OK), 4),
-        /* DFU 1.1 A.2.7: nothing but GETSTATUS while manifesting */
-        GETSTATUS(8000, 6, S(MANIFEST_WAIT_RESET), E(OK), 0),
-        { 8000, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
+        /* programmed already: dfuMANIFEST-WAIT-RESET at once */
+        GETSTATUS(3000, 6, S(MANIFEST_WAIT_RESET), E(OK), 0),
+        /* DFU 1.1 A.2.8: nothing is answered any more */
+        { 3000, IN, DFU_REQUEST_GETSTATE, 0, 1, NULL, -EPIPE, S(ERROR), E(ERR_STALLEDPKT), -1 },
 };
 
 /* Manifestation tolerant: dfuMANIFEST-SYNC, then dfuIDLE; a second
@@ -185,7 +186,20 @@ static const Step plain_will_detach[] = {
         GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
         GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
         { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
+        GETSTATUS(2000, 6, S(MANIFEST_WAIT_RESET), E(OK), 0),
+};
+
+/* Silent manifestation (manifest_silent): dfuMANIFEST is answered once,
+ * then nothing until the USB reset; the state stays. */
+static const Step plain_silent[] = {
+        { 0, OUT, DFU_REQUEST_DNLOAD, 0, 4, "abcd", 0, S(DNLOAD_SYNC), E(OK), -1 },
+        GETSTATUS(0, 6, S(DNBUSY), E(OK), 2),
+        GETSTATUS(2000, 6, S(DNLOAD_IDLE), E(OK), 0),
+        { 2000, OUT, DFU_REQUEST_DNLOAD, 1, 0, NULL, 0, S(MANIFEST_SYNC), E(OK), -1 },
         GETSTATUS(2000, 6, S(MANIFEST), E(OK), 5),
+        GETSTATUS(3000, -EPIPE, S(MANIFEST), E(OK), -1),
+        GETSTATUS(7000, -EPIPE, S(MANIFEST_WAIT_RESET), E(OK), -1),
+        GETSTATUS(8000, -EPIPE, S(MANIFEST_WAIT_RESET), E(OK), -1),
 };
 
 /* reset-on-leave: gone before answering the GETSTATUS after the end. */
@@ -226,6 +240,8 @@ static const PlainCase plain_cases[] = {
           ATTR_RW | DFU_ATTR_WILL_DETACH, false, DFU_ACTION_LEAVE, 7000, "abcd", 1 },
         { "plain-reset-on-leave", plain_reset_on_leave, ELEMENTSOF(plain_reset_on_leave), ATTR_RW, true,
           DFU_ACTION_VANISH, 2000, "abcd", 1 },
+        { "plain-silent", plain_silent, ELEMENTSOF(plain_silent), ATTR_RW, false, DFU_ACTION_NONE, 0, "abcd",
+          1, true },
         { "plain-invalid", plain_invalid, ELEMENTSOF(plain_invalid), ATTR_RW, false, DFU_ACTION_NONE, 0,
           NULL, 1 },
 };

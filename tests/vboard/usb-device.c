@@ -107,10 +107,31 @@ static GBytes *hub_config(void)
         return config_finish(a);
 }
 
+/* A plain DFU 1.1 bootloader (Smoothieware's, triffid/LPC17xx-DFU-
+ * Bootloader dfu.c): one DFU-mode interface, one alt setting, the
+ * functional descriptor with the model's bmAttributes, wDetachTimeOut
+ * 500 ms, bcdDFUVersion 1.1. */
+static GBytes *plain_dfu_config(VBoard *b)
+{
+        GByteArray *a = g_byte_array_new();
+
+        config_header(a, 1);
+        interface(a, 0, 0, 0, 0xFE, 1, 2, 4);
+        put8(a, 9);
+        put8(a, 0x21);
+        put8(a, b->dfu->attributes);
+        put16(a, 500);
+        put16(a, b->transfer_size);
+        put16(a, 0x0110);
+        return config_finish(a);
+}
+
 static GBytes *dfu_config(VBoard *b)
 {
         GByteArray *a = g_byte_array_new();
 
+        if (b->plain_dfu)
+                return (g_byte_array_unref(a), plain_dfu_config(b));
         config_header(a, 1);
         /* one DFU-mode interface (DFU 1.1 4.2.3: class FE, subclass 1,
          * protocol 2), one alt setting per memory, named by string 4+alt */
@@ -282,6 +303,19 @@ void usb_device_identity(VBoard *b, BoardMode mode, UsbIdentity *ret)
         case BOARD_MODE_OFF:
         case _BOARD_MODE_MAX:
         case _BOARD_MODE_INVALID:
+                if (b->plain_dfu) {
+                        /* Smoothieware's DFU bootloader: 1d50:6015, bcdDevice
+                         * 1.00, "SmoothieWare" / "Smoothie" (its dfu.c); it
+                         * has no serial string, vboard gives it the UID. */
+                        bool smoothie = v->usb_dfu.vid == 0x1d50 && v->usb_dfu.pid == 0x6015;
+                        *ret = (UsbIdentity){ v->usb_dfu.vid,
+                                              v->usb_dfu.pid,
+                                              0x0100,
+                                              smoothie ? "SmoothieWare" : "vboard",
+                                              smoothie ? "Smoothie" : "DFU 1.1 bootloader",
+                                              b->uid };
+                        return;
+                }
                 /* The STM32 system memory bootloader (AN2606): 0483:df11,
                  * bcdDevice 2.00 and these strings on every F4/G0/H7. */
                 *ret = (UsbIdentity){ v->usb_dfu.vid ? v->usb_dfu.vid : 0x0483,
@@ -374,7 +408,10 @@ static int control(UsbDevice *d, uint8_t type, uint8_t req, uint16_t value, uint
                                         timing_reenumerate_us(&d->world->timing), dfu_action_to_string(a));
                         dfu_model_clear_action(b->dfu);
                 }
-                if (b->quirks[QUIRK_UNPLUG] && r >= 0 && req == DFU_REQUEST_DNLOAD && value >= 2 &&
+                /* data blocks: wBlockNum >= 2 on DfuSe (UM0424), any
+                 * non-empty block on plain DFU */
+                if (b->quirks[QUIRK_UNPLUG] && r >= 0 && req == DFU_REQUEST_DNLOAD &&
+                    (b->plain_dfu ? length > 0 : value >= 2) &&
                     b->dfu->dnloads - b->blocks_at_power_up >= b->unplug_after_blocks) {
                         /* cable pulled right after the Nth data block */
                         d->gone = true;
@@ -586,6 +623,15 @@ static gboolean on_usb_ioctl(UMockdevIoctlBase *base, UMockdevIoctlClient *clien
                                 dfu_model_clear_action(d->board->dfu);
                                 vboard_schedule(d->board, 0, (BoardMode)-1,
                                                 timing_reenumerate_us(&w->timing), "usb reset after leave");
+                                /* The device resets into something else: Linux
+                                 * sees the descriptors change during the port
+                                 * reset, disconnects it and fails the ioctl with
+                                 * ENODEV (drivers/usb/core/hub.c
+                                 * usb_reset_and_verify_device); libusb reports
+                                 * LIBUSB_ERROR_NOT_FOUND. */
+                                d->gone = true;
+                                umockdev_ioctl_client_complete(client, -1, ENODEV);
+                                break;
                         }
                 }
                 umockdev_ioctl_client_complete(client, 0, 0);
@@ -677,8 +723,13 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                  * length) while only the real bytes arrive. */
                 uint8_t claimed = b->quirks[QUIRK_SHORT_STRING] ? 166 : 0;
                 d->config_descriptor = dfu_config(b);
-                d->strings[4] = string_descriptor(layout, claimed, tail ? garbage : NULL,
-                                                  tail ? G_N_ELEMENTS(garbage) : 0);
+                if (b->plain_dfu)
+                        /* the interface string of Smoothieware's bootloader;
+                         * plain DFU has no layout */
+                        d->strings[4] = string_descriptor("Smoothie DFU", 0, NULL, 0);
+                else
+                        d->strings[4] = string_descriptor(layout, claimed, tail ? garbage : NULL,
+                                                          tail ? G_N_ELEMENTS(garbage) : 0);
                 d->strings[5] = string_descriptor(b->option_bytes_layout, 0, NULL, 0);
                 ifaces = g_strdup(":fe0102:");
         } else {

@@ -58,6 +58,10 @@ typedef enum Quirk {
         QUIRK_KATAPULT_NACK,
         QUIRK_KATAPULT_BUSY,
         QUIRK_KATAPULT_SLOW,
+        QUIRK_DFU_TOLERANT,
+        /* plain DFU: bitManifestationTolerant set */ QUIRK_DFU_NO_DETACH, /* plain DFU: bitWillDetach clear
+                                                                            */
+        QUIRK_DFU_SILENT_MANIFEST, /* plain DFU: no GETSTATUS answer after dfuMANIFEST */
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
 } Quirk;
@@ -86,6 +90,9 @@ struct VBoard {
         const Board *db_board;
         const BoardVariant *variant;
         BoardBootloader bootloader;
+        /* the DFU mode is a plain DFU 1.1 bootloader (database "bootloader":
+         * "dfu"), not the ST ROM's DfuSe */
+        bool plain_dfu;
         /* emulation-only values */
         char *option_bytes_layout;
         uint16_t transfer_size;
