@@ -581,6 +581,13 @@ static int flash_plain(FlashCtx *c)
         deadline = dfu_now_ms() + DFU_MANIFEST_TIMEOUT_MS;
         for (;;) {
                 r = dfu_session_get_status(s, &st);
+                if (r == -EPIPE || r == -ETIMEDOUT) {
+                        /* DFU 1.1 A.2.7 / A.2.8: a device need not answer GETSTATUS
+                         * while manifesting or waiting for its reset. It is still on
+                         * the bus, so it still needs the USB reset below. */
+                        state = DFU_STATE_DFU_MANIFEST_WAIT_RESET;
+                        break;
+                }
                 if (gone_after_leave(r)) {
                         /* Not manifestation tolerant: the device resets by itself. */
                         gone = true;
@@ -650,19 +657,27 @@ static int flash_plain(FlashCtx *c)
 static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool verified)
 {
         const DfuFlashStats *st = &s->stats;
+        const char *left = result == DFU_FLASH_LEFT_DEVICE_GONE
+                                   ? " The device left DFU mode and is re-enumerating."
+                           : result == DFU_FLASH_LEFT ? " The device is leaving DFU mode."
+                                                      : "";
         char *m;
 
+        if (!s->dfuse) {
+                /* plain DFU 1.1: no sectors the host could see or skip */
+                if (asprintf(&m, "Flashed: %" PRIu64 " bytes written%s in %" PRIu64 ".%01" PRIu64 " s.%s",
+                             st->bytes_written, verified ? " and verified" : "", ms / 1000, ms % 1000 / 100,
+                             left) < 0)
+                        return NULL;
+                return m;
+        }
         if (asprintf(&m,
                      "%s: %zu sector(s) touched, %zu unchanged, %zu blank, %zu erased%s; %" PRIu64
                      " bytes written%s in %" PRIu64 ".%01" PRIu64 " s.%s",
                      st->bytes_written == 0 && st->sectors_erased == 0 ? "Already up to date" : "Flashed",
                      st->sectors_touched, st->sectors_unchanged, st->sectors_blank, st->sectors_erased,
                      st->mass_erased ? " (mass erase)" : "", st->bytes_written,
-                     verified ? " and verified" : "", ms / 1000, ms % 1000 / 100,
-                     result == DFU_FLASH_LEFT_DEVICE_GONE
-                             ? " The device left DFU mode and is re-enumerating."
-                     : result == DFU_FLASH_LEFT ? " The device is leaving DFU mode."
-                                                : "") < 0)
+                     verified ? " and verified" : "", ms / 1000, ms % 1000 / 100, left) < 0)
                 return NULL;
         return m;
 }
