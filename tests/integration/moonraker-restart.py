@@ -13,8 +13,16 @@
   frontends receive the job's events again up to "done"; the bytes are
   checked in the virtual flash;
 - a second connection that identifies as "flashd" while flashd is
-  registered is refused by Moonraker; flashd's own registration stays.
+  registered is refused by Moonraker; flashd's own registration stays;
+- the other way round: while another connection holds the name, Moonraker
+  refuses flashd's identify; flashd retries and registers once the name is
+  free;
+- a Moonraker that accepts the connection and never answers (a socket
+  nobody reads) does not hold flashd up: its own socket serves, and it
+  stops cleanly.
 """
+import socket
+import os
 import time
 
 import harness
@@ -106,5 +114,47 @@ def test_moonraker_restart_mid_job():
         mr.stop()
 
 
+def test_name_taken_then_free():
+    d, path = flashd_with_moonraker(enable_flashing=False)
+    with FakeMoonraker(path) as mr:
+        squatter = FrontendClient(path, identify=False)
+        squatter.request("server.connection.identify",
+                         {"client_name": "flashd", "version": "0", "type": "agent", "url": "x"})
+        with d:
+            wait_ready(d.client())
+            harness.wait_for(lambda: "Moonraker refused flashd" in d.log_text(), what="identify refused")
+            check(len(mr.identified_agents) == 1, "only the squatter is registered", mr.identified_agents)
+            squatter.close()
+            mr.wait_agent(timeout=10)
+            check(mr.identified_agents[-1]["url"] != "x", "flashd registered once the name was free",
+                  mr.identified_agents)
+            with FrontendClient(path) as fe:
+                check(any(x["port"] == PORT for x in fe.call("device.list")), "and answers")
+
+
+def test_silent_moonraker_does_not_block():
+    d, path = flashd_with_moonraker(enable_flashing=False)
+    # a listening socket nobody accepts or reads: connect() succeeds (the
+    # backlog), identify is written into the socket buffer, no answer
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(path)
+    silent.listen(4)
+    try:
+        with d:
+            own = d.client()
+            wait_ready(own)
+            t0 = time.monotonic()
+            for _ in range(20):
+                check(own.call("device.list")[0]["port"] == PORT, "flashd serves its own socket")
+            check(time.monotonic() - t0 < 2, "without delay")
+            check(d.alive(), "flashd runs")
+        # leaving the block: SIGTERM and a clean exit (status 0) are checked
+    finally:
+        silent.close()
+        if os.path.exists(path):
+            os.unlink(path)
+
+
 if __name__ == "__main__":
-    harness.main([test_cancel_through_moonraker, test_moonraker_restart_mid_job])
+    harness.main([test_cancel_through_moonraker, test_moonraker_restart_mid_job, test_name_taken_then_free,
+                  test_silent_moonraker_does_not_block])
