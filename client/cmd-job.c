@@ -61,8 +61,9 @@ static int exit_for_error(const char *name)
 {
         if (!name)
                 return FLASHCTL_EXIT_FAILED;
+        /* nothing was done to the board: refused */
         if (strncmp(name, "check-", 6) == 0 || streq(name, "image-invalid") ||
-            streq(name, "image-too-large"))
+            streq(name, "image-too-large") || streq(name, "tty-busy"))
                 return FLASHCTL_EXIT_REFUSED;
         if (streq(name, "bootloader-timeout") || streq(name, "app-timeout"))
                 return FLASHCTL_EXIT_TIMEOUT;
@@ -694,9 +695,10 @@ static const Verb job_verbs[] = {
                         "Progress: a bar on a terminal, one line per state otherwise; with --json one\n"
                         "JSON object per line ({\"time\", \"job\"}).\n"
                         "Exit status: 0 the board runs the new image; 1 no such board or another\n"
-                        "daemon error; 5 refused before anything was erased (a safety check, an\n"
-                        "unreadable image); 6 the flash failed; 7 cancelled; 8 the board did not\n"
-                        "show up in its bootloader or did not come back in time.\n",
+                        "daemon error; 5 refused before anything was done to the board (a safety\n"
+                        "check, an unreadable image, its serial port in use); 6 the flash failed;\n"
+                        "7 cancelled; 8 the board did not show up in its bootloader or did not come\n"
+                        "back in time.\n",
                 .run = verb_flash,
         },
         {

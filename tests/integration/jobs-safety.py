@@ -123,7 +123,7 @@ def test_tty_held_by_klipper():
             harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
             before = boards.counters(BOARD)
             p = flashctl(d, "flash", "octopus-pro", write_image(tmpdir(), app_image(8192, APP, mcu="stm32f429xx")))
-            check(p.returncode == EXIT_FAILED and "tty-busy" in p.stderr, f"refused: exit {p.returncode}",
+            check(p.returncode == EXIT_REFUSED and "tty-busy" in p.stderr, f"refused: exit {p.returncode}",
                   p.stderr)
             check("klippy" in p.stderr and f"pid {holder.pid}" in p.stderr, "the message names the process",
                   p.stderr)
