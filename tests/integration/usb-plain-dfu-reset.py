@@ -44,20 +44,25 @@ def test_vanishes_on_reset(ctx):
     p.check_flashed(ctl, img, before)
 
 
-def test_reset_on_leave(ctx):
+def flash_gone_with_quirk(ctx, quirk, img):
+    """From the bootloader, with `quirk` on for this flash only: success
+    pending re-enumeration, and the board back running the image."""
     ctl, tool = ctx["ctl"], ctx["tool"]
     p.back_to_bootloader(ctl)
-    ctl.quirk("reset-on-leave")
+    ctl.quirk(quirk)
     try:
-        img = p.image(7000, 23)
         out = tool.flash(img, p.APP, "--leave")
         u.check(out["exit"] == 0, "reported as a failure", out)
         u.check(out["status"] == "left-device-gone", "not success pending re-enumeration", out)
         u.check("re-enumerat" in out["message"], "message does not say it re-enumerates", out["message"])
-        ctl.wait("app", 5000)
+        ctl.wait("app", 3000)
         u.check(ctl.read(p.APP, len(img)) == img, "image not in the virtual flash")
     finally:
-        ctl.quirk("reset-on-leave", False)
+        ctl.quirk(quirk, False)
+
+
+def test_reset_on_leave(ctx):
+    flash_gone_with_quirk(ctx, "reset-on-leave", p.image(7000, 23))
 
 
 def test_silent_manifestation_gets_reset(ctx):
@@ -65,18 +70,7 @@ def test_silent_manifestation_gets_reset(ctx):
     # A stalled GETSTATUS is a device still on the bus, waiting for its USB
     # reset, not one that is gone: the session must still reset it, or the
     # board stays in its bootloader for good.
-    ctl, tool = ctx["ctl"], ctx["tool"]
-    p.back_to_bootloader(ctl)
-    ctl.quirk("dfu-silent-manifest")
-    try:
-        img = p.image(5000, 24)
-        out = tool.flash(img, p.APP, "--leave")
-        u.check(out["exit"] == 0, "reported as a failure", out)
-        u.check(out["status"] == "left-device-gone", "not success pending re-enumeration", out)
-        ctl.wait("app", 3000)
-        u.check(ctl.read(p.APP, len(img)) == img, "image not in the virtual flash")
-    finally:
-        ctl.quirk("dfu-silent-manifest", False)
+    flash_gone_with_quirk(ctx, "dfu-silent-manifest", p.image(5000, 24))
 
 
 u.main([test_waits_for_reset, test_vanishes_on_reset, test_reset_on_leave, test_silent_manifestation_gets_reset])
