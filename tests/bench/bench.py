@@ -144,6 +144,71 @@ def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False):
     return us * scale / 1e6
 
 
+def ceil_ms(us):
+    """bwPollTimeout as vboard reports it: whole ms, at least 1 (timing.c)."""
+    return max(1000.0, -(-us // 1000) * 1000)
+
+
+def protocol_seconds(model, board, size, kind, tool, verify, scale, end_to_end=False):
+    """What one tool's sequence of requests takes on the model with no host
+    overhead at all: each transfer T, each GETSTATUS answer's bwPollTimeout
+    slept in full after the answer (both tools honour it), the poll timeout
+    in whole milliseconds (not scaled: 1 ms is the floor of the field).
+      dfu-util: SET_ADDRESS before every block (dfu-util 0.11 dfuse_dnload_chunk)
+      flashd:   read-back of each touched sector's first block (fresh) or of
+                whole sectors (reflash), one SET_ADDRESS per contiguous run,
+                verify by UPLOAD.
+    Compared with the measurement it shows the emulation's own cost per
+    request; compared between tools, what the request pattern itself costs."""
+    T = model.control_us * scale
+    secs = sectors_touched(board, APP, size)
+
+    def command(work_us):  # DNLOAD, GETSTATUS (starts the work), sleep, GETSTATUS
+        return 3 * T + ceil_ms(work_us * scale)
+
+    blocks = lambda n: (n + XFER - 1) // XFER  # noqa: E731
+    us = 2 * T  # GETSTATUS + (flashd) the state check
+    if tool == "dfu-util":
+        for _, ssize, covered in secs:
+            us += command(model.erase(ssize))
+        for _, _, covered in secs:
+            n = covered
+            while n > 0:
+                chunk = min(XFER, n)
+                us += command(0) + command(model.program(chunk))
+                n -= chunk
+    else:
+        if kind == "fresh":
+            changed = secs
+            us += command(0) + T + len(secs) * T  # SET_ADDRESS, ABORT, one UPLOAD per sector
+        else:
+            changed = [] if kind == "unchanged" else secs[-1:]
+            # whole sectors are read (their gaps must be 0xFF too); a changed
+            # sector stops at its first differing block: here the last
+            # one(s), so read whole as well
+            us += command(0) + T + sum(blocks(ss) for _, ss, _ in secs) * T
+        if changed:
+            us += T  # ABORT before the first erase
+        for _, ssize, covered in changed:
+            us += command(model.erase(ssize))
+        written = 0
+        if changed:
+            us += command(0)
+            for _, _, covered in changed:
+                n = covered
+                while n > 0:
+                    chunk = min(XFER, n)
+                    us += command(model.program(chunk))
+                    n -= chunk
+                written += blocks(covered)
+            if verify:
+                us += command(0) + T + written * T
+    us += command(0) + 2 * T  # leave: SET_ADDRESS, zero-length DNLOAD, GETSTATUS
+    if end_to_end:
+        us += (model.reenum_us + model.manifest_us + model.reenum_us) * scale
+    return us / 1e6
+
+
 # ---- running one measurement -------------------------------------------------
 
 class Runner:
@@ -398,6 +463,8 @@ def table(rows, daemon, meta):
                          f"own binary and libraries {bd['flashd_files']} KiB) | "
                          f"{bd['without_emulation'] / 1024:.2f} MiB | < 4 MiB | "
                          f"{verdict(bd['without_emulation'], 4095)} |")
+            lines.append(f"| idle PSS / USS (private pages: what exiting frees) | {bd['rollup_pss'] / 1024:.2f} / "
+                         f"{bd['uss'] / 1024:.2f} MiB | | |")
             lines.append(f"| RSS peak (VmHWM), 8 parallel jobs | {d['rss_peak_kib'] / 1024:.2f} MiB | | |")
             lines.append(f"| context switches in {d['idle_seconds']} s idle, 4 boards, all threads "
                          f"({d['threads_idle']} threads) | {d['idle_wakeups']} | 0 | "
@@ -407,11 +474,20 @@ def table(rows, daemon, meta):
             lines.append(f"| device.list, one client: p50 / p99 | {lo['p50_ms']:.2f} / {lo['p99_ms']:.2f} ms | | |")
             lines.append(f"| device.list, 100 concurrent clients: p50 / p99 | {li['p50_ms']:.2f} / "
                          f"{li['p99_ms']:.2f} ms ({li['n']} requests, daemon CPU "
-                         f"{li['daemon_cpu_ms_per_request'] * 1e3:.0f} us/request) | p99 < 5 ms | "
+                         f"{li['daemon_cpu_ms_per_request'] * 1e3:.0f} us/request; main thread waited for a CPU "
+                         f"{li['sched']['main_wait'] * 1e3:.0f} ms per s) | p99 < 5 ms | "
                          f"{verdict(li['p99_ms'], 5)} |")
             lines.append(f"| the same while 8 jobs flash: p50 / p99 (worst of {lb['rounds']} rounds) | "
                          f"{lb['p50_ms']:.2f} / {lb['p99_ms']:.2f} ms ({lb['n']} requests) | p99 < 5 ms | "
                          f"{verdict(lb['p99_ms'], 5)} |")
+            sc = [b["sched"] for b in d.get("latency_busy_rounds", []) if "sched" in b]
+            if sc:
+                lines.append("| while 8 jobs flash, per second of wall time: main loop thread CPU / waiting for a "
+                             "CPU; job worker threads CPU / waiting | "
+                             f"{statistics.median(x['main_cpu'] for x in sc):.2f} / "
+                             f"{statistics.median(x['main_wait'] for x in sc):.2f} s; "
+                             f"{statistics.median(x['workers_cpu'] for x in sc):.2f} / "
+                             f"{statistics.median(x['workers_wait'] for x in sc):.2f} s | | |")
             tf = d.get("tmpfs") or {}
             if tf.get("ok") and tf.get("latency_busy"):
                 tb = tf["latency_busy"]

@@ -331,6 +331,14 @@ def rss_breakdown(pid):
                                         key = "other"  # [vdso], [vvar]
                                 out[key] += kb
         out["top_files"] = dict(sorted(per_file.items(), key=lambda kv: -kv[1])[:8])
+        # Pss shares each page among the processes that map it; Private_* is
+        # what exiting would free (USS)
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                        k, _, v = line.partition(":")
+                        if k in ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous"):
+                                out["rollup_" + k.lower()] = int(v.split()[0])
+        out["uss"] = out.get("rollup_private_clean", 0) + out.get("rollup_private_dirty", 0)
         out["without_emulation"] = out["anon"] + out["flashd_files"] + out["other"]
         return out
 
@@ -405,10 +413,39 @@ def thread_cpu(pid):
         return out
 
 
+def sched(pid):
+        """{tid: [comm, cpu ns, run-queue wait ns]} from /proc/PID/task/*/schedstat:
+        the wait is time the thread was runnable but had no CPU."""
+        out = {}
+        for tid in os.listdir(f"/proc/{pid}/task"):
+                try:
+                        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                                run_ns, wait_ns, _ = f.read().split()
+                        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                                comm = f.read().strip()
+                        out[tid] = [comm, int(run_ns), int(wait_ns)]
+                except (OSError, ValueError):
+                        pass
+        return out
+
+
+def sched_delta(first, last, wall, main_tid):
+        """CPU and run-queue wait per second of wall time: the main thread
+        apart, the other threads (job workers, probes) summed."""
+        out = {"main_cpu": 0.0, "main_wait": 0.0, "workers_cpu": 0.0, "workers_wait": 0.0}
+        for tid, (_, run_ns, wait_ns) in last.items():
+                r0, w0 = (first[tid][1], first[tid][2]) if tid in first else (0, 0)
+                key = "main" if tid == str(main_tid) else "workers"
+                out[key + "_cpu"] += (run_ns - r0) / 1e9 / wall
+                out[key + "_wait"] += (wait_ns - w0) / 1e9 / wall
+        return {k: round(v, 3) for k, v in out.items()}
+
+
 def latency_measure(pid, path, clients, requests):
         """Latencies (s) of `clients` closed-loop clients; with the C client
         (tests/bench/rpc-load.c, FLASHD_BENCH_RPC_LOAD) only its summary."""
         cpu0 = cpu_seconds(pid)
+        s0 = sched(pid)
         t0 = now()
         tool = os.environ.get("FLASHD_BENCH_RPC_LOAD")
         extra = {}
@@ -429,7 +466,8 @@ def latency_measure(pid, path, clients, requests):
                          "client": "python"}
         wall = now() - t0
         cpu = cpu_seconds(pid) - cpu0
-        extra.update({"n": n, "daemon_cpu_ms_per_request": cpu * 1e3 / n, "requests_per_second": n / wall})
+        extra.update({"n": n, "daemon_cpu_ms_per_request": cpu * 1e3 / n, "requests_per_second": n / wall,
+                      "sched": sched_delta(s0, sched(pid), wall, pid)})
         return lat, extra
 
 
