@@ -344,6 +344,16 @@ static int flow_flash_katapult(Flow *f)
         if (r < 0)
                 return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
                                  strerror(-r));
+        /* As flashtool.py does: nobody else on the bootloader's tty (a
+         * klippy reconnecting to the same path would corrupt the stream),
+         * and our lock keeps such a klippy out (katapult helper). */
+        r = serial_port_lock(port);
+        if (r == -EBUSY)
+                return flow_fail(f, JOB_ERROR_TTY_BUSY,
+                                 "%s (Katapult) is locked by another process (klippy?): stop it and retry",
+                                 f->dev->tty);
+        if (r < 0)
+                job_worker_log(f->w, "could not lock %s (%s); going on", f->dev->tty, strerror(-r));
         r = katapult_session_new(&s, serial_port_get_transport(port));
         if (r < 0)
                 return flow_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
@@ -329,6 +330,15 @@ int serial_port_open_wait(SerialPort **ret, const char *path, unsigned baud, uin
                         return -ECANCELED;
                 (void)nanosleep(&(struct timespec){ .tv_nsec = SERIAL_PORT_OPEN_RETRY_NSEC }, NULL);
         }
+}
+
+int serial_port_lock(SerialPort *p)
+{
+        /* The lock pyserial's exclusive=True takes (klippy, flashtool.py):
+         * they cannot open the port while we hold it, and we see theirs. */
+        if (flock(p->fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EBUSY : -errno;
+        return 0;
 }
 
 int serial_port_new_from_fd(SerialPort **ret, int fd)

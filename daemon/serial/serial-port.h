@@ -38,6 +38,14 @@ int serial_port_open(SerialPort **ret, const char *path, unsigned baud);
 int serial_port_open_wait(SerialPort **ret, const char *path, unsigned baud, uint64_t timeout_usec,
                           const atomic_bool *cancel);
 
+/*
+ * Take the exclusive advisory lock on the port, as pyserial's
+ * Serial(exclusive=True) does (flock LOCK_EX|LOCK_NB): klippy and Katapult's
+ * flashtool.py open their ports so. -EBUSY when another open file holds it.
+ * Released when the port is freed.
+ */
+int serial_port_lock(SerialPort *p);
+
 /* Wrap an already open stream fd (takes ownership; no termios changes). */
 int serial_port_new_from_fd(SerialPort **ret, int fd);
 

@@ -10,7 +10,7 @@ virtual boards, every result read back from the virtual flash.
 running Klipper exits 0 with the image in flash and Klipper back on the
 same port path; a board already sitting in Katapult is flashed directly
 (no reboot request) and listed as mode katapult with the MCU Katapult
-reports; a wrong MCU is refused with the flash unchanged and goes through
+reports, but not while another process holds its tty locked; a wrong MCU is refused with the flash unchanged and goes through
 with --force mcu; a cable pulled mid-transfer fails clearly and the retry
 flashes; a board whose database entry says reboot = uart-request gets
 Klipper's serial request block instead of the 1200-baud request.
@@ -20,6 +20,7 @@ through the ROM DFU bootloader.
 import json
 import os
 import random
+import subprocess
 import sys
 
 import harness
@@ -112,6 +113,43 @@ def test_already_in_katapult():
         job = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-1]
         p = flashctl(d, "job", str(job["id"]))
         check("rebooting" not in p.stdout, "no rebooting state for a board already in Katapult", p.stdout)
+
+
+def test_katapult_tty_locked():
+    """Another process holds Katapult's tty with the lock pyserial's
+    exclusive=True takes (a klippy reconnecting to the same path): refused
+    with tty-busy before any block is written; flashed once it is gone."""
+    boards = Boards()
+    b = board_in_app(boards)
+    klipper_reboot_request(b["tty"])
+    kat = boards.vb.wait(BOARD, "katapult", 5000)
+    script = os.path.join(tmpdir(), "klippy.py")
+    with open(script, "w") as f:
+        f.write("import fcntl, os, sys\n"
+                f"fd = os.open({kat['tty']!r}, os.O_RDWR | os.O_NOCTTY)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                "print('locked', flush=True)\n"
+                "sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    image = app_image(20 * 1024 + 11, APP, seed=99, mcu=MCU)
+    path = write_image(tmpdir(), image)
+    try:
+        check(holder.stdout.readline().strip() == "locked", "the holder locked the tty")
+        written = boards.counters(BOARD)["bytes_written"]
+        with harness.Flashd(config=FAST_CONFIG) as d:
+            c = d.client()
+            harness.wait_for(lambda: listed(c, kat["port"], "katapult"), what="board listed in katapult mode")
+            p = flashctl(d, "flash", "octopus", path)
+            check(p.returncode == EXIT_REFUSED and "tty-busy" in p.stderr and "locked" in p.stderr,
+                  f"refused as tty-busy (exit {p.returncode})", p.stdout + p.stderr)
+            check(boards.counters(BOARD)["bytes_written"] == written, "no block written")
+            check(boards.board(BOARD)["mode"] == "katapult", "board still in Katapult")
+            holder.kill()
+            holder.wait()
+            flash_ok(boards, d, path, image)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_wrong_mcu():
@@ -262,7 +300,8 @@ def test_install_katapult_then_klipper():
 
 
 SETS = {
-    "katapult": [test_klipper_katapult_klipper, test_already_in_katapult, test_wrong_mcu,
+    "katapult": [test_klipper_katapult_klipper, test_already_in_katapult, test_katapult_tty_locked,
+                 test_wrong_mcu,
                  test_unplug_mid_transfer, test_uart_request],
     "rom-dfu": [test_rom_dfu_same_command],
     "install": [test_install_katapult_then_klipper],

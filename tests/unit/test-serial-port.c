@@ -348,6 +348,22 @@ static void test_lock_probe(void)
         CHECK_INT(flock(s, LOCK_EX | LOCK_NB), 0);
         CHECK_INT(flock(s, LOCK_UN), 0);
 
+        /* serial_port_lock(): ours is seen by the probe, theirs by us */
+        {
+                SerialPort *port = NULL;
+                CHECK_INT(serial_port_open(&port, slave, 250000), 0);
+                CHECK_INT(serial_port_lock(port), 0);
+                CHECK_INT(tty_probe_locked(slave), 1);
+                CHECK(flock(s, LOCK_EX | LOCK_NB) < 0);
+                serial_port_free(port);
+                CHECK_INT(tty_probe_locked(slave), 0);
+                CHECK_INT(flock(s, LOCK_EX | LOCK_NB), 0);
+                CHECK_INT(serial_port_open(&port, slave, 250000), 0);
+                CHECK_INT(serial_port_lock(port), -EBUSY);
+                serial_port_free(port);
+                CHECK_INT(flock(s, LOCK_UN), 0);
+        }
+
         /* a lock held by another process (klippy's) */
         int ready[2];
         CHECK_INT(pipe2(ready, O_CLOEXEC), 0);
