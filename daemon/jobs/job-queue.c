@@ -309,10 +309,9 @@ static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
         char text[1024];
 
         run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
-        snprintf(text, sizeof(text),
-                 "the board did not show up in its bootloader within %" PRIu64
-                 " s; %s; the job keeps waiting",
-                 run->queue->config.reboot_wait_usec / 1000000, hint);
+        /* (immediately for boards the database says cannot be rebooted by software) */
+        snprintf(text, sizeof(text), "the board has not shown up in its bootloader; %s; the job keeps waiting",
+                 hint);
         (void)job_set_string(&run->job->message, text);
         job_log(run->job, "%s", text);
         job_run_flush_notify(run);
