@@ -245,6 +245,32 @@ def test_rom_dfu_same_command():
         check("dfu-added" in events and "leave" in events, "went through the ROM DFU bootloader", events)
 
 
+def test_g0_primed():
+    """An STM32G0 board with Katapult (SKR Mini E3 v3): its USB double
+    buffering holds back Katapult's first reply on real hardware, so the
+    session sends one priming command before CONNECT (as flashtool.py); the
+    virtual Katapult answers it with ERROR and counts it."""
+    boards = Boards()
+    b = boards.vb.wait(BOARD, "app", 5000)
+    check(b["mcu"] == "stm32g0b1xx" and b["bootloader"] == "katapult", "a G0B1 with Katapult", b)
+    app = b["app_address"]
+    image = app_image(8 * 1024 + 5, app, seed=100, mcu="stm32g0b1xx")
+    path = write_image(tmpdir(), image)
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        harness.wait_for(lambda: listed(c, b["port"], "app"), what="board listed")
+        p = flashctl(d, "flash", "skr-mini-e3-v3", path)
+        check(p.returncode == EXIT_OK, f"flashctl flash exit {p.returncode}", p.stdout + p.stderr)
+        check(boards.read(BOARD, app, len(image)) == image, "image in the virtual flash")
+        check(boards.vb.wait(BOARD, "app", 5000)["port"] == b["port"], "Klipper back on the same port")
+    stats = [e["detail"] for e in boards.stats(BOARD)["events"] if e["event"] == "katapult-stats"]
+    check(stats, "Katapult session seen", boards.events(BOARD))
+    n = [int(w) for w in stats[-1].replace(",", "").split() if w.isdigit()]
+    commands, written, read = n[0], n[1], n[2]
+    # CONNECT + SEND_BLOCK x written + EOF + REQUEST_BLOCK x read + COMPLETE, plus the priming command
+    check(commands == 3 + written + read + 1, "exactly one priming command before CONNECT", stats[-1])
+
+
 def katapult_image(size=8 * 1024 + 100, seed=97):
     """A Katapult-like bootloader image: vector table for 0x08000000 (the
     flash start), initial SP at the top of RAM, then noise."""
@@ -305,6 +331,7 @@ SETS = {
                  test_unplug_mid_transfer, test_uart_request],
     "rom-dfu": [test_rom_dfu_same_command],
     "install": [test_install_katapult_then_klipper],
+    "g0": [test_g0_primed],
 }
 
 if __name__ == "__main__":
