@@ -5,6 +5,8 @@ virtual boards, every result read back from the virtual flash.
 
     vboard --board octopus-f446 --mode app --bootloader katapult -- python3 katapult-e2e.py katapult
     vboard --board octopus-f446 --mode app -- python3 katapult-e2e.py rom-dfu
+    vboard --board octopus-f446 --mode dfu --bootloader katapult -- python3 katapult-e2e.py install
+    vboard --board skr-mini-e3-v3 --mode app --bootloader katapult -- python3 katapult-e2e.py g0
 
 `katapult`: `flashctl flash octopus klipper.bin` on an Octopus with Katapult
 running Klipper exits 0 with the image in flash and Klipper back on the
@@ -15,7 +17,9 @@ with --force mcu; a cable pulled mid-transfer fails clearly and the retry
 flashes; a board whose database entry says reboot = uart-request gets
 Klipper's serial request block instead of the 1200-baud request.
 `rom-dfu`: the very same command flashes an Octopus without Katapult
-through the ROM DFU bootloader.
+through the ROM DFU bootloader. `install`: Katapult itself written at
+0x08000000 through ROM DFU (explicit --address, no --force), then Klipper
+through it. `g0`: an STM32G0 gets one priming command before CONNECT.
 """
 import json
 import os
