@@ -81,6 +81,17 @@ def test_refused_before_any_erase():
         names = [j["error"]["name"] for j in jobs]
         check(names == ["check-vector-table", "check-vector-table", "check-mcu", "check-bootloader-region"],
               "refused jobs are in the history with their check", names)
+        # every name a board goes by reaches the same port
+        b = boards.board(BOARD)
+        wrong = write_image(tmpdir(), app_image(4096, FLASH_BASE, mcu="stm32f429xx"))
+        for target in (b["tty"], b["by_id"], b["port"], b["devnode"]):
+            p = flashctl(d, "--json", "flash", "--no-wait", target, wrong)
+            check(p.returncode == EXIT_REFUSED, f"target {target}: refused, exit {p.returncode}", p.stdout + p.stderr)
+        jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-4:]
+        check([j["port"] for j in jobs] == [b["port"]] * 4, "tty, by-id, port and USB node name the board",
+              [(j["target"], j["port"]) for j in jobs])
+        p = flashctl(d, "flash", "1-9.9", wrong)
+        check(p.returncode == 1 and "1-9.9" in p.stderr, "an unknown target is a daemon error", p.stderr)
 
 
 def test_force_and_stuck_in_bootloader():
