@@ -12,7 +12,9 @@ virtual boards, every result read back from the virtual flash.
 running Klipper exits 0 with the image in flash and Klipper back on the
 same port path; a board already sitting in Katapult is flashed directly
 (no reboot request) and listed as mode katapult with the MCU Katapult
-reports, but not while another process holds its tty locked; a wrong MCU is refused with the flash unchanged and goes through
+reports, but not while another process holds its tty locked; klippy's
+locked port is refused even by a flashd that runs unprivileged and cannot
+read root's /proc/PID/fd (the hardened unit); a wrong MCU is refused with the flash unchanged and goes through
 with --force mcu; a cable pulled mid-transfer fails clearly and the retry
 flashes; a board whose database entry says reboot = uart-request gets
 Klipper's serial request block instead of the 1200-baud request.
@@ -24,6 +26,7 @@ through it. `g0`: an STM32G0 gets one priming command before CONNECT.
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 
@@ -152,6 +155,70 @@ def test_katapult_tty_locked():
             holder.wait()
             flash_ok(boards, d, path, image)
     finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_tty_locked_unprivileged():
+    """The hardened unit: flashd runs as its own user and may not read
+    root's /proc/PID/fd, so the /proc scan cannot see klippy. klippy's port
+    is locked (pyserial exclusive=True = flock), and the lock probe refuses
+    the flash as tty-busy all the same, with nothing rebooted or written."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        print("skip: needs root and setpriv to run flashd as another user")
+        return
+    boards = Boards()
+    b = board_in_app(boards)
+    # let the unprivileged daemon into the emulated world: the testbed, the
+    # board's control sockets, the tty (a pty, 0600 root by default)
+    for root, dirs, files in os.walk(os.environ["UMOCKDEV_DIR"]):
+        for n in dirs + files:
+            path = os.path.join(root, n)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode | 0o777)
+    # the udev monitor emulation binds (and first unlinks) a socket here, at
+    # the path an earlier root flashd of this test run may have left behind
+    os.chmod(os.environ["UMOCKDEV_DIR"], 0o777)
+    os.chmod(b["tty"], 0o666)
+    script = os.path.join(tmpdir(), "klippy.py")
+    with open(script, "w") as f:
+        f.write("import fcntl, os, sys\n"
+                f"fd = os.open({b['tty']!r}, os.O_RDWR | os.O_NOCTTY)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                "print('locked', flush=True)\n"
+                "sys.stdin.read()\n")
+    holder = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    path = write_image(tmpdir(), app_image(16 * 1024, APP, seed=101, mcu=MCU))
+    os.chmod(os.path.dirname(path), 0o755)
+    os.chmod(path, 0o644)
+    wrapper = os.environ.get("FLASHD_WRAPPER")
+    os.environ["FLASHD_WRAPPER"] = "setpriv --reuid=65534 --regid=65534 --clear-groups"
+    old_umask = os.umask(0)  # the daemon's notify socket and directories
+    try:
+        check(holder.stdout.readline().strip() == "locked", "the holder locked the tty")
+        before = boards.counters(BOARD)
+        d = harness.Flashd(config=FAST_CONFIG)
+        os.chmod(d.tmp, 0o777)
+        with d:
+            os.umask(old_umask)
+            c = d.client()
+            harness.wait_for(lambda: listed(c, b["port"], "app"), what="board listed by the unprivileged flashd")
+            p = flashctl(d, "flash", "octopus", path)
+            text = p.stdout + p.stderr
+            check(p.returncode == EXIT_REFUSED and "tty-busy" in p.stderr and "exclusive lock" in p.stderr,
+                  f"refused as tty-busy by the lock probe (exit {p.returncode})", text)
+            check(f"pid {holder.pid}" not in text, "the holder could not be named (proof that /proc was closed)",
+                  text)
+            after = boards.counters(BOARD)
+            check(after["baud_1200_requests"] == before["baud_1200_requests"] and
+                  after["bytes_written"] == before["bytes_written"], "nothing rebooted, nothing written")
+            check(boards.board(BOARD)["mode"] == "app", "Klipper still running")
+    finally:
+        os.umask(old_umask)
+        if wrapper is None:
+            os.environ.pop("FLASHD_WRAPPER", None)
+        else:
+            os.environ["FLASHD_WRAPPER"] = wrapper
         holder.kill()
         holder.wait()
 
@@ -331,7 +398,7 @@ def test_install_katapult_then_klipper():
 
 SETS = {
     "katapult": [test_klipper_katapult_klipper, test_already_in_katapult, test_katapult_tty_locked,
-                 test_wrong_mcu,
+                 test_tty_locked_unprivileged, test_wrong_mcu,
                  test_unplug_mid_transfer, test_uart_request],
     "rom-dfu": [test_rom_dfu_same_command],
     "install": [test_install_katapult_then_klipper],
