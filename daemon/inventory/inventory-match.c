@@ -137,8 +137,16 @@ static void identify_dfu(InventoryEntry *e, const BoardDb *db)
         size_t n_prefix = 0;
         const BoardVariant *prefix_variant = NULL;
 
-        if (!alt)
+        if (!alt) {
+                /* A plain DFU 1.1 bootloader shows no layout, but its own USB
+                 * id (Smoothieware's 1d50:6015), which no STM32 ROM shares,
+                 * names the boards that have it. */
+                for (size_t i = 0; i < n; i++)
+                        if (boards[i]->bootloader == BOARD_BOOTLOADER_DFU &&
+                            variants[i]->usb_dfu.vid == e->vid && variants[i]->usb_dfu.pid == e->pid)
+                                entry_add_candidate(e, boards[i], variants[i]);
                 return;
+        }
         uint64_t total = dfuse_layout_total_size(alt->layout);
 
         for (size_t i = 0; i < n; i++) {

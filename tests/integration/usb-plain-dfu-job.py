@@ -60,16 +60,17 @@ def test_flash_smoothieboard_from_app_mode():
         log = flashctl(d, "job", str(jobs[0]["id"])).stdout
         check("not verified" in log, "the log says the plain DFU device could not be read back", log)
 
-        # From the bootloader itself (Play + Reset), a changed image, by port
-        # path. A plain DFU device shows no memory layout, so flashd's
-        # inventory cannot tell which board it is (it identifies DFU devices
-        # by their DfuSe layout): the raw image needs its address.
+        # From the bootloader itself (Play + Reset), a changed image, by board
+        # name and without --address: a plain DFU device shows no memory
+        # layout, but its bootloader's own USB id (1d50:6015) names the board.
         boards.vb.boot0_reset(BOARD)
         boards.vb.wait(BOARD, "dfu", 5000)
         harness.wait_for(lambda: (harness.devices_by_port(c).get(b["port"]) or {}).get("mode") == "dfu",
                          what="board listed in DFU mode")
+        dev = harness.devices_by_port(c)[b["port"]]
+        check(dev.get("board") == "smoothieboard", "the DFU-mode board is identified by its USB id", dev)
         image2 = smoothie_image(20 * 1024, 32)
-        p = flashctl(d, "flash", b["port"], write_image(tmpdir(), image2, "k2.bin"), "--address", hex(APP))
+        p = flashctl(d, "flash", "smoothieboard", write_image(tmpdir(), image2, "k2.bin"))
         check(p.returncode == 0, f"second flash exit {p.returncode}", p.stdout + p.stderr)
         check(boards.read(BOARD, APP, len(image2)) == image2, "second image at 0x4000")
         check(boards.read(BOARD, 0, APP) == bootloader_before, "bootloader untouched")
