@@ -134,12 +134,94 @@ static void describe_base(char *buf, size_t size, uint32_t address, uint32_t fla
                 snprintf(buf, size, "0x%08x", address);
 }
 
+/* ARMv7-M B1.5.2: 16 system entries and at most 240 external interrupts. */
+#define VECTOR_TABLE_MAX_WORDS 256
+
+/* The handlers the vector table names: words 1.. that are Thumb (odd)
+ * addresses in [lo, hi), zero words (reserved entries) skipped, up to the
+ * first word that is neither (the code after the table). */
+typedef struct VectorHandlers {
+        uint64_t lowest, highest; /* handler addresses, Thumb bit cleared */
+        size_t n;
+        uint32_t table_bytes; /* bytes of the table that was read, SP included */
+} VectorHandlers;
+
+static void vector_handlers(const uint8_t *v, uint64_t span, uint64_t lo, uint64_t hi, VectorHandlers *ret)
+{
+        VectorHandlers h = { .lowest = UINT64_MAX, .table_bytes = 4 };
+
+        for (size_t i = 1; i < VECTOR_TABLE_MAX_WORDS && 4 * (i + 1) <= span; i++) {
+                uint32_t w = codec_le32(v + 4 * i);
+                uint64_t addr = w & ~1U;
+
+                if (w != 0 && (!(w & 1) || addr < lo || addr >= hi))
+                        break;
+                h.table_bytes = (uint32_t)(4 * (i + 1));
+                if (w == 0)
+                        continue;
+                h.lowest = MIN(h.lowest, addr);
+                h.highest = MAX(h.highest, addr);
+                h.n++;
+        }
+        *ret = h;
+}
+
+/* The table fits a link address when every handler lies in the image past the table itself. */
+static bool vector_handlers_fit(const VectorHandlers *h, uint64_t base, uint64_t span)
+{
+        return h->n > 0 && h->lowest >= base + h->table_bytes && h->highest < base + span;
+}
+
+typedef struct BaseCandidate {
+        uint64_t base;
+        bool fits;
+        size_t score;
+} BaseCandidate;
+
+/*
+ * Which link address do the image's own pointers agree with? A candidate
+ * must hold the reset handler. Candidates whose window also holds every
+ * handler of the vector table, past the table, are preferred: the handlers
+ * sit just above the link address, so a base far below them (a 2 KiB
+ * offset for a 32 KiB image) wins only when nothing better fits. Among
+ * those, the most pointers into [base, base + span) win, and a tie goes to
+ * the highest base: the largest known offset at or below the lowest
+ * handler. An image with hardly any pointers (a few words of data that
+ * look like one by chance decide) counts a difference of one as a tie.
+ */
+static bool pick_base(const BaseCandidate *c, size_t n, BaseCandidate *ret)
+{
+        bool any_fits = false, found = false;
+        size_t best_score = 0, tolerance;
+        BaseCandidate best = {};
+
+        for (size_t i = 0; i < n; i++)
+                any_fits = any_fits || c[i].fits;
+        for (size_t i = 0; i < n; i++)
+                if (c[i].fits == any_fits)
+                        best_score = MAX(best_score, c[i].score);
+        tolerance = best_score < 32 ? 1 : 0;
+        for (size_t i = 0; i < n; i++) {
+                if (c[i].fits != any_fits || c[i].score + tolerance < best_score)
+                        continue;
+                if (!found || c[i].base > best.base) {
+                        best = c[i];
+                        found = true;
+                }
+        }
+        if (found)
+                *ret = best;
+        return found;
+}
+
 int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
 {
-        uint32_t a, sp, reset, best = 0;
-        uint64_t span;
-        size_t best_score = 0, score_a = 0;
-        bool have_best = false, a_ok;
+        BaseCandidate cand[ELEMENTSOF(klipper_offsets) + 1], best = {};
+        uint32_t a, sp, reset;
+        uint64_t span, lo, hi, handler;
+        size_t n_cand = 0, score_a = 0;
+        bool have_best, a_ok;
+        VectorHandlers h;
         const uint8_t *v;
         char where[96];
 
@@ -156,6 +238,7 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
                 return codec_message(ret_message, -ENOEXEC, "the image is too short to hold a vector table");
         sp = codec_le32(v);
         reset = codec_le32(v + 4);
+        handler = reset & ~1U;
 
         if (t->ram_size > 0 &&
             (sp <= t->ram_start || (uint64_t)sp > (uint64_t)t->ram_start + t->ram_size || (sp & 3)))
@@ -172,40 +255,58 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
                         "Cortex-M firmware image",
                         reset);
 
-        /* Which base was the image linked for? Every plausible base (the write
-         * address and Klipper's application addresses) must hold the reset
-         * handler; among those, the one most of the image's own pointers point
-         * into wins. Ties go to the write address. */
-        a_ok = (reset & ~1U) >= a && (uint64_t)(reset & ~1U) < (uint64_t)a + span;
-        if (a_ok)
-                score_a = count_pointers(img, a, span);
+        /* Candidates: Klipper's application addresses and the board's own. */
+        lo = a;
+        hi = (uint64_t)a + span;
         for (size_t i = 0; i < ELEMENTSOF(klipper_offsets) + 1; i++) {
                 uint64_t base = i < ELEMENTSOF(klipper_offsets)
                                         ? (uint64_t)t->flash_base + klipper_offsets[i].offset
                                         : (uint64_t)t->flash_base + t->app_offset;
-                size_t score;
+                bool dup = false;
 
-                if (base == a || base > UINT32_MAX)
+                for (size_t j = 0; j < n_cand; j++)
+                        dup = dup || cand[j].base == base;
+                if (base == a || base > UINT32_MAX || dup)
                         continue;
-                if ((reset & ~1U) < base || (uint64_t)(reset & ~1U) >= base + span)
-                        continue;
-                score = count_pointers(img, base, span);
-                if (!have_best || score > best_score) {
-                        best = (uint32_t)base;
-                        best_score = score;
-                        have_best = true;
-                }
+                cand[n_cand++] = (BaseCandidate){ .base = base };
+                lo = MIN(lo, base);
+                hi = MAX(hi, base + span);
         }
+
+        /* The vector table is contiguous from the image's first byte only when
+         * its first segment holds it; otherwise rely on the reset vector. */
+        if (flash_image_find(img, a, (size_t)MIN(span, (uint64_t)4 * VECTOR_TABLE_MAX_WORDS)))
+                vector_handlers(v, MIN(span, (uint64_t)4 * VECTOR_TABLE_MAX_WORDS), lo, hi, &h);
+        else
+                vector_handlers(v, 8, lo, hi, &h);
+
+        /* Every candidate must hold the reset handler; score the rest. */
+        for (size_t i = 0; i < n_cand;) {
+                BaseCandidate *c = &cand[i];
+
+                if (handler < c->base || handler >= c->base + span) {
+                        cand[i] = cand[--n_cand];
+                        continue;
+                }
+                c->fits = vector_handlers_fit(&h, c->base, span);
+                c->score = count_pointers(img, c->base, span);
+                i++;
+        }
+        have_best = pick_base(cand, n_cand, &best);
+
+        a_ok = handler >= a && handler < (uint64_t)a + span;
+        if (a_ok)
+                score_a = count_pointers(img, a, span);
 
         if (!a_ok) {
                 if (have_best) {
-                        describe_base(where, sizeof(where), best, t->flash_base);
+                        describe_base(where, sizeof(where), (uint32_t)best.base, t->flash_base);
                         return codec_message(
                                 ret_message, -ENOEXEC,
                                 "the image is built for %s but would be written at 0x%08x (its reset vector "
                                 "0x%08x lies outside the written range): write it at 0x%08x or rebuild it "
                                 "with the board's bootloader offset",
-                                where, a, reset, best);
+                                where, a, reset, (uint32_t)best.base);
                 }
                 return codec_message(
                         ret_message, -ENOEXEC,
@@ -214,15 +315,18 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
                         reset, a, (uint64_t)a + span - 1);
         }
         /* A clear majority, not noise: genuine images have many pointers into
-         * their own code below any wrong base, and few past their end. */
-        if (have_best && best_score > score_a + MAX((size_t)8, score_a / 8)) {
-                describe_base(where, sizeof(where), best, t->flash_base);
+         * their own code below any wrong base, and few past their end. The
+         * two windows overlap, so the difference is measured against the
+         * part they do not share (a 16 KiB shift of a 200 KiB image moves
+         * only a few percent of its pointers). */
+        if (have_best && best.score > score_a + MAX((size_t)8, score_a / 32)) {
+                describe_base(where, sizeof(where), (uint32_t)best.base, t->flash_base);
                 return codec_message(
                         ret_message, -ENOEXEC,
                         "the image is built for %s but would be written at 0x%08x (%zu of its pointers "
                         "point into the image when it sits at 0x%08x, %zu at 0x%08x): write it at 0x%08x "
                         "or rebuild it with the board's bootloader offset",
-                        where, a, best_score, best, score_a, a, best);
+                        where, a, best.score, (uint32_t)best.base, score_a, a, (uint32_t)best.base);
         }
         return 0;
 }

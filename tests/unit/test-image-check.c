@@ -337,6 +337,122 @@ static void test_force_one(void)
         free(data);
 }
 
+/* Which link address the hint names, for images built for each of Klipper's
+ * usual offsets and written where they do not belong: the synthetic Klipper
+ * image above (a full vector table just below its handlers, pointers all
+ * over), the same with its handlers far above the table, and what the
+ * integration tests send (SP and reset vector, then random bytes: no
+ * pointer to count). */
+typedef enum BuiltForStyle {
+        STYLE_KLIPPER,
+        STYLE_FAR_HANDLERS,
+        STYLE_RANDOM,
+        _STYLE_MAX,
+} BuiltForStyle;
+
+static uint8_t *make_styled_image(BuiltForStyle style, uint32_t built_for, size_t size)
+{
+        ImageSpec s = { built_for, size, 0x20020000, 0x201, NULL };
+        uint8_t *d;
+        uint32_t x = built_for ^ (uint32_t)size;
+
+        switch (style) {
+        case STYLE_KLIPPER:
+                return make_image(&s);
+        case STYLE_FAR_HANDLERS:
+                d = make_image(&s);
+                /* every handler 5 KiB past the table, none just above it */
+                put32(d + 4, built_for + 0x1401);
+                for (size_t i = 2; i < 16 + 90; i++)
+                        if (i < 7 || i == 11 || i == 14 || i == 15 || i >= 16)
+                                put32(d + 4 * i, built_for + 0x1441);
+                return d;
+        case STYLE_RANDOM:
+                d = malloc(size);
+                for (size_t i = 0; i < size; i++) {
+                        x = x * 1103515245u + 12345u;
+                        d[i] = (uint8_t)(x >> 16);
+                }
+                put32(d, 0x20020000);
+                put32(d + 4, built_for + 0x201);
+                return d;
+        case _STYLE_MAX:
+                break;
+        }
+        return NULL;
+}
+
+static void test_built_for(void)
+{
+        static const struct {
+                uint32_t offset;   /* the image's link address - flash base */
+                uint32_t write_at; /* where it is written instead */
+                const char *hint;
+        } table[] = {
+                { 0x00000, 0x08008000, "built for 0x08000000 (no bootloader)" },
+                { 0x02000, 0x08000000, "built for 0x08002000 (8 KiB bootloader)" },
+                { 0x04000, 0x08000000, "built for 0x08004000 (16 KiB bootloader)" },
+                { 0x08000, 0x08000000, "built for 0x08008000 (32 KiB bootloader)" },
+                { 0x08000, 0x08004000, "built for 0x08008000 (32 KiB bootloader)" },
+                { 0x10000, 0x08000000, "built for 0x08010000 (64 KiB bootloader)" },
+                { 0x10000, 0x08008000, "built for 0x08010000 (64 KiB bootloader)" },
+                { 0x20000, 0x08000000, "built for 0x08020000 (128 KiB bootloader)" },
+                { 0x20000, 0x08008000, "built for 0x08020000 (128 KiB bootloader)" },
+        };
+        static const size_t sizes[] = { 24 * K, 40 * K, 200 * K };
+        ImageCheckTarget t = {
+                .flash_base = 0x08000000,
+                .flash_size = 2048 * K,
+                .app_offset = 0x8000,
+                .ram_start = 0x20000000,
+                .ram_size = 0x20000,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                for (BuiltForStyle style = 0; style < _STYLE_MAX; style++)
+                        for (size_t k = 0; k < ELEMENTSOF(sizes); k++) {
+                                uint32_t built_for = 0x08000000 + table[i].offset;
+                                uint8_t *data = make_styled_image(style, built_for, sizes[k]);
+                                FlashImage *img = NULL;
+                                char *m = NULL;
+                                int r;
+
+                                /* where it belongs: accepted */
+                                CHECK_INT(flash_image_parse_bin(data, sizes[k], built_for, &img, NULL), 0);
+                                r = image_check_vector_table(img, &t, &m);
+                                if (r != 0)
+                                        fprintf(stderr, "built for 0x%08x, style %d, %zu bytes: \"%s\"\n",
+                                                built_for, style, sizes[k], strna(m));
+                                CHECK_INT(r, 0);
+                                free(m);
+                                m = NULL;
+                                flash_image_free(img);
+
+                                /* An image with no pointers but its reset vector, whose
+                                 * reset handler lies in the written range as well: nothing
+                                 * tells the two addresses apart. */
+                                if (style == STYLE_RANDOM && built_for + 0x200 >= table[i].write_at &&
+                                    built_for + 0x200 < table[i].write_at + sizes[k]) {
+                                        free(data);
+                                        continue;
+                                }
+                                /* elsewhere: refused, naming where it belongs */
+                                CHECK_INT(
+                                        flash_image_parse_bin(data, sizes[k], table[i].write_at, &img, NULL),
+                                        0);
+                                r = image_check_vector_table(img, &t, &m);
+                                if (r != -ENOEXEC || !m || !strstr(m, table[i].hint))
+                                        fprintf(stderr,
+                                                "built for 0x%08x at 0x%08x, style %d, %zu bytes: \"%s\"\n",
+                                                built_for, table[i].write_at, style, sizes[k], strna(m));
+                                CHECK_INT(r, -ENOEXEC);
+                                CHECK(m && strstr(m, table[i].hint));
+                                free(m);
+                                flash_image_free(img);
+                                free(data);
+                        }
+}
+
 static void test_dictionary(void)
 {
         ImageSpec s = { 0x08008000, 8 * K, 0x20020000, 0x201, "stm32g0b1xx" };
@@ -418,6 +534,7 @@ int main(void)
         test_names();
         test_cases();
         test_force_one();
+        test_built_for();
         test_dictionary();
         test_no_bootloader_board();
         TESTS_EXIT();
