@@ -354,7 +354,8 @@ char *tty_locked_describe(const char *tty_path, unsigned unreadable)
 
         if (asprintf(&s,
                      "%s is in use: a process holds an exclusive lock on it (as Klipper's klippy does)%s; "
-                     "stop that program (systemctl stop klipper) or pass --stop-unit klipper.service",
+                     "stop that program (systemctl stop klipper), or let flashd stop it during a flash: "
+                     "stop_units = klipper.service in /etc/flashd/flashd.conf",
                      tty_path,
                      unreadable > 0 ? ", and flashd may not look at other users' processes to name it"
                                     : "") < 0)
@@ -368,9 +369,13 @@ char *tty_holder_describe(const TtyHolder *h, const char *tty_path)
         int r;
 
         if (h->unit[0])
-                r = asprintf(&s, "%s is in use by %s (pid %d, %s): stop %s or pass --stop-unit %s", tty_path,
-                             h->name[0] ? h->name : "another process", (int)h->pid, h->unit, h->unit,
-                             h->unit);
+                /* flashd stops such units itself, around the flash only, when the
+                 * configuration names them (daemon/flashd.conf). */
+                r = asprintf(&s,
+                             "%s is in use by %s (pid %d, %s): stop %s, or let flashd stop it during a "
+                             "flash: stop_units = %s in /etc/flashd/flashd.conf",
+                             tty_path, h->name[0] ? h->name : "another process", (int)h->pid, h->unit,
+                             h->unit, h->unit);
         else
                 r = asprintf(&s, "%s is in use by %s (pid %d): stop that program first", tty_path,
                              h->name[0] ? h->name : "another process", (int)h->pid);

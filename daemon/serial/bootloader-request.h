@@ -108,12 +108,14 @@ int tty_check_use(const char *proc_root, const char *tty_path, pid_t exclude_pid
  * A message for a person about a tty that is locked by a process flashd
  * cannot name: "/dev/ttyACM0 is in use: a process that flashd may not look
  * at holds an exclusive lock on it (as Klipper's klippy does); stop it
- * (systemctl stop klipper) or pass --stop-unit klipper.service". malloc'd.
+ * (systemctl stop klipper), or let flashd stop it during a flash: stop_units =
+ * klipper.service in /etc/flashd/flashd.conf". malloc'd.
  */
 char *tty_locked_describe(const char *tty_path, unsigned unreadable);
 
 /*
  * A message for a person: "/dev/ttyACM0 is in use by klippy (pid 1234,
- * klipper.service): stop klipper.service or pass --stop-unit". malloc'd.
+ * klipper.service): stop klipper.service, or let flashd stop it during a
+ * flash: stop_units = klipper.service in /etc/flashd/flashd.conf". malloc'd.
  */
 char *tty_holder_describe(const TtyHolder *h, const char *tty_path);

@@ -261,8 +261,8 @@ static void test_holder(void)
                 const char *name, *unit, *message;
         } cases[] = {
                 { "/dev/null", 0, 1, 812, "klippy", "klipper.service",
-                  "/dev/null is in use by klippy (pid 812, klipper.service): stop klipper.service or pass "
-                  "--stop-unit klipper.service" },
+                  "/dev/null is in use by klippy (pid 812, klipper.service): stop klipper.service, or let "
+                  "flashd stop it during a flash: stop_units = klipper.service in /etc/flashd/flashd.conf" },
                 { "/dev/full", 0, 1, 4242, "screen", "",
                   "/dev/full is in use by screen (pid 4242): stop that program first" },
                 { "/dev/full", 4242, 0 },
@@ -397,7 +397,8 @@ static void test_lock_probe(void)
         CHECK_STR(tty_use_to_string(use), "locked");
         CHECK_INT(unreadable, 1);
         char *msg = tty_locked_describe(slave, unreadable);
-        CHECK(msg && strstr(msg, "exclusive lock") && strstr(msg, "--stop-unit klipper.service") &&
+        CHECK(msg && strstr(msg, "exclusive lock") &&
+              strstr(msg, "stop_units = klipper.service in /etc/flashd/flashd.conf") &&
               strstr(msg, "may not look"));
         free(msg);
 
