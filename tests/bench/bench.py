@@ -314,6 +314,10 @@ def alternate(runner, rounds, variants, what):
 def tool_spec(tool, board, image, start_mode, verify=True, **extra):
     s = {"tool": tool, "image": image, "address": APP, "flash_base": FLASH_BASE, "start_mode": start_mode,
          "verify": verify, "target": "octopus-pro"}
+    if start_mode == "dfu":
+        # flash phase: the clock stops when the tool has left DFU mode; the
+        # flash is checked then, without waiting for the board to come back
+        s.update({"until": "waiting-for-app", "wait_app": False})
     s.update(extra)
     return s
 

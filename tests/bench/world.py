@@ -96,8 +96,9 @@ def wait_listed(c, port, mode, timeout=20):
         return harness.wait_for(listed, timeout=timeout, interval=0.01, what=f"{port} listed in {mode} mode")
 
 
-def follow_job(c, job_id, t0, timeout=300):
-        """Times (since t0) at which the job first reached each state."""
+def follow_job(c, job_id, t0, timeout=300, until="done"):
+        """Times (since t0) at which the job first reached each state, until
+        it reaches `until` or a final state."""
         seen = {}
         deadline = now() + timeout
         while True:
@@ -108,7 +109,7 @@ def follow_job(c, job_id, t0, timeout=300):
                                 if j.get("phase"):
                                         seen.setdefault("phase:" + j["phase"], n["_t"] - t0)
                 c.notifications = []
-                if any(s in seen for s in ("done", "failed", "cancelled")):
+                if any(s in seen for s in (until, "done", "failed", "cancelled")):
                         return seen
                 if now() > deadline:
                         raise TimeoutError(f"job {job_id}: {seen}")
@@ -139,16 +140,15 @@ def run_flashd(spec, vb):
                 if "error" in reply:
                         raise RuntimeError(f"job.flash: {reply['error']}")
                 job_id = reply["result"]["job"]["id"]
-                seen = follow_job(c, job_id, t0)
-                job = c.call("job.get", {"job": job_id})["job"]
-                if job["state"] != "done":
-                        raise RuntimeError(f"job ended {job['state']}: {job.get('error')} {job.get('log')}")
-                vb.wait(0, "app", 30000)
-                out = {"states": seen, "log": job.get("log", [])[-6:]}
                 # flash phase: from the request until the device left DFU mode
-                # (the job then waits for the application, which dfu-util does not)
-                out["seconds"] = seen.get("waiting-for-app", seen["done"])
-                out["seconds_to_done"] = seen["done"]
+                # (the job then waits for the application, which dfu-util does
+                # not; the world is thrown away, so flashd stops right there)
+                seen = follow_job(c, job_id, t0, until=spec.get("until", "done"))
+                job = c.call("job.get", {"job": job_id})["job"]
+                if job["state"] not in ("done", spec.get("until", "done")):
+                        raise RuntimeError(f"job ended {job['state']}: {job.get('error')} {job.get('log')}")
+                out = {"states": seen, "log": job.get("log", [])[-6:]}
+                out["seconds"] = seen.get("waiting-for-app", seen.get("done"))
                 return out
 
 
@@ -255,7 +255,8 @@ def measure_tool(spec):
                 raise RuntimeError(f"board starts in {b['mode']}, expected {spec['start_mode']}")
         before = counters(vb)
         out = TOOLS[spec["tool"]](spec, vb)
-        vb.wait(0, "app", 30000)
+        if spec.get("wait_app", True):
+                vb.wait(0, "app", 30000)
         err = check_flash(vb, spec)
         if err:
                 raise RuntimeError(err)
@@ -291,11 +292,10 @@ def ctx_switches(pid):
         return total
 
 
-def flashd_libraries():
-        """The shared libraries flashd loads by itself (ldd without the
-        umockdev preload)."""
+def ldd(path):
+        """The shared libraries `path` loads (ldd without the umockdev preload)."""
         env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-        p = subprocess.run(["ldd", harness.flashd_binary()], stdout=subprocess.PIPE, text=True, env=env)
+        p = subprocess.run(["ldd", path], stdout=subprocess.PIPE, text=True, env=env)
         libs = set()
         for line in p.stdout.splitlines():
                 parts = line.split()
@@ -309,7 +309,16 @@ def rss_breakdown(pid):
         """RSS (KiB) split into anonymous memory, flashd's own binary and
         libraries, and mappings only the emulation brings in (the umockdev
         preload and the GLib stack it pulls in)."""
-        own = flashd_libraries() | {os.path.realpath(harness.flashd_binary())}
+        own = ldd(harness.flashd_binary()) | {os.path.realpath(harness.flashd_binary())}
+        # what only the emulation maps: the preload and its libraries (GLib);
+        # anything else (NSS modules flashd's getpwuid_r loads) is flashd's
+        emulation = set()
+        for pre in os.environ.get("LD_PRELOAD", "").split():
+                for cand in (pre, *[os.path.join(d, pre) for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib")]):
+                        if os.path.exists(cand):
+                                emulation |= ldd(cand) | {os.path.realpath(cand)}
+                                break
+        emulation -= own
         out = {"anon": 0, "flashd_files": 0, "emulation_files": 0, "other": 0}
         per_file = {}
         path = None
@@ -323,7 +332,7 @@ def rss_breakdown(pid):
                                 kb = int(line.split()[1])
                                 if path.startswith("/"):
                                         real = os.path.realpath(path)
-                                        key = "flashd_files" if real in own else "emulation_files"
+                                        key = "emulation_files" if real in emulation else "flashd_files"
                                         per_file[os.path.basename(real)] = per_file.get(os.path.basename(real), 0) + kb
                                 elif path in ("", "[heap]", "[stack]") or path.startswith("[anon"):
                                         key = "anon"
@@ -482,8 +491,10 @@ def measure_daemon(spec):
         out = {}
         # idle with only the application-mode boards present
         dfu_boards = [b for b in boards if b["mode"] == "dfu"][:spec["jobs"]]
+        # one at a time: umockdev aborts when a uevent cannot be queued
         for b in dfu_boards:
                 vb.unplug(b["index"])
+                vb.wait(b["index"], "off", 10000)
         # start to READY=1: from the exec to the sd_notify datagram
         if spec.get("state_tmpfs"):
                 # the same daemon with its state directory on tmpfs, where
@@ -522,6 +533,7 @@ def measure_daemon(spec):
                 # region, so plugging them in starts the ROM bootloader)
                 for b in dfu_boards:
                         vb.plug(b["index"])
+                        vb.wait(b["index"], "dfu", 30000)
                 c = d.client()
                 dfu_ports = [b["port"] for b in dfu_boards]
                 harness.wait_for(lambda: all(harness.devices_by_port(c).get(p, {}).get("mode") == "dfu"
