@@ -18,6 +18,11 @@ typedef struct RuleFiring {
         uint64_t job;           /* the job in flight; 0 while waiting to retry */
         double retry_at;        /* seconds since the epoch, while the timer runs */
         bool waiting_for_board; /* the retry is due; the board is not (usable) on its port */
+        /* The board vanished (device-gone): the device the inventory still
+         * shows under this generation is the one that went away; the retry
+         * waits for the board's next appearance. */
+        bool has_stale;
+        uint64_t stale_generation;
         sd_event_source *timer;
         struct RuleFiring *next;
 } RuleFiring;
@@ -455,8 +460,10 @@ static void evaluate_entry(RuleService *s, const InventoryEntry *e, const Rule *
                         r = s->set->rules[i];
                         break;
                 }
-        if (!r || (only && r != only))
+        if (!r || (only && r != only)) {
+                log_info("rules: no%s enabled rule matches the board on %s", only ? " new" : "", e->port);
                 return;
+        }
         if (r->action.repeat == RULE_REPEAT_ONCE && firing_find(s, r->id, NULL)) {
                 log_debug("rule %s: once, already busy with a board; not firing for %s", r->id, e->port);
                 return;
@@ -479,7 +486,8 @@ static void firing_try_retry(RuleService *s, RuleFiring *f, const InventoryEntry
                 firing_drop(s, f);
                 return;
         }
-        if (!entry_ready(e) || port_busy(s, f->port)) {
+        if (!entry_ready(e) || port_busy(s, f->port) ||
+            (f->has_stale && e->generation == f->stale_generation)) {
                 f->waiting_for_board = true;
                 log_info("rule %s: retry %u for the board on %s waits for the board", r->id, f->attempt,
                          f->port);
@@ -505,13 +513,21 @@ static void rule_service_on_inventory(Inventory *inv, InventoryEvent event, cons
         RuleService *s = userdata;
         RuleFiring *f;
 
-        if (event == INVENTORY_EVENT_REMOVED || !entry_ready(e))
+        if (event == INVENTORY_EVENT_REMOVED)
                 return;
+        if (!entry_ready(e)) {
+                log_debug("rules: board on %s not usable yet (%s mode%s)", e->port,
+                          device_mode_to_string(e->mode),
+                          e->mode == DEVICE_MODE_DFU ? ", layout not read" : ", no tty");
+                return;
+        }
         /* each appearance of a board once */
         if (!seen_mark(s, e))
                 return;
-        if (port_busy(s, e->port))
+        if (port_busy(s, e->port)) {
+                log_info("rules: board on %s is busy with a job; no rule looks at it", e->port);
                 return;
+        }
         f = firing_find_port(s, e->port);
         if (f) {
                 if (f->waiting_for_board)
@@ -576,7 +592,10 @@ static void rule_on_job_end(RuleService *s, const Job *j)
         case JOB_STATE_FAILED:
                 if (error_is_retryable(j->error) && r->enabled && f->attempt <= r->action.max_retries) {
                         double delay = rule_retry_delay(r, f->attempt);
+                        const InventoryEntry *now = inventory_get(s->manager->inventory, j->port);
                         f->job = 0;
+                        f->has_stale = j->error == JOB_ERROR_DEVICE_GONE && now;
+                        f->stale_generation = now ? now->generation : 0;
                         f->retry_at = job_now() + delay;
                         rule_set_error(r, j->port, j->id,
                                        "attempt %u (job %" PRIu64 ") failed (%s): %s; retry in %.3g s",

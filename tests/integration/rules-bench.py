@@ -35,7 +35,7 @@ def test_bench():
     image_a = app_image(24 * 1024, APP, seed=51, mcu="stm32f446xx")
     image_b = app_image(20 * 1024, APP, seed=52, mcu="stm32f446xx")
     unplug_all(boards)
-    with harness.Flashd(config=FAST_CONFIG) as d:
+    with harness.Flashd(config=FAST_CONFIG, log_level="info") as d:
         c = d.client()
         watch = start_watch(d)
         path = write_image(tmpdir(), image_a)

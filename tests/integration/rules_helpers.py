@@ -40,13 +40,17 @@ def jobs(c, source=None, port=None):
 
 
 def wait_job_end(c, source, port, state="done", timeout=20, count=1):
-    """Wait until `count` jobs of `source` on `port` have ended, the last in `state`; returns the jobs."""
+    """Wait until rule `source` is done with the board on `port` (at least
+    `count` jobs, all ended, no retry pending), the last job in `state`;
+    returns the jobs, oldest first."""
     def ended():
         js = jobs(c, source, port)
-        if len(js) >= count and all(j["state"] in ("done", "failed", "cancelled") for j in js):
-            return js
-        return None
-    js = harness.wait_for(ended, timeout=timeout, interval=0.05,
+        if len(js) < count or not all(j["state"] in ("done", "failed", "cancelled") for j in js):
+            return None
+        if any(p["port"] == port for p in rule(c, source)["pending"]):
+            return None
+        return js
+    js = harness.wait_for(ended, timeout=timeout, interval=0.1,
                           what=f"{count} job(s) of {source} on {port} to end")
     check(js[-1]["state"] == state, f"last job of {source} on {port} ended {js[-1]['state']}",
           js[-1].get("error"))
@@ -89,3 +93,13 @@ def unplug_all(boards):
 
 def fresh_state_dir():
     return os.path.join(tmpdir(), "state")
+
+
+def dump_log(d):
+    """The daemon's log without the debug lines (the test's polling floods them)."""
+    import sys
+    try:
+        lines = [l for l in d.log_text().splitlines() if "[debug]" not in l]
+    except OSError:
+        return
+    sys.stderr.write("---- flashd log (without debug) ----\n" + "\n".join(lines[-300:]) + "\n---- end ----\n")
