@@ -219,15 +219,6 @@ static int flow_flash_dfu(Flow *f)
         if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &layout) >= 0)
                 req.layout = layout;
 
-        /* A flashd killed in the middle of a download (a restart with an
-         * interrupted job) leaves the device in dfuDNBUSY or dfuDNLOAD-SYNC:
-         * GETSTATUS after its bwPollTimeout moves it on (DFU 1.1 §6.1.1), and
-         * the session then aborts the leftover transfer. Errors are the
-         * session's to report. */
-        {
-                DfuStatus busy;
-                (void)dfu_session_wait_while_busy(s, 5000, &busy);
-        }
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
         if (st)

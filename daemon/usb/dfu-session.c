@@ -437,6 +437,33 @@ int dfu_session_make_idle(DfuSession *s, const DfuCallbacks *cb)
         if (r < 0)
                 return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.", strerror(-r));
 
+        if (state_is_busy(st.state)) {
+                DfuState was = st.state;
+
+                /* A session that ended mid-operation (flashd killed during a
+                 * download: a restarted job's retry) leaves the device in
+                 * dfuDNLOAD-SYNC or dfuDNBUSY. It finishes that operation on its
+                 * own; GETSTATUS after its bwPollTimeout moves it on (DFU 1.1
+                 * section 6.1.2, A.2.4). Bounded by the longest operation a
+                 * session starts, a mass erase, which may not answer meanwhile. */
+                if (st.state == DFU_STATE_DFU_DNBUSY)
+                        dfu_sleep_ms(st.poll_timeout_ms);
+                r = wait_busy(s, DFU_MASS_ERASE_TIMEOUT_MS, true, &st);
+                if (r == -ETIMEDOUT)
+                        return dfu_session_fail(
+                                s, r,
+                                "The device stays busy (%s) from an earlier session for more than %u s; "
+                                "reset the board and try again.",
+                                dfu_state_to_string(was), DFU_MASS_ERASE_TIMEOUT_MS / 1000);
+                if (r < 0 && r != -EIO)
+                        return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.",
+                                                strerror(-r));
+                dfu_session_note(s, cb,
+                                 "The device was still busy (%s) from an earlier session; waited until "
+                                 "it was done.",
+                                 dfu_state_to_string(was));
+        }
+
         switch (st.state) {
         case DFU_STATE_DFU_IDLE:
                 return 0;

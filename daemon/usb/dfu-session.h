@@ -129,8 +129,11 @@ int dfu_session_wait_while_busy(DfuSession *s, unsigned timeout_ms, DfuStatus *r
 /*
  * Bring the device to dfuIDLE: a dfuERROR at the start (the STM32 ROM's
  * errFIRMWARE after power-up) is cleared with CLRSTATUS, leftovers of an
- * earlier session in dfuDNLOAD-IDLE / dfuUPLOAD-IDLE are ABORTed; both are
- * recorded as notes, not errors.
+ * earlier session in dfuDNLOAD-IDLE / dfuUPLOAD-IDLE are ABORTed, and a
+ * device still busy with an earlier session's block or erase
+ * (dfuDNLOAD-SYNC, dfuDNBUSY: a killed flashd) is waited for at its
+ * bwPollTimeout, up to a mass erase's time; all are recorded as notes, not
+ * errors.
  */
 int dfu_session_make_idle(DfuSession *s, const DfuCallbacks *cb);
 

@@ -9,6 +9,11 @@
  *                  [--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING]
  *                  [--cancel-after BYTES]
  *   usb-flash-tool [--port 1-1.1] read ADDRESS LENGTH OUTFILE
+ *   usb-flash-tool [--port 1-1.1] interrupt ADDRESS
+ *
+ * `interrupt` does what a flashd killed mid-write leaves behind: SET_ADDRESS,
+ * one DNLOAD data block, and exit without the GETSTATUS that would let the
+ * device finish (it stays in dfuDNLOAD-SYNC, then dfuDNBUSY).
  *
  * Exit status 0 when the session returned >= 0, 1 otherwise, 2 on usage errors.
  */
@@ -149,7 +154,8 @@ static void usage(void)
                 "usage: usb-flash-tool [--port PATH] flash FILE ADDRESS [--no-verify] [--mass-erase] "
                 "[--no-skip] [--leave[=ADDR]] [--set-address-per-chunk] [--layout STRING] [--cancel-after "
                 "BYTES]\n"
-                "       usb-flash-tool [--port PATH] read ADDRESS LENGTH OUTFILE\n");
+                "       usb-flash-tool [--port PATH] read ADDRESS LENGTH OUTFILE\n"
+                "       usb-flash-tool [--port PATH] interrupt ADDRESS\n");
 }
 
 int main(int argc, char *argv[])
@@ -264,6 +270,21 @@ int main(int argc, char *argv[])
                                 return 2;
                         }
                 }
+        } else if (r >= 0 && streq(argv[optind], "interrupt") && argc - optind >= 2) {
+                uint16_t len = dfu_session_get_transfer_size(s);
+
+                data = malloc(len);
+                if (!data)
+                        return 2;
+                memset(data, 0x55, len);
+                r = dfu_session_make_idle(s, &cb);
+                if (r >= 0)
+                        r = dfu_session_dfuse_set_address(s, (uint32_t)strtoul(argv[optind + 1], NULL, 0));
+                if (r >= 0)
+                        r = usb_transport_control(dfu_session_get_transport(s), DFU_REQUEST_TYPE_OUT,
+                                                  DFU_REQUEST_DNLOAD, DFUSE_FIRST_DATA_BLOCK,
+                                                  dfu_session_get_info(s)->alts[0].interface, data, len,
+                                                  5000);
         } else if (r >= 0) {
                 usage();
                 dfu_session_free(s);
