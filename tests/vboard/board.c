@@ -445,8 +445,23 @@ int vboard_power_up(VBoard *b, BoardMode mode)
         if (r < 0)
                 return r;
         if (model) {
+                /* the model is listening before the tty's "add" reaches a
+                 * program that opens it at once (a 1200-baud request or a
+                 * Katapult CONNECT right after the uevent) */
+                g_mutex_lock(&w->lock);
+                b->tty_model = model;
+                b->tty_state = NULL;
+                if (model->attach(b, &b->tty_state) < 0)
+                        b->tty_model = NULL;
+                g_mutex_unlock(&w->lock);
                 r = tty_port_attach(w, b, d, &id);
                 if (r < 0) {
+                        g_mutex_lock(&w->lock);
+                        if (b->tty_model)
+                                b->tty_model->detach(b, b->tty_state);
+                        b->tty_model = NULL;
+                        b->tty_state = NULL;
+                        g_mutex_unlock(&w->lock);
                         usb_device_remove(w, d);
                         return r;
                 }
@@ -454,12 +469,6 @@ int vboard_power_up(VBoard *b, BoardMode mode)
 
         g_mutex_lock(&w->lock);
         b->usb = d;
-        if (model) {
-                b->tty_model = model;
-                b->tty_state = NULL;
-                if (model->attach(b, &b->tty_state) < 0)
-                        b->tty_model = NULL;
-        }
         /* the first power-up is no re-enumeration */
         if (b->powered_once)
                 b->reenumerations++;

@@ -426,6 +426,9 @@ int main(int argc, char **argv)
                 w.boards[i] = vboard_free(w.boards[i]);
         for (size_t i = 0; i < G_N_ELEMENTS(w.usb_by_devnum); i++)
                 usb_device_free(w.usb_by_devnum[i]);
+        for (GSList *l = w.retired_usb; l; l = l->next)
+                usb_device_free(l->data);
+        g_slist_free(w.retired_usb);
         g_object_unref(w.testbed);
         board_db_free(w.db);
         g_main_loop_unref(run.loop);

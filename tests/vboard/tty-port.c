@@ -227,12 +227,53 @@ int tty_port_attach(World *w, VBoard *b, UsbDevice *d, const UsbIdentity *id)
                             id->manufacturer, id->vid, id->product, id->product, id->pid, id->bcd_device,
                             serial, id->serial, id->manufacturer, id->product, serial, id->serial,
                             b->port + 2, p->by_id, b->index);
+        /* Everything a program may touch is in place before "add", which
+         * add_from_string() sends at once under the preload: a program that
+         * opens the tty on that uevent must find the node, the by-id links
+         * and the ioctl handler (else its fd silently gets the testbed's
+         * _default handler: TIOCMBIS fails with ENOTTY), and its first
+         * bytes must not be flushed away. Only the pty of the very first
+         * appearance comes with the node itself. */
+        devdir = g_build_filename(w->testbed_root, "dev", NULL);
+        if (!first) {
+                /* re-link the node of the first appearance; drop what was
+                 * left in the pty by the previous appearance */
+                if (p->pts)
+                        make_link(devdir, p->name, p->pts);
+                tcflush(p->master, TCIOFLUSH);
+        }
+        /* by-id link, twice: in the testbed's /dev and next to the ioctl
+         * handler's socket, which umockdev looks up by the opened path
+         * (emulation.md) */
+        {
+                g_autofree char *target = g_strdup_printf("../../%s", p->name);
+                g_autofree char *byid = g_build_filename(devdir, "serial", "by-id", NULL);
+                g_autofree char *ioctl_byid = g_build_filename(w->ioctl_dir, "dev", "serial", "by-id", NULL);
+                make_link(byid, p->by_id, target);
+                make_link(ioctl_byid, p->by_id, target);
+        }
+        g_mutex_lock(&w->lock);
+        p->modem = TIOCM_DTR | TIOCM_RTS;
+        /* the first appearance is present once its pty is set up below */
+        p->present = !first;
+        g_mutex_unlock(&w->lock);
+        if (first) {
+                p->handler = umockdev_ioctl_base_new();
+                g_signal_connect(p->handler, "handle-ioctl", G_CALLBACK(on_tty_ioctl), p);
+                if (!umockdev_testbed_attach_ioctl(w->testbed, p->devnode, p->handler, &error)) {
+                        g_printerr("vboard: cannot attach tty handler: %s\n", error->message);
+                        g_clear_error(&error);
+                }
+        }
+
         if (!umockdev_testbed_add_from_string(w->testbed, s, &error)) {
                 g_printerr("vboard: umockdev: %s\n", error->message);
+                g_mutex_lock(&w->lock);
+                p->present = false;
+                g_mutex_unlock(&w->lock);
                 return -EIO;
         }
 
-        devdir = g_build_filename(w->testbed_root, "dev", NULL);
         if (first) {
                 struct termios t;
                 char target[PATH_MAX];
@@ -264,30 +305,10 @@ int tty_port_attach(World *w, VBoard *b, UsbDevice *d, const UsbIdentity *id)
                 }
                 fcntl(p->master, F_SETFL, fcntl(p->master, F_GETFL) | O_NONBLOCK);
                 p->watch = g_unix_fd_add(p->master, G_IO_IN, on_master, p);
-
-                p->handler = umockdev_ioctl_base_new();
-                g_signal_connect(p->handler, "handle-ioctl", G_CALLBACK(on_tty_ioctl), p);
-                if (!umockdev_testbed_attach_ioctl(w->testbed, p->devnode, p->handler, &error))
-                        g_printerr("vboard: cannot attach tty handler: %s\n", error->message);
-        } else if (p->pts) {
-                /* re-link the node of the first appearance */
-                make_link(devdir, p->name, p->pts);
+                g_mutex_lock(&w->lock);
+                p->present = true;
+                g_mutex_unlock(&w->lock);
         }
-        /* by-id link, twice: in the testbed's /dev and next to the ioctl
-         * handler's socket, which umockdev looks up by the opened path
-         * (emulation.md) */
-        {
-                g_autofree char *target = g_strdup_printf("../../%s", p->name);
-                g_autofree char *byid = g_build_filename(devdir, "serial", "by-id", NULL);
-                g_autofree char *ioctl_byid = g_build_filename(w->ioctl_dir, "dev", "serial", "by-id", NULL);
-                make_link(byid, p->by_id, target);
-                make_link(ioctl_byid, p->by_id, target);
-        }
-        tcflush(p->master, TCIOFLUSH);
-        g_mutex_lock(&w->lock);
-        p->present = true;
-        p->modem = TIOCM_DTR | TIOCM_RTS;
-        g_mutex_unlock(&w->lock);
         return 0;
 }
 

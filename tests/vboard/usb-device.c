@@ -697,11 +697,17 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
         }
         d->devnode = g_strdup_printf("/dev/bus/usb/001/%03u", d->devnum);
         if (w->usb_by_devnum[d->devnum]) {
-                /* the node is handed out again: the old handler goes now */
+                /* The node is handed out again: its socket goes to the new
+                 * handler. A program may still hold the old node open with a
+                 * connection to the old handler, which keeps calling
+                 * on_usb_ioctl() with the old device: retire it, do not free
+                 * it before the world ends. */
                 UsbDevice *old = w->usb_by_devnum[d->devnum];
                 umockdev_testbed_detach_ioctl(w->testbed, old->devnode, NULL);
                 w->usb_by_devnum[d->devnum] = NULL;
-                usb_device_free(old);
+                g_mutex_lock(&w->lock);
+                w->retired_usb = g_slist_prepend(w->retired_usb, old);
+                g_mutex_unlock(&w->lock);
         }
         d->syspath = g_strdup_printf("%s/%s", SYS_HUB, b->port);
         d->line_baud = 250000;
@@ -766,16 +772,24 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                 id->product, id->pid, id->bcd_device, vendor, model, id->serial, id->serial, ifaces,
                 port_dots, path_tag, d->devnum, port_dots, id->vid, id->pid, id->bcd_device,
                 id->manufacturer, id->product, id->serial, desc_hex);
-        if (!add_from_string(w, s)) {
-                usb_device_free(d);
-                return -EIO;
-        }
-
+        /* The handler is listening before the node exists: under the
+         * preload, add_from_string() sends "add" at once, and a program that
+         * opens the node on that uevent (flashd probes DFU devices right
+         * away) connects to $UMOCKDEV_DIR/ioctl/<node> at open(). Before
+         * attach_ioctl() that socket does not exist and the fd silently gets
+         * the testbed's _default handler (every usbdevfs ioctl fails with
+         * ENOTTY); between attach_ioctl()'s bind() and listen() the connect
+         * is refused and libumockdev-preload exit(1)s the program ("Failed
+         * to connect to ioctl socket"). */
         d->handler = umockdev_ioctl_base_new();
         g_signal_connect(d->handler, "handle-ioctl", G_CALLBACK(on_usb_ioctl), d);
         if (!umockdev_testbed_attach_ioctl(w->testbed, d->devnode, d->handler, &error)) {
                 g_printerr("vboard: cannot attach ioctl handler to %s: %s\n", d->devnode, error->message);
-                umockdev_testbed_remove_device(w->testbed, d->syspath);
+                usb_device_free(d);
+                return -EIO;
+        }
+        if (!add_from_string(w, s)) {
+                umockdev_testbed_detach_ioctl(w->testbed, d->devnode, NULL);
                 usb_device_free(d);
                 return -EIO;
         }

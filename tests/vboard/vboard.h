@@ -135,6 +135,7 @@ struct World {
         size_t n_boards;
         bool devnum_used[128];
         UsbDevice *usb_by_devnum[128]; /* owns every UsbDevice, gone ones too */
+        GSList *retired_usb;           /* UsbDevice whose devnum was handed out again */
         unsigned next_devnum;
         bool verbose;
 };
