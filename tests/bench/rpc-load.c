@@ -6,7 +6,11 @@
  * percentiles as one JSON object. A C client so that the client's own
  * processing does not end up in the measured latency.
  *
- *   rpc-load SOCKET CLIENTS REQUESTS [METHOD]
+ *   rpc-load SOCKET CLIENTS REQUESTS [METHOD [INTERVAL_MS]]
+ *
+ * INTERVAL_MS > 0: open loop instead: each client sends a request every
+ * INTERVAL_MS (clients evenly staggered; a client whose answer has not come
+ * yet sends when it comes), like frontends that poll.
  *
  * Built by tests/bench/run with the system compiler; no library needed.
  */
@@ -24,6 +28,8 @@ typedef struct Conn {
         int fd;
         int left;
         double sent;
+        double due; /* open loop: when the next request is due */
+        int outstanding;
         /* the current frame: does it carry an "id" (a response, not a notification) */
         size_t frame_len;
         int frame_has_id;
@@ -63,16 +69,17 @@ int main(int argc, char **argv)
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char req[256];
         static char buf[1 << 16];
-        int clients, per, active, n_lat = 0, ep;
+        int clients, per, active, n_lat = 0, ep, interval_ms;
         double *lat, t_start, deadline;
         Conn *conns;
 
         if (argc < 4) {
-                fprintf(stderr, "usage: rpc-load SOCKET CLIENTS REQUESTS [METHOD]\n");
+                fprintf(stderr, "usage: rpc-load SOCKET CLIENTS REQUESTS [METHOD [THINK_US]]\n");
                 return 2;
         }
         clients = atoi(argv[2]);
         per = atoi(argv[3]);
+        interval_ms = argc > 5 ? atoi(argv[5]) : 0;
         if (clients <= 0 || per <= 0 || strlen(argv[1]) >= sizeof(sa.sun_path))
                 return 2;
         snprintf(req, sizeof(req), "{\"jsonrpc\":\"2.0\",\"method\":\"%s\",\"id\":1}\x03",
@@ -97,7 +104,12 @@ int main(int argc, char **argv)
         t_start = now();
         deadline = t_start + 120;
         for (int i = 0; i < clients; i++) {
+                if (interval_ms > 0) {
+                        conns[i].due = t_start + interval_ms * 1e-3 * i / clients;
+                        continue;
+                }
                 conns[i].sent = now();
+                conns[i].outstanding = 1;
                 if (send_all(conns[i].fd, req, strlen(req)) < 0) {
                         perror("send");
                         return 1;
@@ -106,7 +118,26 @@ int main(int argc, char **argv)
         active = clients;
         while (active > 0) {
                 struct epoll_event evs[64];
-                int n = epoll_wait(ep, evs, 64, 1000);
+                int timeout = 1000;
+                if (interval_ms > 0) {
+                        double t = now();
+                        for (int i = 0; i < clients; i++) {
+                                Conn *c = &conns[i];
+                                if (c->outstanding || c->left <= 0)
+                                        continue;
+                                if (c->due <= t) {
+                                        c->sent = now();
+                                        c->outstanding = 1;
+                                        c->due += interval_ms * 1e-3;
+                                        if (c->due < c->sent)
+                                                c->due = c->sent + interval_ms * 1e-3;
+                                        if (send_all(c->fd, req, strlen(req)) < 0)
+                                                return 1;
+                                } else if ((c->due - t) * 1e3 < timeout)
+                                        timeout = (int)((c->due - t) * 1e3) + 1;
+                        }
+                }
+                int n = epoll_wait(ep, evs, 64, timeout);
                 if (n < 0 && errno != EINTR)
                         return 1;
                 if (now() > deadline) {
@@ -135,12 +166,15 @@ int main(int argc, char **argv)
                                 }
                                 if (c->frame_has_id) {
                                         lat[n_lat++] = now() - c->sent;
-                                        if (--c->left > 0) {
+                                        if (--c->left <= 0)
+                                                active--;
+                                        else if (interval_ms > 0) {
+                                                c->outstanding = 0;
+                                        } else {
                                                 c->sent = now();
                                                 if (send_all(c->fd, req, strlen(req)) < 0)
                                                         return 1;
-                                        } else
-                                                active--;
+                                        }
                                 }
                                 c->frame_len = 0;
                                 c->frame_has_id = 0;

@@ -450,7 +450,7 @@ def sched_delta(first, last, wall, main_tid):
         return {k: round(v, 3) for k, v in out.items()}
 
 
-def latency_measure(pid, path, clients, requests):
+def latency_measure(pid, path, clients, requests, interval_ms=0):
         """Latencies (s) of `clients` closed-loop clients; with the C client
         (tests/bench/rpc-load.c, FLASHD_BENCH_RPC_LOAD) only its summary."""
         cpu0 = cpu_seconds(pid)
@@ -459,8 +459,8 @@ def latency_measure(pid, path, clients, requests):
         tool = os.environ.get("FLASHD_BENCH_RPC_LOAD")
         extra = {}
         if tool:
-                p = subprocess.run([tool, path, str(clients), str(requests)], stdout=subprocess.PIPE, text=True,
-                                   timeout=180)
+                p = subprocess.run([tool, path, str(clients), str(requests), "device.list", str(interval_ms)],
+                                   stdout=subprocess.PIPE, text=True, timeout=180)
                 if p.returncode != 0:
                         raise RuntimeError(f"rpc-load exit {p.returncode}")
                 summary = json.loads(p.stdout)
@@ -469,6 +469,8 @@ def latency_measure(pid, path, clients, requests):
                 extra = {"p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"], "max_ms": summary["max_ms"],
                          "client": "c"}
         else:
+                if interval_ms:
+                        raise RuntimeError("open-loop latency needs the C client (FLASHD_BENCH_RPC_LOAD)")
                 lat = latency_run(path, clients, requests)
                 n = len(lat)
                 extra = {"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "max_ms": max(lat) * 1e3,
@@ -528,6 +530,9 @@ def measure_daemon(spec):
 
                 _, out["latency_one_client"] = latency_measure(pid, d.socket_path, 1, 500)
                 _, out["latency_idle"] = latency_measure(pid, d.socket_path, spec["clients"], spec["requests"])
+                if spec.get("open_interval_ms"):
+                        _, out["latency_idle_open"] = latency_measure(pid, d.socket_path, spec["clients"],
+                                                                      spec["requests"], spec["open_interval_ms"])
 
                 # 8 parallel jobs on the boards in DFU mode (empty application
                 # region, so plugging them in starts the ROM bootloader)
@@ -553,6 +558,10 @@ def measure_daemon(spec):
                 busy = []
                 tc0 = thread_cpu(pid)
                 t_busy = now()
+                if spec.get("open_interval_ms"):
+                        _, out["latency_busy_open"] = latency_measure(pid, d.socket_path, spec["clients"],
+                                                                      spec["requests"], spec["open_interval_ms"])
+                        out["latency_busy_open"]["jobs_still_running"] = running()
                 while running() and rounds < spec.get("busy_rounds", 5):
                         _, extra = latency_measure(pid, d.socket_path, spec["clients"], spec["requests"])
                         busy.append(extra)
