@@ -5,7 +5,8 @@
  * DfuSe (UM0424, AN3156): plan the touched sectors, read them back and
  * leave those that already hold the image, erase the changed ones (all
  * erases first, so the write phase is one stream), write in wTransferSize
- * chunks aligned to the sector start, verify by UPLOAD, then leave with
+ * chunks aligned to the sector start, the vector table's chunk last,
+ * verify by UPLOAD, then leave with
  * SET_ADDRESS + zero-length DNLOAD + GETSTATUS.
  *
  * Plain DFU 1.1 (section 6.1): sequential DNLOAD blocks from wBlockNum 0, a
@@ -205,11 +206,47 @@ static int write_chunk(FlashCtx *c, uint32_t address, const uint8_t *data, size_
         return 0;
 }
 
+/* Write chunks [from, to) of sector i, whose target is in c->target. Chunks
+ * are aligned to the sector start, so every chunk lies in one sector;
+ * all-0xFF chunks (gaps the image does not cover, or 0xFF runs in it) are
+ * already right after the erase. */
+static int write_range(FlashCtx *c, size_t i, uint32_t from, uint32_t to)
+{
+        const FlashPlanSector *sec = &c->plan->sectors[i];
+        DfuSession *s = c->s;
+        uint16_t xfer = s->transfer_size;
+        int r;
+
+        for (uint32_t off = from; off < MIN(to, sec->size); off += xfer) {
+                uint32_t address = sec->address + off;
+                size_t len = MIN((size_t)xfer, (size_t)(sec->size - off));
+
+                if (is_erased(c->target + off, len))
+                        continue;
+                r = dfu_session_check_cancel(s, c->cb, "write", address);
+                if (r < 0)
+                        return r;
+                r = write_chunk(c, address, c->target + off, len);
+                if (r == -ENODEV)
+                        return device_gone(s, "writing", address);
+                if (r < 0)
+                        return dfu_session_fail(s, r,
+                                                "%s The board stays in DFU mode with an incomplete image; "
+                                                "check the address and the board, then flash again.",
+                                                strempty(s->error));
+                c->done += len;
+                dfu_session_progress(c->cb, c->done, c->total);
+        }
+        return 0;
+}
+
 static int phase_write(FlashCtx *c)
 {
         FlashPlan *p = c->plan;
         DfuSession *s = c->s;
         uint16_t xfer = s->transfer_size;
+        uint32_t vt = 0;
+        bool vt_last;
         int r;
 
         c->done = 0;
@@ -220,36 +257,37 @@ static int phase_write(FlashCtx *c)
         dfu_session_progress(c->cb, 0, c->total);
         s->run_valid = false;
 
-        for (size_t i = 0; i < p->n_sectors; i++) {
-                const FlashPlanSector *sec = &p->sectors[i];
+        /* The image's first bytes, its vector table (initial SP and reset
+         * vector, ARMv7-M B1.5.3), are what a bootloader checks before it
+         * starts an application. The erase cleared them; writing the sector
+         * that holds them last, and their chunk very last, keeps the flash
+         * free of a plausible application until everything else is in: a
+         * board that loses power or its cable mid-write stays in its
+         * bootloader, and a retry works. (The sectors are sorted, so the
+         * first one holds the image's lowest address.) */
+        vt_last = sector_gets_written(&p->sectors[0]);
+        if (vt_last)
+                vt = (p->segments[0].address - p->sectors[0].address) / xfer * xfer;
 
-                if (!sector_gets_written(sec))
+        for (size_t i = vt_last ? 1 : 0; i < p->n_sectors; i++) {
+                if (!sector_gets_written(&p->sectors[i]))
                         continue;
                 flash_plan_sector_target(p, i, c->target);
-                /* Chunks are aligned to the sector start, so every chunk lies in one
-                 * sector; all-0xFF chunks (gaps the image does not cover, or 0xFF
-                 * runs in it) are already right after the erase. */
-                for (uint32_t off = 0; off < sec->size; off += xfer) {
-                        uint32_t address = sec->address + off;
-                        size_t len = MIN((size_t)xfer, (size_t)(sec->size - off));
-
-                        if (is_erased(c->target + off, len))
-                                continue;
-                        r = dfu_session_check_cancel(s, c->cb, "write", address);
-                        if (r < 0)
-                                return r;
-                        r = write_chunk(c, address, c->target + off, len);
-                        if (r == -ENODEV)
-                                return device_gone(s, "writing", address);
-                        if (r < 0)
-                                return dfu_session_fail(
-                                        s, r,
-                                        "%s The board stays in DFU mode with an incomplete image; "
-                                        "check the address and the board, then flash again.",
-                                        strempty(s->error));
-                        c->done += len;
-                        dfu_session_progress(c->cb, c->done, c->total);
-                }
+                r = write_range(c, i, 0, p->sectors[i].size);
+                if (r < 0)
+                        return r;
+        }
+        if (vt_last) {
+                flash_plan_sector_target(p, 0, c->target);
+                r = write_range(c, 0, 0, vt);
+                if (r < 0)
+                        return r;
+                r = write_range(c, 0, vt + xfer, p->sectors[0].size);
+                if (r < 0)
+                        return r;
+                r = write_range(c, 0, vt, vt + xfer);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
