@@ -448,6 +448,30 @@ static bool rule_matches_entry(const Rule *r, const InventoryEntry *e)
         return rule_match_device(&r->match, &d);
 }
 
+/* USB cannot tell some boards apart (an Octopus Pro F446 and a FYSETC S6
+ * in ROM DFU). A rule that names a board takes the board for that one, as
+ * `flashctl flash octopus-pro` does; say so loudly when a candidate has
+ * another application offset. */
+static void warn_if_ambiguous(const Rule *r, const InventoryEntry *e)
+{
+        const BoardVariant *mine = NULL;
+
+        if (e->board || !r->match.board)
+                return;
+        for (size_t i = 0; i < e->n_candidates; i++)
+                if (e->candidates[i].board && streq(e->candidates[i].board->name, r->match.board))
+                        mine = e->candidates[i].variant;
+        for (size_t i = 0; mine && i < e->n_candidates; i++) {
+                const InventoryCandidate *c = &e->candidates[i];
+                if (c->variant && c->board && c->variant->app_offset != mine->app_offset)
+                        log_warning(
+                                "rule %s: the board on %s could also be %s (application offset 0x%x, not "
+                                "0x%x); flashing it as %s because the rule names that board",
+                                r->id, e->port, c->board->name, c->variant->app_offset, mine->app_offset,
+                                r->match.board);
+        }
+}
+
 /* The oldest enabled rule that matches decides what happens to a board;
  * `only`, when given, acts only if it is that rule (a rule just added or
  * enabled looks at the boards already there). */
@@ -473,6 +497,7 @@ static void evaluate_entry(RuleService *s, const InventoryEntry *e, const Rule *
                 rule_skip(s, r, e, b);
                 return;
         }
+        warn_if_ambiguous(r, e);
         rule_fire(s, r, e, NULL);
 }
 
