@@ -213,7 +213,6 @@ DfuseLayout *dfuse_layout_free(DfuseLayout *l)
         return NULL;
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
 
 static void dfuse_region_clear(DfuseRegion *r)
 {

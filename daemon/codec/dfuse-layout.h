@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/macros.h"
+
 /* Low three bits of the segment type letter (a..g). */
 enum {
         DFUSE_SECTOR_READABLE = 1 << 0,
@@ -53,6 +55,7 @@ typedef struct DfuseLayout {
  */
 int dfuse_layout_parse(const char *s, size_t len, DfuseLayout **ret);
 DfuseLayout *dfuse_layout_free(DfuseLayout *l);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
 
 /* Sum of all sector sizes of all regions. */
 uint64_t dfuse_layout_total_size(const DfuseLayout *l);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/macros.h"
+
 /* Most data an image may hold: four times the largest STM32 flash in the
  * database (2 MiB) plus room for external flash images; a 16 MiB ceiling
  * keeps a hostile client from making the daemon allocate without bound. */
@@ -62,11 +64,7 @@ typedef struct FlashImage {
 
 int flash_image_new(FlashImage **ret, FlashImageFormat format);
 FlashImage *flash_image_free(FlashImage *img);
-static inline void flash_image_freep(FlashImage **img)
-{
-        if (*img)
-                flash_image_free(*img);
-}
+DEFINE_TRIVIAL_CLEANUP_FUNC(FlashImage *, flash_image_free);
 
 /* Add bytes at an address: -EEXIST when they overlap existing data,
  * -EFBIG beyond FLASH_IMAGE_MAX_SIZE, -ERANGE past the 32-bit address space. */

@@ -93,7 +93,6 @@ static void probe_alt_string(libusb_device_handle *h, uint16_t langid, uint8_t i
         a->name = TAKE_PTR(utf8);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(UsbTransport *, usb_transport_free);
 
 static void probe_device(ProbeThread *t)
 {

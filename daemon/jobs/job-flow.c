@@ -167,16 +167,10 @@ static void dfu_on_note(void *userdata, const char *text)
         job_worker_log(f->w, "%s", text);
 }
 
-static DfuSession *dfu_session_freep_helper(DfuSession *s)
-{
-        return dfu_session_free(s);
-}
-DEFINE_TRIVIAL_CLEANUP_FUNC(DfuSession *, dfu_session_freep_helper);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
 
 static int flow_flash_dfu(Flow *f)
 {
-        _cleanup_(dfu_session_freep_helperp) DfuSession *s = NULL;
+        _cleanup_(dfu_session_freep) DfuSession *s = NULL;
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ char *message = NULL;
         const DfuFlashStats *st;

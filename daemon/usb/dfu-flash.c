@@ -27,8 +27,6 @@
  * device's bwPollTimeout; bound the whole of it. */
 #define DFU_MANIFEST_TIMEOUT_MS 10000
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(FlashPlan *, flash_plan_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
 
 typedef struct FlashCtx {
         DfuSession *s;

@@ -131,7 +131,6 @@ DfuSession *dfu_session_free(DfuSession *s)
         free(s);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(DfuSession *, dfu_session_free);
 
 static void strdup_to(char **ret_message, const char *m)
 {

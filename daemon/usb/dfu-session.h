@@ -21,6 +21,7 @@
 #include "usb/dfu-proto.h"
 #include "usb/flash-plan.h"
 #include "usb/usb-transport.h"
+#include "util/macros.h"
 
 typedef struct DfuSession DfuSession;
 
@@ -95,6 +96,7 @@ typedef struct DfuFlashStats {
 int dfu_session_open_port_path(DfuSession **ret, const char *port_path, char **ret_message);
 int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **ret_message);
 DfuSession *dfu_session_free(DfuSession *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(DfuSession *, dfu_session_free);
 
 bool dfu_session_is_dfuse(const DfuSession *s);
 uint16_t dfu_session_get_transfer_size(const DfuSession *s);

@@ -34,7 +34,6 @@ FlashPlan *flash_plan_free(FlashPlan *p)
         free(p);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(FlashPlan *, flash_plan_free);
 
 _printf_(3, 4) static int plan_fail(char **ret_message, int error, const char *fmt, ...)
 {

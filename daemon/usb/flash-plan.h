@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "util/macros.h"
 
 /* One contiguous piece of the image. `data` is borrowed. */
 typedef struct DfuImageSegment {
@@ -70,6 +71,7 @@ typedef struct FlashPlan {
 int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const DfuImageSegment *segments,
                    size_t n_segments, char **ret_message);
 FlashPlan *flash_plan_free(FlashPlan *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(FlashPlan *, flash_plan_free);
 
 /* Fill buf (sectors[i].size bytes) with sector i's target content. */
 void flash_plan_sector_target(const FlashPlan *p, size_t i, uint8_t *buf);

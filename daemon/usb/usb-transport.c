@@ -116,7 +116,6 @@ UsbTransport *usb_transport_free(UsbTransport *t)
         free(t);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(UsbTransport *, usb_transport_free);
 
 static void libusb_free_device_listp(libusb_device ***l)
 {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "usb/dfu-proto.h"
+#include "util/macros.h"
 
 typedef struct UsbTransport UsbTransport;
 
@@ -33,6 +34,7 @@ int usb_port_path_format(uint8_t bus, const uint8_t *ports, size_t n_ports, char
 int usb_transport_open_port_path(UsbTransport **ret, const char *port_path);
 int usb_transport_open_bus_dev(UsbTransport **ret, uint8_t bus, uint8_t dev);
 UsbTransport *usb_transport_free(UsbTransport *t);
+DEFINE_TRIVIAL_CLEANUP_FUNC(UsbTransport *, usb_transport_free);
 
 libusb_device_handle *usb_transport_get_handle(UsbTransport *t);
 /* The port path of the opened device ("1-1.3"). */
