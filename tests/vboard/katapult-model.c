@@ -283,11 +283,16 @@ void katapult_model_feed(KatapultModel *m, const void *data, size_t size)
 size_t katapult_model_take_output(KatapultModel *m, void *buf, size_t size, uint64_t *ret_delay_us)
 {
         size_t n = MIN(size, m->out_len);
+
+        if (ret_delay_us)
+                *ret_delay_us = n > 0 ? m->cfg.quirks.reply_delay_us : 0;
+        /* nothing answered yet: m->out may still be NULL, and memcpy's
+         * source must not be NULL even for 0 bytes (UBSan) */
+        if (n == 0)
+                return 0;
         memcpy(buf, m->out, n);
         memmove(m->out, m->out + n, m->out_len - n);
         m->out_len -= n;
-        if (ret_delay_us)
-                *ret_delay_us = n > 0 ? m->cfg.quirks.reply_delay_us : 0;
         return n;
 }
 
