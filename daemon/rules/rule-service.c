@@ -43,8 +43,20 @@ typedef struct JobTrack {
         struct JobTrack *next;
 } JobTrack;
 
+/* A board a rule gave up on after its last retry: skipped on its next
+ * appearances (a flaky cable that plugs itself back must not start the
+ * retries over and over) until the rule is disabled and enabled again.
+ * Kept in memory only. */
+typedef struct GaveUp {
+        char *rule_id;
+        char *port;
+        char **serials; /* NULL-terminated; the board's USB serials seen during its jobs */
+        struct GaveUp *next;
+} GaveUp;
+
 struct RuleService {
         Manager *manager;
+        GaveUp *gave_up;
         char *state_file;
         RuleSet *set;
         RuleFiring *firings;
@@ -214,6 +226,72 @@ static void track_drop(RuleService *s, uint64_t job)
                 }
 }
 
+/* ---- boards given up on ---- */
+
+static void gave_up_free(GaveUp *g)
+{
+        for (char **p = g->serials; p && *p; p++)
+                free(*p);
+        free(g->serials);
+        free(g->rule_id);
+        free(g->port);
+        free(g);
+}
+
+static void gave_up_add(RuleService *s, const char *rule_id, const char *port, char *const *serials,
+                        const char *current)
+{
+        GaveUp *g = calloc(1, sizeof(GaveUp));
+        size_t n = 0;
+
+        if (!g)
+                return (void)log_oom();
+        while (serials && serials[n])
+                n++;
+        g->serials = calloc(n + 2, sizeof(char *));
+        g->rule_id = strdup(rule_id);
+        g->port = strdup(port);
+        if (!g->serials || !g->rule_id || !g->port) {
+                gave_up_free(g);
+                return (void)log_oom();
+        }
+        n = 0;
+        for (char *const *p = serials; p && *p; p++)
+                if ((g->serials[n] = strdup(*p)))
+                        n++;
+        if (current && (g->serials[n] = strdup(current)))
+                n++;
+        g->next = s->gave_up;
+        s->gave_up = g;
+}
+
+static bool gave_up_on(RuleService *s, const Rule *r, const InventoryEntry *e)
+{
+        for (GaveUp *g = s->gave_up; g; g = g->next) {
+                if (!streq(g->rule_id, r->id) || !streq_ptr(g->port, e->port))
+                        continue;
+                if (!g->serials[0] || !e->serial)
+                        return true;
+                for (char **p = g->serials; *p; p++)
+                        if (streq(*p, e->serial))
+                                return true;
+        }
+        return false;
+}
+
+static void gave_up_clear_rule(RuleService *s, const char *rule_id)
+{
+        for (GaveUp **p = &s->gave_up; *p;) {
+                GaveUp *g = *p;
+                if (!streq(g->rule_id, rule_id)) {
+                        p = &g->next;
+                        continue;
+                }
+                *p = g->next;
+                gave_up_free(g);
+        }
+}
+
 /* ---- the boards ---- */
 
 /* A board a job can start on right away: a DFU device once the inventory
@@ -277,7 +355,7 @@ static bool seen_mark(RuleService *s, const InventoryEntry *e)
 
 /* ---- firing ---- */
 
-static void rule_on_job_end(RuleService *s, const Job *j);
+static void rule_on_job_end(RuleService *s, const Job *j, char *const *serials);
 
 static bool error_is_retryable(JobError e)
 {
@@ -405,7 +483,7 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
         (void)rule_event_set(&r->last_fired, job_now(), e->port, job->id, NULL);
         /* a job that could not even start ended inside job_queue_submit() */
         if (job_state_is_final(job->state))
-                rule_on_job_end(s, job);
+                rule_on_job_end(s, job, NULL);
         log_info("rule %s: board on %s (%s mode) matches; job %" PRIu64 " flashes image %.12s (attempt %u)",
                  r->id, e->port, device_mode_to_string(e->mode), job->id, r->action.sha256, attempt);
         broadcast(s, "notify_rule_fired",
@@ -417,22 +495,14 @@ out:
         notify_changed(s, r);
 }
 
-static void rule_skip(RuleService *s, Rule *r, const InventoryEntry *e, const BoardImage *b)
+static void rule_skip(RuleService *s, Rule *r, const InventoryEntry *e, uint64_t job, const char *text)
 {
-        char text[256];
-
-        if (b->job)
-                snprintf(text, sizeof(text),
-                         "the board already holds image %.12s (flashed by job %" PRIu64 ")", b->sha256,
-                         b->job);
-        else
-                snprintf(text, sizeof(text), "the board already holds image %.12s", b->sha256);
         r->n_skipped++;
-        (void)rule_event_set(&r->last_skipped, job_now(), e->port, b->job, text);
+        (void)rule_event_set(&r->last_skipped, job_now(), e->port, job, text);
         log_info("rule %s: board on %s skipped: %s", r->id, e->port, text);
         broadcast(s, "notify_rule_skipped",
                   json_pack("{s:s, s:s, s:s, s:o}", "rule", r->id, "port", e->port, "reason", text, "job",
-                            b->job ? json_integer((json_int_t)b->job) : json_null()));
+                            job ? json_integer((json_int_t)job) : json_null()));
         rule_service_save(s);
         notify_changed(s, r);
 }
@@ -494,7 +564,20 @@ static void evaluate_entry(RuleService *s, const InventoryEntry *e, const Rule *
         }
         const BoardImage *b = rule_set_board_image(s->set, e->port, e->serial);
         if (b && streq(b->sha256, r->action.sha256)) {
-                rule_skip(s, r, e, b);
+                char text[256];
+                if (b->job)
+                        snprintf(text, sizeof(text),
+                                 "the board already holds image %.12s (flashed by job %" PRIu64 ")",
+                                 b->sha256, b->job);
+                else
+                        snprintf(text, sizeof(text), "the board already holds image %.12s", b->sha256);
+                rule_skip(s, r, e, b->job, text);
+                return;
+        }
+        if (gave_up_on(s, r, e)) {
+                rule_skip(s, r, e, 0,
+                          "the rule gave up on this board after its last retry (see last_error); flash it "
+                          "by hand, or disable and enable the rule to try again");
                 return;
         }
         warn_if_ambiguous(r, e);
@@ -572,7 +655,7 @@ static void collect_serials(RuleService *s, const Job *j)
         track_add_serial(s, j->id, e ? e->serial : NULL);
 }
 
-static void rule_on_job_end(RuleService *s, const Job *j)
+static void rule_on_job_end(RuleService *s, const Job *j, char *const *serials)
 {
         Rule *r = rule_set_find(s->set, j->source);
         RuleFiring *f;
@@ -639,6 +722,10 @@ static void rule_on_job_end(RuleService *s, const Job *j)
                                " failed (%s): %s",
                                strna(j->port), f->attempt, f->attempt == 1 ? "" : "s", j->id,
                                job_error_to_string(j->error), strna(j->error_message));
+                {
+                        const InventoryEntry *now = inventory_get(s->manager->inventory, j->port);
+                        gave_up_add(s, r->id, j->port, serials, now ? now->serial : NULL);
+                }
                 firing_drop(s, f);
                 break;
         case JOB_STATE_QUEUED:
@@ -675,11 +762,10 @@ static void rule_service_on_job(const Job *j, void *userdata)
                 rule_service_save(s);
         } else if (j->was_flashing && j->port && rule_set_forget(s->set, j->port, t ? t->serials : NULL))
                 rule_service_save(s);
-        track_drop(s, j->id);
-
         /* a refusal inside rule_fire() is handled there */
         if (!s->submitting)
-                rule_on_job_end(s, j);
+                rule_on_job_end(s, j, t ? t->serials : NULL);
+        track_drop(s, j->id);
 }
 
 /* ---- public ---- */
@@ -710,6 +796,11 @@ RuleService *rule_service_free(RuleService *s)
         }
         while (s->firings)
                 firing_drop(s, s->firings);
+        while (s->gave_up) {
+                GaveUp *g = s->gave_up;
+                s->gave_up = g->next;
+                gave_up_free(g);
+        }
         while (s->seen) {
                 PortSeen *p = s->seen;
                 s->seen = p->next;
@@ -844,6 +935,7 @@ int rule_service_remove(RuleService *s, const char *id)
         if (!r)
                 return -ENOENT;
         firings_drop_rule(s, r->id);
+        gave_up_clear_rule(s, r->id);
         /* the image file goes too when no other rule and no job names it */
         image_store_unpin(store_of(s), r->action.sha256);
         if (!image_store_pinned(store_of(s), r->action.sha256) && !image_named_by_job(s, r->action.sha256))
@@ -859,6 +951,7 @@ int rule_service_set_enabled(RuleService *s, Rule *r, bool enabled)
         if (r->enabled == enabled)
                 return 0;
         r->enabled = enabled;
+        gave_up_clear_rule(s, r->id);
         free(r->disabled_reason);
         r->disabled_reason = NULL;
         if (!enabled)

@@ -14,7 +14,8 @@ it back 200 ms later.
   holds the whole image and runs it; the failed attempts are in the job
   history with the rule as their source and error device-gone.
 - 1-1.2 (a cable that breaks after the first block): the rule gives up after
-  max_retries retries, says so (failed, last_error), and submits nothing more.
+  max_retries retries, says so (failed, last_error), and submits nothing more,
+  also when the board shows up again (skipped: the rule gave up on it).
 """
 import harness
 from rules_helpers import (APP, FAST_CONFIG, Boards, add_rule, app_image, check, holds, jobs, quiet, rule,
@@ -48,8 +49,12 @@ def test_retries():
         check(r["last_error"]["port"] == BROKEN and "gave up" in r["last_error"]["message"],
               "last_error says the rule gave up", r["last_error"])
         check(r["flashed"] == 1 and r["pending"] == [], "one board flashed, nothing pending", r)
+        # the board that plugs itself back (or is reset) is not started over
+        boards.boot0_reset(BROKEN)
+        c.wait_notification("notify_rule_skipped", lambda p: p[0]["port"] == BROKEN and "gave up" in p[0]["reason"],
+                            timeout=10)
         quiet(1.0)
-        check(len(jobs(c, "rule-1", BROKEN)) == 3, "no further attempts", jobs(c, "rule-1", BROKEN))
+        check(len(jobs(c, "rule-1", BROKEN)) == 3, "no further attempts", [j["id"] for j in jobs(c, "rule-1", BROKEN)])
         check(all(j["source"] == "rule-1" for j in jobs(c)), "every job names the rule")
 
 
