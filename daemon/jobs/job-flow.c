@@ -126,47 +126,41 @@ static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint
         return 0;
 }
 
-/* ---- DFU ---- */
+/* ---- what the sessions report (FlashCallbacks) ---- */
 
-static JobPhase phase_from_dfu(DfuPhase p)
-{
-        switch (p) {
-        case DFU_PHASE_READ_BACK:
-                return JOB_PHASE_READ_BACK;
-        case DFU_PHASE_ERASE:
-                return JOB_PHASE_ERASE;
-        case DFU_PHASE_WRITE:
-                return JOB_PHASE_WRITE;
-        case DFU_PHASE_VERIFY:
-                return JOB_PHASE_VERIFY;
-        case DFU_PHASE_LEAVE:
-        case _DFU_PHASE_MAX:
-                break;
-        }
-        return JOB_PHASE_LEAVE;
-}
-
-static void dfu_on_phase(void *userdata, DfuPhase phase)
+static void flow_on_phase(void *userdata, FlashPhase phase)
 {
         Flow *f = userdata;
 
-        job_worker_send_phase(f->w, phase_from_dfu(phase));
+        job_worker_send_phase(f->w, job_phase_from_flash(phase));
 }
 
-static void dfu_on_progress(void *userdata, uint64_t done, uint64_t total)
+static void flow_on_progress(void *userdata, uint64_t done, uint64_t total)
 {
         Flow *f = userdata;
 
         job_worker_send_progress(f->w, done, total);
 }
 
-static void dfu_on_note(void *userdata, const char *text)
+static void flow_on_note(void *userdata, const char *text)
 {
         Flow *f = userdata;
 
         job_worker_log(f->w, "%s", text);
 }
 
+static FlashCallbacks flow_callbacks(Flow *f)
+{
+        return (FlashCallbacks){
+                .phase = flow_on_phase,
+                .progress = flow_on_progress,
+                .note = flow_on_note,
+                .cancel = job_worker_cancel_flag(f->w),
+                .userdata = f,
+        };
+}
+
+/* ---- DFU ---- */
 
 static int flow_flash_dfu(Flow *f)
 {
@@ -174,13 +168,7 @@ static int flow_flash_dfu(Flow *f)
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ char *message = NULL;
         const DfuFlashStats *st;
-        DfuCallbacks cb = {
-                .phase = dfu_on_phase,
-                .progress = dfu_on_progress,
-                .note = dfu_on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
-        };
+        FlashCallbacks cb = flow_callbacks(f);
         DfuFlashRequest req = {
                 .skip_unchanged = true,
                 .segments = f->payload->segments,
@@ -248,15 +236,6 @@ static int flow_flash_dfu(Flow *f)
 
 /* ---- Katapult ---- */
 
-static void katapult_on_phase(void *userdata, KatapultPhase phase)
-{
-        Flow *f = userdata;
-
-        job_worker_send_phase(f->w, phase == KATAPULT_PHASE_WRITE    ? JOB_PHASE_WRITE
-                                    : phase == KATAPULT_PHASE_VERIFY ? JOB_PHASE_VERIFY
-                                                                     : JOB_PHASE_LEAVE);
-}
-
 /* Katapult writes one flat image from its application start: fill gaps
  * between segments with 0xFF (the erased value). */
 static int payload_flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
@@ -290,13 +269,7 @@ static int flow_flash_katapult(Flow *f)
         _cleanup_free_ char *message = NULL;
         const KatapultFlashStats *st;
         size_t flat_size = 0;
-        KatapultCallbacks cb = {
-                .phase = katapult_on_phase,
-                .progress = dfu_on_progress,
-                .note = dfu_on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
-        };
+        FlashCallbacks cb = flow_callbacks(f);
         KatapultFlashOptions opts = {
                 .image_address = f->payload->address,
                 .image_mcu = f->payload->mcu,

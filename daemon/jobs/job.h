@@ -17,6 +17,7 @@
 
 #include "codec/image-check.h"
 #include "jobs/job-error.h"
+#include "util/flash-callbacks.h"
 #include "util/macros.h"
 
 typedef enum JobState {
@@ -35,16 +36,23 @@ typedef enum JobState {
         _JOB_STATE_INVALID = -EINVAL,
 } JobState;
 
+/* NONE, then the sessions' own phases in their order (job_phase_from_flash()). */
 typedef enum JobPhase {
         JOB_PHASE_NONE,
-        JOB_PHASE_READ_BACK, /* reading the flash to skip sectors that already hold the image */
-        JOB_PHASE_ERASE,
-        JOB_PHASE_WRITE,
-        JOB_PHASE_VERIFY,
-        JOB_PHASE_LEAVE,
+        JOB_PHASE_READ_BACK = 1 + FLASH_PHASE_READ_BACK, /* reading the flash to skip sectors that
+                                                          * already hold the image */
+        JOB_PHASE_ERASE = 1 + FLASH_PHASE_ERASE,
+        JOB_PHASE_WRITE = 1 + FLASH_PHASE_WRITE,
+        JOB_PHASE_VERIFY = 1 + FLASH_PHASE_VERIFY,
+        JOB_PHASE_LEAVE = 1 + FLASH_PHASE_LEAVE,
         _JOB_PHASE_MAX,
         _JOB_PHASE_INVALID = -EINVAL,
 } JobPhase;
+
+static inline JobPhase job_phase_from_flash(FlashPhase p)
+{
+        return p >= 0 && p < _FLASH_PHASE_MAX ? (JobPhase)(1 + p) : JOB_PHASE_NONE;
+}
 
 #define JOB_LOG_MAX 200
 

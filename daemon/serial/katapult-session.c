@@ -25,7 +25,7 @@ const KatapultTimeouts katapult_timeouts_default = {
 
 struct KatapultSession {
         SerialTransport *transport;
-        KatapultCallbacks cb;
+        FlashCallbacks cb;
         KatapultTimeouts timeouts;
         KatapultDecoder decoder;
         bool prime;
@@ -37,22 +37,6 @@ struct KatapultSession {
         uint8_t reply[KATAPULT_PAYLOAD_MAX];
         size_t reply_size;
 };
-
-const char *katapult_phase_to_string(KatapultPhase p)
-{
-        switch (p) {
-        case KATAPULT_PHASE_WRITE:
-                return "write";
-        case KATAPULT_PHASE_VERIFY:
-                return "verify";
-        case KATAPULT_PHASE_LEAVE:
-                return "leave";
-        case _KATAPULT_PHASE_MAX:
-        case _KATAPULT_PHASE_INVALID:
-                break;
-        }
-        return NULL;
-}
 
 static uint64_t now_usec(void)
 {
@@ -72,7 +56,7 @@ _printf_(3, 4) static int fail(KatapultSession *s, int r, const char *format, ..
 
 static bool cancelled(KatapultSession *s)
 {
-        return s->cb.cancel && atomic_load(s->cb.cancel);
+        return flash_callbacks_cancelled(&s->cb);
 }
 
 /* Sleep in slices so cancellation is noticed. */
@@ -110,9 +94,9 @@ KatapultSession *katapult_session_free(KatapultSession *s)
         return NULL;
 }
 
-static void use_callbacks(KatapultSession *s, const KatapultCallbacks *cb)
+static void use_callbacks(KatapultSession *s, const FlashCallbacks *cb)
 {
-        s->cb = cb ? *cb : (KatapultCallbacks){};
+        s->cb = cb ? *cb : (FlashCallbacks){};
 }
 
 void katapult_session_set_timeouts(KatapultSession *s, const KatapultTimeouts *t)
@@ -163,16 +147,14 @@ static int finish(KatapultSession *s, int r, char **ret_message, const char *sum
         return r;
 }
 
-static void phase(KatapultSession *s, KatapultPhase p)
+static void phase(KatapultSession *s, FlashPhase p)
 {
-        if (s->cb.phase)
-                s->cb.phase(s->cb.userdata, p);
+        flash_callbacks_phase(&s->cb, p);
 }
 
 static void progress(KatapultSession *s, uint64_t done, uint64_t total)
 {
-        if (s->cb.progress)
-                s->cb.progress(s->cb.userdata, done, total);
+        flash_callbacks_progress(&s->cb, done, total);
 }
 
 _printf_(2, 3) static void note(KatapultSession *s, const char *format, ...)
@@ -185,7 +167,7 @@ _printf_(2, 3) static void note(KatapultSession *s, const char *format, ...)
         va_start(ap, format);
         vsnprintf(buf, sizeof(buf), format, ap);
         va_end(ap);
-        s->cb.note(s->cb.userdata, buf);
+        flash_callbacks_note(&s->cb, buf);
 }
 
 typedef enum Outcome {
@@ -398,7 +380,7 @@ static int do_connect(KatapultSession *s)
         return 0;
 }
 
-int katapult_session_connect(KatapultSession *s, const KatapultCallbacks *cb, KatapultConnectInfo *ret_info,
+int katapult_session_connect(KatapultSession *s, const FlashCallbacks *cb, KatapultConnectInfo *ret_info,
                              char **ret_message)
 {
         int r;
@@ -455,7 +437,7 @@ static int do_check(KatapultSession *s, size_t image_size, const KatapultFlashOp
 }
 
 int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts,
-                           const KatapultCallbacks *cb, char **ret_message)
+                           const FlashCallbacks *cb, char **ret_message)
 {
         use_callbacks(s, cb);
         s->error[0] = 0;
@@ -476,7 +458,7 @@ static int do_complete(KatapultSession *s)
 {
         int len, r;
 
-        phase(s, KATAPULT_PHASE_LEAVE);
+        phase(s, FLASH_PHASE_LEAVE);
         len = katapult_frame_encode(KATAPULT_CMD_COMPLETE, NULL, 0, s->frame, sizeof(s->frame));
         for (unsigned attempt = 0; attempt < s->timeouts.tries; attempt++) {
                 if (attempt > 0) {
@@ -513,7 +495,7 @@ static int do_complete(KatapultSession *s)
         return exchange_error(s, -ETIMEDOUT, "COMPLETE");
 }
 
-int katapult_session_complete(KatapultSession *s, const KatapultCallbacks *cb, char **ret_message)
+int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char **ret_message)
 {
         use_callbacks(s, cb);
         s->error[0] = 0;
@@ -536,7 +518,7 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
         const KatapultConnectInfo *info = &s->info;
         uint64_t blocks = DIV_ROUND_UP((uint64_t)size, info->block_size);
 
-        phase(s, KATAPULT_PHASE_WRITE);
+        phase(s, FLASH_PHASE_WRITE);
         progress(s, 0, size);
         for (uint64_t i = 0; i < blocks; i++) {
                 uint32_t address = info->start_address + (uint32_t)(i * info->block_size);
@@ -558,7 +540,7 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
         s->stats.pages_written = s->reply_size >= 4 ? katapult_get_le32(s->reply) : 0;
 
         if (!opts || !opts->no_verify) {
-                phase(s, KATAPULT_PHASE_VERIFY);
+                phase(s, FLASH_PHASE_VERIFY);
                 progress(s, 0, size);
                 for (uint64_t i = 0; i < blocks; i++) {
                         uint32_t address = info->start_address + (uint32_t)(i * info->block_size);
@@ -599,7 +581,7 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
 }
 
 int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const KatapultCallbacks *cb, char **ret_message)
+                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message)
 {
         char summary[256];
 

@@ -24,30 +24,7 @@
 #include "codec/katapult-proto.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
-
-typedef enum KatapultPhase {
-        KATAPULT_PHASE_WRITE,
-        KATAPULT_PHASE_VERIFY,
-        KATAPULT_PHASE_LEAVE,
-        _KATAPULT_PHASE_MAX,
-        _KATAPULT_PHASE_INVALID = -EINVAL,
-} KatapultPhase;
-
-const char *katapult_phase_to_string(KatapultPhase p);
-
-/* Same shape as DfuCallbacks (usb/dfu-session.h); called on the session's
- * (worker) thread. All members may be NULL. */
-typedef struct KatapultCallbacks {
-        /* A new phase starts; progress restarts at 0 of that phase's total. */
-        void (*phase)(void *userdata, KatapultPhase phase);
-        /* bytes of the image done / total in the current phase */
-        void (*progress)(void *userdata, uint64_t bytes_done, uint64_t bytes_total);
-        /* Worth telling, not an error ("Katapult 1.1.0 on stm32f446xx ..."). */
-        void (*note)(void *userdata, const char *text);
-        /* Checked between frames and while waiting: when set -> -ECANCELED. */
-        const atomic_bool *cancel;
-        void *userdata;
-} KatapultCallbacks;
+#include "util/flash-callbacks.h"
 
 typedef struct KatapultTimeouts {
         uint64_t reply_usec;       /* wait for a reply (flashtool: 2 s) */
@@ -112,7 +89,7 @@ bool katapult_mcu_needs_prime(const char *usb_product);
  * CONNECT (retried). Safe to call again; returns the cached info then.
  * cb may be NULL. *ret_message (optional, malloc'd) is set on failure.
  */
-int katapult_session_connect(KatapultSession *s, const KatapultCallbacks *cb, KatapultConnectInfo *ret_info,
+int katapult_session_connect(KatapultSession *s, const FlashCallbacks *cb, KatapultConnectInfo *ret_info,
                              char **ret_message);
 
 /*
@@ -121,7 +98,7 @@ int katapult_session_connect(KatapultSession *s, const KatapultCallbacks *cb, Ka
  * KATAPULT_ERR_TOO_BIG, -EINVAL for an empty image. Connects if needed.
  */
 int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts,
-                           const KatapultCallbacks *cb, char **ret_message);
+                           const FlashCallbacks *cb, char **ret_message);
 
 /*
  * Connect, check, write, EOF, verify, COMPLETE; `image` is written at
@@ -132,12 +109,11 @@ int katapult_session_check(KatapultSession *s, size_t image_size, const Katapult
  * every case: a summary on success, what happened and what to do on failure.
  */
 int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const KatapultCallbacks *cb,
-                           char **ret_message);
+                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message);
 
 /* Just COMPLETE: leave Katapult and start the application. Returns
  * KATAPULT_FLASH_LEFT or KATAPULT_FLASH_LEFT_DEVICE_GONE. */
-int katapult_session_complete(KatapultSession *s, const KatapultCallbacks *cb, char **ret_message);
+int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char **ret_message);
 
 typedef struct KatapultFlashStats {
         uint64_t blocks_written;

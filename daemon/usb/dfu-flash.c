@@ -27,11 +27,10 @@
  * device's bwPollTimeout; bound the whole of it. */
 #define DFU_MANIFEST_TIMEOUT_MS 10000
 
-
 typedef struct FlashCtx {
         DfuSession *s;
         const DfuFlashRequest *req;
-        const DfuCallbacks *cb;
+        const FlashCallbacks *cb;
         FlashPlan *plan;
         uint8_t *target; /* plan->max_sector_size bytes */
         uint64_t done;
@@ -76,7 +75,7 @@ static int readback_chunk(void *userdata, uint32_t offset, const uint8_t *data, 
         FlashCtx *c = userdata;
 
         flash_compare_update(c->target + offset, data, len, &c->equal, &c->blank);
-        dfu_session_progress(c->cb, c->done + offset + len, c->total);
+        flash_callbacks_progress(c->cb, c->done + offset + len, c->total);
         /* Once the sector is neither unchanged nor blank, the rest cannot help. */
         return c->equal || c->blank ? 0 : 1;
 }
@@ -90,8 +89,8 @@ static int phase_read_back(FlashCtx *c)
         c->total = 0;
         for (size_t i = 0; i < p->n_sectors; i++)
                 c->total += p->sectors[i].size;
-        dfu_session_phase(c->cb, DFU_PHASE_READ_BACK);
-        dfu_session_progress(c->cb, 0, c->total);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_READ_BACK);
+        flash_callbacks_progress(c->cb, 0, c->total);
 
         for (size_t i = 0; i < p->n_sectors; i++) {
                 FlashPlanSector *sec = &p->sectors[i];
@@ -105,7 +104,7 @@ static int phase_read_back(FlashCtx *c)
                         return r;
                 sec->action = flash_sector_action_from(c->equal, c->blank);
                 c->done += sec->size;
-                dfu_session_progress(c->cb, c->done, c->total);
+                flash_callbacks_progress(c->cb, c->done, c->total);
         }
         return 0;
 }
@@ -120,8 +119,8 @@ static int phase_erase(FlashCtx *c)
         c->total = c->req->mass_erase ? 1 : flash_plan_bytes(p, FLASH_SECTOR_CHANGED);
         if (c->total == 0)
                 return 0;
-        dfu_session_phase(c->cb, DFU_PHASE_ERASE);
-        dfu_session_progress(c->cb, 0, c->total);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_ERASE);
+        flash_callbacks_progress(c->cb, 0, c->total);
 
         if (c->req->mass_erase) {
                 r = dfu_session_check_cancel(s, c->cb, "mass erase", p->sectors[0].address);
@@ -136,7 +135,7 @@ static int phase_erase(FlashCtx *c)
                 /* Everything is 0xFF now: write every touched sector, erase none. */
                 for (size_t i = 0; i < p->n_sectors; i++)
                         p->sectors[i].action = FLASH_SECTOR_BLANK;
-                dfu_session_progress(c->cb, 1, 1);
+                flash_callbacks_progress(c->cb, 1, 1);
                 return 0;
         }
 
@@ -155,7 +154,7 @@ static int phase_erase(FlashCtx *c)
                         return r;
                 s->stats.sectors_erased++;
                 c->done += sec->size;
-                dfu_session_progress(c->cb, c->done, c->total);
+                flash_callbacks_progress(c->cb, c->done, c->total);
         }
         return 0;
 }
@@ -233,7 +232,7 @@ static int write_range(FlashCtx *c, size_t i, uint32_t from, uint32_t to)
                                                 "check the address and the board, then flash again.",
                                                 strempty(s->error));
                 c->done += len;
-                dfu_session_progress(c->cb, c->done, c->total);
+                flash_callbacks_progress(c->cb, c->done, c->total);
         }
         return 0;
 }
@@ -251,8 +250,8 @@ static int phase_write(FlashCtx *c)
         c->total = bytes_to_write(c);
         if (c->total == 0)
                 return 0;
-        dfu_session_phase(c->cb, DFU_PHASE_WRITE);
-        dfu_session_progress(c->cb, 0, c->total);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_WRITE);
+        flash_callbacks_progress(c->cb, 0, c->total);
         s->run_valid = false;
 
         /* The image's first bytes, its vector table (initial SP and reset
@@ -326,7 +325,7 @@ static int verify_chunk(void *userdata, uint32_t offset, const uint8_t *data, si
                         return 1;
                 }
         c->s->stats.bytes_verified += len;
-        dfu_session_progress(c->cb, c->done + offset + len, c->total);
+        flash_callbacks_progress(c->cb, c->done + offset + len, c->total);
         return 0;
 }
 
@@ -347,8 +346,8 @@ static int phase_verify(FlashCtx *c)
                 }
         if (c->total == 0)
                 return 0;
-        dfu_session_phase(c->cb, DFU_PHASE_VERIFY);
-        dfu_session_progress(c->cb, 0, c->total);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_VERIFY);
+        flash_callbacks_progress(c->cb, 0, c->total);
 
         for (size_t i = 0; i < p->n_sectors; i++) {
                 const FlashPlanSector *sec = &p->sectors[i];
@@ -398,7 +397,7 @@ static int dfuse_leave(FlashCtx *c)
         DfuStatus st;
         int r;
 
-        dfu_session_phase(c->cb, DFU_PHASE_LEAVE);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_LEAVE);
         /* UM0424 "Leave DFU mode": SET_ADDRESS (the jump target), then a
          * zero-length DNLOAD, then GETSTATUS starts manifestation. */
         r = dfu_session_dfuse_set_address(s, c->req->leave_address);
@@ -528,7 +527,7 @@ static int flash_dfuse(FlashCtx *c)
         return dfuse_leave(c);
 }
 
-int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const DfuCallbacks *cb)
+int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const FlashCallbacks *cb)
 {
         size_t off = 0;
         int r;
@@ -551,7 +550,7 @@ int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const DfuC
                 }
                 off += (size_t)r;
                 s->stats.bytes_read += (size_t)r;
-                dfu_session_progress(cb, off, len);
+                flash_callbacks_progress(cb, off, len);
                 if ((size_t)r < n)
                         return (int)off; /* the device ended the upload: back in dfuIDLE */
         }
@@ -588,7 +587,7 @@ static int flash_plain(FlashCtx *c)
                         s, c->cb,
                         "Plain DFU devices have no mass erase command; the device erases as it needs.");
 
-        dfu_session_phase(c->cb, DFU_PHASE_WRITE);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_WRITE);
         c->total = seg->len;
         for (size_t off = 0; off < seg->len; off += s->transfer_size, block++) {
                 size_t n = MIN((size_t)s->transfer_size, seg->len - off);
@@ -606,7 +605,7 @@ static int flash_plain(FlashCtx *c)
                         return device_gone(s, "writing byte offset", (uint32_t)off);
                 if (r < 0)
                         return r;
-                dfu_session_progress(c->cb, off + n, c->total);
+                flash_callbacks_progress(c->cb, off + n, c->total);
         }
 
         /* DFU 1.1 section 6.1.1: a zero-length DNLOAD ends the download and
@@ -656,7 +655,7 @@ static int flash_plain(FlashCtx *c)
 
                         if (!buf)
                                 return -ENOMEM;
-                        dfu_session_phase(c->cb, DFU_PHASE_VERIFY);
+                        flash_callbacks_phase(c->cb, FLASH_PHASE_VERIFY);
                         r = dfu_session_plain_upload(s, buf, seg->len, c->cb);
                         if (r < 0)
                                 return r;
@@ -680,7 +679,7 @@ static int flash_plain(FlashCtx *c)
         if (!c->req->leave)
                 return DFU_FLASH_DONE;
 
-        dfu_session_phase(c->cb, DFU_PHASE_LEAVE);
+        flash_callbacks_phase(c->cb, FLASH_PHASE_LEAVE);
         /* DFU 1.1 section 6.1.4 / A.2.8: a USB reset ends DFU mode. */
         r = usb_transport_reset(s->transport);
         if (r == -ENODEV || r == -ENOENT || r == -EIO)
@@ -718,7 +717,8 @@ static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool ve
         return m;
 }
 
-int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const DfuCallbacks *cb, char **ret_message)
+int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCallbacks *cb,
+                      char **ret_message)
 {
         FlashCtx c = { .s = s, .req = req, .cb = cb };
         uint64_t start = dfu_now_ms();

@@ -44,10 +44,8 @@ typedef int (*DfuChunkFn)(void *userdata, uint32_t offset, const uint8_t *data, 
 uint64_t dfu_now_ms(void);
 void dfu_sleep_ms(uint32_t ms);
 _printf_(3, 4) int dfu_session_fail(DfuSession *s, int error, const char *fmt, ...);
-_printf_(3, 4) void dfu_session_note(DfuSession *s, const DfuCallbacks *cb, const char *fmt, ...);
-int dfu_session_check_cancel(DfuSession *s, const DfuCallbacks *cb, const char *what, uint32_t address);
-void dfu_session_phase(const DfuCallbacks *cb, DfuPhase phase);
-void dfu_session_progress(const DfuCallbacks *cb, uint64_t done, uint64_t total);
+_printf_(3, 4) void dfu_session_note(DfuSession *s, const FlashCallbacks *cb, const char *fmt, ...);
+int dfu_session_check_cancel(DfuSession *s, const FlashCallbacks *cb, const char *what, uint32_t address);
 /* Turn a failed request into a message (asking the device for its status
  * after a stall) and return the error. */
 int dfu_session_device_error(DfuSession *s, int r, const char *what);
@@ -58,9 +56,9 @@ int dfu_session_download_block(DfuSession *s, uint16_t block, const uint8_t *dat
                                const char *what);
 /* UPLOAD len bytes from address in wTransferSize chunks, handing each to fn;
  * fn returning non-zero stops the upload and is returned. */
-int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, const DfuCallbacks *cb,
+int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, const FlashCallbacks *cb,
                                   DfuChunkFn fn, void *userdata);
 /* ABORT an upload left open for reuse (no-op when none is). */
 int dfu_session_end_upload(DfuSession *s);
 /* Plain DFU 1.1 upload from the start of the firmware; returns bytes read. */
-int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const DfuCallbacks *cb);
+int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const FlashCallbacks *cb);

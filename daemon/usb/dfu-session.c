@@ -33,16 +33,6 @@
 /* Used when the device has no functional descriptor (DFU 1.1 requires one). */
 #define DFU_DEFAULT_TRANSFER_SIZE 1024
 
-static const char *const dfu_phase_table[_DFU_PHASE_MAX] = {
-        [DFU_PHASE_READ_BACK] = "read-back", [DFU_PHASE_ERASE] = "erase", [DFU_PHASE_WRITE] = "write",
-        [DFU_PHASE_VERIFY] = "verify",       [DFU_PHASE_LEAVE] = "leave",
-};
-
-const char *dfu_phase_to_string(DfuPhase p)
-{
-        return (unsigned)p < _DFU_PHASE_MAX ? dfu_phase_table[p] : NULL;
-}
-
 uint64_t dfu_now_ms(void)
 {
         struct timespec ts;
@@ -73,7 +63,7 @@ int dfu_session_fail(DfuSession *s, int error, const char *fmt, ...)
         return error;
 }
 
-void dfu_session_note(DfuSession *s, const DfuCallbacks *cb, const char *fmt, ...)
+void dfu_session_note(DfuSession *s, const FlashCallbacks *cb, const char *fmt, ...)
 {
         va_list ap;
         char *m, **n;
@@ -84,8 +74,7 @@ void dfu_session_note(DfuSession *s, const DfuCallbacks *cb, const char *fmt, ..
         va_end(ap);
         if (!m)
                 return;
-        if (cb && cb->note)
-                cb->note(cb->userdata, m);
+        flash_callbacks_note(cb, m);
         n = realloc(s->notes, (s->n_notes + 2) * sizeof(*n));
         if (!n) {
                 free(m);
@@ -96,26 +85,14 @@ void dfu_session_note(DfuSession *s, const DfuCallbacks *cb, const char *fmt, ..
         s->notes[s->n_notes] = NULL;
 }
 
-int dfu_session_check_cancel(DfuSession *s, const DfuCallbacks *cb, const char *what, uint32_t address)
+int dfu_session_check_cancel(DfuSession *s, const FlashCallbacks *cb, const char *what, uint32_t address)
 {
-        if (!cb || !cb->cancel || !atomic_load(cb->cancel))
+        if (!flash_callbacks_cancelled(cb))
                 return 0;
         return dfu_session_fail(s, -ECANCELED,
                                 "Cancelled during %s at 0x%08" PRIx32 ". The board stays in DFU mode; "
                                 "flash it again before leaving the bootloader.",
                                 what, address);
-}
-
-void dfu_session_phase(const DfuCallbacks *cb, DfuPhase phase)
-{
-        if (cb && cb->phase)
-                cb->phase(cb->userdata, phase);
-}
-
-void dfu_session_progress(const DfuCallbacks *cb, uint64_t done, uint64_t total)
-{
-        if (cb && cb->progress)
-                cb->progress(cb->userdata, done, total);
 }
 
 DfuSession *dfu_session_free(DfuSession *s)
@@ -427,7 +404,7 @@ int dfu_session_wait_while_busy(DfuSession *s, unsigned timeout_ms, DfuStatus *r
         return wait_busy(s, timeout_ms, false, ret);
 }
 
-int dfu_session_make_idle(DfuSession *s, const DfuCallbacks *cb)
+int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
 {
         DfuStatus st;
         int r;
@@ -653,7 +630,7 @@ int dfu_session_dfuse_download_block(DfuSession *s, uint16_t block, const uint8_
         return dfu_session_download_block(s, block, data, len, what);
 }
 
-int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, const DfuCallbacks *cb,
+int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, const FlashCallbacks *cb,
                                   DfuChunkFn fn, void *userdata)
 {
         _cleanup_free_ uint8_t *buf = NULL;
@@ -724,7 +701,7 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
 typedef struct CopyCtx {
         uint8_t *buf;
         size_t total;
-        const DfuCallbacks *cb;
+        const FlashCallbacks *cb;
 } CopyCtx;
 
 static int copy_chunk(void *userdata, uint32_t offset, const uint8_t *data, size_t len)
@@ -732,19 +709,19 @@ static int copy_chunk(void *userdata, uint32_t offset, const uint8_t *data, size
         CopyCtx *c = userdata;
 
         memcpy(c->buf + offset, data, len);
-        dfu_session_progress(c->cb, offset + len, c->total);
+        flash_callbacks_progress(c->cb, offset + len, c->total);
         return 0;
 }
 
 int dfu_session_dfuse_upload(DfuSession *s, uint32_t address, uint8_t *buf, size_t len,
-                             const DfuCallbacks *cb)
+                             const FlashCallbacks *cb)
 {
         CopyCtx c = { .buf = buf, .total = len, .cb = cb };
 
         return dfu_session_dfuse_upload_each(s, address, len, cb, copy_chunk, &c);
 }
 
-int dfu_session_read(DfuSession *s, uint32_t address, uint8_t *buf, size_t len, const DfuCallbacks *cb,
+int dfu_session_read(DfuSession *s, uint32_t address, uint8_t *buf, size_t len, const FlashCallbacks *cb,
                      char **ret_message)
 {
         int r;

@@ -5,7 +5,7 @@
  * A DFU session: sequential protocol code over a UsbTransport, run by a
  * job on a worker thread. It does not log and touches no main-loop state:
  * it returns >= 0 or a negative errno plus a sentence for a person, reports
- * progress through DfuCallbacks and checks the cancel flag between blocks.
+ * progress through FlashCallbacks and checks the cancel flag between blocks.
  *
  * DfuSe (bcdDFUVersion 0x011a, ST UM0424 / AN3156) devices are flashed
  * sector by sector by address; plain DFU 1.1 devices get one sequential
@@ -21,32 +21,10 @@
 #include "usb/dfu-proto.h"
 #include "usb/flash-plan.h"
 #include "usb/usb-transport.h"
+#include "util/flash-callbacks.h"
 #include "util/macros.h"
 
 typedef struct DfuSession DfuSession;
-
-typedef enum DfuPhase {
-        DFU_PHASE_READ_BACK, /* reading the touched sectors to skip unchanged ones */
-        DFU_PHASE_ERASE,
-        DFU_PHASE_WRITE,
-        DFU_PHASE_VERIFY,
-        DFU_PHASE_LEAVE,
-        _DFU_PHASE_MAX,
-} DfuPhase;
-
-/* "read-back", "erase", "write", "verify", "leave" */
-const char *dfu_phase_to_string(DfuPhase p);
-
-typedef struct DfuCallbacks {
-        /* A new phase starts; progress restarts at 0 of that phase's total. */
-        void (*phase)(void *userdata, DfuPhase phase);
-        void (*progress)(void *userdata, uint64_t bytes_done, uint64_t bytes_total);
-        /* Something worth telling that is not an error ("cleared dfuERROR at start"). */
-        void (*note)(void *userdata, const char *text);
-        /* Checked between blocks; when set, the session stops with -ECANCELED. */
-        const atomic_bool *cancel;
-        void *userdata;
-} DfuCallbacks;
 
 typedef struct DfuFlashRequest {
         const DfuImageSegment *segments;
@@ -137,7 +115,7 @@ int dfu_session_wait_while_busy(DfuSession *s, unsigned timeout_ms, DfuStatus *r
  * bwPollTimeout, up to a mass erase's time; all are recorded as notes, not
  * errors.
  */
-int dfu_session_make_idle(DfuSession *s, const DfuCallbacks *cb);
+int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb);
 
 /* DfuSe commands (UM0424 section 6), each waited for. */
 int dfu_session_dfuse_set_address(DfuSession *s, uint32_t address);
@@ -147,7 +125,7 @@ int dfu_session_dfuse_mass_erase(DfuSession *s);
 int dfu_session_dfuse_download_block(DfuSession *s, uint16_t block, const uint8_t *data, size_t len);
 /* Read len bytes from address (SET_ADDRESS, ABORT, UPLOAD blocks 2..). */
 int dfu_session_dfuse_upload(DfuSession *s, uint32_t address, uint8_t *buf, size_t len,
-                             const DfuCallbacks *cb);
+                             const FlashCallbacks *cb);
 
 /*
  * Send DNLOAD blocks with wBlockNum addressing after one SET_ADDRESS per
@@ -168,7 +146,8 @@ void dfu_session_set_block_addressing(DfuSession *s, bool b);
  * *ret_message (optional, malloc'd) is set in every case: a summary on
  * success, what happened and what to do on failure.
  */
-int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const DfuCallbacks *cb, char **ret_message);
+int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCallbacks *cb,
+                      char **ret_message);
 
 /*
  * Read `len` bytes of memory from `address` (DfuSe) or from the start of
@@ -176,5 +155,5 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const DfuCallba
  * flash for tests and benchmarks. Returns the bytes read (a plain DFU
  * device may end early).
  */
-int dfu_session_read(DfuSession *s, uint32_t address, uint8_t *buf, size_t len, const DfuCallbacks *cb,
+int dfu_session_read(DfuSession *s, uint32_t address, uint8_t *buf, size_t len, const FlashCallbacks *cb,
                      char **ret_message);

@@ -29,9 +29,9 @@
 static json_t *phases;
 static uint64_t progress_calls;
 
-static void on_phase(void *userdata, KatapultPhase p)
+static void on_phase(void *userdata, FlashPhase p)
 {
-        json_array_append_new(phases, json_string(katapult_phase_to_string(p)));
+        json_array_append_new(phases, json_string(flash_phase_to_string(p)));
 }
 
 static void on_progress(void *userdata, uint64_t done, uint64_t total)
@@ -171,7 +171,7 @@ static int cmd_flash(int argc, char **argv, bool connect_only)
                 t.block_reply_usec = 500 * 1000;
                 katapult_session_set_timeouts(s, &t);
         }
-        KatapultCallbacks cb = {
+        FlashCallbacks cb = {
                 .phase = on_phase, .progress = on_progress, .note = on_note, .userdata = notes
         };
 

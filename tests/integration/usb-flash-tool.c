@@ -46,12 +46,12 @@ typedef struct Recorder {
 
 static uint64_t now_ms(void);
 
-static void on_phase(void *userdata, DfuPhase phase)
+static void on_phase(void *userdata, FlashPhase phase)
 {
         Recorder *rec = userdata;
 
-        json_array_append_new(rec->phases, json_string(dfu_phase_to_string(phase)));
-        rec->writing = phase == DFU_PHASE_WRITE;
+        json_array_append_new(rec->phases, json_string(flash_phase_to_string(phase)));
+        rec->writing = phase == FLASH_PHASE_WRITE;
         json_array_append_new(rec->phase_ms, json_integer((json_int_t)(now_ms() - rec->start_ms)));
 }
 
@@ -176,7 +176,7 @@ int main(int argc, char *argv[])
         DfuseLayout *layout = NULL;
         bool per_chunk = false;
         Recorder rec = { .phases = json_array(), .phase_ms = json_array() };
-        DfuCallbacks cb = {
+        FlashCallbacks cb = {
                 .phase = on_phase, .progress = on_progress, .cancel = &rec.cancel, .userdata = &rec
         };
         _cleanup_free_ char *message = NULL;

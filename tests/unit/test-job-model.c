@@ -285,6 +285,27 @@ static void test_image_store(void)
         rmdir(dir);
 }
 
+/* A session's phase reaches the job as the phase of the same name. */
+static void test_flash_phases(void)
+{
+        static const struct {
+                FlashPhase flash;
+                const char *name;
+        } table[] = {
+                { FLASH_PHASE_READ_BACK, "read-back" }, { FLASH_PHASE_ERASE, "erase" },
+                { FLASH_PHASE_WRITE, "write" },         { FLASH_PHASE_VERIFY, "verify" },
+                { FLASH_PHASE_LEAVE, "leave" },
+        };
+
+        CHECK_INT(ELEMENTSOF(table), _FLASH_PHASE_MAX);
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                CHECK_STR(flash_phase_to_string(table[i].flash), table[i].name);
+                CHECK_STR(job_phase_to_string(job_phase_from_flash(table[i].flash)), table[i].name);
+        }
+        CHECK(!flash_phase_to_string(_FLASH_PHASE_MAX));
+        CHECK_INT(job_phase_from_flash(_FLASH_PHASE_INVALID), JOB_PHASE_NONE);
+}
+
 int main(void)
 {
         test_names();
@@ -292,5 +313,6 @@ int main(void)
         test_log_bounded();
         test_json_round_trip();
         test_image_store();
+        test_flash_phases();
         TESTS_EXIT();
 }
