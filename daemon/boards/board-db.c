@@ -48,10 +48,7 @@ const char *board_bootloader_to_string(BoardBootloader b)
 
 BoardBootloader board_bootloader_from_string(const char *s)
 {
-        for (int i = 0; s && i < _BOARD_BOOTLOADER_MAX; i++)
-                if (streq(bootloader_table[i], s))
-                        return (BoardBootloader)i;
-        return _BOARD_BOOTLOADER_INVALID;
+        return (BoardBootloader)string_table_lookup(bootloader_table, _BOARD_BOOTLOADER_MAX, s);
 }
 
 const char *board_reboot_to_string(BoardReboot r)
@@ -63,10 +60,7 @@ const char *board_reboot_to_string(BoardReboot r)
 
 BoardReboot board_reboot_from_string(const char *s)
 {
-        for (int i = 0; s && i < _BOARD_REBOOT_MAX; i++)
-                if (streq(reboot_table[i], s))
-                        return (BoardReboot)i;
-        return _BOARD_REBOOT_INVALID;
+        return (BoardReboot)string_table_lookup(reboot_table, _BOARD_REBOOT_MAX, s);
 }
 
 static void strv_free(char **l)

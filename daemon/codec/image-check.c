@@ -29,10 +29,7 @@ const char *image_check_to_string(ImageCheck c)
 
 ImageCheck image_check_from_string(const char *s)
 {
-        for (int i = 0; s && i < _IMAGE_CHECK_MAX; i++)
-                if (streq(check_table[i], s))
-                        return (ImageCheck)i;
-        return _IMAGE_CHECK_INVALID;
+        return (ImageCheck)string_table_lookup(check_table, _IMAGE_CHECK_MAX, s);
 }
 
 /* Klipper's stm32 FLASH_APPLICATION_ADDRESS choices, as offsets from the flash base. */

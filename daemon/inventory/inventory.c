@@ -49,10 +49,7 @@ const char *device_mode_to_string(DeviceMode m)
 
 DeviceMode device_mode_from_string(const char *s)
 {
-        for (int i = 0; s && i < _DEVICE_MODE_MAX; i++)
-                if (streq(device_mode_table[i], s))
-                        return (DeviceMode)i;
-        return _DEVICE_MODE_INVALID;
+        return (DeviceMode)string_table_lookup(device_mode_table, _DEVICE_MODE_MAX, s);
 }
 
 const char *inventory_event_to_string(InventoryEvent e)

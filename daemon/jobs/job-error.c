@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "jobs/job-error.h"
+#include "util/macros.h"
 
 static const char *const job_error_table[_JOB_ERROR_MAX] = {
         [JOB_ERROR_NONE] = "none",
@@ -84,12 +85,7 @@ const char *job_error_to_string(JobError e)
 
 JobError job_error_from_string(const char *s)
 {
-        if (!s)
-                return _JOB_ERROR_INVALID;
-        for (int i = 0; i < _JOB_ERROR_MAX; i++)
-                if (strcmp(job_error_table[i], s) == 0)
-                        return (JobError)i;
-        return _JOB_ERROR_INVALID;
+        return (JobError)string_table_lookup(job_error_table, _JOB_ERROR_MAX, s);
 }
 
 const char *job_error_advice(JobError e)

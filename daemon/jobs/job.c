@@ -24,16 +24,6 @@ static const char *const job_phase_table[_JOB_PHASE_MAX] = {
         [JOB_PHASE_WRITE] = "write", [JOB_PHASE_VERIFY] = "verify",       [JOB_PHASE_LEAVE] = "leave",
 };
 
-static int lookup(const char *const *table, int n, const char *s)
-{
-        if (!s)
-                return -EINVAL;
-        for (int i = 0; i < n; i++)
-                if (table[i] && streq(table[i], s))
-                        return i;
-        return -EINVAL;
-}
-
 const char *job_state_to_string(JobState s)
 {
         return s >= 0 && s < _JOB_STATE_MAX ? job_state_table[s] : NULL;
@@ -41,7 +31,7 @@ const char *job_state_to_string(JobState s)
 
 JobState job_state_from_string(const char *s)
 {
-        return (JobState)lookup(job_state_table, _JOB_STATE_MAX, s);
+        return (JobState)string_table_lookup(job_state_table, _JOB_STATE_MAX, s);
 }
 
 const char *job_phase_to_string(JobPhase p)
@@ -51,7 +41,7 @@ const char *job_phase_to_string(JobPhase p)
 
 JobPhase job_phase_from_string(const char *s)
 {
-        return (JobPhase)lookup(job_phase_table, _JOB_PHASE_MAX, s);
+        return (JobPhase)string_table_lookup(job_phase_table, _JOB_PHASE_MAX, s);
 }
 
 bool job_state_is_final(JobState s)

@@ -17,16 +17,6 @@ static const char *const rule_repeat_table[_RULE_REPEAT_MAX] = {
         [RULE_REPEAT_ALWAYS] = "always",
 };
 
-static int lookup(const char *const *table, int n, const char *s)
-{
-        if (!s)
-                return -EINVAL;
-        for (int i = 0; i < n; i++)
-                if (streq(table[i], s))
-                        return i;
-        return -EINVAL;
-}
-
 const char *rule_mode_to_string(RuleMode m)
 {
         return m >= 0 && m < _RULE_MODE_MAX ? rule_mode_table[m] : NULL;
@@ -34,7 +24,7 @@ const char *rule_mode_to_string(RuleMode m)
 
 RuleMode rule_mode_from_string(const char *s)
 {
-        return (RuleMode)lookup(rule_mode_table, _RULE_MODE_MAX, s);
+        return (RuleMode)string_table_lookup(rule_mode_table, _RULE_MODE_MAX, s);
 }
 
 const char *rule_repeat_to_string(RuleRepeat r)
@@ -44,7 +34,7 @@ const char *rule_repeat_to_string(RuleRepeat r)
 
 RuleRepeat rule_repeat_from_string(const char *s)
 {
-        return (RuleRepeat)lookup(rule_repeat_table, _RULE_REPEAT_MAX, s);
+        return (RuleRepeat)string_table_lookup(rule_repeat_table, _RULE_REPEAT_MAX, s);
 }
 
 bool rule_mode_covers(RuleMode rule, DeviceMode m)

@@ -97,3 +97,13 @@ static inline int streq_ptr(const char *a, const char *b)
         return strcmp(a, b) == 0;
 }
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* The index of `s` in a table of enum names (NULL entries never match), or
+ * -EINVAL: the body of every foo_from_string(). */
+static inline int string_table_lookup(const char *const *table, int n, const char *s)
+{
+        for (int i = 0; s && i < n; i++)
+                if (table[i] && streq(table[i], s))
+                        return i;
+        return -EINVAL;
+}
