@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """flashd benchmarks: flashd against dfu-util and Klipper's make-flash steps
 on virtual boards in real timing, the modelled floor, and the daemon's own
-cost. Started by tests/bench/run (which builds what it needs); see
-tests/bench/README.md.
+cost. Started by tests/bench/run (which builds what it needs); the
+method and the latest results are in tests/bench/PERFORMANCE.md.
 
 Every comparison runs both tools alternately (A B A B ...), each run in a
 fresh vboard world started before the clock runs, so every run begins from
@@ -517,8 +517,9 @@ def table(rows, daemon, meta):
             lines.append(f"| 8 parallel jobs (400 KiB each, scale {d.get('scale')}) | "
                          f"{d['jobs_seconds']:.2f} s, flash checked: {'ok' if d['jobs_flash_ok'] else 'WRONG'} | | |")
         lines.append("")
-    lines.append(f"Machine: {meta['machine']}. Load average at start: {meta['loadavg_start']}, "
-                 f"at end: {meta['loadavg_end']}. Total {meta['total_seconds']:.0f} s.")
+    lines.append(f"Machine: {meta['machine']}. Started {meta.get('started', '?')}; load average (1/5/15 min) "
+                 f"at start {' '.join(meta['loadavg_start'])}, at end {' '.join(meta['loadavg_end'])}. "
+                 f"Total {meta['total_seconds']:.0f} s.")
     return "\n".join(lines)
 
 
