@@ -125,7 +125,10 @@ def test_name_taken_then_free():
             harness.wait_for(lambda: "Moonraker refused flashd" in d.log_text(), what="identify refused")
             check(len(mr.identified_agents) == 1, "only the squatter is registered", mr.identified_agents)
             squatter.close()
-            mr.wait_agent(timeout=10)
+            # Not mr.wait_agent(): until the fake Moonraker has seen the
+            # squatter hang up, "flashd" is still the squatter.
+            harness.wait_for(lambda: len(mr.identified_agents) >= 2 and mr.agent_connected("flashd"),
+                             timeout=10, what="flashd registered once the name was free")
             check(mr.identified_agents[-1]["url"] != "x", "flashd registered once the name was free",
                   mr.identified_agents)
             with FrontendClient(path) as fe:
