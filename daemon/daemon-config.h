@@ -23,12 +23,12 @@ typedef struct Config {
         size_t n_boards_dirs;
 
         /* flash jobs (daemon/jobs/job-queue.h; added by the jobs helper) */
-        bool retry_interrupted;         /* retry_interrupted = yes|no (default yes) */
-        double reboot_wait_sec;         /* reboot_wait_sec: show the board's hint after this (10) */
-        double bootloader_timeout_sec;  /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
-        double app_timeout_sec;         /* app_timeout_sec: give up waiting for the app after a flash (60) */
-        char **stop_units;              /* stop_units = klipper.service ...: paused around a flash; NULL-terminated */
-        unsigned uart_baud;             /* uart_baud: Klipper's UART rate for the serial bootloader request (250000) */
+        bool retry_interrupted;        /* retry_interrupted = yes|no (default yes) */
+        double reboot_wait_sec;        /* reboot_wait_sec: show the board's hint after this (10) */
+        double bootloader_timeout_sec; /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
+        double app_timeout_sec;        /* app_timeout_sec: give up waiting for the app after a flash (60) */
+        char **stop_units;  /* stop_units = klipper.service ...: paused around a flash; NULL-terminated */
+        unsigned uart_baud; /* uart_baud: Klipper's UART rate for the serial bootloader request (250000) */
 
         /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker; moonraker helper) */
         MoonrakerConfig moonraker;

@@ -26,9 +26,10 @@ typedef struct Manager {
         BoardDb *boards; /* owned; never NULL after manager_new() */
         Inventory *inventory;
         Server *server;
-        JobService *jobs;    /* flash jobs; NULL without an event loop */
-        RuleService *rules;  /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
-        MoonrakerAgent *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
+        JobService *jobs;   /* flash jobs; NULL without an event loop */
+        RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
+        MoonrakerAgent
+                *moonraker;  /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
         uint64_t start_usec; /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */

@@ -27,7 +27,7 @@ typedef enum RpcError {
         RPC_ERROR_CANCELLED,         /* -32009 */
         RPC_ERROR_IO,                /* -32010 talking to a device failed */
         RPC_ERROR_UNSUPPORTED,       /* -32011 the device or board cannot do this */
-        RPC_ERROR_REFUSED,           /* -32012 a safety check refused the image (data.error: the job error) */
+        RPC_ERROR_REFUSED, /* -32012 a safety check refused the image (data.error: the job error) */
         _RPC_ERROR_MAX,
         _RPC_ERROR_INVALID = -1,
 } RpcError;

@@ -213,7 +213,6 @@ DfuseLayout *dfuse_layout_free(DfuseLayout *l)
         return NULL;
 }
 
-
 static void dfuse_region_clear(DfuseRegion *r)
 {
         free(r->segments);

@@ -93,7 +93,6 @@ static void probe_alt_string(libusb_device_handle *h, uint16_t langid, uint8_t i
         a->name = TAKE_PTR(utf8);
 }
 
-
 static void probe_device(ProbeThread *t)
 {
         InventoryProbeResult *res = &t->result;

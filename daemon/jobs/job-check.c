@@ -57,7 +57,6 @@ static void notef(JobCheckNote note, void *userdata, const char *format, ...)
         note(userdata, line);
 }
 
-
 int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, JobPayload **ret_payload,
                     JobError *ret_error, char **ret_message)
 {

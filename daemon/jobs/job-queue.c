@@ -310,8 +310,8 @@ static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
 
         run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
         /* (immediately for boards the database says cannot be rebooted by software) */
-        snprintf(text, sizeof(text), "the board has not shown up in its bootloader; %s; the job keeps waiting",
-                 hint);
+        snprintf(text, sizeof(text),
+                 "the board has not shown up in its bootloader; %s; the job keeps waiting", hint);
         (void)job_set_string(&run->job->message, text);
         job_log(run->job, "%s", text);
         job_run_flush_notify(run);

@@ -23,9 +23,9 @@ int log_get_max_level(void)
 int log_level_from_string(const char *s)
 {
         static const char *const names[] = {
-                [LOG_EMERG] = "emerg",   [LOG_ALERT] = "alert", [LOG_CRIT] = "crit",
-                [LOG_ERR] = "err",       [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
-                [LOG_INFO] = "info",     [LOG_DEBUG] = "debug",
+                [LOG_EMERG] = "emerg", [LOG_ALERT] = "alert",     [LOG_CRIT] = "crit",
+                [LOG_ERR] = "err",     [LOG_WARNING] = "warning", [LOG_NOTICE] = "notice",
+                [LOG_INFO] = "info",   [LOG_DEBUG] = "debug",
         };
 
         if (!s)
@@ -68,10 +68,11 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         va_end(ap);
 
         if (use_journal)
-                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "CODE_FILE=%s", file, "CODE_LINE=%i",
-                                line, "CODE_FUNC=%s", func, "SYSLOG_IDENTIFIER=flashd", NULL);
+                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "CODE_FILE=%s", file,
+                                "CODE_LINE=%i", line, "CODE_FUNC=%s", func, "SYSLOG_IDENTIFIER=flashd",
+                                NULL);
         else {
-                static const char *const prefix[] = { "emerg", "alert", "crit", "error",
+                static const char *const prefix[] = { "emerg",   "alert",  "crit", "error",
                                                       "warning", "notice", "info", "debug" };
                 fprintf(stderr, "flashd[%s]: %s\n", prefix[level & 7], buf);
         }

@@ -12,31 +12,31 @@
 #include <string.h>
 #include <unistd.h>
 
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#define _unused_ __attribute__((unused))
+#define _cleanup_(f)   __attribute__((cleanup(f)))
+#define _unused_       __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
-#define _pure_ __attribute__((pure))
-#define _public_ __attribute__((visibility("default")))
-#define _likely_(x) (__builtin_expect(!!(x), 1))
-#define _unlikely_(x) (__builtin_expect(!!(x), 0))
+#define _pure_         __attribute__((pure))
+#define _public_       __attribute__((visibility("default")))
+#define _likely_(x)    (__builtin_expect(!!(x), 1))
+#define _unlikely_(x)  (__builtin_expect(!!(x), 0))
 
-#define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-#define MAX(a, b) ((a) > (b) ? (a) : (b))
-#define DIV_ROUND_UP(x, y) (((x) + (y) - 1) / (y))
+#define ELEMENTSOF(x)      (sizeof(x) / sizeof((x)[0]))
+#define MIN(a, b)          ((a) < (b) ? (a) : (b))
+#define MAX(a, b)          ((a) > (b) ? (a) : (b))
+#define DIV_ROUND_UP(x, y) (((x) + (y)-1) / (y))
 
 /* Hand ownership on: returns the value and leaves NULL / -EBADF behind. */
-#define TAKE_PTR(p)                                                                                           \
-        ({                                                                                                    \
-                __typeof__(p) _took_ = (p);                                                                   \
-                (p) = NULL;                                                                                   \
-                _took_;                                                                                       \
+#define TAKE_PTR(p)                         \
+        ({                                  \
+                __typeof__(p) _took_ = (p); \
+                (p) = NULL;                 \
+                _took_;                     \
         })
-#define TAKE_FD(fd)                                                                                           \
-        ({                                                                                                    \
-                int _took_fd_ = (fd);                                                                         \
-                (fd) = -EBADF;                                                                                \
-                _took_fd_;                                                                                    \
+#define TAKE_FD(fd)                   \
+        ({                            \
+                int _took_fd_ = (fd); \
+                (fd) = -EBADF;        \
+                _took_fd_;            \
         })
 
 static inline void freep(void *p)
@@ -68,11 +68,11 @@ static inline void fclosep(FILE **f)
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
 /* Declare a `xxx_freep()` for a type whose destructor returns NULL. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \
-        static inline void func##p(type *p)                                                                   \
-        {                                                                                                     \
-                if (*p)                                                                                       \
-                        func(*p);                                                                             \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func) \
+        static inline void func##p(type *p)     \
+        {                                       \
+                if (*p)                         \
+                        func(*p);               \
         }
 
 static inline int negative_errno(void)
