@@ -125,8 +125,16 @@ def test_flash_base64_progress_coalesced():
             runs = {}
             sent = sent_job_events(mr, jid)
             check([e for _, e in sent] == [e for _, e in evs], "the frontend got every event the agent sent")
+            last_done = {}
             for t, e in sent:
-                runs.setdefault((e["state"], e.get("phase")), []).append(t)
+                # only progress updates are coalesced; other updates of the
+                # same state and phase (the job's device found, a log line)
+                # go out at once and are not part of the spacing
+                key = (e["state"], e.get("phase"))
+                if key in last_done and last_done[key] == e.get("bytes_done"):
+                    continue
+                last_done[key] = e.get("bytes_done")
+                runs.setdefault(key, []).append(t)
             # (measured where Moonraker receives them: a loaded machine may
             # delay a few, so most, not all, gaps must show the 0.5 s spacing;
             # without coalescing flashd's own 4/s would fail every gap)
