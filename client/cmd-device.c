@@ -133,7 +133,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
         }
 
         if (ctx->json)
-                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, result);
 
         static const char *const headers[] = { "PORT", "MODE", "BOARD", "MCU", "DEVICE", "LAYOUT" };
         Table *t = NULL;
@@ -506,8 +506,7 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                 if (k != 0)
                         return k;
                 if (ctx->json)
-                        return flashctl_print_json(ctx, board) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR
-                                                                   : FLASHCTL_EXIT_OK;
+                        return flashctl_print_json_exit(ctx, board);
                 if (!json_is_object(board))
                         return flashctl_report_error(ctx, -EBADMSG, "board.info");
                 print_board(ctx, board);
@@ -518,7 +517,7 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                 return r;
 
         if (ctx->json)
-                return flashctl_print_json(ctx, device) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, device);
         if (!json_is_object(device))
                 return flashctl_report_error(ctx, -EBADMSG, "device.info");
         print_device(ctx, device);
@@ -540,7 +539,7 @@ static int verb_boards(Flashctl *ctx, int argc, char **argv)
         if (r != 0)
                 return r;
         if (ctx->json)
-                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, result);
         if (!json_is_array(result))
                 return flashctl_report_error(ctx, -EBADMSG, "board.list");
 

@@ -452,8 +452,7 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
 
         if (!wait) {
                 if (ctx->json)
-                        return flashctl_print_json(ctx, job) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR
-                                                                 : FLASHCTL_EXIT_OK;
+                        return flashctl_print_json_exit(ctx, job);
                 printf("%" PRIu64 "\n", id);
                 return FLASHCTL_EXIT_OK;
         }
@@ -505,14 +504,10 @@ static int verb_jobs(Flashctl *ctx, int argc, char **argv)
 
         json_auto_t *params = json_pack("{s:b}", "all", all);
         json_auto_t *result = NULL;
-        r = flashctl_call(ctx, "job.list", params, &result, NULL);
-        if (r != 0)
+        const json_t *jobs = NULL;
+        r = flashctl_call_list(ctx, "job.list", params, "jobs", &result, &jobs);
+        if (r != FLASHCTL_LIST_TABLE)
                 return r;
-        const json_t *jobs = json_object_get(result, "jobs");
-        if (ctx->json)
-                return flashctl_print_json(ctx, jobs) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
-        if (!json_is_array(jobs))
-                return flashctl_report_error(ctx, -EBADMSG, "job.list");
 
         r = table_new(&t, ELEMENTSOF(headers), headers);
         if (r < 0)
@@ -581,7 +576,7 @@ static int verb_job(Flashctl *ctx, int argc, char **argv)
         if (r != 0)
                 return r;
         if (ctx->json)
-                return flashctl_print_json(ctx, job) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, job);
         /* addresses in hex and times as dates, for a person */
         {
                 json_auto_t *shown = json_deep_copy(job);
@@ -636,9 +631,7 @@ static int verb_cancel(Flashctl *ctx, int argc, char **argv)
         if (r != 0)
                 return r;
         if (ctx->json)
-                return flashctl_print_json(ctx, json_object_get(result, "job")) < 0
-                               ? FLASHCTL_EXIT_DAEMON_ERROR
-                               : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, json_object_get(result, "job"));
         printf("Job %" PRIu64 ": %s\n", id, strna(str_field(json_object_get(result, "job"), "state")));
         return FLASHCTL_EXIT_OK;
 }

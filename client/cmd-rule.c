@@ -101,7 +101,7 @@ static char *last_summary(const json_t *rule)
 static int print_rule_line(Flashctl *ctx, const char *verb, const json_t *rule)
 {
         if (ctx->json)
-                return flashctl_print_json(ctx, rule) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, rule);
         printf("Rule %s %s.\n", strna(str_field(rule, "id")), verb);
         return FLASHCTL_EXIT_OK;
 }
@@ -261,7 +261,7 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
                 return r;
         const json_t *rule = json_object_get(result, "rule");
         if (ctx->json)
-                return flashctl_print_json(ctx, rule) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, rule);
         _cleanup_free_ char *what = match_summary(json_object_get(rule, "match"));
         const json_t *img = json_object_get(rule, "image");
         printf("Rule %s added: flash %s (sha256 %.12s) onto %s boards (%s%s).\n",
@@ -286,14 +286,10 @@ static int rule_list(Flashctl *ctx, int argc, char **argv)
                 return FLASHCTL_EXIT_USAGE;
         if (optind < argc)
                 return flashctl_usage_error("rule", "'rule list' takes no arguments");
-        r = flashctl_call(ctx, "rule.list", NULL, &result, NULL);
-        if (r != 0)
+        const json_t *rules = NULL;
+        r = flashctl_call_list(ctx, "rule.list", NULL, "rules", &result, &rules);
+        if (r != FLASHCTL_LIST_TABLE)
                 return r;
-        const json_t *rules = json_object_get(result, "rules");
-        if (ctx->json)
-                return flashctl_print_json(ctx, rules) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
-        if (!json_is_array(rules))
-                return flashctl_report_error(ctx, -EBADMSG, "rule.list");
 
         r = table_new(&t, ELEMENTSOF(headers), headers);
         if (r < 0)

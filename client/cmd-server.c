@@ -22,7 +22,7 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
                 return r;
 
         if (ctx->json)
-                return flashctl_print_json(ctx, result) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+                return flashctl_print_json_exit(ctx, result);
         if (!json_is_object(result))
                 return flashctl_report_error(ctx, -EBADMSG, "server.info");
 

@@ -240,6 +240,35 @@ int flashctl_print_json(Flashctl *ctx, const json_t *v)
         return 0;
 }
 
+int flashctl_print_json_exit(Flashctl *ctx, const json_t *v)
+{
+        return flashctl_print_json(ctx, v) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;
+}
+
+int flashctl_call_list(Flashctl *ctx, const char *method, json_t *params, const char *key,
+                       json_t **ret_result, const json_t **ret_array)
+{
+        json_t *result = NULL;
+        int r;
+
+        r = flashctl_call(ctx, method, params, &result, NULL);
+        if (r != 0)
+                return r;
+        const json_t *array = json_object_get(result, key);
+        if (ctx->json) {
+                r = flashctl_print_json_exit(ctx, array);
+                json_decref(result);
+                return r;
+        }
+        if (!json_is_array(array)) {
+                json_decref(result);
+                return flashctl_report_error(ctx, -EBADMSG, method);
+        }
+        *ret_result = result;
+        *ret_array = array;
+        return FLASHCTL_LIST_TABLE;
+}
+
 const char *flashctl_time_now(char buf[static 32], bool iso)
 {
         struct timeval tv;

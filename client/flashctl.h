@@ -107,6 +107,19 @@ int flashctl_report_error(Flashctl *ctx, int r, const char *what);
 
 /* Print a JSON value as the daemon sent it (indented on a tty), newline-terminated. */
 int flashctl_print_json(Flashctl *ctx, const json_t *v);
+/* The same, for a command that ends with it: returns the exit status. */
+int flashctl_print_json_exit(Flashctl *ctx, const json_t *v);
+
+/*
+ * The list commands (`jobs`, `rule list`): call METHOD and take the array
+ * under KEY of its result. Returns FLASHCTL_LIST_TABLE with *ret_array
+ * (owned by *ret_result) when the caller should print its table, or the
+ * exit status when the command is done: an error was reported, or --json
+ * printed the array as the daemon sent it.
+ */
+#define FLASHCTL_LIST_TABLE (-1)
+int flashctl_call_list(Flashctl *ctx, const char *method, json_t *params, const char *key,
+                       json_t **ret_result, const json_t **ret_array);
 
 /* Handle -h/--help for a verb: call from the verb's getopt loop. */
 void flashctl_verb_help(const Verb *v, FILE *f);
