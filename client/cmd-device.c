@@ -19,12 +19,6 @@
 #include "output.h"
 #include "rpc-error.h"
 
-static const char *str_field(const json_t *o, const char *key)
-{
-        const char *s = json_string_value(json_object_get(o, key));
-        return s && s[0] ? s : NULL;
-}
-
 static OutputColor mode_color(const char *mode)
 {
         if (!mode)
@@ -41,11 +35,11 @@ static OutputColor mode_color(const char *mode)
 /* The node a person would pass to other tools: the tty, else the USB node. */
 static const char *device_node(const json_t *d)
 {
-        const char *s = str_field(d, "tty");
+        const char *s = output_json_str(d, "tty");
         if (!s)
-                s = str_field(d, "usb_devnode");
+                s = output_json_str(d, "usb_devnode");
         if (!s)
-                s = str_field(d, "path");
+                s = output_json_str(d, "path");
         return s;
 }
 
@@ -57,7 +51,7 @@ static const char *candidate_name(const json_t *c)
 /* "octopus-pro", or "octopus|octopus-pro?" while the match is ambiguous. */
 static char *device_board(const json_t *d)
 {
-        const char *board = str_field(d, "board");
+        const char *board = output_json_str(d, "board");
         const json_t *cands = json_object_get(d, "board_candidates");
         char *s = NULL;
 
@@ -126,7 +120,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
                 if (!filtered)
                         return flashctl_report_error(ctx, -ENOMEM, "list");
                 json_array_foreach (result, i, d)
-                        if (streq_ptr(str_field(d, "mode"), mode))
+                        if (streq_ptr(output_json_str(d, "mode"), mode))
                                 json_array_append(filtered, d);
                 json_decref(result);
                 result = TAKE_PTR(filtered);
@@ -146,15 +140,15 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
         json_array_foreach (result, i, d) {
                 _cleanup_free_ char *board = device_board(d);
                 _cleanup_free_ char *layout = NULL;
-                const char *m = str_field(d, "mode");
+                const char *m = output_json_str(d, "mode");
 
                 if (layout_summary(json_object_get(d, "layout"), &layout) < 0)
                         layout = strdup("?");
                 const char *cells[] = {
-                        str_field(d, "id") ? str_field(d, "id") : str_field(d, "port"),
+                        output_json_str(d, "id") ? output_json_str(d, "id") : output_json_str(d, "port"),
                         m,
                         board,
-                        str_field(d, "mcu"),
+                        output_json_str(d, "mcu"),
                         device_node(d),
                         layout,
                 };
@@ -206,7 +200,7 @@ static void print_sectors(const json_t *layout, bool use_color)
         char a[FORMAT_BUF_MAX], b[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], fl[FORMAT_BUF_MAX];
 
         json_array_foreach (layout, i, region) {
-                const char *name = str_field(region, "name");
+                const char *name = output_json_str(region, "name");
                 json_int_t addr = json_integer_value(json_object_get(region, "address"));
                 printf("\n%sRegion %s at %s%s\n", output_color_on(OUTPUT_COLOR_BOLD, use_color),
                        name ? name : "(unnamed)", format_address(a, (uint64_t)addr),
@@ -250,7 +244,7 @@ static void print_notes(const char *title, const json_t *notes, OutputColor colo
         printf("\n%s%s:%s\n", output_color_on(OUTPUT_COLOR_BOLD, use_color), title,
                output_color_off(use_color));
         json_array_foreach (notes, i, n) {
-                const char *msg = json_is_string(n) ? json_string_value(n) : str_field(n, "message");
+                const char *msg = json_is_string(n) ? json_string_value(n) : output_json_str(n, "message");
                 _cleanup_free_ char *dump = NULL;
                 if (!msg) {
                         dump = json_dumps(n, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -288,15 +282,15 @@ static void print_board(Flashctl *ctx, const json_t *b)
         bool color = ctx->use_color;
         char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
 
-        printf("%s%s%s", output_color_on(OUTPUT_COLOR_BOLD, color), strna(str_field(b, "name")),
+        printf("%s%s%s", output_color_on(OUTPUT_COLOR_BOLD, color), strna(output_json_str(b, "name")),
                output_color_off(color));
-        if (str_field(b, "title"))
-                printf(" - %s", str_field(b, "title"));
+        if (output_json_str(b, "title"))
+                printf(" - %s", output_json_str(b, "title"));
         printf(" %s(board database; not connected)%s\n", output_color_on(OUTPUT_COLOR_GREY, color),
                output_color_off(color));
-        print_field("Bootloader", str_field(b, "bootloader"));
-        print_field("Reboot", str_field(b, "reboot"));
-        print_field("Defined in", str_field(b, "source"));
+        print_field("Bootloader", output_json_str(b, "bootloader"));
+        print_field("Reboot", output_json_str(b, "reboot"));
+        print_field("Defined in", output_json_str(b, "source"));
         output_print_fields(stdout, b, known, 0, 15);
 
         size_t i;
@@ -310,7 +304,8 @@ static void print_board(Flashctl *ctx, const json_t *b)
                         "usb",         "hints",     NULL
                 };
                 printf("\n%sVariant %s%s (%s)\n", output_color_on(OUTPUT_COLOR_BOLD, color),
-                       strna(str_field(v, "id")), output_color_off(color), strna(str_field(v, "mcu")));
+                       strna(output_json_str(v, "id")), output_color_off(color),
+                       strna(output_json_str(v, "mcu")));
                 print_area("Flash", v, "flash_base", "flash_size");
                 int64_t app = uint_field(v, "app_address"), off = uint_field(v, "app_offset");
                 if (app >= 0 && off >= 0)
@@ -330,8 +325,8 @@ static void print_board(Flashctl *ctx, const json_t *b)
                 _cleanup_free_ char *summary = NULL;
                 if (layout_summary(json_object_get(v, "layout"), &summary) >= 0 && summary[0])
                         printf("%17s: %s\n", "Layout", summary);
-                if (!streq_ptr(str_field(v, "reboot"), str_field(b, "reboot")))
-                        printf("%17s: %s\n", "Reboot", strna(str_field(v, "reboot")));
+                if (!streq_ptr(output_json_str(v, "reboot"), output_json_str(b, "reboot")))
+                        printf("%17s: %s\n", "Reboot", strna(output_json_str(v, "reboot")));
                 output_print_fields(stdout, v, vknown, 0, 17);
                 print_notes("Hints", json_object_get(v, "hints"), OUTPUT_COLOR_BLUE, color);
         }
@@ -341,43 +336,45 @@ static void print_device(Flashctl *ctx, const json_t *d)
 {
         char buf[FORMAT_BUF_MAX];
         _cleanup_free_ char *board = device_board(d);
-        const char *mode = str_field(d, "mode");
+        const char *mode = output_json_str(d, "mode");
         bool color = ctx->use_color;
 
-        print_field("Port", str_field(d, "id") ? str_field(d, "id") : str_field(d, "port"));
+        print_field("Port",
+                    output_json_str(d, "id") ? output_json_str(d, "id") : output_json_str(d, "port"));
         if (mode)
                 printf("%15s: %s%s%s\n", "Mode", output_color_on(mode_color(mode), color), mode,
                        mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(color) : "");
-        print_field("USB id", str_field(d, "usb_id"));
-        print_field("Manufacturer", str_field(d, "manufacturer"));
-        print_field("Product", str_field(d, "product"));
-        print_field("Serial", str_field(d, "serial"));
-        print_field("MCU", str_field(d, "mcu"));
-        if (board && str_field(d, "board_title"))
-                printf("%15s: %s (%s)\n", "Board", board, str_field(d, "board_title"));
+        print_field("USB id", output_json_str(d, "usb_id"));
+        print_field("Manufacturer", output_json_str(d, "manufacturer"));
+        print_field("Product", output_json_str(d, "product"));
+        print_field("Serial", output_json_str(d, "serial"));
+        print_field("MCU", output_json_str(d, "mcu"));
+        if (board && output_json_str(d, "board_title"))
+                printf("%15s: %s (%s)\n", "Board", board, output_json_str(d, "board_title"));
         else
                 print_field("Board", board ? board : "unknown");
-        print_field("Board variant", str_field(d, "board_variant"));
+        print_field("Board variant", output_json_str(d, "board_variant"));
         const json_t *cands = json_object_get(d, "board_candidates");
-        if (json_array_size(cands) > 1 || (!str_field(d, "board") && json_array_size(cands) > 0)) {
+        if (json_array_size(cands) > 1 || (!output_json_str(d, "board") && json_array_size(cands) > 0)) {
                 /* Several boards fit what the device shows of itself. */
                 size_t i;
                 const json_t *c;
                 printf("%15s:", "Could be");
                 json_array_foreach (cands, i, c) {
-                        const char *name = json_is_string(c) ? json_string_value(c) : str_field(c, "name");
-                        const char *variant = str_field(c, "variant");
+                        const char *name =
+                                json_is_string(c) ? json_string_value(c) : output_json_str(c, "name");
+                        const char *variant = output_json_str(c, "variant");
                         printf("%s %s%s%s", i ? "," : "", strna(name), variant ? "/" : "",
                                strempty(variant));
                 }
                 fputc('\n', stdout);
         }
-        print_field("Previous MCU", str_field(d, "previous_mcu"));
-        print_field("TTY", str_field(d, "tty"));
-        print_field("By-id", str_field(d, "by_id"));
-        print_field("USB node", str_field(d, "usb_devnode"));
-        if (str_field(d, "path") && !streq_ptr(str_field(d, "path"), device_node(d)))
-                print_field("Path", str_field(d, "path"));
+        print_field("Previous MCU", output_json_str(d, "previous_mcu"));
+        print_field("TTY", output_json_str(d, "tty"));
+        print_field("By-id", output_json_str(d, "by_id"));
+        print_field("USB node", output_json_str(d, "usb_devnode"));
+        if (output_json_str(d, "path") && !streq_ptr(output_json_str(d, "path"), device_node(d)))
+                print_field("Path", output_json_str(d, "path"));
         json_t *busnum = json_object_get(d, "busnum"), *devnum = json_object_get(d, "devnum");
         if (json_is_integer(busnum) && json_is_integer(devnum))
                 printf("%15s: %03" JSON_INTEGER_FORMAT "/%03" JSON_INTEGER_FORMAT "\n", "Bus/device",
@@ -427,12 +424,12 @@ static void print_device(Flashctl *ctx, const json_t *d)
                        output_color_off(color));
                 json_array_foreach (alts, i, alt) {
                         _cleanup_free_ char *summary = NULL;
-                        const char *diag = str_field(alt, "diagnostic");
+                        const char *diag = output_json_str(alt, "diagnostic");
                         json_t *num = json_object_get(alt, "alt");
                         if (layout_summary(json_object_get(alt, "regions"), &summary) < 0)
                                 summary = NULL;
                         printf("  %2" JSON_INTEGER_FORMAT "  ", json_integer_value(num));
-                        output_fputs_sanitized(strna(str_field(alt, "name")), stdout);
+                        output_fputs_sanitized(strna(output_json_str(alt, "name")), stdout);
                         if (summary && summary[0])
                                 printf("  %s", summary);
                         if (json_is_true(json_object_get(alt, "string_patched")))
@@ -552,7 +549,7 @@ static int verb_boards(Flashctl *ctx, int argc, char **argv)
         json_t *b;
         json_array_foreach (result, i, b) {
                 /* Entries are names, or objects with a name and their MCU variants. */
-                const char *name = json_is_string(b) ? json_string_value(b) : str_field(b, "name");
+                const char *name = json_is_string(b) ? json_string_value(b) : output_json_str(b, "name");
                 _cleanup_free_ char *mcus = NULL;
                 const json_t *m = json_object_get(b, "mcus");
                 if (!m)
@@ -564,16 +561,16 @@ static int verb_boards(Flashctl *ctx, int argc, char **argv)
                         if (f) {
                                 json_array_foreach (m, j, v) {
                                         const char *s = json_is_string(v) ? json_string_value(v)
-                                                                          : str_field(v, "mcu");
+                                                                          : output_json_str(v, "mcu");
                                         fprintf(f, "%s%s", j ? ", " : "", strna(s));
                                 }
                                 fclose(f);
                         }
-                } else if (str_field(b, "mcu"))
-                        mcus = strdup(str_field(b, "mcu"));
+                } else if (output_json_str(b, "mcu"))
+                        mcus = strdup(output_json_str(b, "mcu"));
                 const char *cells[] = { name, mcus,
-                                        str_field(b, "description") ? str_field(b, "description")
-                                                                    : str_field(b, "title") };
+                                        output_json_str(b, "description") ? output_json_str(b, "description")
+                                                                          : output_json_str(b, "title") };
                 r = table_add_row(t, cells);
                 if (r < 0) {
                         table_free(t);
@@ -608,9 +605,9 @@ static char *format_device_event(const char *method, json_t *params, bool use_co
                         word = words[i].word;
 
         _cleanup_free_ char *board = device_board(d);
-        const char *mode = str_field(d, "mode");
+        const char *mode = output_json_str(d, "mode");
         if (asprintf(&s, "%-8s %-12s %s%-8s%s %-16s %s", word,
-                     strna(str_field(d, "id") ? str_field(d, "id") : str_field(d, "port")),
+                     strna(output_json_str(d, "id") ? output_json_str(d, "id") : output_json_str(d, "port")),
                      output_color_on(mode_color(mode), use_color), mode ? mode : "-",
                      mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(use_color) : "",
                      board ? board : "-", strempty(device_node(d))) < 0)

@@ -33,12 +33,6 @@ enum {
         FLASHCTL_EXIT_TIMEOUT = 8,   /* the board did not show up in its bootloader, or not come back */
 };
 
-static const char *str_field(const json_t *o, const char *key)
-{
-        const char *s = json_string_value(json_object_get(o, key));
-        return s && s[0] ? s : NULL;
-}
-
 static uint64_t u64_field(const json_t *o, const char *key)
 {
         json_t *v = json_object_get(o, key);
@@ -47,13 +41,13 @@ static uint64_t u64_field(const json_t *o, const char *key)
 
 static bool job_final(const json_t *job)
 {
-        const char *s = str_field(job, "state");
+        const char *s = output_json_str(job, "state");
         return s && (streq(s, "done") || streq(s, "failed") || streq(s, "cancelled"));
 }
 
 static const char *job_error_name(const json_t *job)
 {
-        return str_field(json_object_get(job, "error"), "name");
+        return output_json_str(json_object_get(job, "error"), "name");
 }
 
 /* The exit status for a job error name (proto/API.md job error names). */
@@ -74,7 +68,7 @@ static int exit_for_error(const char *name)
 
 static int exit_for_job(const json_t *job)
 {
-        const char *s = str_field(job, "state");
+        const char *s = output_json_str(job, "state");
 
         if (s && streq(s, "done"))
                 return FLASHCTL_EXIT_OK;
@@ -86,7 +80,7 @@ static int exit_for_job(const json_t *job)
 /* "flashing/write" or "waiting-for-device" */
 static void job_state_text(const json_t *job, char *buf, size_t size)
 {
-        const char *state = str_field(job, "state"), *phase = str_field(job, "phase");
+        const char *state = output_json_str(job, "state"), *phase = output_json_str(job, "phase");
 
         if (phase && !streq(phase, "none"))
                 snprintf(buf, size, "%s/%s", strna(state), phase);
@@ -132,12 +126,12 @@ static void follow_show(Follow *f, const json_t *job)
         char state[64], done[FORMAT_BUF_MAX], total[FORMAT_BUF_MAX], rate[FORMAT_BUF_MAX], line[256];
         uint64_t bd = u64_field(job, "bytes_done"), bt = u64_field(job, "bytes_total");
         double r = json_number_value(json_object_get(job, "rate"));
-        const char *message = str_field(job, "message");
+        const char *message = output_json_str(job, "message");
         bool moving;
         char ts[32];
 
         job_state_text(job, state, sizeof(state));
-        moving = str_field(job, "phase") && !streq(str_field(job, "phase"), "none") && bt > 0;
+        moving = output_json_str(job, "phase") && !streq(output_json_str(job, "phase"), "none") && bt > 0;
 
         if (f->ctx->json) {
                 json_auto_t *o = json_pack("{s:s, s:O}", "time", flashctl_time_now(ts, true), "job", job);
@@ -189,7 +183,7 @@ static void follow_show(Follow *f, const json_t *job)
         }
         json_decref(f->last);
         f->last = json_incref((json_t *)job);
-        f->last_message = str_field(f->last, "message");
+        f->last_message = output_json_str(f->last, "message");
 }
 
 static int follow_on_notify(RpcClient *c, const char *method, json_t *params, void *userdata)
@@ -207,7 +201,7 @@ static int follow_on_notify(RpcClient *c, const char *method, json_t *params, vo
 
 static void print_final(Follow *f, const json_t *job)
 {
-        const char *state = str_field(job, "state");
+        const char *state = output_json_str(job, "state");
         const json_t *error = json_object_get(job, "error");
         bool color = f->ctx->use_color;
 
@@ -217,29 +211,29 @@ static void print_final(Follow *f, const json_t *job)
         if (state && streq(state, "done")) {
                 printf("%sDone%s: %s on %s is running the new image",
                        output_color_on(OUTPUT_COLOR_GREEN, color), output_color_off(color),
-                       strna(str_field(job, "board")), strna(str_field(job, "port")));
-                if (str_field(job, "device"))
-                        printf(" (%s)", str_field(job, "device"));
+                       strna(output_json_str(job, "board")), strna(output_json_str(job, "port")));
+                if (output_json_str(job, "device"))
+                        printf(" (%s)", output_json_str(job, "device"));
                 printf(".\n");
                 return;
         }
         if (state && streq(state, "cancelled")) {
                 fprintf(stderr, "Job %" PRIu64 " cancelled", f->id);
-                if (str_field(job, "message")) {
+                if (output_json_str(job, "message")) {
                         fputs(": ", stderr);
-                        output_fputs_sanitized(str_field(job, "message"), stderr);
+                        output_fputs_sanitized(output_json_str(job, "message"), stderr);
                 }
                 fputc('\n', stderr);
                 return;
         }
         fprintf(stderr, "flashctl: job %" PRIu64 " %sfailed%s (%s): ", f->id,
                 output_color_on(OUTPUT_COLOR_RED, color), output_color_off(color),
-                strna(str_field(error, "name")));
-        output_fputs_sanitized(strna(str_field(error, "message")), stderr);
+                strna(output_json_str(error, "name")));
+        output_fputs_sanitized(strna(output_json_str(error, "message")), stderr);
         fputc('\n', stderr);
-        if (str_field(error, "advice")) {
+        if (output_json_str(error, "advice")) {
                 fputs("Hint: ", stderr);
-                output_fputs_sanitized(str_field(error, "advice"), stderr);
+                output_fputs_sanitized(output_json_str(error, "advice"), stderr);
                 fputc('\n', stderr);
         }
         fprintf(stderr, "See `flashctl job %" PRIu64 "` for its log.\n", f->id);
@@ -332,19 +326,6 @@ end:
 
 /* ---- flash ---- */
 
-static int parse_u32(const char *s, uint32_t *ret)
-{
-        char *end = NULL;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(s, &end, 0);
-        if (errno != 0 || !end || end == s || *end != '\0' || v > UINT32_MAX)
-                return -EINVAL;
-        *ret = (uint32_t)v;
-        return 0;
-}
-
 static int verb_flash(Flashctl *ctx, int argc, char **argv)
 {
         enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT };
@@ -369,7 +350,7 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
         while ((c = getopt_long(argc, argv, "a:f:", options, NULL)) >= 0)
                 switch (c) {
                 case 'a':
-                        if (parse_u32(optarg, &address) < 0)
+                        if (flashctl_parse_u32(optarg, &address) < 0)
                                 return flashctl_usage_error(argv[0], "bad address '%s' (e.g. 0x08008000)",
                                                             optarg);
                         has_address = true;
@@ -425,7 +406,7 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 const json_t *err = json_object_get(e.data, "error");
                 int status = rpc_error_from_code((int)e.code) == RPC_ERROR_REFUSED
                                      ? FLASHCTL_EXIT_REFUSED
-                                     : exit_for_error(str_field(err, "name"));
+                                     : exit_for_error(output_json_str(err, "name"));
                 if (ctx->json) {
                         json_auto_t *o = json_pack("{s:I, s:s, s:O*}", "code", (json_int_t)e.code, "message",
                                                    e.message, "data", e.data);
@@ -433,8 +414,8 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                                 flashctl_print_json(ctx, o);
                 } else {
                         flashctl_print_daemon_error(&e);
-                        if (str_field(err, "advice"))
-                                fprintf(stderr, "Hint: %s\n", str_field(err, "advice"));
+                        if (output_json_str(err, "advice"))
+                                fprintf(stderr, "Hint: %s\n", output_json_str(err, "advice"));
                 }
                 rpc_client_error_done(&e);
                 /* invalid params that are not about the image are a daemon error */
@@ -460,9 +441,9 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
                 const json_t *img = json_object_get(job, "image");
                 fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s on port %s\n", id, path,
-                        strna(str_field(img, "format")), format_size(sz, u64_field(img, "size")),
-                        format_address(a, u64_field(img, "address")), strna(str_field(job, "board")),
-                        strna(str_field(job, "port")));
+                        strna(output_json_str(img, "format")), format_size(sz, u64_field(img, "size")),
+                        format_address(a, u64_field(img, "address")), strna(output_json_str(job, "board")),
+                        strna(output_json_str(job, "port")));
         }
         return follow_job(ctx, id, job);
 }
@@ -522,7 +503,7 @@ static int verb_jobs(Flashctl *ctx, int argc, char **argv)
 
                 snprintf(id, sizeof(id), "%" PRIu64, (uint64_t)json_integer_value(json_object_get(j, "id")));
                 job_state_text(j, state, sizeof(state));
-                if (bt > 0 && str_field(j, "phase") && !streq(str_field(j, "phase"), "none"))
+                if (bt > 0 && output_json_str(j, "phase") && !streq(output_json_str(j, "phase"), "none"))
                         snprintf(progress, sizeof(progress), "%u%%", (unsigned)(100 * MIN(bd, bt) / bt));
                 else if (job_error_name(j))
                         snprintf(progress, sizeof(progress), "%s", job_error_name(j));
@@ -531,20 +512,20 @@ static int verb_jobs(Flashctl *ctx, int argc, char **argv)
                         struct tm tm;
                         strftime(created, sizeof(created), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
                 }
-                snprintf(image, sizeof(image), "%.12s %s", strempty(str_field(img, "sha256")),
-                         strempty(str_field(img, "format")));
+                snprintf(image, sizeof(image), "%.12s %s", strempty(output_json_str(img, "sha256")),
+                         strempty(output_json_str(img, "format")));
                 const char *cells[] = { id,
                                         state,
                                         progress,
-                                        str_field(j, "board"),
-                                        str_field(j, "port"),
+                                        output_json_str(j, "board"),
+                                        output_json_str(j, "port"),
                                         image,
-                                        str_field(j, "source"),
+                                        output_json_str(j, "source"),
                                         created };
                 r = table_add_row(t, cells);
                 if (r < 0)
                         break;
-                table_set_last_row_color(t, 1, state_color(str_field(j, "state")));
+                table_set_last_row_color(t, 1, state_color(output_json_str(j, "state")));
         }
         if (r >= 0)
                 r = table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
@@ -632,7 +613,7 @@ static int verb_cancel(Flashctl *ctx, int argc, char **argv)
                 return r;
         if (ctx->json)
                 return flashctl_print_json_exit(ctx, json_object_get(result, "job"));
-        printf("Job %" PRIu64 ": %s\n", id, strna(str_field(json_object_get(result, "job"), "state")));
+        printf("Job %" PRIu64 ": %s\n", id, strna(output_json_str(json_object_get(result, "job"), "state")));
         return FLASHCTL_EXIT_OK;
 }
 
@@ -641,17 +622,17 @@ static char *format_job_event(const char *method, json_t *params, bool use_color
 {
         const json_t *j = json_array_get(params, 0);
         uint64_t bt = u64_field(j, "bytes_total"), bd = u64_field(j, "bytes_done");
-        const char *state = str_field(j, "state");
+        const char *state = output_json_str(j, "state");
         char st[64], progress[32] = "";
         char *s = NULL;
 
         job_state_text(j, st, sizeof(st));
-        if (bt > 0 && str_field(j, "phase") && !streq(str_field(j, "phase"), "none"))
+        if (bt > 0 && output_json_str(j, "phase") && !streq(output_json_str(j, "phase"), "none"))
                 snprintf(progress, sizeof(progress), " %u%%", (unsigned)(100 * MIN(bd, bt) / bt));
         if (asprintf(&s, "job %-4" PRIu64 " %s%s%s%s %s %s%s%s",
                      (uint64_t)json_integer_value(json_object_get(j, "id")),
                      output_color_on(state_color(state), use_color), st, output_color_off(use_color),
-                     progress, strna(str_field(j, "board")), strna(str_field(j, "port")),
+                     progress, strna(output_json_str(j, "board")), strna(output_json_str(j, "port")),
                      job_error_name(j) ? " " : "", strempty(job_error_name(j))) < 0)
                 return NULL;
         return s;

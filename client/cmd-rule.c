@@ -21,29 +21,10 @@
 #include "macros.h"
 #include "output.h"
 
-static const char *str_field(const json_t *o, const char *key)
-{
-        const char *s = json_string_value(json_object_get(o, key));
-        return s && s[0] ? s : NULL;
-}
-
 static long long int_field(const json_t *o, const char *key)
 {
         json_t *v = json_object_get(o, key);
         return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
-}
-
-static int parse_u32(const char *s, uint32_t *ret)
-{
-        char *end = NULL;
-        unsigned long long v;
-
-        errno = 0;
-        v = strtoull(s, &end, 0);
-        if (errno != 0 || !end || end == s || *end != '\0' || v > UINT32_MAX)
-                return -EINVAL;
-        *ret = (uint32_t)v;
-        return 0;
 }
 
 /* "octopus-pro, bootloader, port 1-1.*" */
@@ -62,9 +43,9 @@ static char *match_summary(const json_t *match)
         if (!f)
                 return NULL;
         for (size_t i = 0; i < ELEMENTSOF(keys); i++)
-                if (str_field(match, keys[i].key))
-                        fprintf(f, "%s%s, ", keys[i].label, str_field(match, keys[i].key));
-        fprintf(f, "%s", strna(str_field(match, "mode")));
+                if (output_json_str(match, keys[i].key))
+                        fprintf(f, "%s%s, ", keys[i].label, output_json_str(match, keys[i].key));
+        fprintf(f, "%s", strna(output_json_str(match, "mode")));
         fclose(f);
         return s;
 }
@@ -92,8 +73,9 @@ static char *last_summary(const json_t *rule)
                 return strdup("-");
         if (int_field(newest, "job") > 0)
                 snprintf(job, sizeof(job), " job %lld", int_field(newest, "job"));
-        if (asprintf(&s, "%s %s%s%s%s", words[which], strna(str_field(newest, "port")), job,
-                     str_field(newest, "message") ? ": " : "", strempty(str_field(newest, "message"))) < 0)
+        if (asprintf(&s, "%s %s%s%s%s", words[which], strna(output_json_str(newest, "port")), job,
+                     output_json_str(newest, "message") ? ": " : "",
+                     strempty(output_json_str(newest, "message"))) < 0)
                 return NULL;
         return s;
 }
@@ -102,7 +84,7 @@ static int print_rule_line(Flashctl *ctx, const char *verb, const json_t *rule)
 {
         if (ctx->json)
                 return flashctl_print_json_exit(ctx, rule);
-        printf("Rule %s %s.\n", strna(str_field(rule, "id")), verb);
+        printf("Rule %s %s.\n", strna(output_json_str(rule, "id")), verb);
         return FLASHCTL_EXIT_OK;
 }
 
@@ -187,7 +169,7 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
                         image = optarg;
                         break;
                 case 'a':
-                        if (parse_u32(optarg, &u) < 0)
+                        if (flashctl_parse_u32(optarg, &u) < 0)
                                 return flashctl_usage_error("rule", "bad address '%s' (e.g. 0x08008000)",
                                                             optarg);
                         json_object_set_new(params, "address", json_integer(u));
@@ -211,7 +193,7 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
                         json_object_set_new(params, "repeat", json_string("always"));
                         break;
                 case ARG_MAX_RETRIES:
-                        if (parse_u32(optarg, &u) < 0)
+                        if (flashctl_parse_u32(optarg, &u) < 0)
                                 return flashctl_usage_error("rule", "bad --max-retries '%s'", optarg);
                         json_object_set_new(params, "max_retries", json_integer(u));
                         break;
@@ -265,8 +247,8 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
         _cleanup_free_ char *what = match_summary(json_object_get(rule, "match"));
         const json_t *img = json_object_get(rule, "image");
         printf("Rule %s added: flash %s (sha256 %.12s) onto %s boards (%s%s).\n",
-               strna(str_field(rule, "id")), strna(str_field(img, "name")), strna(str_field(img, "sha256")),
-               strna(what), strna(str_field(rule, "repeat")),
+               strna(output_json_str(rule, "id")), strna(output_json_str(img, "name")),
+               strna(output_json_str(img, "sha256")), strna(what), strna(output_json_str(rule, "repeat")),
                json_is_false(json_object_get(rule, "enabled")) ? ", disabled" : "");
         return FLASHCTL_EXIT_OK;
 }
@@ -303,17 +285,17 @@ static int rule_list(Flashctl *ctx, int argc, char **argv)
                 _cleanup_free_ char *what = match_summary(json_object_get(rule, "match"));
                 _cleanup_free_ char *last = last_summary(rule);
 
-                snprintf(image, sizeof(image), "%.12s%s%s", strempty(str_field(img, "sha256")),
-                         str_field(img, "name") ? " " : "", strempty(str_field(img, "name")));
+                snprintf(image, sizeof(image), "%.12s%s%s", strempty(output_json_str(img, "sha256")),
+                         output_json_str(img, "name") ? " " : "", strempty(output_json_str(img, "name")));
                 snprintf(fired, sizeof(fired), "%lld", int_field(rule, "fired"));
                 snprintf(flashed, sizeof(flashed), "%lld", int_field(rule, "flashed"));
                 snprintf(failed, sizeof(failed), "%lld", int_field(rule, "failed"));
                 snprintf(skipped, sizeof(skipped), "%lld", int_field(rule, "skipped"));
-                const char *cells[] = { str_field(rule, "id"),
+                const char *cells[] = { output_json_str(rule, "id"),
                                         enabled ? "yes" : "no",
                                         what,
                                         image,
-                                        str_field(rule, "repeat"),
+                                        output_json_str(rule, "repeat"),
                                         fired,
                                         flashed,
                                         failed,
@@ -335,11 +317,13 @@ static int rule_list(Flashctl *ctx, int argc, char **argv)
         json_array_foreach (rules, i, rule) {
                 size_t k;
                 json_t *p;
-                if (str_field(rule, "disabled_reason"))
-                        printf("%s: %s\n", str_field(rule, "id"), str_field(rule, "disabled_reason"));
+                if (output_json_str(rule, "disabled_reason"))
+                        printf("%s: %s\n", output_json_str(rule, "id"),
+                               output_json_str(rule, "disabled_reason"));
                 json_array_foreach (json_object_get(rule, "pending"), k, p) {
-                        printf("%s: %s %s, attempt %lld", str_field(rule, "id"), strna(str_field(p, "port")),
-                               strna(str_field(p, "state")), int_field(p, "attempt"));
+                        printf("%s: %s %s, attempt %lld", output_json_str(rule, "id"),
+                               strna(output_json_str(p, "port")), strna(output_json_str(p, "state")),
+                               int_field(p, "attempt"));
                         if (int_field(p, "job") > 0)
                                 printf(", job %lld", int_field(p, "job"));
                         putchar('\n');
@@ -400,18 +384,20 @@ static char *format_rule_event(const char *method, json_t *params, bool use_colo
         int k = -1;
 
         if (streq(method, "notify_rule_fired"))
-                k = asprintf(&s, "rule %-8s %sfired%s   %s job %lld (%s, %s)%s", strna(str_field(e, "rule")),
+                k = asprintf(&s, "rule %-8s %sfired%s   %s job %lld (%s, %s)%s",
+                             strna(output_json_str(e, "rule")),
                              output_color_on(OUTPUT_COLOR_YELLOW, use_color), output_color_off(use_color),
-                             strna(str_field(e, "port")), int_field(e, "job"), strna(str_field(e, "board")),
-                             strna(str_field(e, "mode")), int_field(e, "attempt") > 1 ? " retry" : "");
+                             strna(output_json_str(e, "port")), int_field(e, "job"),
+                             strna(output_json_str(e, "board")), strna(output_json_str(e, "mode")),
+                             int_field(e, "attempt") > 1 ? " retry" : "");
         else if (streq(method, "notify_rule_skipped"))
-                k = asprintf(&s, "rule %-8s skipped %s: %s", strna(str_field(e, "rule")),
-                             strna(str_field(e, "port")), strna(str_field(e, "reason")));
+                k = asprintf(&s, "rule %-8s skipped %s: %s", strna(output_json_str(e, "rule")),
+                             strna(output_json_str(e, "port")), strna(output_json_str(e, "reason")));
         else if (streq(method, "notify_rule_removed"))
-                k = asprintf(&s, "rule %-8s removed", strna(str_field(e, "id")));
+                k = asprintf(&s, "rule %-8s removed", strna(output_json_str(e, "id")));
         else if (streq(method, "notify_rule_changed"))
                 k = asprintf(&s, "rule %-8s %s fired %lld flashed %lld failed %lld skipped %lld",
-                             strna(str_field(e, "id")),
+                             strna(output_json_str(e, "id")),
                              json_is_true(json_object_get(e, "enabled")) ? "enabled " : "disabled",
                              int_field(e, "fired"), int_field(e, "flashed"), int_field(e, "failed"),
                              int_field(e, "skipped"));

@@ -240,6 +240,19 @@ int flashctl_print_json(Flashctl *ctx, const json_t *v)
         return 0;
 }
 
+int flashctl_parse_u32(const char *s, uint32_t *ret)
+{
+        char *end = NULL;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 0);
+        if (errno != 0 || !end || end == s || *end != '\0' || v > UINT32_MAX)
+                return -EINVAL;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
 int flashctl_print_json_exit(Flashctl *ctx, const json_t *v)
 {
         return flashctl_print_json(ctx, v) < 0 ? FLASHCTL_EXIT_DAEMON_ERROR : FLASHCTL_EXIT_OK;

@@ -105,6 +105,9 @@ void flashctl_print_daemon_error(const RpcClientError *e);
 /* The exit status for a transport error of the client, after printing it. */
 int flashctl_report_error(Flashctl *ctx, int r, const char *what);
 
+/* An address or count given on the command line (decimal, 0x hex, 0 octal). */
+int flashctl_parse_u32(const char *s, uint32_t *ret);
+
 /* Print a JSON value as the daemon sent it (indented on a tty), newline-terminated. */
 int flashctl_print_json(Flashctl *ctx, const json_t *v);
 /* The same, for a command that ends with it: returns the exit status. */

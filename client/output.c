@@ -539,3 +539,9 @@ void output_print_fields(FILE *f, const json_t *object, const char *const *skip,
                 fputc('\n', f);
         }
 }
+
+const char *output_json_str(const json_t *o, const char *key)
+{
+        const char *s = json_string_value(json_object_get(o, key));
+        return s && s[0] ? s : NULL;
+}

@@ -95,3 +95,6 @@ void output_fputs_sanitized(const char *s, FILE *f);
 const char *output_label(char *buf, size_t size, const char *key);
 /* A scalar as text ("yes"/"no" for booleans); NULL for arrays, objects and null. malloc'd. */
 char *output_scalar(const json_t *v);
+
+/* A non-empty string member of a JSON object, or NULL. */
+const char *output_json_str(const json_t *o, const char *key);
