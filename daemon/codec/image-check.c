@@ -211,8 +211,50 @@ static bool pick_base(const BaseCandidate *c, size_t n, BaseCandidate *ret)
         return found;
 }
 
+/* What to do about an image built for `built_for`: rebuild it for the
+ * board's bootloader offset, in Klipper's menuconfig words. Writing at the
+ * address it was built for is offered only where that is the application
+ * region; below it, that would replace the bootloader, which is what
+ * --force bootloader-region is for and the only thing it is for. */
+static void wrong_base_advice(char *buf, size_t size, uint64_t built_for, const ImageCheckTarget *t)
+{
+        uint64_t app = (uint64_t)t->flash_base + t->app_offset;
+        char offset[48];
+
+        if (t->app_offset == 0)
+                snprintf(offset, sizeof(offset), "No bootloader");
+        else if (t->app_offset % 1024 == 0)
+                snprintf(offset, sizeof(offset), "%uKiB bootloader", t->app_offset / 1024);
+        else
+                snprintf(offset, sizeof(offset), "0x%x", t->app_offset);
+
+        if (t->flash_size > 0 && built_for < app)
+                snprintf(buf, size,
+                         "rebuild it with the board's bootloader offset (make menuconfig, \"Bootloader "
+                         "offset: %s\") and flash it again; writing it at 0x%08" PRIx64
+                         " would replace the board's bootloader, which only --address 0x%08" PRIx64
+                         " --force bootloader-region does",
+                         offset, built_for, built_for);
+        else if (t->flash_size > 0)
+                snprintf(buf, size,
+                         "rebuild it with the board's bootloader offset (make menuconfig, \"Bootloader "
+                         "offset: %s\"), or write it at 0x%08" PRIx64 " (--address 0x%08" PRIx64 ")",
+                         offset, built_for, built_for);
+        else
+                snprintf(buf, size,
+                         "rebuild it with the board's bootloader offset (make menuconfig, \"Bootloader "
+                         "offset\"), or write it at 0x%08" PRIx64,
+                         built_for);
+}
+
+/* ARMv7-M B3.2.5 (VTOR) and ARMv6-M: a vector table starts on a multiple of
+ * 128 bytes (more with many interrupts); every Klipper application address
+ * is a multiple of 512. */
+#define VECTOR_TABLE_ALIGN 128u
+
 int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, char **ret_message)
 {
+        char advice[384];
         BaseCandidate cand[ELEMENTSOF(klipper_offsets) + 1], best = {};
         uint32_t a, sp, reset;
         uint64_t span, lo, hi, handler;
@@ -230,6 +272,14 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
         /* ARMv7-M ARM B1.5.3: word 0 is the initial SP, word 1 the reset vector. */
         a = flash_image_get_address(img);
         span = flash_image_get_end(img) - a;
+        if (a % VECTOR_TABLE_ALIGN != 0)
+                return codec_message(
+                        ret_message, -ENOEXEC,
+                        "the image would start at 0x%08x, which is not a multiple of %u bytes: a Cortex-M "
+                        "vector table cannot start there, so the board would not start it; use the "
+                        "board's application address (0x%08" PRIx64
+                        ") or the address the image was built for",
+                        a, VECTOR_TABLE_ALIGN, (uint64_t)t->flash_base + t->app_offset);
         v = flash_image_find(img, a, 8);
         if (!v)
                 return codec_message(ret_message, -ENOEXEC, "the image is too short to hold a vector table");
@@ -298,12 +348,11 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
         if (!a_ok) {
                 if (have_best) {
                         describe_base(where, sizeof(where), (uint32_t)best.base, t->flash_base);
-                        return codec_message(
-                                ret_message, -ENOEXEC,
-                                "the image is built for %s but would be written at 0x%08x (its reset vector "
-                                "0x%08x lies outside the written range): write it at 0x%08x or rebuild it "
-                                "with the board's bootloader offset",
-                                where, a, reset, (uint32_t)best.base);
+                        wrong_base_advice(advice, sizeof(advice), best.base, t);
+                        return codec_message(ret_message, -ENOEXEC,
+                                             "the image is built for %s but would be written at 0x%08x (its "
+                                             "reset vector 0x%08x lies outside the written range): %s",
+                                             where, a, reset, advice);
                 }
                 return codec_message(
                         ret_message, -ENOEXEC,
@@ -318,12 +367,12 @@ int image_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, c
          * only a few percent of its pointers). */
         if (have_best && best.score > score_a + MAX((size_t)8, score_a / 32)) {
                 describe_base(where, sizeof(where), (uint32_t)best.base, t->flash_base);
+                wrong_base_advice(advice, sizeof(advice), best.base, t);
                 return codec_message(
                         ret_message, -ENOEXEC,
-                        "the image is built for %s but would be written at 0x%08x (%zu of its pointers "
-                        "point into the image when it sits at 0x%08x, %zu at 0x%08x): write it at 0x%08x "
-                        "or rebuild it with the board's bootloader offset",
-                        where, a, best.score, (uint32_t)best.base, score_a, a, (uint32_t)best.base);
+                        "the image is built for %s but would be written at 0x%08x (%zu of its "
+                        "pointers point into the image when it sits at 0x%08x, %zu at 0x%08x): %s",
+                        where, a, best.score, (uint32_t)best.base, score_a, a, advice);
         }
         return 0;
 }
@@ -334,18 +383,34 @@ int image_check_bootloader_region(const FlashImage *img, const ImageCheckTarget 
 {
         if (!img || !t)
                 return -EINVAL;
+        if (t->app_offset == 0 && t->app_offset_unknown && t->flash_size > 0) {
+                if (!flash_image_touches(img, t->flash_base, 1))
+                        return codec_message(ret_message, IMAGE_CHECK_SKIPPED,
+                                             "the board is not identified; the image leaves the start of "
+                                             "flash alone");
+                return codec_message(ret_message, -EPERM,
+                                     "the image would be written at the start of flash (0x%08x), where a "
+                                     "bootloader lives; the board is not identified, so flashd cannot tell "
+                                     "whether one is there. A Klipper image belongs at the board's "
+                                     "application address (rebuild it with the board's bootloader offset); "
+                                     "to replace the bootloader itself (installing Katapult), add --force "
+                                     "bootloader-region",
+                                     t->flash_base);
+        }
         if (t->app_offset == 0)
                 return codec_message(ret_message, IMAGE_CHECK_SKIPPED, "the board has no bootloader region");
         if (!flash_image_touches(img, t->flash_base, t->app_offset))
                 return 0;
-        if (t->address_explicit)
-                return 0;
+        /* An explicit --address is not consent: a wrong-offset refusal used
+         * to suggest one, and following it erased the stock bootloader. */
         return codec_message(ret_message, -EPERM,
-                             "the image would overwrite the bootloader at 0x%08x-0x%08" PRIx64
-                             " (%u KiB); flashd writes there only when the address is given explicitly "
-                             "(--address 0x%08x) or with --force bootloader-region",
+                             "the image would overwrite the board's bootloader at 0x%08x-0x%08" PRIx64
+                             " (%u KiB); that leaves a board that only BOOT0 and the ROM bootloader can "
+                             "recover. A Klipper image belongs at 0x%08" PRIx64
+                             " (rebuild it with the board's bootloader offset); to replace the bootloader "
+                             "itself (installing Katapult), add --force bootloader-region",
                              t->flash_base, (uint64_t)t->flash_base + t->app_offset - 1,
-                             t->app_offset / 1024, flash_image_get_address(img));
+                             t->app_offset / 1024, (uint64_t)t->flash_base + t->app_offset);
 }
 
 /* ---- Klipper data dictionary ---- */

@@ -5,11 +5,13 @@
  * Safety checks run before anything is erased. Pure functions: no I/O, no
  * logging. Each check has a stable name that `--force NAME` overrides:
  *   fit                the image lies in writeable sectors of the layout
- *   vector-table       initial SP in RAM, Thumb reset vector inside the
- *                      image, and the image built for the address it is
- *                      written to (else: names the address it was built for)
- *   bootloader-region  nothing below the application offset is written
- *                      unless the user gave that address explicitly
+ *   vector-table       start address aligned for a vector table, initial SP
+ *                      in RAM, Thumb reset vector inside the image, and the
+ *                      image built for the address it is written to (else:
+ *                      names the address it was built for)
+ *   bootloader-region  nothing below the application offset is written or
+ *                      erased (an explicit address is not enough: only
+ *                      forcing this check replaces a bootloader)
  *   mcu                Klipper's embedded data dictionary names the board's MCU
  *
  * Each check returns 0 (passed), IMAGE_CHECK_SKIPPED (not applicable:
@@ -49,10 +51,13 @@ typedef struct ImageCheckTarget {
         uint32_t flash_base;
         uint32_t flash_size;
         uint32_t app_offset; /* bytes of bootloader below the application */
+        /* The board is not identified (known by its layout only): whether and
+         * how large a bootloader it has is unknown, so the start of flash,
+         * where bootloaders live, is treated as one. */
+        bool app_offset_unknown;
         uint32_t ram_start;
-        uint32_t ram_size;     /* 0: RAM unknown, SP not checked */
-        const char *mcu;       /* "stm32f446xx", or NULL when unknown */
-        bool address_explicit; /* the user typed the address: the bootloader may be overwritten */
+        uint32_t ram_size; /* 0: RAM unknown, SP not checked */
+        const char *mcu;   /* "stm32f446xx", or NULL when unknown */
 } ImageCheckTarget;
 
 /* Failures: -ENOSPC (fit), -ENOEXEC (vector-table), -EPERM (bootloader-region), -EMEDIUMTYPE (mcu). */

@@ -84,6 +84,50 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         } else
                 format = flash_image_detect(in->data, in->size, NULL);
 
+        /* Flash is programmed in whole words, and the sessions assume an
+         * aligned start; an odd address left a board stuck in DFU. Not a
+         * check that can be forced: no target wants it. */
+        if (has_address && address % 4 != 0) {
+                if (b && b->flash_size > 0)
+                        (void)asprintf(&text,
+                                       "refused before anything was erased: the address 0x%08" PRIx32
+                                       " is not a multiple of 4; flash is programmed in whole words and a "
+                                       "firmware image starts on an aligned address (this board's "
+                                       "application start is 0x%08" PRIx32 ")",
+                                       address, b->flash_base + b->app_offset);
+                else
+                        (void)asprintf(&text,
+                                       "refused before anything was erased: the address 0x%08" PRIx32
+                                       " is not a multiple of 4; flash is programmed in whole words and a "
+                                       "firmware image starts on an aligned address",
+                                       address);
+                return refuse(JOB_ERROR_CHECK_VECTOR_TABLE, text, ret_error, ret_message);
+        }
+
+        /* A mass erase clears the whole flash, the bootloader below the
+         * application offset included. Only a board known to keep no
+         * bootloader in its flash (application offset 0: the ROM
+         * bootloader lives in system memory) is spared the question. */
+        if (in->mass_erase && !(in->force & (1u << IMAGE_CHECK_BOOTLOADER_REGION)) &&
+            !(b && b->flash_size > 0 && b->app_offset == 0)) {
+                if (b && b->flash_size > 0)
+                        (void)asprintf(&text,
+                                       "refused before anything was erased: a mass erase erases the whole "
+                                       "flash, the board's bootloader at 0x%08" PRIx32 "-0x%08" PRIx32
+                                       " (%" PRIu32 " KiB) included; leave out --mass-erase (changed "
+                                       "sectors are erased anyway), or add --force bootloader-region to "
+                                       "wipe the bootloader too",
+                                       b->flash_base, b->flash_base + b->app_offset - 1,
+                                       b->app_offset / 1024);
+                else
+                        (void)asprintf(&text,
+                                       "refused before anything was erased: a mass erase erases the whole "
+                                       "flash, a bootloader in it included, and this board's bootloader "
+                                       "region is unknown; leave out --mass-erase (changed sectors are "
+                                       "erased anyway), or add --force bootloader-region to wipe it too");
+                return refuse(JOB_ERROR_CHECK_BOOTLOADER_REGION, text, ret_error, ret_message);
+        }
+
         /* A raw image goes to the board's application start unless told otherwise. */
         if (!has_address && (format == FLASH_IMAGE_FORMAT_BIN || format == FLASH_IMAGE_FORMAT_DFU_RAW)) {
                 if (!b || b->flash_size == 0) {
@@ -125,9 +169,9 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 t.flash_base = layout->regions[0].address;
                 t.flash_size = (uint32_t)dfuse_layout_total_size(layout);
         }
+        t.app_offset_unknown = !b || b->flash_size == 0;
         if (in->device_mcu)
                 t.mcu = in->device_mcu;
-        t.address_explicit = in->has_address;
 
         /* Nothing known about the flash yet (a board not identified, still
          * running its application): `fit` can only be checked against the

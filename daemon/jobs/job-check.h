@@ -43,6 +43,7 @@ typedef struct JobCheckInput {
         uint32_t address;
         bool has_address;
         unsigned force;            /* 1 << ImageCheck */
+        bool mass_erase;           /* erases the bootloader region too: needs its force */
         const JobFlowBoard *board; /* NULL when unknown */
         const char *layout;        /* layout string to check against; NULL: the board's fallback */
         const char *device_mcu;    /* MCU the bootloader reports (Katapult), or NULL */

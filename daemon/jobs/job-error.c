@@ -42,11 +42,12 @@ static const char *const job_error_advice_table[_JOB_ERROR_MAX] = {
                 "The image exceeds the daemon's size limit; check that this is a firmware image.",
         [JOB_ERROR_CHECK_FIT] = "The image does not fit the writable flash at this address; check the "
                                 "address and the board.",
-        [JOB_ERROR_CHECK_VECTOR_TABLE] = "Rebuild the firmware for this board's bootloader offset or pass "
-                                         "the address the image was built for; "
+        [JOB_ERROR_CHECK_VECTOR_TABLE] = "Rebuild the firmware with this board's bootloader offset "
+                                         "(make menuconfig, \"Bootloader offset\"); "
                                          "--force vector-table overrides.",
-        [JOB_ERROR_CHECK_BOOTLOADER_REGION] = "The image would overwrite the bootloader; pass its start "
-                                              "address explicitly to flash a bootloader.",
+        [JOB_ERROR_CHECK_BOOTLOADER_REGION] = "Nothing below the application offset is written or erased "
+                                              "without --force bootloader-region; use it only to replace "
+                                              "the bootloader itself (e.g. installing Katapult).",
         [JOB_ERROR_CHECK_MCU] =
                 "The firmware was built for another MCU; rebuild it for this board (--force mcu overrides).",
         [JOB_ERROR_TTY_BUSY] =

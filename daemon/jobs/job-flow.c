@@ -93,6 +93,7 @@ static int flow_check(Flow *f, const char *layout, const char *device_mcu)
                 .address = f->spec->address,
                 .has_address = f->spec->has_address,
                 .force = f->spec->force,
+                .mass_erase = f->spec->mass_erase,
                 .board = f->spec->has_board ? &f->spec->board : NULL,
                 .layout = layout,
                 .device_mcu = device_mcu,
@@ -265,6 +266,7 @@ static int flow_flash_katapult(Flow *f)
 {
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         const KatapultFlashStats *st;
@@ -279,6 +281,11 @@ static int flow_flash_katapult(Flow *f)
         };
         int r;
 
+        /* The board's erase units let the session keep the vector table
+         * out of the flash until the rest is in (katapult-session.c). */
+        if (f->spec->has_board && f->spec->board.layout &&
+            dfuse_layout_parse(f->spec->board.layout, strlen(f->spec->board.layout), &layout) >= 0)
+                opts.layout = layout;
         if (!f->dev->tty)
                 return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "the Katapult bootloader on %s has no tty",
                                  strna(f->dev->port));

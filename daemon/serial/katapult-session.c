@@ -505,9 +505,91 @@ int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char
                                                : "the board left Katapult");
 }
 
+/*
+ * What Katapult guarantees when a flash is interrupted, and what the host can
+ * add (Katapult src/flashcmd.c, src/stm32/flash.c, src/bootentry.c):
+ *
+ * - Katapult starts the application when the first word at its start
+ *   address (the initial SP) is neither 0 nor 0xFFFFFFFF. It buffers
+ *   nothing: each SEND_BLOCK is programmed at once.
+ * - A block at the start of a flash page erases that page first (unless it
+ *   is already erased, or the block is a retransmission); any other block
+ *   must land on erased flash. The page size is not in the protocol.
+ *
+ * Sent in order, the first block, the vector table, is programmed first:
+ * an interrupted flash then leaves a board that starts half an image.
+ * Knowing the page size from the board's layout, the host does better:
+ * it first sends an all-0xFF first block, which makes Katapult erase the
+ * first page and program nothing (all ones leave the cells erased), then
+ * the other pages in order, and the first page last. Until that last page
+ * the board has no vector table and stays in Katapult. The first block
+ * cannot be written after the rest of its own page (it would erase the
+ * page again), so while the first page itself is written (one page: 16 KiB
+ * at an STM32F4's 32 KiB offset) an interruption still leaves a vector
+ * table over an incomplete page; the verify after EOF and the job's retry
+ * cover that window, not the bootloader.
+ *
+ * Programming all ones over erased flash and then the real data is fine
+ * on flash without ECC (STM32F0/F1/F2/F4: bits are only cleared). Flash
+ * with ECC (STM32G0/G4/H7/L4...) may program check bits for the all-ones
+ * word, and a second programming could then fail; those keep the plain
+ * order.
+ */
+static bool mcu_reprograms_erased(const char *mcu)
+{
+        static const char *const ok[] = { "stm32f0", "stm32f1", "stm32f2", "stm32f4" };
+
+        for (size_t i = 0; i < ELEMENTSOF(ok); i++)
+                if (strncasecmp(mcu, ok[i], strlen(ok[i])) == 0)
+                        return true;
+        return false;
+}
+
+/* Blocks in the first page when it can be written last, else 0. */
+static uint64_t first_page_blocks(KatapultSession *s, uint64_t blocks, const KatapultFlashOptions *opts)
+{
+        const KatapultConnectInfo *info = &s->info;
+        const DfuseSegment *seg = NULL;
+        uint32_t start = 0, size = 0;
+
+        if (!opts || !opts->layout || blocks < 2)
+                return 0;
+        if (!dfuse_layout_find_sector(opts->layout, info->start_address, &seg, &start, &size) ||
+            start != info->start_address || size == 0 || size % info->block_size != 0)
+                return 0;
+        if ((uint64_t)size / info->block_size >= blocks)
+                return 0; /* the whole image is in the first page: nothing to reorder */
+        if (!mcu_reprograms_erased(info->mcu)) {
+                note(s,
+                     "%s: blocks are written in order (the vector table cannot be kept out of the flash "
+                     "until the end on this chip)",
+                     info->mcu);
+                return 0;
+        }
+        return size / info->block_size;
+}
+
+static int send_block(KatapultSession *s, uint32_t address, const uint8_t *data)
+{
+        uint8_t payload[4 + KATAPULT_BLOCK_SIZE_MAX];
+        char what[64];
+        int r;
+
+        katapult_put_le32(payload, address);
+        memcpy(payload + 4, data, s->info.block_size);
+        r = exchange(s, KATAPULT_CMD_SEND_BLOCK, payload, 4 + s->info.block_size, true, address,
+                     s->timeouts.block_reply_usec, NULL);
+        if (r < 0) {
+                snprintf(what, sizeof(what), "the write of the block at 0x%08x", address);
+                return exchange_error(s, r, what);
+        }
+        return 0;
+}
+
 static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const KatapultFlashOptions *opts)
 {
         uint8_t payload[4 + KATAPULT_BLOCK_SIZE_MAX];
+        uint8_t block[KATAPULT_BLOCK_SIZE_MAX];
         char what[64];
         int r;
 
@@ -517,21 +599,28 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
 
         const KatapultConnectInfo *info = &s->info;
         uint64_t blocks = DIV_ROUND_UP((uint64_t)size, info->block_size);
+        uint64_t first = first_page_blocks(s, blocks, opts);
 
         phase(s, FLASH_PHASE_WRITE);
         progress(s, 0, size);
-        for (uint64_t i = 0; i < blocks; i++) {
+        if (first > 0) {
+                /* Erase the first page (see above): from here on no vector table. */
+                memset(block, 0xff, info->block_size);
+                r = send_block(s, info->start_address, block);
+                if (r < 0)
+                        return r;
+        }
+        for (uint64_t n = 0; n < blocks; n++) {
+                /* with `first`: pages 1.. in order, then the first page */
+                uint64_t i = first > 0 ? (first + n) % blocks : n;
                 uint32_t address = info->start_address + (uint32_t)(i * info->block_size);
-                katapult_put_le32(payload, address);
-                fill_block(info, img, size, i, payload + 4);
-                r = exchange(s, KATAPULT_CMD_SEND_BLOCK, payload, 4 + info->block_size, true, address,
-                             s->timeouts.block_reply_usec, NULL);
-                if (r < 0) {
-                        snprintf(what, sizeof(what), "the write of the block at 0x%08x", address);
-                        return exchange_error(s, r, what);
-                }
+
+                fill_block(info, img, size, i, block);
+                r = send_block(s, address, block);
+                if (r < 0)
+                        return r;
                 s->stats.blocks_written++;
-                progress(s, MIN((i + 1) * info->block_size, (uint64_t)size), size);
+                progress(s, MIN((n + 1) * info->block_size, (uint64_t)size), size);
         }
 
         r = exchange(s, KATAPULT_CMD_EOF, NULL, 0, false, 0, s->timeouts.block_reply_usec, NULL);

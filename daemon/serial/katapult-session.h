@@ -11,7 +11,9 @@
  * Flow (as Katapult's scripts/flashtool.py does it, with stricter checks):
  *   CONNECT (retried) -> check start address and MCU (refuse before any
  *   block is written unless forced) -> SEND_BLOCK x n (last one padded with
- *   0xFF) -> EOF -> REQUEST_BLOCK x n and compare -> COMPLETE.
+ *   0xFF; the page holding the vector table invalidated first and written
+ *   last where the chip allows it, see katapult-session.c) -> EOF ->
+ *   REQUEST_BLOCK x n and compare -> COMPLETE.
  * NACK and BUSY answers, lost or corrupted frames are retried a bounded
  * number of times; the device vanishing gives -ENODEV at once.
  */
@@ -21,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/dfuse-layout.h"
 #include "codec/katapult-proto.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
@@ -65,6 +68,9 @@ typedef struct KatapultFlashOptions {
         bool force_mcu;     /* --force mcu */
         bool no_verify;     /* skip the read back (COMPLETE right after EOF) */
         bool no_complete;   /* stay in Katapult after a good verify */
+        /* The board's flash layout (erase units), to find the page that
+         * holds the vector table; NULL: unknown, blocks go in order. */
+        const DfuseLayout *layout;
 } KatapultFlashOptions;
 
 typedef struct KatapultSession KatapultSession;

@@ -4,8 +4,10 @@
  *
  * DfuSe (UM0424, AN3156): plan the touched sectors, read them back and
  * leave those that already hold the image, erase the changed ones (all
- * erases first, so the write phase is one stream), write in wTransferSize
- * chunks aligned to the sector start, the vector table's chunk last,
+ * erases first, so the write phase is one stream; the sector holding the
+ * vector table is erased first and written last whenever anything changes),
+ * write in wTransferSize chunks aligned to the sector start, the vector
+ * table's chunk last,
  * verify by UPLOAD, then leave with
  * SET_ADDRESS + zero-length DNLOAD + GETSTATUS.
  *
@@ -139,6 +141,10 @@ static int phase_erase(FlashCtx *c)
                 return 0;
         }
 
+        /* Ascending order: sector 0, which holds the image's vector table,
+         * is erased before anything else is touched, so from the first
+         * erase on the board has no plausible application and stays in its
+         * bootloader if the flash is interrupted. */
         for (size_t i = 0; i < p->n_sectors; i++) {
                 const FlashPlanSector *sec = &p->sectors[i];
 
@@ -261,7 +267,8 @@ static int phase_write(FlashCtx *c)
          * free of a plausible application until everything else is in: a
          * board that loses power or its cable mid-write stays in its
          * bootloader, and a retry works. (The sectors are sorted, so the
-         * first one holds the image's lowest address.) */
+         * first one holds the image's lowest address; the plan marks it
+         * for writing whenever any other sector is written.) */
         vt_last = sector_gets_written(&p->sectors[0]);
         if (vt_last)
                 vt = (p->segments[0].address - p->sectors[0].address) / xfer * xfer;
@@ -495,6 +502,15 @@ static int flash_dfuse(FlashCtx *c)
                                 return r;
                 }
         }
+        /* An unchanged first sector keeps a valid vector table; rewriting
+         * the rest under it would let an interrupted flash boot half an
+         * image. Erase it first and write it last instead (flash-plan.h). */
+        if (flash_plan_protect_vector_table(plan))
+                dfu_session_note(s, c->cb,
+                                 "The sector at 0x%08" PRIx32
+                                 " is unchanged but holds the vector table: it is erased first and "
+                                 "written last, so an interrupted flash leaves no bootable half image.",
+                                 plan->sectors[0].address);
         s->stats.sectors_unchanged = flash_plan_count(plan, FLASH_SECTOR_UNCHANGED);
         s->stats.sectors_blank = flash_plan_count(plan, FLASH_SECTOR_BLANK);
 

@@ -202,6 +202,20 @@ FlashSectorAction flash_plan_classify(FlashPlan *p, size_t i, const uint8_t *cur
         return p->sectors[i].action = flash_sector_action_from(equal, blank);
 }
 
+bool flash_plan_protect_vector_table(FlashPlan *p)
+{
+        bool other_written = false;
+
+        if (p->n_sectors == 0 || p->sectors[0].action != FLASH_SECTOR_UNCHANGED)
+                return false;
+        for (size_t i = 1; i < p->n_sectors; i++)
+                other_written = other_written || p->sectors[i].action != FLASH_SECTOR_UNCHANGED;
+        if (!other_written)
+                return false;
+        p->sectors[0].action = FLASH_SECTOR_CHANGED;
+        return true;
+}
+
 uint64_t flash_plan_bytes(const FlashPlan *p, FlashSectorAction a)
 {
         uint64_t n = 0;

@@ -88,6 +88,21 @@ FlashSectorAction flash_sector_action_from(bool equal, bool blank);
 /* Classify sector i from its full current content (sectors[i].size bytes). */
 FlashSectorAction flash_plan_classify(FlashPlan *p, size_t i, const uint8_t *current);
 
+/*
+ * Keep the image's vector table out of the flash until everything else is
+ * in. A bootloader (the STM32 ROM after a reset, Katapult, Klipper's own
+ * checks) starts an application when the first words at the application
+ * address look like a vector table (initial SP, reset vector). If sector 0
+ * (the one holding the image's lowest address) kept its old, valid vector
+ * table while later sectors are erased and rewritten, an interrupted flash
+ * would leave a board that boots half an image. So whenever any sector is
+ * going to be written, sector 0 is marked CHANGED even if its bytes are
+ * unchanged: it is erased first (the board stays in its bootloader from
+ * then on) and written last. A BLANK sector 0 holds no vector table and
+ * stays BLANK. Returns true when sector 0 was re-marked.
+ */
+bool flash_plan_protect_vector_table(FlashPlan *p);
+
 /* Bytes in sectors with the given action. */
 uint64_t flash_plan_bytes(const FlashPlan *p, FlashSectorAction a);
 size_t flash_plan_count(const FlashPlan *p, FlashSectorAction a);

@@ -9,6 +9,9 @@
   address; an image for another MCU (Klipper's dictionary) and a HEX file
   that reaches into the bootloader are refused too: exit status 5, and the
   virtual board saw no erase, no write and no reboot request;
+- anything below the application offset (an explicit --address there, a
+  mass erase) needs --force bootloader-region, and an unaligned --address
+  is refused, before anything is touched;
 - `--force vector-table` overrides the one check, says so in the log, and
   the flash goes ahead; the board then comes back in its bootloader (the
   image does not start), which fails clearly (exit 6); a good image flashes
@@ -68,14 +71,19 @@ def test_refused_before_any_erase():
     with harness.Flashd(config=FAST_CONFIG) as d:
         d.client()
         harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
-        refused(d, boards, (), "no-bootloader.bin", app_image(32 * 1024, FLASH_BASE, mcu="stm32f429xx"),
-                ["0x08000000", "0x08008000"])
+        # the advice is to rebuild with the board's offset; writing at the
+        # address the image was built for is named only as what replaces
+        # the bootloader
+        p = refused(d, boards, (), "no-bootloader.bin", app_image(32 * 1024, FLASH_BASE, mcu="stm32f429xx"),
+                    ["0x08000000", "0x08008000", "make menuconfig", "Bootloader offset: 32KiB",
+                     "--force bootloader-region"])
+        check("write it at 0x08000000 or" not in p.stderr, "no advice to overwrite the bootloader", p.stderr)
         refused(d, boards, ("--address", "0x08000000"), "klipper.bin",
                 app_image(32 * 1024, APP, mcu="stm32f429xx"), ["reset vector 0x08008201", "0x08000000"])
         refused(d, boards, (), "f446.bin", app_image(32 * 1024, APP, mcu="stm32f446xx"),
                 ["stm32f446xx", "stm32f429xx"])
         # a HEX file places its data itself: at 0x08004000 it overwrites the
-        # bootloader, which only an explicit --address may do
+        # bootloader, which only --force bootloader-region may do
         refused(d, boards, (), "low.hex", ihex(app_image(4096, 0x08004000), 0x08004000), ["bootloader"])
         jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
         names = [j["error"]["name"] for j in jobs]
@@ -92,6 +100,38 @@ def test_refused_before_any_erase():
               [(j["target"], j["port"]) for j in jobs])
         p = flashctl(d, "flash", "1-9.9", wrong)
         check(p.returncode == 1 and "1-9.9" in p.stderr, "an unknown target is a daemon error", p.stderr)
+
+
+def test_bootloader_region_needs_force():
+    """Following the old advice (--address 0x08000000 for an image built
+    there) erased the stock bootloader; a mass erase did so without any
+    question; an unaligned address was written and left the board stuck in
+    DFU. All are refused before the board is even rebooted, and the
+    refusal names the force that replaces a bootloader."""
+    boards = Boards()
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(d.client()), what="board")
+        low = app_image(32 * 1024, FLASH_BASE, mcu="stm32f429xx")
+        refused(d, boards, ("--address", "0x08000000"), "no-bootloader.bin", low,
+                ["bootloader", "0x08000000-0x08007fff", "--force bootloader-region"])
+        good = app_image(32 * 1024, APP, mcu="stm32f429xx")
+        refused(d, boards, ("--mass-erase",), "klipper.bin", good,
+                ["mass erase", "0x08000000-0x08007fff", "--force bootloader-region"])
+        refused(d, boards, ("--address", "0x08008001"), "klipper.bin", good, ["0x08008001", "multiple of 4"])
+        refused(d, boards, ("--address", "0x08008040"), "klipper.bin", good, ["0x08008040", "multiple of 128"])
+        jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
+        names = [j["error"]["name"] for j in jobs]
+        check(names == ["check-bootloader-region", "check-bootloader-region", "check-vector-table",
+                        "check-vector-table"], "refused with the check that failed", names)
+
+        # the force is what replaces a bootloader: with it, the mass erase goes ahead
+        bootloader = boards.read(BOARD, FLASH_BASE, APP - FLASH_BASE)
+        p = flashctl(d, "flash", "--mass-erase", "--force", "bootloader-region", "octopus-pro",
+                     write_image(tmpdir(), good))
+        check(p.returncode == 0, f"forced mass erase flashes (exit {p.returncode})", p.stdout + p.stderr)
+        check(boards.counters(BOARD)["mass_erases"] == 1, "one mass erase")
+        check(boards.read(BOARD, FLASH_BASE, APP - FLASH_BASE) != bootloader, "the bootloader region was erased")
+        check(boards.read(BOARD, APP, len(good)) == good, "the image is in flash")
 
 
 def test_force_and_stuck_in_bootloader():
@@ -145,4 +185,6 @@ def test_tty_held_by_klipper():
 
 
 if __name__ == "__main__":
-    harness.main([test_refused_before_any_erase, test_force_and_stuck_in_bootloader, test_tty_held_by_klipper])
+    # the forced mass erase wipes the bootloader region: last
+    harness.main([test_refused_before_any_erase, test_force_and_stuck_in_bootloader, test_tty_held_by_klipper,
+                  test_bootloader_region_needs_force])

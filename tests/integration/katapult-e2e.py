@@ -20,7 +20,7 @@ flashes; a board whose database entry says reboot = uart-request gets
 Klipper's serial request block instead of the 1200-baud request.
 `rom-dfu`: the very same command flashes an Octopus without Katapult
 through the ROM DFU bootloader. `install`: Katapult itself written at
-0x08000000 through ROM DFU (explicit --address, no --force), then Klipper
+0x08000000 through ROM DFU (--address and --force bootloader-region), then Klipper
 through it. `g0`: an STM32G0 gets one priming command before CONNECT.
 """
 import json
@@ -354,7 +354,8 @@ def katapult_image(size=8 * 1024 + 100, seed=97):
 
 def test_install_katapult_then_klipper():
     """Katapult itself onto a board in ROM DFU: the bootloader region, asked
-    for explicitly with --address 0x08000000 (no --force needed); at the
+    for with --address 0x08000000 --force bootloader-region (the address
+    alone is refused); at the
     application address the image is refused with nothing written. The board then
     starts Katapult, and the same `flashctl flash octopus klipper.bin`
     flashes Klipper through it."""
@@ -376,7 +377,13 @@ def test_install_katapult_then_klipper():
               p.stdout + p.stderr)
         check(boards.read(BOARD, FLASH_BASE, 64 * 1024) == flash_before, "nothing written")
 
+        # the address alone is not enough: replacing a bootloader is forced by name
         p = flashctl(d, "flash", "--address", "0x08000000", b["port"], path)
+        check(p.returncode == EXIT_REFUSED and "--force bootloader-region" in p.stderr,
+              f"bootloader region without the force refused (exit {p.returncode})", p.stdout + p.stderr)
+        check(boards.read(BOARD, FLASH_BASE, 64 * 1024) == flash_before, "nothing written")
+
+        p = flashctl(d, "flash", "--address", "0x08000000", "--force", "bootloader-region", b["port"], path)
         check(p.returncode == EXIT_OK, f"Katapult install exit {p.returncode}", p.stdout + p.stderr)
         check(boards.read(BOARD, FLASH_BASE, len(image)) == image, "Katapult image at 0x08000000")
         after = boards.vb.wait(BOARD, "katapult", 5000)

@@ -250,9 +250,48 @@ static void test_target_and_compare(void)
         dfuse_layout_free(layout);
 }
 
+/* Sector 0 holds the vector table: erased first and written last whenever
+ * anything else is written, even when its own bytes did not change. */
+static void test_protect_vector_table(void)
+{
+#define U FLASH_SECTOR_UNCHANGED
+#define C FLASH_SECTOR_CHANGED
+#define B FLASH_SECTOR_BLANK
+        static const struct {
+                size_t n;
+                FlashSectorAction in[4], out[4];
+                bool remarked;
+        } cases[] = {
+                { 4, { U, U, C, U }, { C, U, C, U }, true },  /* a rebuild that changed the middle */
+                { 4, { U, U, U, B }, { C, U, U, B }, true },  /* the new image is longer */
+                { 4, { U, U, U, U }, { U, U, U, U }, false }, /* up to date: nothing touched */
+                { 4, { C, U, C, U }, { C, U, C, U }, false }, /* already erased first */
+                { 3, { B, C, U }, { B, C, U }, false },       /* no vector table to protect */
+                { 1, { U }, { U }, false },
+                { 1, { C }, { C }, false },
+        };
+        FlashPlanSector sectors[4];
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                FlashPlan p = { .sectors = sectors, .n_sectors = cases[i].n };
+
+                for (size_t k = 0; k < cases[i].n; k++)
+                        sectors[k] = (FlashPlanSector){ .address = 0x08008000 + 0x4000 * (uint32_t)k,
+                                                        .size = 0x4000,
+                                                        .action = cases[i].in[k] };
+                CHECK_INT(flash_plan_protect_vector_table(&p), cases[i].remarked);
+                for (size_t k = 0; k < cases[i].n; k++)
+                        CHECK_INT(sectors[k].action, cases[i].out[k]);
+        }
+#undef U
+#undef C
+#undef B
+}
+
 int main(void)
 {
         test_plan();
         test_target_and_compare();
+        test_protect_vector_table();
         TESTS_EXIT();
 }

@@ -87,7 +87,6 @@ typedef struct CheckCase {
         const char *what;
         ImageSpec image;
         uint32_t write_at;
-        bool explicit;
         const Target *target;
         int expect[_IMAGE_CHECK_MAX]; /* fit, vector-table, bootloader-region, mcu */
         const char *message;          /* substring of the first failure's message */
@@ -100,140 +99,129 @@ static const CheckCase cases[] = {
         { "klipper for 32 KiB bootloader, at 0x08008000",
           { 0x08008000, 40 * K, 0x20020000, 0x201, "stm32f446xx" },
           0x08008000,
-          false,
           &F446,
           { 0, 0, 0, 0 } },
-        { "same image at 0x08000000, explicitly",
+        { "same image at 0x08000000",
           { 0x08008000, 40 * K, 0x20020000, 0x201, "stm32f446xx" },
           0x08000000,
-          true,
           &F446,
-          { 0, -ENOEXEC, 0, 0 },
+          { 0, -ENOEXEC, -EPERM, 0 },
           "built for 0x08008000 (32 KiB bootloader)" },
         { "same image at 0x08000000, small (reset outside the written range)",
           { 0x08008000, 16 * K, 0x20020000, 0x201, "stm32f446xx" },
           0x08000000,
-          true,
-          &F446,
-          { 0, -ENOEXEC, 0, 0 },
-          "built for 0x08008000 (32 KiB bootloader)" },
-        { "same image at 0x08000000, not explicit",
-          { 0x08008000, 40 * K, 0x20020000, 0x201, "stm32f446xx" },
-          0x08000000,
-          false,
           &F446,
           { 0, -ENOEXEC, -EPERM, 0 },
-          "built for 0x08008000" },
+          "built for 0x08008000 (32 KiB bootloader)" },
         { "image without bootloader at 0x08008000",
           { 0x08000000, 40 * K, 0x20020000, 0x201, "stm32f446xx" },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, 0 },
-          "built for 0x08000000 (no bootloader)" },
+          "rebuild it with the board's bootloader offset (make menuconfig, \"Bootloader offset: 32KiB "
+          "bootloader\")" },
         { "large image without bootloader at 0x08008000, reset handler deep inside",
           { 0x08000000, 300 * K, 0x20020000, 0x9001, "stm32f446xx" },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, 0 },
-          "built for 0x08000000 (no bootloader)" },
+          "rebuild it with the board's bootloader offset (make menuconfig, \"Bootloader offset: 32KiB "
+          "bootloader\")" },
         { "large image without bootloader at 0x08000000, reset handler deep inside",
           { 0x08000000, 300 * K, 0x20020000, 0x40001, NULL },
           0x08000000,
-          true,
           &F446,
-          { 0, 0, 0, SKIP } },
+          { 0, 0, -EPERM, SKIP },
+          "to replace the bootloader itself (installing Katapult), add --force bootloader-region" },
         { "H723 image for 128 KiB at 0x08000000",
           { 0x08020000, 160 * K, 0x20020000, 0x801, "stm32h723xx" },
           0x08000000,
-          true,
           &H723,
-          { 0, -ENOEXEC, 0, 0 },
+          { 0, -ENOEXEC, -EPERM, 0 },
           "built for 0x08020000 (128 KiB bootloader)" },
         { "H723 image for 128 KiB at 0x08020000",
           { 0x08020000, 160 * K, 0x20020000, 0x801, "stm32h723xx" },
           0x08020000,
-          false,
           &H723,
           { 0, 0, 0, 0 } },
         { "stack pointer outside RAM",
           { 0x08008000, 8 * K, 0x10010000, 0x201, NULL },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, SKIP },
           "stack pointer 0x10010000" },
         { "stack pointer just past RAM",
           { 0x08008000, 8 * K, 0x20020004, 0x201, NULL },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, SKIP },
           "stack pointer" },
         { "stack pointer unknown RAM",
           { 0x08008000, 8 * K, 0x10010000, 0x201, NULL },
           0x08008000,
-          false,
           &F446_NO_RAM,
           { 0, 0, 0, SKIP } },
         { "reset vector not Thumb",
           { 0x08008000, 8 * K, 0x20020000, 0x200, NULL },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, SKIP },
           "Thumb" },
         { "reset vector nowhere near",
           { 0x08008000, 8 * K, 0x20020000, 0x10000001, NULL },
           0x08008000,
-          false,
           &F446,
           { 0, -ENOEXEC, 0, SKIP },
           "outside the written range" },
         { "F429 image on an F446",
           { 0x08008000, 40 * K, 0x20020000, 0x201, "stm32f429xx" },
           0x08008000,
-          false,
           &F446,
           { 0, 0, 0, -EMEDIUMTYPE },
           "built for stm32f429xx, but the board has an stm32f446xx" },
         { "MCU compared case-insensitively",
           { 0x08008000, 40 * K, 0x20020000, 0x201, "STM32F446XX" },
           0x08008000,
-          false,
           &F446,
           { 0, 0, 0, 0 } },
         { "board MCU unknown",
           { 0x08008000, 40 * K, 0x20020000, 0x201, "stm32f429xx" },
           0x08008000,
-          false,
           &F446_NO_MCU,
           { 0, 0, 0, SKIP } },
         { "too large for the F446",
           { 0x08008000, 500 * K, 0x20020000, 0x201, NULL },
           0x08008000,
-          false,
           &F446,
           { -ENOSPC, 0, 0, SKIP },
           "outside the device's memory layout" },
         { "into read-only sectors",
           { 0x08000000, 16 * K, 0x20020000, 0x201, NULL },
           0x08000000,
-          true,
           &F446_RO,
-          { -ENOSPC, 0, 0, SKIP },
+          { -ENOSPC, 0, -EPERM, SKIP },
           "not writeable" },
         { "below the flash",
           { 0x07ff0000, 16 * K, 0x20020000, 0x201, NULL },
           0x07ff0000,
-          true,
           &F446,
           { -ENOSPC, 0, 0, SKIP },
           "outside the device's memory layout" },
+        { "unaligned address one byte past the application start",
+          { 0x08008000, 40 * K, 0x20020000, 0x201, NULL },
+          0x08008001,
+          &F446,
+          { 0, -ENOEXEC, 0, SKIP },
+          "not a multiple of 128 bytes" },
+        { "address 4-aligned but not where a vector table can start",
+          { 0x08008000, 40 * K, 0x20020000, 0x201, NULL },
+          0x08008040,
+          &F446,
+          { 0, -ENOEXEC, 0, SKIP },
+          "use the board's application address (0x08008000)" },
 };
 
-static void target_from(const Target *tt, DfuseLayout **l, ImageCheckTarget *t, bool explicit)
+static void target_from(const Target *tt, DfuseLayout **l, ImageCheckTarget *t)
 {
         CHECK_INT(dfuse_layout_parse(tt->layout, strlen(tt->layout), l), 0);
         *t = (ImageCheckTarget){
@@ -244,7 +232,6 @@ static void target_from(const Target *tt, DfuseLayout **l, ImageCheckTarget *t, 
                 .ram_start = 0x20000000,
                 .ram_size = tt->ram_size,
                 .mcu = tt->mcu,
-                .address_explicit = explicit,
         };
 }
 
@@ -263,7 +250,7 @@ static void test_cases(void)
 
                 fprintf(stderr, "case: %s\n", c->what);
                 CHECK_INT(flash_image_parse_bin(data, c->image.size, c->write_at, &img, NULL), 0);
-                target_from(c->target, &l, &t, c->explicit);
+                target_from(c->target, &l, &t);
                 for (int k = 0; k < _IMAGE_CHECK_MAX; k++) {
                         char *m = NULL;
                         r = image_check_one(k, img, &t, &m);
@@ -320,10 +307,11 @@ static void test_force_one(void)
         char *message = NULL;
 
         CHECK_INT(flash_image_parse_bin(data, s.size, 0x08000000, &img, NULL), 0);
-        target_from(&F446, &l, &t, false);
+        target_from(&F446, &l, &t);
         CHECK_INT(image_check_all(img, &t, 1u << IMAGE_CHECK_VECTOR_TABLE, &failed, &message, NULL), -EPERM);
         CHECK_INT(failed, IMAGE_CHECK_BOOTLOADER_REGION);
-        CHECK(message && strstr(message, "overwrite the bootloader at 0x08000000-0x08007fff (32 KiB)"));
+        CHECK(message &&
+              strstr(message, "overwrite the board's bootloader at 0x08000000-0x08007fff (32 KiB)"));
         free(message);
         message = NULL;
         CHECK_INT(image_check_all(img, &t,
@@ -519,6 +507,14 @@ static void test_no_bootloader_board(void)
         CHECK_INT(image_check_bootloader_region(img, &t, &m), IMAGE_CHECK_SKIPPED);
         free(m);
         m = NULL;
+        /* a board known by its layout only: its bootloader, if any, would be
+         * at the start of flash, so writing there is forced by name */
+        t.app_offset_unknown = true;
+        CHECK_INT(image_check_bootloader_region(img, &t, &m), -EPERM);
+        CHECK(m && strstr(m, "--force bootloader-region"));
+        free(m);
+        m = NULL;
+        t.app_offset_unknown = false;
         /* without a layout, fit uses the flash size */
         CHECK_INT(image_check_fit(img, &t, &m), 0);
         t.flash_size = 4 * K;
