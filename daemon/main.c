@@ -17,6 +17,7 @@
 #include "log.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "server/server.h"
 
 static void help(void)
 {
@@ -210,6 +211,9 @@ int main(int argc, char **argv)
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigprocmask(SIG_BLOCK, &mask, NULL);
+        /* Clients, jobs and devices all need fds; a low soft limit would
+         * make accept() fail long before the hard limit is near. */
+        server_raise_fd_limit();
 
         r = sd_event_default(&event);
         if (r < 0) {

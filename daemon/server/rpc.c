@@ -32,8 +32,9 @@ struct RpcCall {
         int fd; /* SCM_RIGHTS fd that came with the request, or -EBADF (jobs helper) */
 };
 
-/* The fd handed to rpc_dispatch_text_with_fd(), given to the first call
- * dispatched from that text (main loop only, so a file-scope slot is enough). */
+/* The fd handed to rpc_dispatch_text_full(), offered to each call
+ * dispatched from that text until one takes it (main loop only, so a
+ * file-scope slot is enough). */
 static int dispatch_fd = -EBADF;
 
 static RpcBatch *rpc_batch_unref(RpcBatch *b)
@@ -321,7 +322,7 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
         if (!call)
                 return -ENOMEM;
         call->n_ref = 1;
-        call->fd = TAKE_FD(dispatch_fd);
+        call->fd = -EBADF;
         call->manager = m;
         call->peer = *peer;
         call->peer.cred = NULL;
@@ -359,7 +360,11 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
         }
 
         log_debug("client %llu: %s", (unsigned long long)client_id, call->method);
+        /* The passed fd is offered to this call; one it does not take goes
+         * on to the next request of the same bytes. */
+        call->fd = TAKE_FD(dispatch_fd);
         int r = entry->handler(call, json_object_get(message, "params"));
+        dispatch_fd = TAKE_FD(call->fd);
         if (r < 0 && !call->replied)
                 rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s failed: %s", call->method,
                                      strerror(-r));
@@ -375,6 +380,21 @@ int rpc_dispatch(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *me
         if (json_array_size(message) == 0) {
                 json_auto_t *response = rpc_error_response(NULL, RPC_ERROR_INVALID_REQUEST,
                                                            "Invalid request: empty batch", NULL);
+                if (!response)
+                        return -ENOMEM;
+                cb(client_id, response, userdata);
+                return 0;
+        }
+        /* One answer for the whole batch, not one per member: a batch of a
+         * million members must not cost a million error objects. */
+        if (json_array_size(message) > RPC_BATCH_MAX) {
+                char buf[160];
+                snprintf(buf, sizeof(buf),
+                         "Invalid request: a batch may have at most %u members; it had %zu", RPC_BATCH_MAX,
+                         json_array_size(message));
+                json_auto_t *response =
+                        rpc_error_response(NULL, RPC_ERROR_INVALID_REQUEST, buf,
+                                           json_pack("{s:I}", "limit", (json_int_t)RPC_BATCH_MAX));
                 if (!response)
                         return -ENOMEM;
                 cb(client_id, response, userdata);
@@ -408,21 +428,19 @@ int rpc_call_take_fd(RpcCall *call)
         return TAKE_FD(call->fd);
 }
 
-int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text,
-                              size_t len, int fd, RpcResponseFunc cb, void *userdata)
+/* A message above the small limit may only be what needs the room: one
+ * request (not a batch) to a method that takes image bytes, with them. */
+static bool rpc_message_may_be_large(json_t *message)
 {
-        int r;
+        const char *method = json_string_value(json_object_get(message, "method"));
+        json_t *image = json_object_get(json_object_get(message, "params"), "image");
 
-        safe_close(dispatch_fd);
-        dispatch_fd = fd;
-        r = rpc_dispatch_text(m, peer, client_id, text, len, cb, userdata);
-        /* not taken (parse error, notification, unknown method): close it */
-        dispatch_fd = safe_close(dispatch_fd);
-        return r;
+        return method && (streq(method, "job.flash") || streq(method, "rule.add")) &&
+               json_is_string(json_object_get(image, "data"));
 }
 
-int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
-                      RpcResponseFunc cb, void *userdata)
+int rpc_dispatch_text_full(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                           size_t small_max, int *fd, RpcResponseFunc cb, void *userdata)
 {
         json_error_t error;
         /* JSON_DISABLE_EOF_CHECK is not set: trailing garbage is a parse error. */
@@ -437,5 +455,42 @@ int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const
                 cb(client_id, response, userdata);
                 return 0;
         }
-        return rpc_dispatch(m, peer, client_id, message, cb, userdata);
+        if (small_max > 0 && len > small_max && !rpc_message_may_be_large(message)) {
+                char buf[256];
+                snprintf(buf, sizeof(buf),
+                         "Request too large: %zu bytes; a message may be at most %zu bytes unless it is "
+                         "job.flash or rule.add with image.data; it was skipped",
+                         len, small_max);
+                json_auto_t *response =
+                        rpc_error_response(NULL, RPC_ERROR_REQUEST_TOO_LARGE, buf,
+                                           json_pack("{s:I}", "limit", (json_int_t)small_max));
+                if (!response)
+                        return -ENOMEM;
+                cb(client_id, response, userdata);
+                return 0;
+        }
+
+        int r;
+        safe_close(dispatch_fd);
+        dispatch_fd = fd ? TAKE_FD(*fd) : -EBADF;
+        r = rpc_dispatch(m, peer, client_id, message, cb, userdata);
+        /* Not taken (parse error, notification, a method without an fd):
+         * back to the caller, which may offer it to the next request. */
+        if (fd)
+                *fd = TAKE_FD(dispatch_fd);
+        return r;
+}
+
+int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text,
+                              size_t len, int fd, RpcResponseFunc cb, void *userdata)
+{
+        int r = rpc_dispatch_text_full(m, peer, client_id, text, len, 0, &fd, cb, userdata);
+        safe_close(fd);
+        return r;
+}
+
+int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                      RpcResponseFunc cb, void *userdata)
+{
+        return rpc_dispatch_text_full(m, peer, client_id, text, len, 0, NULL, cb, userdata);
 }

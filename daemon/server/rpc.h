@@ -91,10 +91,19 @@ int rpc_dispatch_text(Manager *m, const RpcPeer *peer, uint64_t client_id, const
 
 /* Same, with a file descriptor that came with the request's first bytes
  * (SCM_RIGHTS, e.g. a flash image from flashctl). Takes ownership of fd;
- * the first call dispatched from the text may take it with
- * rpc_call_take_fd(), otherwise it is closed. */
+ * the calls dispatched from the text may take it with rpc_call_take_fd()
+ * (the first that asks), otherwise it is closed. */
 int rpc_dispatch_text_with_fd(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text,
                               size_t len, int fd, RpcResponseFunc cb, void *userdata);
+/* The general form. `*fd` (may be NULL) is offered like above; when no call
+ * took it, it is left in *fd for the caller. small_max > 0: a message longer
+ * than that is refused with -32001 unless it is job.flash or rule.add
+ * carrying image.data (the only requests that need the room). */
+int rpc_dispatch_text_full(Manager *m, const RpcPeer *peer, uint64_t client_id, const char *text, size_t len,
+                           size_t small_max, int *fd, RpcResponseFunc cb, void *userdata);
+
+/* Most members of one batch; a larger batch gets one -32600 error. */
+#define RPC_BATCH_MAX 64u
 
 /* Build responses outside a call (transport errors, e.g. request too large). */
 json_t *rpc_error_response(json_t *id, RpcError e, const char *message, json_t *data);

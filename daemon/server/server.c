@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -19,6 +20,17 @@
 #include "server/server.h"
 
 typedef struct Client Client;
+
+/* An fd passed with SCM_RIGHTS and the messages it may belong to: those
+ * that start in the bytes of the read that brought it (the kernel ends a
+ * read with the segment carrying fds, but may join earlier plain data in
+ * front of it). */
+typedef struct PendingFd {
+        int fd;
+        uint64_t first_seq, last_seq;
+} PendingFd;
+
+#define CLIENT_PENDING_FDS_MAX 8
 
 typedef struct Listener {
         int fd;
@@ -36,9 +48,13 @@ struct Client {
         size_t out_len, out_alloc, out_start;
         bool identified;
         bool read_eof; /* peer shut down its sending side: flush, then close */
-        /* An fd passed with SCM_RIGHTS, for the next request dispatched
-         * (flashctl sends it with the request's first bytes; jobs helper). */
-        int pending_fd;
+        /* Complete messages wait beyond this wakeup's share: no reading
+         * until they are handled (from Server.backlog). */
+        bool backlog;
+        size_t buffered;       /* input bytes counted in Server.input_total */
+        unsigned budget_drops; /* messages dropped for the total input limit, not reported yet */
+        PendingFd pending_fds[CLIENT_PENDING_FDS_MAX];
+        size_t n_pending_fds;
         char *name, *version, *type, *url;
         bool dead;
         Client *next;
@@ -52,6 +68,11 @@ struct Server {
         Client *dead;    /* disconnected, freed from a defer source */
         sd_event_source *reaper;
         size_t n_clients;
+        size_t clients_max;   /* SERVER_CLIENTS_MAX, lower with a low fd limit */
+        bool refusing_logged; /* "too many clients" said once until there is room */
+        size_t input_total;   /* input buffered for all clients */
+        sd_event_source *backlog;
+        sd_event_source *accept_timer; /* listeners paused after EMFILE/ENFILE */
         uint64_t next_id;
         char *unlink_path;                  /* socket we created and remove again */
         gid_t flash_gid;                    /* members may mutate; (gid_t)-1: no such group */
@@ -65,7 +86,8 @@ static Client *client_free(Client *c)
                 return NULL;
         sd_event_source_disable_unref(c->source);
         safe_close(c->fd);
-        safe_close(c->pending_fd);
+        for (size_t i = 0; i < c->n_pending_fds; i++)
+                safe_close(c->pending_fds[i].fd);
         rpc_frame_reader_free(c->reader);
         peer_cred_free(c->peer.cred);
         free(c->out);
@@ -99,6 +121,8 @@ static void client_disconnect(Client *c, const char *why)
                 return;
         log_info("client %llu disconnected: %s", (unsigned long long)c->id, why);
         c->dead = true;
+        s->input_total -= c->buffered;
+        c->buffered = 0;
         sd_event_source_set_enabled(c->source, SD_EVENT_OFF);
         for (Client **pp = &s->clients; *pp; pp = &(*pp)->next)
                 if (*pp == c) {
@@ -120,6 +144,12 @@ static Client *server_find_client(Server *s, uint64_t id)
         return NULL;
 }
 
+static int client_update_events(Client *c)
+{
+        return sd_event_source_set_io_events(c->source, (c->read_eof || c->backlog ? 0 : EPOLLIN) |
+                                                                (c->out_len ? EPOLLOUT : 0));
+}
+
 static int client_flush(Client *c)
 {
         while (c->out_start < c->out_len) {
@@ -134,12 +164,11 @@ static int client_flush(Client *c)
         }
         if (c->out_start == c->out_len)
                 c->out_start = c->out_len = 0;
-        if (c->read_eof && c->out_len == 0) {
+        if (c->read_eof && c->out_len == 0 && !c->backlog) {
                 client_disconnect(c, "closed by peer");
                 return 0;
         }
-        return sd_event_source_set_io_events(c->source,
-                                             (c->read_eof ? 0 : EPOLLIN) | (c->out_len ? EPOLLOUT : 0));
+        return client_update_events(c);
 }
 
 /* Append one serialized message and its ETX; try to send at once. */
@@ -219,38 +248,195 @@ int server_broadcast(Server *s, const char *method, json_t *params)
         return 0;
 }
 
+/* Keep Server.input_total equal to the sum of what the readers hold. */
+static void client_account(Client *c)
+{
+        size_t now = rpc_frame_reader_pending(c->reader);
+        c->server->input_total = c->server->input_total - c->buffered + now;
+        c->buffered = now;
+}
+
+static void client_report_too_large(Client *c)
+{
+        char msg[256];
+        json_auto_t *e = NULL;
+
+        if (c->budget_drops > 0) {
+                c->budget_drops--;
+                snprintf(msg, sizeof(msg),
+                         "Request dropped: the daemon holds too much unfinished input from all clients "
+                         "(at most %u bytes in total); send it again later",
+                         SERVER_INPUT_TOTAL_MAX);
+                e = rpc_error_response(NULL, RPC_ERROR_REQUEST_TOO_LARGE, msg,
+                                       json_pack("{s:I}", "limit", (json_int_t)SERVER_INPUT_TOTAL_MAX));
+        } else {
+                snprintf(msg, sizeof(msg),
+                         "Request too large: a message may be at most %u bytes, or %u for job.flash or "
+                         "rule.add with image.data; it was skipped",
+                         SERVER_INPUT_SMALL_MAX, SERVER_INPUT_MAX);
+                e = rpc_error_response(NULL, RPC_ERROR_REQUEST_TOO_LARGE, msg,
+                                       json_pack("{s:I,s:I}", "limit", (json_int_t)SERVER_INPUT_SMALL_MAX,
+                                                 "limit_image", (json_int_t)SERVER_INPUT_MAX));
+        }
+        if (e)
+                client_queue(c, e);
+}
+
+/* The fd for message `seq`, if one came with its bytes (-EBADF if not). */
+static int client_take_pending_fd(Client *c, uint64_t seq, size_t *ret_index)
+{
+        for (size_t i = 0; i < c->n_pending_fds; i++)
+                if (c->pending_fds[i].first_seq <= seq && seq <= c->pending_fds[i].last_seq) {
+                        *ret_index = i;
+                        return TAKE_FD(c->pending_fds[i].fd);
+                }
+        return -EBADF;
+}
+
+/* Close fds that no message still to come may take. */
+static void client_expire_pending_fds(Client *c, uint64_t done_seq)
+{
+        size_t k = 0;
+        for (size_t i = 0; i < c->n_pending_fds; i++) {
+                if (c->pending_fds[i].fd < 0 || c->pending_fds[i].last_seq <= done_seq) {
+                        safe_close(c->pending_fds[i].fd);
+                        continue;
+                }
+                c->pending_fds[k++] = c->pending_fds[i];
+        }
+        c->n_pending_fds = k;
+}
+
+static void client_set_backlog(Client *c, bool b)
+{
+        if (c->backlog == b)
+                return;
+        c->backlog = b;
+        if (b)
+                sd_event_source_set_enabled(c->server->backlog, SD_EVENT_ON);
+        if (client_update_events(c) < 0)
+                client_disconnect(c, "cannot watch the socket");
+}
+
+/* Handle at most SERVER_MESSAGES_PER_WAKEUP complete messages; the rest
+ * waits for the next loop iteration (the backlog source), after every
+ * other client's turn, and nothing more is read from this client until
+ * then. */
 static void client_process(Client *c)
 {
         Server *s = c->server;
 
-        while (!c->dead) {
+        for (unsigned handled = 0; !c->dead; handled++) {
+                if (!rpc_frame_reader_ready(c->reader)) {
+                        client_set_backlog(c, false);
+                        break;
+                }
+                if (handled >= SERVER_MESSAGES_PER_WAKEUP) {
+                        client_set_backlog(c, true);
+                        break;
+                }
                 _cleanup_free_ char *frame = NULL;
                 size_t len;
+                uint64_t seq = rpc_frame_reader_head_seq(c->reader);
                 int r = rpc_frame_reader_next(c->reader, &frame, &len);
+                client_account(c);
                 if (r == 0)
                         break;
                 if (r == -EMSGSIZE) {
-                        char msg[160];
-                        snprintf(msg, sizeof(msg),
-                                 "Request too large: a message may be at most %u bytes; it was skipped",
-                                 SERVER_INPUT_MAX);
-                        json_auto_t *e = rpc_error_response(
-                                NULL, RPC_ERROR_REQUEST_TOO_LARGE, msg,
-                                json_pack("{s:I}", "limit", (json_int_t)SERVER_INPUT_MAX));
-                        if (e)
-                                client_queue(c, e);
+                        client_report_too_large(c);
+                        client_expire_pending_fds(c, seq);
                         continue;
                 }
                 if (r < 0) {
                         client_disconnect(c, "out of memory");
                         break;
                 }
-                if (len == 0 || strspn(frame, " \t\r\n") == len)
+                if (len == 0 || strspn(frame, " \t\r\n") == len) {
+                        client_expire_pending_fds(c, seq);
                         continue; /* keep-alive blank frames */
-                r = rpc_dispatch_text_with_fd(s->manager, &c->peer, c->id, frame, len,
-                                              TAKE_FD(c->pending_fd), server_on_response, s);
-                if (r < 0)
+                }
+                size_t index = 0;
+                int fd = client_take_pending_fd(c, seq, &index);
+                r = rpc_dispatch_text_full(s->manager, &c->peer, c->id, frame, len, SERVER_INPUT_SMALL_MAX,
+                                           &fd, server_on_response, s);
+                if (fd >= 0 && !c->dead)
+                        c->pending_fds[index].fd = TAKE_FD(fd); /* not this one's: the next may take it */
+                safe_close(fd);
+                if (r < 0) {
                         client_disconnect(c, "out of memory");
+                        break;
+                }
+                if (!c->dead)
+                        client_expire_pending_fds(c, seq);
+        }
+        if (!c->dead && c->read_eof && !c->backlog && c->out_len == 0)
+                client_disconnect(c, "closed by peer");
+}
+
+static int on_backlog(sd_event_source *source, void *userdata)
+{
+        Server *s = userdata;
+        bool more = false;
+
+        for (Client *c = s->clients, *next; c; c = next) {
+                next = c->next; /* c may be disconnected */
+                if (!c->backlog)
+                        continue;
+                client_process(c);
+                if (!c->dead && c->backlog)
+                        more = true;
+        }
+        if (!more)
+                sd_event_source_set_enabled(source, SD_EVENT_OFF);
+        return 0;
+}
+
+/* Over the total input limit: drop the largest unfinished message(s), the
+ * attacker's or the big upload's, never complete small requests. */
+static void server_enforce_input_total(Server *s)
+{
+        while (s->input_total > SERVER_INPUT_TOTAL_MAX) {
+                Client *victim = NULL;
+                for (Client *c = s->clients; c; c = c->next)
+                        if (!victim ||
+                            rpc_frame_reader_open_len(c->reader) > rpc_frame_reader_open_len(victim->reader))
+                                victim = c;
+                if (!victim || rpc_frame_reader_open_len(victim->reader) == 0)
+                        return;
+                log_warning("client %llu: dropping its unfinished message of %zu bytes: %zu bytes of input "
+                            "buffered for all clients, at most %u",
+                            (unsigned long long)victim->id, rpc_frame_reader_open_len(victim->reader),
+                            s->input_total, SERVER_INPUT_TOTAL_MAX);
+                if (rpc_frame_reader_discard_open(victim->reader) < 0) {
+                        client_disconnect(victim, "out of memory");
+                        continue;
+                }
+                victim->budget_drops++;
+                client_account(victim);
+                /* its error is sent from the backlog source */
+                client_set_backlog(victim, true);
+        }
+}
+
+static void client_add_fds(Client *c, struct msghdr *mh, uint64_t first_seq, uint64_t last_seq)
+{
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t k = 0; k < nfd; k++) {
+                        int passed;
+                        memcpy(&passed, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+                        if (first_seq > last_seq || c->n_pending_fds >= CLIENT_PENDING_FDS_MAX) {
+                                /* no request starts in these bytes, or too many unclaimed fds */
+                                log_debug("client %llu: closing a passed fd no request can take",
+                                          (unsigned long long)c->id);
+                                safe_close(passed);
+                                continue;
+                        }
+                        c->pending_fds[c->n_pending_fds++] =
+                                (PendingFd){ .fd = passed, .first_seq = first_seq, .last_seq = last_seq };
+                }
         }
 }
 
@@ -272,7 +458,7 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
          * a client that asks again the moment it has its answer cannot be
          * served twice while others wait (tail latency, tests/bench).
          * (do/while: the breaks below end this read.) */
-        if (c->dead)
+        if (c->dead || c->backlog)
                 return 0;
         do {
                 union {
@@ -285,19 +471,6 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
                                      .msg_control = &control,
                                      .msg_controllen = sizeof(control) };
                 ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-                /* Keep the last fd received; it belongs to the request whose
-                 * first bytes came with it (the kernel does not merge a message
-                 * carrying fds with earlier data in one read). */
-                for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
-                        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                                size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                                for (size_t k = 0; k < nfd; k++) {
-                                        int passed;
-                                        memcpy(&passed, CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-                                        safe_close(c->pending_fd);
-                                        c->pending_fd = passed;
-                                }
-                        }
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 break;
@@ -312,13 +485,23 @@ static int on_client_io(sd_event_source *source, int fd, uint32_t revents, void 
                                 client_disconnect(c, "write failed");
                         break;
                 }
+                /* The messages that start in these bytes: the open one if
+                 * none of its bytes came before, up to the one open after. */
+                uint64_t first_seq = rpc_frame_reader_open_seq(c->reader) +
+                                     (rpc_frame_reader_mid_frame(c->reader) ? 1 : 0);
                 /* -EMSGSIZE is reported through rpc_frame_reader_next(). */
                 int r = rpc_frame_reader_feed(c->reader, buf, (size_t)n);
+                uint64_t open_after = rpc_frame_reader_open_seq(c->reader);
+                client_add_fds(c, &mh, first_seq,
+                               rpc_frame_reader_mid_frame(c->reader) ? open_after : open_after - 1);
+                client_account(c);
                 if (r == -ENOMEM) {
                         client_disconnect(c, "out of memory");
                         break;
                 }
-                client_process(c);
+                server_enforce_input_total(c->server);
+                if (!c->dead)
+                        client_process(c);
         } while (0);
         return 0;
 }
@@ -345,6 +528,39 @@ static void client_get_peer(Client *c)
                  peer_cred_format(c->peer.cred, buf), c->peer.may_mutate ? "" : " (read-only)");
 }
 
+static void server_set_accepting(Server *s, bool on)
+{
+        for (size_t i = 0; i < s->n_listeners; i++)
+                sd_event_source_set_enabled(s->listeners[i].source, on ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_accept_timer(sd_event_source *source, uint64_t usec, void *userdata)
+{
+        Server *s = userdata;
+
+        s->accept_timer = sd_event_source_unref(s->accept_timer);
+        server_set_accepting(s, true);
+        return 0;
+}
+
+/* Out of fds: the pending connection stays queued and the listening
+ * socket stays readable, so accepting again at once would spin. Stop
+ * listening for a moment; clients that leave (or jobs that finish) give
+ * fds back. */
+static void server_pause_accepting(Server *s, int error)
+{
+        if (s->accept_timer)
+                return;
+        log_warning_errno(error,
+                          "cannot accept clients: %m (%zu clients connected); not accepting for %u ms, "
+                          "further failures are not logged",
+                          s->n_clients, SERVER_ACCEPT_PAUSE_MS);
+        server_set_accepting(s, false);
+        if (sd_event_add_time_relative(manager_get_event(s->manager), &s->accept_timer, CLOCK_MONOTONIC,
+                                       SERVER_ACCEPT_PAUSE_MS * 1000ULL, 0, on_accept_timer, s) < 0)
+                server_set_accepting(s, true); /* better to spin than to stop listening for good */
+}
+
 static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata)
 {
         Server *s = userdata;
@@ -352,20 +568,26 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
         for (int i = 0; i < 64; i++) {
                 _cleanup_close_ int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
-                        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                                server_pause_accepting(s, -errno);
+                        else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
                                 log_warning_errno(-errno, "accept failed: %m");
                         return 0;
                 }
-                if (s->n_clients >= SERVER_CLIENTS_MAX) {
-                        log_warning("refusing a client: %u clients connected", SERVER_CLIENTS_MAX);
+                if (s->n_clients >= s->clients_max) {
+                        if (!s->refusing_logged)
+                                log_warning("refusing clients: %zu connected, at most %zu (not logged again "
+                                            "until there is room)",
+                                            s->n_clients, s->clients_max);
+                        s->refusing_logged = true;
                         continue;
                 }
+                s->refusing_logged = false;
                 Client *c = calloc(1, sizeof(*c));
                 if (!c)
                         return log_oom();
                 c->server = s;
                 c->id = ++s->next_id;
-                c->pending_fd = -EBADF;
                 c->fd = TAKE_FD(cfd);
                 if (rpc_frame_reader_new(&c->reader, SERVER_INPUT_MAX) < 0 ||
                     sd_event_add_io(manager_get_event(s->manager), &c->source, c->fd, EPOLLIN, on_client_io,
@@ -373,12 +595,37 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                         client_free(c);
                         return log_oom();
                 }
+                rpc_frame_reader_set_small_limit(c->reader, SERVER_INPUT_SMALL_MAX,
+                                                 SERVER_INPUT_LARGE_TOKENS);
                 client_get_peer(c);
                 c->next = s->clients;
                 s->clients = c;
                 s->n_clients++;
         }
         return 0;
+}
+
+/* Clients may use at most half of the fds: jobs must always be able to
+ * open devices, images and state files. */
+static size_t server_clients_max(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return SERVER_CLIENTS_MAX;
+        return MAX(1u, MIN((size_t)SERVER_CLIENTS_MAX, (size_t)rl.rlim_cur / 2));
+}
+
+void server_raise_fd_limit(void)
+{
+        struct rlimit rl;
+
+        /* Every fd we use is > 1023-safe (no select()). */
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+                return;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                log_debug_errno(-errno, "cannot raise the fd limit: %m");
 }
 
 int server_new(Server **ret, Manager *m)
@@ -388,6 +635,7 @@ int server_new(Server **ret, Manager *m)
                 return -ENOMEM;
         s->manager = m;
         s->flash_gid = (gid_t)-1;
+        s->clients_max = server_clients_max();
         const char *group = m->config ? m->config->flash_group : NULL;
         if (group && group[0] && peer_auth_lookup_group(group, &s->flash_gid) < 0) {
                 log_info("flash_group %s does not exist: only root and flashd's own user may flash", group);
@@ -400,6 +648,13 @@ int server_new(Server **ret, Manager *m)
                         return r;
                 }
                 sd_event_source_set_enabled(s->reaper, SD_EVENT_OFF);
+                r = sd_event_add_defer(manager_get_event(m), &s->backlog, on_backlog, s);
+                if (r < 0) {
+                        sd_event_source_disable_unref(s->reaper);
+                        free(s);
+                        return r;
+                }
+                sd_event_source_set_enabled(s->backlog, SD_EVENT_OFF);
         }
         *ret = s;
         return 0;
@@ -413,6 +668,8 @@ Server *server_free(Server *s)
                 client_disconnect(s->clients, "server stopping");
         on_reap(NULL, s);
         sd_event_source_disable_unref(s->reaper);
+        sd_event_source_disable_unref(s->backlog);
+        sd_event_source_disable_unref(s->accept_timer);
         for (size_t i = 0; i < s->n_listeners; i++) {
                 sd_event_source_disable_unref(s->listeners[i].source);
                 safe_close(s->listeners[i].fd);

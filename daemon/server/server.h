@@ -10,7 +10,7 @@
  * SERVER_INPUT_MAX bytes (a larger one is answered with -32001 and skipped
  * up to its ETX); a client's unsent output may grow to SERVER_OUTPUT_MAX
  * bytes, beyond that the client is disconnected (it is not reading); at
- * most SERVER_CLIENTS_MAX clients at once.
+ * most SERVER_CLIENTS_MAX clients at once (fewer with a low fd limit).
  */
 
 #include <jansson.h>
@@ -19,9 +19,23 @@
 
 #include "rpc-frame.h"
 
-#define SERVER_INPUT_MAX   RPC_FRAME_MAX_DEFAULT
-#define SERVER_OUTPUT_MAX  (4u * 1024u * 1024u)
+#define SERVER_INPUT_MAX RPC_FRAME_MAX_DEFAULT
+/* Every message but job.flash / rule.add carrying image.data: no request
+ * needs more, and a small message cannot cost much to parse. */
+#define SERVER_INPUT_SMALL_MAX (64u * 1024u)
+/* A message above SERVER_INPUT_SMALL_MAX with more structural characters
+ * than this is refused while it arrives (rpc_frame_reader_set_small_limit). */
+#define SERVER_INPUT_LARGE_TOKENS 256u
+/* Input buffered for all clients together; above it the largest
+ * unfinished message is dropped. One full-size message fits. */
+#define SERVER_INPUT_TOTAL_MAX SERVER_INPUT_MAX
+/* Messages handled for one client before the others get their turn. */
+#define SERVER_MESSAGES_PER_WAKEUP 16u
+#define SERVER_OUTPUT_MAX          (4u * 1024u * 1024u)
+/* Also at most half of RLIMIT_NOFILE. */
 #define SERVER_CLIENTS_MAX 1024u
+/* How long the listening sockets rest after accept() ran out of fds. */
+#define SERVER_ACCEPT_PAUSE_MS 250u
 
 typedef struct Manager Manager;
 typedef struct Server Server;
@@ -49,6 +63,10 @@ void server_set_broadcast_hook(Server *s, ServerBroadcastHook hook, void *userda
 void server_on_response(uint64_t client_id, json_t *response, void *userdata);
 
 size_t server_n_clients(const Server *s);
+
+/* Raise the soft RLIMIT_NOFILE to the hard one (at start, before
+ * server_new(), which sizes the client limit from it). */
+void server_raise_fd_limit(void);
 
 /* For server.connection.identify: mark a client identified. -ENOENT if gone. */
 int server_identify_client(Server *s, uint64_t client_id, const char *name, const char *version,

@@ -76,7 +76,7 @@ def test_oversized_message_skipped():
         c.send_raw(harness.ETX)
         m = c.recv_message(30)
         assert m["error"]["code"] == -32001 and m["id"] is None, m
-        assert m["error"]["data"]["limit"] == 48 * 1024 * 1024
+        assert m["error"]["data"]["limit_image"] == 48 * 1024 * 1024
         assert c.call("server.info")
         assert other.call("server.info")
 
