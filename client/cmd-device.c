@@ -142,7 +142,9 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
                 _cleanup_free_ char *layout = NULL;
                 const char *m = output_json_str(d, "mode");
 
-                if (layout_summary(json_object_get(d, "layout"), &layout) < 0)
+                if (output_json_str(d, "probe_error"))
+                        layout = strdup("probe failed (see info)");
+                else if (layout_summary(json_object_get(d, "layout"), &layout) < 0)
                         layout = strdup("?");
                 const char *cells[] = {
                         output_json_str(d, "id") ? output_json_str(d, "id") : output_json_str(d, "port"),
@@ -171,6 +173,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
 }
 
 /* Keys printed by print_device() itself; the rest go through the generic printer. */
+/* clang-format off */
 static const char *const device_known_keys[] = {
         "id",          "port",          "mode",
         "usb_id",      "manufacturer",  "product",
@@ -180,8 +183,10 @@ static const char *const device_known_keys[] = {
         "by_id",       "busnum",        "devnum",
         "layout",      "alt_settings",  "transfer_size",
         "probed",      "diagnostics",   "hints",
-        "since",       "previous_mcu",  NULL,
+        "since",       "previous_mcu",  "probe_error",
+        NULL,
 };
+/* clang-format on */
 
 static void print_field(const char *label, const char *value)
 {
@@ -389,6 +394,7 @@ static void print_device(Flashctl *ctx, const json_t *d)
         }
         if (streq_ptr(mode, "dfu") && json_is_false(json_object_get(d, "probed")))
                 print_field("Probed", "not yet (the layout is being read)");
+        print_field("Probe error", output_json_str(d, "probe_error"));
         json_t *ts = json_object_get(d, "transfer_size");
         if (json_is_integer(ts) && json_integer_value(ts) > 0)
                 print_field("Transfer size", format_size(buf, (uint64_t)json_integer_value(ts)));

@@ -42,7 +42,8 @@ static uint64_t u64_field(const json_t *o, const char *key)
 static bool job_final(const json_t *job)
 {
         const char *s = output_json_str(job, "state");
-        return s && (streq(s, "done") || streq(s, "failed") || streq(s, "cancelled"));
+        return s &&
+               (streq(s, "done") || streq(s, "failed") || streq(s, "cancelled") || streq(s, "superseded"));
 }
 
 static const char *job_error_name(const json_t *job)
@@ -72,7 +73,8 @@ static int exit_for_job(const json_t *job)
 
         if (s && streq(s, "done"))
                 return FLASHCTL_EXIT_OK;
-        if (s && streq(s, "cancelled"))
+        /* superseded: a newer job for the board took its place */
+        if (s && (streq(s, "cancelled") || streq(s, "superseded")))
                 return FLASHCTL_EXIT_CANCELLED;
         return exit_for_error(job_error_name(job));
 }
@@ -96,7 +98,7 @@ static OutputColor state_color(const char *state)
                 return OUTPUT_COLOR_GREEN;
         if (streq(state, "failed") || streq(state, "interrupted"))
                 return OUTPUT_COLOR_RED;
-        if (streq(state, "cancelled"))
+        if (streq(state, "cancelled") || streq(state, "superseded"))
                 return OUTPUT_COLOR_GREY;
         return OUTPUT_COLOR_YELLOW;
 }
@@ -215,6 +217,13 @@ static void print_final(Follow *f, const json_t *job)
                 if (output_json_str(job, "device"))
                         printf(" (%s)", output_json_str(job, "device"));
                 printf(".\n");
+                return;
+        }
+        if (state && streq(state, "superseded")) {
+                fprintf(stderr,
+                        "Job %" PRIu64 " superseded by job %" PRIu64
+                        " (a newer flash of the same board); not retried\n",
+                        f->id, u64_field(job, "superseded_by"));
                 return;
         }
         if (state && streq(state, "cancelled")) {

@@ -85,6 +85,7 @@ int config_new(Config **ret)
                 return -ENOMEM;
         c->log_level = LOG_INFO;
         c->retry_interrupted = true;
+        c->interrupted_expire_sec = 86400;
         c->reboot_wait_sec = 10;
         c->bootloader_timeout_sec = 600;
         c->app_timeout_sec = 60;
@@ -187,6 +188,13 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                 r = end && end != value && *end == '\0' && b >= 1200 && b <= 10000000 ? 0 : -EINVAL;
                 if (r >= 0)
                         c->uart_baud = (unsigned)b;
+        } else if (streq(name, "interrupted_expire_sec")) {
+                /* flash jobs: how long an interrupted job may still be retried */
+                char *end = NULL;
+                double d = strtod(value, &end);
+                r = end && end != value && *end == '\0' && d > 0 && d < 1e9 ? 0 : -EINVAL;
+                if (r >= 0)
+                        c->interrupted_expire_sec = d;
         } else if (streq(name, "reboot_wait_sec") || streq(name, "bootloader_timeout_sec") ||
                    streq(name, "app_timeout_sec")) {
                 char *end = NULL;

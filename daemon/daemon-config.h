@@ -24,6 +24,7 @@ typedef struct Config {
 
         /* flash jobs (daemon/jobs/job-queue.h; added by the jobs helper) */
         bool retry_interrupted;        /* retry_interrupted = yes|no (default yes) */
+        double interrupted_expire_sec; /* interrupted_expire_sec: an interrupted job fails after (86400) */
         double reboot_wait_sec;        /* reboot_wait_sec: show the board's hint after this (10) */
         double bootloader_timeout_sec; /* bootloader_timeout_sec: give up waiting for the bootloader (600) */
         double app_timeout_sec;        /* app_timeout_sec: give up waiting for the app after a flash (60) */

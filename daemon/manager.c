@@ -80,6 +80,7 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 JobQueueConfig jc = JOB_QUEUE_CONFIG_DEFAULTS;
                 jc.state_dir = config->state_dir;
                 jc.retry_interrupted = config->retry_interrupted;
+                jc.interrupted_expire_usec = (uint64_t)(config->interrupted_expire_sec * 1e6);
                 jc.reboot_wait_usec = (uint64_t)(config->reboot_wait_sec * 1e6);
                 jc.device_timeout_usec = (uint64_t)(config->bootloader_timeout_sec * 1e6);
                 jc.app_timeout_usec = (uint64_t)(config->app_timeout_sec * 1e6);

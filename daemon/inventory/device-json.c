@@ -144,6 +144,7 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         json_object_set_new(o, "transfer_size",
                             e->transfer_size ? json_integer(e->transfer_size) : json_null());
         json_object_set_new(o, "probed", json_boolean(e->probed));
+        json_object_set_new(o, "probe_error", json_string_or_null(e->probe_diagnostic));
         json_object_set_new(o, "diagnostics", diagnostics);
         json_object_set_new(o, "hints", hints);
         json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));

@@ -25,6 +25,7 @@ struct JobQueue {
         uint64_t next_id;
         JobRun *runs;
         bool started;
+        sd_event_source *expire_timer; /* the next interrupted job to expire */
 
         JobQueueOnUpdate on_update;
         void *on_update_userdata;
@@ -36,6 +37,8 @@ int job_queue_append(JobQueue *q, Job *j);
 void job_queue_prune(JobQueue *q);
 /* Start every queued job whose board is free, oldest first. */
 void job_queue_schedule(JobQueue *q);
+/* `newer` was accepted: the interrupted jobs of its board end superseded. */
+void job_queue_supersede_older(JobQueue *q, Job *newer);
 
 /* Board and variant of a job: from the inventory entry (identified, named
  * by the user among candidates, or candidates sharing their geometry),

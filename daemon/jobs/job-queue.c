@@ -252,6 +252,8 @@ static void job_queue_recover(JobQueue *q)
                 interrupted:
                         if (q->config.retry_interrupted) {
                                 job_enter_state(j, JOB_STATE_INTERRUPTED);
+                                if (j->interrupted_at == 0) /* a state file from before expiry existed */
+                                        j->interrupted_at = job_now();
                                 (void)job_set_string(
                                         &j->message,
                                         "interrupted by a restart of flashd; retried from the start "
@@ -265,10 +267,107 @@ static void job_queue_recover(JobQueue *q)
                 case JOB_STATE_DONE:
                 case JOB_STATE_FAILED:
                 case JOB_STATE_CANCELLED:
+                case JOB_STATE_SUPERSEDED:
                 case _JOB_STATE_MAX:
                 case _JOB_STATE_INVALID:
                         break;
                 }
+        }
+}
+
+/* ---- interrupted jobs that must not run any more ---- */
+
+static bool job_expired(const JobQueue *q, const Job *j, double now)
+{
+        return j->state == JOB_STATE_INTERRUPTED && q->config.interrupted_expire_usec > 0 &&
+               j->interrupted_at > 0 &&
+               now >= j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+}
+
+static void job_queue_arm_expiry(JobQueue *q);
+
+/* An interrupted job left for long is failed: by then the board has most
+ * likely been flashed some other way, and a retry would write an old image
+ * over whatever it runs now. */
+static void job_queue_expire(JobQueue *q)
+{
+        double now = job_now();
+        bool changed = false;
+
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                Job *j = q->jobs[i];
+
+                if (!job_expired(q, j, now))
+                        continue;
+                job_fail(j, JOB_ERROR_INTERRUPTED,
+                         "interrupted %.0f s ago and not retried within interrupted_expire_sec (%.0f s): "
+                         "expired, so that an old image is never written over a newer one; flash the "
+                         "board again if it still needs this image",
+                         now - j->interrupted_at, (double)q->config.interrupted_expire_usec / 1e6);
+                job_queue_notify(q, j);
+                changed = true;
+        }
+        if (changed)
+                (void)job_queue_save(q);
+        job_queue_arm_expiry(q);
+}
+
+static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        job_queue_expire(q);
+        return 0;
+}
+
+static void job_queue_arm_expiry(JobQueue *q)
+{
+        double first = 0;
+        int r;
+
+        q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
+        if (!q->started || q->config.interrupted_expire_usec == 0)
+                return;
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                const Job *j = q->jobs[i];
+                double at = j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+
+                if (j->state == JOB_STATE_INTERRUPTED && j->interrupted_at > 0 && (first == 0 || at < first))
+                        first = at;
+        }
+        if (first == 0)
+                return;
+        /* wall clock: the expiry counts across restarts of flashd */
+        r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, (uint64_t)(first * 1e6) + 1, 0,
+                              job_queue_on_expiry, q);
+        if (r < 0)
+                log_warning_errno(r, "Cannot arm the expiry timer of interrupted jobs: %m");
+}
+
+void job_queue_supersede_older(JobQueue *q, Job *newer)
+{
+        bool changed = false;
+
+        for (size_t i = 0; i < q->n_jobs; i++) {
+                Job *j = q->jobs[i];
+                char text[256];
+
+                if (j == newer || j->id > newer->id || j->state != JOB_STATE_INTERRUPTED ||
+                    !streq_ptr(j->port, newer->port) || job_queue_find_run(q, j))
+                        continue;
+                j->superseded_by = newer->id;
+                snprintf(text, sizeof(text),
+                         "superseded by job %" PRIu64 ", accepted later for the same board; not retried",
+                         newer->id);
+                (void)job_set_string(&j->message, text);
+                job_log(j, "%s", text);
+                job_enter_state(j, JOB_STATE_SUPERSEDED);
+                job_queue_notify(q, j);
+                changed = true;
+        }
+        if (changed) {
+                job_queue_arm_expiry(q);
+                (void)job_queue_save(q);
         }
 }
 
@@ -545,9 +644,11 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
                 if (streq_ptr(run->job->port, e->port))
                         (void)job_run_try_answer(run, e);
 
-        /* An interrupted job is retried once its board sits in its bootloader. */
+        /* An interrupted job is retried once its board sits in its bootloader
+         * (unless it expired meanwhile). */
         if (e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_KATAPULT) {
                 bool changed = false;
+                job_queue_expire(q);
                 for (size_t i = 0; i < q->n_jobs; i++) {
                         Job *j = q->jobs[i];
                         if (j->state != JOB_STATE_INTERRUPTED || !streq_ptr(j->port, e->port))
@@ -591,6 +692,7 @@ JobQueue *job_queue_free(JobQueue *q)
                 return NULL;
         if (q->started)
                 inventory_remove_listener(q->inventory, job_queue_on_inventory, q);
+        q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         /* Running workers: cancel and let them finish (sessions poll the flag
          * between transfers; waits are answered here). The jobs stay
          * persisted in their running state and are recovered at start. */
@@ -646,6 +748,7 @@ int job_queue_start(JobQueue *q)
         if (r < 0)
                 return log_error_errno(r, "Failed to follow the inventory: %m");
         q->started = true;
+        job_queue_expire(q);
         (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
@@ -698,6 +801,17 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
         }
         job_run_flush_notify(run);
         return 0;
+}
+
+bool job_queue_port_busy(JobQueue *q, const char *port)
+{
+        /* the expiry timer may not have run yet (a board that shows up at the
+         * moment its interrupted job expires) */
+        job_queue_expire(q);
+        for (size_t i = 0; i < q->n_jobs; i++)
+                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port))
+                        return true;
+        return false;
 }
 
 json_t *job_queue_list_json(JobQueue *q, bool all)

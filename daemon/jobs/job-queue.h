@@ -11,7 +11,10 @@
  * images in <state dir>/images/ (content-addressed), so both survive a
  * restart; a job that was flashing when flashd stopped is marked
  * interrupted and retried when its board shows up in its bootloader
- * (retry_interrupted = yes), or failed with a clear message.
+ * (retry_interrupted = yes), or failed with a clear message. An interrupted
+ * job is never retried once a job accepted later for the same board has
+ * taken over (it ends superseded), nor after interrupted_expire_usec (it
+ * fails as expired): either would write an older image over a newer one.
  */
 
 #include <jansson.h>
@@ -27,22 +30,24 @@
 typedef struct JobQueue JobQueue;
 
 typedef struct JobQueueConfig {
-        const char *state_dir;        /* jobs.json and images/ live here */
-        bool retry_interrupted;       /* default true */
-        uint64_t reboot_wait_usec;    /* show the board's hint after this (10 s) */
-        uint64_t device_timeout_usec; /* give up waiting for the bootloader (10 min) */
-        uint64_t app_timeout_usec;    /* give up waiting for the app after leave (60 s) */
-        unsigned history_max;         /* finished jobs kept (100) */
-        char *const *stop_units;      /* units paused around a flash from app mode (borrowed) */
+        const char *state_dir;            /* jobs.json and images/ live here */
+        bool retry_interrupted;           /* default true */
+        uint64_t interrupted_expire_usec; /* an interrupted job fails after this (1 day); 0 never */
+        uint64_t reboot_wait_usec;        /* show the board's hint after this (10 s) */
+        uint64_t device_timeout_usec;     /* give up waiting for the bootloader (10 min) */
+        uint64_t app_timeout_usec;        /* give up waiting for the app after leave (60 s) */
+        unsigned history_max;             /* finished jobs kept (100) */
+        char *const *stop_units;          /* units paused around a flash from app mode (borrowed) */
         unsigned uart_baud; /* UART rate for reboot = uart-request boards (250000; katapult helper) */
 } JobQueueConfig;
 
-#define JOB_QUEUE_CONFIG_DEFAULTS                                      \
-        ((JobQueueConfig){ .retry_interrupted = true,                  \
-                           .reboot_wait_usec = 10ull * 1000000ull,     \
-                           .device_timeout_usec = 600ull * 1000000ull, \
-                           .app_timeout_usec = 60ull * 1000000ull,     \
-                           .history_max = 100,                         \
+#define JOB_QUEUE_CONFIG_DEFAULTS                                            \
+        ((JobQueueConfig){ .retry_interrupted = true,                        \
+                           .interrupted_expire_usec = 86400ull * 1000000ull, \
+                           .reboot_wait_usec = 10ull * 1000000ull,           \
+                           .device_timeout_usec = 600ull * 1000000ull,       \
+                           .app_timeout_usec = 60ull * 1000000ull,           \
+                           .history_max = 100,                               \
                            .uart_baud = 250000 })
 
 /* Called on the main loop whenever a job changed (coalesced: progress at
@@ -93,6 +98,8 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
 Job *job_queue_find(JobQueue *q, uint64_t id);
 /* -ENOENT no such job, -EALREADY already finished; 0 cancelled or cancelling. */
 int job_queue_cancel(JobQueue *q, uint64_t id);
+/* A job that has not ended yet (an expired interrupted one has) owns the port. */
+bool job_queue_port_busy(JobQueue *q, const char *port);
 /* Jobs, oldest first; `all` includes finished ones. */
 json_t *job_queue_list_json(JobQueue *q, bool all);
 

@@ -279,6 +279,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 (void)job_queue_save(q);
                 return submit_refuse(err, TAKE_PTR(message), ret_error, ret_message);
         }
+        job_queue_supersede_older(q, *ret_job);
         (void)job_queue_save(q);
         job_queue_schedule(q);
         return 0;

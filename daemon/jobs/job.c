@@ -17,6 +17,7 @@ static const char *const job_state_table[_JOB_STATE_MAX] = {
         [JOB_STATE_FAILED] = "failed",
         [JOB_STATE_CANCELLED] = "cancelled",
         [JOB_STATE_INTERRUPTED] = "interrupted",
+        [JOB_STATE_SUPERSEDED] = "superseded",
 };
 
 static const char *const job_phase_table[_JOB_PHASE_MAX] = {
@@ -50,6 +51,7 @@ bool job_state_is_final(JobState s)
         case JOB_STATE_DONE:
         case JOB_STATE_FAILED:
         case JOB_STATE_CANCELLED:
+        case JOB_STATE_SUPERSEDED:
                 return true;
         case JOB_STATE_QUEUED:
         case JOB_STATE_WAITING_FOR_DEVICE:
@@ -173,6 +175,10 @@ void job_enter_state(Job *j, JobState s)
         j->state = s;
         if (s != JOB_STATE_FLASHING)
                 j->phase = JOB_PHASE_NONE;
+        if (s == JOB_STATE_INTERRUPTED && j->interrupted_at == 0)
+                j->interrupted_at = job_now();
+        else if (s != JOB_STATE_INTERRUPTED)
+                j->interrupted_at = 0;
         if (s == JOB_STATE_FLASHING)
                 j->was_flashing = true;
         else if (s != JOB_STATE_INTERRUPTED)
@@ -244,6 +250,8 @@ json_t *job_to_json(const Job *j, bool with_log)
                 (int)j->attempts);
         if (!o)
                 return NULL;
+        json_object_set_new(o, "superseded_by",
+                            j->superseded_by ? json_integer((json_int_t)j->superseded_by) : json_null());
         if (with_log) {
                 json_t *log = json_array();
                 for (size_t i = 0; i < j->n_log; i++)
@@ -260,6 +268,8 @@ json_t *job_to_state_json(const Job *j)
         if (!o)
                 return NULL;
         json_object_set_new(o, "was_flashing", json_boolean(j->was_flashing));
+        if (j->interrupted_at > 0)
+                json_object_set_new(o, "interrupted_at", json_real(j->interrupted_at));
         return o;
 }
 
@@ -363,6 +373,10 @@ int job_from_state_json(json_t *o, Job **ret)
         }
         j->attempts = (unsigned)json_integer_value(json_object_get(o, "attempts"));
         j->was_flashing = json_is_true(json_object_get(o, "was_flashing"));
+        j->interrupted_at = json_number_value(json_object_get(o, "interrupted_at"));
+        v = json_object_get(o, "superseded_by");
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+                j->superseded_by = (uint64_t)json_integer_value(v);
 
         *ret = TAKE_PTR(j);
         return 0;

@@ -32,6 +32,9 @@ typedef enum JobState {
         /* flashd stopped while the job ran; retried when the board shows up in
          * its bootloader, or failed (retry_interrupted = no) */
         JOB_STATE_INTERRUPTED,
+        /* final: a job accepted later for the same board took over before
+         * this one ran again (superseded_by names it) */
+        JOB_STATE_SUPERSEDED,
         _JOB_STATE_MAX,
         _JOB_STATE_INVALID = -EINVAL,
 } JobState;
@@ -102,8 +105,10 @@ typedef struct Job {
 
         char *source; /* "manual" or a rule id */
         JobRequester requested_by;
-        unsigned attempts; /* how many times the flow was started */
-        bool was_flashing; /* persisted: a restart during flashing means interrupted */
+        unsigned attempts;      /* how many times the flow was started */
+        bool was_flashing;      /* persisted: a restart during flashing means interrupted */
+        double interrupted_at;  /* persisted: when it became interrupted (its expiry counts from here) */
+        uint64_t superseded_by; /* the newer job for the same board, 0 = none */
 } Job;
 
 const char *job_state_to_string(JobState s);
@@ -111,7 +116,7 @@ JobState job_state_from_string(const char *s);
 const char *job_phase_to_string(JobPhase p);
 JobPhase job_phase_from_string(const char *s);
 
-/* done, failed, cancelled */
+/* done, failed, cancelled, superseded */
 bool job_state_is_final(JobState s);
 
 int job_new(Job **ret, uint64_t id);

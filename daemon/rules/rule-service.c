@@ -317,18 +317,13 @@ static bool entry_ready(const InventoryEntry *e)
 }
 
 /* A job (manual or a rule's) that has not ended yet owns the port: the
- * board re-enumerating during that job must not trigger anything. */
+ * board re-enumerating during that job must not trigger anything. A port
+ * whose only job is superseded or expired is free. */
 static bool port_busy(RuleService *s, const char *port)
 {
         JobQueue *q = queue_of(s);
-        json_auto_t *jobs = q ? job_queue_list_json(q, false) : NULL;
-        size_t i;
-        json_t *j;
 
-        json_array_foreach (jobs, i, j)
-                if (streq_ptr(json_string_value(json_object_get(j, "port")), port))
-                        return true;
-        return false;
+        return q && job_queue_port_busy(q, port);
 }
 
 static bool seen_mark(RuleService *s, const InventoryEntry *e)
@@ -726,6 +721,12 @@ static void rule_on_job_end(RuleService *s, const Job *j, char *const *serials)
                         const InventoryEntry *now = inventory_get(s->manager->inventory, j->port);
                         gave_up_add(s, r->id, j->port, serials, now ? now->serial : NULL);
                 }
+                firing_drop(s, f);
+                break;
+        case JOB_STATE_SUPERSEDED:
+                /* a newer job for the board took over: nothing failed, nothing to retry */
+                log_info("rule %s: job %" PRIu64 " on %s was superseded by job %" PRIu64, r->id, j->id,
+                         strna(j->port), j->superseded_by);
                 firing_drop(s, f);
                 break;
         case JOB_STATE_QUEUED:

@@ -28,6 +28,7 @@ static void test_names(void)
                 { JOB_STATE_FAILED, "failed", true },
                 { JOB_STATE_CANCELLED, "cancelled", true },
                 { JOB_STATE_INTERRUPTED, "interrupted", false },
+                { JOB_STATE_SUPERSEDED, "superseded", true },
         };
         static const struct {
                 JobPhase phase;
@@ -186,6 +187,27 @@ static void test_json_round_trip(void)
         CHECK(json_is_null(json_object_get(api, "error")));
         CHECK_STR(json_string_value(json_array_get(json_object_get(api, "force"), 0)), "vector-table");
         json_decref(api);
+
+        /* interrupted, then superseded: when, and by which job, survive the state file */
+        {
+                _cleanup_(job_freep) Job *m = NULL;
+                job_enter_state(k, JOB_STATE_INTERRUPTED);
+                CHECK(k->interrupted_at > 0 && k->was_flashing);
+                o = job_to_state_json(k);
+                CHECK_INT(job_from_state_json(o, &m), 0);
+                json_decref(o);
+                CHECK(m->interrupted_at == k->interrupted_at);
+                m->superseded_by = 43;
+                job_enter_state(m, JOB_STATE_SUPERSEDED);
+                CHECK(job_state_is_final(m->state) && m->interrupted_at == 0 && m->finished > 0);
+                api = job_to_json(m, false);
+                CHECK_STR(json_string_value(json_object_get(api, "state")), "superseded");
+                CHECK_INT(json_integer_value(json_object_get(api, "superseded_by")), 43);
+                json_decref(api);
+                api = job_to_json(k, false);
+                CHECK(json_is_null(json_object_get(api, "superseded_by")));
+                json_decref(api);
+        }
 
         job_fail(k, JOB_ERROR_CHECK_MCU, "wrong MCU");
         api = job_to_json(k, true);

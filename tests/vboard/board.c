@@ -32,6 +32,7 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_DFU_TOLERANT] = "dfu-tolerant",
         [QUIRK_DFU_NO_DETACH] = "dfu-no-detach",
         [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
+        [QUIRK_STRING_EIO] = "string-eio",
 };
 
 const char *board_mode_to_string(BoardMode m)
@@ -288,6 +289,15 @@ int vboard_set_quirk(VBoard *b, const char *spec, bool on)
                         b->unplug_replug_ms = (int)ms;
                 } else if (*end)
                         return -EINVAL;
+        } else if (q == QUIRK_STRING_EIO && on) {
+                char *end;
+                unsigned long n;
+                if (!arg)
+                        return -EINVAL;
+                n = strtoul(arg, &end, 10);
+                if (end == arg || *end || n == 0 || n > 1000)
+                        return -EINVAL;
+                b->string_eio_reads = (unsigned)n;
         } else if (arg)
                 return -EINVAL;
         if ((q == QUIRK_DFU_TOLERANT || q == QUIRK_DFU_NO_DETACH || q == QUIRK_DFU_SILENT_MANIFEST) &&
@@ -438,6 +448,7 @@ int vboard_power_up(VBoard *b, BoardMode mode)
         if (mode == BOARD_MODE_DFU) {
                 dfu_model_power_up(b->dfu, b->quirks[QUIRK_ERROR_AT_START]);
                 b->blocks_at_power_up = b->dfu->dnloads;
+                b->string_eio_left = b->quirks[QUIRK_STRING_EIO] ? b->string_eio_reads : 0;
         }
         g_mutex_unlock(&w->lock);
 
@@ -619,6 +630,9 @@ json_t *vboard_describe(VBoard *b)
                                                 ? g_strdup_printf("unplug=%u,%d", b->unplug_after_blocks,
                                                                   b->unplug_replug_ms)
                                                 : g_strdup_printf("unplug=%u", b->unplug_after_blocks);
+                                json_array_append_new(q, json_string(s));
+                        } else if (i == QUIRK_STRING_EIO) {
+                                g_autofree char *s = g_strdup_printf("string-eio=%u", b->string_eio_reads);
                                 json_array_append_new(q, json_string(s));
                         } else
                                 json_array_append_new(q, json_string(quirk_to_string(i)));

@@ -356,6 +356,13 @@ static int control(UsbDevice *d, uint8_t type, uint8_t req, uint16_t value, uint
                                 src = d->config_descriptor;
                                 break;
                         case 3:
+                                /* a transfer error, as a board that is still
+                                 * settling after enumeration gives now and then */
+                                if (d->mode == BOARD_MODE_DFU && b->string_eio_left > 0) {
+                                        b->string_eio_left--;
+                                        vboard_event(b, "string-eio", "string %u", value & 0xFF);
+                                        return -EIO;
+                                }
                                 if ((value & 0xFF) < G_N_ELEMENTS(d->strings))
                                         src = d->strings[value & 0xFF];
                                 break;
@@ -492,6 +499,8 @@ static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData 
                 }
                 if (r == -ENODEV)
                         complete_urb(urb_data, -ESHUTDOWN, 0);
+                else if (r == -EIO)
+                        complete_urb(urb_data, -EIO, 0);
                 else if (r < 0)
                         complete_urb(urb_data, -EPIPE, 0);
                 else

@@ -62,6 +62,7 @@ typedef enum Quirk {
         /* plain DFU: bitManifestationTolerant set */ QUIRK_DFU_NO_DETACH, /* plain DFU: bitWillDetach clear
                                                                             */
         QUIRK_DFU_SILENT_MANIFEST, /* plain DFU: no GETSTATUS answer after dfuMANIFEST */
+        QUIRK_STRING_EIO,          /* DFU: the first N string descriptor reads fail with EIO */
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
 } Quirk;
@@ -99,7 +100,9 @@ struct VBoard {
 
         bool quirks[_QUIRK_MAX];
         unsigned unplug_after_blocks;
-        int unplug_replug_ms; /* -1: stays unplugged */
+        int unplug_replug_ms;      /* -1: stays unplugged */
+        unsigned string_eio_reads; /* string-eio=N */
+        unsigned string_eio_left;  /* of them, still to fail in this DFU appearance */
 
         FlashModel *flash;
         FlashModel *option_bytes;
