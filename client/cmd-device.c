@@ -96,9 +96,20 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "m:", options, NULL)) >= 0)
                 switch (c) {
-                case 'm':
+                case 'm': {
+                        /* a typo would list nothing and look like "no boards" */
+                        static const char *const modes[] = { "app",    "dfu",     "katapult",
+                                                             "serial", "unknown", NULL };
+                        bool known = false;
+                        for (const char *const *m = modes; *m; m++)
+                                known = known || streq(*m, optarg);
+                        if (!known)
+                                return flashctl_usage_error(
+                                        argv[0], "unknown mode '%s': app, dfu, katapult, serial or unknown",
+                                        optarg);
                         mode = optarg;
                         break;
+                }
                 default:
                         return FLASHCTL_EXIT_USAGE;
                 }

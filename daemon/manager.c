@@ -58,14 +58,21 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         m->event = event ? sd_event_ref(event) : NULL;
         m->start_usec = now_monotonic_usec();
 
-        const char *default_dirs[] = { FLASHD_BOARDS_DATADIR, FLASHD_BOARDS_CONFDIR, NULL };
-        const char *const *dirs =
-                config->n_boards_dirs > 0 ? (const char *const *)config->boards_dirs : default_dirs;
+        const char *const *dirs = config->n_boards_dirs > 0 ? (const char *const *)config->boards_dirs
+                                                            : board_db_default_dirs();
         r = board_db_load(&m->boards, dirs, &error);
         if (r < 0)
                 return log_error_errno(r, "cannot load the board database: %s",
                                        error ? error : strerror(-r));
-        log_info("board database: %zu boards", m->boards->n_boards);
+        _cleanup_free_ char *searched = board_db_dirs_to_string(dirs);
+        /* Without boards nothing is recognised or flashable by name: say
+         * where flashd looked, since that is what is wrong. */
+        if (m->boards->n_boards == 0)
+                log_warning("the board database is empty: no board files in %s (set boards_dir in "
+                            "flashd.conf or pass --boards-dir)",
+                            strna(searched));
+        else
+                log_info("board database: %zu boards from %s", m->boards->n_boards, strna(searched));
 
         r = inventory_new(&m->inventory, event, m->boards);
         if (r < 0)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "boards/board-db.h"
+#include "config.h" /* generated: the installed and the build tree's board data */
 #include "codec/codec-util.h"
 #include "codec/dfuse-layout.h"
 #include "util/macros.h"
@@ -681,6 +683,47 @@ int board_db_load(BoardDb **ret, const char *const *dirs, char **ret_error)
 
         *ret = TAKE_PTR(db);
         return 0;
+}
+
+/* Whether this process is the flashd binary in the build tree: the build
+ * tree's binary is never installed (meson install copies it), so a match
+ * means "not installed", whatever the prefix. */
+static bool running_from_build_tree(void)
+{
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        size_t root = strlen(FLASHD_BUILD_ROOT);
+
+        if (n <= 0)
+                return false;
+        exe[n] = '\0';
+        return strncmp(exe, FLASHD_BUILD_ROOT, root) == 0 && exe[root] == '/';
+}
+
+const char *const *board_db_default_dirs(void)
+{
+        static const char *const installed[] = { FLASHD_BOARDS_DATADIR, FLASHD_BOARDS_CONFDIR, NULL };
+        static const char *const uninstalled[] = { FLASHD_SOURCE_BOARDS_DIR, FLASHD_BOARDS_CONFDIR, NULL };
+
+        return running_from_build_tree() ? uninstalled : installed;
+}
+
+char *board_db_dirs_to_string(const char *const *dirs)
+{
+        size_t len = 1;
+        char *s;
+
+        for (const char *const *d = dirs; d && *d; d++)
+                len += strlen(*d) + 2;
+        s = calloc(1, len);
+        if (!s)
+                return NULL;
+        for (const char *const *d = dirs; d && *d; d++) {
+                if (d != dirs)
+                        strcat(s, ", ");
+                strcat(s, *d);
+        }
+        return s;
 }
 
 const Board *board_db_find(const BoardDb *db, const char *name)

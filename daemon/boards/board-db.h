@@ -87,6 +87,15 @@ typedef struct BoardDb {
  * A malformed file fails the load with -EBADMSG and names itself in
  * *ret_error (malloc'd), so `flashd` refuses to start with a clear message. */
 int board_db_load(BoardDb **ret, const char *const *dirs, char **ret_error);
+
+/* The directories searched when none are configured (NULL-terminated,
+ * static): the installed data and the administrator's additions, or, for a
+ * flashd run from its build tree, the source tree's data instead of the
+ * installed data. */
+const char *const *board_db_default_dirs(void);
+
+/* "DIR1, DIR2": for messages; malloc'd, NULL on OOM. */
+char *board_db_dirs_to_string(const char *const *dirs);
 /* Parse one file's content (for tests and fuzzing). */
 int board_db_parse_board(const char *json, size_t len, Board *ret, char **ret_error);
 BoardDb *board_db_free(BoardDb *db);

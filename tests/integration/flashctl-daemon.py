@@ -3,6 +3,7 @@
 """flashctl against the real flashd, without boards: status, boards, info on
 a board from the database, errors, watch's lifetime, and the daemon going
 away. Boards themselves are covered by flashctl-vboard.py."""
+import base64
 import json
 import os
 import signal
@@ -40,6 +41,10 @@ def test_list_empty():
         assert p.returncode == 0 and json.loads(p.stdout) == [], p
         p = run(d, "--no-legend", "list")
         assert p.returncode == 0 and p.stdout == "", p
+        # a mistyped mode is an error, not "0 devices listed."
+        p = run(d, "list", "--mode=bogus")
+        assert p.returncode == 2 and "unknown mode 'bogus'" in p.stderr and p.stdout == "", p
+        assert run(d, "list", "--mode", "dfu").returncode == 0
 
 
 def test_boards_and_board_info():
@@ -136,8 +141,24 @@ def test_bash_completion():
     start = time.monotonic()
     assert complete(["flashctl", "--socket", "/nonexistent/sock", "info", ""]) == []
     assert time.monotonic() - start < 5
+    # rule: its subcommands, then its options (from its "Match:" and "Action:" sections)
+    assert complete(["flashctl", "rule", ""]) == ["add", "disable", "enable", "list", "remove"]
+    rule_opts = complete(["flashctl", "rule", "add", "--"])
+    assert {"--image", "--board", "--port", "--once", "--max-retries", "--name"} <= set(rule_opts), rule_opts
+    assert complete(["flashctl", "rule", "add", "--mode", "b"]) == ["bootloader"]
     with harness.Flashd() as d:
-        assert complete(["flashctl", "info", ""], socket_path=d.socket_path) == []
+        c = d.client()
+        names = sorted(b["name"] for b in c.call("board.list"))
+        assert "octopus-pro" in names
+        sock = d.socket_path
+        # no board connected: `info` and `flash` still offer the database's boards
+        assert complete(["flashctl", "info", ""], socket_path=sock) == names
+        assert complete(["flashctl", "flash", "octo"], socket_path=sock) == [n for n in names if n.startswith("octo")]
+        assert complete(["flashctl", "rule", "add", "--board", ""], socket_path=sock) == names
+        image = base64.b64encode(b"\x00\x00\x02\x20\x01\x82\x00\x08" + bytes(1016)).decode()
+        rule = c.call("rule.add", {"match": {"board": "octopus-pro"}, "image": {"data": image}})["rule"]
+        assert complete(["flashctl", "rule", "remove", ""], socket_path=sock) == [rule["id"]]
+        assert complete(["flashctl", "rule", "enable", rule["id"], ""], socket_path=sock) == []
 
 
 def test_no_daemon():

@@ -18,10 +18,16 @@ stderr goes to a log file printed by `d.dump_log()` and on failures.
 Under `vboard ... -- python3 test.py` flashd inherits the umockdev
 environment (LD_PRELOAD, UMOCKDEV_DIR) from the test process.
 
+Code that runs as another user (Flashd(other_user=True), a client started
+with setpriv) may not read the checkout: it can sit in a 0700 home
+directory. `for_other_users()` gives world-readable copies of what such code
+needs (the flashd binary, board data, this module) in a temp directory.
+
 `harness.main(test_functions)` runs tests, prints results and exits 1 on
 any failure, 77 (skip) if a test raises harness.Skip.
 """
 
+import atexit
 import errno
 import json
 import os
@@ -82,6 +88,63 @@ def flashctl_binary():
 
 def boards_dir():
     return os.environ.get("FLASHD_BOARDS_DIR") or os.path.join(source_root(), "daemon", "boards", "data")
+
+
+class _SharedCopies:
+    """World-readable copies, made once per test process, removed at exit.
+    Never chmod the checkout or the home directory it may sit in."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="flashd-shared-")
+        os.chmod(self.dir, 0o755)
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.copies = {}
+
+    def _target(self, src, name):
+        key = os.path.realpath(src)
+        if key not in self.copies:
+            self.copies[key] = os.path.join(self.dir, f"{len(self.copies)}-{name}")
+        return self.copies[key], key
+
+    def file(self, src, mode=0o644):
+        dst, _ = self._target(src, os.path.basename(src))
+        if not os.path.exists(dst):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, mode)
+        return dst
+
+    def tree(self, src):
+        dst, key = self._target(src, os.path.basename(src.rstrip("/")) or "dir")
+        if not os.path.exists(dst):
+            shutil.copytree(key, dst)
+            for root, dirs, files in os.walk(dst):
+                os.chmod(root, 0o755)
+                for n in files:
+                    os.chmod(os.path.join(root, n), 0o644)
+        return dst
+
+    def flashd(self):
+        return self.file(flashd_binary(), 0o755)
+
+    def python_path(self):
+        """A directory holding harness.py, for sys.path of another user's python."""
+        d = os.path.join(self.dir, "python")
+        if not os.path.isdir(d):
+            os.mkdir(d, 0o755)
+            dst = os.path.join(d, "harness.py")
+            shutil.copyfile(os.path.abspath(__file__), dst)
+            os.chmod(dst, 0o644)
+        return d
+
+
+_shared = None
+
+
+def for_other_users():
+    global _shared
+    if _shared is None:
+        _shared = _SharedCopies()
+    return _shared
 
 
 def wait_for(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, what="condition"):
@@ -235,7 +298,7 @@ class Flashd:
     """One flashd process with its own temp socket, state dir and log."""
 
     def __init__(self, args=(), config=None, boards_dirs=None, env=None, log_level="debug",
-                 socket_path=None, wait_ready=True, timeout=DEFAULT_TIMEOUT):
+                 socket_path=None, wait_ready=True, timeout=DEFAULT_TIMEOUT, other_user=False):
         self.tmp = tempfile.mkdtemp(prefix="flashd-test-")
         self.socket_path = socket_path or os.path.join(self.tmp, "flashd.sock")
         self.state_dir = os.path.join(self.tmp, "state")
@@ -251,16 +314,20 @@ class Flashd:
         self.notify_sock = None
         self.notify_messages = []
         self.clients = []
+        # runs as another user (a FLASHD_WRAPPER or command() that drops
+        # privileges): binary and board data from world-readable copies
+        self.other_user = other_user
 
     # lifecycle -----------------------------------------------------------
     def command(self):
         # FLASHD_WRAPPER (e.g. "valgrind --error-exitcode=99 -q") runs the
         # daemon under a checker: the `valgrind` test setup sets it.
         cmd = shlex.split(os.environ.get("FLASHD_WRAPPER", ""))
-        cmd += [flashd_binary(), "--socket", self.socket_path, "--state-dir", self.state_dir,
-               "--log-level", self.log_level]
+        shared = for_other_users() if self.other_user else None
+        cmd += [shared.flashd() if shared else flashd_binary(), "--socket", self.socket_path,
+                "--state-dir", self.state_dir, "--log-level", self.log_level]
         for d in self.boards_dirs:
-            cmd += ["--boards-dir", d]
+            cmd += ["--boards-dir", shared.tree(d) if shared else d]
         if self.config is not None:
             path = os.path.join(self.tmp, "flashd.conf")
             with open(path, "w") as f:

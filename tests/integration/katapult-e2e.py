@@ -197,7 +197,7 @@ def test_tty_locked_unprivileged():
     try:
         check(holder.stdout.readline().strip() == "locked", "the holder locked the tty")
         before = boards.counters(BOARD)
-        d = harness.Flashd(config=FAST_CONFIG)
+        d = harness.Flashd(config=FAST_CONFIG, other_user=True)
         os.chmod(d.tmp, 0o777)
         with d:
             os.umask(old_umask)

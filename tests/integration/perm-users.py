@@ -111,7 +111,8 @@ def remove_accounts():
 def as_user(user, socket_path, calls):
     name, uid, gid = ACCOUNTS[user]
     groups = [g.gr_gid for g in grp.getgrall() if name in g.gr_mem]
-    r = subprocess.run([CLIENT_PYTHON, "-c", CLIENT, os.path.dirname(os.path.abspath(__file__)), socket_path,
+    # not this file's directory: the checkout may sit in a 0700 home
+    r = subprocess.run([CLIENT_PYTHON, "-c", CLIENT, harness.for_other_users().python_path(), socket_path,
                         json.dumps(calls)],
                        user=uid, group=gid, extra_groups=groups, capture_output=True, text=True, timeout=30,
                        cwd="/")
@@ -127,6 +128,9 @@ def error_code(resp):
 
 class UnprivilegedFlashd(harness.Flashd):
     """flashd as the `daemon` test user with no capabilities (CHECK mode)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(other_user=True, **kwargs)
 
     def command(self):
         name, uid, gid = ACCOUNTS["daemon"]
