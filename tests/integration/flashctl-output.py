@@ -11,12 +11,17 @@ Run under vboard (meson does this):
   application start; on a board running Klipper the flash size and layout
   from the board database, and every candidate with its MCU and
   application start when the candidates differ.
+- `rule add` says what it does at once to boards already present (flashing
+  one, skipping one that holds the image, none matching); `rule list` shows
+  the rule's name; `rule remove 1` takes the number `rule list` shows as
+  rule-1.
 """
 import os
 import re
 import subprocess
 
 import harness
+from jobs_helpers import FAST_CONFIG, app_image, tmpdir, wait_job, write_image
 
 G0, F446 = "1-1.1", "1-1.2"
 
@@ -75,5 +80,43 @@ def test_info_app_mode_flash_and_candidates():
         assert "unknown" not in out and "n/a" not in out, out
 
 
+G0_APP = 0x08002000
+
+
+def test_rule_add_tells_about_present_boards():
+    image = write_image(tmpdir(), app_image(12 * 1024, G0_APP, seed=31, mcu="stm32g0b1xx"), "bench.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, G0)
+        out = flashctl(d, "rule", "add", "--board", "skr-mini-e3-v3", "--image", image,
+                       "--name", "bench").stdout
+        assert "Rule rule-1 (bench) added: flash bench.bin" in out, out
+        m = re.search(r"Board already present: 1-1.1 matches; flashing it now as job (\d+) "
+                      r"\(flashctl job \d+ --follow\)\.", out)
+        assert m, out
+        job = wait_job(c, int(m.group(1)), timeout=60 * harness.DEFAULT_TIMEOUT / 10)
+        assert job["state"] == "done", job
+        rows = [line.split() for line in flashctl(d, "rule", "list").stdout.splitlines()]
+        assert rows[0][:3] == ["ID", "NAME", "ENABLED"] and rows[1][:3] == ["rule-1", "bench", "yes"], rows
+        out = flashctl(d, "rule", "remove", "1").stdout
+        assert out.strip() == "Rule rule-1 (bench) removed.", out
+
+        # the board runs the image now: a second rule for it in that mode
+        # skips it, and says so
+        harness.wait_for(lambda: (harness.devices_by_port(c).get(G0) or {}).get("tty"), what="G0 back in app")
+        harness.wait_for(lambda: not c.call("job.list")["jobs"], what="no job busy with the board")
+        out = flashctl(d, "rule", "add", "--board", "skr-mini-e3-v3", "--mode", "app", "--image", image).stdout
+        assert "Rule rule-2 added" in out, out
+        assert "Board already present: 1-1.1 matches; skipped: the board already holds image" in out, out
+        # nothing present matches a rule for another board; a disabled rule says how it starts
+        out = flashctl(d, "rule", "add", "--board", "octopus-pro", "--image", image).stdout
+        assert "No board present now is flashed by it" in out, out
+        out = flashctl(d, "rule", "add", "--port", "1-1.1", "--image", image, "--disabled").stdout
+        assert "It is disabled: nothing is flashed until `flashctl rule enable rule-4`" in out, out
+        assert flashctl(d, "rule", "remove", "rule-4").stdout.strip() == "Rule rule-4 removed."
+        assert flashctl(d, "rule", "remove", "9", check_rc=None).returncode != 0
+
+
 if __name__ == "__main__":
-    harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates])
+    harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
+                  test_rule_add_tells_about_present_boards])
