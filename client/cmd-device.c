@@ -195,6 +195,8 @@ static const char *const device_known_keys[] = {
         "layout",      "alt_settings",  "transfer_size",
         "probed",      "diagnostics",   "hints",
         "since",       "previous_mcu",  "probe_error",
+        "flash_base",  "flash_size",    "app_offset",
+        "app_address", "board_layout",
         NULL,
 };
 /* clang-format on */
@@ -208,27 +210,77 @@ static void print_field(const char *label, const char *value)
         fputc('\n', stdout);
 }
 
-static void print_sectors(const json_t *layout, bool use_color)
+/* Which part of the flash a sector belongs to, by the application start. */
+static const char *sector_use(uint64_t at, uint64_t size, int64_t app)
+{
+        if (app < 0)
+                return "";
+        if (at + size <= (uint64_t)app)
+                return "bootloader";
+        if (at >= (uint64_t)app)
+                return "application";
+        return "bootloader+application";
+}
+
+typedef struct SectorRun {
+        unsigned first, n;
+        uint64_t start, size;
+        unsigned flags;
+        const char *use;
+} SectorRun;
+
+static void sector_run_print(const SectorRun *run)
+{
+        char num[32], range[2 * FORMAT_BUF_MAX + 2], size[FORMAT_BUF_MAX + 16], a[FORMAT_BUF_MAX],
+                b[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], fl[FORMAT_BUF_MAX];
+
+        if (run->n == 0)
+                return;
+        if (run->n == 1)
+                snprintf(num, sizeof(num), "%u", run->first);
+        else
+                snprintf(num, sizeof(num), "%u-%u", run->first, run->first + run->n - 1);
+        snprintf(range, sizeof(range), "%s-%s", format_address(a, run->start),
+                 format_address(b, run->start + (uint64_t)run->n * run->size - 1));
+        if (run->n == 1)
+                snprintf(size, sizeof(size), "%s", format_size(sz, run->size));
+        else
+                snprintf(size, sizeof(size), "%u x %s", run->n, format_size(sz, run->size));
+        if (run->use[0])
+                printf("  %7s  %-23s  %-13s  %-4s  %s\n", num, range, size, format_flags(fl, run->flags),
+                       run->use);
+        else
+                printf("  %7s  %-23s  %-13s  %s\n", num, range, size, format_flags(fl, run->flags));
+}
+
+/* Sectors are numbered across the whole region, as in the reference manual
+ * (sector 0..11 on an F429); neighbours of one size, permission and use
+ * share a row (a G0 has 256 pages of 2 KiB). `app` is the application
+ * start, or -1. */
+static void print_sectors(const json_t *layout, int64_t app, bool use_color)
 {
         size_t i;
         const json_t *region;
         uint64_t total = 0;
-        char a[FORMAT_BUF_MAX], b[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], fl[FORMAT_BUF_MAX];
+        char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
 
         json_array_foreach (layout, i, region) {
                 const char *name = output_json_str(region, "name");
                 json_int_t addr = json_integer_value(json_object_get(region, "address"));
-                printf("\n%sRegion %s at %s%s\n", output_color_on(OUTPUT_COLOR_BOLD, use_color),
-                       name ? name : "(unnamed)", format_address(a, (uint64_t)addr),
-                       output_color_off(use_color));
-                printf("  %6s  %-23s  %9s  %s\n", "SECTOR", "ADDRESS", "SIZE", "PERM");
+                printf("\n%sRegion ", output_color_on(OUTPUT_COLOR_BOLD, use_color));
+                output_fputs_sanitized(name ? name : "(unnamed)", stdout);
+                printf(" at %s%s\n", format_address(a, (uint64_t)addr), output_color_off(use_color));
+                if (app >= 0)
+                        printf("  %7s  %-23s  %-13s  %-4s  %s\n", "SECTORS", "ADDRESS", "SIZE", "PERM",
+                               "USE");
+                else
+                        printf("  %7s  %-23s  %-13s  %s\n", "SECTORS", "ADDRESS", "SIZE", "PERM");
 
-                /* Sectors are numbered across the whole region, as in the
-                 * reference manual (sector 0..11 on an F429). */
                 uint64_t at = (uint64_t)addr;
                 unsigned n = 0;
                 size_t j;
                 const json_t *seg;
+                SectorRun run = {};
                 json_array_foreach (json_object_get(region, "sectors"), j, seg) {
                         json_int_t count = json_integer_value(json_object_get(seg, "count"));
                         json_int_t size = json_integer_value(json_object_get(seg, "size"));
@@ -236,15 +288,22 @@ static void print_sectors(const json_t *layout, bool use_color)
                         if (count < 0 || size <= 0)
                                 continue;
                         for (json_int_t k = 0; k < count; k++, n++) {
-                                char range[2 * FORMAT_BUF_MAX + 2];
-                                snprintf(range, sizeof(range), "%s-%s", format_address(a, at),
-                                         format_address(b, at + (uint64_t)size - 1));
-                                printf("  %6u  %-23s  %9s  %s\n", n, range, format_size(sz, (uint64_t)size),
-                                       format_flags(fl, (unsigned)flags));
+                                const char *use = sector_use(at, (uint64_t)size, app);
+                                if (run.n == 0 || run.size != (uint64_t)size ||
+                                    run.flags != (unsigned)flags || !streq(run.use, use)) {
+                                        sector_run_print(&run);
+                                        run = (SectorRun){ .first = n,
+                                                           .start = at,
+                                                           .size = (uint64_t)size,
+                                                           .flags = (unsigned)flags,
+                                                           .use = use };
+                                }
+                                run.n++;
                                 at += (uint64_t)size;
                                 total += (uint64_t)size;
                         }
                 }
+                sector_run_print(&run);
         }
         printf("  Total: %s\n", format_size(sz, total));
 }
@@ -368,22 +427,35 @@ static void print_device(Flashctl *ctx, const json_t *d)
         if (board && output_json_str(d, "board_title"))
                 printf("%15s: %s (%s)\n", "Board", board, output_json_str(d, "board_title"));
         else
-                print_field("Board", board ? board : "unknown");
+                print_field("Board", board ? board : "not in the board database");
         print_field("Board variant", output_json_str(d, "board_variant"));
         const json_t *cands = json_object_get(d, "board_candidates");
         if (json_array_size(cands) > 1 || (!output_json_str(d, "board") && json_array_size(cands) > 0)) {
                 /* Several boards fit what the device shows of itself. */
                 size_t i;
                 const json_t *c;
-                printf("%15s:", "Could be");
+                /* One line each, with what tells them apart for a flash. */
                 json_array_foreach (cands, i, c) {
                         const char *name =
                                 json_is_string(c) ? json_string_value(c) : output_json_str(c, "name");
                         const char *variant = output_json_str(c, "variant");
-                        printf("%s %s%s%s", i ? "," : "", strna(name), variant ? "/" : "",
-                               strempty(variant));
+                        int64_t capp = uint_field(c, "app_address"), coff = uint_field(c, "app_offset");
+                        if (i == 0)
+                                printf("%15s: ", "Could be");
+                        else
+                                printf("%17s", "");
+                        printf("%s%s%s", strna(name), variant ? "/" : "", strempty(variant));
+                        if (output_json_str(c, "mcu"))
+                                printf(" (%s", output_json_str(c, "mcu"));
+                        else
+                                printf(" (");
+                        if (capp >= 0 && coff >= 0)
+                                printf("%sapplication at %s)", output_json_str(c, "mcu") ? ", " : "",
+                                       format_address(buf, (uint64_t)capp));
+                        else
+                                printf(")");
+                        fputc('\n', stdout);
                 }
-                fputc('\n', stdout);
         }
         print_field("Previous MCU", output_json_str(d, "previous_mcu"));
         print_field("TTY", output_json_str(d, "tty"));
@@ -425,12 +497,37 @@ static void print_device(Flashctl *ctx, const json_t *d)
                 output_print_fields(stdout, rest, NULL, 0, 15);
         }
 
+        /* The flash as the board database knows it, in every mode: what
+         * `flash` would write where. */
+        int64_t base = uint_field(d, "flash_base"), fsize = uint_field(d, "flash_size");
+        int64_t app = uint_field(d, "app_address"), off = uint_field(d, "app_offset");
+        char a[FORMAT_BUF_MAX];
+        if (base >= 0 && fsize > 0)
+                printf("%15s: %s at %s\n", "Flash", format_size(buf, (uint64_t)fsize),
+                       format_address(a, (uint64_t)base));
+        if (app >= 0 && off > 0)
+                printf("%15s: %s (after a %s bootloader)\n", "Application at",
+                       format_address(a, (uint64_t)app), format_size(buf, (uint64_t)off));
+        else if (app >= 0)
+                printf("%15s: %s (no bootloader)\n", "Application at", format_address(a, (uint64_t)app));
+
         const json_t *layout = json_object_get(d, "layout");
+        bool from_db = false;
+        if (!json_is_array(layout) || json_array_size(layout) == 0) {
+                layout = json_object_get(d, "board_layout");
+                from_db = true;
+        }
         if (json_is_array(layout) && json_array_size(layout) > 0) {
                 _cleanup_free_ char *summary = NULL;
-                if (layout_summary(layout, &summary) >= 0)
-                        print_field("Layout", summary);
-                print_sectors(layout, color);
+                if (layout_summary(layout, &summary) >= 0) {
+                        if (from_db) {
+                                _cleanup_free_ char *labelled = NULL;
+                                if (asprintf(&labelled, "%s (board database)", summary) >= 0)
+                                        print_field("Layout", labelled);
+                        } else
+                                print_field("Layout", summary);
+                }
+                print_sectors(layout, app, color);
         }
 
         const json_t *alts = json_object_get(d, "alt_settings");
@@ -446,7 +543,7 @@ static void print_device(Flashctl *ctx, const json_t *d)
                         if (layout_summary(json_object_get(alt, "regions"), &summary) < 0)
                                 summary = NULL;
                         printf("  %2" JSON_INTEGER_FORMAT "  ", json_integer_value(num));
-                        output_fputs_sanitized(strna(output_json_str(alt, "name")), stdout);
+                        output_fputs_escaped(strna(output_json_str(alt, "name")), stdout);
                         if (summary && summary[0])
                                 printf("  %s", summary);
                         if (json_is_true(json_object_get(alt, "string_patched")))

@@ -80,11 +80,74 @@ static char *last_summary(const json_t *rule)
         return s;
 }
 
-static int print_rule_line(Flashctl *ctx, const char *verb, const json_t *rule)
+/* "rule-1" or "rule-1 (bench)": the id a command takes, and the name a person gave. */
+static void print_rule_id(const json_t *rule)
+{
+        fputs(strna(output_json_str(rule, "id")), stdout);
+        if (output_json_str(rule, "name")) {
+                fputs(" (", stdout);
+                output_fputs_sanitized(output_json_str(rule, "name"), stdout);
+                fputc(')', stdout);
+        }
+}
+
+/* What an added or enabled rule did at once to the boards already present
+ * (the daemon looks at them before it answers): a rule that starts
+ * flashing a connected board must say so. */
+static void print_rule_effect(const json_t *rule, double since)
+{
+        const json_t *pending = json_object_get(rule, "pending"), *p;
+        const json_t *skipped = json_object_get(rule, "last_skipped");
+        bool any = false;
+        size_t i;
+
+        if (!json_is_true(json_object_get(rule, "enabled"))) {
+                printf("It is disabled: nothing is flashed until `flashctl rule enable %s`, which flashes "
+                       "matching boards already present at once.\n",
+                       strna(output_json_str(rule, "id")));
+                return;
+        }
+        json_array_foreach (pending, i, p) {
+                long long job = int_field(p, "job");
+                printf("Board already present: %s matches; ", strna(output_json_str(p, "port")));
+                if (job > 0)
+                        printf("flashing it now as job %lld (flashctl job %lld --follow).\n", job, job);
+                else
+                        printf("%s.\n", strna(output_json_str(p, "state")));
+                any = true;
+        }
+        if (json_is_object(skipped) && json_number_value(json_object_get(skipped, "time")) >= since) {
+                printf("Board already present: %s matches; skipped: ",
+                       strna(output_json_str(skipped, "port")));
+                output_fputs_sanitized(strna(output_json_str(skipped, "message")), stdout);
+                fputs(".\n", stdout);
+                any = true;
+        }
+        if (!any)
+                printf("No board present now is flashed by it; matching boards are flashed as they show "
+                       "up.\n");
+}
+
+/* Now, as the daemon's times are: seconds since the epoch. A skip noted
+ * since a request was sent is that request's doing. */
+static double now_epoch(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        /* whole seconds: the daemon's clock reads the same, rounding aside */
+        return (double)ts.tv_sec - 1;
+}
+
+static int print_rule_line(Flashctl *ctx, const char *verb, const json_t *rule, double since)
 {
         if (ctx->json)
                 return flashctl_print_json_exit(ctx, rule);
-        printf("Rule %s %s.\n", strna(output_json_str(rule, "id")), verb);
+        fputs("Rule ", stdout);
+        print_rule_id(rule);
+        printf(" %s.\n", verb);
+        if (streq(verb, "enabled"))
+                print_rule_effect(rule, since);
         return FLASHCTL_EXIT_OK;
 }
 
@@ -238,6 +301,7 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
         if (json_array_size(force) > 0)
                 json_object_set_new(params, "force", TAKE_PTR(force));
 
+        double since = now_epoch();
         r = flashctl_call_full(ctx, "rule.add", params, fd, 0, &result, NULL);
         if (r != 0)
                 return r;
@@ -246,10 +310,13 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
                 return flashctl_print_json_exit(ctx, rule);
         _cleanup_free_ char *what = match_summary(json_object_get(rule, "match"));
         const json_t *img = json_object_get(rule, "image");
-        printf("Rule %s added: flash %s (sha256 %.12s) onto %s boards (%s%s).\n",
-               strna(output_json_str(rule, "id")), strna(output_json_str(img, "name")),
-               strna(output_json_str(img, "sha256")), strna(what), strna(output_json_str(rule, "repeat")),
+        fputs("Rule ", stdout);
+        print_rule_id(rule);
+        printf(" added: flash %s (sha256 %.12s) onto %s boards (%s%s).\n",
+               strna(output_json_str(img, "name")), strna(output_json_str(img, "sha256")), strna(what),
+               strna(output_json_str(rule, "repeat")),
                json_is_false(json_object_get(rule, "enabled")) ? ", disabled" : "");
+        print_rule_effect(rule, since);
         return FLASHCTL_EXIT_OK;
 }
 
@@ -258,8 +325,8 @@ static int rule_add(Flashctl *ctx, int argc, char **argv)
 static int rule_list(Flashctl *ctx, int argc, char **argv)
 {
         static const struct option options[] = { {} };
-        static const char *const headers[] = { "ID",    "ENABLED", "MATCH",  "IMAGE",   "REPEAT",
-                                               "FIRED", "FLASHED", "FAILED", "SKIPPED", "LAST" };
+        static const char *const headers[] = { "ID",    "NAME",    "ENABLED", "MATCH",   "IMAGE", "REPEAT",
+                                               "FIRED", "FLASHED", "FAILED",  "SKIPPED", "LAST" };
         json_auto_t *result = NULL;
         Table *t = NULL;
         int c, r;
@@ -292,6 +359,7 @@ static int rule_list(Flashctl *ctx, int argc, char **argv)
                 snprintf(failed, sizeof(failed), "%lld", int_field(rule, "failed"));
                 snprintf(skipped, sizeof(skipped), "%lld", int_field(rule, "skipped"));
                 const char *cells[] = { output_json_str(rule, "id"),
+                                        output_json_str(rule, "name"),
                                         enabled ? "yes" : "no",
                                         what,
                                         image,
@@ -304,7 +372,7 @@ static int rule_list(Flashctl *ctx, int argc, char **argv)
                 r = table_add_row(t, cells);
                 if (r < 0)
                         break;
-                table_set_last_row_color(t, 1, enabled ? OUTPUT_COLOR_GREEN : OUTPUT_COLOR_GREY);
+                table_set_last_row_color(t, 2, enabled ? OUTPUT_COLOR_GREEN : OUTPUT_COLOR_GREY);
         }
         if (r >= 0)
                 r = table_print(t, stdout, output_terminal_width(stdout), ctx->use_color, ctx->legend);
@@ -345,11 +413,20 @@ static int rule_by_id(Flashctl *ctx, int argc, char **argv, const char *method, 
         if (argc - optind != 1)
                 return flashctl_usage_error(
                         "rule", "'rule %s' needs exactly one rule ID (see flashctl rule list)", argv[0]);
-        params = json_pack("{s:s}", "rule", argv[optind]);
+        /* `rule list` shows rule-3; 3 means the same rule */
+        const char *id = argv[optind];
+        _cleanup_free_ char *full = NULL;
+        if (id[0] && strspn(id, "0123456789") == strlen(id)) {
+                if (asprintf(&full, "rule-%s", id) < 0)
+                        return flashctl_report_error(ctx, -ENOMEM, "rule");
+                id = full;
+        }
+        params = json_pack("{s:s}", "rule", id);
+        double since = now_epoch();
         r = flashctl_call(ctx, method, params, &result, NULL);
         if (r != 0)
                 return r;
-        return print_rule_line(ctx, done, json_object_get(result, "rule"));
+        return print_rule_line(ctx, done, json_object_get(result, "rule"), since);
 }
 
 static int verb_rule(Flashctl *ctx, int argc, char **argv)
@@ -419,7 +496,7 @@ static const Verb rule_verbs[] = {
                 .summary = "Flash boards automatically as they show up",
                 .help = "  rule add --image FILE MATCH... [OPTIONS...]\n"
                         "  rule list\n"
-                        "  rule remove|enable|disable ID\n"
+                        "  rule remove|enable|disable ID   (rule-3, or just 3)\n"
                         "\n"
                         "A rule flashes IMAGE onto every board that matches when it shows up (a bench:\n"
                         "plug boards in one after another). A board that already holds the image is\n"
@@ -450,6 +527,8 @@ static const Verb rule_verbs[] = {
                         "     --name=TEXT         A label for the rule\n"
                         "     --disabled          Add the rule disabled\n"
                         "\n"
+                        "Boards already present that match are flashed at once when the rule is added\n"
+                        "or enabled; `rule add` and `rule enable` say which.\n"
                         "`flashctl watch` shows rules firing and the jobs' progress.\n",
                 .run = verb_rule,
         },

@@ -474,10 +474,77 @@ static bool array_of_scalars(const json_t *a)
         return true;
 }
 
+/* Length of the UTF-8 sequence at s and its code point, or 0 when the
+ * bytes are no valid UTF-8 (overlong forms and surrogates included). */
+static size_t utf8_decode(const unsigned char *s, uint32_t *ret)
+{
+        size_t n;
+        uint32_t c, min;
+
+        if (s[0] < 0x80) {
+                *ret = s[0];
+                return 1;
+        }
+        if ((s[0] & 0xe0) == 0xc0)
+                n = 2, c = s[0] & 0x1f, min = 0x80;
+        else if ((s[0] & 0xf0) == 0xe0)
+                n = 3, c = s[0] & 0x0f, min = 0x800;
+        else if ((s[0] & 0xf8) == 0xf0)
+                n = 4, c = s[0] & 0x07, min = 0x10000;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                c = c << 6 | (s[i] & 0x3f);
+        }
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        *ret = c;
+        return n;
+}
+
 void output_fputs_sanitized(const char *s, FILE *f)
 {
-        for (; *s; s++)
-                fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+        const unsigned char *p = (const unsigned char *)s;
+
+        while (*p) {
+                uint32_t c;
+                size_t n = utf8_decode(p, &c);
+                if (n == 0) {
+                        /* a byte that is no text: shown, not passed to the terminal */
+                        fprintf(f, "\\x%02x", *p);
+                        p++;
+                        continue;
+                }
+                if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0))
+                        fputc('?', f);
+                else
+                        fwrite(p, 1, n, f);
+                p += n;
+        }
+}
+
+void output_fputs_escaped(const char *s, FILE *f)
+{
+        const unsigned char *p = (const unsigned char *)s;
+
+        while (*p) {
+                uint32_t c;
+                size_t n = utf8_decode(p, &c);
+                if (n == 0) {
+                        fprintf(f, "\\x%02x", *p);
+                        p++;
+                        continue;
+                }
+                if (c >= 0x20 && c < 0x7f)
+                        fputc((int)c, f);
+                else if (c > 0xffff)
+                        fprintf(f, "\\U%08" PRIx32, c);
+                else
+                        fprintf(f, "\\u%04" PRIx32, c);
+                p += n;
+        }
 }
 
 void output_print_fields(FILE *f, const json_t *object, const char *const *skip, unsigned indent,

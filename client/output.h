@@ -91,6 +91,11 @@ void output_print_fields(FILE *f, const json_t *object, const char *const *skip,
 /* fputs() with control characters shown as '?': strings from a device (USB
  * descriptors, layout strings) must not drive the terminal. */
 void output_fputs_sanitized(const char *s, FILE *f);
+/* fputs() of a string that should be printable ASCII (a DfuSe layout
+ * string): anything else is escaped (\u00e9 for a character, \xff for a
+ * byte that is no UTF-8), so garbage a bootloader sends after the layout
+ * shows as what it is. */
+void output_fputs_escaped(const char *s, FILE *f);
 /* "board_variant" -> "Board variant", into buf. */
 const char *output_label(char *buf, size_t size, const char *key);
 /* A scalar as text ("yes"/"no" for booleans); NULL for arrays, objects and null. malloc'd. */

@@ -66,6 +66,57 @@ static void hints_add(json_t *hints, char **l)
         }
 }
 
+/* The variant whose flash facts hold for the device: the one variant, else
+ * the first candidate when every candidate agrees on them (an F429 in ROM
+ * DFU could be an Octopus or an Octopus Pro: the same flash either way).
+ * `app` also asks for the same application offset. */
+static const BoardVariant *entry_agreed_variant(const InventoryEntry *e, bool app)
+{
+        if (e->variant)
+                return e->variant;
+        if (e->n_candidates == 0)
+                return NULL;
+        const BoardVariant *v = e->candidates[0].variant;
+        for (size_t i = 1; i < e->n_candidates; i++) {
+                const BoardVariant *o = e->candidates[i].variant;
+                if (o->flash_base != v->flash_base || o->flash_size != v->flash_size ||
+                    (app && o->app_offset != v->app_offset))
+                        return NULL;
+        }
+        return v;
+}
+
+/* The board database's layout, when every candidate has the same one: what
+ * the flash looks like while the bootloader that would report it is not
+ * running. */
+static json_t *entry_board_layout(const InventoryEntry *e, const BoardVariant *v)
+{
+        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+
+        if (!v || !v->layout)
+                return json_null();
+        for (size_t i = 0; i < e->n_candidates; i++)
+                if (!streq_ptr(e->candidates[i].variant->layout, v->layout))
+                        return json_null();
+        if (dfuse_layout_parse(v->layout, strlen(v->layout), &l) < 0)
+                return json_null();
+        json_t *o = dfuse_layout_to_json(l);
+        return o ? o : json_null();
+}
+
+static void entry_flash_to_json(json_t *o, const InventoryEntry *e)
+{
+        const BoardVariant *flash = entry_agreed_variant(e, false), *app = entry_agreed_variant(e, true);
+
+        json_object_set_new(o, "flash_base", flash ? json_integer(flash->flash_base) : json_null());
+        json_object_set_new(o, "flash_size",
+                            flash && flash->flash_size ? json_integer(flash->flash_size) : json_null());
+        json_object_set_new(o, "app_offset", app ? json_integer(app->app_offset) : json_null());
+        json_object_set_new(o, "app_address",
+                            app ? json_integer((json_int_t)app->flash_base + app->app_offset) : json_null());
+        json_object_set_new(o, "board_layout", entry_board_layout(e, flash));
+}
+
 json_t *inventory_entry_to_json(const InventoryEntry *e)
 {
         char usb_id[10];
@@ -89,10 +140,12 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
                 return NULL;
         }
         for (size_t i = 0; i < e->n_candidates; i++) {
-                json_array_append_new(candidates,
-                                      json_pack("{s:s,s:s,s:o}", "name", e->candidates[i].board->name,
-                                                "variant", e->candidates[i].variant->id, "mcu",
-                                                json_string_or_null(e->candidates[i].variant->mcu)));
+                const BoardVariant *v = e->candidates[i].variant;
+                json_array_append_new(candidates, json_pack("{s:s,s:s,s:o,s:I,s:I}", "name",
+                                                            e->candidates[i].board->name, "variant", v->id,
+                                                            "mcu", json_string_or_null(v->mcu), "app_offset",
+                                                            (json_int_t)v->app_offset, "app_address",
+                                                            (json_int_t)v->flash_base + v->app_offset));
                 /* Advice for a different board misleads: with a known board
                  * every hint of its candidate variants, else only the hints
                  * that every candidate shares. */
@@ -149,5 +202,6 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         json_object_set_new(o, "hints", hints);
         json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));
         json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
+        entry_flash_to_json(o, e);
         return o;
 }

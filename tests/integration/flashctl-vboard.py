@@ -8,7 +8,8 @@ of the client. Run under vboard (meson does this):
 
 - `flashctl --json list --mode dfu` reports the F429 with garbage-tail as a
   DFU device with all three sector groups (4x16K, 1x64K, 7x128K);
-- `flashctl list` and `flashctl info` show them to a person, sector by sector;
+- `flashctl list` and `flashctl info` show them to a person, sectors merged
+  into ranges and marked bootloader or application, garbage escaped;
 - `info` finds a device by port, USB node, tty and by-id link;
 - `flashctl watch` (text and --json) sees a board unplugged and plugged back
   through the vboard control socket;
@@ -123,12 +124,21 @@ def test_info_sector_by_sector():
         c = d.client()
         dev = wait_probed(c, f429["port"])
         out = flashctl(d, "info", f429["port"]).stdout
+        # neighbours of one size and use share a row; the bootloader's
+        # sectors (below the application start 0x08008000) are marked
         sectors = [line.split() for line in out.splitlines()
-                   if re.fullmatch(r"\s*\d+\s+0x[0-9a-f]{8}-0x[0-9a-f]{8}\s+.*", line)]
-        assert len(sectors) == 12, out
-        assert sectors[0][1:] == ["0x08000000-0x08003fff", "16", "KiB", "rew"], sectors[0]
-        assert sectors[4][1:] == ["0x08010000-0x0801ffff", "64", "KiB", "rew"], sectors[4]
-        assert sectors[11][1:] == ["0x080e0000-0x080fffff", "128", "KiB", "rew"], sectors[11]
+                   if re.fullmatch(r"\s*\d+(-\d+)?\s+0x[0-9a-f]{8}-0x[0-9a-f]{8}\s+.*", line)]
+        assert sectors == [
+            ["0-1", "0x08000000-0x08007fff", "2", "x", "16", "KiB", "rew", "bootloader"],
+            ["2-3", "0x08008000-0x0800ffff", "2", "x", "16", "KiB", "rew", "application"],
+            ["4", "0x08010000-0x0801ffff", "64", "KiB", "rew", "application"],
+            ["5-11", "0x08020000-0x080fffff", "7", "x", "128", "KiB", "rew", "application"],
+        ], out
+        assert "Flash: 1 MiB at 0x08000000" in out, out
+        # the garbage after the layout string is escaped, never sent raw
+        alt0 = [line for line in out.splitlines() if "@Internal Flash" in line]
+        assert alt0 and alt0[0].isascii() and "07*128Kg\\u" in alt0[0], alt0
+        assert "Application at: 0x08008000 (after a 32 KiB bootloader)" in out, out
         assert "Total: 1 MiB" in out and "Layout: 4x16K 1x64K 7x128K" in out, out
         assert "Port: " + f429["port"] in out and "USB ID: 0483:df11" not in out  # label is "USB id"
         assert "USB id: 0483:df11" in out
