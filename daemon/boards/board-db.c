@@ -33,6 +33,7 @@ static const char *const bootloader_table[_BOARD_BOOTLOADER_MAX] = {
         [BOARD_BOOTLOADER_ROM_DFU] = "rom-dfu",
         [BOARD_BOOTLOADER_KATAPULT] = "katapult",
         [BOARD_BOOTLOADER_DFU] = "dfu",
+        [BOARD_BOOTLOADER_BOOTSEL] = "bootsel",
 };
 
 static const char *const reboot_table[_BOARD_REBOOT_MAX] = {
@@ -218,8 +219,8 @@ static bool parse_usb_id(const char *s, BoardUsbId *ret)
 
 static int parse_usb(json_t *obj, const char *where, BoardVariant *v, char **ret_error)
 {
-        static const char *const keys[] = { "app", "dfu", "katapult", NULL };
-        BoardUsbId *targets[] = { &v->usb_app, &v->usb_dfu, &v->usb_katapult };
+        static const char *const keys[] = { "app", "dfu", "katapult", "bootsel", NULL };
+        BoardUsbId *targets[] = { &v->usb_app, &v->usb_dfu, &v->usb_katapult, &v->usb_bootsel };
         json_t *usb = json_object_get(obj, "usb");
         int r;
 
@@ -238,7 +239,8 @@ static int parse_usb(json_t *obj, const char *where, BoardVariant *v, char **ret
                         return errorf(ret_error, "%s: usb \"%s\" must be a \"vvvv:pppp\" hex id", where,
                                       keys[i]);
         }
-        if (v->usb_app.vid == 0 && v->usb_dfu.vid == 0 && v->usb_katapult.vid == 0)
+        if (v->usb_app.vid == 0 && v->usb_dfu.vid == 0 && v->usb_katapult.vid == 0 &&
+            v->usb_bootsel.vid == 0)
                 return errorf(ret_error, "%s: \"usb\" names no id", where);
         return 0;
 }
@@ -807,7 +809,8 @@ size_t board_db_match_usb(const BoardDb *db, uint16_t vid, uint16_t pid, const B
                         const BoardVariant *v = &db->boards[i].variants[j];
 
                         if (!usb_id_equal(v->usb_app, vid, pid) && !usb_id_equal(v->usb_dfu, vid, pid) &&
-                            !usb_id_equal(v->usb_katapult, vid, pid))
+                            !usb_id_equal(v->usb_katapult, vid, pid) &&
+                            !usb_id_equal(v->usb_bootsel, vid, pid))
                                 continue;
                         if (ret_variants)
                                 ret_variants[n] = v;

@@ -10,7 +10,7 @@
  * {
  *   "name": "octopus-pro",
  *   "title": "BigTreeTech Octopus Pro v1.0 / v1.1",
- *   "bootloader": "rom-dfu" | "katapult" | "dfu", // what the board usually has
+ *   "bootloader": "rom-dfu" | "katapult" | "dfu" | "bootsel", // what the board usually has
  *   "reboot": "usb-1200" | "uart-request" | "manual",
  *   "hints": ["..."],
  *   "variants": [ {
@@ -20,7 +20,7 @@
  *       "app_offset": 32768,
  *       "ram_start": "0x20000000", "ram_size": 196608,
  *       "layout": "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg",
- *       "usb": { "app": "1d50:614e", "dfu": "0483:df11", "katapult": "1d50:6177" },
+ *       "usb": { "app": "1d50:614e", "dfu": "0483:df11", "katapult": "1d50:6177" },  // or "bootsel"
  *       "reboot": "usb-1200",                  // optional override
  *       "hints": ["the F429 may ignore the 1200-baud reboot: set BOOT0 and press reset"]
  *   } ]
@@ -36,7 +36,8 @@
 typedef enum BoardBootloader {
         BOARD_BOOTLOADER_ROM_DFU,
         BOARD_BOOTLOADER_KATAPULT,
-        BOARD_BOOTLOADER_DFU, /* a plain DFU 1.1 bootloader (no DfuSe), e.g. Smoothieware's */
+        BOARD_BOOTLOADER_DFU,     /* a plain DFU 1.1 bootloader (no DfuSe), e.g. Smoothieware's */
+        BOARD_BOOTLOADER_BOOTSEL, /* none: the RP2040 boot ROM's BOOTSEL mode (PICOBOOT) */
         _BOARD_BOOTLOADER_MAX,
         _BOARD_BOOTLOADER_INVALID = -EINVAL,
 } BoardBootloader;
@@ -64,6 +65,7 @@ typedef struct BoardVariant {
         uint32_t ram_size;
         char *layout;                              /* fallback DfuSe layout string */
         BoardUsbId usb_app, usb_dfu, usb_katapult; /* vid 0 = none */
+        BoardUsbId usb_bootsel;                    /* RP2040 boot ROM, 2e8a:0003 */
         BoardReboot reboot;
         char **hints; /* NULL-terminated; board hints first, then the variant's */
 } BoardVariant;

@@ -59,11 +59,13 @@ static void test_validate_all(const BoardDb *db)
                         /* STM32 boards go through the ST ROM (DfuSe) or Katapult; a
                          * plain DFU 1.1 board (Smoothieboard, LPC1769) names its
                          * own bootloader's id */
-                        bool stm32 = b->bootloader != BOARD_BOOTLOADER_DFU;
+                        bool rp2040 = b->bootloader == BOARD_BOOTLOADER_BOOTSEL;
+                        bool stm32 = b->bootloader != BOARD_BOOTLOADER_DFU && !rp2040;
                         CHECK(!stm32 || strncmp(v->mcu, "stm32", 5) == 0);
                         CHECK(!stm32 || (strlen(v->mcu) > 7 && streq(v->mcu + strlen(v->mcu) - 2, "xx")));
                         CHECK(v->flash_size >= 64 * 1024);
-                        CHECK(v->app_offset > 0 && v->app_offset < v->flash_size);
+                        /* RP2040 boards run Klipper from the start of flash (boot2 first) */
+                        CHECK((rp2040 || v->app_offset > 0) && v->app_offset < v->flash_size);
                         CHECK(v->ram_size >= 16 * 1024);
                         CHECK(v->ram_start >= v->flash_base + v->flash_size ||
                               v->ram_start + v->ram_size <= v->flash_base);
@@ -71,7 +73,7 @@ static void test_validate_all(const BoardDb *db)
                         CHECK_INT(dfuse_layout_parse(v->layout, strlen(v->layout), &l), 0);
                         if (l) {
                                 CHECK(!l->truncated);
-                                CHECK_STR(l->name, "Internal Flash");
+                                CHECK_STR(l->name, rp2040 ? "Flash" : "Internal Flash");
                                 CHECK_INT(l->regions[0].address, v->flash_base);
                                 CHECK_INT(dfuse_layout_total_size(l), v->flash_size);
                                 CHECK(dfuse_layout_find_sector(l, v->flash_base + v->app_offset, NULL,
@@ -82,7 +84,14 @@ static void test_validate_all(const BoardDb *db)
 
                         CHECK_INT(v->usb_app.vid, 0x1d50);
                         CHECK_INT(v->usb_app.pid, 0x614e);
-                        if (stm32) {
+                        if (rp2040) {
+                                /* the RP2040 boot ROM (datasheet 2.8); no DFU id */
+                                CHECK_STR(v->mcu, "rp2040");
+                                CHECK_INT(v->flash_base, 0x10000000);
+                                CHECK_INT(v->usb_bootsel.vid, 0x2e8a);
+                                CHECK_INT(v->usb_bootsel.pid, 0x0003);
+                                CHECK_INT(v->usb_dfu.vid, 0);
+                        } else if (stm32) {
                                 CHECK_INT(v->usb_dfu.vid, 0x0483);
                                 CHECK_INT(v->usb_dfu.pid, 0xdf11);
                         } else
@@ -122,6 +131,9 @@ static const Expect expected[] = {
         { "fysetc-s6-f446", "stm32f446xx", 512 * 1024, 64 * 1024, NULL },
         /* Klipper docs/Bootloaders.md: Smoothieboards' LPC17xx-DFU-Bootloader, 16KiB */
         { "smoothieboard-lpc1769", "lpc1769", 512 * 1024, 16 * 1024, "Play button" },
+        /* Klipper docs: SKR Pico without bootloader, 2 MiB; the Pico's W25Q16JV */
+        { "skr-pico-rp2040", "rp2040", 2048 * 1024, 0, "BOOT" },
+        { "rp2040-rp2040", "rp2040", 2048 * 1024, 0, "2 MiB" },
 };
 
 static void test_expected(const BoardDb *db)
@@ -139,7 +151,9 @@ static void test_expected(const BoardDb *db)
                 CHECK_INT(v->flash_size, expected[i].flash_size);
                 CHECK_INT(v->app_offset, expected[i].app_offset);
                 /* STM32 flash at 0x08000000; the LPC1769 (plain DFU board) at 0 */
-                CHECK_INT(v->flash_base, b->bootloader == BOARD_BOOTLOADER_DFU ? 0 : 0x08000000);
+                CHECK_INT(v->flash_base, b->bootloader == BOARD_BOOTLOADER_DFU       ? 0
+                                         : b->bootloader == BOARD_BOOTLOADER_BOOTSEL ? 0x10000000
+                                                                                     : 0x08000000);
                 for (char **h = v->hints; h && *h && !hint_found; h++)
                         hint_found = strstr(*h, expected[i].hint) != NULL;
                 CHECK(hint_found);
@@ -173,7 +187,8 @@ static void test_find_match(const BoardDb *db)
                 size_t n;
         } mcus[] = {
                 { "stm32f429xx", 2 }, { "STM32F429XX", 2 }, { "stm32f446xx", 3 }, { "stm32h723xx", 3 },
-                { "stm32h743xx", 1 }, { "stm32g0b1xx", 2 }, { "stm32f407xx", 1 }, { "rp2040", 0 },
+                { "stm32h743xx", 1 }, { "stm32g0b1xx", 2 }, { "stm32f407xx", 1 }, { "rp2040", 2 },
+                { "RP2040", 2 },      { "rp2350", 0 },
         };
         for (size_t i = 0; i < ELEMENTSOF(mcus); i++) {
                 n = board_db_match_mcu(db, mcus[i].mcu, vs, bs, ELEMENTSOF(vs));
@@ -186,15 +201,22 @@ static void test_find_match(const BoardDb *db)
 
         /* Every shipped STM32 variant has all three ids; the Smoothieboard
          * has Klipper's and its DFU bootloader's (1d50:6015). */
-        size_t total = 0, plain = 0;
+        size_t total = 0, plain = 0, rp = 0;
         for (size_t i = 0; i < db->n_boards; i++) {
                 total += db->boards[i].n_variants;
                 if (db->boards[i].bootloader == BOARD_BOOTLOADER_DFU)
                         plain += db->boards[i].n_variants;
+                if (db->boards[i].bootloader == BOARD_BOOTLOADER_BOOTSEL)
+                        rp += db->boards[i].n_variants;
         }
         CHECK_INT(plain, 1);
+        CHECK_INT(rp, 2);
+        /* the RP2040 ROM in BOOTSEL; RP2350's (2e8a:000f) is no board of ours */
+        CHECK_INT(board_db_match_usb(db, 0x2e8a, 0x0003, vs, bs, ELEMENTSOF(vs)), rp);
+        CHECK_INT(board_db_match_usb(db, 0x2e8a, 0x000f, vs, bs, ELEMENTSOF(vs)), 0);
+        total -= rp;
         CHECK_INT(board_db_match_usb(db, 0x0483, 0xdf11, vs, bs, ELEMENTSOF(vs)), total - plain);
-        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x614e, vs, bs, ELEMENTSOF(vs)), total);
+        CHECK_INT(board_db_match_usb(db, 0x1d50, 0x614e, vs, bs, ELEMENTSOF(vs)), total + rp);
         CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6177, vs, bs, ELEMENTSOF(vs)), total - plain);
         CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6015, vs, bs, ELEMENTSOF(vs)), 1);
         CHECK(bs[0] && streq(bs[0]->name, "smoothieboard"));

@@ -6,16 +6,15 @@
 #include <string.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/rp2040-image.h"
 #include "tty-port.h"
 #include "usb-device.h"
 
 void (*world_on_mode_change)(World *w) = NULL;
 
 static const char *const board_mode_table[_BOARD_MODE_MAX] = {
-        [BOARD_MODE_OFF] = "off",
-        [BOARD_MODE_APP] = "app",
-        [BOARD_MODE_DFU] = "dfu",
-        [BOARD_MODE_KATAPULT] = "katapult",
+        [BOARD_MODE_OFF] = "off",           [BOARD_MODE_APP] = "app",         [BOARD_MODE_DFU] = "dfu",
+        [BOARD_MODE_KATAPULT] = "katapult", [BOARD_MODE_BOOTSEL] = "bootsel",
 };
 
 static const char *const quirk_table[_QUIRK_MAX] = {
@@ -33,6 +32,7 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_DFU_NO_DETACH] = "dfu-no-detach",
         [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
         [QUIRK_STRING_EIO] = "string-eio",
+        [QUIRK_PICOBOOT_STALL] = "picoboot-stall",
 };
 
 const char *board_mode_to_string(BoardMode m)
@@ -151,6 +151,7 @@ void vboard_set_uid(VBoard *b, const char *uid)
          * then the top half of word 1 (ST's USB device library,
          * Get_SerialNum). */
         uid_words(b->uid, w);
+        g_strlcpy(b->bootsel_serial, b->uid + 12, sizeof(b->bootsel_serial));
         snprintf(b->dfu_serial, sizeof(b->dfu_serial), "%08X%04X", w[0] + w[2], w[1] >> 16);
 }
 
@@ -235,6 +236,17 @@ int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
                         return r;
                 }
         }
+        if (bd->bootloader == BOARD_BOOTLOADER_BOOTSEL) {
+                b->rp2040 = true;
+                b->bootloader = BOARD_BOOTLOADER_BOOTSEL;
+                r = picoboot_model_new(&b->picoboot, &w->timing, b->flash);
+                if (r < 0) {
+                        vboard_free(b);
+                        return r;
+                }
+                b->picoboot->on_event = on_dfu_event;
+                b->picoboot->userdata = b;
+        }
         /* RDP level 0 (0xAA) in the first option byte, the rest as shipped */
         flash_model_load(b->option_bytes, b->option_bytes->base, (const uint8_t *)"\xaa", 1);
         *ret = b;
@@ -250,6 +262,7 @@ VBoard *vboard_free(VBoard *b)
                 b->tty_model->detach(b, b->tty_state);
         tty_port_free(b->tty);
         dfu_model_free(b->dfu);
+        picoboot_model_free(b->picoboot);
         flash_model_free(b->flash);
         flash_model_free(b->option_bytes);
         json_decref(b->events);
@@ -271,6 +284,15 @@ int vboard_set_quirk(VBoard *b, const char *spec, bool on)
         q = quirk_from_string(name);
         if (q < 0)
                 return -EINVAL;
+        if (q == QUIRK_PICOBOOT_STALL) {
+                char *end;
+                unsigned long nb = arg ? strtoul(arg, &end, 10) : 0;
+                if (!b->rp2040 || (on && (!arg || end == arg || *end || nb == 0)) || (!on && arg))
+                        return -EINVAL;
+                b->picoboot->stall_on_write = on ? nb : 0;
+                b->quirks[q] = on;
+                return 0;
+        }
         if (q == QUIRK_UNPLUG && on) {
                 char *end;
                 unsigned long nb;
@@ -324,6 +346,35 @@ int vboard_init_flash(VBoard *b, BoardMode mode)
         static const char pattern[] = "VBOARD-BOOTLOADR"; /* 16 bytes, no 0xFF */
         g_autofree uint8_t *buf = NULL;
 
+        if (b->rp2040) {
+                b->initial_mode = mode;
+                if (mode == BOARD_MODE_APP) {
+                        /* what a Klipper build for RP2040 starts with: boot2
+                         * (252 bytes + its CRC-32/MPEG-2, RP2040 datasheet
+                         * 2.8.1.3.1), the vector table at 0x10000100 (SP at
+                         * the top of SRAM, a Thumb reset handler in flash) */
+                        uint8_t img[4096];
+                        uint32_t sp = v->ram_start + v->ram_size, crc;
+                        char text[96];
+                        memset(img, 0, sizeof(img));
+                        for (size_t i = 0; i < 252; i++)
+                                img[i] = (uint8_t)(i * 5 + 1);
+                        crc = rp2040_boot2_crc(img, 252);
+                        for (size_t i = 0; i < 4; i++)
+                                img[252 + i] = (uint8_t)(crc >> (8 * i));
+                        for (size_t i = 0; i < 48; i++) {
+                                uint32_t x = i == 0 ? sp : v->flash_base + 0x300 + (uint32_t)i * 4 + 1;
+                                for (size_t k = 0; k < 4; k++)
+                                        img[0x100 + 4 * i + k] = (uint8_t)(x >> (8 * k));
+                        }
+                        snprintf(text, sizeof(text), "Klipper application (vboard) for %s", v->mcu);
+                        memcpy(img + 0x300, text, strlen(text));
+                        for (size_t i = 0x380; i < sizeof(img); i++)
+                                img[i] = (uint8_t)(i * 7 + 3);
+                        flash_model_load(b->flash, v->flash_base, img, sizeof(img));
+                }
+                return 0;
+        }
         if (v->app_offset > 0) {
                 buf = g_malloc(v->app_offset);
                 for (uint32_t i = 0; i < v->app_offset; i++)
@@ -383,6 +434,18 @@ bool vboard_app_plausible(VBoard *b)
         uint8_t vec[8];
         uint32_t sp, reset;
 
+        if (b->rp2040) {
+                /* the boot ROM runs flash only with a boot2 whose CRC
+                 * matches; boot2 then enters the vector table at +0x100 */
+                uint8_t boot2[RP2040_BOOT2_SIZE];
+                uint32_t stored;
+                if (flash_model_read(b->flash, v->flash_base, boot2, sizeof(boot2)) < 0)
+                        return false;
+                stored = boot2[252] | boot2[253] << 8 | boot2[254] << 16 | (uint32_t)boot2[255] << 24;
+                if (rp2040_boot2_crc(boot2, 252) != stored)
+                        return false;
+                app = v->flash_base + RP2040_BOOT2_SIZE;
+        }
         if (flash_model_read(b->flash, app, vec, sizeof(vec)) < 0)
                 return false;
         sp = vec[0] | vec[1] << 8 | vec[2] << 16 | (uint32_t)vec[3] << 24;
@@ -393,10 +456,17 @@ bool vboard_app_plausible(VBoard *b)
                reset >= app && reset < v->flash_base + v->flash_size;
 }
 
+BoardMode vboard_rom_mode(VBoard *b)
+{
+        return b->rp2040 ? BOARD_MODE_BOOTSEL : BOARD_MODE_DFU;
+}
+
 BoardMode vboard_boot_mode(VBoard *b)
 {
         if (vboard_app_plausible(b))
                 return BOARD_MODE_APP;
+        if (b->rp2040)
+                return BOARD_MODE_BOOTSEL;
         return b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU;
 }
 
@@ -434,7 +504,7 @@ int vboard_power_up(VBoard *b, BoardMode mode)
 
         if (mode == BOARD_MODE_OFF || b->usb)
                 return 0;
-        if (mode != BOARD_MODE_DFU) {
+        if (mode != BOARD_MODE_DFU && mode != BOARD_MODE_BOOTSEL) {
                 model = tty_model_for_mode(mode);
                 if (!model) {
                         g_mutex_lock(&w->lock);
@@ -449,6 +519,10 @@ int vboard_power_up(VBoard *b, BoardMode mode)
                 dfu_model_power_up(b->dfu, b->quirks[QUIRK_ERROR_AT_START]);
                 b->blocks_at_power_up = b->dfu->dnloads;
                 b->string_eio_left = b->quirks[QUIRK_STRING_EIO] ? b->string_eio_reads : 0;
+        }
+        if (mode == BOARD_MODE_BOOTSEL) {
+                picoboot_model_power_up(b->picoboot);
+                b->blocks_at_power_up = 0;
         }
         g_mutex_unlock(&w->lock);
 
@@ -634,6 +708,10 @@ json_t *vboard_describe(VBoard *b)
                         } else if (i == QUIRK_STRING_EIO) {
                                 g_autofree char *s = g_strdup_printf("string-eio=%u", b->string_eio_reads);
                                 json_array_append_new(q, json_string(s));
+                        } else if (i == QUIRK_PICOBOOT_STALL) {
+                                g_autofree char *s = g_strdup_printf("picoboot-stall=%" G_GUINT64_FORMAT,
+                                                                     (guint64)b->picoboot->stall_on_write);
+                                json_array_append_new(q, json_string(s));
                         } else
                                 json_array_append_new(q, json_string(quirk_to_string(i)));
                 }
@@ -682,6 +760,17 @@ json_t *vboard_stats(VBoard *b)
         json_object_set_new(c, "reenumerations", json_integer((json_int_t)b->reenumerations));
         json_object_set_new(c, "unplugs", json_integer((json_int_t)b->unplugs));
         json_object_set_new(c, "baud_1200_requests", json_integer((json_int_t)b->baud_1200_requests));
+        if (b->picoboot) {
+                const PicobootModel *m = b->picoboot;
+                json_object_set_new(c, "picoboot_commands", json_integer((json_int_t)m->commands));
+                json_object_set_new(c, "picoboot_erases", json_integer((json_int_t)m->erases));
+                json_object_set_new(c, "picoboot_reads", json_integer((json_int_t)m->reads));
+                json_object_set_new(c, "picoboot_bytes_read", json_integer((json_int_t)m->bytes_read));
+                json_object_set_new(c, "picoboot_stalls", json_integer((json_int_t)m->stalls));
+                json_object_set_new(c, "picoboot_resets", json_integer((json_int_t)m->resets));
+                json_object_set_new(c, "picoboot_status_requests",
+                                    json_integer((json_int_t)m->status_requests));
+        }
         json_object_set_new(o, "index", json_integer(b->index));
         json_object_set_new(o, "name", json_string(b->name));
         json_object_set_new(o, "counters", c);

@@ -260,7 +260,7 @@ static json_t *handle(Client *c, char **argv, int argc)
                 g_mutex_lock(&w->lock);
                 /* BOOT0 held while the core resets: the ROM bootloader
                  * (AN2606); otherwise the board boots as its firmware would */
-                vboard_schedule(b, 0, streq(verb, "boot0-reset") ? BOARD_MODE_DFU : (BoardMode)-1,
+                vboard_schedule(b, 0, streq(verb, "boot0-reset") ? vboard_rom_mode(b) : (BoardMode)-1,
                                 timing_reenumerate_us(&w->timing), verb);
                 g_mutex_unlock(&w->lock);
                 return ok_reply();

@@ -33,9 +33,10 @@ static void klipper_reboot(VBoard *b, KlipperTty *k, const char *event)
         k->rebooting = true;
         vboard_event(b, event, "rebooting into %s",
                      board_bootloader_to_string(b->bootloader) ?: "bootloader");
-        vboard_schedule(b, 0,
-                        b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : BOARD_MODE_DFU,
-                        timing_reenumerate_us(&b->world->timing), event);
+        /* an RP2040's Klipper calls the ROM's reset_usb_boot(): BOOTSEL */
+        vboard_schedule(
+                b, 0, b->bootloader == BOARD_BOOTLOADER_KATAPULT ? BOARD_MODE_KATAPULT : vboard_rom_mode(b),
+                timing_reenumerate_us(&b->world->timing), event);
 }
 
 static int klipper_attach(VBoard *b, void **ret_state)

@@ -168,8 +168,9 @@ static int parse_args(int argc, char **argv, Options *o)
                         return fail("%s must follow a --board", a);
                 else if (streq(a, "--mode")) {
                         cur->mode = board_mode_from_string(v);
-                        if (cur->mode != BOARD_MODE_APP && cur->mode != BOARD_MODE_DFU)
-                                return fail("--mode: app or dfu, not %s", v);
+                        if (cur->mode != BOARD_MODE_APP && cur->mode != BOARD_MODE_DFU &&
+                            cur->mode != BOARD_MODE_BOOTSEL)
+                                return fail("--mode: app, dfu or bootsel, not %s", v);
                 } else if (streq(a, "--quirk"))
                         g_ptr_array_add(cur->quirks, (gpointer)v);
                 else if (streq(a, "--flash"))
@@ -241,8 +242,13 @@ static int setup_boards(World *w, Options *o)
                 if (s->uid)
                         vboard_set_uid(b, s->uid);
                 /* a plain DFU board's bootloader is what the database says */
-                if (!b->plain_dfu)
+                if (!b->plain_dfu && !b->rp2040)
                         b->bootloader = s->bootloader;
+                /* the ROM mode an RP2040 has is BOOTSEL, an STM32's is DFU */
+                if (s->mode == BOARD_MODE_BOOTSEL && !b->rp2040)
+                        return fail("--mode bootsel: board %s is no RP2040", s->name);
+                if (s->mode == BOARD_MODE_DFU && b->rp2040)
+                        s->mode = BOARD_MODE_BOOTSEL;
                 if (b->bootloader == BOARD_BOOTLOADER_KATAPULT && !tty_model_for_mode(BOARD_MODE_KATAPULT))
                         return fail("--bootloader katapult: the Katapult model is not built into this "
                                     "vboard yet");

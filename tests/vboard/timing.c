@@ -121,3 +121,33 @@ uint32_t timing_poll_timeout_ms(uint64_t busy_us)
                 ms = 0xFFFFFF;
         return (uint32_t)ms;
 }
+
+uint64_t timing_qspi_erase_us(const Timing *t)
+{
+        if (t->mode == TIMING_FAST)
+                return FAST_BUSY_US;
+        /* Winbond W25Q16JV datasheet (the Raspberry Pi Pico's 2 MiB part),
+         * 9.6 AC Electrical Characteristics: Sector Erase (4 KB) tSE 45 ms
+         * typical. */
+        return scaled(t, 45000);
+}
+
+uint64_t timing_qspi_program_us(const Timing *t, uint32_t bytes)
+{
+        if (t->mode == TIMING_FAST)
+                return 50;
+        /* W25Q-JV page program tPP ~0.7 ms typical per 256-byte page
+         * (W25Q128JV datasheet 9.6; the W25Q16JV's table gives the same
+         * order); partial pages cost a whole page. */
+        return scaled(t, 700.0 * DIV_ROUND_UP(bytes, 256));
+}
+
+uint64_t timing_bulk_us(const Timing *t, uint32_t bytes)
+{
+        if (t->mode == TIMING_FAST)
+                return 0;
+        /* USB 2.0 5.8.4: at most 19 bulk packets of 64 bytes per 1 ms
+         * full-speed frame, about 1.2 bytes per microsecond; at least one
+         * frame per transfer. */
+        return scaled(t, MAX(1000.0, bytes / 1.216));
+}

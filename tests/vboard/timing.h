@@ -34,6 +34,11 @@ uint64_t timing_control_transfer_us(const Timing *t);
 uint64_t timing_reenumerate_us(const Timing *t);
 /* Time between the leave request's GETSTATUS and the device vanishing. */
 uint64_t timing_manifest_us(const Timing *t);
+/* RP2040 QSPI flash (W25Q16JV): one 4 KiB sector erase; programming
+ * `bytes` in 256-byte pages; a full-speed bulk transfer of `bytes`. */
+uint64_t timing_qspi_erase_us(const Timing *t);
+uint64_t timing_qspi_program_us(const Timing *t, uint32_t bytes);
+uint64_t timing_bulk_us(const Timing *t, uint32_t bytes);
 /* bwPollTimeout (ms, 24 bit) to report for `busy_us` of work left: never 0
  * while busy, so a client that honours it never asks too early. */
 uint32_t timing_poll_timeout_ms(uint64_t busy_us);

@@ -36,6 +36,7 @@ const TtyModel *tty_model_for_mode(BoardMode mode)
         case BOARD_MODE_KATAPULT:
                 return &katapult_tty_model;
         case BOARD_MODE_DFU:
+        case BOARD_MODE_BOOTSEL:
         case BOARD_MODE_OFF:
         case _BOARD_MODE_MAX:
         case _BOARD_MODE_INVALID:

@@ -149,6 +149,29 @@ static GBytes *dfu_config(VBoard *b)
         return config_finish(a);
 }
 
+/* The RP2040 boot ROM in BOOTSEL mode (datasheet 2.8.4, 2.8.5): a USB
+ * mass-storage interface (class 8, SCSI transparent, bulk-only) for UF2
+ * drag and drop, and the vendor-specific PICOBOOT interface, each with one
+ * bulk IN and one bulk OUT endpoint of 64 bytes (full speed). */
+static GBytes *bootsel_config(void)
+{
+        GByteArray *a = g_byte_array_new();
+
+        config_header(a, 2);
+        a->data[7] = 0x80;
+        a->data[8] = 250; /* 500 mA */
+        interface(a, 0, 0, 2, 0x08, 0x06, 0x50, 0);
+        endpoint(a, 0x81, 2, 64, 0);
+        endpoint(a, 0x02, 2, 64, 0);
+        interface(a, 1, 0, 2, 0xFF, 0x00, 0x00, 0);
+        endpoint(a, 0x03, 2, 64, 0);
+        endpoint(a, 0x84, 2, 64, 0);
+        return config_finish(a);
+}
+
+#define PICOBOOT_EP_OUT 0x03
+#define PICOBOOT_EP_IN  0x84
+
 static GBytes *cdc_config(void)
 {
         GByteArray *a = g_byte_array_new();
@@ -299,6 +322,18 @@ void usb_device_identity(VBoard *b, BoardMode mode, UsbIdentity *ret)
                                       v->mcu,
                                       b->uid };
                 return;
+        case BOARD_MODE_BOOTSEL: {
+                /* RP2040 boot ROM: "Raspberry Pi" / "RP2 Boot", bcdDevice
+                 * 1.00, a serial of 12 hex digits; vboard derives it from
+                 * the UID */
+                *ret = (UsbIdentity){ v->usb_bootsel.vid ? v->usb_bootsel.vid : 0x2e8a,
+                                      v->usb_bootsel.vid ? v->usb_bootsel.pid : 0x0003,
+                                      0x0100,
+                                      "Raspberry Pi",
+                                      "RP2 Boot",
+                                      b->bootsel_serial };
+                return;
+        }
         case BOARD_MODE_DFU:
         case BOARD_MODE_OFF:
         case _BOARD_MODE_MAX:
@@ -396,6 +431,14 @@ static int control(UsbDevice *d, uint8_t type, uint8_t req, uint16_t value, uint
                 }
         }
 
+        if (d->mode == BOARD_MODE_BOOTSEL) {
+                /* the PICOBOOT interface's vendor requests (wIndex 1); the
+                 * mass-storage class requests are not modelled */
+                if ((type & 0x60) == 0x40 && (type & 0x1F) == 1 && index == 1)
+                        return picoboot_model_control(b->picoboot, type, req, length, data);
+                return -EPIPE;
+        }
+
         if ((type & 0x60) != 0x20 || (type & 0x1F) != 1)
                 return -EPIPE;
 
@@ -457,6 +500,41 @@ static int control(UsbDevice *d, uint8_t type, uint8_t req, uint16_t value, uint
         }
 }
 
+/* A bulk transfer on the PICOBOOT endpoints (lock held): bytes moved or
+ * -EPIPE; *ret_ready_us is when it completes (after the flash work it
+ * waits for). Acts on a reboot and on the unplug quirk. */
+static int bulk(UsbDevice *d, uint8_t ep, uint8_t *data, size_t len, uint64_t *ret_ready_us)
+{
+        VBoard *b = d->board;
+        PicobootModel *m = b->picoboot;
+        uint64_t now = world_now_us(d->world);
+        PicobootPhase before = m->phase;
+        uint32_t delay_ms;
+        int r;
+
+        if (ep == PICOBOOT_EP_OUT)
+                r = picoboot_model_out(m, now, data, len);
+        else
+                r = picoboot_model_in(m, now, data, len);
+        *ret_ready_us = MAX(now + timing_bulk_us(&d->world->timing, (uint32_t)MAX(r, 0)),
+                            ep == PICOBOOT_EP_IN ? picoboot_model_busy_until(m) : 0);
+        if (d->world->verbose)
+                g_printerr("vboard: %s bulk %02x %zu -> %d (%s -> %s)\n", b->name, ep, len, r,
+                           picoboot_phase_to_string(before), picoboot_phase_to_string(m->phase));
+        if (r >= 0 && picoboot_model_take_reboot(m, &delay_ms))
+                vboard_schedule(b, *ret_ready_us - now + (uint64_t)delay_ms * 1000, (BoardMode)-1,
+                                timing_reenumerate_us(&d->world->timing), "picoboot reboot");
+        /* cable pulled right after the N-th WRITE's data */
+        if (b->quirks[QUIRK_UNPLUG] && r > 0 && before == PICOBOOT_PHASE_DATA_OUT &&
+            m->phase == PICOBOOT_PHASE_ACK_IN && m->writes >= b->unplug_after_blocks) {
+                d->gone = true;
+                vboard_schedule(b, 0, b->unplug_replug_ms >= 0 ? (BoardMode)-1 : BOARD_MODE_OFF,
+                                b->unplug_replug_ms >= 0 ? (uint64_t)b->unplug_replug_ms * 1000 : 0,
+                                "unplug quirk");
+        }
+        return r;
+}
+
 static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData *arg)
 {
         g_autoptr(GError) error = NULL;
@@ -465,6 +543,7 @@ static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData 
         struct usbdevfs_urb *urb;
         PendingUrb *p;
         int r = -EPIPE;
+        uint64_t ready_us = 0;
 
         urb_data = umockdev_ioctl_data_resolve(arg, 0, sizeof(struct usbdevfs_urb), &error);
         if (!urb_data) {
@@ -472,7 +551,21 @@ static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData 
                 return;
         }
         urb = (struct usbdevfs_urb *)urb_data->data;
-        if (urb->type != USBDEVFS_URB_TYPE_CONTROL || urb->buffer_length < 8) {
+        if (urb->type == USBDEVFS_URB_TYPE_BULK && d->mode == BOARD_MODE_BOOTSEL &&
+            (urb->endpoint == PICOBOOT_EP_OUT || urb->endpoint == PICOBOOT_EP_IN) &&
+            urb->buffer_length >= 0) {
+                if (urb->buffer_length > 0) {
+                        buf = umockdev_ioctl_data_resolve(urb_data, offsetof(struct usbdevfs_urb, buffer),
+                                                          (gsize)urb->buffer_length, &error);
+                        if (!buf) {
+                                g_object_unref(urb_data);
+                                umockdev_ioctl_client_complete(client, -1, EFAULT);
+                                return;
+                        }
+                }
+                r = bulk(d, urb->endpoint, buf ? buf->data : NULL, (size_t)urb->buffer_length, &ready_us);
+                complete_urb(urb_data, r < 0 ? -EPIPE : 0, MAX(r, 0));
+        } else if (urb->type != USBDEVFS_URB_TYPE_CONTROL || urb->buffer_length < 8) {
                 /* no bulk/interrupt traffic is modelled: fail like a stall */
                 complete_urb(urb_data, -EPIPE, 0);
         } else {
@@ -510,7 +603,7 @@ static void submit(UsbDevice *d, UMockdevIoctlClient *client, UMockdevIoctlData 
         p->client = g_object_ref(client);
         p->urb_data = urb_data;
         p->user_addr = urb_data->client_addr;
-        p->ready_us = world_now_us(d->world) + timing_control_transfer_us(&d->world->timing);
+        p->ready_us = MAX(ready_us, world_now_us(d->world) + timing_control_transfer_us(&d->world->timing));
         g_queue_push_tail(&d->urbs, p);
         umockdev_ioctl_client_complete(client, 0, 0);
 }
@@ -723,7 +816,8 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
         d->line_dtr = false;
 
         d->device_descriptor =
-                device_descriptor(mode == BOARD_MODE_DFU ? 0 : 2, id->vid, id->pid, id->bcd_device, true);
+                device_descriptor(mode == BOARD_MODE_DFU || mode == BOARD_MODE_BOOTSEL ? 0 : 2, id->vid,
+                                  id->pid, id->bcd_device, true);
         d->strings[0] = langid_descriptor();
         d->strings[1] = string_descriptor(id->manufacturer, 0, NULL, 0);
         d->strings[2] = string_descriptor(id->product, 0, NULL, 0);
@@ -747,6 +841,9 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                                                           tail ? G_N_ELEMENTS(garbage) : 0);
                 d->strings[5] = string_descriptor(b->option_bytes_layout, 0, NULL, 0);
                 ifaces = g_strdup(":fe0102:");
+        } else if (mode == BOARD_MODE_BOOTSEL) {
+                d->config_descriptor = bootsel_config();
+                ifaces = g_strdup(":080650:ff0000:");
         } else {
                 d->config_descriptor = cdc_config();
                 ifaces = g_strdup(":020201:0a0000:");
@@ -777,10 +874,10 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                 "A: manufacturer=%s\\n\nA: product=%s\\n\nA: serial=%s\\n\n"
                 "H: descriptors=%s\n",
                 d->syspath + strlen("/sys"), d->devnum, d->devnode, d->devnum, id->vid, id->pid,
-                id->bcd_device, mode == BOARD_MODE_DFU ? 0 : 2, vendor, id->manufacturer, id->vid, model,
-                id->product, id->pid, id->bcd_device, vendor, model, id->serial, id->serial, ifaces,
-                port_dots, path_tag, d->devnum, port_dots, id->vid, id->pid, id->bcd_device,
-                id->manufacturer, id->product, id->serial, desc_hex);
+                id->bcd_device, mode == BOARD_MODE_DFU || mode == BOARD_MODE_BOOTSEL ? 0 : 2, vendor,
+                id->manufacturer, id->vid, model, id->product, id->pid, id->bcd_device, vendor, model,
+                id->serial, id->serial, ifaces, port_dots, path_tag, d->devnum, port_dots, id->vid, id->pid,
+                id->bcd_device, id->manufacturer, id->product, id->serial, desc_hex);
         /* The handler is listening before the node exists: under the
          * preload, add_from_string() sends "add" at once, and a program that
          * opens the node on that uevent (flashd probes DFU devices right
@@ -811,6 +908,13 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                                                 "A: bInterfaceSubClass=01\\n\nA: bInterfaceProtocol=02\\n\n"
                                                 "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=00\\n\n",
                                                 d->syspath + strlen("/sys"), b->port));
+        else if (mode == BOARD_MODE_BOOTSEL)
+                s = (g_free(s), g_strdup_printf("P: %s/%s:1.0\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\n"
+                                                "E: DRIVER=usb-storage\nE: INTERFACE=8/6/80\n"
+                                                "A: bInterfaceNumber=00\\n\nA: bInterfaceClass=08\\n\n"
+                                                "A: bInterfaceSubClass=06\\n\nA: bInterfaceProtocol=50\\n\n"
+                                                "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=02\\n\n",
+                                                d->syspath + strlen("/sys"), b->port));
         else
                 s = (g_free(s), g_strdup_printf("P: %s/%s:1.0\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\n"
                                                 "E: DRIVER=cdc_acm\nE: INTERFACE=2/2/1\n"
@@ -820,6 +924,16 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
                                                 d->syspath + strlen("/sys"), b->port));
         add_from_string(w, s);
         d->iface_syspath = g_strdup_printf("%s/%s:1.0", d->syspath, b->port);
+        if (mode == BOARD_MODE_BOOTSEL) {
+                s = (g_free(s), g_strdup_printf("P: %s/%s:1.1\nE: SUBSYSTEM=usb\nE: DEVTYPE=usb_interface\n"
+                                                "E: INTERFACE=255/0/0\n"
+                                                "A: bInterfaceNumber=01\\n\nA: bInterfaceClass=ff\\n\n"
+                                                "A: bInterfaceSubClass=00\\n\nA: bInterfaceProtocol=00\\n\n"
+                                                "A: bAlternateSetting= 0\\n\nA: bNumEndpoints=02\\n\n",
+                                                d->syspath + strlen("/sys"), b->port));
+                add_from_string(w, s);
+                d->iface2_syspath = g_strdup_printf("%s/%s:1.1", d->syspath, b->port);
+        }
         w->usb_by_devnum[d->devnum] = d;
         *ret = d;
         return 0;
@@ -828,6 +942,10 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
 void usb_device_remove(World *w, UsbDevice *d)
 {
         /* children first, "remove" before removing (emulation.md) */
+        if (d->iface2_syspath) {
+                umockdev_testbed_uevent(w->testbed, d->iface2_syspath, "remove");
+                umockdev_testbed_remove_device(w->testbed, d->iface2_syspath);
+        }
         umockdev_testbed_uevent(w->testbed, d->iface_syspath, "remove");
         umockdev_testbed_remove_device(w->testbed, d->iface_syspath);
         umockdev_testbed_uevent(w->testbed, d->syspath, "remove");
@@ -856,6 +974,7 @@ UsbDevice *usb_device_free(UsbDevice *d)
         g_free(d->devnode);
         g_free(d->syspath);
         g_free(d->iface_syspath);
+        g_free(d->iface2_syspath);
         g_free(d);
         return NULL;
 }

@@ -19,6 +19,7 @@ struct UsbDevice {
         char *devnode; /* /dev/bus/usb/001/005 */
         char *syspath; /* /sys/devices/.../1-1.3 (testbed path) */
         char *iface_syspath;
+        char *iface2_syspath; /* BOOTSEL: the PICOBOOT interface */
         GBytes *device_descriptor;
         GBytes *config_descriptor;
         GBytes *strings[8];

@@ -28,6 +28,7 @@
 #include "boards/board-db.h"
 #include "dfu-model.h"
 #include "flash-model.h"
+#include "picoboot-model.h"
 #include "timing.h"
 
 #define VBOARD_MAX_BOARDS 32
@@ -43,6 +44,7 @@ typedef enum BoardMode {
         BOARD_MODE_APP,
         BOARD_MODE_DFU,
         BOARD_MODE_KATAPULT,
+        BOARD_MODE_BOOTSEL, /* RP2040 boot ROM: mass storage + PICOBOOT */
         _BOARD_MODE_MAX,
         _BOARD_MODE_INVALID = -22,
 } BoardMode;
@@ -63,6 +65,7 @@ typedef enum Quirk {
                                                                             */
         QUIRK_DFU_SILENT_MANIFEST, /* plain DFU: no GETSTATUS answer after dfuMANIFEST */
         QUIRK_STRING_EIO,          /* DFU: the first N string descriptor reads fail with EIO */
+        QUIRK_PICOBOOT_STALL,      /* RP2040: the N-th WRITE command fails and halts */
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
 } Quirk;
@@ -86,6 +89,7 @@ struct VBoard {
         unsigned port_number;
         char uid[25]; /* 24 hex digits */
         char dfu_serial[13];
+        char bootsel_serial[13];
 
         /* from the daemon's board database */
         const Board *db_board;
@@ -94,6 +98,9 @@ struct VBoard {
         /* the DFU mode is a plain DFU 1.1 bootloader (database "bootloader":
          * "dfu"), not the ST ROM's DfuSe */
         bool plain_dfu;
+        /* an RP2040: BOOTSEL ROM instead of DFU, boot2 checked at boot */
+        bool rp2040;
+        PicobootModel *picoboot;
         /* emulation-only values */
         char *option_bytes_layout;
         uint16_t transfer_size;
@@ -151,6 +158,8 @@ int vboard_set_quirk(VBoard *b, const char *spec, bool on);
 int vboard_init_flash(VBoard *b, BoardMode mode);
 int vboard_load_file(VBoard *b, const char *spec);
 bool vboard_app_plausible(VBoard *b);
+/* The mode the board's ROM bootloader shows (DFU, or BOOTSEL on RP2040). */
+BoardMode vboard_rom_mode(VBoard *b);
 uint64_t world_now_us(World *w);
 /* Record an event (lock held). */
 void vboard_event(VBoard *b, const char *event, const char *detail_format, ...) _printf_(3, 4);
