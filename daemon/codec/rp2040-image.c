@@ -33,7 +33,6 @@ void rp2040_check_target(ImageCheckTarget *ret, uint32_t flash_size, uint32_t ap
                 .ram_start = RP2040_SRAM_BASE,
                 .ram_size = RP2040_SRAM_SIZE,
                 .mcu = "rp2040",
-                .address_explicit = address_explicit,
         };
 }
 
