@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "inventory/inventory.h"
+#include "usb/picoboot-session.h"
 #include "macros.h"
 
 static json_t *json_string_or_null(const char *s)
@@ -148,5 +149,16 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         json_object_set_new(o, "hints", hints);
         json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));
         json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
+        if (e->mode == DEVICE_MODE_BOOTSEL) {
+                /* The RP2040 ROM does not tell its flash size: the board
+                 * database's, when every candidate agrees. */
+                uint32_t flash = e->n_candidates > 0 ? e->candidates[0].variant->flash_size : 0;
+                for (size_t i = 1; i < e->n_candidates; i++)
+                        if (e->candidates[i].variant->flash_size != flash)
+                                flash = 0;
+                json_object_set_new(o, "rom_version",
+                                    json_string_or_null(rp2040_rom_version_to_string(e->rom_version)));
+                json_object_set_new(o, "flash_size", flash ? json_integer(flash) : json_null());
+        }
         return o;
 }

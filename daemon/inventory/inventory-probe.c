@@ -18,6 +18,7 @@
 #include "codec/usb-string.h"
 #include "inventory/inventory-internal.h"
 #include "log.h"
+#include "usb/picoboot-session.h"
 #include "usb/usb-transport.h"
 #include "macros.h"
 
@@ -30,6 +31,7 @@ struct ProbeThread {
         pthread_t thread;
         int write_fd;
         unsigned busnum, devnum;
+        bool bootsel; /* an RP2040 boot ROM: read its version over PICOBOOT */
         InventoryProbeResult result;
         ProbeThread *next;
 };
@@ -93,6 +95,30 @@ static void probe_alt_string(libusb_device_handle *h, uint16_t langid, uint8_t i
         a->name = TAKE_PTR(utf8);
 }
 
+/* The RP2040 ROM's version byte (a PICOBOOT READ); the session's
+ * refusal of an RP2350 becomes the device's diagnostic. */
+static void probe_bootsel(ProbeThread *t)
+{
+        InventoryProbeResult *res = &t->result;
+        _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        r = picoboot_session_open_bus_dev(&s, (uint8_t)t->busnum, (uint8_t)t->devnum, &message);
+        if (r < 0) {
+                res->error = r;
+                res->diagnostic = TAKE_PTR(message);
+                return;
+        }
+        r = picoboot_session_rom_version(s, &res->rom_version);
+        if (r < 0) {
+                res->error = r;
+                if (asprintf(&res->diagnostic, "could not read the boot ROM's version: %s", strerror(-r)) <
+                    0)
+                        res->diagnostic = NULL;
+        }
+}
+
 static void probe_device(ProbeThread *t)
 {
         InventoryProbeResult *res = &t->result;
@@ -135,7 +161,10 @@ static void *probe_thread(void *userdata)
 {
         ProbeThread *t = userdata;
 
-        probe_device(t);
+        if (t->bootsel)
+                probe_bootsel(t);
+        else
+                probe_device(t);
         /* A pointer is 8 bytes: atomic on a pipe. If the main loop is gone
          * the write fails and inventory_prober_free() joins us anyway. */
         ssize_t k = write(t->write_fd, &t, sizeof(t));
@@ -221,6 +250,7 @@ int inventory_prober_start(InventoryProber *p, const InventoryEntry *e)
         t->write_fd = p->pipe[1];
         t->busnum = e->busnum;
         t->devnum = e->devnum;
+        t->bootsel = e->mode == DEVICE_MODE_BOOTSEL;
         t->result.generation = e->generation;
         t->result.port = strdup(e->port);
         if (!t->result.port) {
