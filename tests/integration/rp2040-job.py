@@ -8,11 +8,13 @@ virtual flash. Then .bin, an unchanged reflash that writes nothing, and
 refusals before any erase: an RP2350 UF2, an image built for another MCU,
 a .bin without a valid boot2. Last, the cable pulled mid-write: the board
 comes back in BOOTSEL (boot2 erased first) and a second flash succeeds,
-through a stalled command recovered by the interface reset."""
+through a stalled command recovered by the interface reset. And a board
+that ignores the 1200-baud request: the job waits with the board's hint
+until the BOOTSEL button is held at reset."""
 
 import json
 import os
-import time
+import subprocess
 
 import harness
 import rp2040_helpers as rp
@@ -138,5 +140,36 @@ def test_listed_in_bootsel():
         boards.vb.wait(BOARD, "app", int(10000 * SCALE))
 
 
+def test_ignores_1200_baud_then_bootsel_button():
+    """A board whose Klipper ignores the 1200-baud request: the job waits
+    with the board's hint (the BOOT button) and goes on once the button is
+    held at reset."""
+    boards = Boards()
+    b = boards.board(BOARD)
+    if b["mode"] != "app":
+        boards.vb.power_cycle(BOARD)
+        boards.vb.wait(BOARD, "app", int(10000 * SCALE))
+    boards.vb.quirk(BOARD, "no-1200-reboot")
+    image = rp.image(12 * 1024, 31)
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        harness.wait_for(lambda: (harness.devices_by_port(c).get(b["port"]) or {}).get("mode") == "app",
+                         what="board listed running Klipper")
+        env = dict(os.environ, NO_COLOR="1")
+        p = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, "flash", "skr-pico",
+                              write_image(tmpdir(), image)], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        job = c.wait_notification("notify_job_update", lambda q: q[0]["state"] == "waiting-for-device" and
+                                  "BOOT" in (q[0].get("message") or ""), timeout=20 * SCALE)[0]
+        check(boards.board(BOARD)["mode"] == "app", "the board ignored the 1200-baud request")
+        boards.vb.boot0_reset(BOARD)
+        out, err = p.communicate(timeout=60 * SCALE)
+        boards.vb.unquirk(BOARD, "no-1200-reboot")
+        check(p.returncode == 0, f"flashctl flash exit {p.returncode}", out + err)
+        check("BOOT" in job["message"], "the hint names the button", job["message"])
+        check(boards.read(BOARD, BASE, len(image)) == image, "image in flash")
+        boards.vb.wait(BOARD, "app", int(10000 * SCALE))
+
+
 if __name__ == "__main__":
-    harness.main([test_klipper_bootsel_klipper, test_listed_in_bootsel])
+    harness.main([test_klipper_bootsel_klipper, test_listed_in_bootsel, test_ignores_1200_baud_then_bootsel_button])
