@@ -494,7 +494,8 @@ int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r)
         e->transfer_size = r->transfer_size;
         e->rom_version = r->rom_version;
         if (r->error < 0)
-                log_warning_errno(r->error, "device %s: reading the DFU descriptors failed: %s", e->port,
+                log_warning_errno(r->error, "device %s: probing the %s failed: %s", e->port,
+                                  e->mode == DEVICE_MODE_BOOTSEL ? "RP2040 boot ROM" : "DFU descriptors",
                                   strna(r->diagnostic));
         e->probe_diagnostic = TAKE_PTR(r->diagnostic);
         inventory_probe_result_clear(r);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec/codec-util.h"
 #include "usb/picoboot-session.h"
@@ -20,6 +21,11 @@
  * gets through first. */
 #define PICOBOOT_REBOOT_DELAY_MS 500
 #define PICOBOOT_ATTEMPTS        3
+/* The inventory reads the ROM version as the board appears, and a job may
+ * open it at the same moment: the interface is then claimed (EBUSY) for
+ * the few milliseconds that takes. */
+#define PICOBOOT_CLAIM_ATTEMPTS 20
+#define PICOBOOT_CLAIM_RETRY_NS (100 * 1000 * 1000)
 
 struct PicobootSession {
         UsbTransport *transport;
@@ -151,7 +157,12 @@ static int session_open(PicobootSession **ret, UsbTransport *t, char **ret_messa
         if (r < 0)
                 return codec_message(ret_message, r, "the RP2040 boot ROM on %s shows no PICOBOOT interface",
                                      usb_transport_get_port_path(t));
-        r = usb_transport_claim(t, s->interface, 0);
+        for (unsigned i = 0;; i++) {
+                r = usb_transport_claim(t, s->interface, 0);
+                if (r != -EBUSY || i + 1 >= PICOBOOT_CLAIM_ATTEMPTS)
+                        break;
+                (void)nanosleep(&(struct timespec){ .tv_nsec = PICOBOOT_CLAIM_RETRY_NS }, NULL);
+        }
         if (r < 0)
                 return codec_message(ret_message, r, "cannot claim the PICOBOOT interface on %s: %s",
                                      usb_transport_get_port_path(t), strerror(-r));
