@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "inventory/inventory.h"
+#include "usb/picoboot-session.h"
 #include "macros.h"
 
 static json_t *json_string_or_null(const char *s)
@@ -203,5 +204,10 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));
         json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
         entry_flash_to_json(o, e);
+        /* The RP2040 ROM does not tell its flash size: entry_flash_to_json()
+         * gave the board database's, when every candidate agrees. */
+        if (e->mode == DEVICE_MODE_BOOTSEL)
+                json_object_set_new(o, "rom_version",
+                                    json_string_or_null(rp2040_rom_version_to_string(e->rom_version)));
         return o;
 }

@@ -34,6 +34,7 @@ typedef struct InventoryProbeResult {
         InventoryAlt *alts;
         size_t n_alts;
         uint32_t transfer_size;
+        uint8_t rom_version; /* BOOTSEL devices */
 } InventoryProbeResult;
 
 int inventory_apply_usb(Inventory *inv, const InventoryUsbInfo *info);

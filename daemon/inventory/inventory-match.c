@@ -184,6 +184,23 @@ static void identify_dfu(InventoryEntry *e, const BoardDb *db)
                                  alt->alt, layout_n_segments(alt->layout), e->candidates[0].variant->mcu);
 }
 
+/* The RP2040 boot ROM looks the same on every board: the boards whose
+ * database entry names its id. */
+static void identify_bootsel(InventoryEntry *e, const BoardDb *db)
+{
+        const BoardVariant *variants[MAX_CANDIDATES];
+        const Board *boards[MAX_CANDIDATES];
+        size_t n = db ? board_db_match_usb(db, e->vid, e->pid, variants, boards, MAX_CANDIDATES) : 0;
+
+        if (e->vid == 0x2e8a && e->pid == 0x000f) {
+                entry_diagnostic(e, "an RP2350 boot ROM (2e8a:000f): flashd supports the RP2040 only");
+                return;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (variants[i]->usb_bootsel.vid == e->vid && variants[i]->usb_bootsel.pid == e->pid)
+                        entry_add_candidate(e, boards[i], variants[i]);
+}
+
 static void identify_by_mcu(InventoryEntry *e, const BoardDb *db, const char *mcu)
 {
         const BoardVariant *variants[MAX_CANDIDATES];
@@ -237,6 +254,11 @@ int inventory_entry_identify(InventoryEntry *e, const BoardDb *db)
                 break;
         case DEVICE_MODE_DFU:
                 identify_dfu(e, db);
+                if (e->last_mcu)
+                        filter_by_mcu(e, e->last_mcu);
+                break;
+        case DEVICE_MODE_BOOTSEL:
+                identify_bootsel(e, db);
                 if (e->last_mcu)
                         filter_by_mcu(e, e->last_mcu);
                 break;

@@ -20,6 +20,7 @@
 #include "codec/usb-string.h"
 #include "inventory/inventory-internal.h"
 #include "log.h"
+#include "usb/picoboot-session.h"
 #include "usb/usb-transport.h"
 #include "macros.h"
 
@@ -41,6 +42,7 @@ struct ProbeThread {
         unsigned busnum, devnum;
         unsigned attempt; /* 1 for the first */
         bool transient;   /* a transfer failed: another try may succeed */
+        bool bootsel;     /* an RP2040 boot ROM: read its version over PICOBOOT */
         InventoryProbeResult result;
         ProbeThread *next;
 };
@@ -52,6 +54,7 @@ struct ProbeRetry {
         sd_event_source *timer;
         char *port;
         unsigned busnum, devnum, attempt;
+        bool bootsel;
         uint64_t generation;
         char *last_error; /* the diagnostic of the try that failed */
         ProbeRetry *next;
@@ -121,6 +124,30 @@ static int probe_alt_string(libusb_device_handle *h, uint16_t langid, uint8_t in
         return 0;
 }
 
+/* The RP2040 ROM's version byte (a PICOBOOT READ); the session's
+ * refusal of an RP2350 becomes the device's diagnostic. */
+static void probe_bootsel(ProbeThread *t)
+{
+        InventoryProbeResult *res = &t->result;
+        _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        r = picoboot_session_open_bus_dev(&s, (uint8_t)t->busnum, (uint8_t)t->devnum, &message);
+        if (r < 0) {
+                res->error = r;
+                res->diagnostic = TAKE_PTR(message);
+                return;
+        }
+        r = picoboot_session_rom_version(s, &res->rom_version);
+        if (r < 0) {
+                res->error = r;
+                if (asprintf(&res->diagnostic, "could not read the boot ROM's version: %s", strerror(-r)) <
+                    0)
+                        res->diagnostic = NULL;
+        }
+}
+
 static void probe_device(ProbeThread *t)
 {
         InventoryProbeResult *res = &t->result;
@@ -175,7 +202,10 @@ static void *probe_thread(void *userdata)
 {
         ProbeThread *t = userdata;
 
-        probe_device(t);
+        if (t->bootsel)
+                probe_bootsel(t);
+        else
+                probe_device(t);
         /* A pointer is 8 bytes: atomic on a pipe. If the main loop is gone
          * the write fails and inventory_prober_free() joins us anyway. */
         ssize_t k = write(t->write_fd, &t, sizeof(t));
@@ -230,7 +260,7 @@ static bool prober_device_is_there(InventoryProber *p, const char *port, uint64_
 }
 
 static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum,
-                        uint64_t generation, unsigned attempt);
+                        bool bootsel, uint64_t generation, unsigned attempt);
 
 static int on_probe_retry(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -239,7 +269,7 @@ static int on_probe_retry(sd_event_source *s, uint64_t usec, void *userdata)
         int k;
 
         if (prober_device_is_there(p, r->port, r->generation)) {
-                k = prober_spawn(p, r->port, r->busnum, r->devnum, r->generation, r->attempt);
+                k = prober_spawn(p, r->port, r->busnum, r->devnum, r->bootsel, r->generation, r->attempt);
                 if (k < 0) {
                         /* report what the last try found rather than leave the board unprobed */
                         InventoryProbeResult res = { .generation = r->generation, .error = k };
@@ -268,6 +298,7 @@ static int prober_schedule_retry(InventoryProber *p, ProbeThread *t)
         *r = (ProbeRetry){ .prober = p,
                            .busnum = t->busnum,
                            .devnum = t->devnum,
+                           .bootsel = t->bootsel,
                            .attempt = t->attempt + 1,
                            .generation = t->result.generation };
         r->port = strdup(t->result.port);
@@ -360,7 +391,7 @@ InventoryProber *inventory_prober_free(InventoryProber *p)
 }
 
 static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum,
-                        uint64_t generation, unsigned attempt)
+                        bool bootsel, uint64_t generation, unsigned attempt)
 {
         ProbeThread *t = calloc(1, sizeof(*t));
         if (!t)
@@ -368,6 +399,7 @@ static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, u
         t->write_fd = p->pipe[1];
         t->busnum = busnum;
         t->devnum = devnum;
+        t->bootsel = bootsel;
         t->attempt = attempt;
         t->result.generation = generation;
         t->result.port = strdup(port);
@@ -395,5 +427,5 @@ int inventory_prober_start(InventoryProber *p, const InventoryEntry *e)
                 if (streq(r->port, e->port))
                         prober_drop_retry(p, r);
         }
-        return prober_spawn(p, e->port, e->busnum, e->devnum, e->generation, 1);
+        return prober_spawn(p, e->port, e->busnum, e->devnum, e->mode == DEVICE_MODE_BOOTSEL, e->generation, 1);
 }

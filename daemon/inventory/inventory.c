@@ -13,6 +13,9 @@
 #define USB_ID_KLIPPER   USB_ID(0x1d50, 0x614e)
 #define USB_ID_STM32_DFU USB_ID(0x0483, 0xdf11)
 #define USB_ID_KATAPULT  USB_ID(0x1d50, 0x6177)
+/* RP2040 datasheet 2.8.4; RP2350's ROM, refused by the session by name */
+#define USB_ID_RP2040_BOOTSEL USB_ID(0x2e8a, 0x0003)
+#define USB_ID_RP2350_BOOTSEL USB_ID(0x2e8a, 0x000f)
 
 typedef struct Listener {
         InventoryListener cb;
@@ -37,7 +40,7 @@ struct Inventory {
 static const char *const device_mode_table[_DEVICE_MODE_MAX] = {
         [DEVICE_MODE_APP] = "app",           [DEVICE_MODE_DFU] = "dfu",
         [DEVICE_MODE_KATAPULT] = "katapult", [DEVICE_MODE_SERIAL] = "serial",
-        [DEVICE_MODE_UNKNOWN] = "unknown",
+        [DEVICE_MODE_UNKNOWN] = "unknown",   [DEVICE_MODE_BOOTSEL] = "bootsel",
 };
 
 const char *device_mode_to_string(DeviceMode m)
@@ -80,6 +83,7 @@ static void entry_clear_alts(InventoryEntry *e)
         e->alts = NULL;
         e->n_alts = 0;
         e->transfer_size = 0;
+        e->rom_version = 0;
         e->probed = false;
         free(e->probe_diagnostic);
         e->probe_diagnostic = NULL;
@@ -289,6 +293,9 @@ static DeviceMode entry_compute_mode(const InventoryEntry *e)
                 return DEVICE_MODE_DFU;
         case USB_ID_KATAPULT:
                 return DEVICE_MODE_KATAPULT;
+        case USB_ID_RP2040_BOOTSEL:
+        case USB_ID_RP2350_BOOTSEL:
+                return DEVICE_MODE_BOOTSEL;
         }
         if (e->has_dfu_interface)
                 return DEVICE_MODE_DFU;
@@ -319,8 +326,8 @@ static void inventory_update(Inventory *inv, InventoryEntry *e)
          * could be, or that the board database names, is. */
         e->visible = e->present && (e->mode != DEVICE_MODE_UNKNOWN || entry_known_to_db(e, inv->boards));
 
-        if (e->visible && e->mode == DEVICE_MODE_DFU && !e->probed && !e->probing && inv->probe_enabled &&
-            inv->prober) {
+        if (e->visible && (e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_BOOTSEL) && !e->probed &&
+            !e->probing && inv->probe_enabled && inv->prober) {
                 int r = inventory_prober_start(inv->prober, e);
                 if (r < 0)
                         log_warning_errno(r, "device %s: cannot start the DFU probe: %m", e->port);
@@ -485,8 +492,10 @@ int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r)
         e->n_alts = r->n_alts;
         r->n_alts = 0;
         e->transfer_size = r->transfer_size;
+        e->rom_version = r->rom_version;
         if (r->error < 0)
-                log_warning_errno(r->error, "device %s: reading the DFU descriptors failed: %s", e->port,
+                log_warning_errno(r->error, "device %s: probing the %s failed: %s", e->port,
+                                  e->mode == DEVICE_MODE_BOOTSEL ? "RP2040 boot ROM" : "DFU descriptors",
                                   strna(r->diagnostic));
         e->probe_diagnostic = TAKE_PTR(r->diagnostic);
         inventory_probe_result_clear(r);

@@ -36,6 +36,7 @@ typedef enum DeviceMode {
         DEVICE_MODE_KATAPULT, /* Katapult bootloader (1d50:6177) */
         DEVICE_MODE_SERIAL,   /* some other USB serial port */
         DEVICE_MODE_UNKNOWN,  /* a USB device the board database knows, in no mode above */
+        DEVICE_MODE_BOOTSEL,  /* RP2040 boot ROM in BOOTSEL (2e8a:0003; RP2350's 2e8a:000f too) */
         _DEVICE_MODE_MAX,
         _DEVICE_MODE_INVALID = -EINVAL,
 } DeviceMode;
@@ -79,6 +80,7 @@ typedef struct InventoryEntry {
         InventoryAlt *alts;
         size_t n_alts;
         uint32_t transfer_size; /* wTransferSize of the DFU functional descriptor, 0 unknown */
+        uint8_t rom_version;    /* BOOTSEL: the RP2040 boot ROM's version byte, 0 unknown */
         char *probe_diagnostic; /* why the probe failed, or NULL */
 
         /* identification */

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
+#include "codec/rp2040-image.h"
+#include "codec/uf2.h"
 #include "jobs/job-check.h"
 
 JobPayload *job_payload_free(JobPayload *p)
@@ -71,10 +74,36 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         ImageCheck failed = _IMAGE_CHECK_INVALID;
         bool has_address = in->has_address;
         uint32_t address = in->address;
+        bool rp2040 = b && b->mcu && strcasecmp(b->mcu, "rp2040") == 0;
+        bool uf2 = in->format ? streq(in->format, "uf2") : uf2_detect(in->data, in->size);
         char *text = NULL;
         int r;
 
-        if (in->format) {
+        if (uf2) {
+                /* UF2 carries its addresses and family; the RP2040's ROM
+                 * takes 256-byte pages of its own family only */
+                if (b && !rp2040) {
+                        (void)asprintf(&text, "UF2 images are flashed to RP2040 boards only; %s has an %s",
+                                       strna(b->name), strna(b->mcu));
+                        return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+                }
+                r = uf2_parse(in->data, in->size, UF2_FAMILY_RP2040, UF2_RP2040_PAYLOAD, &img, &error);
+                if (r < 0) {
+                        (void)asprintf(&text, "%s%s",
+                                       r == -EMEDIUMTYPE ? "refused before anything was erased: "
+                                                         : "the image cannot be read: ",
+                                       error ? error : strerror(-r));
+                        return refuse(r == -EMEDIUMTYPE ? JOB_ERROR_CHECK_MCU : JOB_ERROR_IMAGE_INVALID,
+                                      text, ret_error, ret_message);
+                }
+                if (has_address && address != flash_image_get_address(img)) {
+                        (void)asprintf(&text,
+                                       "the UF2 image starts at 0x%08" PRIx32 ", not at the address given "
+                                       "(0x%08" PRIx32 ")",
+                                       flash_image_get_address(img), address);
+                        return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+                }
+        } else if (in->format) {
                 format = flash_image_format_from_string(in->format);
                 if (format < 0) {
                         (void)asprintf(&text, "unknown image format \"%s\": use bin, hex or dfu",
@@ -141,10 +170,11 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                       "raw image: writing at 0x%08" PRIx32 " (the board's application start, %s)", address,
                       strna(klipper_offset_to_string(b->app_offset)));
         }
-        r = flash_image_parse(in->data, in->size, format, NULL,
-                              has_address || format == FLASH_IMAGE_FORMAT_BIN ||
-                                      format == FLASH_IMAGE_FORMAT_DFU_RAW,
-                              address, &img, &error);
+        r = uf2 ? 0
+                : flash_image_parse(in->data, in->size, format, NULL,
+                                    has_address || format == FLASH_IMAGE_FORMAT_BIN ||
+                                            format == FLASH_IMAGE_FORMAT_DFU_RAW,
+                                    address, &img, &error);
         if (r < 0) {
                 (void)asprintf(&text, "the image cannot be read: %s", error ? error : strerror(-r));
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
@@ -182,7 +212,10 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 force |= 1u << IMAGE_CHECK_FIT;
                 notef(note, userdata, "check fit: deferred until the bootloader reports its flash layout");
         }
-        r = image_check_all(img, &t, force, &failed, &error, results);
+        /* RP2040: boot2 and the vector table behind it instead of a
+         * Cortex-M vector table at the start */
+        r = rp2040 ? rp2040_check_all(img, &t, force, &failed, &error, results)
+                   : image_check_all(img, &t, force, &failed, &error, results);
         for (int c = 0; c < _IMAGE_CHECK_MAX; c++)
                 if (results[c].forced && !(deferred_fit && c == IMAGE_CHECK_FIT))
                         notef(note, userdata, "check %s FAILED but is forced by the user: %s",
@@ -207,7 +240,7 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                                                     .data = img->segments[i].data,
                                                     .len = img->segments[i].size };
         p->n_segments = img->n_segments;
-        p->format = flash_image_format_to_string(flash_image_get_format(img));
+        p->format = uf2 ? "uf2" : flash_image_format_to_string(flash_image_get_format(img));
         p->address = flash_image_get_address(img);
         p->size = flash_image_get_size(img);
         (void)klipper_dictionary_find(img, &p->mcu, NULL);

@@ -12,8 +12,9 @@
 #include "inventory/inventory.h"
 #include "util/macros.h"
 
-#define JOB_DEVICE_BOOTLOADER_MODES ((1u << DEVICE_MODE_DFU) | (1u << DEVICE_MODE_KATAPULT))
-#define JOB_DEVICE_ANY_MODE         ((1u << _DEVICE_MODE_MAX) - 1)
+#define JOB_DEVICE_BOOTLOADER_MODES \
+        ((1u << DEVICE_MODE_DFU) | (1u << DEVICE_MODE_KATAPULT) | (1u << DEVICE_MODE_BOOTSEL))
+#define JOB_DEVICE_ANY_MODE ((1u << _DEVICE_MODE_MAX) - 1)
 
 typedef struct JobDevice {
         DeviceMode mode;

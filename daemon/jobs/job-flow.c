@@ -11,6 +11,7 @@
 #include "serial/katapult-session.h"
 #include "serial/serial-port.h"
 #include "usb/dfu-session.h"
+#include "usb/picoboot-session.h"
 
 void job_flow_board_clear(JobFlowBoard *b)
 {
@@ -229,6 +230,72 @@ static int flow_flash_dfu(Flow *f)
         case -ERANGE:
         case -EACCES:
         case -EINVAL:
+                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+        default:
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+        }
+}
+
+/* ---- RP2040 BOOTSEL (PICOBOOT) ---- */
+
+/* Without a board entry, the smallest flash RP2040 boards ship with (the
+ * Pico's 2 MiB): writing past the real end of a QSPI part wraps around
+ * onto boot2. */
+#define RP2040_DEFAULT_FLASH_SIZE (2u * 1024u * 1024u)
+
+static int flow_flash_picoboot(Flow *f)
+{
+        _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
+        _cleanup_free_ char *message = NULL;
+        const PicobootFlashStats *st;
+        FlashCallbacks cb = flow_callbacks(f);
+        PicobootFlashRequest req = {
+                .segments = f->payload->segments,
+                .n_segments = f->payload->n_segments,
+                .flash_size = f->spec->has_board && f->spec->board.flash_size ? f->spec->board.flash_size
+                                                                              : RP2040_DEFAULT_FLASH_SIZE,
+                .verify = f->spec->verify,
+                .reboot = true,
+        };
+        uint8_t rom = 0;
+        int r;
+
+        if (f->dev->busnum > 0 && f->dev->devnum > 0)
+                r = picoboot_session_open_bus_dev(&s, f->dev->busnum, f->dev->devnum, &message);
+        else
+                r = picoboot_session_open_port_path(&s, f->dev->port, &message);
+        if (r == -ENODEV)
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "the board vanished before the flash started: %s",
+                                 strna(message));
+        if (r == -EMEDIUMTYPE)
+                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "%s", strna(message));
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open the RP2040 boot ROM: %s",
+                                 message ? message : strerror(-r));
+        if (picoboot_session_rom_version(s, &rom) >= 0)
+                job_worker_log(f->w, "RP2040 boot ROM %s in BOOTSEL",
+                               strna(rp2040_rom_version_to_string(rom)));
+
+        r = picoboot_session_flash(s, &req, &cb, &message);
+        st = picoboot_session_get_stats(s);
+        job_worker_log(f->w,
+                       "sectors: %zu touched, %zu unchanged, %zu erased; %" PRIu64 " bytes written, %" PRIu64
+                       " verified%s",
+                       st->sectors_touched, st->sectors_unchanged, st->sectors_erased, st->bytes_written,
+                       st->bytes_verified, st->stalls_recovered ? "; stalled commands recovered" : "");
+        switch (r) {
+        case PICOBOOT_FLASH_DONE:
+        case PICOBOOT_FLASH_REBOOTED:
+        case PICOBOOT_FLASH_REBOOTED_DEVICE_GONE:
+                job_worker_log(f->w, "%s", strna(message));
+                return 0;
+        case -ENODEV:
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+        case -EILSEQ:
+                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+        case -ECANCELED:
+                return flow_cancelled(f, "during the flash; the board stays in BOOTSEL");
+        case -ERANGE:
                 return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
         default:
                 return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
@@ -549,6 +616,7 @@ static int flow_run(Flow *f)
                 break;
         case DEVICE_MODE_DFU:
         case DEVICE_MODE_KATAPULT:
+        case DEVICE_MODE_BOOTSEL:
                 break;
         case DEVICE_MODE_SERIAL:
         case DEVICE_MODE_UNKNOWN:
@@ -572,11 +640,15 @@ static int flow_run(Flow *f)
         }
 
         job_worker_send_state(f->w, JOB_STATE_FLASHING);
-        job_worker_send_device(f->w, f->dev->mode == DEVICE_MODE_DFU ? f->dev->devnode : f->dev->tty);
+        job_worker_send_device(f->w, f->dev->mode == DEVICE_MODE_DFU || f->dev->mode == DEVICE_MODE_BOOTSEL
+                                             ? f->dev->devnode
+                                             : f->dev->tty);
         flashed = f->dev->devnode ? strdup(f->dev->devnode) : NULL;
         f->wrote_bootloader = flow_writes_bootloader_region(f);
         if (f->dev->mode == DEVICE_MODE_DFU)
                 r = flow_flash_dfu(f);
+        else if (f->dev->mode == DEVICE_MODE_BOOTSEL)
+                r = flow_flash_picoboot(f);
         else
                 r = flow_flash_katapult(f);
         if (r < 0)

@@ -307,6 +307,8 @@ static bool entry_ready(const InventoryEntry *e)
         case DEVICE_MODE_APP:
         case DEVICE_MODE_KATAPULT:
                 return e->tty != NULL;
+        case DEVICE_MODE_BOOTSEL:
+                return true;
         case DEVICE_MODE_SERIAL:
         case DEVICE_MODE_UNKNOWN:
         case _DEVICE_MODE_MAX:

@@ -41,7 +41,7 @@ bool rule_mode_covers(RuleMode rule, DeviceMode m)
 {
         switch (rule) {
         case RULE_MODE_BOOTLOADER:
-                return m == DEVICE_MODE_DFU || m == DEVICE_MODE_KATAPULT;
+                return m == DEVICE_MODE_DFU || m == DEVICE_MODE_KATAPULT || m == DEVICE_MODE_BOOTSEL;
         case RULE_MODE_APPLICATION:
                 return m == DEVICE_MODE_APP;
         case _RULE_MODE_MAX:

@@ -347,6 +347,64 @@ static void test_listener_changes_during_event(Inventory *inv)
         inventory_remove_listener(inv, listener_c, NULL);
 }
 
+/* An RP2040 board: Klipper, then the boot ROM in BOOTSEL on the same
+ * port (mode, candidates, flash size from the database, the ROM version
+ * once probed); an RP2350's ROM is named and matches no board. */
+static void test_bootsel(Inventory *inv)
+{
+        InventoryUsbInfo app = { .syspath = "/sys/devices/usb1/1-1/1-1.20",
+                                 .port = "1-1.20",
+                                 .busnum = 1,
+                                 .devnum = 40,
+                                 .vid = 0x1d50,
+                                 .pid = 0x614e,
+                                 .product = "rp2040" };
+        InventoryUsbInfo rom = { .syspath = "/sys/devices/usb1/1-1/1-1.20",
+                                 .port = "1-1.20",
+                                 .busnum = 1,
+                                 .devnum = 41,
+                                 .vid = 0x2e8a,
+                                 .pid = 0x0003,
+                                 .manufacturer = "Raspberry Pi",
+                                 .product = "RP2 Boot" };
+        InventoryUsbInfo rp2350 = { .syspath = "/sys/devices/usb1/1-1/1-1.21",
+                                    .port = "1-1.21",
+                                    .busnum = 1,
+                                    .devnum = 42,
+                                    .vid = 0x2e8a,
+                                    .pid = 0x000f };
+        const InventoryEntry *e;
+        json_t *o;
+
+        CHECK_INT(inventory_apply_usb(inv, &app), 0);
+        CHECK(inventory_remove_usb(inv, app.syspath) >= 0);
+        CHECK_INT(inventory_apply_usb(inv, &rom), 0);
+        e = inventory_get(inv, "1-1.20");
+        CHECK(e && e->mode == DEVICE_MODE_BOOTSEL);
+        if (!e)
+                return;
+        CHECK_STR(e->mcu, "rp2040");
+        CHECK_INT(e->n_candidates, 2);
+        o = seen[n_seen - 1].object;
+        CHECK_STR(str(o, "mode"), "bootsel");
+        CHECK_STR(str(o, "previous_mcu"), "rp2040");
+        CHECK_INT(json_integer_value(json_object_get(o, "flash_size")), 2 * 1024 * 1024);
+        CHECK(json_is_null(json_object_get(o, "rom_version")));
+
+        InventoryProbeResult r = { .port = strdup(e->port), .generation = e->generation, .rom_version = 3 };
+        CHECK_INT(inventory_apply_probe(inv, &r), 0);
+        CHECK_EVENTS(n_seen, INVENTORY_EVENT_CHANGED);
+        CHECK_STR(str(seen[n_seen - 1].object, "rom_version"), "B2");
+
+        CHECK_INT(inventory_apply_usb(inv, &rp2350), 0);
+        e = inventory_get(inv, "1-1.21");
+        CHECK(e && e->mode == DEVICE_MODE_BOOTSEL && e->n_candidates == 0);
+        o = seen[n_seen - 1].object;
+        CHECK(json_is_null(json_object_get(o, "flash_size")));
+        CHECK(strstr(json_string_value(json_array_get(json_object_get(o, "diagnostics"), 0)) ?: "",
+                     "RP2350"));
+}
+
 static void test_strings(void)
 {
         for (int m = 0; m < _DEVICE_MODE_MAX; m++)
@@ -378,6 +436,7 @@ int main(void)
         test_other_devices(inv);
         test_order(inv);
         test_listener_changes_during_event(inv);
+        test_bootsel(inv);
         test_strings();
 
         inventory_remove_listener(inv, on_event, seen);
