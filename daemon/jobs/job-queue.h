@@ -77,6 +77,7 @@ typedef struct JobRequest {
          * flashing by that name would; NULL: none. */
         const char *board;
         JobRequester requested_by;
+        const char *image_name; /* the file's name as the client gave it, or NULL */
 } JobRequest;
 
 /*

@@ -257,6 +257,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                         return log_error_errno(r, "Failed to store the image: %m");
                 j->image.size = req->size;
                 (void)job_set_string(&j->image.format, image->format);
+                (void)job_set_string(&j->image.name, req->image_name);
                 j->image.address = image->address;
                 j->image.has_address = req->has_address;
                 j->bytes_total = image->size;
@@ -264,6 +265,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 /* keep the refused job in the history: it says why */
                 (void)image_store_hash(req->data, req->size, j->image.sha256);
                 j->image.size = req->size;
+                (void)job_set_string(&j->image.name, req->image_name);
                 job_fail(j, err, "%s", strna(message));
         }
 

@@ -3,8 +3,8 @@
 """What flashctl tells a person, against the real flashd and virtual boards.
 Run under vboard (meson does this):
 
-    vboard --board skr-mini-e3-v3 --mode dfu --board octopus-pro-f446 --mode app \\
-           -- python3 flashctl-output.py
+    vboard --board skr-mini-e3-v3 --mode dfu \\
+           --board octopus-pro-f446 --mode app --quirk no-1200-reboot -- python3 flashctl-output.py
 
 - `info` on a G0 board in its ROM bootloader (256 pages of 2 KiB) prints a
   few ranges, the bootloader's pages marked, the flash size and the
@@ -15,13 +15,26 @@ Run under vboard (meson does this):
   one, skipping one that holds the image, none matching); `rule list` shows
   the rule's name; `rule remove 1` takes the number `rule list` shows as
   rule-1.
+- `flash` ends with what happened: sectors and bytes written and verified,
+  or "Already up to date"; `jobs` shows the image's file name and what a
+  finished job wrote (never an error code as progress); `job ID` shows the
+  error once with its hint, the totals after the end, no repeated log line.
+- While a job waits for a board that does not reboot by itself (the F446
+  ignores the 1200-baud request), `job ID --follow` shows the limit and the
+  board's hints on lines of their own; Ctrl-C stops following, the job goes
+  on; Ctrl-C on `flash` cancels and names the next command; a lost daemon
+  names the command that shows how the job ended.
 """
+import json
 import os
 import re
+import signal
 import subprocess
+import threading
+import time
 
 import harness
-from jobs_helpers import FAST_CONFIG, app_image, tmpdir, wait_job, write_image
+from jobs_helpers import APP, FAST_CONFIG, app_image, tmpdir, wait_job, write_image
 
 G0, F446 = "1-1.1", "1-1.2"
 
@@ -117,6 +130,115 @@ def test_rule_add_tells_about_present_boards():
         assert flashctl(d, "rule", "remove", "9", check_rc=None).returncode != 0
 
 
+SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
+
+
+def test_flash_end_line_and_job_view():
+    tmp = tmpdir()
+    good = write_image(tmp, app_image(12 * 1024, G0_APP, seed=41, mcu="stm32g0b1xx"), "klipper-g0.bin")
+    wrong = write_image(tmp, app_image(12 * 1024, G0_APP, seed=42, mcu="stm32f446xx"), "for-f446.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, G0)
+        out = flashctl(d, "flash", G0, good).stdout
+        assert re.search(r"^Done in \d+\.\d s: 6 sectors, 12 KiB written and verified\.$", out, re.M), out
+        assert "running the new image" in out and "n/a" not in out, out
+        wait_ready(c, G0)
+        out = flashctl(d, "flash", G0, good).stdout
+        assert re.search(r"^Already up to date: nothing written, \d+\.\d s\.$", out, re.M), out
+        p = flashctl(d, "flash", G0, wrong, check_rc=5)
+
+        jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
+        assert [j["image"]["name"] for j in jobs] == ["klipper-g0.bin"] * 2 + ["for-f446.bin"], jobs
+        assert jobs[0]["result"] == {"sectors_written": 6, "sectors_unchanged": 0, "bytes_written": 12288,
+                                     "bytes_verified": 12288}, jobs[0]
+        assert jobs[1]["result"]["bytes_written"] == 0 and jobs[1]["result"]["sectors_unchanged"] == 6, jobs[1]
+        rows = [line.split() for line in flashctl(d, "jobs", "--all").stdout.splitlines()]
+        assert rows[0][:6] == ["ID", "STATE", "PROGRESS", "BOARD", "PORT", "IMAGE"], rows
+        assert rows[1][1:4] == ["done", "12", "KiB"] and rows[1][7] == "klipper-g0.bin", rows
+        assert rows[2][1:5] == ["done", "up", "to", "date"] and rows[2][7] == "klipper-g0.bin", rows
+        assert rows[3][1:3] == ["failed", "-"] and rows[3][5] == "for-f446.bin", rows
+
+        out = flashctl(d, "job", "1").stdout
+        head, log = out.split("\nLog:\n")
+        assert "Written: 6 sectors, 12 KiB written and verified" in head, out
+        assert "Image: klipper-g0.bin (bin, 12 KiB at 0x08002000" in head, out
+        assert "Bytes done" not in head and "Phase: none" not in head and "Rate" not in head, out
+        lines = [l.split(" ", 1)[1] for l in log.strip().splitlines()]
+        assert len(lines) == len(set(lines)), lines  # no line said twice
+
+        out = flashctl(d, "job", "3").stdout
+        head, log = out.split("\nLog:\n")
+        error = jobs[2]["error"]["message"]
+        assert head.count(error) == 1 and f"Error: check-mcu: {error}" in head, out
+        assert "Hint: The firmware was built for another MCU" in head, out
+
+
+def follower(d, *args):
+    """flashctl in the background, its stderr read line by line into a list."""
+    p = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, NO_COLOR="1"))
+    lines = []
+    t = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True)
+    t.start()
+    killer = threading.Timer(120 * SCALE, p.kill)  # a hung follower fails the test, not hangs it
+    killer.daemon = True
+    killer.start()
+    return p, lines, t
+
+
+def test_waiting_follow_interrupt_lost_daemon():
+    image = write_image(tmpdir(), app_image(16 * 1024, APP, seed=43, mcu="stm32f446xx"), "klipper-f446.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, F446)
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        p, lines, t = follower(d, "job", str(job), "--follow")
+        # the board ignores the reboot request: after reboot_wait_sec the job asks for a hand
+        harness.wait_for(lambda: any(l.startswith("Hint: ") for l in lines), timeout=30 * SCALE,
+                         what="the hint while waiting")
+        text = "".join(lines)
+        assert f"Job {job}: klipper-f446.bin onto octopus-pro on {F446}" in text, text
+        assert "waiting-for-device (up to 20s)" in text, text
+        assert re.search(r"waiting-for-device: the board has not shown up yet \(\d+s of 20s\); "
+                         r"the job keeps waiting\.\n", text), text
+        assert re.search(r"^Hint: [^;]*BOOT0[^;]*$", text, re.M), text
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30 * SCALE) == 0
+        t.join(10)
+        assert f"Stopped following job {job}; it goes on. Next: `flashctl job {job} --follow`." in "".join(lines)
+        assert c.call("job.get", {"job": job})["job"]["state"] == "waiting-for-device"
+        flashctl(d, "cancel", str(job))
+
+        # Ctrl-C on flash cancels the job, then names the next command
+        p, lines, t = follower(d, "flash", "octopus-pro", image)
+        harness.wait_for(lambda: any(j["state"] == "waiting-for-device" for j in c.call("job.list")["jobs"]),
+                         timeout=30 * SCALE, what="second job waiting")
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30 * SCALE) == 7
+        t.join(10)
+        text = "".join(lines)
+        second = job + 1
+        assert f"Job {second} cancelled" in text, text
+        assert f"Next: `flashctl flash {F446} {image}` to try again (job {second} has the log: " \
+               f"`flashctl job {second}`)." in text, text
+
+        # the daemon goes away while a job is followed
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        harness.wait_for(lambda: c.call("job.get", {"job": job})["job"]["state"] == "waiting-for-device",
+                         timeout=30 * SCALE, what="third job waiting")
+        p, lines, t = follower(d, "job", str(job), "--follow")
+        harness.wait_for(lambda: any("waiting-for-device" in l for l in lines), timeout=30 * SCALE,
+                         what="follower started")
+        d.stop()
+        p.wait(30 * SCALE)
+        t.join(10)
+        assert f"Lost flashd while following job {job}; once it runs again, `flashctl job {job} --follow` " \
+               "shows how the job ended." in "".join(lines), lines
+
+
 if __name__ == "__main__":
     harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
-                  test_rule_add_tells_about_present_boards])
+                  test_rule_add_tells_about_present_boards, test_flash_end_line_and_job_view,
+                  test_waiting_follow_interrupt_lost_daemon])
