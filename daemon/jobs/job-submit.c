@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "jobs/job-check.h"
@@ -173,7 +174,12 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (r == -ENOTUNIQ)
                 return submit_refuse(JOB_ERROR_TARGET_AMBIGUOUS, describe_candidates(req->target, matches),
                                      ret_error, ret_message);
-        if (r < 0 || !e) {
+        /* A board away from its port while a job reboots it is still that
+         * port's board: queue behind that job, with what it knows of it. */
+        const Job *holder = r == -ENODEV ? job_queue_port_holder(q, req->target) : NULL;
+        if (holder)
+                r = 0;
+        else if (r < 0 || !e) {
                 (void)asprintf(&text, "no connected board matches '%s'%s", req->target,
                                q->boards && board_db_find(q->boards, req->target)
                                        ? " (a known board name, but no such board is connected)"
@@ -184,9 +190,10 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         r = job_new(&j, q->next_id);
         if (r < 0)
                 return r;
-        if (job_set_string(&j->target, req->target) < 0 || job_set_string(&j->port, e->port) < 0 ||
-            job_set_string(&j->mode, device_mode_to_string(e->mode)) < 0 ||
-            job_set_string(&j->device, e->tty ? e->tty : e->usb_devnode) < 0 ||
+        if (job_set_string(&j->target, req->target) < 0 ||
+            job_set_string(&j->port, e ? e->port : holder->port) < 0 ||
+            job_set_string(&j->mode, e ? device_mode_to_string(e->mode) : holder->mode) < 0 ||
+            job_set_string(&j->device, e ? (e->tty ? e->tty : e->usb_devnode) : NULL) < 0 ||
             job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
             job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
                 return -ENOMEM;
@@ -196,16 +203,24 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         j->mass_erase = req->mass_erase;
         j->force = req->force;
         /* the board the request names picks among the entry's candidates */
-        if (job_set_string(&j->board, req->board) < 0)
+        if (job_set_string(&j->board, req->board ? req->board : (holder ? holder->board : NULL)) < 0 ||
+            job_set_string(&j->variant, holder && !req->board ? holder->variant : NULL) < 0)
                 return -ENOMEM;
         job_queue_board_of(q, j, e, &b, &v);
         if (b &&
             (job_set_string(&j->board, b->name) < 0 || job_set_string(&j->variant, v ? v->id : NULL) < 0))
                 return -ENOMEM;
-        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu : (e->mcu ? e->mcu : e->last_mcu)) < 0)
+        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu
+                                    : e         ? (e->mcu ? e->mcu : e->last_mcu)
+                                                : holder->mcu) < 0)
                 return -ENOMEM;
         job_log(j, "submitted by %s (uid %u, pid %d): %s on %s", strna(req->requested_by.name),
-                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, e->port);
+                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, j->port);
+        if (holder)
+                job_log(j,
+                        "the board on %s is away while job %" PRIu64
+                        " reboots it; this job runs after that one",
+                        j->port, holder->id);
 
         /* Refuse a wrong image now, before the board is even rebooted. */
         {
@@ -220,10 +235,10 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 };
                 if (b && job_flow_board_fill(&fb, b, v) >= 0)
                         in.board = &fb;
-                if (e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
+                if (e && e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
                         in.layout = dev->layout;
                 r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
-                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e->n_candidates > 1) {
+                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e && e->n_candidates > 1) {
                         /* say which boards it could be */
                         _cleanup_free_ char *names = NULL;
                         size_t n = 0;

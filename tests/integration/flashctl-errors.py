@@ -229,7 +229,7 @@ def main():
     check(rc == 0 and json.loads(out) == [F429], "global option after the command")
     rc, out, err, _ = run(["--socket", sock, "list"])
     lines = out.splitlines()
-    check(rc == 0 and lines[0].split() == ["PORT", "MODE", "BOARD", "MCU", "DEVICE", "LAYOUT"],
+    check(rc == 0 and lines[0].split() == ["PORT", "MODE", "BOARD", "MCU", "DEVICE", "JOB", "LAYOUT"],
           f"list header: {out!r}")
     check(any(l.split()[:5] == ["1-1.3", "dfu", "octopus-pro", "stm32f429", "/dev/bus/usb/001/007"]
               and l.endswith("4x16K 1x64K 7x128K") for l in lines), f"list row: {out!r}")

@@ -24,6 +24,10 @@ Run under vboard (meson does this):
   board's hints on lines of their own; Ctrl-C stops following, the job goes
   on; Ctrl-C on `flash` cancels and names the next command; a lost daemon
   names the command that shows how the job ended.
+- A board away from its port while its job reboots it keeps its identity:
+  `list` shows it as rebooting with its job (JOB column), `info PORT`
+  finds it, and a second `flash PORT` queues behind the job instead of
+  finding no board.
 """
 import json
 import os
@@ -34,7 +38,7 @@ import threading
 import time
 
 import harness
-from jobs_helpers import APP, FAST_CONFIG, app_image, tmpdir, wait_job, write_image
+from jobs_helpers import APP, FAST_CONFIG, Boards, app_image, tmpdir, wait_job, write_image
 
 G0, F446 = "1-1.1", "1-1.2"
 
@@ -238,7 +242,48 @@ def test_waiting_follow_interrupt_lost_daemon():
                "shows how the job ended." in "".join(lines), lines
 
 
+def test_port_keeps_identity_during_job():
+    boards = Boards()
+    image = write_image(tmpdir(), app_image(16 * 1024, APP, seed=44, mcu="stm32f446xx"), "klipper-f446.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, F446)
+        first = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        harness.wait_for(lambda: c.call("job.get", {"job": first})["job"]["state"] == "waiting-for-device",
+                         timeout=30 * SCALE, what="first job waiting for the bootloader")
+        row = [l.split() for l in flashctl(d, "list").stdout.splitlines() if l.startswith(F446 + " ")]
+        assert row and row[0][1] == "app" and row[0][-3:-1] == [str(first), "waiting-for-device"], row
+        # the board goes away from the bus, as during a reboot into its bootloader
+        boards.unplug(F446)
+        harness.wait_for(lambda: (harness.devices_by_port(c).get(F446) or {}).get("mode") == "rebooting",
+                         what="the port listed as rebooting")
+        dev = harness.devices_by_port(c)[F446]
+        assert dev["present"] is False and dev["job"]["id"] == first, dev
+        row = [l.split() for l in flashctl(d, "list").stdout.splitlines() if l.startswith(F446 + " ")]
+        assert row and row[0][1] == "rebooting" and str(first) in row[0], row
+        assert f"Job: job {first} waiting-for-device" in flashctl(d, "info", F446).stdout
+
+        # a second flash of the port queues behind the first job
+        p = flashctl(d, "flash", "--no-wait", F446, image)
+        second = int(p.stdout)
+        job = c.call("job.get", {"job": second})["job"]
+        assert job["state"] == "queued" and job["port"] == F446 and job["board"] == "octopus-pro", job
+        assert any(f"job {first} reboots it" in l for l in job["log"]), job["log"]
+        flashctl(d, "cancel", str(second))
+        flashctl(d, "cancel", str(first))
+        boards.plug(F446)
+        wait_ready(c, F446)
+        # with no job on it, a port whose board is gone is gone
+        assert harness.devices_by_port(c)[F446]["job"] is None
+        boards.unplug(F446)
+        harness.wait_for(lambda: F446 not in harness.devices_by_port(c), what="the port gone without a job")
+        p = flashctl(d, "flash", "--no-wait", F446, image, check_rc=None)
+        assert p.returncode != 0 and "no connected board matches" in p.stderr, (p.stdout, p.stderr)
+        boards.plug(F446)
+        wait_ready(c, F446)
+
+
 if __name__ == "__main__":
     harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
                   test_rule_add_tells_about_present_boards, test_flash_end_line_and_job_view,
-                  test_waiting_follow_interrupt_lost_daemon])
+                  test_waiting_follow_interrupt_lost_daemon, test_port_keeps_identity_during_job])
