@@ -144,14 +144,29 @@ static double job_duration(const json_t *job)
         return c > 0 && f >= c ? f - c : -1;
 }
 
-/* "octopus-pro on 1-1.3", or "the board on 1-1.3" when the job names none */
+/* "octopus-pro on 1-1.3", "octopus-pro (or octopus) on 1-1.3" when the
+ * device could be either and the flash treats them alike, or "the board on
+ * 1-1.3" when the job names none */
 static void job_board_text(const json_t *job, char *buf, size_t size)
 {
-        if (output_json_str(job, "board"))
-                snprintf(buf, size, "%s on %s", output_json_str(job, "board"),
-                         strna(output_json_str(job, "port")));
-        else
-                snprintf(buf, size, "the board on %s", strna(output_json_str(job, "port")));
+        const json_t *alt = json_object_get(job, "board_alternatives");
+        const char *port = output_json_str(job, "port") ? output_json_str(job, "port") : "its port";
+        size_t n = 0, i;
+        const json_t *a;
+
+        if (!output_json_str(job, "board")) {
+                snprintf(buf, size, "the board on %s", port);
+                return;
+        }
+        n = (size_t)snprintf(buf, size, "%s", output_json_str(job, "board"));
+        json_array_foreach (alt, i, a)
+                if (n < size && json_is_string(a))
+                        n += (size_t)snprintf(buf + n, size - n, "%s%s", i == 0 ? " (or " : " or ",
+                                              json_string_value(a));
+        if (n < size && json_array_size(alt) > 0)
+                n += (size_t)snprintf(buf + n, size - n, ")");
+        if (n < size)
+                snprintf(buf + n, size - n, " on %s", port);
 }
 
 /* ---- following one job ---- */
@@ -601,12 +616,12 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 return FLASHCTL_EXIT_OK;
         }
         if (!ctx->json) {
-                char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
+                char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], who[160];
                 const json_t *img = json_object_get(job, "image");
-                fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s on port %s\n", id, path,
+                job_board_text(job, who, sizeof(who));
+                fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s\n", id, path,
                         strna(output_json_str(img, "format")), format_size(sz, u64_field(img, "size")),
-                        format_address(a, u64_field(img, "address")), strna(output_json_str(job, "board")),
-                        strna(output_json_str(job, "port")));
+                        format_address(a, u64_field(img, "address")), who);
         }
         return follow_job(ctx, id, job, true, target, path);
 }
@@ -914,8 +929,9 @@ static char *format_job_event(const char *method, json_t *params, bool use_color
         if (asprintf(&s, "job %-4" PRIu64 " %s%s%s%s %s %s%s%s",
                      (uint64_t)json_integer_value(json_object_get(j, "id")),
                      output_color_on(state_color(state), use_color), st, output_color_off(use_color),
-                     progress, strna(output_json_str(j, "board")), strna(output_json_str(j, "port")),
-                     job_error_name(j) ? " " : "", strempty(job_error_name(j))) < 0)
+                     progress, output_json_str(j, "board") ? output_json_str(j, "board") : "-",
+                     strna(output_json_str(j, "port")), job_error_name(j) ? " " : "",
+                     strempty(job_error_name(j))) < 0)
                 return NULL;
         return s;
 }
@@ -930,8 +946,9 @@ static const Verb job_verbs[] = {
                 .name = "flash",
                 .args = "TARGET IMAGE",
                 .summary = "Flash an image onto a board and wait until it runs it",
-                .help = "TARGET is a board name (octopus-pro), a port path (1-1.3), a tty, a\n"
-                        "/dev/serial/by-id path or a device id from `flashctl list`. IMAGE is a raw .bin\n"
+                .help = "TARGET is a board name (octopus-pro; octopus-pro/f429 picks one of the boards\n"
+                        "a device could be), a port path (1-1.3), a tty, a /dev/serial/by-id path or a\n"
+                        "device id from `flashctl list`. IMAGE is a raw .bin\n"
                         "(written at the board's application start unless --address), an Intel HEX or a\n"
                         "DfuSe .dfu file; it is passed to the daemon as an open file descriptor.\n"
                         "\n"

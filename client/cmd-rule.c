@@ -465,8 +465,8 @@ static char *format_rule_event(const char *method, json_t *params, bool use_colo
                              strna(output_json_str(e, "rule")),
                              output_color_on(OUTPUT_COLOR_YELLOW, use_color), output_color_off(use_color),
                              strna(output_json_str(e, "port")), int_field(e, "job"),
-                             strna(output_json_str(e, "board")), strna(output_json_str(e, "mode")),
-                             int_field(e, "attempt") > 1 ? " retry" : "");
+                             output_json_str(e, "board") ? output_json_str(e, "board") : "board",
+                             strna(output_json_str(e, "mode")), int_field(e, "attempt") > 1 ? " retry" : "");
         else if (streq(method, "notify_rule_skipped"))
                 k = asprintf(&s, "rule %-8s skipped %s: %s", strna(output_json_str(e, "rule")),
                              strna(output_json_str(e, "port")), strna(output_json_str(e, "reason")));

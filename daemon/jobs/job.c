@@ -98,6 +98,7 @@ Job *job_free(Job *j)
         free(j->device);
         free(j->mode);
         free(j->image.format);
+        free(j->board_alternatives);
         free(j->wait_hint);
         free(j->image.name);
         free(j->message);
@@ -277,6 +278,14 @@ json_t *job_to_json(const Job *j, bool with_log)
         if (!o)
                 return NULL;
         json_object_set_new(o, "wait", job_wait_to_json(j));
+        json_t *alt = json_array();
+        for (const char *p = j->board_alternatives; alt && p && *p;) {
+                const char *end = strchr(p, '|');
+                size_t n = end ? (size_t)(end - p) : strlen(p);
+                json_array_append_new(alt, json_stringn(p, n));
+                p = end ? end + 1 : p + n;
+        }
+        json_object_set_new(o, "board_alternatives", alt ? alt : json_array());
         json_object_set_new(o, "result",
                             j->totals.valid
                                     ? json_pack("{s:I, s:I, s:I, s:I}", "sectors_written",
@@ -340,6 +349,20 @@ int job_from_state_json(json_t *o, Job **ret)
             dup_string(o, "mode", &j->mode) < 0 || dup_string(o, "message", &j->message) < 0 ||
             dup_string(o, "source", &j->source) < 0)
                 return -EBADMSG;
+        v = json_object_get(o, "board_alternatives");
+        if (json_is_array(v)) {
+                size_t i;
+                json_t *a;
+                json_array_foreach (v, i, a) {
+                        _cleanup_free_ char *joined = NULL;
+                        if (!json_is_string(a))
+                                continue;
+                        if (asprintf(&joined, "%s%s%s", strempty(j->board_alternatives),
+                                     j->board_alternatives ? "|" : "", json_string_value(a)) < 0 ||
+                            job_set_string(&j->board_alternatives, joined) < 0)
+                                return -ENOMEM;
+                }
+        }
 
         image = json_object_get(o, "image");
         if (!json_is_object(image))

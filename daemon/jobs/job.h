@@ -89,6 +89,9 @@ typedef struct Job {
         char *target; /* as the client spelled it */
         char *port;   /* USB port path: the board's identity across re-enumeration */
         char *board;  /* board name from the DB, or NULL */
+        /* other boards the device could be that the flash treats alike
+         * ("octopus" for an F429 taken as "octopus-pro"), "|"-separated */
+        char *board_alternatives;
         char *variant;
         char *mcu;
         char *device; /* current device path (tty or usb node); the new one when done */

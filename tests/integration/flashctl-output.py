@@ -4,7 +4,8 @@
 Run under vboard (meson does this):
 
     vboard --board skr-mini-e3-v3 --mode dfu \\
-           --board octopus-pro-f446 --mode app --quirk no-1200-reboot -- python3 flashctl-output.py
+           --board octopus-pro-f446 --mode app --quirk no-1200-reboot \\
+           --board octopus-pro-f429 --mode dfu -- python3 flashctl-output.py
 
 - `info` on a G0 board in its ROM bootloader (256 pages of 2 KiB) prints a
   few ranges, the bootloader's pages marked, the flash size and the
@@ -28,6 +29,11 @@ Run under vboard (meson does this):
   `list` shows it as rebooting with its job (JOB column), `info PORT`
   finds it, and a second `flash PORT` queues behind the job instead of
   finding no board.
+- A device several boards fit is flashed when the image tells them apart
+  (Klipper's MCU, where its vector table points) or the remaining boards
+  agree on everything the flash needs; otherwise the refusal lists them with
+  MCU and application start and the `board/variant` form, which `flash`
+  and `info` accept. No "n/a", no "unknown board".
 """
 import json
 import os
@@ -40,7 +46,7 @@ import time
 import harness
 from jobs_helpers import APP, FAST_CONFIG, Boards, app_image, tmpdir, wait_job, write_image
 
-G0, F446 = "1-1.1", "1-1.2"
+G0, F446, F429 = "1-1.1", "1-1.2", "1-1.3"
 
 
 def flashctl(d, *args, check_rc=0):
@@ -126,7 +132,7 @@ def test_rule_add_tells_about_present_boards():
         assert "Rule rule-2 added" in out, out
         assert "Board already present: 1-1.1 matches; skipped: the board already holds image" in out, out
         # nothing present matches a rule for another board; a disabled rule says how it starts
-        out = flashctl(d, "rule", "add", "--board", "octopus-pro", "--image", image).stdout
+        out = flashctl(d, "rule", "add", "--board", "skr-3", "--image", image).stdout
         assert "No board present now is flashed by it" in out, out
         out = flashctl(d, "rule", "add", "--port", "1-1.1", "--image", image, "--disabled").stdout
         assert "It is disabled: nothing is flashed until `flashctl rule enable rule-4`" in out, out
@@ -197,7 +203,7 @@ def test_waiting_follow_interrupt_lost_daemon():
     with harness.Flashd(config=FAST_CONFIG) as d:
         c = d.client()
         wait_ready(c, F446)
-        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro/f446", image).stdout)
         p, lines, t = follower(d, "job", str(job), "--follow")
         # the board ignores the reboot request: after reboot_wait_sec the job asks for a hand
         harness.wait_for(lambda: any(l.startswith("Hint: ") for l in lines), timeout=30 * SCALE,
@@ -216,7 +222,7 @@ def test_waiting_follow_interrupt_lost_daemon():
         flashctl(d, "cancel", str(job))
 
         # Ctrl-C on flash cancels the job, then names the next command
-        p, lines, t = follower(d, "flash", "octopus-pro", image)
+        p, lines, t = follower(d, "flash", "octopus-pro/f446", image)
         harness.wait_for(lambda: any(j["state"] == "waiting-for-device" for j in c.call("job.list")["jobs"]),
                          timeout=30 * SCALE, what="second job waiting")
         p.send_signal(signal.SIGINT)
@@ -229,7 +235,7 @@ def test_waiting_follow_interrupt_lost_daemon():
                f"`flashctl job {second}`)." in text, text
 
         # the daemon goes away while a job is followed
-        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro/f446", image).stdout)
         harness.wait_for(lambda: c.call("job.get", {"job": job})["job"]["state"] == "waiting-for-device",
                          timeout=30 * SCALE, what="third job waiting")
         p, lines, t = follower(d, "job", str(job), "--follow")
@@ -248,7 +254,7 @@ def test_port_keeps_identity_during_job():
     with harness.Flashd(config=FAST_CONFIG) as d:
         c = d.client()
         wait_ready(c, F446)
-        first = int(flashctl(d, "flash", "--no-wait", "octopus-pro", image).stdout)
+        first = int(flashctl(d, "flash", "--no-wait", "octopus-pro/f446", image).stdout)
         harness.wait_for(lambda: c.call("job.get", {"job": first})["job"]["state"] == "waiting-for-device",
                          timeout=30 * SCALE, what="first job waiting for the bootloader")
         row = [l.split() for l in flashctl(d, "list").stdout.splitlines() if l.startswith(F446 + " ")]
@@ -283,7 +289,52 @@ def test_port_keeps_identity_during_job():
         wait_ready(c, F446)
 
 
+def test_ambiguous_boards_narrowed_by_the_image():
+    tmp = tmpdir()
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, F429)
+        wait_ready(c, F446)
+        # an F429 in ROM DFU could be an Octopus Pro, an Octopus or an SKR Pro
+        # (F407): Klipper's dictionary names the F429, the two left agree
+        cands = {x["name"] for x in harness.devices_by_port(c)[F429]["board_candidates"]}
+        assert {"octopus-pro", "octopus", "skr-pro"} <= cands, cands
+        f429 = write_image(tmp, app_image(24 * 1024, APP, seed=51, mcu="stm32f429xx"), "klipper-f429.bin")
+        p = flashctl(d, "flash", F429, f429)
+        assert re.search(r"^Done in \d+\.\d s: \d+ sectors?, 24 KiB written and verified\.$", p.stdout, re.M), p.stdout
+        assert "octopus-pro (or octopus) on 1-1.3 is running the new image" in p.stdout, p.stdout
+        job = c.call("job.list", {"all": True})["jobs"][-1]
+        assert job["board"] == "octopus-pro" and job["board_alternatives"] == ["octopus"], job
+        assert "n/a" not in p.stdout + p.stderr and "unknown" not in p.stdout + p.stderr
+
+        # an F446 running Klipper: an Octopus (Pro) has 32 KiB of bootloader, a
+        # FYSETC S6 64 KiB; the reset vector says which the image was linked for
+        for address, board in ((APP, "octopus-pro"), (0x08010000, "fysetc-s6")):
+            img = write_image(tmp, app_image(16 * 1024, address, seed=52, mcu="stm32f446xx"), f"at-{address:x}.bin")
+            job = int(flashctl(d, "flash", "--no-wait", F446, img).stdout)
+            j = c.call("job.get", {"job": job})["job"]
+            assert j["board"] == board and j["image"]["address"] == address, j
+            flashctl(d, "cancel", str(job))
+        # an image that fits both: refused, the candidates listed with MCU and
+        # application start, and the form that picks one
+        both = write_image(tmp, app_image(64 * 1024, 0x0800FF00, seed=53, mcu="stm32f446xx"), "both.bin")
+        p = flashctl(d, "flash", F446, both, check_rc=None)
+        assert p.returncode != 0, (p.stdout, p.stderr)
+        for text in ("octopus-pro/f446 (stm32f446xx, application at 0x08008000)",
+                     "fysetc-s6/f446 (stm32f446xx, application at 0x08010000)", "board/variant"):
+            assert text in p.stderr, p.stderr
+        assert "offsets differ" not in p.stderr and "n/a" not in p.stderr and "unknown" not in p.stderr, p.stderr
+        # the board/variant form, as `info` prints the candidates
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro/f446", both).stdout)
+        j = c.call("job.get", {"job": job})["job"]
+        assert j["board"] == "octopus-pro" and j["variant"] == "f446" and j["port"] == F446, j
+        flashctl(d, "cancel", str(job))
+        out = flashctl(d, "info", "octopus-pro/f429").stdout
+        assert f"Port: {F429}" in out, out
+
+
 if __name__ == "__main__":
     harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
                   test_rule_add_tells_about_present_boards, test_flash_end_line_and_job_view,
-                  test_waiting_follow_interrupt_lost_daemon, test_port_keeps_identity_during_job])
+                  test_waiting_follow_interrupt_lost_daemon, test_port_keeps_identity_during_job,
+                  test_ambiguous_boards_narrowed_by_the_image])
