@@ -333,8 +333,27 @@ def test_ambiguous_boards_narrowed_by_the_image():
         assert f"Port: {F429}" in out, out
 
 
+def test_device_gone_names_the_next_command():
+    boards = Boards()
+    image = write_image(tmpdir(), app_image(64 * 1024, APP, seed=61, mcu="stm32f429xx"), "klipper-f429.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, F429)
+        # the cable is pulled after the third data block, plugged back 300 ms later
+        boards.quirk(F429, "unplug=3,300")
+        try:
+            p = flashctl(d, "flash", F429, image, check_rc=6)
+        finally:
+            boards.unquirk(F429, "unplug")
+        job = c.call("job.list", {"all": True})["jobs"][-1]
+        assert job["error"]["name"] == "device-gone", job
+        assert f"Next: `flashctl flash {F429} {image}` to try again (job {job['id']} has the log: " \
+               f"`flashctl job {job['id']}`)." in p.stderr, p.stderr
+        wait_ready(c, F429)
+
+
 if __name__ == "__main__":
     harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
                   test_rule_add_tells_about_present_boards, test_flash_end_line_and_job_view,
                   test_waiting_follow_interrupt_lost_daemon, test_port_keeps_identity_during_job,
-                  test_ambiguous_boards_narrowed_by_the_image])
+                  test_ambiguous_boards_narrowed_by_the_image, test_device_gone_names_the_next_command])
