@@ -579,6 +579,16 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
         r = flashctl_connect(ctx);
         if (r != 0)
                 return r;
+        if (wait) {
+                /* Ctrl-C from here on cancels the job it makes (follow_job reads
+                 * the signal), never kills flashctl between submission and
+                 * following, leaving a job nobody was told about. */
+                sigset_t mask;
+                sigemptyset(&mask);
+                sigaddset(&mask, SIGINT);
+                sigaddset(&mask, SIGTERM);
+                (void)sigprocmask(SIG_BLOCK, &mask, NULL);
+        }
         r = rpc_client_call_with_fd(ctx->client, "job.flash", params, fd, 0, &result, &e);
         if (r == -EREMOTEIO) {
                 const json_t *err = json_object_get(e.data, "error");

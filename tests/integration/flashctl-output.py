@@ -220,10 +220,13 @@ def test_waiting_follow_interrupt_lost_daemon():
         assert f"Stopped following job {job}; it goes on. Next: `flashctl job {job} --follow`." in "".join(lines)
         assert c.call("job.get", {"job": job})["job"]["state"] == "waiting-for-device"
         flashctl(d, "cancel", str(job))
+        harness.wait_for(lambda: c.call("job.get", {"job": job})["job"]["state"] == "cancelled",
+                         timeout=30 * SCALE, what="first job cancelled")
 
         # Ctrl-C on flash cancels the job, then names the next command
         p, lines, t = follower(d, "flash", "octopus-pro/f446", image)
-        harness.wait_for(lambda: any(j["state"] == "waiting-for-device" for j in c.call("job.list")["jobs"]),
+        harness.wait_for(lambda: any(j["id"] == job + 1 and j["state"] == "waiting-for-device"
+                                     for j in c.call("job.list")["jobs"]),
                          timeout=30 * SCALE, what="second job waiting")
         p.send_signal(signal.SIGINT)
         assert p.wait(30 * SCALE) == 7
