@@ -449,13 +449,15 @@ static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial, bool ca
                 goto end;
         }
         for (;;) {
-                /* a terminal's waiting line counts the seconds */
-                bool tick = f.tty && !ctx->json && f.last && job_waiting(f.last);
-                r = rpc_client_run(ctx->client, tick ? 1000000 : UINT64_MAX, sfd);
+                /* a terminal's waiting line counts the seconds: wake once a
+                 * second (the job may start waiting during any run) */
+                bool tty = f.tty && !ctx->json;
+                r = rpc_client_run(ctx->client, tty ? 1000000 : UINT64_MAX, sfd);
                 if (r > 0)
                         break;
-                if (r == 0 && tick) {
-                        follow_show_wait(&f, f.last);
+                if (r == 0 && tty) {
+                        if (f.last && job_waiting(f.last))
+                                follow_show_wait(&f, f.last);
                         continue;
                 }
                 if (r == -EINTR) {

@@ -37,7 +37,9 @@ Run under vboard (meson does this):
 """
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -355,8 +357,40 @@ def test_device_gone_names_the_next_command():
         wait_ready(c, F429)
 
 
+def test_waiting_line_counts_on_a_terminal():
+    image = write_image(tmpdir(), app_image(16 * 1024, APP, seed=45, mcu="stm32f446xx"), "klipper-f446.bin")
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        wait_ready(c, F446)
+        job = int(flashctl(d, "flash", "--no-wait", "octopus-pro/f446", image).stdout)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([harness.flashctl_binary(), "--socket", d.socket_path, "job", str(job), "--follow"],
+                             stdout=subprocess.DEVNULL, stderr=slave, env=dict(os.environ, NO_COLOR="1"))
+        os.close(slave)
+        seen, buf = set(), b""
+        deadline = time.monotonic() + 30 * SCALE
+        try:
+            # the waiting line is redrawn with the time waited and the limit
+            while len(seen) < 3 and time.monotonic() < deadline:
+                if select.select([master], [], [], 1)[0]:
+                    try:
+                        buf += os.read(master, 4096)
+                    except OSError:
+                        break
+                seen = set(re.findall(rb"\r\x1b\[Kwaiting-for-device +(\d+)s of 20s", buf))
+            assert len(seen) >= 3, buf
+            # the hint interrupts the line, on lines of its own
+            assert re.search(rb"\r\x1b\[K[^\r\n]*\r?\nHint: ", buf) or b"\nHint: " in buf, buf
+        finally:
+            p.send_signal(signal.SIGINT)
+            p.wait(30 * SCALE)
+            os.close(master)
+            flashctl(d, "cancel", str(job))
+
+
 if __name__ == "__main__":
     harness.main([test_info_g0_pages_in_ranges, test_info_app_mode_flash_and_candidates,
                   test_rule_add_tells_about_present_boards, test_flash_end_line_and_job_view,
                   test_waiting_follow_interrupt_lost_daemon, test_port_keeps_identity_during_job,
-                  test_ambiguous_boards_narrowed_by_the_image, test_device_gone_names_the_next_command])
+                  test_ambiguous_boards_narrowed_by_the_image, test_device_gone_names_the_next_command,
+                  test_waiting_line_counts_on_a_terminal])
