@@ -207,7 +207,8 @@ static bool variants_agree(const BoardVariant *a, const BoardVariant *b)
  * when the remaining candidates differ.
  */
 static const InventoryCandidate *pick_candidate(const InventoryEntry *e, const JobRequest *req,
-                                                char **ret_alternatives, char **ret_message)
+                                                char **ret_alternatives, bool *ret_one_mcu,
+                                                char **ret_message)
 {
         _cleanup_free_ const InventoryCandidate **fit = calloc(e->n_candidates + 1, sizeof(*fit));
         _cleanup_(image_facts_clear) ImageFacts f = {};
@@ -234,6 +235,9 @@ static const InventoryCandidate *pick_candidate(const InventoryEntry *e, const J
                 return NULL;
         if (agree) {
                 bool first = true;
+                *ret_one_mcu = true;
+                for (size_t i = 1; i < n; i++)
+                        *ret_one_mcu = *ret_one_mcu && streq_ptr(fit[i]->variant->mcu, fit[0]->variant->mcu);
                 for (size_t i = 1; i < n; i++)
                         if (!streq(fit[i]->board->name, fit[0]->board->name)) {
                                 fprintf(m, "%s%s", first ? "" : "|", fit[i]->board->name);
@@ -379,9 +383,10 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         }
         job_queue_board_of(q, j, e, &b, &v);
         _cleanup_free_ char *ambiguity = NULL;
+        bool one_mcu = true;
         if (!b && e && e->n_candidates > 1) {
                 _cleanup_free_ char *others = NULL;
-                const InventoryCandidate *c = pick_candidate(e, req, &others, &ambiguity);
+                const InventoryCandidate *c = pick_candidate(e, req, &others, &one_mcu, &ambiguity);
                 if (c) {
                         b = c->board;
                         v = c->variant;
@@ -403,6 +408,11 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (job_set_string(&j->mcu, v && v->mcu ? v->mcu
                                     : e         ? (e->mcu ? e->mcu : e->last_mcu)
                                                 : holder->mcu) < 0)
+                return -ENOMEM;
+        /* boards alike for the flash but not in their MCU: the job does not
+         * know which it is (nor which variant) */
+        if (!one_mcu && (job_set_string(&j->mcu, e->mcu ? e->mcu : e->last_mcu) < 0 ||
+                         job_set_string(&j->variant, NULL) < 0))
                 return -ENOMEM;
         job_log(j, "submitted by %s (uid %u, pid %d): %s on %s", strna(req->requested_by.name),
                 (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, j->port);
