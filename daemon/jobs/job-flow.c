@@ -55,7 +55,7 @@ static void flow_note(void *userdata, const char *line)
 {
         Flow *f = userdata;
 
-        job_worker_log(f->w, "%s", line);
+        job_worker_log_once(f->w, line);
 }
 
 /* Record the outcome (first one wins) and return -1 so callers can `return flow_fail(...)`. */
@@ -205,6 +205,16 @@ static int flow_flash_dfu(Flow *f)
 
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
+        if (st && (r == DFU_FLASH_DONE || r == DFU_FLASH_LEFT || r == DFU_FLASH_LEFT_DEVICE_GONE)) {
+                JobTotals t = {
+                        .sectors_written =
+                                st->sectors_touched - MIN(st->sectors_unchanged, st->sectors_touched),
+                        .sectors_unchanged = st->sectors_unchanged,
+                        .bytes_written = st->bytes_written,
+                        .bytes_verified = st->bytes_verified,
+                };
+                job_worker_send_totals(f->w, &t);
+        }
         if (st)
                 job_worker_log(f->w,
                                "sectors: %zu touched, %zu unchanged, %zu blank, %zu erased%s; %" PRIu64
@@ -407,6 +417,14 @@ static int flow_flash_katapult(Flow *f)
         case KATAPULT_FLASH_LEFT_DEVICE_GONE:
                 job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
                                f->spec->verify ? " and verified" : "");
+                if (st) {
+                        JobTotals t = {
+                                .sectors_written = st->pages_written,
+                                .bytes_written = flat_size,
+                                .bytes_verified = f->spec->verify ? flat_size : 0,
+                        };
+                        job_worker_send_totals(f->w, &t);
+                }
                 return 0;
         case -ENODEV:
                 return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");

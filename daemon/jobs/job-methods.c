@@ -258,6 +258,15 @@ static int method_flash(RpcCall *call, json_t *params)
         req.requested_by.uid = peer->uid;
         req.requested_by.pid = peer->pid;
         req.requested_by.name = who;
+        /* what a person recognises the image by: the file's name, not its hash */
+        {
+                const char *name = json_string_value(json_object_get(image, "name"));
+                if (!name)
+                        name = json_string_value(json_object_get(image, "path"));
+                if (name && strrchr(name, '/'))
+                        name = strrchr(name, '/') + 1;
+                req.image_name = name && name[0] ? name : NULL;
+        }
 
         r = job_queue_submit(q, &req, &job, &err, &message);
         if (r < 0 && err == JOB_ERROR_NONE)

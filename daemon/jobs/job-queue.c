@@ -412,6 +412,7 @@ static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
         snprintf(text, sizeof(text),
                  "the board has not shown up in its bootloader; %s; the job keeps waiting", hint);
         (void)job_set_string(&run->job->message, text);
+        (void)job_set_string(&run->job->wait_hint, hint);
         job_log(run->job, "%s", text);
         job_run_flush_notify(run);
         return 0;
@@ -447,6 +448,9 @@ static void job_run_start_wait(JobRun *run, const JobMessage *m)
         job_enter_state(run->job, for_app || run->job->state == JOB_STATE_WAITING_FOR_APP
                                           ? JOB_STATE_WAITING_FOR_APP
                                           : JOB_STATE_WAITING_FOR_DEVICE);
+        run->job->wait_started = job_now();
+        run->job->wait_timeout_sec = (double)timeout / 1e6;
+        (void)job_set_string(&run->job->wait_hint, NULL);
         if (m->hint_usec > 0)
                 (void)sd_event_add_time_relative(q->event, &run->hint_timer, CLOCK_MONOTONIC, m->hint_usec,
                                                  0, job_run_on_hint, run);
@@ -492,8 +496,12 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 job_run_notify_coalesced(run);
                 break;
         case JOB_MESSAGE_LOG:
-                if (m->text)
+                if (m->text && !(m->once && job_log_has(j, m->text)))
                         job_log(j, "%s", m->text);
+                break;
+        case JOB_MESSAGE_TOTALS:
+                j->totals = m->totals;
+                j->totals.valid = true;
                 break;
         case JOB_MESSAGE_DEVICE:
                 (void)job_set_string(&j->device, m->text);

@@ -257,6 +257,27 @@ void job_worker_send_device(JobWorker *w, const char *path)
         job_worker_post(w, m);
 }
 
+void job_worker_log_once(JobWorker *w, const char *line)
+{
+        JobMessage *m = job_message_new(JOB_MESSAGE_LOG);
+
+        if (!m)
+                return;
+        m->text = strdup(line);
+        m->once = true;
+        job_worker_post(w, m);
+}
+
+void job_worker_send_totals(JobWorker *w, const JobTotals *t)
+{
+        JobMessage *m = job_message_new(JOB_MESSAGE_TOTALS);
+
+        if (!m)
+                return;
+        m->totals = *t;
+        job_worker_post(w, m);
+}
+
 void job_worker_log(JobWorker *w, const char *format, ...)
 {
         JobMessage *m = job_message_new(JOB_MESSAGE_LOG);

@@ -447,6 +447,7 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 .force = r->action.force,
                 .source = r->id,
                 .requested_by = { .uid = r->created_uid, .pid = getpid(), .name = who },
+                .image_name = r->action.image_name,
         };
         s->submitting = true;
         k = job_queue_submit(q, &req, &job, &err, &message);

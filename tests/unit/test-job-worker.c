@@ -70,6 +70,8 @@ static void on_message(JobWorker *w, const JobMessage *m, void *userdata)
                 s->n_log++;
                 CHECK_STR(m->text, "hello 1");
                 break;
+        case JOB_MESSAGE_TOTALS:
+                break;
         case JOB_MESSAGE_WAIT:
                 s->n_wait++;
                 s->wait_modes = m->modes;
