@@ -15,6 +15,7 @@
 - with retry_interrupted = no the interrupted job is failed with a message
   that says what happened and what to do.
 """
+import os
 import signal
 
 import harness
@@ -140,6 +141,39 @@ def test_sigterm_during_write():
         d.cleanup()
 
 
+def test_abort_during_write_is_logged():
+    """flashd killed by SIGABRT during a flash (what systemd's watchdog sends
+    when the main loop is stuck): it dies of the signal (systemd sees a
+    failure and restarts it), its last log line says why and who sent it,
+    and the job is retried after the restart."""
+    boards = Boards()
+    image = app_image(400 * 1024, APP, seed=46)
+    d = harness.Flashd(config=FAST_CONFIG)
+    d.start()
+    try:
+        c = d.client()
+        ready(c)
+        ja = flash_rpc(c, A, image, address=APP)["id"]
+        c.wait_notification("notify_job_update", lambda p: p[0]["id"] == ja and p[0]["state"] == "flashing" and
+                            p[0]["phase"] == "write" and p[0]["bytes_done"] > 0, timeout=20)
+        d.proc.send_signal(signal.SIGABRT)
+        status = d.proc.wait(10)
+        check(status == -signal.SIGABRT, "flashd died of the signal (a failure for systemd)", status)
+        lines = [line for line in d.log_text().splitlines() if "fatal signal SIGABRT" in line]
+        check(len(lines) == 1 and lines[0].startswith("flashd[crit]") and f"pid {os.getpid()}" in lines[0],
+              "one critical log line names the signal and its sender", d.log_text()[-2000:])
+        d.stop(check=False)
+        d2 = harness.Flashd(config=FAST_CONFIG)
+        d2.state_dir = d.state_dir
+        with d2:
+            job = wait_job(d2.client(), ja, timeout=30)
+            check_job_done(job)
+            check(job["attempts"] == 2, "retried after the restart", job["attempts"])
+            check(boards.read(A, APP, len(image)) == image, "image in flash")
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     harness.main([test_restart_retries_interrupted_and_keeps_queue, test_restart_without_retry_fails_clearly,
-                  test_sigterm_during_write])
+                  test_sigterm_during_write, test_abort_during_write_is_logged])
