@@ -319,16 +319,19 @@ static void job_queue_expire(JobQueue *q)
                 job_queue_notify(q, j);
                 changed = true;
         }
-        if (changed)
+        if (changed) {
                 (void)job_queue_save(q);
-        job_queue_arm_expiry(q);
+                job_queue_arm_expiry(q);
+        }
 }
 
 static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata)
 {
         JobQueue *q = userdata;
 
+        q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         return 0;
 }
 
@@ -783,6 +786,7 @@ int job_queue_start(JobQueue *q)
                 return log_error_errno(r, "Failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
@@ -839,11 +843,14 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
 
 bool job_queue_port_busy(JobQueue *q, const char *port)
 {
-        /* the expiry timer may not have run yet (a board that shows up at the
-         * moment its interrupted job expires) */
-        job_queue_expire(q);
+        double now = job_now();
+
+        /* An expired job whose timer has not run yet (a board that shows up
+         * the moment it expires) holds nothing either; it is failed by the
+         * timer, not here, so that asking changes no job. */
         for (size_t i = 0; i < q->n_jobs; i++)
-                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port))
+                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port) &&
+                    !job_expired(q, q->jobs[i], now))
                         return true;
         return false;
 }
