@@ -267,7 +267,13 @@ static void job_slot_flush(JobSlot *s)
 
 static int job_slot_on_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
-        job_slot_flush(userdata);
+        JobSlot *s = userdata;
+
+        job_slot_flush(s);
+        /* The next one counts from when this one was due, not from when the
+         * loop got to it: late wakeups must not stretch the interval, or a
+         * long phase would show fewer than MOONRAKER_PROGRESS_HZ updates. */
+        s->last_usec = usec;
         return 0;
 }
 
