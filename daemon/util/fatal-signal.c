@@ -71,11 +71,27 @@ static void on_fatal_signal(int sig, siginfo_t *si, void *context)
         raise(sig);
 }
 
+static void on_process_exit(int status, void *userdata)
+{
+        char buf[256];
+        size_t n = 0;
+
+        if (status == 0)
+                return;
+        n = put(buf, n, sizeof(buf), journal ? "<3>" : "flashd[error]: ");
+        n = put(buf, n, sizeof(buf), "exiting with status ");
+        n = put_number(buf, n, sizeof(buf), (uintmax_t)(unsigned)status, 10);
+        n = put(buf, n, sizeof(buf),
+                " (the reason is logged above; with none, a library flashd uses called exit())\n");
+        (void)!write(STDERR_FILENO, buf, n);
+}
+
 void fatal_signal_log_install(void)
 {
-        static const int signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+        static const int signals[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP };
 
         journal = getenv("JOURNAL_STREAM") != NULL;
+        (void)on_exit(on_process_exit, NULL);
         for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
                 struct sigaction old, sa = {
                         .sa_sigaction = on_fatal_signal,

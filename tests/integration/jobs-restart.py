@@ -174,6 +174,20 @@ def test_abort_during_write_is_logged():
         d.cleanup()
 
 
+def test_failed_exit_is_logged():
+    """An exit with a failure status leaves a line that says so, also when
+    the code that called exit() logged nothing."""
+    d = harness.Flashd(config="no_such_key = 1\n", wait_ready=False)
+    try:
+        d.start()
+        status = d.proc.wait(10)
+        check(status == 1, "an invalid configuration is a start-up failure", status)
+        check("exiting with status 1" in d.log_text(), "the exit is logged", d.log_text())
+    finally:
+        d.stop(check=False)
+        d.cleanup()
+
+
 if __name__ == "__main__":
     harness.main([test_restart_retries_interrupted_and_keeps_queue, test_restart_without_retry_fails_clearly,
-                  test_sigterm_during_write, test_abort_during_write_is_logged])
+                  test_sigterm_during_write, test_abort_during_write_is_logged, test_failed_exit_is_logged])
