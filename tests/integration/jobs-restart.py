@@ -32,9 +32,9 @@ def ready(c):
     harness.wait_for(ok, what="boards listed")
 
 
-def kill_mid_write(boards, config, image):
-    """Start flashd, queue the jobs, SIGKILL it during the write; returns
-    (the stopped Flashd, job ids)."""
+def kill_mid_write(boards, config, image, sig=signal.SIGKILL):
+    """Start flashd, queue the job, kill it with `sig` during the write;
+    returns (the stopped Flashd, job id, its exit status)."""
     d = harness.Flashd(config=config)
     d.start()
     c = d.client()
@@ -42,10 +42,10 @@ def kill_mid_write(boards, config, image):
     ja = flash_rpc(c, A, image, address=APP)["id"]
     c.wait_notification("notify_job_update", lambda p: p[0]["id"] == ja and p[0]["state"] == "flashing" and
                         p[0]["phase"] == "write" and p[0]["bytes_done"] > 0, timeout=20)
-    d.proc.send_signal(signal.SIGKILL)
-    d.proc.wait(10)
+    d.proc.send_signal(sig)
+    status = d.proc.wait(10)
     check(boards.read(A, APP, len(image)) != image, "the first flash really was interrupted")
-    return d, ja
+    return d, ja, status
 
 
 def test_restart_retries_interrupted_and_keeps_queue():
@@ -98,7 +98,7 @@ def test_restart_retries_interrupted_and_keeps_queue():
 def test_restart_without_retry_fails_clearly():
     boards = Boards()
     image = app_image(400 * 1024, APP, seed=44)
-    d, ja = kill_mid_write(boards, FAST_CONFIG, image)
+    d, ja, _ = kill_mid_write(boards, FAST_CONFIG, image)
     try:
         d.stop(check=False)
         d2 = harness.Flashd(config=FAST_CONFIG + "retry_interrupted = no\n")
@@ -148,16 +148,8 @@ def test_abort_during_write_is_logged():
     and the job is retried after the restart."""
     boards = Boards()
     image = app_image(400 * 1024, APP, seed=46)
-    d = harness.Flashd(config=FAST_CONFIG)
-    d.start()
+    d, ja, status = kill_mid_write(boards, FAST_CONFIG, image, signal.SIGABRT)
     try:
-        c = d.client()
-        ready(c)
-        ja = flash_rpc(c, A, image, address=APP)["id"]
-        c.wait_notification("notify_job_update", lambda p: p[0]["id"] == ja and p[0]["state"] == "flashing" and
-                            p[0]["phase"] == "write" and p[0]["bytes_done"] > 0, timeout=20)
-        d.proc.send_signal(signal.SIGABRT)
-        status = d.proc.wait(10)
         check(status == -signal.SIGABRT, "flashd died of the signal (a failure for systemd)", status)
         lines = [line for line in d.log_text().splitlines() if "fatal signal SIGABRT" in line]
         check(len(lines) == 1 and lines[0].startswith("flashd[crit]") and f"pid {os.getpid()}" in lines[0],
