@@ -14,6 +14,8 @@
 
 /* notify_job_update at most this often per job while bytes move */
 #define JOB_NOTIFY_INTERVAL_USEC (250ull * 1000ull)
+/* how long a new phase may wait for its first progress (and total) */
+#define JOB_PHASE_TOTAL_WAIT_USEC (100ull * 1000ull)
 
 typedef struct JobRun JobRun;
 
@@ -31,6 +33,7 @@ struct JobRun {
         uint64_t phase_start_usec, phase_start_bytes;
         uint64_t last_notify_usec;
         sd_event_source *notify_timer;
+        bool phase_unsent; /* a new phase waits for its total before it is announced */
 
         JobRun *next;
 };
@@ -67,6 +70,7 @@ static JobRun *job_queue_find_run_port(JobQueue *q, const char *port)
 
 static void job_run_flush_notify(JobRun *run)
 {
+        run->phase_unsent = false;
         run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
         run->last_notify_usec = now_usec();
         job_queue_notify(run->queue, run->job);
@@ -92,6 +96,14 @@ static void job_run_notify_coalesced(JobRun *run)
                 (void)sd_event_add_time_relative(run->queue->event, &run->notify_timer, CLOCK_MONOTONIC,
                                                  JOB_NOTIFY_INTERVAL_USEC - (now - run->last_notify_usec), 0,
                                                  job_run_on_notify_timer, run);
+}
+
+/* The job's totals, for what has no bytes of its own (leave, the end). */
+static void job_show_totals(Job *j)
+{
+        if (j->image.payload_size > 0)
+                j->bytes_total = j->image.payload_size;
+        j->bytes_done = j->bytes_total;
 }
 
 static void job_run_clear_wait(JobRun *run)
@@ -307,16 +319,19 @@ static void job_queue_expire(JobQueue *q)
                 job_queue_notify(q, j);
                 changed = true;
         }
-        if (changed)
+        if (changed) {
                 (void)job_queue_save(q);
-        job_queue_arm_expiry(q);
+                job_queue_arm_expiry(q);
+        }
 }
 
 static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata)
 {
         JobQueue *q = userdata;
 
+        q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         return 0;
 }
 
@@ -479,12 +494,29 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 break;
         case JOB_MESSAGE_PHASE:
                 j->phase = m->phase;
-                j->bytes_done = 0;
-                j->bytes_total = 0; /* the phase's own total comes with its first progress */
                 j->rate = 0;
                 run->phase_start_usec = now;
                 run->phase_start_bytes = 0;
                 job_log(j, "phase %s", job_phase_to_string(m->phase));
+                if (m->has_progress) {
+                        j->bytes_done = m->done;
+                        j->bytes_total = m->total;
+                } else if (m->phase == JOB_PHASE_LEAVE)
+                        job_show_totals(j); /* no bytes of its own: the written image */
+                else {
+                        /* The phase's total comes with its first progress,
+                         * which the session sends right after the phase; a
+                         * phase announced with total 0 would make a frontend's
+                         * bar jump, so wait a moment for it. */
+                        j->bytes_done = 0;
+                        j->bytes_total = 0;
+                        run->phase_unsent = true;
+                        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
+                        if (sd_event_add_time_relative(q->event, &run->notify_timer, CLOCK_MONOTONIC,
+                                                       JOB_PHASE_TOTAL_WAIT_USEC, 0, job_run_on_notify_timer,
+                                                       run) >= 0)
+                                break;
+                }
                 job_run_flush_notify(run);
                 break;
         case JOB_MESSAGE_PROGRESS:
@@ -493,7 +525,10 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 if (now > run->phase_start_usec + 50000 && m->done >= run->phase_start_bytes)
                         j->rate = (double)(m->done - run->phase_start_bytes) * 1e6 /
                                   (double)(now - run->phase_start_usec);
-                job_run_notify_coalesced(run);
+                if (run->phase_unsent)
+                        job_run_flush_notify(run);
+                else
+                        job_run_notify_coalesced(run);
                 break;
         case JOB_MESSAGE_LOG:
                 if (m->text && !(m->once && job_log_has(j, m->text)))
@@ -514,6 +549,8 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                         (void)job_set_string(&j->message, m->text ? m->text : "cancelled");
                         job_enter_state(j, JOB_STATE_CANCELLED);
                 } else if (m->error == JOB_ERROR_NONE) {
+                        job_show_totals(j);
+                        j->rate = 0;
                         (void)job_set_string(&j->message, m->text);
                         if (m->text)
                                 job_log(j, "%s", m->text);
@@ -757,6 +794,7 @@ int job_queue_start(JobQueue *q)
                 return log_error_errno(r, "Failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
@@ -813,11 +851,14 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
 
 bool job_queue_port_busy(JobQueue *q, const char *port)
 {
-        /* the expiry timer may not have run yet (a board that shows up at the
-         * moment its interrupted job expires) */
-        job_queue_expire(q);
+        double now = job_now();
+
+        /* An expired job whose timer has not run yet (a board that shows up
+         * the moment it expires) holds nothing either; it is failed by the
+         * timer, not here, so that asking changes no job. */
         for (size_t i = 0; i < q->n_jobs; i++)
-                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port))
+                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port) &&
+                    !job_expired(q, q->jobs[i], now))
                         return true;
         return false;
 }

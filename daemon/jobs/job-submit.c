@@ -479,6 +479,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 (void)job_set_string(&j->image.name, req->image_name);
                 j->image.address = image->address;
                 j->image.has_address = req->has_address;
+                j->image.payload_size = image->size;
                 j->bytes_total = image->size;
         } else {
                 /* keep the refused job in the history: it says why */

@@ -55,6 +55,16 @@ static void job_worker_post(JobWorker *w, JobMessage *m)
                 job_message_free(m);
                 return;
         }
+        if (m->type == JOB_MESSAGE_PROGRESS && w->tail && w->tail->type == JOB_MESSAGE_PHASE) {
+                /* A phase arrives with its total: sessions report (0, total)
+                 * right after they enter a phase. */
+                w->tail->done = m->done;
+                w->tail->total = m->total;
+                w->tail->has_progress = true;
+                pthread_mutex_unlock(&w->lock);
+                job_message_free(m);
+                return;
+        }
         if (w->tail)
                 w->tail->next = m;
         else

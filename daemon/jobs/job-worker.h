@@ -42,6 +42,7 @@ typedef struct JobMessage {
         JobState state;
         JobPhase phase;
         uint64_t done, total;
+        bool has_progress;     /* PHASE: the phase's first progress came with it (done, total) */
         char *text;            /* log line, result message, device path */
         unsigned modes;        /* WAIT: 1 << DeviceMode */
         uint64_t hint_usec;    /* WAIT: after this long, show the board's hint */

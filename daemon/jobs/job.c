@@ -250,10 +250,11 @@ json_t *job_to_json(const Job *j, bool with_log)
 {
         json_t *o, *image, *error, *req, *force;
 
-        image = json_pack("{s:s, s:I, s:o, s:I, s:b, s:o}", "sha256", j->image.sha256, "size",
-                          (json_int_t)j->image.size, "format", json_string_or_null(j->image.format),
-                          "address", (json_int_t)j->image.address, "address_explicit", j->image.has_address,
-                          "name", json_string_or_null(j->image.name));
+        image = json_pack("{s:s, s:I, s:I, s:o, s:I, s:b, s:o}", "sha256", j->image.sha256, "size",
+                          (json_int_t)j->image.size, "payload_size", (json_int_t)j->image.payload_size,
+                          "format", json_string_or_null(j->image.format), "address",
+                          (json_int_t)j->image.address, "address_explicit", j->image.has_address, "name",
+                          json_string_or_null(j->image.name));
         if (j->error != JOB_ERROR_NONE)
                 error = json_pack("{s:i, s:s, s:s, s:s}", "code", (int)j->error, "name",
                                   job_error_to_string(j->error), "message", strempty(j->error_message),
@@ -382,6 +383,7 @@ int job_from_state_json(json_t *o, Job **ret)
                 return -EBADMSG;
         memcpy(j->image.sha256, json_string_value(v), 65);
         j->image.size = (uint64_t)json_integer_value(json_object_get(image, "size"));
+        j->image.payload_size = (uint64_t)json_integer_value(json_object_get(image, "payload_size"));
         if (dup_string(image, "format", &j->image.format) < 0 ||
             dup_string(image, "name", &j->image.name) < 0)
                 return -EBADMSG;

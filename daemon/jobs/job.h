@@ -60,12 +60,13 @@ static inline JobPhase job_phase_from_flash(FlashPhase p)
 #define JOB_LOG_MAX 200
 
 typedef struct JobImage {
-        char sha256[65];  /* hex; the key in the image store */
-        uint64_t size;    /* bytes of the stored file */
-        char *format;     /* "bin", "hex", "dfu" */
-        uint32_t address; /* where the image starts (resolved at submission) */
-        bool has_address; /* the client gave the address explicitly (may write a bootloader) */
-        char *name;       /* the file name the client gave, or NULL */
+        char sha256[65];       /* hex; the key in the image store */
+        uint64_t size;         /* bytes of the stored file */
+        uint64_t payload_size; /* bytes of flash it covers: the job's total */
+        char *format;          /* "bin", "hex", "dfu" */
+        uint32_t address;      /* where the image starts (resolved at submission) */
+        bool has_address;      /* the client gave the address explicitly (may write a bootloader) */
+        char *name;            /* the file name the client gave, or NULL */
 } JobImage;
 
 /* What the flash did, kept after it ended (the progress counters are the
