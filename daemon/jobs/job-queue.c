@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "jobs/job-check.h"
+#include "jobs/job-device.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-queue-internal.h"
 #include "jobs/job-worker.h"
@@ -398,8 +399,10 @@ static bool job_run_try_answer(JobRun *run, const InventoryEntry *e)
                 return false;
         if (run->wait_exclude && streq_ptr(run->wait_exclude, e->usb_devnode))
                 return false;
-        /* a DFU device is usable once the inventory has read its layout */
-        if (e->mode == DEVICE_MODE_DFU && (!e->probed || e->probing))
+        /* A DFU device is usable once the inventory has read its layout; an
+         * RP2040 boot ROM once the inventory's PICOBOOT read of its version
+         * is over (the two would fight over the interface). */
+        if ((e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_BOOTSEL) && (!e->probed || e->probing))
                 return false;
         /* Klipper and Katapult are talked to through their tty, which udev
          * announces a moment after the USB device */
@@ -691,15 +694,28 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
 
         /* An interrupted job is retried once its board sits in its bootloader
          * (unless it expired meanwhile). */
-        if (e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_KATAPULT) {
+        bool in_bootloader = JOB_DEVICE_BOOTLOADER_MODES & (1u << e->mode);
+        if (in_bootloader || e->mode == DEVICE_MODE_APP) {
                 bool changed = false;
                 job_queue_expire(q);
                 for (size_t i = 0; i < q->n_jobs; i++) {
                         Job *j = q->jobs[i];
                         if (j->state != JOB_STATE_INTERRUPTED || !streq_ptr(j->port, e->port))
                                 continue;
-                        job_log(j, "board is in its bootloader again: retrying from the start");
-                        job_enter_state(j, JOB_STATE_QUEUED);
+                        if (in_bootloader) {
+                                job_log(j, "board is in its bootloader again: retrying from the start");
+                                job_enter_state(j, JOB_STATE_QUEUED);
+                        } else if (j->phase == JOB_PHASE_LEAVE) {
+                                /* Interrupted while asking the bootloader to start the
+                                 * application: the image was complete (and verified,
+                                 * unless the job said not to), and the board now runs it. */
+                                (void)job_set_string(&j->message,
+                                                     "the image was written before flashd restarted; "
+                                                     "the board runs its application again");
+                                job_log(j, "%s", j->message);
+                                job_enter_state(j, JOB_STATE_DONE);
+                        } else
+                                continue;
                         job_queue_notify(q, j);
                         changed = true;
                 }
