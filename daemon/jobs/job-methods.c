@@ -11,6 +11,7 @@
 #include "server/peer-auth.h"
 #include "server/rpc.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static JobQueue *queue_of(RpcCall *call)
 {
@@ -70,6 +71,8 @@ void job_peer_name(pid_t pid, char *buf, size_t size)
         f = fopen(path, "re");
         if (f && fgets(buf, (int)size, f))
                 buf[strcspn(buf, "\n")] = '\0';
+        /* Any process may name itself any bytes (PR_SET_NAME). */
+        utf8_make_valid_in_place(buf, size);
 }
 
 static RpcError rpc_error_for(JobError e)

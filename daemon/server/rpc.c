@@ -133,8 +133,17 @@ bool rpc_call_replied(const RpcCall *call)
 
 int rpc_call_reply(RpcCall *call, json_t *result)
 {
-        if (!result)
-                result = json_string("ok");
+        if (!result) {
+                /* The handler could not build its result: say so, never
+                 * answer as if all went well. */
+                log_error("client %llu: %s: could not build the reply", (unsigned long long)call->client_id,
+                          call->method);
+                rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL,
+                                     "%s: the daemon could not build its reply (out of memory?); "
+                                     "the call may have taken effect, check with the list methods",
+                                     call->method);
+                return -ENOMEM;
+        }
         if (call->replied) {
                 json_decref(result);
                 return -EALREADY;

@@ -120,8 +120,10 @@ bool rpc_call_replied(const RpcCall *call);
 /* The fd passed with the request (ownership moves to the caller), or -EBADF. */
 int rpc_call_take_fd(RpcCall *call);
 
-/* Answer. `result` is stolen (NULL means `"ok"`). Returns 0, or -EALREADY
- * when the call was answered before. */
+/* Answer. `result` is stolen; pass json_string("ok") for a bare success.
+ * NULL means building the result failed: that is logged and answered with
+ * an internal error (returns -ENOMEM). Returns 0, or -EALREADY when the
+ * call was answered before. */
 int rpc_call_reply(RpcCall *call, json_t *result);
 /* `data` (an object or NULL) is stolen and gets "name": the error's
  * rpc_error_to_string(). `format` NULL uses rpc_error_message(). Returns
