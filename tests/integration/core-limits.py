@@ -6,6 +6,7 @@ clients, fds passed back to back, and running out of fds in accept()."""
 import array
 import base64
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,6 +208,44 @@ def test_fd_goes_to_the_request_it_came_with():
             assert (s2.st_dev, s2.st_ino) != (st.st_dev, st.st_ino), "passed fd leaked"
 
 
+def test_hung_path_open_does_not_stall_others():
+    """image.path on a file system whose open() hangs (emulated with an
+    LD_PRELOAD'ed open()): the request is answered with a timeout, and other
+    clients are served all along."""
+    tmp = tempfile.mkdtemp(prefix="flashd-hung-")
+    release = os.path.join(tmp, "release")
+    os.mkdir(os.path.join(tmp, "hung"))
+    for d in ("hung", "."):
+        with open(os.path.join(tmp, d, "img.bin"), "wb") as f:
+            f.write(os.urandom(4096))
+    lib = os.path.join(harness.build_root(), "tests", "integration", "hung-open.so")
+    env = {"LD_PRELOAD": lib, "HUNG_OPEN_RELEASE": release}
+    try:
+        with harness.Flashd(env=env) as d:
+            c = d.client(timeout=60 * SCALE)
+            c.send({"jsonrpc": "2.0", "id": "hung", "method": "job.flash",
+                    "params": {"target": "nowhere", "image": {"path": os.path.join(tmp, "hung", "img.bin")}}})
+            other = d.client(timeout=60 * SCALE)
+            start = time.monotonic()
+            worst = 0
+            while time.monotonic() - start < 3:
+                t = time.monotonic()
+                other.call("device.list")
+                worst = max(worst, time.monotonic() - t)
+                time.sleep(0.05)
+            assert worst < 1.0 * SCALE, f"device.list took {worst:.2f} s while a path open hung"
+            r = c.wait_response("hung", timeout=60 * SCALE)
+            assert "took longer than" in r["error"]["message"], r
+            assert time.monotonic() - start < 30 * SCALE
+            # the stuck open ends later; its result is thrown away
+            open(release, "w").close()
+            r = c.request("job.flash", {"target": "nowhere", "image": {"path": os.path.join(tmp, "img.bin")}})
+            assert r["error"]["data"].get("device") == "nowhere", r
+            assert d.alive()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class LimitedFlashd(harness.Flashd):
     def __init__(self, nofile, **kw):
         super().__init__(**kw)
@@ -270,5 +309,6 @@ def test_emfile_pauses_accepting():
 if __name__ == "__main__":
     harness.main([test_huge_batch_is_one_error, test_batch_member_limit,
                   test_large_message_only_for_image_data, test_unfinished_messages_are_bounded_in_total,
-                  test_fd_goes_to_the_request_it_came_with, test_low_fd_limit_at_start,
+                  test_fd_goes_to_the_request_it_came_with, test_hung_path_open_does_not_stall_others,
+                  test_low_fd_limit_at_start,
                   test_emfile_pauses_accepting])
