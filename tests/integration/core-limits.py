@@ -246,6 +246,28 @@ def test_hung_path_open_does_not_stall_others():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_path_image_read_off_the_loop_keeps_rule_ids():
+    """rule.add with image.path waits for the file off the main loop and
+    runs again: it still takes one rule id, and job.flash the same way
+    reaches the board lookup."""
+    tmp = tempfile.mkdtemp(prefix="flashd-path-")
+    path = os.path.join(tmp, "k.bin")
+    with open(path, "wb") as f:
+        f.write((0x20020000).to_bytes(4, "little") + (0x08008201).to_bytes(4, "little") + os.urandom(4088))
+    try:
+        with harness.Flashd() as d:
+            c = d.client()
+            match = {"port": "9-9", "mode": "bootloader"}
+            ids = [c.call("rule.add", {"match": match, "image": {"path": path}})["rule"]["id"] for _ in range(2)]
+            ids.append(c.call("rule.add", {"match": match, "image": {
+                "data": base64.b64encode(b"\0" * 64).decode(), "name": "x.bin"}})["rule"]["id"])
+            assert ids == ["rule-1", "rule-2", "rule-3"], ids
+            r = c.request("job.flash", {"target": "nowhere", "image": {"path": path}})
+            assert r["error"]["data"].get("device") == "nowhere", r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 class LimitedFlashd(harness.Flashd):
     def __init__(self, nofile, **kw):
         super().__init__(**kw)
@@ -310,5 +332,6 @@ if __name__ == "__main__":
     harness.main([test_huge_batch_is_one_error, test_batch_member_limit,
                   test_large_message_only_for_image_data, test_unfinished_messages_are_bounded_in_total,
                   test_fd_goes_to_the_request_it_came_with, test_hung_path_open_does_not_stall_others,
+                  test_path_image_read_off_the_loop_keeps_rule_ids,
                   test_low_fd_limit_at_start,
                   test_emfile_pauses_accepting])
