@@ -51,8 +51,9 @@ struct Client {
         /* Complete messages wait beyond this wakeup's share: no reading
          * until they are handled (from Server.backlog). */
         bool backlog;
-        size_t buffered;       /* input bytes counted in Server.input_total */
-        unsigned budget_drops; /* messages dropped for the total input limit, not reported yet */
+        uint64_t backlog_round; /* the last Server.backlog_round it had a turn in */
+        size_t buffered;        /* input bytes counted in Server.input_total */
+        unsigned budget_drops;  /* messages dropped for the total input limit, not reported yet */
         PendingFd pending_fds[CLIENT_PENDING_FDS_MAX];
         size_t n_pending_fds;
         char *name, *version, *type, *url;
@@ -72,6 +73,7 @@ struct Server {
         bool refusing_logged; /* "too many clients" said once until there is room */
         size_t input_total;   /* input buffered for all clients */
         sd_event_source *backlog;
+        uint64_t backlog_round;
         sd_event_source *accept_timer; /* listeners paused after EMFILE/ENFILE */
         bool accept_failure_logged;
         uint64_t next_id;
@@ -379,14 +381,23 @@ static int on_backlog(sd_event_source *source, void *userdata)
         Server *s = userdata;
         bool more = false;
 
-        for (Client *c = s->clients, *next; c; c = next) {
-                next = c->next; /* c may be disconnected */
-                if (!c->backlog)
+        /* Each client with a backlog gets one turn. Handling one may
+         * disconnect others (a notification over their output limit), which
+         * unlinks them: then start again from the head, skipping those that
+         * had their turn already. */
+        s->backlog_round++;
+        for (Client *c = s->clients; c;) {
+                if (!c->backlog || c->backlog_round == s->backlog_round) {
+                        c = c->next;
                         continue;
+                }
+                c->backlog_round = s->backlog_round;
+                Client *next = c->next;
                 client_process(c);
-                if (!c->dead && c->backlog)
-                        more = true;
+                c = !next ? NULL : next->dead ? s->clients : next;
         }
+        for (Client *c = s->clients; c && !more; c = c->next)
+                more = c->backlog;
         if (!more)
                 sd_event_source_set_enabled(source, SD_EVENT_OFF);
         return 0;
