@@ -202,7 +202,10 @@ static int method_list(RpcCall *call, json_t *params)
         set = rule_service_get_set(s);
         rules = json_array();
         for (size_t i = 0; rules && i < set->n_rules; i++)
-                json_array_append_new(rules, rule_service_rule_json(s, set->rules[i]));
+                if (json_array_append_new(rules, rule_service_rule_json(s, set->rules[i])) < 0) {
+                        json_decref(rules); /* answered as an error, not as a shorter list */
+                        rules = NULL;
+                }
         return rpc_call_reply(call, json_pack("{s:o}", "rules", rules));
 }
 
