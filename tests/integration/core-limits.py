@@ -28,6 +28,15 @@ def status_kib(pid, key):
     raise KeyError(key)
 
 
+def rss_is_meaningful(pid):
+    """Not under valgrind or ASan: their own memory (shadow, quarantine)
+    would be counted."""
+    if os.environ.get("FLASHD_WRAPPER"):
+        return False
+    with open(f"/proc/{pid}/maps") as f:
+        return "asan" not in f.read()
+
+
 def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -70,7 +79,8 @@ def test_huge_batch_is_one_error():
         assert m["error"]["code"] == -32001 and m["error"]["data"]["limit"] == 64 * 1024, m
         assert c.call("server.info")
         worst = probe.finish()
-        assert status_kib(pid, "VmHWM") < 64 * 1024, status_kib(pid, "VmHWM")
+        if rss_is_meaningful(pid):
+            assert status_kib(pid, "VmHWM") < 64 * 1024, status_kib(pid, "VmHWM")
         assert worst < 2.0 * SCALE, worst
 
 
@@ -135,8 +145,9 @@ def test_unfinished_messages_are_bounded_in_total():
         hwm = status_kib(pid, "VmHWM")
         rss = status_kib(pid, "VmRSS")
         worst = probe.finish()
-        assert hwm < 64 * 1024, hwm
-        assert rss < 64 * 1024, rss
+        if rss_is_meaningful(pid):
+            assert hwm < 64 * 1024, hwm
+            assert rss < 64 * 1024, rss
         assert worst < 2.0 * SCALE, worst
         # dropped clients were told, and can go on
         dropped = 0
