@@ -280,12 +280,13 @@ def test_path_image_read_off_the_loop_keeps_rule_ids():
 
 
 class LimitedFlashd(harness.Flashd):
-    def __init__(self, nofile, **kw):
+    def __init__(self, nofile, hard=None, **kw):
         super().__init__(**kw)
         self.nofile = nofile
+        self.hard = hard or nofile
 
     def command(self):
-        return ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + super().command()
+        return ["prlimit", f"--nofile={self.nofile}:{self.hard}", "--"] + super().command()
 
 
 def flood_clients(d, n):
@@ -328,6 +329,13 @@ def test_low_fd_limit_at_start():
         assert "refusing clients" in d.log_text()
 
 
+def test_soft_fd_limit_raised_to_hard():
+    with LimitedFlashd(128, hard=4096) as d:
+        with open(f"/proc/{d.proc.pid}/limits") as f:
+            line = next(l for l in f if l.startswith("Max open files"))
+        assert line.split()[3:5] == ["4096", "4096"], line
+
+
 def test_emfile_pauses_accepting():
     """Out of fds while clients wait to be accepted (limit lowered under the
     running daemon): accept() is paused, logged once, not retried in a loop."""
@@ -344,5 +352,5 @@ if __name__ == "__main__":
                   test_large_message_only_for_image_data, test_unfinished_messages_are_bounded_in_total,
                   test_fd_goes_to_the_request_it_came_with, test_hung_path_open_does_not_stall_others,
                   test_path_image_read_off_the_loop_keeps_rule_ids,
-                  test_low_fd_limit_at_start,
+                  test_low_fd_limit_at_start, test_soft_fd_limit_raised_to_hard,
                   test_emfile_pauses_accepting])
