@@ -65,7 +65,9 @@ def test_non_utf8_process_name():
     image = app_image(16 * 1024, APP, seed=7, mcu="stm32f429xx")
     with harness.Flashd(config=FAST_CONFIG) as d:
         c = d.client()
-        harness.wait_for(lambda: "1-1.1" in harness.devices_by_port(c), what="board")
+        # identified (its layout read): slow under valgrind
+        harness.wait_for(lambda: harness.devices_by_port(c).get("1-1.1", {}).get("probed"),
+                         timeout=60 * float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1")), what="board")
         out = submit_as_badly_named_process(d.socket_path, image)
         job = out["job"].get("result")
         check(isinstance(job, dict) and "job" in job, "job.flash answered with the job", out["job"])
