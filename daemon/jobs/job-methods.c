@@ -8,9 +8,11 @@
 
 #include "jobs/job-service.h"
 #include "manager.h"
+#include "server/path-load.h"
 #include "server/peer-auth.h"
 #include "server/rpc.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static JobQueue *queue_of(RpcCall *call)
 {
@@ -70,6 +72,8 @@ void job_peer_name(pid_t pid, char *buf, size_t size)
         f = fopen(path, "re");
         if (f && fgets(buf, (int)size, f))
                 buf[strcspn(buf, "\n")] = '\0';
+        /* Any process may name itself any bytes (PR_SET_NAME). */
+        utf8_make_valid_in_place(buf, size);
 }
 
 static RpcError rpc_error_for(JobError e)
@@ -120,8 +124,47 @@ static json_t *candidates_of(Manager *m, const char *target)
         return arr;
 }
 
+/* What the loader thread brought back for an image.path (see
+ * job_method_read_image()). */
+typedef struct PathImage {
+        int r;
+        uint8_t *data;
+        size_t size;
+        char *message;
+} PathImage;
+
+static void path_image_free(void *p)
+{
+        PathImage *img = p;
+
+        if (!img)
+                return;
+        free(img->data);
+        free(img->message);
+        free(img);
+}
+
+static void on_path_image_loaded(int r, uint8_t *data, size_t size, char *message, void *userdata)
+{
+        static PathImage out_of_memory = { .r = -ENOMEM };
+        RpcCall *call = userdata;
+        PathImage *img = calloc(1, sizeof(*img));
+
+        if (!img) {
+                free(data);
+                free(message);
+                rpc_call_set_data(call, &out_of_memory, NULL);
+        } else {
+                *img = (PathImage){ .r = r, .data = data, .size = size, .message = message };
+                rpc_call_set_data(call, img, path_image_free);
+        }
+        rpc_call_resume(call); /* the handler runs again and finds the image */
+}
+
 /* The image of a request, into memory (also used by rule.add). Answers
- * the call on failure. */
+ * the call on failure. An image.path is opened and read off the main loop:
+ * then this suspends the call (returns -EINPROGRESS, for the handler to
+ * return at once) and the handler runs again when the file is read. */
 int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size_t *ret_size)
 {
         const RpcPeer *peer = rpc_call_get_peer(call);
@@ -148,7 +191,7 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                                 "(send it with SCM_RIGHTS on the request's first bytes)");
         } else if (path) {
                 _cleanup_(peer_cred_freep) PeerCred *pc = NULL;
-                _cleanup_free_ char *why = NULL;
+                PathImage *loaded = rpc_call_get_data(call);
 
                 if (!peer->has_credentials)
                         return rpc_call_reply_error(
@@ -162,16 +205,34 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                                : peer_cred_new(&pc, peer->pid, peer->uid, peer->gid, NULL, 0);
                 if (r < 0)
                         return r;
-                r = peer_auth_open_as(pc, path, O_RDONLY, &fd, &why);
-                if (r < 0)
+                if (!loaded) {
+                        r = path_load_start(manager_get_event(rpc_call_get_manager(call)), pc, path,
+                                            O_RDONLY, read_image_fd, PATH_LOAD_TIMEOUT_USEC,
+                                            on_path_image_loaded, call);
+                        if (r == -EBUSY)
+                                return rpc_call_reply_error(
+                                        call, RPC_ERROR_BUSY, json_pack("{s:s}", "path", path),
+                                        "too many files are being opened for clients at once; try again, "
+                                        "or pass the file itself");
+                        if (r < 0)
+                                return r;
+                        return rpc_call_suspend(call);
+                }
+                r = loaded->r;
+                if (r >= 0) {
+                        bytes = TAKE_PTR(loaded->data);
+                        size = loaded->size;
+                } else if (loaded->message || r == -ETIMEDOUT)
                         return rpc_call_reply_error(call,
                                                     r == -EACCES || r == -EPERM ? RPC_ERROR_PERMISSION_DENIED
+                                                    : r == -ETIMEDOUT           ? RPC_ERROR_TIMEOUT
                                                                                 : RPC_ERROR_INVALID_PARAMS,
                                                     json_pack("{s:s}", "path", path), "%s",
-                                                    why ? why : strerror(-r));
+                                                    loaded->message ? loaded->message : strerror(-r));
         }
-        if (fd >= 0) {
-                r = read_image_fd(fd, &bytes, &size);
+        if (fd >= 0 || (path && !bytes)) {
+                if (fd >= 0)
+                        r = read_image_fd(fd, &bytes, &size);
                 if (r == -EBADFD)
                         return rpc_call_reply_error(
                                 call, RPC_ERROR_INVALID_PARAMS, NULL,
@@ -184,7 +245,7 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_IO, NULL, "could not read the image: %s",
                                                     strerror(-r));
-        } else {
+        } else if (data) {
                 r = decode_base64(data, &bytes, &size);
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,

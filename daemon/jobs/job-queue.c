@@ -146,8 +146,13 @@ int job_queue_save(JobQueue *q)
         int r;
 
         arr = json_array();
-        for (size_t i = 0; i < q->n_jobs; i++)
-                json_array_append_new(arr, job_to_state_json(q->jobs[i]));
+        for (size_t i = 0; arr && i < q->n_jobs; i++)
+                if (json_array_append_new(arr, job_to_state_json(q->jobs[i])) < 0) {
+                        /* never write a file that lacks a job */
+                        json_decref(arr);
+                        return log_error_errno(-ENOMEM, "Failed to save %s: job %" PRIu64 " as JSON",
+                                               q->state_file, q->jobs[i]->id);
+                }
         root = json_pack("{s:i, s:I, s:o}", "version", 1, "next_id", (json_int_t)q->next_id, "jobs", arr);
         if (!root)
                 return log_oom();
@@ -884,7 +889,10 @@ json_t *job_queue_list_json(JobQueue *q, bool all)
         json_t *arr = json_array();
 
         for (size_t i = 0; arr && i < q->n_jobs; i++)
-                if (all || !job_state_is_final(q->jobs[i]->state))
-                        json_array_append_new(arr, job_to_json(q->jobs[i], false));
+                if ((all || !job_state_is_final(q->jobs[i]->state)) &&
+                    json_array_append_new(arr, job_to_json(q->jobs[i], false)) < 0) {
+                        json_decref(arr); /* the caller answers an error, not a shorter list */
+                        return NULL;
+                }
         return arr;
 }

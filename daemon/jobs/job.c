@@ -6,6 +6,7 @@
 
 #include "jobs/job.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static const char *const job_state_table[_JOB_STATE_MAX] = {
         [JOB_STATE_QUEUED] = "queued",
@@ -217,9 +218,10 @@ void job_fail(Job *j, JobError e, const char *format, ...)
         job_enter_state(j, JOB_STATE_FAILED);
 }
 
+/* World strings (device names, process names) may be any bytes. */
 static json_t *json_string_or_null(const char *s)
 {
-        return s ? json_string(s) : json_null();
+        return json_string_sanitized(s);
 }
 
 static json_t *json_time_or_null(double t)
@@ -256,9 +258,10 @@ json_t *job_to_json(const Job *j, bool with_log)
                           (json_int_t)j->image.address, "address_explicit", j->image.has_address, "name",
                           json_string_or_null(j->image.name));
         if (j->error != JOB_ERROR_NONE)
-                error = json_pack("{s:i, s:s, s:s, s:s}", "code", (int)j->error, "name",
-                                  job_error_to_string(j->error), "message", strempty(j->error_message),
-                                  "advice", job_error_advice(j->error));
+                error = json_pack("{s:i, s:s, s:o, s:s}", "code", (int)j->error, "name",
+                                  job_error_to_string(j->error), "message",
+                                  json_string_or_null(strempty(j->error_message)), "advice",
+                                  job_error_advice(j->error));
         else
                 error = json_null();
         req = json_pack("{s:i, s:i, s:o}", "uid", (int)j->requested_by.uid, "pid", (int)j->requested_by.pid,
@@ -280,7 +283,7 @@ json_t *job_to_json(const Job *j, bool with_log)
                 (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate", j->rate,
                 "message", json_string_or_null(j->message), "error", error, "created", j->created, "started",
                 json_time_or_null(j->started), "finished", json_time_or_null(j->finished), "source",
-                json_string(j->source ? j->source : "manual"), "requested_by", req, "attempts",
+                json_string_or_null(j->source ? j->source : "manual"), "requested_by", req, "attempts",
                 (int)j->attempts);
         if (!o)
                 return NULL;
@@ -306,7 +309,7 @@ json_t *job_to_json(const Job *j, bool with_log)
         if (with_log) {
                 json_t *log = json_array();
                 for (size_t i = 0; i < j->n_log; i++)
-                        json_array_append_new(log, json_string(j->log[i]));
+                        json_array_append_new(log, json_string_or_null(j->log[i]));
                 json_object_set_new(o, "log", log);
         }
         return o;

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "utf8.h"
 
 /* Bumped when a published method or object changes incompatibly. */
 #define FLASHD_API_VERSION 1
@@ -35,10 +36,10 @@ static int method_server_info(RpcCall *call, json_t *params)
         int r = rpc_call_unpack_params(call, params, "{!}");
         if (r < 0)
                 return r;
-        return rpc_call_reply(call, json_pack("{s:s,s:i,s:f,s:s,s:I,s:I,s:I}", "version", FLASHD_VERSION,
+        return rpc_call_reply(call, json_pack("{s:s,s:i,s:f,s:o,s:I,s:I,s:I}", "version", FLASHD_VERSION,
                                               "api_version", FLASHD_API_VERSION, "uptime", manager_uptime(m),
-                                              "state_dir", m->config->state_dir, "devices",
-                                              (json_int_t)inventory_count(m->inventory), "boards",
+                                              "state_dir", json_string_sanitized(m->config->state_dir),
+                                              "devices", (json_int_t)inventory_count(m->inventory), "boards",
                                               (json_int_t)m->boards->n_boards, "clients",
                                               (json_int_t)(m->server ? server_n_clients(m->server) : 0)));
 }
