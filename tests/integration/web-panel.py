@@ -22,7 +22,11 @@ and virtual boards. Under
 - with an API key required, the page asks for it and connects with it.
 Screenshots of each view go to <build>/web-artifacts/.
 """
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 
 import harness
@@ -110,7 +114,6 @@ def test_panel():
 
         # Boards --------------------------------------------------------
         boards_listed(b, [OCTOPUS_PORT, SKR_PORT])
-        shot(b, "boards.png")
         b.wait(f"document.querySelector('.board[data-port=\"{SKR_PORT}\"] .layout-bar')", what="SKR layout bar")
         octo = b.text(f'.board[data-port="{OCTOPUS_PORT}"]')
         check("running its firmware" in octo and "stm32f429" in octo.lower(), "Octopus Pro in app mode with its MCU", octo)
@@ -239,10 +242,34 @@ def test_panel():
         check(errors == [], "no exception in the page", errors)
 
 
+def installed_www():
+    """The panel laid out as `meson install` puts it (meson introspect
+    --installed): every file of web/ that the page loads must be installed
+    under <datadir>/flashd/www, entry index.html."""
+    out = subprocess.run(["meson", "introspect", "--installed", harness.build_root()],
+                         capture_output=True, text=True, check=True).stdout
+    installed = json.loads(out)
+    web = os.path.join(harness.source_root(), "web")
+    www = [dst for src, dst in installed.items() if src.startswith(web + os.sep) and "/flashd/www/" in dst]
+    check(any(d.endswith("/flashd/www/index.html") for d in www), "index.html at <datadir>/flashd/www", www)
+    root = www[0][:www[0].index("/flashd/www/") + len("/flashd/www/")]
+    sources = {os.path.relpath(os.path.join(dp, f), web) for dp, _, fs in os.walk(web) for f in fs
+               if f.endswith((".html", ".css", ".js"))}
+    check(sources == {d[len(root):] for d in www}, "every page file installed, and only those",
+          sorted(sources ^ {d[len(root):] for d in www}))
+    tmp = tempfile.mkdtemp(prefix="flashd-www-")
+    for src, dst in installed.items():
+        if dst in www:
+            os.makedirs(os.path.dirname(os.path.join(tmp, dst[len(root):])), exist_ok=True)
+            shutil.copy(src, os.path.join(tmp, dst[len(root):]))
+    return tmp
+
+
 def test_not_connected_and_read_only():
     require_browser()
     d, path = flashd_with_moonraker(enable_flashing=False, via_cli=True)
-    with StandIn(path) as mr, Browser() as b:
+    # served from the installed layout, at /flashd/ as nginx-flashd.conf does
+    with StandIn(path, www=installed_www()) as mr, Browser() as b:
         url = mr.url("/flashd/", f"?moonraker=ws://127.0.0.1:{mr.port}/websocket")
         b.open(url)
         b.wait("document.getElementById('conn').dataset.state === 'noagent'", what="no flashd")

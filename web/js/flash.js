@@ -22,10 +22,11 @@ const STATE_WORDS = {
 let root, form, targetSel, fileInput, plan, startBtn, result, jobBox;
 let file = null, fileBytes = null;
 let jobId = null, jobLog = [], lastKey = "";
+let wanted = "";   // the chosen port, kept while the board re-enumerates
 
 export function init(ctx, node) {
   root = node;
-  targetSel = el("select", { id: "flash-target", onchange: () => showPlan(ctx) });
+  targetSel = el("select", { id: "flash-target", onchange: () => { wanted = targetSel.value; showPlan(ctx); } });
   fileInput = el("input", { id: "image-file", type: "file", accept: ".bin,.hex,.dfu,.uf2", onchange: () => pick(ctx, fileInput.files[0]) });
   const drop = el("div", { id: "drop", class: "drop" }, "Drop a firmware image here (.bin, .hex, .dfu, .uf2) or ", el("label", {}, fileInput));
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
@@ -185,7 +186,7 @@ function progress(job) {
 
 function endWords(job) {
   if (job.state === "done") return `Done: the board runs the new image${job.device ? " (now at " + job.device + ")" : ""}.`;
-  if (job.state === "failed" && job.error) return `Failed: ${job.error.message}${job.error.advice ? " " + job.error.advice : ""}`;
+  if (job.state === "failed" && job.error) return `Failed: ${job.error.message}${job.error.advice ? " — " + job.error.advice : ""}`;
   if (job.state === "cancelled") return "Cancelled." + (job.phase ? " The board stays in its bootloader; flash again to finish." : "");
   return STATE_WORDS[job.state] || job.state;
 }
@@ -193,14 +194,20 @@ function endWords(job) {
 export function render(ctx) {
   const { state } = ctx;
   // targets: keep the selection while boards come and go
-  const sel = targetSel.value;
+  // a board being flashed leaves its port for a moment (application ->
+  // bootloader -> application): keep it chosen while its job runs
+  const job = jobId !== null ? state.jobs.get(jobId) : null;
+  const running = job && !JOB_FINAL.includes(job.state);
+  if (wanted && !state.devices.has(wanted) && !(running && job.port === wanted)) wanted = "";
   const devs = [...state.devices.values()].sort((a, b) => a.port.localeCompare(b.port, undefined, { numeric: true }));
-  clear(targetSel, el("option", { value: "" }, devs.length ? "choose a board" : "no boards"),
-    devs.map((d) => el("option", { value: d.port, selected: d.port === sel }, `${d.port} · ${d.board || d.mcu || d.usb_id} (${d.mode})`)));
-  if (sel && !state.devices.has(sel) && jobId === null) targetSel.value = "";
+  const options = devs.map((d) => el("option", { value: d.port, selected: d.port === wanted },
+    `${d.port} · ${d.board || d.mcu || d.usb_id} (${d.mode})`));
+  if (wanted && !state.devices.has(wanted))
+    options.push(el("option", { value: wanted, selected: true }, `${wanted} · re-enumerating`));
+  clear(targetSel, el("option", { value: "" }, devs.length ? "choose a board" : "no boards"), options);
+  targetSel.value = wanted;
   showPlan(ctx);
 
-  const job = jobId !== null ? state.jobs.get(jobId) : null;
   if (!job) {
     clear(jobBox);
     return;
@@ -210,7 +217,9 @@ export function render(ctx) {
   clear(jobBox,
     el("h3", {}, `Job ${job.id}: ${job.target || job.port}`),
     el("p", { id: "job-state", class: "state state-" + job.state }, final ? endWords(job) : STATE_WORDS[job.state] || job.state),
-    progress(job),
+    final && job.state !== "done" && !job.started ? null : progress(job),
     final ? null : el("button", { id: "job-cancel", type: "button", onclick: () => cancel(ctx), disabled: state.canFlash === false }, "Cancel"),
     el("details", { open: true }, el("summary", {}, "Log"), el("pre", { id: "job-log" }, jobLog.join("\n"))));
+  const log = document.getElementById("job-log");
+  log.scrollTop = log.scrollHeight;
 }

@@ -56,7 +56,7 @@ export function errorText(e) {
   const f = e.flashd;
   if (f) {
     const advice = f.data && f.data.error && f.data.error.advice;
-    return advice ? `${f.message} ${advice}` : f.message;
+    return advice && !f.message.includes(advice) ? `${f.message} — ${advice}` : f.message;
   }
   return e.message || String(e);
 }
