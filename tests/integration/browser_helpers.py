@@ -31,11 +31,8 @@ SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 
 
 def chromium_binary():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
+    # Debian's package is chromium (scripts/deps); other distributions name it otherwise
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def require_browser():

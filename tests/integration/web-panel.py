@@ -269,7 +269,8 @@ def test_not_connected_and_read_only():
     require_browser()
     d, path = flashd_with_moonraker(enable_flashing=False, via_cli=True)
     # served from the installed layout, at /flashd/ as nginx-flashd.conf does
-    with StandIn(path, www=installed_www()) as mr, Browser() as b:
+    www = installed_www()
+    with StandIn(path, www=www) as mr, Browser() as b:
         url = mr.url("/flashd/", f"?moonraker=ws://127.0.0.1:{mr.port}/websocket")
         b.open(url)
         b.wait("document.getElementById('conn').dataset.state === 'noagent'", what="no flashd")
@@ -294,6 +295,7 @@ def test_not_connected_and_read_only():
             check(d.client().call("job.list", {"all": True})["jobs"] == [], "no job made")
         # flashd gone: the page says so again
         b.wait("document.getElementById('conn').dataset.state === 'noagent'", timeout=30, what="flashd gone")
+    shutil.rmtree(www, ignore_errors=True)
 
 
 def test_api_key():
