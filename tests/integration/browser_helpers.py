@@ -100,6 +100,8 @@ class Browser:
         if self.ws is not None:
             self.ws.close()
             self.ws = None
+            # let tornado's reader task see the close before the loop goes
+            self.loop.run_until_complete(asyncio.sleep(0.1))
         if self.proc is not None:
             self.proc.terminate()
             try:
