@@ -16,6 +16,8 @@ and virtual boards. Under
   the virtual flash; the job is in the History view with its log;
 - an image built for the wrong address shows flashd's refusal reason;
 - a job on the SKR is cancelled from the page while it flashes;
+- a job started by another client shows on its board's card and the Flash
+  view follows it to its end;
 - the SKR unplugged vanishes from the page;
 - without flashd the page says flashd is not connected and what to change;
   with enable_flashing = no it says read-only and how to enable flashing;
@@ -31,6 +33,7 @@ import time
 
 import harness
 from browser_helpers import Browser, StandIn, artifacts_dir, require_browser
+from jobs_helpers import flash_rpc, wait_job
 from moonraker_helpers import APP, Boards, app_image, check, check_flash, flashd_with_moonraker, wait_ready
 
 OCTOPUS, SKR = "0", "1"
@@ -233,8 +236,19 @@ def test_panel():
         b.wait("document.querySelectorAll('#rule-list .rule').length === 0", what="the rule removed")
         check(own.call("rule.list")["rules"] == [], "removed in flashd")
 
-        # unplug: the board vanishes -----------------------------------
+        # a job started elsewhere (flashctl, a rule) shows on its board and
+        # the Flash view follows it --------------------------------------
         b.eval("location.hash = '#boards'")
+        other = flash_rpc(own, SKR_PORT, skr_image)
+        b.wait(f"(document.querySelector('.board[data-port=\"{SKR_PORT}\"] .active-job') || {{}}).textContent"
+               f"?.startsWith('job {other['id']}:')", timeout=60, what="the running job on the SKR's card")
+        b.wait(f"(document.querySelector('#job h3') || {{}}).textContent?.startsWith('Job {other['id']}:')",
+               what="the Flash view follows the job")
+        b.wait("document.getElementById('job').dataset.state === 'done'", timeout=120, what="the other job done")
+        check(wait_job(own, other["id"])["state"] == "done", "flashd says done too")
+        check(boards.read(SKR, SKR_APP, len(skr_image)) == skr_image, "the SKR holds the image")
+
+        # unplug: the board vanishes -----------------------------------
         boards.unplug(SKR)
         boards_listed(b, [OCTOPUS_PORT])
         check(b.eval("[...document.querySelectorAll('#flash-target option')].every(o => o.value !== '1-1.2')"),

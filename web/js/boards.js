@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 // Boards: every device flashd sees, by USB port path, live.
 
-import { bytes, clear, el, hex } from "./util.js";
+import { bytes, clear, el, hex, JOB_FINAL } from "./util.js";
 
 let root;
 
@@ -58,7 +58,17 @@ function boardName(dev) {
     c.map((x) => `${x.name}${x.variant ? " " + x.variant : ""}`).join(", "));
 }
 
-function card(dev) {
+// a job running on this port (from this page, another client or a rule)
+function activeJob(state, port) {
+  const jobs = [...state.jobs.values()].filter((j) => j.port === port && !JOB_FINAL.includes(j.state));
+  if (!jobs.length) return null;
+  const j = jobs[jobs.length - 1];
+  const pct = j.state === "flashing" && j.bytes_total ? ` ${Math.floor((j.bytes_done || 0) / j.bytes_total * 100)}%` : "";
+  return el("a", { class: "active-job", href: "#flash", title: j.message || "" },
+    `job ${j.id}: ${j.state}${j.phase && j.state === "flashing" ? " (" + j.phase + pct + ")" : ""}`);
+}
+
+function card(dev, state) {
   const rows = [
     ["Board", boardName(dev)],
     ["MCU", dev.mcu || "unknown"],
@@ -72,7 +82,8 @@ function card(dev) {
     el("header", {},
       el("span", { class: "port" }, dev.port),
       el("span", { class: "mode mode-" + dev.mode }, MODES[dev.mode] || dev.mode),
-      dev.mode === "dfu" && !dev.probed ? el("span", { class: "probing" }, "reading layout…") : null),
+      dev.mode === "dfu" && !dev.probed ? el("span", { class: "probing" }, "reading layout…") : null,
+      activeJob(state, dev.port)),
     el("dl", {}, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
     layoutBar(dev),
     notes.length ? el("ul", { class: "notes" }, notes.map((n) => el("li", {}, n))) : null);
@@ -84,6 +95,6 @@ export function render(ctx) {
   let body;
   if (mr.state !== "open" || !state.agent) body = el("p", { class: "empty" }, "No connection to flashd.");
   else if (!devs.length) body = el("p", { class: "empty" }, "No boards connected. Plug one in: it shows up here at once.");
-  else body = el("div", { class: "boards" }, devs.map(card));
+  else body = el("div", { class: "boards" }, devs.map((d) => card(d, state)));
   clear(root, el("h2", {}, "Boards"), body);
 }

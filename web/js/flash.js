@@ -120,7 +120,7 @@ async function start(ctx) {
     result.hidden = false;
     if (f && f.data && f.data.job) {
       jobId = f.data.job;
-      fetchLog(ctx);
+        fetchLog(ctx);
     }
   }
   ctx.render();
@@ -194,6 +194,17 @@ function endWords(job) {
 export function render(ctx) {
   const { state } = ctx;
   // targets: keep the selection while boards come and go
+  // a job that runs while the one shown has ended (or none is: the page
+  // was reloaded) is followed, whoever started it: a rule, flashctl
+  if (jobId === null || JOB_FINAL.includes((state.jobs.get(jobId) || {}).state)) {
+    const running = [...state.jobs.values()].filter((j) => !JOB_FINAL.includes(j.state));
+    if (running.length) {
+      jobId = running[running.length - 1].id;
+      jobLog = [];
+      lastKey = "";
+      fetchLog(ctx);
+    }
+  }
   // a board being flashed leaves its port for a moment (application ->
   // bootloader -> application): keep it chosen while its job runs
   const job = jobId !== null ? state.jobs.get(jobId) : null;
