@@ -75,14 +75,18 @@ class Browser:
         args = [chromium_binary(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--disable-extensions", "--disable-background-networking", "--disable-dev-shm-usage",
                 "--remote-debugging-port=0", f"--user-data-dir={self.tmp}", "about:blank"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        # the browser does not need the virtual boards' umockdev preload
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
+        # stderr to a file: a pipe nobody reads would stall the browser once full
+        self.stderr_path = os.path.join(self.tmp, "chromium.log")
+        with open(self.stderr_path, "w") as err:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
         # the browser-wide DevTools endpoint is also written to DevToolsActivePort
         port_file = os.path.join(self.tmp, "DevToolsActivePort")
         deadline = time.monotonic() + 30 * SCALE
         while not os.path.exists(port_file) or len(open(port_file).read().split("\n")) < 2:
             if self.proc.poll() is not None:
-                raise BrowserError(f"chromium exited: {self.proc.stderr.read()[-2000:]}")
+                raise BrowserError(f"chromium exited: {open(self.stderr_path).read()[-2000:]}")
             if time.monotonic() > deadline:
                 raise BrowserError("chromium did not open its DevTools port")
             time.sleep(0.05)

@@ -37,7 +37,7 @@ function renderBanner() {
     content = [
       el("strong", {}, "flashd is not connected to Moonraker. "),
       "On the printer, point flashd at Moonraker's socket: ",
-      el("code", {}, "[moonraker] socket = ~/printer_data/comms/moonraker.sock"),
+      el("code", {}, "[moonraker] socket = /home/pi/printer_data/comms/moonraker.sock"),
       " in /etc/flashd/flashd.conf (or start flashd with ",
       el("code", {}, "--moonraker PATH"),
       "), then restart flashd. Nothing can be shown until it connects.",
