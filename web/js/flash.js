@@ -118,10 +118,8 @@ async function start(ctx) {
       name ? el("span", { class: "code" }, ` (${name})`) : null);
     result.className = "refused";
     result.hidden = false;
-    if (f && f.data && f.data.job) {
-      jobId = f.data.job;
-        fetchLog(ctx);
-    }
+    // the refused job is in the History with its log; the box above says it all
+    jobId = null;
   }
   ctx.render();
 }
