@@ -161,8 +161,10 @@ class Browser:
 
     # page --------------------------------------------------------------
     def open(self, url):
+        # the old document is "complete" too until the new one replaces it
+        self.eval("window.__leaving = true")
         self.send("Page.navigate", {"url": url})
-        self.wait("document.readyState === 'complete'", what="page loaded")
+        self.wait("!window.__leaving && document.readyState === 'complete'", what=f"{url} loaded")
 
     def eval(self, expr):
         r = self.send("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True})
