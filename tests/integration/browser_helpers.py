@@ -221,13 +221,13 @@ class Browser:
 class StandIn:
     """scripts/moonraker-standin.py on a free TCP port and a temp Unix socket."""
 
-    def __init__(self, unix_path, api_key=None, www=None):
+    def __init__(self, unix_path, api_key=None, www=None, port=0):
         self.unix_path = unix_path
         self.tmp = tempfile.mkdtemp(prefix="flashd-standin-")
         self.ready = os.path.join(self.tmp, "ready")
         self.log_path = os.path.join(self.tmp, "standin.log")
         self.args = [sys.executable, os.path.join(harness.source_root(), "scripts", "moonraker-standin.py"),
-                     "--port", "0", "--unix", unix_path, "--ready-file", self.ready]
+                     "--port", str(port), "--unix", unix_path, "--ready-file", self.ready]
         if api_key:
             self.args += ["--api-key", api_key]
         if www:

@@ -21,7 +21,8 @@ and virtual boards. Under
 - the SKR unplugged vanishes from the page;
 - without flashd the page says flashd is not connected and what to change;
   with enable_flashing = no it says read-only and how to enable flashing;
-- with an API key required, the page asks for it and connects with it.
+- with an API key required, the page asks for it and connects with it;
+- Moonraker restarting: the page says so, reconnects, shows the boards again.
 Screenshots of each view go to <build>/web-artifacts/.
 """
 import json
@@ -334,5 +335,23 @@ def test_api_key():
         b.wait("document.getElementById('conn').dataset.state === 'ready'", timeout=30, what="reconnected with the stored key")
 
 
+def test_moonraker_restart():
+    """Moonraker restarts: the page says it is unreachable, reconnects by
+    itself, and shows flashd's boards again once flashd has re-registered."""
+    require_browser()
+    d, path = flashd_with_moonraker(enable_flashing=True, via_cli=True)
+    with d, Browser() as b:
+        wait_ready(d.client(), OCTOPUS_PORT)
+        with StandIn(path) as mr:
+            port = mr.port
+            b.open(mr.url("/", f"?moonraker=ws://127.0.0.1:{port}/websocket"))
+            boards_listed(b, [OCTOPUS_PORT, SKR_PORT])
+        b.wait("document.getElementById('conn').dataset.state === 'closed'", what="Moonraker gone")
+        check(b.eval("document.querySelectorAll('.board').length") == 0, "no stale boards while Moonraker is gone")
+        with StandIn(path, port=port):
+            b.wait("document.getElementById('conn').dataset.state === 'ready'", timeout=60, what="reconnected")
+            boards_listed(b, [OCTOPUS_PORT, SKR_PORT])
+
+
 if __name__ == "__main__":
-    harness.main([test_panel, test_not_connected_and_read_only, test_api_key][:int(os.environ.get("WEB_TESTS", "3"))])
+    harness.main([test_panel, test_not_connected_and_read_only, test_api_key, test_moonraker_restart])
