@@ -347,6 +347,9 @@ def test_moonraker_restart():
             b.open(mr.url("/", f"?moonraker=ws://127.0.0.1:{port}/websocket"))
             boards_listed(b, [OCTOPUS_PORT, SKR_PORT])
         b.wait("document.getElementById('conn').dataset.state === 'closed'", what="Moonraker gone")
+        banner = b.wait("!document.getElementById('banner').hidden && document.getElementById('banner').textContent",
+                        what="the banner")
+        check("not reachable" in banner and f":{port}/websocket" in banner, "says Moonraker is not reachable", banner)
         check(b.eval("document.querySelectorAll('.board').length") == 0, "no stale boards while Moonraker is gone")
         with StandIn(path, port=port):
             b.wait("document.getElementById('conn').dataset.state === 'ready'", timeout=60, what="reconnected")

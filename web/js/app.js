@@ -33,7 +33,13 @@ function renderAll() {
 function renderBanner() {
   const b = document.getElementById("banner");
   let content = null;
-  if (mr.state === "open" && !state.agent) {
+  if (mr.state === "closed") {
+    content = [
+      el("strong", {}, "Moonraker is not reachable "), `at ${mr.url} (retrying). `,
+      "Is Moonraker running? For a Moonraker on another host, open this page with ",
+      el("code", {}, "?moonraker=ws://HOST:7125/websocket"), ".",
+    ];
+  } else if (mr.state === "open" && !state.agent) {
     content = [
       el("strong", {}, "flashd is not connected to Moonraker. "),
       "On the printer, point flashd at Moonraker's socket: ",
