@@ -191,7 +191,6 @@ function endWords(job) {
 
 export function render(ctx) {
   const { state } = ctx;
-  // targets: keep the selection while boards come and go
   // a job that runs while the one shown has ended (or none is: the page
   // was reloaded) is followed, whoever started it: a rule, flashctl
   if (jobId === null || JOB_FINAL.includes((state.jobs.get(jobId) || {}).state)) {
@@ -219,6 +218,7 @@ export function render(ctx) {
 
   if (!job) {
     clear(jobBox);
+    delete jobBox.dataset.state;
     return;
   }
   const final = JOB_FINAL.includes(job.state);
