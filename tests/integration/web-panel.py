@@ -20,7 +20,8 @@ and virtual boards. Under
   view follows it to its end;
 - the SKR unplugged vanishes from the page;
 - without flashd the page says flashd is not connected and what to change;
-  with enable_flashing = no it says read-only and how to enable flashing;
+  with enable_flashing = no it says read-only and how to enable flashing,
+  and Flash is disabled; an image dropped on the page is taken as picked;
 - with an API key required, the page asks for it and connects with it;
 - Moonraker restarting: the page says so, reconnects, shows the boards again.
 Screenshots of each view go to <build>/web-artifacts/.
@@ -309,6 +310,14 @@ def test_not_connected_and_read_only():
             b.set_files("#image-file", [write(d.tmp, "klipper.bin", app_image(8192, APP))])
             b.wait("document.getElementById('plan').textContent.includes('klipper.bin')", what="plan")
             check(b.eval("document.getElementById('flash-start').disabled"), "Flash is disabled when read-only")
+            # an image dropped on the page is taken like a picked one
+            b.eval("""(() => { const dt = new DataTransfer();
+                dt.items.add(new File([':020000040800F2\\n:00000001FF\\n'], 'dropped.hex'));
+                document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+            })()""")
+            plan = b.wait("document.getElementById('plan').textContent.includes('dropped.hex')"
+                          " && document.getElementById('plan').textContent", what="the dropped image in the plan")
+            check("dropped.hex, 28 B, hex" in plan, "format and size of the dropped image", plan)
             shot(b, "read-only.png")
             check(d.client().call("job.list", {"all": True})["jobs"] == [], "no job made")
         # flashd gone: the page says so again
