@@ -519,6 +519,14 @@ static int flow_flash_avr(Flow *f)
         case AVR_FLASH_WRITTEN:
         case AVR_FLASH_UNCHANGED:
                 job_worker_log(f->w, "%s", strna(message));
+                /* the USB-serial bridge stays on the bus: nothing to wait
+                 * for once the bootloader acknowledged leaving */
+                job_worker_send_device(f->w, f->dev->tty);
+                if (asprintf(&f->message, "%s; the board runs the application again on %s",
+                             r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
+                                                      : "flashed and verified",
+                             f->dev->tty) < 0)
+                        f->message = NULL;
                 return 0;
         case -ENODEV:
                 return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
@@ -774,7 +782,7 @@ static int flow_run(Flow *f)
         else if (f->dev->mode == DEVICE_MODE_BOOTSEL)
                 r = flow_flash_picoboot(f);
         else if (f->spec->has_board && f->spec->board.avr)
-                return flow_flash_avr(f) < 0 ? -1 : flow_wait_app(f, NULL);
+                return flow_flash_avr(f);
         else
                 r = flow_flash_katapult(f);
         if (r < 0)

@@ -146,6 +146,18 @@ void avr_board_sync_flash(VBoard *b)
                 flash_model_load(b->flash, 0, buf, v->flash_size);
 }
 
+void avr_board_add_stats(VBoard *b, json_t *c)
+{
+        if (!b->avr)
+                return;
+        AvrSimStats st = avr_sim_get_stats(b->avr->sim);
+        json_object_set_new(c, "avr_resets", json_integer((json_int_t)st.resets));
+        json_object_set_new(c, "avr_app_starts", json_integer((json_int_t)st.app_starts));
+        json_object_set_new(c, "avr_program_commands", json_integer((json_int_t)st.v2_program_commands));
+        json_object_set_new(c, "avr_bytes_in", json_integer((json_int_t)st.bytes_in));
+        json_object_set_new(c, "avr_bytes_out", json_integer((json_int_t)st.bytes_out));
+}
+
 /* --flash images and earlier dumps live in b->flash while the board is off */
 static void load_sim_flash(VBoard *b)
 {

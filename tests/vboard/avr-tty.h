@@ -15,6 +15,9 @@ bool avr_board_wanted(const Board *bd);
 int avr_board_new(VBoard *b);
 /* vboard_free, lock not held. */
 void avr_board_free(VBoard *b);
+/* avr_resets, avr_app_starts, avr_program_commands (STK500v2),
+ * avr_bytes_in/out into a stats counters object; nothing for other boards. */
+void avr_board_add_stats(VBoard *b, json_t *counters);
 /* Copy the simulated flash into b->flash (lock held). */
 void avr_board_sync_flash(VBoard *b);
 

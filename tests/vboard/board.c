@@ -780,6 +780,7 @@ json_t *vboard_stats(VBoard *b)
         json_object_set_new(c, "reenumerations", json_integer((json_int_t)b->reenumerations));
         json_object_set_new(c, "unplugs", json_integer((json_int_t)b->unplugs));
         json_object_set_new(c, "baud_1200_requests", json_integer((json_int_t)b->baud_1200_requests));
+        avr_board_add_stats(b, c);
         if (b->picoboot) {
                 const PicobootModel *m = b->picoboot;
                 json_object_set_new(c, "picoboot_commands", json_integer((json_int_t)m->commands));

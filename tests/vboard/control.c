@@ -289,6 +289,7 @@ static json_t *handle(Client *c, char **argv, int argc)
                     len > sizeof(buf))
                         return error_reply("usage: read BOARD ADDR LEN (LEN <= 65536)");
                 g_mutex_lock(&w->lock);
+                avr_board_sync_flash(b);
                 r = flash_model_read(b->flash, addr, buf, len);
                 if (r < 0)
                         r = flash_model_read(b->option_bytes, addr, buf, len);
