@@ -185,5 +185,31 @@ def test_unplug_and_retry():
         check("2 reset" in log, "the job pulsed twice", log)
 
 
+def test_uno_optiboot():
+    """optiboot (STK500v1) on a virtual Uno: erases the page it writes, so
+    a change in one page writes that page only; the rest stays."""
+    boards = Boards()
+    uno = "arduino-uno-atmega328p"
+    b = boards.board(uno)
+    image = avr_image(10 * 128 + 50, 7)
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        wait_listed(d.client(), b["port"])
+        p = flashctl(d, "flash", "arduino-uno", write_image(tmpdir(), ihex(image), "uno.hex"), timeout=180 * SCALE)
+        check(p.returncode == 0, f"flashctl flash exit {p.returncode}", p.stdout + p.stderr)
+        check(boards.read(uno, 0, len(image)) == image, "image not in the Uno's flash")
+        image2 = bytearray(image)
+        image2[5 * 128 + 3] ^= 0x33
+        p = flashctl(d, "flash", "arduino-uno", write_image(tmpdir(), ihex(bytes(image2)), "uno2.hex"),
+                     timeout=180 * SCALE)
+        check(p.returncode == 0, f"flashctl flash exit {p.returncode}", p.stdout + p.stderr)
+        check(boards.read(uno, 0, len(image2)) == bytes(image2), "changed image not in the Uno's flash")
+        log = flashctl(d, "job", str(max(j["id"] for j in jobs(d)))).stdout
+        check("1 written" in log and "10 unchanged and skipped" in log, "only the changed page written", log)
+        # the boot section is optiboot's: refused
+        p = flashctl(d, "flash", "arduino-uno", write_image(tmpdir(), ihex(avr_image(0x7E00 + 2, 8)), "big.hex"),
+                     timeout=60 * SCALE)
+        check(p.returncode != 0 and "bootloader" in p.stdout + p.stderr, "into optiboot refused", p.stdout)
+
+
 if __name__ == "__main__":
-    harness.main([test_mega_flash, test_wrong_signature, test_unplug_and_retry])
+    harness.main([test_mega_flash, test_wrong_signature, test_unplug_and_retry, test_uno_optiboot])
