@@ -59,7 +59,7 @@ static void usage(FILE *f)
               "       vboard [--control PATH] ctl VERB [ARGS...]\n"
               "       vboard --list-boards\n"
               "Quirks: short-string garbage-tail error-at-start reset-on-leave no-1200-reboot unplug=N[,M]\n"
-              "        string-eio=N\n"
+              "        string-eio=N avr-miss-reset\n"
               "Control verbs: list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
               "wait\n",
               f);
