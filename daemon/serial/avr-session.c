@@ -289,6 +289,10 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                 differs[i] = memcmp(have + a, want + a, page) != 0;
                 n_diff += differs[i];
                 flash_callbacks_progress(&s->cb, a + page, padded);
+                /* one change means every page is written anyway: the rest
+                 * of the read-back would only cost time */
+                if (differs[i] && s->ops->erase == AVR_ERASE_SEQUENTIAL)
+                        break;
         }
         if (n_diff == 0) {
                 s->stats.pages_skipped = n_pages;
