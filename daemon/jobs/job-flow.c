@@ -648,6 +648,23 @@ static bool flow_writes_bootloader_region(Flow *f)
         return false;
 }
 
+/* stop_units before a board running its application is taken over */
+static int flow_stop_units(Flow *f)
+{
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        if (!f->spec->stop_units || !f->spec->stop_units[0])
+                return 0;
+        r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped, &message);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_UNIT_CONTROL, "could not stop a unit of stop_units: %s",
+                                 strna(message));
+        for (char **u = f->stopped; u && *u; u++)
+                job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
+        return 0;
+}
+
 static int flow_wait_app(Flow *f, const char *flashed_devnode)
 {
         int r;
@@ -720,16 +737,9 @@ static int flow_run(Flow *f)
 
         switch (f->dev->mode) {
         case DEVICE_MODE_APP:
-                if (f->spec->stop_units && f->spec->stop_units[0]) {
-                        _cleanup_free_ char *message = NULL;
-                        r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped,
-                                           &message);
-                        if (r < 0)
-                                return flow_fail(f, JOB_ERROR_UNIT_CONTROL,
-                                                 "could not stop a unit of stop_units: %s", strna(message));
-                        for (char **u = f->stopped; u && *u; u++)
-                                job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
-                }
+                r = flow_stop_units(f);
+                if (r < 0)
+                        return r;
                 /* an AVR's bootloader listens only right after a reset:
                  * the AVR session resets the board itself */
                 if (f->spec->has_board && f->spec->board.avr)
@@ -743,9 +753,14 @@ static int flow_run(Flow *f)
         case DEVICE_MODE_BOOTSEL:
                 break;
         case DEVICE_MODE_SERIAL:
-                /* a USB-serial bridge in front of an AVR the user named */
-                if (f->spec->has_board && f->spec->board.avr)
+                /* a USB-serial bridge in front of an AVR running its
+                 * application: klippy holds that tty as it holds Klipper's */
+                if (f->spec->has_board && f->spec->board.avr) {
+                        r = flow_stop_units(f);
+                        if (r < 0)
+                                return r;
                         break;
+                }
                 return flow_fail(
                         f, JOB_ERROR_UNSUPPORTED_DEVICE,
                         "the device on %s is in %s mode, which flashd cannot flash; put it into its "
