@@ -152,6 +152,38 @@ def test_wrong_signature():
         check(boards.read(BOARD, 0, 4 * PAGE) == before_flash, "flash changed")
 
 
+def test_unidentified_bridge_named():
+    """A bridge the database does not name (as a CH340 or FTDI clone):
+    listed in mode serial without a board; flashed with --board."""
+    boards = Boards()
+    b = boards.board(BOARD)
+    with open(os.path.join(harness.boards_dir(), "mega2560.json")) as f:
+        entry = json.load(f)
+    entry["variants"][0]["usb"]["app"] = "2341:0010"
+    override = tmpdir()
+    with open(os.path.join(override, "mega2560.json"), "w") as f:
+        json.dump(entry, f)
+    image = avr_image(3 * PAGE + 7, 12)
+    hexfile = write_image(tmpdir(), ihex(image), "named.hex")
+    with harness.Flashd(config=FAST_CONFIG, boards_dirs=[harness.boards_dir(), override]) as d:
+        c = d.client()
+        wait_listed(c, b["port"])
+        dev = harness.devices_by_port(c)[b["port"]]
+        check(dev["mode"] == "serial" and dev["board"] is None and not dev["board_candidates"],
+              "an unnamed bridge is not identified", dev)
+        p = flash(d, hexfile)
+        check(p.returncode != 0, "flashed by a board name no device carries", p.stdout + p.stderr)
+        before = programs(boards)
+        p = flashctl(d, "flash", "--board", "octopus", b["tty"], hexfile, timeout=60 * SCALE)
+        check(p.returncode != 0 and programs(boards) == before, "an STM32 board name on a serial bridge",
+              p.stdout + p.stderr)
+        p = flashctl(d, "flash", "--board", "no-such-board", b["tty"], hexfile, timeout=60 * SCALE)
+        check(p.returncode != 0 and "unknown board" in p.stdout + p.stderr, "unknown board name", p.stdout + p.stderr)
+        p = flashctl(d, "flash", "--board", "mega2560", b["tty"], hexfile, timeout=180 * SCALE)
+        check(p.returncode == 0, f"flash --board mega2560 exit {p.returncode}", p.stdout + p.stderr)
+        check(boards.read(BOARD, 0, len(image)) == image, "image not in flash")
+
+
 def test_unplug_and_retry():
     boards = Boards()
     b = boards.board(BOARD)
@@ -212,4 +244,5 @@ def test_uno_optiboot():
 
 
 if __name__ == "__main__":
-    harness.main([test_mega_flash, test_wrong_signature, test_unplug_and_retry, test_uno_optiboot])
+    harness.main([test_mega_flash, test_wrong_signature, test_unidentified_bridge_named, test_unplug_and_retry,
+                  test_uno_optiboot])
