@@ -517,7 +517,7 @@ end:
 
 static int verb_flash(Flashctl *ctx, int argc, char **argv)
 {
-        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT };
+        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT, ARG_BOARD };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
                 { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
@@ -525,11 +525,12 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 { "mass-erase", no_argument, NULL, ARG_MASS_ERASE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "format", required_argument, NULL, ARG_FORMAT },
+                { "board", required_argument, NULL, ARG_BOARD },
                 {},
         };
         json_auto_t *force = json_array();
         json_auto_t *params = NULL, *result = NULL;
-        const char *format = NULL;
+        const char *format = NULL, *board = NULL;
         bool has_address = false, verify = true, mass_erase = false, wait = true;
         uint32_t address = 0;
         RpcClientError e = {};
@@ -559,6 +560,9 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 case ARG_FORMAT:
                         format = optarg;
                         break;
+                case ARG_BOARD:
+                        board = optarg;
+                        break;
                 default:
                         return FLASHCTL_EXIT_USAGE;
                 }
@@ -586,6 +590,8 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 json_object_set_new(params, "address", json_integer(address));
         if (format)
                 json_object_set_new(params, "format", json_string(format));
+        if (board)
+                json_object_set_new(params, "board", json_string(board));
 
         r = flashctl_connect(ctx);
         if (r != 0)
@@ -984,6 +990,8 @@ static const Verb job_verbs[] = {
                         "                         bootloader-region, mcu (repeatable; logged)\n"
                         "     --mass-erase        Erase the whole flash first\n"
                         "     --format=FMT        bin, hex or dfu (default: detected)\n"
+                        "     --board=NAME        The board behind an unidentified device (an AVR behind\n"
+                        "                         a CH340 or FTDI USB-serial bridge: --board mega2560)\n"
                         "     --no-wait           Print the job id and return at once\n"
                         "\n"
                         "Progress: a bar on a terminal, one line per state otherwise; with --json one\n"

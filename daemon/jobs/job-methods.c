@@ -261,7 +261,7 @@ static int method_flash(RpcCall *call, json_t *params)
         Manager *m = rpc_call_get_manager(call);
         JobQueue *q = queue_of(call);
         const RpcPeer *peer = rpc_call_get_peer(call);
-        const char *target = NULL, *format = NULL;
+        const char *target = NULL, *format = NULL, *board = NULL;
         json_t *image = NULL, *force = NULL;
         json_int_t address = -1;
         int verify = 1, mass_erase = 0, wait = 0;
@@ -276,12 +276,18 @@ static int method_flash(RpcCall *call, json_t *params)
 
         if (!q)
                 return reply_no_jobs(call);
-        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b !}", "target",
+        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b, s?s !}", "target",
                                    &target, "image", &image, "format", &format, "address", &address,
                                    "verify", &verify, "force", &force, "mass_erase", &mass_erase, "wait",
-                                   &wait);
+                                   &wait, "board", &board);
         if (r < 0)
                 return r;
+        /* a device the inventory cannot identify (a USB-serial bridge in
+         * front of an AVR) is flashed as the board the caller names */
+        if (board && !board_db_find(m->boards, board))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "unknown board \"%s\": `flashctl boards` lists the known ones",
+                                            board);
         if (address > UINT32_MAX)
                 return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
                                             "address %" PRIi64 " is not a 32-bit address", (int64_t)address);
@@ -309,6 +315,7 @@ static int method_flash(RpcCall *call, json_t *params)
 
         job_peer_name(peer->pid, who, sizeof(who));
         req.target = target;
+        req.board = board;
         req.data = bytes;
         req.size = size;
         req.format = format;

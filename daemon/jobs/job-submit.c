@@ -64,6 +64,14 @@ int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
                 fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
                 fb->uart_request = v->reboot == BOARD_REBOOT_UART_REQUEST;
                 fb->hint = waiting_hint(v->hints);
+                if (v->avr.present) {
+                        fb->avr = true;
+                        fb->avr_stk500v1 = b->bootloader == BOARD_BOOTLOADER_STK500V1;
+                        memcpy(fb->avr_signature, v->avr.signature, 3);
+                        fb->avr_page_size = v->avr.page_size;
+                        fb->avr_boot_size = v->avr.boot_size;
+                        fb->avr_baud = v->avr.baud;
+                }
         }
         return fb->name ? 0 : -ENOMEM;
 }
