@@ -102,6 +102,11 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 if (r < 0)
                         return log_oom();
         }
+        if (event) {
+                r = identify_service_new(&m->identify, event, m->inventory);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up Klipper's identify: %m");
+        }
         if (event && config->moonraker.socket_path) {
                 /* The Moonraker agent (daemon/moonraker, moonraker helper): it
                  * forwards every broadcast as an agent event. */
@@ -127,6 +132,7 @@ Manager *manager_free(Manager *m)
         /* After jobs and server: calls relayed by Moonraker are answered
          * through it, and the server's broadcast hook points at it. */
         m->moonraker = moonraker_agent_free(m->moonraker);
+        m->identify = identify_service_free(m->identify);
         m->inventory = inventory_free(m->inventory);
         board_db_free(m->boards);
         config_free(m->config);

@@ -19,6 +19,7 @@
 #include "moonraker/moonraker-agent.h"
 #include "rules/rule-service.h"
 #include "server/server.h"
+#include "update/identify-service.h"
 
 typedef struct Manager {
         sd_event *event; /* NULL for a manager that only dispatches (fuzzing, unit tests) */
@@ -29,8 +30,9 @@ typedef struct Manager {
         JobService *jobs;   /* flash jobs; NULL without an event loop */
         RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
         MoonrakerAgent
-                *moonraker;  /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
-        uint64_t start_usec; /* CLOCK_MONOTONIC */
+                *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
+        IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
+        uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */
 } Manager;

@@ -123,6 +123,9 @@ static InventoryEntry *entry_free(InventoryEntry *e)
         entry_clear_tty(e);
         inventory_entry_clear_identity(e);
         free(e->last_mcu);
+        free(e->firmware_version);
+        free(e->firmware_mcu);
+        free(e->firmware_source);
         json_decref(e->reported);
         free(e->port);
         free(e);
@@ -499,6 +502,32 @@ int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r)
                                   strna(r->diagnostic));
         e->probe_diagnostic = TAKE_PTR(r->diagnostic);
         inventory_probe_result_clear(r);
+        inventory_update(inv, e);
+        return 0;
+}
+
+static int set_string(char **p, const char *v)
+{
+        char *n = NULL;
+        if (v && !(n = strdup(v)))
+                return -ENOMEM;
+        free(*p);
+        *p = n;
+        return 0;
+}
+
+int inventory_set_firmware(Inventory *inv, const char *port, uint64_t generation, const char *version,
+                           const char *mcu, const char *source)
+{
+        InventoryEntry *e = port ? inventory_lookup(inv, port) : NULL;
+        int r;
+
+        if (!e || e->generation != generation)
+                return 0; /* gone or re-enumerated while it was asked */
+        if ((r = set_string(&e->firmware_version, version)) < 0 ||
+            (r = set_string(&e->firmware_mcu, mcu)) < 0 || (r = set_string(&e->firmware_source, source)) < 0)
+                return r;
+        e->firmware_generation = generation;
         inventory_update(inv, e);
         return 0;
 }
