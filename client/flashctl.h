@@ -74,6 +74,8 @@ extern const CommandGroup command_group_server;
 extern const CommandGroup command_group_device;
 extern const CommandGroup command_group_job;
 extern const CommandGroup command_group_rule;
+extern const CommandGroup command_group_profile;
+extern const CommandGroup command_group_update;
 
 /* All groups, NULL-terminated (flashctl.c). */
 extern const CommandGroup *const command_groups[];

@@ -115,6 +115,7 @@ Config *config_free(Config *c)
         free(c->boards_dirs);
         strv_free_config(c->stop_units);
         moonraker_config_done(&c->moonraker); /* [moonraker] (moonraker helper) */
+        klipper_config_done(&c->klipper);     /* [klipper] (daemon/update) */
         free(c);
         return NULL;
 }
@@ -145,6 +146,8 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         if (streq(section,
                   "moonraker")) /* the Moonraker agent's keys (daemon/moonraker, moonraker helper) */
                 return moonraker_config_on_key(&c->moonraker, name, value, &p->error);
+        if (streq(section, "klipper"))
+                return klipper_config_on_key(&c->klipper, name, value, &p->error);
         if (!streq(section, "") && !streq(section, "flashd")) {
                 parse_error(p, "unknown section [%s]", section);
                 return 0;

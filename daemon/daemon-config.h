@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "moonraker/moonraker-config.h"
+#include "update/klipper-config.h"
 
 typedef struct Config {
         char *config_file;  /* NULL: none given, the default path was tried */
@@ -33,6 +34,9 @@ typedef struct Config {
 
         /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker; moonraker helper) */
         MoonrakerConfig moonraker;
+
+        /* [klipper]: the Klipper tree, its builder and printer.cfg (daemon/update) */
+        KlipperConfig klipper;
 } Config;
 
 int config_new(Config **ret);
