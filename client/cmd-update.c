@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * flashctl status: what every MCU of the printer runs against the host's
- * Klipper version (update.status).
+ * What every MCU of the printer runs against the host's Klipper version
+ * (update.status), for `flashctl status` (cmd-server.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,39 +13,40 @@
 #include "macros.h"
 #include "output.h"
 
-static int verb_status(Flashctl *ctx, int argc, char **argv)
+int flashctl_update_status_fetch(Flashctl *ctx, json_t **ret)
 {
-        static const struct option options[] = { { "json", no_argument, NULL, 'j' }, {} };
-        json_auto_t *result = NULL;
+        RpcClientError e = {};
+        int r = flashctl_call(ctx, "update.status", NULL, ret, &e);
+
+        /* an older daemon without update.status: the server part alone */
+        if (r == FLASHCTL_EXIT_DAEMON_ERROR && e.code == -32601) {
+                rpc_client_error_done(&e);
+                return 1;
+        }
+        if (r == FLASHCTL_EXIT_DAEMON_ERROR)
+                flashctl_print_daemon_error(&e);
+        rpc_client_error_done(&e);
+        return r;
+}
+
+void flashctl_update_status_print(Flashctl *ctx, const json_t *result)
+{
         const json_t *mcus, *m;
         size_t i;
-        int c, r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
-                switch (c) {
-                case 'j':
-                        ctx->json = true;
-                        break;
-                default:
-                        return flashctl_usage_error("status", "see flashctl status --help");
-                }
-        if (argc != optind)
-                return flashctl_usage_error("status", "'status' takes no arguments");
-        r = flashctl_call(ctx, "update.status", NULL, &result, NULL);
-        if (r != 0)
-                return r;
-        if (ctx->json)
-                return flashctl_print_json_exit(ctx, result);
-
-        printf("Host Klipper: %s", output_json_str(result, "host_version") ?: "unknown");
+        printf("\nHost Klipper: %s", output_json_str(result, "host_version") ?: "unknown");
         if (output_json_str(result, "host_error"))
                 printf(" (%s)", output_json_str(result, "host_error"));
         printf("\n");
         if (output_json_str(result, "printer_config_error")) {
                 printf("%s\n", output_json_str(result, "printer_config_error"));
-                return FLASHCTL_EXIT_DAEMON_ERROR;
+                return;
         }
         mcus = json_object_get(result, "mcus");
+        if (json_array_size(mcus) == 0) {
+                printf("printer.cfg names no MCU\n");
+                return;
+        }
         printf("%-10s %-14s %-5s %-24s %-24s %-8s %s\n", "MCU", "BOARD", "VIA", "RUNNING", "HOST", "STATE",
                "PROFILE");
         json_array_foreach (mcus, i, m) {
@@ -61,26 +62,9 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
                 if (output_json_str(m, "reason"))
                         printf("%10s %s\n", "", output_json_str(m, "reason"));
         }
-        if (json_array_size(mcus) == 0)
-                printf("printer.cfg names no MCU\n");
-        return FLASHCTL_EXIT_OK;
 }
 
 static const Verb update_verbs[] = {
-        {
-                .name = "status",
-                .args = NULL,
-                .summary = "What each MCU of the printer runs, against the host's Klipper",
-                .help = "     --json              The daemon's answer as JSON\n"
-                        "\n"
-                        "One line per MCU of printer.cfg ([klipper] printer_config in flashd.conf): its\n"
-                        "board, transport, the Klipper version it runs (asked with Klipper's identify\n"
-                        "while no one else holds its port), the host's version (git describe of the\n"
-                        "Klipper tree), and the state: current, stale (flashctl update rebuilds and\n"
-                        "flashes it) or unknown (the next line says why).\n",
-                .options = NULL,
-                .run = verb_status,
-        },
         {},
 };
 

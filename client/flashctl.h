@@ -77,6 +77,11 @@ extern const CommandGroup command_group_rule;
 extern const CommandGroup command_group_profile;
 extern const CommandGroup command_group_update;
 
+/* update.status for `flashctl status` (cmd-update.c): 0 with *ret, 1 when
+ * the daemon has no such method, else an exit status (error printed). */
+int flashctl_update_status_fetch(Flashctl *ctx, json_t **ret);
+void flashctl_update_status_print(Flashctl *ctx, const json_t *status);
+
 /* All groups, NULL-terminated (flashctl.c). */
 extern const CommandGroup *const command_groups[];
 
