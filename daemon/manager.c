@@ -126,6 +126,7 @@ Manager *manager_free(Manager *m)
         /* Jobs first: calls they still hold are answered (or dropped with an
          * error reply) through the server, which must still exist. Then the
          * server, then the inventory the others listen to. */
+        m->update = update_run_free(m->update); /* follows jobs, answers through the server */
         m->rules = rule_service_free(m->rules); /* observes the jobs */
         m->jobs = job_service_free(m->jobs);
         m->server = server_free(m->server);

@@ -20,6 +20,7 @@
 #include "rules/rule-service.h"
 #include "server/server.h"
 #include "update/identify-service.h"
+#include "update/update-run.h"
 
 typedef struct Manager {
         sd_event *event; /* NULL for a manager that only dispatches (fuzzing, unit tests) */
@@ -31,6 +32,7 @@ typedef struct Manager {
         RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
         MoonrakerAgent
                 *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
+        UpdateRun *update;  /* the last `flashctl update` run (daemon/update), or NULL */
         IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
         uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;

@@ -114,18 +114,24 @@ __attribute__((noreturn)) static void child(const KlipperBuilder *b, const char 
         _exit(127);
 }
 
-static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
-               uint64_t timeout_usec)
+int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+                          pid_t *ret_pid)
 {
-        uint64_t deadline = now_usec() + timeout_usec;
-        int status;
-        pid_t pid;
+        pid_t pid = fork();
 
-        pid = fork();
         if (pid < 0)
                 return -errno;
         if (pid == 0)
                 child(b, cwd, argv, out_fd);
+        *ret_pid = pid;
+        return 0;
+}
+
+int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
+{
+        uint64_t deadline = now_usec() + timeout_usec;
+        int status;
+
         for (;;) {
                 pid_t r = waitpid(pid, &status, WNOHANG);
                 if (r == pid)
@@ -144,6 +150,17 @@ static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int
         if (WIFEXITED(status))
                 return WEXITSTATUS(status);
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+               uint64_t timeout_usec)
+{
+        pid_t pid = 0;
+        int r = klipper_builder_spawn(b, cwd, argv, out_fd, &pid);
+
+        if (r < 0)
+                return r;
+        return klipper_builder_wait(pid, timeout_usec);
 }
 
 int klipper_builder_run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,

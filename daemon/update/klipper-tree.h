@@ -38,6 +38,11 @@ int klipper_builder_resolve(const char *tree, const char *user, KlipperBuilder *
 int klipper_builder_run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
                         uint64_t timeout_usec);
 
+/* The same in two steps, for a caller that reads out_fd while it runs. */
+int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+                          pid_t *ret_pid);
+int klipper_builder_wait(pid_t pid, uint64_t timeout_usec);
+
 /* `git -C tree describe --always --tags --long --dirty`, as Klipper's
  * scripts/buildcommands.py computes the version: trimmed stdout. */
 int klipper_tree_version(const KlipperBuilder *b, const char *tree, char **ret, char **ret_error);

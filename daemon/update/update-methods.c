@@ -8,6 +8,7 @@
 #include "manager.h"
 #include "server/rpc.h"
 #include "update/profile-store.h"
+#include "update/update-run.h"
 #include "update/update-status.h"
 
 /* A .config from menuconfig is a few KiB; this leaves room for comments. */
@@ -134,11 +135,89 @@ static int method_update_status(RpcCall *call, json_t *params)
         return rpc_call_reply(call, status);
 }
 
+static int parse_targets(RpcCall *call, json_t *params, json_t **ret_names, bool *ret_all, bool *ret_dry_run)
+{
+        json_t *names = NULL;
+        int all = 0, dry_run = 0;
+        size_t i;
+        json_t *v;
+
+        if (rpc_call_unpack_params(call, params, "{s?o,s?b,s?b!}", "mcus", &names, "all", &all, "dry_run",
+                                   &dry_run) < 0)
+                return -EINVAL;
+        if (names && !json_is_array(names))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "mcus must be an array of names");
+        json_array_foreach (names, i, v)
+                if (!json_is_string(v))
+                        return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                                    "mcus must be an array of names");
+        if (!all == (json_array_size(names) == 0))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "give either all: true or mcus: [names]");
+        *ret_names = names;
+        *ret_all = all;
+        if (ret_dry_run)
+                *ret_dry_run = dry_run;
+        return 0;
+}
+
+static int plan_or_reply(RpcCall *call, json_t *names, bool all, json_t **ret)
+{
+        _cleanup_free_ char *error = NULL;
+        int r = update_plan_compute(rpc_call_get_manager(call), names, all, ret, &error);
+
+        if (r == -ENOENT)
+                return rpc_call_reply_error(call, RPC_ERROR_NOT_FOUND, NULL, "%s", strna(error));
+        if (r < 0)
+                return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "cannot plan: %s", strerror(-r));
+        return 0;
+}
+
+static int method_update_plan(RpcCall *call, json_t *params)
+{
+        json_t *names = NULL, *plan = NULL;
+        bool all = false;
+        int r;
+
+        r = parse_targets(call, params, &names, &all, NULL);
+        if (r < 0 || rpc_call_replied(call))
+                return r;
+        r = plan_or_reply(call, names, all, &plan);
+        if (r < 0 || rpc_call_replied(call))
+                return r;
+        return rpc_call_reply(call, plan);
+}
+
+static int method_update_run(RpcCall *call, json_t *params)
+{
+        json_t *names = NULL;
+        json_auto_t *plan = NULL;
+        bool all = false, dry_run = false;
+        int r;
+
+        r = parse_targets(call, params, &names, &all, &dry_run);
+        if (r < 0 || rpc_call_replied(call))
+                return r;
+        r = plan_or_reply(call, names, all, &plan);
+        if (r < 0 || rpc_call_replied(call))
+                return r;
+        if (dry_run)
+                return rpc_call_reply(call, json_incref(plan));
+        r = update_run_start(rpc_call_get_manager(call), call, plan);
+        if (r < 0 && !rpc_call_replied(call))
+                return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "cannot start the update: %s",
+                                            strerror(-r));
+        return r;
+}
+
 const RpcMethod update_methods[] = {
         { "profile.add", method_profile_add, RPC_METHOD_MUTATING },
         { "profile.list", method_profile_list, RPC_METHOD_READ },
         { "profile.show", method_profile_show, RPC_METHOD_READ },
         { "profile.remove", method_profile_remove, RPC_METHOD_MUTATING },
         { "update.status", method_update_status, RPC_METHOD_READ },
+        { "update.plan", method_update_plan, RPC_METHOD_READ },
+        { "update.run", method_update_run, RPC_METHOD_MUTATING },
         {},
 };
