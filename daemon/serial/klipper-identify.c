@@ -85,8 +85,13 @@ int klipper_identify_run(SerialTransport *t, uint64_t timeout_usec, const atomic
                         KlipperIdentifyMsg m;
                         uint8_t expected;
                         int n = next_block(t, &rx, resend, blk);
-                        if (n == -ETIMEDOUT)
-                                break; /* resend the same request */
+                        if (n == -ETIMEDOUT) {
+                                /* Resend as a new block: if the board got the first and only
+                                 * its answer was lost, it expects seq + 1 and would NAK a
+                                 * repeat; if it never got it, its NAK names the one to use. */
+                                seq = (seq + 1) & KLIPPER_MSG_SEQ_MASK;
+                                break;
+                        }
                         if (n < 0)
                                 return n;
                         expected = blk[1] & KLIPPER_MSG_SEQ_MASK;
