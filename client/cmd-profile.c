@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "flashctl.h"
 #include "macros.h"
@@ -147,6 +149,82 @@ static int profile_by_name(Flashctl *ctx, int argc, char **argv, const char *met
         return FLASHCTL_EXIT_OK;
 }
 
+/*
+ * Klipper's menuconfig on a copy of the profile's .config, on the user's
+ * terminal and as the user (the daemon's copy may not be theirs to write),
+ * then the result stored back with profile.add --replace.
+ */
+static int profile_menuconfig(Flashctl *ctx, int argc, char **argv)
+{
+        json_auto_t *shown = NULL, *status = NULL, *params = NULL, *added = NULL, *name = NULL;
+        _cleanup_free_ char *text = NULL, *kconfig_arg = NULL;
+        char tmpl[] = "/tmp/flashctl-menuconfig-XXXXXX";
+        const json_t *p;
+        const char *tree;
+        size_t len = 0;
+        int r, fd;
+
+        if (argc != 2)
+                return flashctl_usage_error("profile",
+                                            "'profile menuconfig' needs exactly one profile NAME");
+        name = json_pack("{s:s}", "name", argv[1]);
+        r = flashctl_call(ctx, "profile.show", name, &shown, NULL);
+        if (r != 0)
+                return r;
+        r = flashctl_call(ctx, "update.status", NULL, &status, NULL);
+        if (r != 0)
+                return r;
+        p = json_object_get(shown, "profile");
+        tree = output_json_str(status, "klipper_path");
+        if (!tree) {
+                fprintf(stderr,
+                        "flashctl: the daemon knows no Klipper tree: set path in the [klipper] section\n");
+                return FLASHCTL_EXIT_DAEMON_ERROR;
+        }
+        fd = mkstemp(tmpl);
+        if (fd < 0)
+                return flashctl_report_error(ctx, -errno, "menuconfig");
+        const char *cfg = output_json_str(p, "kconfig_text") ?: "";
+        if (write(fd, cfg, strlen(cfg)) != (ssize_t)strlen(cfg)) {
+                close(fd);
+                unlink(tmpl);
+                return flashctl_report_error(ctx, -EIO, "menuconfig");
+        }
+        close(fd);
+        if (asprintf(&kconfig_arg, "KCONFIG_CONFIG=%s", tmpl) < 0)
+                return flashctl_report_error(ctx, -ENOMEM, "menuconfig");
+        pid_t pid = fork();
+        if (pid == 0) {
+                execlp("make", "make", "-C", tree, "menuconfig", kconfig_arg, (char *)NULL);
+                fprintf(stderr, "flashctl: cannot run make: %m\n");
+                _exit(127);
+        }
+        int status_code = 0;
+        if (pid < 0 || waitpid(pid, &status_code, 0) < 0 || !WIFEXITED(status_code) ||
+            WEXITSTATUS(status_code) != 0) {
+                fprintf(stderr, "flashctl: make menuconfig in %s failed; profile %s is unchanged\n", tree,
+                        argv[1]);
+                unlink(tmpl);
+                return FLASHCTL_EXIT_DAEMON_ERROR;
+        }
+        r = read_file(tmpl, &text, &len);
+        unlink(tmpl);
+        if (r < 0)
+                return flashctl_report_error(ctx, r, "menuconfig");
+        if (streq(text, cfg)) {
+                printf("%s unchanged\n", argv[1]);
+                return FLASHCTL_EXIT_OK;
+        }
+        params = json_pack("{s:s,s:s,s:s,s:s%,s:b}", "name", argv[1], "board",
+                           strna(output_json_str(p, "board")), "mcu_name",
+                           output_json_str(p, "mcu_name") ?: "mcu", "kconfig", text, len, "replace", true);
+        r = flashctl_call(ctx, "profile.add", params, &added, NULL);
+        if (r != 0)
+                return r;
+        print_profile(json_object_get(added, "profile"));
+        return FLASHCTL_EXIT_OK;
+}
+
 static int verb_profile(Flashctl *ctx, int argc, char **argv)
 {
         if (argc < 2)
@@ -162,23 +240,29 @@ static int verb_profile(Flashctl *ctx, int argc, char **argv)
                 return profile_by_name(ctx, argc, argv, "profile.show");
         if (streq(argv[0], "remove"))
                 return profile_by_name(ctx, argc, argv, "profile.remove");
-        return flashctl_usage_error("profile", "unknown subcommand '%s': add, list, show, remove", argv[0]);
+        if (streq(argv[0], "menuconfig"))
+                return profile_menuconfig(ctx, argc, argv);
+        return flashctl_usage_error("profile",
+                                    "unknown subcommand '%s': add, list, show, remove, menuconfig", argv[0]);
 }
 
 static const Verb profile_verbs[] = {
         {
                 .name = "profile",
-                .args = "add|list|show|remove ...",
+                .args = "add|list|show|remove|menuconfig ...",
                 .summary = "Klipper build profiles: a .config and the board it is for",
                 .help = "  profile add NAME --board BOARD [--mcu-name NAME] --kconfig FILE [--replace]\n"
                         "  profile list\n"
                         "  profile show NAME\n"
                         "  profile remove NAME\n"
+                        "  profile menuconfig NAME\n"
                         "\n"
                         "FILE is the .config Klipper's `make menuconfig` wrote; the daemon keeps a copy\n"
                         "in its state directory and builds with it (`flashctl update`). --mcu-name ties\n"
                         "the profile to an MCU of printer.cfg: `mcu` (the default) for [mcu], NAME for\n"
-                        "[mcu NAME].\n",
+                        "[mcu NAME].\n"
+                        "menuconfig runs Klipper's `make menuconfig` on a copy of the profile's .config\n"
+                        "(in the daemon's Klipper tree, on this terminal, as you) and stores the result.\n",
                 .run = verb_profile,
         },
         {},

@@ -105,7 +105,7 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
                 { "dry-run", no_argument, NULL, 'n' },
                 {},
         };
-        json_auto_t *params = NULL, *result = NULL, *names = json_array();
+        json_auto_t *params = NULL, *result = NULL, *names = json_array(), *plan_params = NULL;
         bool all = false, dry_run = false;
         const json_t *s;
         size_t i;

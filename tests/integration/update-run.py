@@ -66,6 +66,12 @@ def test_update():
             p = flashctl(d, "flash", port, "--address", hex(APP), write_image(tmpdir(), klipper_image(OLD, "stm32f446xx", seed=seed)))
             check(p.returncode == 0, f"old Klipper onto {port}", p.stdout + p.stderr)
         add_profile(d, base, "main", "mcu")
+        # menuconfig edits a copy with the tree's make and stores it back
+        p = flashctl(d, "profile", "menuconfig", "main")
+        check(p.returncode == 0, f"menuconfig exit {p.returncode}", p.stdout + p.stderr)
+        shown = json.loads(flashctl(d, "--json", "profile", "show", "main").stdout)
+        check("CONFIG_FAKE_MENU=y" in shown["kconfig_text"] and 'CONFIG_MCU="stm32f446xx"' in shown["kconfig_text"],
+              "menuconfig's change stored", shown)
         add_profile(d, base, "tool", "tool", "CONFIG_FAKE_FAIL=y\n")
         harness.wait_for(lambda: all(m["state"] == "stale" for m in status(d).values()), timeout=20 * SCALE,
                          what="both stale")

@@ -41,6 +41,9 @@ KCONFIG_CONFIG ?= .config
 export PYTHONDONTWRITEBYTECODE = 1
 all:
 \t@python3 scripts/fakebuild.py "$(KCONFIG_CONFIG)" "$(OUT)"
+# stands in for the interactive menu: one choice made
+menuconfig:
+\t@echo 'CONFIG_FAKE_MENU=y' >> "$(KCONFIG_CONFIG)"
 """
 
 FAKE_BUILD = r'''
