@@ -148,6 +148,11 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
         }
         if (!ctx->json)
                 print_plan(result);
+        /* a named MCU that cannot be updated is a failure, even if the others succeed */
+        bool named_skipped = false;
+        json_array_foreach (json_object_get(result, "steps"), i, s)
+                if (!all && !streq(output_json_str(s, "action") ?: "", "update"))
+                        named_skipped = true;
         json_decref(result);
         result = NULL;
         /* builds and flashes take minutes: wait for the report as long as it takes */
@@ -156,7 +161,8 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
                 return r;
         if (ctx->json) {
                 flashctl_print_json(ctx, result);
-                return json_is_true(json_object_get(result, "ok")) ? FLASHCTL_EXIT_OK : UPDATE_EXIT_FAILED;
+                return json_is_true(json_object_get(result, "ok")) && !named_skipped ? FLASHCTL_EXIT_OK
+                                                                                     : UPDATE_EXIT_FAILED;
         }
         json_array_foreach (json_object_get(result, "steps"), i, s) {
                 printf("%-10s %-13s %s", strna(output_json_str(s, "name")),
@@ -169,7 +175,7 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
         }
         if (output_json_str(result, "units_message"))
                 printf("%s\n", output_json_str(result, "units_message"));
-        if (json_is_true(json_object_get(result, "ok"))) {
+        if (json_is_true(json_object_get(result, "ok")) && !named_skipped) {
                 printf("Every board runs Klipper %s.\n", strna(output_json_str(result, "host_version")));
                 return FLASHCTL_EXIT_OK;
         }

@@ -116,6 +116,8 @@ def test_update():
         check(p.returncode == 0, f"second try exit {p.returncode}", p.stdout + p.stderr)
         s = status(d)
         check(all(m["state"] == "current" for m in s.values()), "all current", s)
+        p = flashctl(d, "update", "nosuch")
+        check(p.returncode == 1 and "no MCU of printer.cfg" in p.stderr, "an unknown MCU name", p.stdout + p.stderr)
         log = d.log_text()
         check("update: build -> flash" in log, "builds finished before any flash", log[-2000:])
 
