@@ -19,6 +19,7 @@ import harness
 from jobs_helpers import APP, check, flashctl, tmpdir, write_image
 from update_helpers import KCONFIG, describe, fake_klipper_tree, klipper_image
 
+SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 CONFIG = "reboot_wait_sec = 1\nbootloader_timeout_sec = 10\napp_timeout_sec = 10\nstop_units = klipper.service\n"
 
 
@@ -57,6 +58,9 @@ def test_units_once_around_update():
                 p = flashctl(d, "profile", "add", name, "--board", "octopus-pro", "--mcu-name", mcu_name,
                              "--kconfig", path)
                 check(p.returncode == 0, "profile add", p.stdout + p.stderr)
+            # both boards have said what they run (identify) before the plan is made
+            harness.wait_for(lambda: all(m["state"] == "stale" for m in json.loads(
+                flashctl(d, "--json", "status").stdout)["mcus"]), timeout=20 * SCALE, what="both stale")
             p = flashctl(d, "update", "--all", timeout=180)
             check(p.returncode == 0, f"update exit {p.returncode}", p.stdout + p.stderr)
             check("Stopped while flashing: klipper.service" in p.stdout, "the plan names the unit", p.stdout)
