@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "can-bus.h"
 #include "codec/dfuse-layout.h"
 #include "codec/rp2040-image.h"
 #include "tty-port.h"
@@ -33,6 +34,7 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
         [QUIRK_STRING_EIO] = "string-eio",
         [QUIRK_PICOBOOT_STALL] = "picoboot-stall",
+        [QUIRK_CAN_DROP] = "can-drop",
 };
 
 const char *board_mode_to_string(BoardMode m)
@@ -261,6 +263,7 @@ VBoard *vboard_free(VBoard *b)
         if (b->tty_model)
                 b->tty_model->detach(b, b->tty_state);
         tty_port_free(b->tty);
+        can_node_free(b->can);
         dfu_model_free(b->dfu);
         picoboot_model_free(b->picoboot);
         flash_model_free(b->flash);
@@ -502,6 +505,8 @@ int vboard_power_up(VBoard *b, BoardMode mode)
         UsbDevice *d;
         int r;
 
+        if (b->can)
+                return mode == BOARD_MODE_OFF ? 0 : can_node_power_up(b, mode);
         if (mode == BOARD_MODE_OFF || b->usb)
                 return 0;
         if (mode != BOARD_MODE_DFU && mode != BOARD_MODE_BOOTSEL) {
@@ -577,6 +582,10 @@ void vboard_power_down(VBoard *b, const char *why)
         UsbDevice *d;
         bool tty;
 
+        if (b->can) {
+                can_node_power_down(b, why);
+                return;
+        }
         g_mutex_lock(&w->lock);
         d = b->usb;
         if (!d) {
@@ -735,6 +744,8 @@ json_t *vboard_describe(VBoard *b)
         json_object_set_new(o, "flash_size", json_integer(b->variant->flash_size));
         json_object_set_new(o, "app_address", json_integer(b->variant->flash_base + b->variant->app_offset));
         json_object_set_new(o, "quirks", q);
+        if (b->can)
+                can_node_describe(b->can, o);
         return o;
 }
 
