@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "jobs/job-check.h"
+#include "jobs/job-flow-can.h"
 #include "jobs/job-queue-internal.h"
 #include "util/log.h"
 
@@ -169,11 +170,17 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
         }
 
-        r = inventory_find(q->inventory, req->target, &e, &matches);
-        if (r == -ENOTUNIQ)
+        /* IFACE:UUID is a node on a CAN bus, which the USB inventory does not hold */
+        char can_iface[16];
+        CanUuid can_uuid;
+        bool can = job_can_target_parse(req->target, can_iface, &can_uuid) >= 0;
+
+        r = can ? 0 : inventory_find(q->inventory, req->target, &e, &matches);
+        if (can) {
+        } else if (r == -ENOTUNIQ)
                 return submit_refuse(JOB_ERROR_TARGET_AMBIGUOUS, describe_candidates(req->target, matches),
                                      ret_error, ret_message);
-        if (r < 0 || !e) {
+        else if (r < 0 || !e) {
                 (void)asprintf(&text, "no connected board matches '%s'%s", req->target,
                                q->boards && board_db_find(q->boards, req->target)
                                        ? " (a known board name, but no such board is connected)"
@@ -184,9 +191,12 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         r = job_new(&j, q->next_id);
         if (r < 0)
                 return r;
-        if (job_set_string(&j->target, req->target) < 0 || job_set_string(&j->port, e->port) < 0 ||
-            job_set_string(&j->mode, device_mode_to_string(e->mode)) < 0 ||
-            job_set_string(&j->device, e->tty ? e->tty : e->usb_devnode) < 0 ||
+        if (job_set_string(&j->target, req->target) < 0 ||
+            job_set_string(&j->port, can ? req->target : e->port) < 0 ||
+            job_set_string(&j->mode, can ? "can" : device_mode_to_string(e->mode)) < 0 ||
+            job_set_string(&j->device, can      ? req->target
+                                       : e->tty ? e->tty
+                                                : e->usb_devnode) < 0 ||
             job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
             job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
                 return -ENOMEM;
@@ -202,10 +212,11 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (b &&
             (job_set_string(&j->board, b->name) < 0 || job_set_string(&j->variant, v ? v->id : NULL) < 0))
                 return -ENOMEM;
-        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu : (e->mcu ? e->mcu : e->last_mcu)) < 0)
+        if (job_set_string(&j->mcu, v && v->mcu ? v->mcu : !e ? NULL : (e->mcu ? e->mcu : e->last_mcu)) < 0)
                 return -ENOMEM;
         job_log(j, "submitted by %s (uid %u, pid %d): %s on %s", strna(req->requested_by.name),
-                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target, e->port);
+                (unsigned)req->requested_by.uid, (int)req->requested_by.pid, req->target,
+                can ? req->target : e->port);
 
         /* Refuse a wrong image now, before the board is even rebooted. */
         {
@@ -221,10 +232,20 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 };
                 if (b && job_flow_board_fill(&fb, b, v) >= 0)
                         in.board = &fb;
-                if (e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
+                if (e && e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
                         in.layout = dev->layout;
-                r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
-                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e->n_candidates > 1) {
+                /* A CAN node of unknown board: only its Katapult tells the
+                 * application start and the MCU; the job checks there,
+                 * before any block is written. */
+                if (can && !in.board && !in.has_address) {
+                        job_log(j,
+                                "checks deferred until Katapult on %s reports its application start and "
+                                "MCU (name the board to check now: --board)",
+                                req->target);
+                        r = 0;
+                } else
+                        r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
+                if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && e && e->n_candidates > 1) {
                         /* say which boards it could be */
                         _cleanup_free_ char *names = NULL;
                         size_t n = 0;
@@ -257,10 +278,15 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 if (r < 0)
                         return log_error_errno(r, "Failed to store the image: %m");
                 j->image.size = req->size;
-                (void)job_set_string(&j->image.format, image->format);
-                j->image.address = image->address;
                 j->image.has_address = req->has_address;
-                j->bytes_total = image->size;
+                if (image) {
+                        (void)job_set_string(&j->image.format, image->format);
+                        j->image.address = image->address;
+                        j->bytes_total = image->size;
+                } else {
+                        (void)job_set_string(&j->image.format, req->format);
+                        j->bytes_total = req->size;
+                }
         } else {
                 /* keep the refused job in the history: it says why */
                 (void)image_store_hash(req->data, req->size, j->image.sha256);

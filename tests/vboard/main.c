@@ -290,6 +290,8 @@ static int setup_boards(World *w, Options *o)
                                             s->name);
                         if (s->can_uuid)
                                 can_uuid_parse(s->can_uuid, &u);
+                        /* on the bus a node is flashed through Katapult; its ROM DFU is on USB only */
+                        b->bootloader = BOARD_BOOTLOADER_KATAPULT;
                         r = can_bus_add_node(w, b, s->can, s->can_uuid ? &u : NULL);
                         if (r < 0)
                                 return fail("--can %s: %s", s->can, g_strerror(-r));
