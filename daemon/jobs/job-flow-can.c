@@ -15,6 +15,8 @@
 /* How long one admin query listens for answers. */
 #define CAN_QUERY_WINDOW_USEC (250u * 1000u)
 #define CAN_MAX_ANSWERS       32
+#define CAN_RETRY_DELAY_USEC  (100u * 1000u)
+#define CAN_QUIET_USEC        (50u * 1000u)
 
 int job_can_target_parse(const char *target, char iface[static 16], CanUuid *ret_uuid)
 {
@@ -205,6 +207,12 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         if (r < 0)
                 return can_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",
                                 strerror(-r));
+        /* A lost or damaged frame on CAN costs one resend, not a USB
+         * re-enumeration: resend sooner (flashtool.py waits 0.2 s on CAN). */
+        KatapultTimeouts to = katapult_timeouts_default;
+        to.retry_delay_usec = CAN_RETRY_DELAY_USEC;
+        to.quiet_usec = MIN(to.quiet_usec, (uint64_t)CAN_QUIET_USEC);
+        katapult_session_set_timeouts(s, &to);
         r = katapult_session_connect(s, &cb, &info, &message);
         if (r == -ENETDOWN || r == -ENOBUFS || r == -ENODEV)
                 return can_bus_error(f, r, "CONNECT");

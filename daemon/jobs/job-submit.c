@@ -240,7 +240,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 if (can && !in.board && !in.has_address) {
                         job_log(j,
                                 "checks deferred until Katapult on %s reports its application start and "
-                                "MCU (name the board to check now: --board)",
+                                "MCU",
                                 req->target);
                         r = 0;
                 } else

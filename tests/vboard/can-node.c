@@ -16,7 +16,7 @@
  *   when the image is not plausible.
  *
  * Quirks: katapult-corrupt, katapult-nack, katapult-busy as on USB;
- * can-drop (every 13th frame the node sends is lost); unplug=N[,MS] (the
+ * can-drop (every 37th frame the node sends is lost); unplug=N[,MS] (the
  * node stops answering after N blocks written: power lost).
  */
 
@@ -30,7 +30,7 @@
 #define CAN_NODE_BLOCK_SIZE   64
 #define CAN_REBOOT_DELAY_US   (20u * 1000u)
 #define CAN_COMPLETE_DELAY_US (100u * 1000u)
-#define CAN_DROP_EVERY        13
+#define CAN_DROP_EVERY        37
 
 struct CanNode {
         VBoard *board;

@@ -67,7 +67,7 @@ typedef enum Quirk {
         QUIRK_DFU_SILENT_MANIFEST, /* plain DFU: no GETSTATUS answer after dfuMANIFEST */
         QUIRK_STRING_EIO,          /* DFU: the first N string descriptor reads fail with EIO */
         QUIRK_PICOBOOT_STALL,      /* RP2040: the N-th WRITE command fails and halts */
-        QUIRK_CAN_DROP,            /* CAN node: every 13th frame it sends is lost */
+        QUIRK_CAN_DROP,            /* CAN node: every 37th frame it sends is lost */
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
 } Quirk;
