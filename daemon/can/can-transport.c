@@ -311,6 +311,29 @@ int can_transport_select_node(CanTransport *t, uint8_t node_id)
         return set_filters(t);
 }
 
+int can_transport_get_fd(const CanTransport *t)
+{
+        return t->fd;
+}
+
+int can_transport_next_answer(CanTransport *t, CanNodeAnswer *ret)
+{
+        for (;;) {
+                struct can_frame f;
+                int r = recv_frame(t, &f, 0);
+                if (r == -ETIMEDOUT)
+                        return 0;
+                if (r < 0)
+                        return r;
+                if ((f.can_id & (CAN_EFF_FLAG | CAN_RTR_FLAG | CAN_ERR_FLAG)) ||
+                    (f.can_id & CAN_SFF_MASK) != CAN_ADMIN_RESP_ID)
+                        continue;
+                if (can_admin_decode_answer(f.data, MIN((size_t)f.len, (size_t)CAN_DATA_MAX), &ret->uuid,
+                                            &ret->app) == 0)
+                        return 1;
+        }
+}
+
 SerialTransport *can_transport_get_transport(CanTransport *t)
 {
         return &t->base;

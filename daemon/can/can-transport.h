@@ -51,5 +51,9 @@ int can_transport_query(CanTransport *t, uint64_t window_usec, CanNodeAnswer *re
 /* Talk to node id `node_id` from now on (and drop what was buffered). */
 int can_transport_select_node(CanTransport *t, uint8_t node_id);
 SerialTransport *can_transport_get_transport(CanTransport *t);
+/* For an event loop: the socket, and the next query answer without
+ * waiting (1 one read, 0 none left, or a negative errno). */
+int can_transport_get_fd(const CanTransport *t);
+int can_transport_next_answer(CanTransport *t, CanNodeAnswer *ret);
 /* Frames written and read, for the job log. */
 void can_transport_get_counts(const CanTransport *t, uint64_t *ret_tx, uint64_t *ret_rx);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "jobs/job-flow-can.h"
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "server/peer-auth.h"
@@ -259,6 +260,13 @@ static int method_flash(RpcCall *call, json_t *params)
         req.requested_by.pid = peer->pid;
         req.requested_by.name = who;
 
+        /* a CAN node the user named stays listed while klippy keeps it assigned (silent) */
+        {
+                char iface[16];
+                CanUuid uuid;
+                if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
+                        (void)can_inventory_remember(m->can, iface, &uuid);
+        }
         r = job_queue_submit(q, &req, &job, &err, &message);
         if (r < 0 && err == JOB_ERROR_NONE)
                 return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "could not queue the job: %s",

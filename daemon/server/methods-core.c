@@ -75,6 +75,10 @@ static int method_device_list(RpcCall *call, json_t *params)
         if (!a)
                 return -ENOMEM;
         inventory_foreach(m->inventory, append_device, a);
+        if (m->can && can_inventory_append_json(m->can, a) < 0) {
+                json_decref(a);
+                return -ENOMEM;
+        }
         return rpc_call_reply(call, a);
 }
 

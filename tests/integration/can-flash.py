@@ -54,6 +54,43 @@ def flash_ok(boards, d, image, *extra):
     return p
 
 
+def can_nodes(d):
+    p = flashctl(d, "--json", "list")
+    return {n["uuid"]: n for n in json.loads(p.stdout) if n.get("transport") == "can"}
+
+
+def test_query_and_list():
+    """Unassigned Klipper nodes answer the admin query: both are listed with
+    interface, UUID and mode; a node in Katapult is listed as such."""
+    boards = Boards()
+    node_in_app(boards)
+    other = boards.board(EBB42)["can_uuid"]
+    with harness.Flashd(config=CONFIG) as d:
+        nodes = harness.wait_for(lambda: (lambda n: n if len(n) == 2 else None)(can_nodes(d)),
+                                 timeout=15 * SCALE, interval=0.3, what="two CAN nodes listed")
+        for uuid in (UUID, other):
+            n = nodes[uuid]
+            check(n["interface"] == "can0" and n["mode"] == "klipper" and n["port"] == "can0:" + uuid,
+                  "node listed with interface, uuid, mode", n)
+        p = flashctl(d, "list")
+        check("can0:" + UUID in p.stdout and "klipper" in p.stdout, "flashctl list shows the node", p.stdout)
+        # Klipper's reboot command, sent by hand: the node answers as Katapult
+        subprocess_reboot(UUID)
+        harness.wait_for(lambda: can_nodes(d).get(UUID, {}).get("mode") == "katapult", timeout=15 * SCALE,
+                         interval=0.3, what="node listed in katapult mode")
+    boards.reset(EBB36)
+
+
+def subprocess_reboot(uuid):
+    """Klipper's admin REBOOT through a raw CAN_RAW socket (the preload's)."""
+    import socket
+    import struct
+    s = socket.socket(socket.PF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+    s.bind(("can0",))
+    s.send(struct.pack("<IB3x8s", 0x3f0, 7, bytes([0x02]) + bytes.fromhex(uuid)))
+    s.close()
+
+
 def test_flash_klipper_to_klipper():
     boards = Boards()
     node_in_app(boards)
@@ -162,5 +199,5 @@ def test_bus_errors():
 
 
 if __name__ == "__main__":
-    harness.main([test_flash_klipper_to_klipper, test_corrupt_and_lost_frames, test_node_stops_answering,
+    harness.main([test_query_and_list, test_flash_klipper_to_klipper, test_corrupt_and_lost_frames, test_node_stops_answering,
                   test_wrong_mcu, test_bus_errors])
