@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "codec/can-proto.h"
@@ -219,4 +220,81 @@ size_t can_frame_length(size_t size, size_t index)
         if (index >= can_frames_count(size))
                 return 0;
         return MIN((size_t)CAN_DATA_MAX, size - index * CAN_DATA_MAX);
+}
+
+static const char *trim(char *s)
+{
+        char *e;
+        while (*s == ' ' || *s == '\t')
+                s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+                *--e = 0;
+        return s;
+}
+
+size_t klipper_cfg_can_mcus(const char *text, size_t len, KlipperCanMcu *ret, size_t max)
+{
+        KlipperCanMcu cur = {};
+        bool in_mcu = false, has_uuid = false;
+        size_t n = 0, pos = 0;
+
+        for (;;) {
+                char line[256];
+                size_t end = pos, k;
+                bool last = pos >= len;
+
+                while (end < len && text[end] != '\n')
+                        end++;
+                k = MIN(end - pos, sizeof(line) - 1);
+                memcpy(line, text + pos, k);
+                line[k] = 0;
+                pos = end + 1;
+                if (strlen(line) != k)
+                        k = strlen(line); /* a NUL inside: the rest of the line is not text */
+
+                /* the end of a section (or the file) completes an [mcu] one */
+                bool header = !last && line[0] == '[';
+                if ((header || last) && in_mcu && has_uuid && n < max) {
+                        if (!cur.iface[0])
+                                snprintf(cur.iface, sizeof(cur.iface), "can0");
+                        ret[n++] = cur;
+                }
+                if (last)
+                        return n;
+                if (header) {
+                        char *close = strchr(line, ']');
+                        const char *sect;
+                        in_mcu = false;
+                        has_uuid = false;
+                        cur = (KlipperCanMcu){};
+                        if (!close)
+                                continue;
+                        *close = 0;
+                        sect = trim(line + 1);
+                        if (streq(sect, "mcu")) {
+                                in_mcu = true;
+                                snprintf(cur.name, sizeof(cur.name), "mcu");
+                        } else if (strncmp(sect, "mcu ", 4) == 0 && *trim((char *)sect + 4)) {
+                                in_mcu = true;
+                                snprintf(cur.name, sizeof(cur.name), "%s", trim((char *)sect + 4));
+                        }
+                        continue;
+                }
+                if (!in_mcu || line[0] == ' ' || line[0] == '\t')
+                        continue; /* continuation lines belong to the key before */
+                char *c = strpbrk(line, "#;");
+                if (c)
+                        *c = 0;
+                char *sep = strpbrk(line, ":=");
+                if (!sep)
+                        continue;
+                *sep = 0;
+                const char *key = trim(line), *value = trim(sep + 1);
+                if (streq(key, "canbus_uuid"))
+                        has_uuid = can_uuid_parse(value, &cur.uuid) == 0;
+                else if (streq(key, "canbus_interface") && strlen(value) > 0 &&
+                         strlen(value) < sizeof(cur.iface))
+                        snprintf(cur.iface, sizeof(cur.iface), "%s", value);
+        }
 }

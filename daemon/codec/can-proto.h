@@ -104,3 +104,18 @@ int can_admin_decode_answer(const uint8_t *data, size_t size, CanUuid *ret_uuid,
  */
 size_t can_frames_count(size_t size);
 size_t can_frame_length(size_t size, size_t index);
+
+/*
+ * The CAN MCUs of a Klipper printer.cfg: `[mcu]` / `[mcu NAME]` sections
+ * with `canbus_uuid` (and `canbus_interface`, default can0), as klippy
+ * reads them (`key: value` or `key = value`, `#`/`;` comments).
+ */
+typedef struct KlipperCanMcu {
+        char name[64];  /* "mcu" or NAME */
+        char iface[16]; /* canbus_interface */
+        CanUuid uuid;
+} KlipperCanMcu;
+
+/* Returns how many were written to ret[] (at most max); lines that do not
+ * parse are skipped. */
+size_t klipper_cfg_can_mcus(const char *text, size_t len, KlipperCanMcu *ret, size_t max);

@@ -52,5 +52,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)can_uuid_from_usb_serial(text, &u);
 
         assert(can_frames_count(size) * CAN_DATA_MAX >= size);
+
+        KlipperCanMcu mcus[4];
+        size_t n = klipper_cfg_can_mcus((const char *)data, size, mcus, 4);
+        assert(n <= 4);
+        for (size_t i = 0; i < n; i++)
+                assert(mcus[i].name[0] && mcus[i].iface[0]);
         return 0;
 }

@@ -133,8 +133,41 @@ static void test_frames(void)
         CHECK_INT(can_node_tx_id(128), 0x201);
 }
 
+static void test_printer_cfg(void)
+{
+        static const char cfg[] = "[mcu]\n"
+                                  "serial: /dev/serial/by-id/usb-Klipper_stm32f446xx_1-if00\n"
+                                  "\n"
+                                  "[mcu EBBCan]\n"
+                                  "canbus_uuid: 0123456789AB   # the toolhead\n"
+                                  "[extruder]\n"
+                                  "canbus_uuid: ffffffffffff\n"
+                                  "[mcu sb2209]\n"
+                                  "canbus_interface = can1\n"
+                                  "canbus_uuid = a8fdf9774fb5\n"
+                                  "[mcu broken]\n"
+                                  "canbus_uuid: 12345\n"
+                                  "[mcu]\n"
+                                  "canbus_uuid: 00000000000f";
+        KlipperCanMcu m[4];
+        char u[13];
+
+        CHECK_INT(klipper_cfg_can_mcus(cfg, strlen(cfg), m, 4), 3);
+        CHECK_STR(m[0].name, "EBBCan");
+        CHECK_STR(m[0].iface, "can0");
+        CHECK_STR(can_uuid_format(&m[0].uuid, u), "0123456789ab");
+        CHECK_STR(m[1].name, "sb2209");
+        CHECK_STR(m[1].iface, "can1");
+        CHECK_STR(can_uuid_format(&m[1].uuid, u), "a8fdf9774fb5");
+        CHECK_STR(m[2].name, "mcu");
+        CHECK_STR(can_uuid_format(&m[2].uuid, u), "00000000000f");
+        CHECK_INT(klipper_cfg_can_mcus(cfg, strlen(cfg), m, 1), 1);
+        CHECK_INT(klipper_cfg_can_mcus("", 0, m, 4), 0);
+}
+
 int main(void)
 {
+        test_printer_cfg();
         test_uuid_text();
         test_usb_serial();
         test_admin();
