@@ -193,6 +193,15 @@ int manager_start(Manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot start the device inventory: %m");
         log_info("%zu devices present", inventory_count(m->inventory));
+        if (m->can && m->config->printer_cfg) {
+                r = can_inventory_load_printer_cfg(m->can, m->config->printer_cfg);
+                if (r < 0)
+                        log_warning("cannot read printer_cfg %s: %s; its CAN MCUs are not known",
+                                    m->config->printer_cfg, strerror(-r));
+                else
+                        log_info("printer_cfg %s: %d CAN MCU%s", m->config->printer_cfg, r,
+                                 r == 1 ? "" : "s");
+        }
         if (m->can) {
                 r = can_inventory_start(m->can);
                 if (r < 0)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdio.h>
 #include <libudev.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ typedef struct CanNodeEntry {
         CanUuid uuid;
         CanApp app;
         bool remembered; /* named by the user */
+        char name[64];   /* printer.cfg's [mcu NAME], or "" */
         unsigned misses; /* queries since the last answer; UINT_MAX never answered */
 } CanNodeEntry;
 
@@ -214,6 +216,45 @@ int can_inventory_remember(CanInventory *ci, const char *iface, const CanUuid *u
         return 0;
 }
 
+int can_inventory_load_printer_cfg(CanInventory *ci, const char *path)
+{
+        KlipperCanMcu mcus[CAN_INVENTORY_MAX_NODES];
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0, n;
+        FILE *f = fopen(path, "re");
+
+        if (!f)
+                return -errno;
+        /* printer.cfg is small; a huge file is not one */
+        text = malloc(1024 * 1024);
+        if (text)
+                len = fread(text, 1, 1024 * 1024, f);
+        fclose(f);
+        if (!text)
+                return -ENOMEM;
+        n = klipper_cfg_can_mcus(text, len, mcus, ELEMENTSOF(mcus));
+        for (size_t i = 0; i < n; i++) {
+                CanNodeEntry *e = node_get(ci, mcus[i].iface, &mcus[i].uuid, true);
+                if (!e)
+                        return -ENOSPC;
+                e->remembered = true;
+                snprintf(e->name, sizeof(e->name), "%s", mcus[i].name);
+        }
+        return (int)n;
+}
+
+int can_inventory_resolve(CanInventory *ci, const char *name, char *buf, size_t size)
+{
+        for (size_t i = 0; i < ci->n_nodes; i++)
+                if (ci->nodes[i].name[0] && streq(ci->nodes[i].name, name)) {
+                        char u[13];
+                        snprintf(buf, size, "%s:%s", ci->nodes[i].iface,
+                                 can_uuid_format(&ci->nodes[i].uuid, u));
+                        return 0;
+                }
+        return -ENOENT;
+}
+
 int can_inventory_append_json(CanInventory *ci, json_t *array)
 {
         for (size_t i = 0; i < ci->n_nodes; i++) {
@@ -225,10 +266,11 @@ int can_inventory_append_json(CanInventory *ci, json_t *array)
                         continue;
                 can_uuid_format(&n->uuid, u);
                 snprintf(port, sizeof(port), "%s:%s", n->iface, u);
-                json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:n,s:n}", "id", port, "port", port,
-                                      "transport", "can", "interface", n->iface, "uuid", u, "mode",
-                                      answering ? can_app_to_string(n->app) : "assigned", "present",
-                                      answering, "mcu", "board");
+                json_t *o =
+                        json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b,s:n,s:n,s:o}", "id", port, "port", port,
+                                  "transport", "can", "interface", n->iface, "uuid", u, "mode",
+                                  answering ? can_app_to_string(n->app) : "assigned", "present", answering,
+                                  "mcu", "board", "name", n->name[0] ? json_string(n->name) : json_null());
                 if (!o || json_array_append_new(array, o) < 0)
                         return -ENOMEM;
         }

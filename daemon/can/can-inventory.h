@@ -26,6 +26,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(CanInventory *, can_inventory_free);
 int can_inventory_start(CanInventory *ci);
 /* A UUID the user named on `iface`: listed even while it is silent. */
 int can_inventory_remember(CanInventory *ci, const char *iface, const CanUuid *uuid);
+/* The [mcu NAME] sections of a printer.cfg with a canbus_uuid: remembered
+ * under NAME. Returns how many, or a negative errno (file unreadable). */
+int can_inventory_load_printer_cfg(CanInventory *ci, const char *path);
+/* A printer.cfg MCU name -> "IFACE:UUID" into buf (at least 32 bytes): 0,
+ * or -ENOENT. */
+int can_inventory_resolve(CanInventory *ci, const char *name, char *buf, size_t size);
 /* Append one object per node: id, port ("can0:0123456789ab"), transport
- * "can", interface, uuid, mode ("klipper", "katapult", "assigned"). */
+ * "can", interface, uuid, mode ("klipper", "katapult", "assigned"),
+ * name (printer.cfg's MCU name, or null). */
 int can_inventory_append_json(CanInventory *ci, json_t *array);

@@ -260,12 +260,17 @@ static int method_flash(RpcCall *call, json_t *params)
         req.requested_by.pid = peer->pid;
         req.requested_by.name = who;
 
-        /* a CAN node the user named stays listed while klippy keeps it assigned (silent) */
+        /* a CAN node the user named stays listed while klippy keeps it assigned
+         * (silent); printer.cfg's MCU names stand for their IFACE:UUID */
+        char can_target[48];
         {
                 char iface[16];
                 CanUuid uuid;
                 if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
                         (void)can_inventory_remember(m->can, iface, &uuid);
+                else if (m->can &&
+                         can_inventory_resolve(m->can, target, can_target, sizeof(can_target)) >= 0)
+                        req.target = can_target;
         }
         r = job_queue_submit(q, &req, &job, &err, &message);
         if (r < 0 && err == JOB_ERROR_NONE)

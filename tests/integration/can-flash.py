@@ -112,6 +112,30 @@ def test_flash_klipper_to_klipper():
         flash_ok(boards, d, image2)
 
 
+def test_printer_cfg():
+    """printer_cfg in flashd.conf: its [mcu NAME] canbus_uuid lines name the
+    nodes; a silent one is listed as assigned; `flashctl flash NAME` flashes
+    the node over CAN."""
+    boards = Boards()
+    node_in_app(boards)
+    cfg = os.path.join(tmpdir(), "printer.cfg")
+    with open(cfg, "w") as f:
+        f.write("[mcu]\nserial: /dev/serial/by-id/usb-Klipper_stm32f446xx_0-if00\n\n"
+                f"[mcu EBB]\ncanbus_uuid: {UUID}\n\n[mcu ghost]\ncanbus_uuid: 111111111111\n")
+    image = app_image(12 * 1024 + 1, APP, seed=43, mcu=MCU)
+    with harness.Flashd(config=CONFIG + f"printer_cfg = {cfg}\n") as d:
+        nodes = harness.wait_for(lambda: (lambda n: n if n.get(UUID, {}).get("mode") == "klipper" else None)(
+            can_nodes(d)), timeout=15 * SCALE, interval=0.3, what="EBB listed answering")
+        check(nodes[UUID]["name"] == "EBB", "named after its [mcu EBB] section", nodes[UUID])
+        ghost = nodes.get("111111111111")
+        check(ghost and ghost["mode"] == "assigned" and not ghost["present"] and ghost["name"] == "ghost",
+              "a silent printer.cfg MCU is listed as assigned", ghost)
+        path = write_image(tmpdir(), image)
+        p = flashctl(d, "flash", "EBB", path, timeout=120 * SCALE)
+        check(p.returncode == EXIT_OK, f"flashctl flash EBB exit {p.returncode}", p.stdout + p.stderr)
+        check(boards.read(EBB36, APP, len(image)) == image, "image in the EBB36's flash")
+
+
 def test_corrupt_and_lost_frames():
     boards = Boards()
     node_in_app(boards)
@@ -199,5 +223,5 @@ def test_bus_errors():
 
 
 if __name__ == "__main__":
-    harness.main([test_query_and_list, test_flash_klipper_to_klipper, test_corrupt_and_lost_frames, test_node_stops_answering,
+    harness.main([test_query_and_list, test_flash_klipper_to_klipper, test_printer_cfg, test_corrupt_and_lost_frames, test_node_stops_answering,
                   test_wrong_mcu, test_bus_errors])
