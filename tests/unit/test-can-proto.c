@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "codec/can-proto.h"
+#include "jobs/job-flow-can.h"
 #include "macros.h"
 #include "tests.h"
 
@@ -133,6 +134,34 @@ static void test_frames(void)
         CHECK_INT(can_node_tx_id(128), 0x201);
 }
 
+static void test_target(void)
+{
+        static const struct {
+                const char *target;
+                int r;
+                const char *iface, *uuid;
+        } cases[] = {
+                { "can0:0123456789ab", 0, "can0", "0123456789ab" },
+                { "can1:0123456789AB", 0, "can1", "0123456789ab" },
+                { "my-can.1:ffffffffffff", 0, "my-can.1", "ffffffffffff" },
+                { "can0:0123456789a", -EINVAL, NULL, NULL },
+                { ":0123456789ab", -EINVAL, NULL, NULL },
+                { "averyveryverylongname:0123456789ab", -EINVAL, NULL, NULL },
+                { "/dev/ttyACM0", -EINVAL, NULL, NULL },
+                { "1-1.3", -EINVAL, NULL, NULL },
+                { "octopus", -EINVAL, NULL, NULL },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char iface[16], u[13];
+                CanUuid uuid;
+                CHECK_INT(job_can_target_parse(cases[i].target, iface, &uuid), cases[i].r);
+                if (cases[i].r == 0) {
+                        CHECK_STR(iface, cases[i].iface);
+                        CHECK_STR(can_uuid_format(&uuid, u), cases[i].uuid);
+                }
+        }
+}
+
 static void test_printer_cfg(void)
 {
         static const char cfg[] = "[mcu]\n"
@@ -168,6 +197,7 @@ static void test_printer_cfg(void)
 int main(void)
 {
         test_printer_cfg();
+        test_target();
         test_uuid_text();
         test_usb_serial();
         test_admin();
