@@ -334,8 +334,10 @@ static int can_run(CanFlow *f)
                 return can_bus_error(f, -ENETDOWN, "before the flash");
         r = can_transport_open(&f->t, spec->can_iface);
         if (r == -EAFNOSUPPORT)
-                return can_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE,
-                                "this kernel has no SocketCAN (AF_CAN): load the can and can_raw modules");
+                return can_fail(
+                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                        "SocketCAN is not available here (socket(AF_CAN) refused): load the can and "
+                        "can_raw kernel modules, and allow AF_CAN in the unit's RestrictAddressFamilies=");
         if (r < 0)
                 return can_bus_error(f, r, "opening a CAN socket");
 
