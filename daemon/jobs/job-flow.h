@@ -33,6 +33,11 @@ typedef struct JobFlowBoard {
         bool manual_reboot; /* the DB says software reboot does not work */
         bool uart_request;  /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
         char *hint;         /* hints joined, for waiting-for-device */
+        /* an AVR behind a USB-serial bridge (bootloader stk500v2/stk500v1) */
+        bool avr;
+        bool avr_stk500v1; /* optiboot; else the Mega's STK500v2 */
+        uint8_t avr_signature[3];
+        uint32_t avr_page_size, avr_boot_size, avr_baud;
 } JobFlowBoard;
 
 typedef struct JobFlowSpec {

@@ -540,7 +540,8 @@ int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char
  *
  * Sent in order, the first block, the vector table, is programmed first:
  * an interrupted flash then leaves a board that starts half an image.
- * Knowing the page size from the board's layout, the host does better:
+ * Knowing the page size (from the board's layout, else from the MCU as
+ * Katapult's own flash.c computes it), the host does better:
  * it first sends an all-0xFF first block, which makes Katapult erase the
  * first page and program nothing (all ones leave the cells erased), then
  * the other pages in order, and the first page last. Until that last page
@@ -567,6 +568,23 @@ static bool mcu_reprograms_erased(const char *mcu)
         return false;
 }
 
+/*
+ * The erase unit at `address` as Katapult's stm32 flash.c computes it, for
+ * a board the database does not name (a port path as the target). Too
+ * large is safe (each real page inside is erased at its first block, in
+ * order), too small is not; F0/F1 pages are 1 or 2 KiB, so 2 KiB.
+ */
+static uint32_t mcu_page_size(const char *mcu, uint32_t address)
+{
+        if (strncasecmp(mcu, "stm32f2", 7) == 0 || strncasecmp(mcu, "stm32f4", 7) == 0)
+                return address < 0x08010000u   ? 16u * 1024u
+                       : address < 0x08020000u ? 64u * 1024u
+                                               : 128u * 1024u;
+        if (strncasecmp(mcu, "stm32f0", 7) == 0 || strncasecmp(mcu, "stm32f1", 7) == 0)
+                return 2u * 1024u;
+        return 0;
+}
+
 /* Blocks in the first page when it can be written last, else 0. */
 static uint64_t first_page_blocks(KatapultSession *s, uint64_t blocks, const KatapultFlashOptions *opts)
 {
@@ -574,10 +592,18 @@ static uint64_t first_page_blocks(KatapultSession *s, uint64_t blocks, const Kat
         const DfuseSegment *seg = NULL;
         uint32_t start = 0, size = 0;
 
-        if (!opts || !opts->layout || blocks < 2)
+        if (blocks < 2)
                 return 0;
-        if (!dfuse_layout_find_sector(opts->layout, info->start_address, &seg, &start, &size) ||
-            start != info->start_address || size == 0 || size % info->block_size != 0)
+        if (opts && opts->layout) {
+                if (!dfuse_layout_find_sector(opts->layout, info->start_address, &seg, &start, &size) ||
+                    start != info->start_address)
+                        return 0;
+        } else {
+                size = mcu_page_size(info->mcu, info->start_address);
+                if (size == 0 || info->start_address % size != 0)
+                        return 0;
+        }
+        if (size == 0 || size % info->block_size != 0)
                 return 0;
         if ((uint64_t)size / info->block_size >= blocks)
                 return 0; /* the whole image is in the first page: nothing to reorder */

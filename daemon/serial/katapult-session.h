@@ -69,7 +69,7 @@ typedef struct KatapultFlashOptions {
         bool no_verify;     /* skip the read back (COMPLETE right after EOF) */
         bool no_complete;   /* stay in Katapult after a good verify */
         /* The board's flash layout (erase units), to find the page that
-         * holds the vector table; NULL: unknown, blocks go in order. */
+         * holds the vector table; NULL: from the MCU Katapult reports. */
         const DfuseLayout *layout;
 } KatapultFlashOptions;
 

@@ -99,6 +99,8 @@ typedef struct Case {
         int expected;
         bool expect_written;   /* the image is in flash afterwards */
         bool expect_untouched; /* not a single block written */
+        /* afterwards, the application's vector table is: 1 valid, -1 erased, 0 not checked */
+        int expect_vector_table;
 } Case;
 
 static unsigned phases_seen;
@@ -236,6 +238,8 @@ static void run_case(const Case *c)
                 flash_model_read(d.flash, APP_START, now, sizeof(now));
                 CHECK(memcmp(now, old, sizeof(old)) == 0);
         }
+        if (c->expect_vector_table)
+                CHECK_INT(katapult_model_app_plausible(d.model), c->expect_vector_table > 0);
         /* The bootloader region is never touched. */
         uint8_t b2[sizeof(boot)];
         flash_model_read(d.flash, FLASH_BASE, b2, sizeof(b2));
@@ -408,7 +412,29 @@ int main(void)
                   .block_size = 64,
                   .image_size = 20000,
                   .unplug_after_blocks = 40,
-                  .expected = -ENODEV },
+                  .expected = -ENODEV,
+                  .expect_vector_table = -1 },
+                /* The first page (16 KiB at 0x08008000) goes last: while the
+                 * pages after it are written, the old application's vector
+                 * table is erased, so the board stays in Katapult. */
+                { .name = "unplugged in the second page",
+                  .block_size = 256,
+                  .image_size = 40000,
+                  .unplug_after_blocks = 10,
+                  .expected = -ENODEV,
+                  .expect_vector_table = -1 },
+                { .name = "unplugged in the third page",
+                  .block_size = 256,
+                  .image_size = 40000,
+                  .unplug_after_blocks = 70,
+                  .expected = -ENODEV,
+                  .expect_vector_table = -1 },
+                { .name = "image within the first page: in order",
+                  .block_size = 256,
+                  .image_size = 8192,
+                  .expected = KATAPULT_FLASH_LEFT,
+                  .expect_written = true,
+                  .expect_vector_table = 1 },
                 { .name = "verify mismatch",
                   .block_size = 128,
                   .image_size = 4000,

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "can-bus.h"
 #include "control.h"
+#include "avr-tty.h"
 #include "tty-port.h"
 #include "usb-device.h"
 
@@ -63,7 +64,7 @@ static void usage(FILE *f)
               "       vboard [--control PATH] ctl VERB [ARGS...]\n"
               "       vboard --list-boards\n"
               "Quirks: short-string garbage-tail error-at-start reset-on-leave no-1200-reboot unplug=N[,M]\n"
-              "        string-eio=N can-drop\n"
+              "        string-eio=N can-drop avr-miss-reset\n"
               "Control verbs: list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
               "wait\n"
               "               can-up can-down can-bus-off can-bus-on IFACE\n",
@@ -259,8 +260,11 @@ static int setup_boards(World *w, Options *o)
                 if (s->uid)
                         vboard_set_uid(b, s->uid);
                 /* a plain DFU board's bootloader is what the database says */
-                if (!b->plain_dfu && !b->rp2040)
+                if (!b->plain_dfu && !b->rp2040 && !b->avr)
                         b->bootloader = s->bootloader;
+                if (b->avr && s->mode != BOARD_MODE_APP && s->mode != BOARD_MODE_OFF)
+                        return fail("--mode %s: an AVR board has only its USB-serial tty (app)",
+                                    board_mode_to_string(s->mode));
                 /* the ROM mode an RP2040 has is BOOTSEL, an STM32's is DFU */
                 if (s->mode == BOARD_MODE_BOOTSEL && !b->rp2040)
                         return fail("--mode bootsel: board %s is no RP2040", s->name);
@@ -315,6 +319,9 @@ static int write_outputs(World *w, Options *o)
                         g_autofree char *path =
                                 w->n_boards == 1 ? g_strdup(o->dump) : g_strdup_printf("%s.%zu", o->dump, i);
                         g_autoptr(GError) error = NULL;
+                        g_mutex_lock(&w->lock);
+                        avr_board_sync_flash(w->boards[i]);
+                        g_mutex_unlock(&w->lock);
                         if (!g_file_set_contents(path, (const char *)w->boards[i]->flash->data,
                                                  w->boards[i]->flash->size, &error))
                                 ret = fail("--dump: %s", error->message);
