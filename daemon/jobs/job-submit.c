@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "codec/dfuse-layout.h"
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
 #include "jobs/job-check.h"
@@ -198,14 +199,43 @@ static bool candidate_fits_image(const BoardVariant *v, const ImageFacts *f)
         /* a hex or dfu image names its own start */
         if (f->has_start && !f->raw && f->start != app && f->start != v->flash_base)
                 return false;
+        /* it fits the board's flash above the application start */
+        if (v->flash_size > v->app_offset && f->end > f->start &&
+            (uint64_t)(f->end - f->start) > (uint64_t)(v->flash_size - v->app_offset))
+                return false;
         return true;
 }
 
-/* Everything a flash takes from the board database is the same. */
+/* The size of the flash sector the application starts in (what a
+ * bootloader erases first), or 0 when the database has no layout. */
+static uint32_t variant_app_sector_size(const BoardVariant *v)
+{
+        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+        uint32_t app = v->flash_base + v->app_offset;
+
+        if (!v->layout || dfuse_layout_parse(v->layout, strlen(v->layout), &l) < 0)
+                return 0;
+        for (size_t r = 0; r < l->n_regions; r++)
+                for (size_t i = 0; i < l->regions[r].n_segments; i++) {
+                        const DfuseSegment *seg = &l->regions[r].segments[i];
+                        if (app >= seg->address &&
+                            (uint64_t)app < (uint64_t)seg->address + (uint64_t)seg->count * seg->size)
+                                return seg->size;
+                }
+        return 0;
+}
+
+/*
+ * Everything a flash takes from the board database is the same: where the
+ * application starts and the sector it starts in. The flash size may differ
+ * (an EBB36's G0B1 has 128 KiB, an SKR Mini's 512 KiB): candidate_fits_image()
+ * kept only the boards the image fits, and the bootloader's own layout is
+ * checked again once the board is in it.
+ */
 static bool variants_agree(const BoardVariant *a, const BoardVariant *b)
 {
-        return a->flash_base == b->flash_base && a->flash_size == b->flash_size &&
-               a->app_offset == b->app_offset && streq_ptr(a->layout, b->layout);
+        return a->flash_base == b->flash_base && a->app_offset == b->app_offset &&
+               variant_app_sector_size(a) == variant_app_sector_size(b);
 }
 
 /*
@@ -372,9 +402,15 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (r < 0)
                 return r;
         if (job_set_string(&j->target, req->target) < 0 ||
-            job_set_string(&j->port, can ? req->target : e ? e->port : holder->port) < 0 ||
-            job_set_string(&j->mode, can ? "can" : e ? device_mode_to_string(e->mode) : holder->mode) < 0 ||
-            job_set_string(&j->device, can ? req->target : e ? (e->tty ? e->tty : e->usb_devnode) : NULL) < 0 ||
+            job_set_string(&j->port, can ? req->target
+                                     : e ? e->port
+                                         : holder->port) < 0 ||
+            job_set_string(&j->mode, can ? "can"
+                                     : e ? device_mode_to_string(e->mode)
+                                         : holder->mode) < 0 ||
+            job_set_string(&j->device, can ? req->target
+                                       : e ? (e->tty ? e->tty : e->usb_devnode)
+                                           : NULL) < 0 ||
             job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
             job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
                 return -ENOMEM;
