@@ -25,7 +25,7 @@ static OutputColor mode_color(const char *mode)
                 return OUTPUT_COLOR_NONE;
         if (streq(mode, "app"))
                 return OUTPUT_COLOR_GREEN;
-        if (streq(mode, "dfu") || streq(mode, "katapult"))
+        if (streq(mode, "dfu") || streq(mode, "katapult") || streq(mode, "rebooting"))
                 return OUTPUT_COLOR_YELLOW;
         if (streq(mode, "unknown"))
                 return OUTPUT_COLOR_GREY;
@@ -46,6 +46,22 @@ static const char *device_node(const json_t *d)
 static const char *candidate_name(const json_t *c)
 {
         return json_is_string(c) ? json_string_value(c) : json_string_value(json_object_get(c, "name"));
+}
+
+/* "7 flashing/write": the job busy with the device's port, or NULL. */
+static char *device_job(const json_t *d)
+{
+        const json_t *j = json_object_get(d, "job");
+        const char *state = output_json_str(j, "state"), *phase = output_json_str(j, "phase");
+        char *s = NULL;
+
+        if (!json_is_object(j))
+                return NULL;
+        if (asprintf(&s, "%" JSON_INTEGER_FORMAT " %s%s%s", json_integer_value(json_object_get(j, "id")),
+                     strna(state), phase && !streq(phase, "none") ? "/" : "",
+                     phase && !streq(phase, "none") ? phase : "") < 0)
+                return NULL;
+        return s;
 }
 
 /* "octopus-pro", or "octopus|octopus-pro?" while the match is ambiguous. */
@@ -140,7 +156,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
         if (ctx->json)
                 return flashctl_print_json_exit(ctx, result);
 
-        static const char *const headers[] = { "PORT", "MODE", "BOARD", "MCU", "DEVICE", "LAYOUT" };
+        static const char *const headers[] = { "PORT", "MODE", "BOARD", "MCU", "DEVICE", "JOB", "LAYOUT" };
         Table *t = NULL;
         r = table_new(&t, ELEMENTSOF(headers), headers);
         if (r < 0)
@@ -150,7 +166,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
         json_t *d;
         json_array_foreach (result, i, d) {
                 _cleanup_free_ char *board = device_board(d);
-                _cleanup_free_ char *layout = NULL;
+                _cleanup_free_ char *layout = NULL, *job = device_job(d);
                 const char *m = output_json_str(d, "mode");
 
                 if (output_json_str(d, "probe_error"))
@@ -163,6 +179,7 @@ static int verb_list(Flashctl *ctx, int argc, char **argv)
                         board,
                         output_json_str(d, "mcu"),
                         device_node(d),
+                        job,
                         layout,
                 };
                 r = table_add_row(t, cells);
@@ -196,7 +213,8 @@ static const char *const device_known_keys[] = {
         "probed",      "diagnostics",   "hints",
         "since",       "previous_mcu",  "probe_error",
         "flash_base",  "flash_size",    "app_offset",
-        "app_address", "board_layout",
+        "app_address", "board_layout", "present",
+        "job",
         NULL,
 };
 /* clang-format on */
@@ -419,6 +437,14 @@ static void print_device(Flashctl *ctx, const json_t *d)
         if (mode)
                 printf("%15s: %s%s%s\n", "Mode", output_color_on(mode_color(mode), color), mode,
                        mode_color(mode) != OUTPUT_COLOR_NONE ? output_color_off(color) : "");
+        {
+                _cleanup_free_ char *job = device_job(d);
+                if (job && json_is_false(json_object_get(d, "present")))
+                        printf("%15s: job %s (the board is away from its port while the job reboots it)\n",
+                               "Job", job);
+                else if (job)
+                        printf("%15s: job %s\n", "Job", job);
+        }
         print_field("USB id", output_json_str(d, "usb_id"));
         print_field("Manufacturer", output_json_str(d, "manufacturer"));
         print_field("Product", output_json_str(d, "product"));

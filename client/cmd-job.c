@@ -7,6 +7,7 @@
  * status says how it ended (see flashctl.1): 0 only when the board is back
  * running the new image.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -103,6 +104,73 @@ static OutputColor state_color(const char *state)
         return OUTPUT_COLOR_YELLOW;
 }
 
+/* "4.2 s", "1min 5s": how long something took */
+static const char *format_seconds(char buf[static FORMAT_BUF_MAX], double s)
+{
+        if (s < 0)
+                s = 0;
+        if (s < 60)
+                snprintf(buf, FORMAT_BUF_MAX, "%.1f s", s);
+        else
+                format_duration(buf, (uint64_t)(s + 0.5));
+        return buf;
+}
+
+/* What a finished flash did, from the job's result: "6 sectors, 400 KiB
+ * written and verified", or NULL when nothing was written. */
+static char *result_summary(const json_t *job)
+{
+        const json_t *res = json_object_get(job, "result");
+        uint64_t sectors = u64_field(res, "sectors_written"), bytes = u64_field(res, "bytes_written");
+        uint64_t verified = u64_field(res, "bytes_verified"),
+                 unchanged = u64_field(res, "sectors_unchanged");
+        char sz[FORMAT_BUF_MAX], more[64] = "";
+        char *s = NULL;
+
+        if (!json_is_object(res) || (sectors == 0 && bytes == 0))
+                return NULL;
+        if (unchanged > 0)
+                snprintf(more, sizeof(more), " (%" PRIu64 " unchanged sector%s skipped)", unchanged,
+                         unchanged == 1 ? "" : "s");
+        if (asprintf(&s, "%" PRIu64 " sector%s, %s written%s%s", sectors, sectors == 1 ? "" : "s",
+                     format_size(sz, bytes), verified > 0 ? " and verified" : " (not verified)", more) < 0)
+                return NULL;
+        return s;
+}
+
+/* How long the job took from submission to its end, in seconds; -1 unknown. */
+static double job_duration(const json_t *job)
+{
+        double c = json_number_value(json_object_get(job, "created")),
+               f = json_number_value(json_object_get(job, "finished"));
+        return c > 0 && f >= c ? f - c : -1;
+}
+
+/* "octopus-pro on 1-1.3", "octopus-pro (or octopus) on 1-1.3" when the
+ * device could be either and the flash treats them alike, or "the board on
+ * 1-1.3" when the job names none */
+static void job_board_text(const json_t *job, char *buf, size_t size)
+{
+        const json_t *alt = json_object_get(job, "board_alternatives");
+        const char *port = output_json_str(job, "port") ? output_json_str(job, "port") : "its port";
+        size_t n = 0, i;
+        const json_t *a;
+
+        if (!output_json_str(job, "board")) {
+                snprintf(buf, size, "the board on %s", port);
+                return;
+        }
+        n = (size_t)snprintf(buf, size, "%s", output_json_str(job, "board"));
+        json_array_foreach (alt, i, a)
+                if (n < size && json_is_string(a))
+                        n += (size_t)snprintf(buf + n, size - n, "%s%s", i == 0 ? " (or " : " or ",
+                                              json_string_value(a));
+        if (n < size && json_array_size(alt) > 0)
+                n += (size_t)snprintf(buf + n, size - n, ")");
+        if (n < size)
+                snprintf(buf + n, size - n, " on %s", port);
+}
+
 /* ---- following one job ---- */
 
 typedef struct Follow {
@@ -113,7 +181,45 @@ typedef struct Follow {
         char last_line[256]; /* last plain line printed, to print changes only */
         const char *last_message;
         bool bar_shown;
+        const char *target, *image; /* for the next command after a failure (flash only) */
 } Follow;
+
+static bool job_waiting(const json_t *job)
+{
+        const char *s = output_json_str(job, "state");
+        return s && (streq(s, "waiting-for-device") || streq(s, "waiting-for-app"));
+}
+
+/* "12 s of 600 s" while the job waits for its board */
+static bool wait_text(const json_t *job, char *buf, size_t size)
+{
+        const json_t *w = json_object_get(job, "wait");
+        double started = json_number_value(json_object_get(w, "started")),
+               limit = json_number_value(json_object_get(w, "timeout_sec"));
+        struct timespec ts;
+        char a[FORMAT_BUF_MAX], b[FORMAT_BUF_MAX];
+
+        if (!job_waiting(job) || !json_is_object(w) || started <= 0)
+                return false;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+        snprintf(buf, size, "%s of %s", format_duration(a, (uint64_t)MAX(now - started, 0.0)),
+                 format_duration(b, (uint64_t)(limit + 0.5)));
+        return true;
+}
+
+/* The waiting line on a terminal, redrawn every second. */
+static void follow_show_wait(Follow *f, const json_t *job)
+{
+        char state[64], w[2 * FORMAT_BUF_MAX + 8];
+
+        if (!f->tty || f->ctx->json || !wait_text(job, w, sizeof(w)))
+                return;
+        job_state_text(job, state, sizeof(state));
+        fprintf(stderr, "\r\033[K%-16s %s", state, w);
+        fflush(stderr);
+        f->bar_shown = true;
+}
 
 static void follow_clear_bar(Follow *f)
 {
@@ -145,12 +251,27 @@ static void follow_show(Follow *f, const json_t *job)
                 return;
         }
 
-        /* Messages (the board's hint while waiting, ...) on their own line. */
+        /* Messages (the board's hint while waiting, ...) on their own line,
+         * each hint on a line of its own. */
         if (message && (!f->last_message || !streq(message, f->last_message)) && !job_final(job)) {
+                const json_t *hints = json_object_get(json_object_get(job, "wait"), "hints");
+                char w[2 * FORMAT_BUF_MAX + 8];
                 follow_clear_bar(f);
-                fprintf(stderr, "%s: ", state);
-                output_fputs_sanitized(message, stderr);
-                fputc('\n', stderr);
+                if (json_array_size(hints) > 0 && wait_text(job, w, sizeof(w))) {
+                        size_t i;
+                        const json_t *h;
+                        fprintf(stderr, "%s: the board has not shown up yet (%s); the job keeps waiting.\n",
+                                state, w);
+                        json_array_foreach (hints, i, h) {
+                                fputs("Hint: ", stderr);
+                                output_fputs_sanitized(strempty(json_string_value(h)), stderr);
+                                fputc('\n', stderr);
+                        }
+                } else {
+                        fprintf(stderr, "%s: ", state);
+                        output_fputs_sanitized(message, stderr);
+                        fputc('\n', stderr);
+                }
         }
 
         if (f->tty && moving) {
@@ -176,8 +297,14 @@ static void follow_show(Follow *f, const json_t *job)
                 snprintf(line, sizeof(line), "%s", state);
                 if (!streq(line, f->last_line)) {
                         follow_clear_bar(f);
+                        const json_t *w = json_object_get(job, "wait");
                         if (moving)
                                 fprintf(stderr, "%s (%s)\n", state, format_size(total, bt));
+                        else if (job_waiting(job) && json_is_object(w))
+                                fprintf(stderr, "%s (up to %s)\n", state,
+                                        format_duration(total, (uint64_t)(json_number_value(json_object_get(
+                                                                                  w, "timeout_sec")) +
+                                                                          0.5)));
                         else if (!job_final(job))
                                 fprintf(stderr, "%s\n", state);
                         snprintf(f->last_line, sizeof(f->last_line), "%s", line);
@@ -186,6 +313,8 @@ static void follow_show(Follow *f, const json_t *job)
         json_decref(f->last);
         f->last = json_incref((json_t *)job);
         f->last_message = output_json_str(f->last, "message");
+        if (!f->bar_shown)
+                follow_show_wait(f, job);
 }
 
 static int follow_on_notify(RpcClient *c, const char *method, json_t *params, void *userdata)
@@ -201,6 +330,22 @@ static int follow_on_notify(RpcClient *c, const char *method, json_t *params, vo
         return job_final(job) ? 1 : 0;
 }
 
+/* After a job that did not end well: its id, and what to run next. */
+static void follow_next_command(Follow *f, const json_t *job)
+{
+        const char *err = job_error_name(job), *port = output_json_str(job, "port");
+
+        if (f->target && f->image && port &&
+            (!err || streq(err, "device-gone") || streq(err, "bootloader-timeout") ||
+             streq(err, "interrupted") || streq(err, "flash-failed") || streq(err, "verify-failed")))
+                fprintf(stderr,
+                        "Next: `flashctl flash %s %s` to try again (job %" PRIu64
+                        " has the log: `flashctl job %" PRIu64 "`).\n",
+                        port, f->image, f->id, f->id);
+        else
+                fprintf(stderr, "Next: `flashctl job %" PRIu64 "` shows its log.\n", f->id);
+}
+
 static void print_final(Follow *f, const json_t *job)
 {
         const char *state = output_json_str(job, "state");
@@ -210,10 +355,23 @@ static void print_final(Follow *f, const json_t *job)
         follow_clear_bar(f);
         if (f->ctx->json)
                 return;
+        char who[160], took[FORMAT_BUF_MAX];
+        job_board_text(job, who, sizeof(who));
+        format_seconds(took, job_duration(job));
         if (state && streq(state, "done")) {
-                printf("%sDone%s: %s on %s is running the new image",
-                       output_color_on(OUTPUT_COLOR_GREEN, color), output_color_off(color),
-                       strna(output_json_str(job, "board")), strna(output_json_str(job, "port")));
+                _cleanup_free_ char *what = result_summary(job);
+                if (what)
+                        printf("%sDone%s in %s: %s.\n", output_color_on(OUTPUT_COLOR_GREEN, color),
+                               output_color_off(color), took, what);
+                else if (json_is_object(json_object_get(job, "result")))
+                        printf("%sAlready up to date%s: nothing written, %s.\n",
+                               output_color_on(OUTPUT_COLOR_GREEN, color), output_color_off(color), took);
+                else
+                        printf("%sDone%s in %s.\n", output_color_on(OUTPUT_COLOR_GREEN, color),
+                               output_color_off(color), took);
+                if (!output_json_str(job, "board"))
+                        who[0] = (char)toupper((unsigned char)who[0]); /* "The board on ..." */
+                printf("%s is running the new image", who);
                 if (output_json_str(job, "device"))
                         printf(" (%s)", output_json_str(job, "device"));
                 printf(".\n");
@@ -233,6 +391,7 @@ static void print_final(Follow *f, const json_t *job)
                         output_fputs_sanitized(output_json_str(job, "message"), stderr);
                 }
                 fputc('\n', stderr);
+                follow_next_command(f, job);
                 return;
         }
         fprintf(stderr, "flashctl: job %" PRIu64 " %sfailed%s (%s): ", f->id,
@@ -245,7 +404,7 @@ static void print_final(Follow *f, const json_t *job)
                 output_fputs_sanitized(output_json_str(error, "advice"), stderr);
                 fputc('\n', stderr);
         }
-        fprintf(stderr, "See `flashctl job %" PRIu64 "` for its log.\n", f->id);
+        follow_next_command(f, job);
 }
 
 static int job_get(Flashctl *ctx, uint64_t id, json_t **ret)
@@ -260,11 +419,18 @@ static int job_get(Flashctl *ctx, uint64_t id, json_t **ret)
         return *ret ? 0 : flashctl_report_error(ctx, -EBADMSG, "job.get");
 }
 
-/* Follow job `id` until it ends; SIGINT/SIGTERM cancel it (a second one
- * stops following). Returns the exit status. */
-static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial)
+/* Follow job `id` until it ends. With `cancel`, SIGINT/SIGTERM cancel it
+ * (a second one stops following); without (a job started elsewhere), they
+ * stop following and the job goes on. `target` and `image` name the next
+ * command after a failure (NULL: not known here). Returns the exit status. */
+static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial, bool cancel, const char *target,
+                      const char *image)
 {
-        Follow f = { .ctx = ctx, .id = id, .tty = output_use_color(stderr) || isatty(STDERR_FILENO) == 1 };
+        Follow f = { .ctx = ctx,
+                     .id = id,
+                     .tty = output_use_color(stderr) || isatty(STDERR_FILENO) == 1,
+                     .target = target,
+                     .image = image };
         json_auto_t *now = NULL;
         sigset_t mask;
         bool cancelling = false;
@@ -292,21 +458,29 @@ static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial)
                 goto end;
         }
         for (;;) {
-                r = rpc_client_run(ctx->client, UINT64_MAX, sfd);
+                /* a terminal's waiting line counts the seconds: wake once a
+                 * second (the job may start waiting during any run) */
+                bool tty = f.tty && !ctx->json;
+                r = rpc_client_run(ctx->client, tty ? 1000000 : UINT64_MAX, sfd);
                 if (r > 0)
                         break;
+                if (r == 0 && tty) {
+                        if (f.last && job_waiting(f.last))
+                                follow_show_wait(&f, f.last);
+                        continue;
+                }
                 if (r == -EINTR) {
                         struct signalfd_siginfo si;
                         json_auto_t *params = json_pack("{s:I}", "job", (json_int_t)id);
                         (void)!read(sfd, &si, sizeof(si));
-                        if (cancelling) {
+                        if (cancelling || !cancel) {
                                 follow_clear_bar(&f);
                                 fprintf(stderr,
                                         "Stopped following job %" PRIu64
-                                        "; it goes on (flashctl job %" PRIu64 ").\n",
+                                        "; it goes on. Next: `flashctl job %" PRIu64 " --follow`.\n",
                                         id, id);
                                 json_decref(f.last);
-                                return FLASHCTL_EXIT_CANCELLED;
+                                return cancel ? FLASHCTL_EXIT_CANCELLED : FLASHCTL_EXIT_OK;
                         }
                         follow_clear_bar(&f);
                         fprintf(stderr, "Cancelling job %" PRIu64 " (interrupt again to stop waiting)...\n",
@@ -318,6 +492,12 @@ static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial)
                 if (r < 0) {
                         follow_clear_bar(&f);
                         json_decref(f.last);
+                        if (r == -ECONNRESET || r == -EPIPE)
+                                fprintf(stderr,
+                                        "Lost flashd while following job %" PRIu64
+                                        "; once it runs again, `flashctl job %" PRIu64
+                                        " --follow` shows how the job ended.\n",
+                                        id, id);
                         return flashctl_report_error(ctx, r, "flash");
                 }
         }
@@ -337,7 +517,7 @@ end:
 
 static int verb_flash(Flashctl *ctx, int argc, char **argv)
 {
-        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT };
+        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT, ARG_BOARD };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
                 { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
@@ -345,11 +525,12 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 { "mass-erase", no_argument, NULL, ARG_MASS_ERASE },
                 { "no-wait", no_argument, NULL, ARG_NO_WAIT },
                 { "format", required_argument, NULL, ARG_FORMAT },
+                { "board", required_argument, NULL, ARG_BOARD },
                 {},
         };
         json_auto_t *force = json_array();
         json_auto_t *params = NULL, *result = NULL;
-        const char *format = NULL;
+        const char *format = NULL, *board = NULL;
         bool has_address = false, verify = true, mass_erase = false, wait = true;
         uint32_t address = 0;
         RpcClientError e = {};
@@ -379,6 +560,9 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 case ARG_FORMAT:
                         format = optarg;
                         break;
+                case ARG_BOARD:
+                        board = optarg;
+                        break;
                 default:
                         return FLASHCTL_EXIT_USAGE;
                 }
@@ -406,10 +590,22 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 json_object_set_new(params, "address", json_integer(address));
         if (format)
                 json_object_set_new(params, "format", json_string(format));
+        if (board)
+                json_object_set_new(params, "board", json_string(board));
 
         r = flashctl_connect(ctx);
         if (r != 0)
                 return r;
+        if (wait) {
+                /* Ctrl-C from here on cancels the job it makes (follow_job reads
+                 * the signal), never kills flashctl between submission and
+                 * following, leaving a job nobody was told about. */
+                sigset_t mask;
+                sigemptyset(&mask);
+                sigaddset(&mask, SIGINT);
+                sigaddset(&mask, SIGTERM);
+                (void)sigprocmask(SIG_BLOCK, &mask, NULL);
+        }
         r = rpc_client_call_with_fd(ctx->client, "job.flash", params, fd, 0, &result, &e);
         if (r == -EREMOTEIO) {
                 const json_t *err = json_object_get(e.data, "error");
@@ -447,14 +643,14 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 return FLASHCTL_EXIT_OK;
         }
         if (!ctx->json) {
-                char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX];
+                char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], who[160];
                 const json_t *img = json_object_get(job, "image");
-                fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s on port %s\n", id, path,
+                job_board_text(job, who, sizeof(who));
+                fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s\n", id, path,
                         strna(output_json_str(img, "format")), format_size(sz, u64_field(img, "size")),
-                        format_address(a, u64_field(img, "address")), strna(output_json_str(job, "board")),
-                        strna(output_json_str(job, "port")));
+                        format_address(a, u64_field(img, "address")), who);
         }
-        return follow_job(ctx, id, job);
+        return follow_job(ctx, id, job, true, target, path);
 }
 
 /* ---- jobs, job, cancel ---- */
@@ -512,17 +708,29 @@ static int verb_jobs(Flashctl *ctx, int argc, char **argv)
 
                 snprintf(id, sizeof(id), "%" PRIu64, (uint64_t)json_integer_value(json_object_get(j, "id")));
                 job_state_text(j, state, sizeof(state));
+                /* progress while it runs, what it wrote once done; a failure is
+                 * the STATE's (`flashctl job ID` tells why) */
                 if (bt > 0 && output_json_str(j, "phase") && !streq(output_json_str(j, "phase"), "none"))
                         snprintf(progress, sizeof(progress), "%u%%", (unsigned)(100 * MIN(bd, bt) / bt));
-                else if (job_error_name(j))
-                        snprintf(progress, sizeof(progress), "%s", job_error_name(j));
+                else if (streq_ptr(output_json_str(j, "state"), "done")) {
+                        const json_t *res = json_object_get(j, "result");
+                        char sz[FORMAT_BUF_MAX];
+                        if (u64_field(res, "bytes_written") > 0)
+                                snprintf(progress, sizeof(progress), "%s written",
+                                         format_size(sz, u64_field(res, "bytes_written")));
+                        else if (json_is_object(res))
+                                snprintf(progress, sizeof(progress), "up to date");
+                }
                 if (cr > 0) {
                         time_t tt = (time_t)cr;
                         struct tm tm;
                         strftime(created, sizeof(created), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
                 }
-                snprintf(image, sizeof(image), "%.12s %s", strempty(output_json_str(img, "sha256")),
-                         strempty(output_json_str(img, "format")));
+                /* the file's name as a person gave it; the hash only without one */
+                if (output_json_str(img, "name"))
+                        snprintf(image, sizeof(image), "%s", output_json_str(img, "name"));
+                else
+                        snprintf(image, sizeof(image), "%.12s", strempty(output_json_str(img, "sha256")));
                 const char *cells[] = { id,
                                         state,
                                         progress,
@@ -547,16 +755,123 @@ static int verb_jobs(Flashctl *ctx, int argc, char **argv)
         return FLASHCTL_EXIT_OK;
 }
 
+/* The job object for a person: one line per fact, the error once with its
+ * hint, what the flash did instead of the last phase's counters. */
+static json_t *job_for_person(const json_t *job)
+{
+        json_t *shown = json_deep_copy(job);
+        const json_t *img = json_object_get(job, "image"), *error = json_object_get(job, "error");
+        const json_t *req = json_object_get(job, "requested_by");
+        char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], text[512];
+        static const char *const times[] = { "created", "started", "finished" };
+
+        if (!shown)
+                return NULL;
+        if (streq_ptr(output_json_str(job, "phase"), "none"))
+                json_object_del(shown, "phase");
+        if (json_is_object(img)) {
+                /* a refused image was never placed: no format or address then */
+                const char *name =
+                        output_json_str(img, "name") ? output_json_str(img, "name") : "(no file name)";
+                if (output_json_str(img, "format"))
+                        snprintf(text, sizeof(text), "%s (%s, %s at %s, sha256 %.12s)", name,
+                                 output_json_str(img, "format"), format_size(sz, u64_field(img, "size")),
+                                 format_address(a, u64_field(img, "address")),
+                                 strempty(output_json_str(img, "sha256")));
+                else
+                        snprintf(text, sizeof(text), "%s (%s, sha256 %.12s)", name,
+                                 format_size(sz, u64_field(img, "size")),
+                                 strempty(output_json_str(img, "sha256")));
+                json_object_set_new(shown, "image", json_string(text));
+        }
+        if (job_final(job) || streq_ptr(output_json_str(job, "state"), "queued")) {
+                json_object_del(shown, "bytes_done");
+                json_object_del(shown, "bytes_total");
+                json_object_del(shown, "rate");
+        }
+        json_object_del(shown, "result");
+        if (streq_ptr(output_json_str(job, "state"), "done")) {
+                _cleanup_free_ char *what = result_summary(job);
+                if (what || json_is_object(json_object_get(job, "result")))
+                        json_object_set_new(shown, "written",
+                                            json_string(what ? what : "nothing (up to date)"));
+        }
+        json_object_del(shown, "wait");
+        if (wait_text(job, text, sizeof(text)))
+                json_object_set_new(shown, "waiting", json_string(text));
+        if (json_is_object(error)) {
+                if (streq_ptr(output_json_str(job, "message"), output_json_str(error, "message")))
+                        json_object_del(shown, "message");
+                snprintf(text, sizeof(text), "%s: %s", strna(output_json_str(error, "name")),
+                         strna(output_json_str(error, "message")));
+                json_object_set_new(shown, "error", json_string(text));
+                if (output_json_str(error, "advice"))
+                        json_object_set_new(shown, "hint", json_string(output_json_str(error, "advice")));
+        }
+        if (json_is_object(req)) {
+                snprintf(text, sizeof(text),
+                         "%s (uid %" JSON_INTEGER_FORMAT ", pid %" JSON_INTEGER_FORMAT ")",
+                         strna(output_json_str(req, "name")),
+                         json_integer_value(json_object_get(req, "uid")),
+                         json_integer_value(json_object_get(req, "pid")));
+                json_object_set_new(shown, "requested_by", json_string(text));
+        }
+        for (size_t i = 0; i < ELEMENTSOF(times); i++) {
+                double t = json_number_value(json_object_get(shown, times[i]));
+                char buf[32];
+                time_t tt = (time_t)t;
+                struct tm tm;
+                if (t <= 0)
+                        continue;
+                strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
+                json_object_set_new(shown, times[i], json_string(buf));
+        }
+        if (job_duration(job) >= 0)
+                json_object_set_new(shown, "took", json_string(format_seconds(a, job_duration(job))));
+
+        /* the added facts next to the ones they explain */
+        static const struct {
+                const char *after, *key;
+        } order[] = {
+                { "state", "written" }, { "state", "waiting" }, { "error", "hint" }, { "finished", "took" }
+        };
+        json_t *sorted = json_object();
+        const char *key;
+        json_t *v;
+        if (!sorted)
+                return shown;
+        json_object_foreach (shown, key, v) {
+                bool moved = false;
+                for (size_t i = 0; i < ELEMENTSOF(order); i++)
+                        moved = moved || streq(key, order[i].key);
+                if (moved)
+                        continue;
+                json_object_set(sorted, key, v);
+                for (size_t i = 0; i < ELEMENTSOF(order); i++)
+                        if (streq(key, order[i].after) && json_object_get(shown, order[i].key))
+                                json_object_set(sorted, order[i].key, json_object_get(shown, order[i].key));
+        }
+        json_decref(shown);
+        return sorted;
+}
+
 static int verb_job(Flashctl *ctx, int argc, char **argv)
 {
-        static const struct option options[] = { {} };
+        static const struct option options[] = { { "follow", no_argument, NULL, 'f' }, {} };
         static const char *const skip[] = { "log", NULL };
         json_auto_t *job = NULL;
+        bool follow = false;
         uint64_t id;
         int c, r;
 
-        while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
-                return FLASHCTL_EXIT_USAGE;
+        while ((c = getopt_long(argc, argv, "f", options, NULL)) >= 0)
+                switch (c) {
+                case 'f':
+                        follow = true;
+                        break;
+                default:
+                        return FLASHCTL_EXIT_USAGE;
+                }
         if (argc - optind != 1)
                 return flashctl_usage_error(argv[0], "'job' needs exactly one job ID");
         r = parse_job_id(argv[0], argv[optind], &id);
@@ -565,27 +880,27 @@ static int verb_job(Flashctl *ctx, int argc, char **argv)
         r = job_get(ctx, id, &job);
         if (r != 0)
                 return r;
+        if (follow) {
+                /* a job started elsewhere (another terminal, a rule, a frontend) */
+                if (!ctx->json) {
+                        const json_t *img = json_object_get(job, "image");
+                        char who[160];
+                        job_board_text(job, who, sizeof(who));
+                        fprintf(stderr,
+                                "Job %" PRIu64 ": %s onto %s (Ctrl-C stops following; the job goes on)\n",
+                                id,
+                                output_json_str(img, "name") ? output_json_str(img, "name")
+                                                             : strempty(output_json_str(img, "sha256")),
+                                who);
+                }
+                return follow_job(ctx, id, job, false, NULL, NULL);
+        }
         if (ctx->json)
                 return flashctl_print_json_exit(ctx, job);
-        /* addresses in hex and times as dates, for a person */
         {
-                json_auto_t *shown = json_deep_copy(job);
-                json_t *img = json_object_get(shown, "image");
-                char a[FORMAT_BUF_MAX];
-                static const char *const times[] = { "created", "started", "finished" };
-                if (json_is_object(img) && json_is_integer(json_object_get(img, "address")))
-                        json_object_set_new(img, "address",
-                                            json_string(format_address(a, u64_field(img, "address"))));
-                for (size_t i = 0; i < ELEMENTSOF(times); i++) {
-                        double t = json_number_value(json_object_get(shown, times[i]));
-                        char buf[32];
-                        time_t tt = (time_t)t;
-                        struct tm tm;
-                        if (t <= 0)
-                                continue;
-                        strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", localtime_r(&tt, &tm));
-                        json_object_set_new(shown, times[i], json_string(buf));
-                }
+                json_auto_t *shown = job_for_person(job);
+                if (!shown)
+                        return flashctl_report_error(ctx, -ENOMEM, "job");
                 output_print_fields(stdout, shown, skip, 0, 0);
         }
         const json_t *log = json_object_get(job, "log");
@@ -641,8 +956,9 @@ static char *format_job_event(const char *method, json_t *params, bool use_color
         if (asprintf(&s, "job %-4" PRIu64 " %s%s%s%s %s %s%s%s",
                      (uint64_t)json_integer_value(json_object_get(j, "id")),
                      output_color_on(state_color(state), use_color), st, output_color_off(use_color),
-                     progress, strna(output_json_str(j, "board")), strna(output_json_str(j, "port")),
-                     job_error_name(j) ? " " : "", strempty(job_error_name(j))) < 0)
+                     progress, output_json_str(j, "board") ? output_json_str(j, "board") : "-",
+                     strna(output_json_str(j, "port")), job_error_name(j) ? " " : "",
+                     strempty(job_error_name(j))) < 0)
                 return NULL;
         return s;
 }
@@ -657,8 +973,9 @@ static const Verb job_verbs[] = {
                 .name = "flash",
                 .args = "TARGET IMAGE",
                 .summary = "Flash an image onto a board and wait until it runs it",
-                .help = "TARGET is a board name (octopus-pro), a port path (1-1.3), a tty, a\n"
-                        "/dev/serial/by-id path or a device id from `flashctl list`. IMAGE is a raw .bin\n"
+                .help = "TARGET is a board name (octopus-pro; octopus-pro/f429 picks one of the boards\n"
+                        "a device could be), a port path (1-1.3), a tty, a /dev/serial/by-id path or a\n"
+                        "device id from `flashctl list`. IMAGE is a raw .bin\n"
                         "(written at the board's application start unless --address), an Intel HEX or a\n"
                         "DfuSe .dfu file; it is passed to the daemon as an open file descriptor.\n"
                         "\n"
@@ -673,6 +990,8 @@ static const Verb job_verbs[] = {
                         "                         bootloader-region, mcu (repeatable; logged)\n"
                         "     --mass-erase        Erase the whole flash first\n"
                         "     --format=FMT        bin, hex or dfu (default: detected)\n"
+                        "     --board=NAME        The board behind an unidentified device (an AVR behind\n"
+                        "                         a CH340 or FTDI USB-serial bridge: --board mega2560)\n"
                         "     --no-wait           Print the job id and return at once\n"
                         "\n"
                         "Progress: a bar on a terminal, one line per state otherwise; with --json one\n"
@@ -695,6 +1014,10 @@ static const Verb job_verbs[] = {
                 .name = "job",
                 .args = "ID",
                 .summary = "Show one flash job with its log",
+                .help = "Options:\n"
+                        "  -f --follow            Follow the job until it ends, as `flash` does (a job\n"
+                        "                         started elsewhere); Ctrl-C stops following, the job\n"
+                        "                         goes on. Exit status as for `flash`.\n",
                 .run = verb_job,
         },
         {

@@ -128,15 +128,14 @@ static void print_rule_effect(const json_t *rule, double since)
                        "up.\n");
 }
 
-/* Now, as the daemon's times are: seconds since the epoch. A skip noted
- * since a request was sent is that request's doing. */
+/* Now, as the daemon stamps rule events (the same clock, seconds since the
+ * epoch): a skip stamped after a request was sent is that request's doing. */
 static double now_epoch(void)
 {
         struct timespec ts;
 
         clock_gettime(CLOCK_REALTIME, &ts);
-        /* whole seconds: the daemon's clock reads the same, rounding aside */
-        return (double)ts.tv_sec - 1;
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int print_rule_line(Flashctl *ctx, const char *verb, const json_t *rule, double since)
@@ -465,8 +464,8 @@ static char *format_rule_event(const char *method, json_t *params, bool use_colo
                              strna(output_json_str(e, "rule")),
                              output_color_on(OUTPUT_COLOR_YELLOW, use_color), output_color_off(use_color),
                              strna(output_json_str(e, "port")), int_field(e, "job"),
-                             strna(output_json_str(e, "board")), strna(output_json_str(e, "mode")),
-                             int_field(e, "attempt") > 1 ? " retry" : "");
+                             output_json_str(e, "board") ? output_json_str(e, "board") : "board",
+                             strna(output_json_str(e, "mode")), int_field(e, "attempt") > 1 ? " retry" : "");
         else if (streq(method, "notify_rule_skipped"))
                 k = asprintf(&s, "rule %-8s skipped %s: %s", strna(output_json_str(e, "rule")),
                              strna(output_json_str(e, "port")), strna(output_json_str(e, "reason")));

@@ -110,6 +110,7 @@ Config *config_free(Config *c)
         free(c->socket_group);
         free(c->flash_group);
         free(c->state_dir);
+        free(c->printer_cfg);
         for (size_t i = 0; i < c->n_boards_dirs; i++)
                 free(c->boards_dirs[i]);
         free(c->boards_dirs);
@@ -183,6 +184,14 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         } else if (streq(name, "stop_units")) {
                 /* flash jobs: units stopped around a flash, separated by blanks */
                 r = config_set_stop_units(c, value);
+        } else if (streq(name, "printer_cfg")) {
+                /* CAN nodes known by their [mcu NAME] canbus_uuid (daemon/can) */
+                r = value[0] == '/' ? 0 : -EINVAL;
+                if (r >= 0) {
+                        free(c->printer_cfg);
+                        c->printer_cfg = strdup(value);
+                        r = c->printer_cfg ? 0 : -ENOMEM;
+                }
         } else if (streq(name, "uart_baud")) {
                 /* Katapult boards on a UART (board DB reboot = uart-request;
                  * katapult helper): the rate Klipper was built for */

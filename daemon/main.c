@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "daemon-config.h"
+#include "fatal-signal.h"
 #include "log.h"
 #include "manager.h"
 #include "server/rpc.h"
@@ -194,6 +195,7 @@ int main(int argc, char **argv)
         int r;
 
         log_open();
+        fatal_signal_log_install();
         r = parse_argv(argc, argv, &args);
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

@@ -84,6 +84,11 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         if (r < 0)
                 return r;
         if (event) {
+                r = can_inventory_new(&m->can, event);
+                if (r < 0)
+                        return log_oom();
+        }
+        if (event) {
                 JobQueueConfig jc = JOB_QUEUE_CONFIG_DEFAULTS;
                 jc.state_dir = config->state_dir;
                 jc.retry_interrupted = config->retry_interrupted;
@@ -135,6 +140,7 @@ Manager *manager_free(Manager *m)
         m->moonraker = moonraker_agent_free(m->moonraker);
         m->identify = identify_service_free(m->identify);
         m->inventory = inventory_free(m->inventory);
+        m->can = can_inventory_free(m->can);
         board_db_free(m->boards);
         config_free(m->config);
         sd_event_unref(m->event);
@@ -194,6 +200,20 @@ int manager_start(Manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot start the device inventory: %m");
         log_info("%zu devices present", inventory_count(m->inventory));
+        if (m->can && m->config->printer_cfg) {
+                r = can_inventory_load_printer_cfg(m->can, m->config->printer_cfg);
+                if (r < 0)
+                        log_warning("cannot read printer_cfg %s: %s; its CAN MCUs are not known",
+                                    m->config->printer_cfg, strerror(-r));
+                else
+                        log_info("printer_cfg %s: %d CAN MCU%s", m->config->printer_cfg, r,
+                                 r == 1 ? "" : "s");
+        }
+        if (m->can) {
+                r = can_inventory_start(m->can);
+                if (r < 0)
+                        return log_error_errno(r, "cannot start the CAN node inventory: %m");
+        }
         if (m->jobs) {
                 r = job_service_start(m->jobs);
                 if (r < 0)

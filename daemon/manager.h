@@ -14,6 +14,7 @@
 
 #include "boards/board-db.h"
 #include "daemon-config.h"
+#include "can/can-inventory.h"
 #include "inventory/inventory.h"
 #include "jobs/job-service.h"
 #include "moonraker/moonraker-agent.h"
@@ -27,6 +28,7 @@ typedef struct Manager {
         Config *config;  /* owned */
         BoardDb *boards; /* owned; never NULL after manager_new() */
         Inventory *inventory;
+        CanInventory *can; /* CAN nodes (daemon/can); NULL without an event loop */
         Server *server;
         JobService *jobs;   /* flash jobs; NULL without an event loop */
         RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */

@@ -30,16 +30,16 @@
 #define BOARD_FILE_MAX_SIZE (1024 * 1024)
 
 static const char *const bootloader_table[_BOARD_BOOTLOADER_MAX] = {
-        [BOARD_BOOTLOADER_ROM_DFU] = "rom-dfu",
-        [BOARD_BOOTLOADER_KATAPULT] = "katapult",
-        [BOARD_BOOTLOADER_DFU] = "dfu",
-        [BOARD_BOOTLOADER_BOOTSEL] = "bootsel",
+        [BOARD_BOOTLOADER_ROM_DFU] = "rom-dfu",   [BOARD_BOOTLOADER_KATAPULT] = "katapult",
+        [BOARD_BOOTLOADER_DFU] = "dfu",           [BOARD_BOOTLOADER_BOOTSEL] = "bootsel",
+        [BOARD_BOOTLOADER_STK500V2] = "stk500v2", [BOARD_BOOTLOADER_STK500V1] = "stk500v1",
 };
 
 static const char *const reboot_table[_BOARD_REBOOT_MAX] = {
         [BOARD_REBOOT_USB_1200] = "usb-1200",
         [BOARD_REBOOT_UART_REQUEST] = "uart-request",
         [BOARD_REBOOT_MANUAL] = "manual",
+        [BOARD_REBOOT_DTR] = "dtr",
 };
 
 const char *board_bootloader_to_string(BoardBootloader b)
@@ -122,6 +122,20 @@ static bool name_is_valid(const char *s)
                 if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
                         return false;
         return true;
+}
+
+/* A variant id may name a revision with dots ("v1.2"); never at either end. */
+static bool variant_id_is_valid(const char *s)
+{
+        _cleanup_free_ char *t = strdup(s);
+        size_t n = strlen(s);
+
+        if (!t || n == 0 || s[0] == '.' || s[n - 1] == '.')
+                return false;
+        for (char *p = t; *p; p++)
+                if (*p == '.')
+                        *p = '-';
+        return name_is_valid(t);
 }
 
 /* Keys starting with "_" are comments; anything else not in `allowed` is a typo. */
@@ -321,12 +335,68 @@ static int check_variant_layout(const BoardVariant *v, const char *where, char *
         return 0;
 }
 
+static bool board_bootloader_is_avr(BoardBootloader b)
+{
+        return b == BOARD_BOOTLOADER_STK500V2 || b == BOARD_BOOTLOADER_STK500V1;
+}
+
+/* "avr": the facts the serial bootloaders need; required exactly for the
+ * AVR bootloaders. */
+static int parse_avr(json_t *obj, const char *where, BoardBootloader bl, BoardVariant *v, char **ret_error)
+{
+        static const char *const keys[] = { "signature", "page_size", "boot_size", "baud", NULL };
+        json_t *avr = json_object_get(obj, "avr");
+        json_t *sig;
+        const char *s;
+        int r;
+
+        if (!board_bootloader_is_avr(bl)) {
+                if (avr)
+                        return errorf(ret_error, "%s: \"avr\" belongs to the stk500v2/stk500v1 bootloaders",
+                                      where);
+                return 0;
+        }
+        if (!json_is_object(avr))
+                return errorf(ret_error, "%s: \"avr\" (signature, page_size, boot_size, baud) is missing",
+                              where);
+        r = check_keys(avr, keys, where, ret_error);
+        if (r < 0)
+                return r;
+        sig = json_object_get(avr, "signature");
+        s = json_string_value(sig);
+        if (!s || strlen(s) != 6)
+                return errorf(ret_error, "%s: avr \"signature\" must be 6 hex digits (\"1e9801\")", where);
+        for (size_t i = 0; i < 3; i++) {
+                int hi = codec_unhex(s[2 * i]), lo = codec_unhex(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return errorf(ret_error, "%s: avr \"signature\" must be 6 hex digits", where);
+                v->avr.signature[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if ((r = get_u32(avr, "page_size", where, &v->avr.page_size, ret_error)) < 0 ||
+            (r = get_u32(avr, "boot_size", where, &v->avr.boot_size, ret_error)) < 0 ||
+            (r = get_u32(avr, "baud", where, &v->avr.baud, ret_error)) < 0)
+                return r;
+        if (v->avr.page_size == 0 || v->avr.page_size > 256 || (v->avr.page_size & (v->avr.page_size - 1)) ||
+            v->flash_size % v->avr.page_size != 0)
+                return errorf(ret_error,
+                              "%s: avr \"page_size\" must be a power of two up to 256 dividing flash_size",
+                              where);
+        if (v->avr.boot_size >= v->flash_size || v->avr.boot_size % v->avr.page_size != 0)
+                return errorf(ret_error, "%s: avr \"boot_size\" must be whole pages below flash_size",
+                              where);
+        if (v->avr.baud == 0)
+                return errorf(ret_error, "%s: avr \"baud\" must not be 0", where);
+        v->avr.present = true;
+        return 0;
+}
+
 static int parse_variant(json_t *obj, const char *board_where, size_t index, char **board_hints,
-                         BoardReboot board_reboot, BoardVariant *ret, char **ret_error)
+                         BoardReboot board_reboot, BoardBootloader bl, BoardVariant *ret, char **ret_error)
 {
         static const char *const keys[] = { "id",         "mcu",       "flash_base", "flash_size",
                                             "app_offset", "ram_start", "ram_size",   "layout",
-                                            "usb",        "reboot",    "hints",      NULL };
+                                            "usb",        "reboot",    "hints",      "avr",
+                                            NULL };
         _cleanup_(board_variant_clear) BoardVariant v = {};
         _cleanup_free_ char *where = NULL, *reboot = NULL;
         int r;
@@ -342,8 +412,8 @@ static int parse_variant(json_t *obj, const char *board_where, size_t index, cha
         r = get_string(obj, "id", true, where, &v.id, ret_error);
         if (r < 0)
                 return r;
-        if (!name_is_valid(v.id))
-                return errorf(ret_error, "%s: id \"%s\" must be lower-case letters, digits and dashes",
+        if (!variant_id_is_valid(v.id))
+                return errorf(ret_error, "%s: id \"%s\" must be lower-case letters, digits, dashes and dots",
                               where, v.id);
         free(where);
         if (asprintf(&where, "%s: variant \"%s\"", board_where, v.id) < 0) {
@@ -380,6 +450,9 @@ static int parse_variant(json_t *obj, const char *board_where, size_t index, cha
                 return r;
 
         r = parse_usb(obj, where, &v, ret_error);
+        if (r < 0)
+                return r;
+        r = parse_avr(obj, where, bl, &v, ret_error);
         if (r < 0)
                 return r;
 
@@ -481,7 +554,8 @@ int board_db_parse_board(const char *json, size_t len, Board *ret, char **ret_er
                 return -ENOMEM;
         }
         json_array_foreach (variants, idx, item) {
-                r = parse_variant(item, where, idx, board_hints, board_reboot, &b.variants[idx], ret_error);
+                r = parse_variant(item, where, idx, board_hints, board_reboot, b.bootloader,
+                                  &b.variants[idx], ret_error);
                 if (r < 0) {
                         strv_free(board_hints);
                         return r;

@@ -10,8 +10,8 @@
  * {
  *   "name": "octopus-pro",
  *   "title": "BigTreeTech Octopus Pro v1.0 / v1.1",
- *   "bootloader": "rom-dfu" | "katapult" | "dfu" | "bootsel", // what the board usually has
- *   "reboot": "usb-1200" | "uart-request" | "manual",
+ *   "bootloader": "rom-dfu" | "katapult" | "dfu" | "bootsel" | "stk500v2" | "stk500v1",
+ *   "reboot": "usb-1200" | "uart-request" | "manual" | "dtr",
  *   "hints": ["..."],
  *   "variants": [ {
  *       "id": "f429",                          // vboard name: <name>-<id>
@@ -22,6 +22,7 @@
  *       "layout": "@Internal Flash  /0x08000000/04*016Kg,01*064Kg,07*128Kg",
  *       "usb": { "app": "1d50:614e", "dfu": "0483:df11", "katapult": "1d50:6177" },  // or "bootsel"
  *       "reboot": "usb-1200",                  // optional override
+ *       "avr": { "signature": "1e9801", "page_size": 256, "boot_size": 8192, "baud": 115200 },
  *       "hints": ["the F429 may ignore the 1200-baud reboot: set BOOT0 and press reset"]
  *   } ]
  * }
@@ -36,8 +37,10 @@
 typedef enum BoardBootloader {
         BOARD_BOOTLOADER_ROM_DFU,
         BOARD_BOOTLOADER_KATAPULT,
-        BOARD_BOOTLOADER_DFU,     /* a plain DFU 1.1 bootloader (no DfuSe), e.g. Smoothieware's */
-        BOARD_BOOTLOADER_BOOTSEL, /* none: the RP2040 boot ROM's BOOTSEL mode (PICOBOOT) */
+        BOARD_BOOTLOADER_DFU,      /* a plain DFU 1.1 bootloader (no DfuSe), e.g. Smoothieware's */
+        BOARD_BOOTLOADER_BOOTSEL,  /* none: the RP2040 boot ROM's BOOTSEL mode (PICOBOOT) */
+        BOARD_BOOTLOADER_STK500V2, /* an AVR with the Arduino Mega's STK500v2 bootloader (stk500boot) */
+        BOARD_BOOTLOADER_STK500V1, /* an AVR with optiboot (STK500v1) */
         _BOARD_BOOTLOADER_MAX,
         _BOARD_BOOTLOADER_INVALID = -EINVAL,
 } BoardBootloader;
@@ -46,6 +49,7 @@ typedef enum BoardReboot {
         BOARD_REBOOT_USB_1200,
         BOARD_REBOOT_UART_REQUEST,
         BOARD_REBOOT_MANUAL,
+        BOARD_REBOOT_DTR, /* the Arduino auto-reset: DTR/RTS pulse on the USB-serial tty */
         _BOARD_REBOOT_MAX,
         _BOARD_REBOOT_INVALID = -EINVAL,
 } BoardReboot;
@@ -54,6 +58,15 @@ typedef struct BoardUsbId {
         uint16_t vid;
         uint16_t pid;
 } BoardUsbId;
+
+/* An AVR's serial bootloader facts (variant key "avr"). */
+typedef struct BoardAvr {
+        bool present;
+        uint8_t signature[3]; /* "1e9801" */
+        uint32_t page_size;   /* SPM page */
+        uint32_t boot_size;   /* the boot section at the top of flash (fuses) */
+        uint32_t baud;        /* the bootloader's rate */
+} BoardAvr;
 
 typedef struct BoardVariant {
         char *id;  /* "f429" */
@@ -67,6 +80,7 @@ typedef struct BoardVariant {
         BoardUsbId usb_app, usb_dfu, usb_katapult; /* vid 0 = none */
         BoardUsbId usb_bootsel;                    /* RP2040 boot ROM, 2e8a:0003 */
         BoardReboot reboot;
+        BoardAvr avr; /* AVR boards (bootloader stk500v2/stk500v1) */
         char **hints; /* NULL-terminated; board hints first, then the variant's */
 } BoardVariant;
 

@@ -7,10 +7,12 @@
 #include "inventory/inventory.h"
 #include "usb/picoboot-session.h"
 #include "macros.h"
+#include "utf8.h"
 
+/* World strings (device names, process names) may be any bytes. */
 static json_t *json_string_or_null(const char *s)
 {
-        return s ? json_string(s) : json_null();
+        return json_string_sanitized(s);
 }
 
 json_t *dfuse_layout_to_json(const DfuseLayout *l)
@@ -29,9 +31,9 @@ json_t *dfuse_layout_to_json(const DfuseLayout *l)
                                                    "count", (json_int_t)seg->count, "size",
                                                    (json_int_t)seg->size, "flags", (json_int_t)seg->flags));
                 }
-                json_array_append_new(regions,
-                                      json_pack("{s:s,s:I,s:o}", "name", strempty(l->name), "address",
-                                                (json_int_t)region->address, "sectors", sectors));
+                json_array_append_new(regions, json_pack("{s:o,s:I,s:o}", "name",
+                                                         json_string_or_null(strempty(l->name)), "address",
+                                                         (json_int_t)region->address, "sectors", sectors));
         }
         return regions;
 }
@@ -162,7 +164,7 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
                                 json_array_append_new(hints, json_string(*h));
                 }
         for (size_t i = 0; i < e->n_diagnostics; i++)
-                json_array_append_new(diagnostics, json_string(e->diagnostics[i]));
+                json_array_append_new(diagnostics, json_string_or_null(e->diagnostics[i]));
         for (size_t i = 0; i < e->n_alts; i++) {
                 json_array_append_new(alts, alt_to_json(&e->alts[i]));
                 if (!layout && e->alts[i].layout && e->alts[i].alt == 0)

@@ -201,6 +201,22 @@ static void identify_bootsel(InventoryEntry *e, const BoardDb *db)
                         entry_add_candidate(e, boards[i], variants[i]);
 }
 
+/* A USB-serial bridge has no MCU identity of its own; an id that only
+ * one kind of board carries (an Arduino Mega's 16U2, 2341:0042) names the
+ * AVR boards whose database entry lists it. Generic bridges (CH340, FTDI)
+ * stay unidentified: the user names the board. */
+static void identify_serial(InventoryEntry *e, const BoardDb *db)
+{
+        const BoardVariant *variants[MAX_CANDIDATES];
+        const Board *boards[MAX_CANDIDATES];
+        size_t n = db ? board_db_match_usb(db, e->vid, e->pid, variants, boards, MAX_CANDIDATES) : 0;
+
+        for (size_t i = 0; i < n; i++)
+                if (variants[i]->avr.present && variants[i]->usb_app.vid == e->vid &&
+                    variants[i]->usb_app.pid == e->pid)
+                        entry_add_candidate(e, boards[i], variants[i]);
+}
+
 static void identify_by_mcu(InventoryEntry *e, const BoardDb *db, const char *mcu)
 {
         const BoardVariant *variants[MAX_CANDIDATES];
@@ -263,6 +279,8 @@ int inventory_entry_identify(InventoryEntry *e, const BoardDb *db)
                         filter_by_mcu(e, e->last_mcu);
                 break;
         case DEVICE_MODE_SERIAL:
+                identify_serial(e, db);
+                break;
         case DEVICE_MODE_UNKNOWN:
                 break;
         case _DEVICE_MODE_MAX:

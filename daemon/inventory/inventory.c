@@ -561,11 +561,20 @@ static bool entry_matches_key(const InventoryEntry *e, const char *key)
                streq_ptr(e->usb_devnode, key);
 }
 
+/* A board name, or "board/variant" as a candidate is printed. */
 static bool entry_matches_board(const InventoryEntry *e, const char *key)
 {
-        for (size_t i = 0; i < e->n_candidates; i++)
-                if (streq(e->candidates[i].board->name, key))
+        const char *slash = strchr(key, '/');
+        size_t n = slash ? (size_t)(slash - key) : strlen(key);
+
+        if (n == 0)
+                return false;
+        for (size_t i = 0; i < e->n_candidates; i++) {
+                const char *name = e->candidates[i].board->name;
+                if (strlen(name) == n && strncmp(name, key, n) == 0 &&
+                    (!slash || streq_ptr(e->candidates[i].variant->id, slash + 1)))
                         return true;
+        }
         return false;
 }
 

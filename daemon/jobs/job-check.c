@@ -5,6 +5,7 @@
 
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
+#include "codec/avr-image.h"
 #include "codec/rp2040-image.h"
 #include "codec/uf2.h"
 #include "jobs/job-check.h"
@@ -214,8 +215,11 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         }
         /* RP2040: boot2 and the vector table behind it instead of a
          * Cortex-M vector table at the start */
-        r = rp2040 ? rp2040_check_all(img, &t, force, &failed, &error, results)
-                   : image_check_all(img, &t, force, &failed, &error, results);
+        if (b && b->avr)
+                r = avr_check_all(img, &t, b->avr_boot_size, force, &failed, &error, results);
+        else
+                r = rp2040 ? rp2040_check_all(img, &t, force, &failed, &error, results)
+                           : image_check_all(img, &t, force, &failed, &error, results);
         for (int c = 0; c < _IMAGE_CHECK_MAX; c++)
                 if (results[c].forced && !(deferred_fit && c == IMAGE_CHECK_FIT))
                         notef(note, userdata, "check %s FAILED but is forced by the user: %s",

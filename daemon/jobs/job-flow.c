@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
 #include <stdio.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
+#include "jobs/job-flow-can.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-units.h"
+#include "serial/avr-session.h"
 #include "serial/bootloader-request.h"
 #include "serial/katapult-session.h"
 #include "serial/serial-port.h"
@@ -28,6 +32,7 @@ void job_flow_spec_free(JobFlowSpec *s)
         if (!s)
                 return;
         free(s->format);
+        free(s->can_iface);
         job_device_free(s->device);
         job_flow_board_clear(&s->board);
         free(s);
@@ -55,7 +60,7 @@ static void flow_note(void *userdata, const char *line)
 {
         Flow *f = userdata;
 
-        job_worker_log(f->w, "%s", line);
+        job_worker_log_once(f->w, line);
 }
 
 /* Record the outcome (first one wins) and return -1 so callers can `return flow_fail(...)`. */
@@ -205,6 +210,16 @@ static int flow_flash_dfu(Flow *f)
 
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
+        if (st && (r == DFU_FLASH_DONE || r == DFU_FLASH_LEFT || r == DFU_FLASH_LEFT_DEVICE_GONE)) {
+                JobTotals t = {
+                        .sectors_written =
+                                st->sectors_touched - MIN(st->sectors_unchanged, st->sectors_touched),
+                        .sectors_unchanged = st->sectors_unchanged,
+                        .bytes_written = st->bytes_written,
+                        .bytes_verified = st->bytes_verified,
+                };
+                job_worker_send_totals(f->w, &t);
+        }
         if (st)
                 job_worker_log(f->w,
                                "sectors: %zu touched, %zu unchanged, %zu blank, %zu erased%s; %" PRIu64
@@ -407,6 +422,14 @@ static int flow_flash_katapult(Flow *f)
         case KATAPULT_FLASH_LEFT_DEVICE_GONE:
                 job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
                                f->spec->verify ? " and verified" : "");
+                if (st) {
+                        JobTotals t = {
+                                .sectors_written = st->pages_written,
+                                .bytes_written = flat_size,
+                                .bytes_verified = f->spec->verify ? flat_size : 0,
+                        };
+                        job_worker_send_totals(f->w, &t);
+                }
                 return 0;
         case -ENODEV:
                 return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
@@ -420,6 +443,123 @@ static int flow_flash_katapult(Flow *f)
                 return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case KATAPULT_ERR_TOO_BIG:
                 return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+        default:
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+        }
+}
+
+/* ---- AVR: the Arduino bootloaders behind a USB-serial tty ---- */
+
+/* avrdude's arduino/wiring programmers: DTR/RTS low, wait, high again;
+ * the capacitor to RESET turns the edge into a reset pulse */
+#define AVR_RESET_LOW_USEC (100u * 1000u)
+
+static int flow_avr_reset(void *userdata)
+{
+        SerialPort *port = userdata;
+        int r;
+
+        r = serial_port_set_modem_lines(port, TIOCM_DTR | TIOCM_RTS, false);
+        if (r < 0)
+                return r;
+        (void)nanosleep(&(struct timespec){ .tv_nsec = AVR_RESET_LOW_USEC * 1000 }, NULL);
+        return serial_port_set_modem_lines(port, TIOCM_DTR | TIOCM_RTS, true);
+}
+
+static int flow_flash_avr(Flow *f)
+{
+        const JobFlowBoard *b = &f->spec->board;
+        _cleanup_(serial_port_freep) SerialPort *port = NULL;
+        _cleanup_(avr_session_freep) AvrSession *s = NULL;
+        _cleanup_free_ uint8_t *flat = NULL;
+        _cleanup_free_ char *message = NULL;
+        const AvrFlashStats *st;
+        size_t flat_size = 0;
+        FlashCallbacks cb = flow_callbacks(f);
+        AvrFlashOptions opts = {
+                .chip = {
+                        .mcu = b->mcu,
+                        .flash_size = b->flash_size,
+                        .page_size = b->avr_page_size,
+                        .boot_size = b->avr_boot_size,
+                },
+                .reset = flow_avr_reset,
+                .no_verify = !f->spec->verify,
+        };
+        int r;
+
+        memcpy(opts.chip.signature, b->avr_signature, 3);
+        if (!f->dev->tty)
+                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "the board on %s has no tty",
+                                 strna(f->dev->port));
+        /* the image is flash content from address 0 (job checks) */
+        r = payload_flatten(f->payload, &flat, &flat_size);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
+        if (f->payload->address != 0)
+                return flow_fail(f, JOB_ERROR_CHECK_VECTOR_TABLE,
+                                 "an AVR image starts at address 0, this one at 0x%08" PRIx32,
+                                 f->payload->address);
+        r = serial_port_open_wait(&port, f->dev->tty, b->avr_baud, KATAPULT_TTY_OPEN_WAIT_USEC,
+                                  job_worker_cancel_flag(f->w));
+        if (r == -ECANCELED)
+                return flow_cancelled(f, "before flashing");
+        if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
+                                 f->dev->tty);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
+                                 strerror(-r));
+        /* klippy holds its MCU's tty with this lock: resetting the board
+         * under it would crash the printer mid-print */
+        r = serial_port_lock(port);
+        if (r == -EBUSY)
+                return flow_fail(f, JOB_ERROR_TTY_BUSY,
+                                 "%s is locked by another process (klippy?): stop it and retry, or set "
+                                 "stop_units = klipper.service in /etc/flashd/flashd.conf",
+                                 f->dev->tty);
+        if (r < 0)
+                job_worker_log(f->w, "could not lock %s (%s); going on", f->dev->tty, strerror(-r));
+        r = avr_session_new(&s, serial_port_get_transport(port),
+                            b->avr_stk500v1 ? AVR_PROTOCOL_STK500V1 : AVR_PROTOCOL_STK500V2);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_INTERNAL, "could not start an AVR session: %s", strerror(-r));
+        opts.reset_userdata = port;
+        job_worker_log(f->w, "resetting %s into its %s bootloader (DTR/RTS) on %s at %" PRIu32 " baud",
+                       strna(b->mcu), b->avr_stk500v1 ? "optiboot (STK500v1)" : "STK500v2", f->dev->tty,
+                       b->avr_baud);
+        r = avr_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        st = avr_session_get_stats(s);
+        job_worker_log(f->w,
+                       "AVR: %u reset(s), %u sync(s); pages %" PRIu64 " read, %" PRIu64 " written, %" PRIu64
+                       " verified, %" PRIu64 " unchanged and skipped",
+                       st->resets, st->syncs, st->pages_read, st->pages_written, st->pages_verified,
+                       st->pages_skipped);
+        switch (r) {
+        case AVR_FLASH_WRITTEN:
+        case AVR_FLASH_UNCHANGED:
+                job_worker_log(f->w, "%s", strna(message));
+                /* the USB-serial bridge stays on the bus: nothing to wait
+                 * for once the bootloader acknowledged leaving */
+                job_worker_send_device(f->w, f->dev->tty);
+                if (asprintf(&f->message, "%s; the board runs the application again on %s",
+                             r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
+                                                      : "flashed and verified",
+                             f->dev->tty) < 0)
+                        f->message = NULL;
+                return 0;
+        case -ENODEV:
+                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+        case -ECANCELED:
+                return flow_cancelled(f, "during the flash; reset the board or flash it again");
+        case AVR_ERR_SIGNATURE:
+                return flow_fail(f, JOB_ERROR_CHECK_MCU, "%s", strna(message));
+        case AVR_ERR_TOO_BIG:
+                return flow_fail(f, JOB_ERROR_CHECK_BOOTLOADER_REGION, "%s", strna(message));
+        case AVR_ERR_VERIFY:
+                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+        case AVR_ERR_NO_SYNC:
+                return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT, "%s", strna(message));
         default:
                 return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
         }
@@ -528,6 +668,23 @@ static bool flow_writes_bootloader_region(Flow *f)
         return false;
 }
 
+/* stop_units before a board running its application is taken over */
+static int flow_stop_units(Flow *f)
+{
+        _cleanup_free_ char *message = NULL;
+        int r;
+
+        if (!f->spec->stop_units || !f->spec->stop_units[0])
+                return 0;
+        r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped, &message);
+        if (r < 0)
+                return flow_fail(f, JOB_ERROR_UNIT_CONTROL, "could not stop a unit of stop_units: %s",
+                                 strna(message));
+        for (char **u = f->stopped; u && *u; u++)
+                job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
+        return 0;
+}
+
 static int flow_wait_app(Flow *f, const char *flashed_devnode)
 {
         int r;
@@ -600,16 +757,13 @@ static int flow_run(Flow *f)
 
         switch (f->dev->mode) {
         case DEVICE_MODE_APP:
-                if (f->spec->stop_units && f->spec->stop_units[0]) {
-                        _cleanup_free_ char *message = NULL;
-                        r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped,
-                                           &message);
-                        if (r < 0)
-                                return flow_fail(f, JOB_ERROR_UNIT_CONTROL,
-                                                 "could not stop a unit of stop_units: %s", strna(message));
-                        for (char **u = f->stopped; u && *u; u++)
-                                job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
-                }
+                r = flow_stop_units(f);
+                if (r < 0)
+                        return r;
+                /* an AVR's bootloader listens only right after a reset:
+                 * the AVR session resets the board itself */
+                if (f->spec->has_board && f->spec->board.avr)
+                        break;
                 r = flow_reboot(f);
                 if (r < 0)
                         return r;
@@ -619,6 +773,19 @@ static int flow_run(Flow *f)
         case DEVICE_MODE_BOOTSEL:
                 break;
         case DEVICE_MODE_SERIAL:
+                /* a USB-serial bridge in front of an AVR running its
+                 * application: klippy holds that tty as it holds Klipper's */
+                if (f->spec->has_board && f->spec->board.avr) {
+                        r = flow_stop_units(f);
+                        if (r < 0)
+                                return r;
+                        break;
+                }
+                return flow_fail(
+                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                        "the device on %s is in %s mode, which flashd cannot flash; put it into its "
+                        "bootloader (%s)",
+                        strna(f->dev->port), strna(device_mode_to_string(f->dev->mode)), flow_hint(f));
         case DEVICE_MODE_UNKNOWN:
         case _DEVICE_MODE_MAX:
         case _DEVICE_MODE_INVALID:
@@ -649,6 +816,8 @@ static int flow_run(Flow *f)
                 r = flow_flash_dfu(f);
         else if (f->dev->mode == DEVICE_MODE_BOOTSEL)
                 r = flow_flash_picoboot(f);
+        else if (f->spec->has_board && f->spec->board.avr)
+                return flow_flash_avr(f);
         else
                 r = flow_flash_katapult(f);
         if (r < 0)
@@ -659,6 +828,10 @@ static int flow_run(Flow *f)
 void job_flow_run(JobWorker *w, void *userdata)
 {
         JobFlowSpec *spec = userdata;
+        if (spec->can_iface) {
+                job_flow_run_can(w, spec);
+                return;
+        }
         Flow f = {
                 .w = w,
                 .spec = spec,

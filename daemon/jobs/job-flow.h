@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "codec/can-proto.h"
 #include "jobs/image-store.h"
 #include "jobs/job-device.h"
 #include "jobs/job-worker.h"
@@ -32,6 +33,11 @@ typedef struct JobFlowBoard {
         bool manual_reboot; /* the DB says software reboot does not work */
         bool uart_request;  /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
         char *hint;         /* hints joined, for waiting-for-device */
+        /* an AVR behind a USB-serial bridge (bootloader stk500v2/stk500v1) */
+        bool avr;
+        bool avr_stk500v1; /* optiboot; else the Mega's STK500v2 */
+        uint8_t avr_signature[3];
+        uint32_t avr_page_size, avr_boot_size, avr_baud;
 } JobFlowBoard;
 
 typedef struct JobFlowSpec {
@@ -54,6 +60,9 @@ typedef struct JobFlowSpec {
         uint64_t app_timeout_usec;
         unsigned uart_baud;      /* for uart_request boards (0: 250000) */
         char *const *stop_units; /* borrowed from the configuration, which outlives every worker */
+
+        char *can_iface; /* a node on a CAN bus (job-flow-can.c) instead of a USB device */
+        CanUuid can_uuid;
 } JobFlowSpec;
 
 void job_flow_board_clear(JobFlowBoard *b);

@@ -6,11 +6,14 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "jobs/job-flow-can.h"
 #include "jobs/job-service.h"
 #include "manager.h"
+#include "server/path-load.h"
 #include "server/peer-auth.h"
 #include "server/rpc.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static JobQueue *queue_of(RpcCall *call)
 {
@@ -70,6 +73,8 @@ void job_peer_name(pid_t pid, char *buf, size_t size)
         f = fopen(path, "re");
         if (f && fgets(buf, (int)size, f))
                 buf[strcspn(buf, "\n")] = '\0';
+        /* Any process may name itself any bytes (PR_SET_NAME). */
+        utf8_make_valid_in_place(buf, size);
 }
 
 static RpcError rpc_error_for(JobError e)
@@ -120,8 +125,47 @@ static json_t *candidates_of(Manager *m, const char *target)
         return arr;
 }
 
+/* What the loader thread brought back for an image.path (see
+ * job_method_read_image()). */
+typedef struct PathImage {
+        int r;
+        uint8_t *data;
+        size_t size;
+        char *message;
+} PathImage;
+
+static void path_image_free(void *p)
+{
+        PathImage *img = p;
+
+        if (!img)
+                return;
+        free(img->data);
+        free(img->message);
+        free(img);
+}
+
+static void on_path_image_loaded(int r, uint8_t *data, size_t size, char *message, void *userdata)
+{
+        static PathImage out_of_memory = { .r = -ENOMEM };
+        RpcCall *call = userdata;
+        PathImage *img = calloc(1, sizeof(*img));
+
+        if (!img) {
+                free(data);
+                free(message);
+                rpc_call_set_data(call, &out_of_memory, NULL);
+        } else {
+                *img = (PathImage){ .r = r, .data = data, .size = size, .message = message };
+                rpc_call_set_data(call, img, path_image_free);
+        }
+        rpc_call_resume(call); /* the handler runs again and finds the image */
+}
+
 /* The image of a request, into memory (also used by rule.add). Answers
- * the call on failure. */
+ * the call on failure. An image.path is opened and read off the main loop:
+ * then this suspends the call (returns -EINPROGRESS, for the handler to
+ * return at once) and the handler runs again when the file is read. */
 int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size_t *ret_size)
 {
         const RpcPeer *peer = rpc_call_get_peer(call);
@@ -148,7 +192,7 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                                 "(send it with SCM_RIGHTS on the request's first bytes)");
         } else if (path) {
                 _cleanup_(peer_cred_freep) PeerCred *pc = NULL;
-                _cleanup_free_ char *why = NULL;
+                PathImage *loaded = rpc_call_get_data(call);
 
                 if (!peer->has_credentials)
                         return rpc_call_reply_error(
@@ -162,16 +206,34 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                                : peer_cred_new(&pc, peer->pid, peer->uid, peer->gid, NULL, 0);
                 if (r < 0)
                         return r;
-                r = peer_auth_open_as(pc, path, O_RDONLY, &fd, &why);
-                if (r < 0)
+                if (!loaded) {
+                        r = path_load_start(manager_get_event(rpc_call_get_manager(call)), pc, path,
+                                            O_RDONLY, read_image_fd, PATH_LOAD_TIMEOUT_USEC,
+                                            on_path_image_loaded, call);
+                        if (r == -EBUSY)
+                                return rpc_call_reply_error(
+                                        call, RPC_ERROR_BUSY, json_pack("{s:s}", "path", path),
+                                        "too many files are being opened for clients at once; try again, "
+                                        "or pass the file itself");
+                        if (r < 0)
+                                return r;
+                        return rpc_call_suspend(call);
+                }
+                r = loaded->r;
+                if (r >= 0) {
+                        bytes = TAKE_PTR(loaded->data);
+                        size = loaded->size;
+                } else if (loaded->message || r == -ETIMEDOUT)
                         return rpc_call_reply_error(call,
                                                     r == -EACCES || r == -EPERM ? RPC_ERROR_PERMISSION_DENIED
+                                                    : r == -ETIMEDOUT           ? RPC_ERROR_TIMEOUT
                                                                                 : RPC_ERROR_INVALID_PARAMS,
                                                     json_pack("{s:s}", "path", path), "%s",
-                                                    why ? why : strerror(-r));
+                                                    loaded->message ? loaded->message : strerror(-r));
         }
-        if (fd >= 0) {
-                r = read_image_fd(fd, &bytes, &size);
+        if (fd >= 0 || (path && !bytes)) {
+                if (fd >= 0)
+                        r = read_image_fd(fd, &bytes, &size);
                 if (r == -EBADFD)
                         return rpc_call_reply_error(
                                 call, RPC_ERROR_INVALID_PARAMS, NULL,
@@ -184,7 +246,7 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_IO, NULL, "could not read the image: %s",
                                                     strerror(-r));
-        } else {
+        } else if (data) {
                 r = decode_base64(data, &bytes, &size);
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
@@ -200,7 +262,7 @@ static int method_flash(RpcCall *call, json_t *params)
         Manager *m = rpc_call_get_manager(call);
         JobQueue *q = queue_of(call);
         const RpcPeer *peer = rpc_call_get_peer(call);
-        const char *target = NULL, *format = NULL;
+        const char *target = NULL, *format = NULL, *board = NULL;
         json_t *image = NULL, *force = NULL;
         json_int_t address = -1;
         int verify = 1, mass_erase = 0, wait = 0;
@@ -215,12 +277,18 @@ static int method_flash(RpcCall *call, json_t *params)
 
         if (!q)
                 return reply_no_jobs(call);
-        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b !}", "target",
+        r = rpc_call_unpack_params(call, params, "{s:s, s:o, s?s, s?I, s?b, s?o, s?b, s?b, s?s !}", "target",
                                    &target, "image", &image, "format", &format, "address", &address,
                                    "verify", &verify, "force", &force, "mass_erase", &mass_erase, "wait",
-                                   &wait);
+                                   &wait, "board", &board);
         if (r < 0)
                 return r;
+        /* a device the inventory cannot identify (a USB-serial bridge in
+         * front of an AVR) is flashed as the board the caller names */
+        if (board && !board_db_find(m->boards, board))
+                return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
+                                            "unknown board \"%s\": `flashctl boards` lists the known ones",
+                                            board);
         if (address > UINT32_MAX)
                 return rpc_call_reply_error(call, RPC_ERROR_INVALID_PARAMS, NULL,
                                             "address %" PRIi64 " is not a 32-bit address", (int64_t)address);
@@ -248,6 +316,7 @@ static int method_flash(RpcCall *call, json_t *params)
 
         job_peer_name(peer->pid, who, sizeof(who));
         req.target = target;
+        req.board = board;
         req.data = bytes;
         req.size = size;
         req.format = format;
@@ -258,7 +327,28 @@ static int method_flash(RpcCall *call, json_t *params)
         req.requested_by.uid = peer->uid;
         req.requested_by.pid = peer->pid;
         req.requested_by.name = who;
+        /* what a person recognises the image by: the file's name, not its hash */
+        {
+                const char *name = json_string_value(json_object_get(image, "name"));
+                if (!name)
+                        name = json_string_value(json_object_get(image, "path"));
+                if (name && strrchr(name, '/'))
+                        name = strrchr(name, '/') + 1;
+                req.image_name = name && name[0] ? name : NULL;
+        }
 
+        /* a CAN node the user named stays listed while klippy keeps it assigned
+         * (silent); printer.cfg's MCU names stand for their IFACE:UUID */
+        char can_target[48];
+        {
+                char iface[16];
+                CanUuid uuid;
+                if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
+                        (void)can_inventory_remember(m->can, iface, &uuid);
+                else if (m->can &&
+                         can_inventory_resolve(m->can, target, can_target, sizeof(can_target)) >= 0)
+                        req.target = can_target;
+        }
         r = job_queue_submit(q, &req, &job, &err, &message);
         if (r < 0 && err == JOB_ERROR_NONE)
                 return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "could not queue the job: %s",

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "jobs/job-flow-can.h"
 #include "jobs/job-check.h"
+#include "jobs/job-device.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-queue-internal.h"
 #include "jobs/job-worker.h"
@@ -14,6 +16,8 @@
 
 /* notify_job_update at most this often per job while bytes move */
 #define JOB_NOTIFY_INTERVAL_USEC (250ull * 1000ull)
+/* how long a new phase may wait for its first progress (and total) */
+#define JOB_PHASE_TOTAL_WAIT_USEC (100ull * 1000ull)
 
 typedef struct JobRun JobRun;
 
@@ -31,6 +35,7 @@ struct JobRun {
         uint64_t phase_start_usec, phase_start_bytes;
         uint64_t last_notify_usec;
         sd_event_source *notify_timer;
+        bool phase_unsent; /* a new phase waits for its total before it is announced */
 
         JobRun *next;
 };
@@ -67,6 +72,7 @@ static JobRun *job_queue_find_run_port(JobQueue *q, const char *port)
 
 static void job_run_flush_notify(JobRun *run)
 {
+        run->phase_unsent = false;
         run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
         run->last_notify_usec = now_usec();
         job_queue_notify(run->queue, run->job);
@@ -92,6 +98,14 @@ static void job_run_notify_coalesced(JobRun *run)
                 (void)sd_event_add_time_relative(run->queue->event, &run->notify_timer, CLOCK_MONOTONIC,
                                                  JOB_NOTIFY_INTERVAL_USEC - (now - run->last_notify_usec), 0,
                                                  job_run_on_notify_timer, run);
+}
+
+/* The job's totals, for what has no bytes of its own (leave, the end). */
+static void job_show_totals(Job *j)
+{
+        if (j->image.payload_size > 0)
+                j->bytes_total = j->image.payload_size;
+        j->bytes_done = j->bytes_total;
 }
 
 static void job_run_clear_wait(JobRun *run)
@@ -133,8 +147,13 @@ int job_queue_save(JobQueue *q)
         int r;
 
         arr = json_array();
-        for (size_t i = 0; i < q->n_jobs; i++)
-                json_array_append_new(arr, job_to_state_json(q->jobs[i]));
+        for (size_t i = 0; arr && i < q->n_jobs; i++)
+                if (json_array_append_new(arr, job_to_state_json(q->jobs[i])) < 0) {
+                        /* never write a file that lacks a job */
+                        json_decref(arr);
+                        return log_error_errno(-ENOMEM, "Failed to save %s: job %" PRIu64 " as JSON",
+                                               q->state_file, q->jobs[i]->id);
+                }
         root = json_pack("{s:i, s:I, s:o}", "version", 1, "next_id", (json_int_t)q->next_id, "jobs", arr);
         if (!root)
                 return log_oom();
@@ -307,16 +326,19 @@ static void job_queue_expire(JobQueue *q)
                 job_queue_notify(q, j);
                 changed = true;
         }
-        if (changed)
+        if (changed) {
                 (void)job_queue_save(q);
-        job_queue_arm_expiry(q);
+                job_queue_arm_expiry(q);
+        }
 }
 
 static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata)
 {
         JobQueue *q = userdata;
 
+        q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         return 0;
 }
 
@@ -383,8 +405,10 @@ static bool job_run_try_answer(JobRun *run, const InventoryEntry *e)
                 return false;
         if (run->wait_exclude && streq_ptr(run->wait_exclude, e->usb_devnode))
                 return false;
-        /* a DFU device is usable once the inventory has read its layout */
-        if (e->mode == DEVICE_MODE_DFU && (!e->probed || e->probing))
+        /* A DFU device is usable once the inventory has read its layout; an
+         * RP2040 boot ROM once the inventory's PICOBOOT read of its version
+         * is over (the two would fight over the interface). */
+        if ((e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_BOOTSEL) && (!e->probed || e->probing))
                 return false;
         /* Klipper and Katapult are talked to through their tty, which udev
          * announces a moment after the USB device */
@@ -412,6 +436,7 @@ static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
         snprintf(text, sizeof(text),
                  "the board has not shown up in its bootloader; %s; the job keeps waiting", hint);
         (void)job_set_string(&run->job->message, text);
+        (void)job_set_string(&run->job->wait_hint, hint);
         job_log(run->job, "%s", text);
         job_run_flush_notify(run);
         return 0;
@@ -447,6 +472,9 @@ static void job_run_start_wait(JobRun *run, const JobMessage *m)
         job_enter_state(run->job, for_app || run->job->state == JOB_STATE_WAITING_FOR_APP
                                           ? JOB_STATE_WAITING_FOR_APP
                                           : JOB_STATE_WAITING_FOR_DEVICE);
+        run->job->wait_started = job_now();
+        run->job->wait_timeout_sec = (double)timeout / 1e6;
+        (void)job_set_string(&run->job->wait_hint, NULL);
         if (m->hint_usec > 0)
                 (void)sd_event_add_time_relative(q->event, &run->hint_timer, CLOCK_MONOTONIC, m->hint_usec,
                                                  0, job_run_on_hint, run);
@@ -475,12 +503,29 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 break;
         case JOB_MESSAGE_PHASE:
                 j->phase = m->phase;
-                j->bytes_done = 0;
-                j->bytes_total = 0; /* the phase's own total comes with its first progress */
                 j->rate = 0;
                 run->phase_start_usec = now;
                 run->phase_start_bytes = 0;
                 job_log(j, "phase %s", job_phase_to_string(m->phase));
+                if (m->has_progress) {
+                        j->bytes_done = m->done;
+                        j->bytes_total = m->total;
+                } else if (m->phase == JOB_PHASE_LEAVE)
+                        job_show_totals(j); /* no bytes of its own: the written image */
+                else {
+                        /* The phase's total comes with its first progress,
+                         * which the session sends right after the phase; a
+                         * phase announced with total 0 would make a frontend's
+                         * bar jump, so wait a moment for it. */
+                        j->bytes_done = 0;
+                        j->bytes_total = 0;
+                        run->phase_unsent = true;
+                        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
+                        if (sd_event_add_time_relative(q->event, &run->notify_timer, CLOCK_MONOTONIC,
+                                                       JOB_PHASE_TOTAL_WAIT_USEC, 0, job_run_on_notify_timer,
+                                                       run) >= 0)
+                                break;
+                }
                 job_run_flush_notify(run);
                 break;
         case JOB_MESSAGE_PROGRESS:
@@ -489,11 +534,18 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 if (now > run->phase_start_usec + 50000 && m->done >= run->phase_start_bytes)
                         j->rate = (double)(m->done - run->phase_start_bytes) * 1e6 /
                                   (double)(now - run->phase_start_usec);
-                job_run_notify_coalesced(run);
+                if (run->phase_unsent)
+                        job_run_flush_notify(run);
+                else
+                        job_run_notify_coalesced(run);
                 break;
         case JOB_MESSAGE_LOG:
-                if (m->text)
+                if (m->text && !(m->once && job_log_has(j, m->text)))
                         job_log(j, "%s", m->text);
+                break;
+        case JOB_MESSAGE_TOTALS:
+                j->totals = m->totals;
+                j->totals.valid = true;
                 break;
         case JOB_MESSAGE_DEVICE:
                 (void)job_set_string(&j->device, m->text);
@@ -506,6 +558,8 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                         (void)job_set_string(&j->message, m->text ? m->text : "cancelled");
                         job_enter_state(j, JOB_STATE_CANCELLED);
                 } else if (m->error == JOB_ERROR_NONE) {
+                        job_show_totals(j);
+                        j->rate = 0;
                         (void)job_set_string(&j->message, m->text);
                         if (m->text)
                                 job_log(j, "%s", m->text);
@@ -550,7 +604,13 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         s->stop_units = q->config.stop_units;
         s->uart_baud = q->config.uart_baud;
         s->resume_wait_app = j->state == JOB_STATE_WAITING_FOR_APP;
-        if (e && e->present) {
+        {
+                char iface[16];
+                if (job_can_target_parse(j->port, iface, &s->can_uuid) >= 0 &&
+                    !(s->can_iface = strdup(iface)))
+                        return -ENOMEM;
+        }
+        if (e && e->present && !s->can_iface) {
                 r = job_device_from_entry(e, &s->device);
                 if (r < 0)
                         return r;
@@ -646,15 +706,28 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
 
         /* An interrupted job is retried once its board sits in its bootloader
          * (unless it expired meanwhile). */
-        if (e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_KATAPULT) {
+        bool in_bootloader = JOB_DEVICE_BOOTLOADER_MODES & (1u << e->mode);
+        if (in_bootloader || e->mode == DEVICE_MODE_APP) {
                 bool changed = false;
                 job_queue_expire(q);
                 for (size_t i = 0; i < q->n_jobs; i++) {
                         Job *j = q->jobs[i];
                         if (j->state != JOB_STATE_INTERRUPTED || !streq_ptr(j->port, e->port))
                                 continue;
-                        job_log(j, "board is in its bootloader again: retrying from the start");
-                        job_enter_state(j, JOB_STATE_QUEUED);
+                        if (in_bootloader) {
+                                job_log(j, "board is in its bootloader again: retrying from the start");
+                                job_enter_state(j, JOB_STATE_QUEUED);
+                        } else if (j->phase == JOB_PHASE_LEAVE) {
+                                /* Interrupted while asking the bootloader to start the
+                                 * application: the image was complete (and verified,
+                                 * unless the job said not to), and the board now runs it. */
+                                (void)job_set_string(&j->message,
+                                                     "the image was written before flashd restarted; "
+                                                     "the board runs its application again");
+                                job_log(j, "%s", j->message);
+                                job_enter_state(j, JOB_STATE_DONE);
+                        } else
+                                continue;
                         job_queue_notify(q, j);
                         changed = true;
                 }
@@ -749,6 +822,7 @@ int job_queue_start(JobQueue *q)
                 return log_error_errno(r, "Failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
+        job_queue_arm_expiry(q);
         (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
@@ -805,11 +879,14 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
 
 bool job_queue_port_busy(JobQueue *q, const char *port)
 {
-        /* the expiry timer may not have run yet (a board that shows up at the
-         * moment its interrupted job expires) */
-        job_queue_expire(q);
+        double now = job_now();
+
+        /* An expired job whose timer has not run yet (a board that shows up
+         * the moment it expires) holds nothing either; it is failed by the
+         * timer, not here, so that asking changes no job. */
         for (size_t i = 0; i < q->n_jobs; i++)
-                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port))
+                if (!job_state_is_final(q->jobs[i]->state) && streq_ptr(q->jobs[i]->port, port) &&
+                    !job_expired(q, q->jobs[i], now))
                         return true;
         return false;
 }
@@ -819,7 +896,10 @@ json_t *job_queue_list_json(JobQueue *q, bool all)
         json_t *arr = json_array();
 
         for (size_t i = 0; arr && i < q->n_jobs; i++)
-                if (all || !job_state_is_final(q->jobs[i]->state))
-                        json_array_append_new(arr, job_to_json(q->jobs[i], false));
+                if ((all || !job_state_is_final(q->jobs[i]->state)) &&
+                    json_array_append_new(arr, job_to_json(q->jobs[i], false)) < 0) {
+                        json_decref(arr); /* the caller answers an error, not a shorter list */
+                        return NULL;
+                }
         return arr;
 }

@@ -82,6 +82,7 @@ typedef struct JobRequest {
          * flashing by that name would; NULL: none. */
         const char *board;
         JobRequester requested_by;
+        const char *image_name; /* the file's name as the client gave it, or NULL */
 } JobRequest;
 
 /*
@@ -96,6 +97,15 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                      char **ret_message);
 
 Job *job_queue_find(JobQueue *q, uint64_t id);
+
+/* The unfinished job that holds a port (the one busy with the board, else
+ * the next queued), or NULL; and each port held so, once (job-ports.c). */
+const Job *job_queue_port_holder(JobQueue *q, const char *port);
+void job_queue_foreach_held_port(JobQueue *q, void (*f)(const Job *holder, void *userdata), void *userdata);
+/* {"id", "state", "phase"}: a device's "job" */
+json_t *job_port_json(const Job *j);
+/* The device object of a board away from its port while its job reboots it. */
+json_t *job_absent_device_json(const Job *j);
 /* -ENOENT no such job, -EALREADY already finished; 0 cancelled or cancelling. */
 int job_queue_cancel(JobQueue *q, uint64_t id);
 /* A job that has not ended yet (an expired interrupted one has) owns the port. */

@@ -55,6 +55,16 @@ static void job_worker_post(JobWorker *w, JobMessage *m)
                 job_message_free(m);
                 return;
         }
+        if (m->type == JOB_MESSAGE_PROGRESS && w->tail && w->tail->type == JOB_MESSAGE_PHASE) {
+                /* A phase arrives with its total: sessions report (0, total)
+                 * right after they enter a phase. */
+                w->tail->done = m->done;
+                w->tail->total = m->total;
+                w->tail->has_progress = true;
+                pthread_mutex_unlock(&w->lock);
+                job_message_free(m);
+                return;
+        }
         if (w->tail)
                 w->tail->next = m;
         else
@@ -254,6 +264,27 @@ void job_worker_send_device(JobWorker *w, const char *path)
         if (!m)
                 return;
         m->text = path ? strdup(path) : NULL;
+        job_worker_post(w, m);
+}
+
+void job_worker_log_once(JobWorker *w, const char *line)
+{
+        JobMessage *m = job_message_new(JOB_MESSAGE_LOG);
+
+        if (!m)
+                return;
+        m->text = strdup(line);
+        m->once = true;
+        job_worker_post(w, m);
+}
+
+void job_worker_send_totals(JobWorker *w, const JobTotals *t)
+{
+        JobMessage *m = job_message_new(JOB_MESSAGE_TOTALS);
+
+        if (!m)
+                return;
+        m->totals = *t;
         job_worker_post(w, m);
 }
 

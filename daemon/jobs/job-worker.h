@@ -31,6 +31,7 @@ typedef enum JobMessageType {
         JOB_MESSAGE_LOG,      /* a line for the job's log */
         JOB_MESSAGE_WAIT,     /* wait until the board shows up in one of `modes` */
         JOB_MESSAGE_DEVICE,   /* the flow now talks to this device (for the job object) */
+        JOB_MESSAGE_TOTALS,   /* what the flash wrote, for the job's result */
         JOB_MESSAGE_RESULT,   /* the flow ended; always the last message */
         _JOB_MESSAGE_MAX,
         _JOB_MESSAGE_INVALID = -EINVAL,
@@ -41,12 +42,15 @@ typedef struct JobMessage {
         JobState state;
         JobPhase phase;
         uint64_t done, total;
+        bool has_progress;     /* PHASE: the phase's first progress came with it (done, total) */
         char *text;            /* log line, result message, device path */
         unsigned modes;        /* WAIT: 1 << DeviceMode */
         uint64_t hint_usec;    /* WAIT: after this long, show the board's hint */
         uint64_t timeout_usec; /* WAIT: give up (0 = the queue's default) */
         JobError error;        /* RESULT: JOB_ERROR_NONE for success */
         bool cancelled;        /* RESULT: ended by cancellation */
+        bool once;             /* LOG: only when the job's log does not hold this line yet */
+        JobTotals totals;      /* TOTALS */
         struct JobMessage *next;
 } JobMessage;
 
@@ -76,6 +80,10 @@ void job_worker_send_phase(JobWorker *w, JobPhase p);
 void job_worker_send_progress(JobWorker *w, uint64_t done, uint64_t total);
 void job_worker_send_device(JobWorker *w, const char *path);
 void job_worker_log(JobWorker *w, const char *format, ...) __attribute__((format(printf, 2, 3)));
+/* A line the submission may have logged already (the image checks run again
+ * at the start of the flow): logged only when the log does not hold it. */
+void job_worker_log_once(JobWorker *w, const char *line);
+void job_worker_send_totals(JobWorker *w, const JobTotals *t);
 /* Blocks until the main loop answers with the board in one of `modes` (1 << DeviceMode) on a
  * USB device other than `exclude_devnode` (a fresh enumeration); returns 0
  * and a device, -ETIMEDOUT or -ECANCELED. */

@@ -6,6 +6,7 @@
 
 #include "jobs/job.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 static const char *const job_state_table[_JOB_STATE_MAX] = {
         [JOB_STATE_QUEUED] = "queued",
@@ -100,6 +101,9 @@ Job *job_free(Job *j)
         free(j->device);
         free(j->mode);
         free(j->image.format);
+        free(j->board_alternatives);
+        free(j->wait_hint);
+        free(j->image.name);
         free(j->message);
         free(j->error_message);
         for (size_t i = 0; i < j->n_log; i++)
@@ -166,6 +170,16 @@ void job_log(Job *j, const char *format, ...)
         va_end(ap);
 }
 
+bool job_log_has(const Job *j, const char *text)
+{
+        for (size_t i = 0; i < j->n_log; i++) {
+                const char *sp = strchr(j->log[i], ' ');
+                if (sp && streq(sp + 1, text))
+                        return true;
+        }
+        return false;
+}
+
 void job_enter_state(Job *j, JobState s)
 {
         JobState old = j->state;
@@ -204,9 +218,10 @@ void job_fail(Job *j, JobError e, const char *format, ...)
         job_enter_state(j, JOB_STATE_FAILED);
 }
 
+/* World strings (device names, process names) may be any bytes. */
 static json_t *json_string_or_null(const char *s)
 {
-        return s ? json_string(s) : json_null();
+        return json_string_sanitized(s);
 }
 
 static json_t *json_time_or_null(double t)
@@ -214,17 +229,39 @@ static json_t *json_time_or_null(double t)
         return t > 0 ? json_real(t) : json_null();
 }
 
+/* {"started", "timeout_sec", "hints"} while the job waits for its board. */
+static json_t *job_wait_to_json(const Job *j)
+{
+        json_t *hints;
+
+        if ((j->state != JOB_STATE_WAITING_FOR_DEVICE && j->state != JOB_STATE_WAITING_FOR_APP) ||
+            j->wait_started <= 0)
+                return json_null();
+        hints = json_array();
+        for (const char *p = j->wait_hint; hints && p && *p;) {
+                const char *end = strstr(p, "; ");
+                size_t n = end ? (size_t)(end - p) : strlen(p);
+                json_array_append_new(hints, json_stringn(p, n));
+                p = end ? end + 2 : p + n;
+        }
+        return json_pack("{s:f, s:f, s:o}", "started", j->wait_started, "timeout_sec", j->wait_timeout_sec,
+                         "hints", hints ? hints : json_array());
+}
+
 json_t *job_to_json(const Job *j, bool with_log)
 {
         json_t *o, *image, *error, *req, *force;
 
-        image = json_pack("{s:s, s:I, s:o, s:I, s:b}", "sha256", j->image.sha256, "size",
-                          (json_int_t)j->image.size, "format", json_string_or_null(j->image.format),
-                          "address", (json_int_t)j->image.address, "address_explicit", j->image.has_address);
+        image = json_pack("{s:s, s:I, s:I, s:o, s:I, s:b, s:o}", "sha256", j->image.sha256, "size",
+                          (json_int_t)j->image.size, "payload_size", (json_int_t)j->image.payload_size,
+                          "format", json_string_or_null(j->image.format), "address",
+                          (json_int_t)j->image.address, "address_explicit", j->image.has_address, "name",
+                          json_string_or_null(j->image.name));
         if (j->error != JOB_ERROR_NONE)
-                error = json_pack("{s:i, s:s, s:s, s:s}", "code", (int)j->error, "name",
-                                  job_error_to_string(j->error), "message", strempty(j->error_message),
-                                  "advice", job_error_advice(j->error));
+                error = json_pack("{s:i, s:s, s:o, s:s}", "code", (int)j->error, "name",
+                                  job_error_to_string(j->error), "message",
+                                  json_string_or_null(strempty(j->error_message)), "advice",
+                                  job_error_advice(j->error));
         else
                 error = json_null();
         req = json_pack("{s:i, s:i, s:o}", "uid", (int)j->requested_by.uid, "pid", (int)j->requested_by.pid,
@@ -246,16 +283,33 @@ json_t *job_to_json(const Job *j, bool with_log)
                 (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate", j->rate,
                 "message", json_string_or_null(j->message), "error", error, "created", j->created, "started",
                 json_time_or_null(j->started), "finished", json_time_or_null(j->finished), "source",
-                json_string(j->source ? j->source : "manual"), "requested_by", req, "attempts",
+                json_string_or_null(j->source ? j->source : "manual"), "requested_by", req, "attempts",
                 (int)j->attempts);
         if (!o)
                 return NULL;
         json_object_set_new(o, "superseded_by",
                             j->superseded_by ? json_integer((json_int_t)j->superseded_by) : json_null());
+        json_object_set_new(o, "wait", job_wait_to_json(j));
+        json_t *alt = json_array();
+        for (const char *p = j->board_alternatives; alt && p && *p;) {
+                const char *end = strchr(p, '|');
+                size_t n = end ? (size_t)(end - p) : strlen(p);
+                json_array_append_new(alt, json_stringn(p, n));
+                p = end ? end + 1 : p + n;
+        }
+        json_object_set_new(o, "board_alternatives", alt ? alt : json_array());
+        json_object_set_new(o, "result",
+                            j->totals.valid
+                                    ? json_pack("{s:I, s:I, s:I, s:I}", "sectors_written",
+                                                (json_int_t)j->totals.sectors_written, "sectors_unchanged",
+                                                (json_int_t)j->totals.sectors_unchanged, "bytes_written",
+                                                (json_int_t)j->totals.bytes_written, "bytes_verified",
+                                                (json_int_t)j->totals.bytes_verified)
+                                    : json_null());
         if (with_log) {
                 json_t *log = json_array();
                 for (size_t i = 0; i < j->n_log; i++)
-                        json_array_append_new(log, json_string(j->log[i]));
+                        json_array_append_new(log, json_string_or_null(j->log[i]));
                 json_object_set_new(o, "log", log);
         }
         return o;
@@ -309,6 +363,20 @@ int job_from_state_json(json_t *o, Job **ret)
             dup_string(o, "mode", &j->mode) < 0 || dup_string(o, "message", &j->message) < 0 ||
             dup_string(o, "source", &j->source) < 0)
                 return -EBADMSG;
+        v = json_object_get(o, "board_alternatives");
+        if (json_is_array(v)) {
+                size_t i;
+                json_t *a;
+                json_array_foreach (v, i, a) {
+                        _cleanup_free_ char *joined = NULL;
+                        if (!json_is_string(a))
+                                continue;
+                        if (asprintf(&joined, "%s%s%s", strempty(j->board_alternatives),
+                                     j->board_alternatives ? "|" : "", json_string_value(a)) < 0 ||
+                            job_set_string(&j->board_alternatives, joined) < 0)
+                                return -ENOMEM;
+                }
+        }
 
         image = json_object_get(o, "image");
         if (!json_is_object(image))
@@ -318,7 +386,9 @@ int job_from_state_json(json_t *o, Job **ret)
                 return -EBADMSG;
         memcpy(j->image.sha256, json_string_value(v), 65);
         j->image.size = (uint64_t)json_integer_value(json_object_get(image, "size"));
-        if (dup_string(image, "format", &j->image.format) < 0)
+        j->image.payload_size = (uint64_t)json_integer_value(json_object_get(image, "payload_size"));
+        if (dup_string(image, "format", &j->image.format) < 0 ||
+            dup_string(image, "name", &j->image.name) < 0)
                 return -EBADMSG;
         j->image.address = (uint32_t)json_integer_value(json_object_get(image, "address"));
         j->image.has_address = json_is_true(json_object_get(image, "address_explicit"));
@@ -337,6 +407,17 @@ int job_from_state_json(json_t *o, Job **ret)
         }
         j->bytes_done = (uint64_t)json_integer_value(json_object_get(o, "bytes_done"));
         j->bytes_total = (uint64_t)json_integer_value(json_object_get(o, "bytes_total"));
+        v = json_object_get(o, "result");
+        if (json_is_object(v)) {
+                j->totals.valid = true;
+                j->totals.sectors_written =
+                        (uint64_t)json_integer_value(json_object_get(v, "sectors_written"));
+                j->totals.sectors_unchanged =
+                        (uint64_t)json_integer_value(json_object_get(v, "sectors_unchanged"));
+                j->totals.bytes_written = (uint64_t)json_integer_value(json_object_get(v, "bytes_written"));
+                j->totals.bytes_verified =
+                        (uint64_t)json_integer_value(json_object_get(v, "bytes_verified"));
+        }
 
         error = json_object_get(o, "error");
         if (json_is_object(error)) {

@@ -60,12 +60,24 @@ static inline JobPhase job_phase_from_flash(FlashPhase p)
 #define JOB_LOG_MAX 200
 
 typedef struct JobImage {
-        char sha256[65];  /* hex; the key in the image store */
-        uint64_t size;    /* bytes of the stored file */
-        char *format;     /* "bin", "hex", "dfu" */
-        uint32_t address; /* where the image starts (resolved at submission) */
-        bool has_address; /* the client gave the address explicitly (may write a bootloader) */
+        char sha256[65];       /* hex; the key in the image store */
+        uint64_t size;         /* bytes of the stored file */
+        uint64_t payload_size; /* bytes of flash it covers: the job's total */
+        char *format;          /* "bin", "hex", "dfu" */
+        uint32_t address;      /* where the image starts (resolved at submission) */
+        bool has_address;      /* the client gave the address explicitly (may write a bootloader) */
+        char *name;            /* the file name the client gave, or NULL */
 } JobImage;
+
+/* What the flash did, kept after it ended (the progress counters are the
+ * current phase's). */
+typedef struct JobTotals {
+        bool valid;
+        uint64_t sectors_written;   /* erased or blank sectors written */
+        uint64_t sectors_unchanged; /* skipped: they held the image already */
+        uint64_t bytes_written;
+        uint64_t bytes_verified;
+} JobTotals;
 
 typedef struct JobRequester {
         uid_t uid;
@@ -81,6 +93,9 @@ typedef struct Job {
         char *target; /* as the client spelled it */
         char *port;   /* USB port path: the board's identity across re-enumeration */
         char *board;  /* board name from the DB, or NULL */
+        /* other boards the device could be that the flash treats alike
+         * ("octopus" for an F429 taken as "octopus-pro"), "|"-separated */
+        char *board_alternatives;
         char *variant;
         char *mcu;
         char *device; /* current device path (tty or usb node); the new one when done */
@@ -95,6 +110,13 @@ typedef struct Job {
         uint64_t bytes_total;
         double rate; /* bytes/s of the current phase */
         char *message;
+        JobTotals totals;
+        /* while waiting for the board: since when, for how long at most, and
+         * the board's hints once the job asks for a hand ("set BOOT0 and
+         * press reset"), "; "-separated */
+        double wait_started;
+        double wait_timeout_sec;
+        char *wait_hint;
 
         JobError error;
         char *error_message;
@@ -127,6 +149,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);
 void job_log(Job *j, const char *format, ...) __attribute__((format(printf, 2, 3)));
 /* Set state (logging old -> new to the daemon log and the job log). */
 void job_enter_state(Job *j, JobState s);
+/* The log holds this line (the time stamp aside). */
+bool job_log_has(const Job *j, const char *text);
 /* Enter failed with an error code and a specific message. */
 void job_fail(Job *j, JobError e, const char *format, ...) __attribute__((format(printf, 3, 4)));
 int job_set_string(char **field, const char *value);

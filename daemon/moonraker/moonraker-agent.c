@@ -49,6 +49,7 @@ struct MoonrakerAgent {
         char **roots;             /* file roots in effect for this connection */
         RpcPeer peer;
         JobSlot *slots;
+        bool refusal_logged; /* per connection: Moonraker answered an event with an error */
 };
 
 static const char *const state_names[_MOONRAKER_STATE_MAX] = {
@@ -266,7 +267,13 @@ static void job_slot_flush(JobSlot *s)
 
 static int job_slot_on_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
-        job_slot_flush(userdata);
+        JobSlot *s = userdata;
+
+        job_slot_flush(s);
+        /* The next one counts from when this one was due, not from when the
+         * loop got to it: late wakeups must not stretch the interval, or a
+         * long phase would show fewer than MOONRAKER_PROGRESS_HZ updates. */
+        s->last_usec = usec;
         return 0;
 }
 
@@ -475,6 +482,18 @@ static void agent_on_message(MoonrakerAgent *a, const char *text, size_t len)
                 agent_on_identified(a, msg);
                 return;
         }
+        /* Events carry no id; Moonraker answers one it refuses with an
+         * error whose id is null. Frontends then miss what it said: worth
+         * a warning (once per connection, it would repeat for every event). */
+        json_t *err = json_object_get(msg, "error");
+        if (json_is_object(err) && (!id || json_is_null(id)) && !a->refusal_logged) {
+                a->refusal_logged = true;
+                log_warning("moonraker agent: Moonraker refused an event: %s (code %" JSON_INTEGER_FORMAT
+                            ")",
+                            strna(json_string_value(json_object_get(err, "message"))),
+                            json_integer_value(json_object_get(err, "code")));
+                return;
+        }
         log_debug("moonraker agent: ignoring an unexpected response");
 }
 
@@ -598,6 +617,7 @@ static int agent_connect(MoonrakerAgent *a)
 
         agent_close(a);
         a->generation++;
+        a->refusal_logged = false;
         if (strlen(path) >= sizeof(sa.sun_path)) {
                 log_error("Moonraker socket path too long: %s", path);
                 return -ENAMETOOLONG; /* a config error: no retries */

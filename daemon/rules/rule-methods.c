@@ -123,10 +123,9 @@ static int method_add(RpcCall *call, json_t *params)
                                             "retry_delay_sec must be between 0 and %g",
                                             RULE_RETRY_DELAY_MAX);
 
-        k = rule_set_next_id(rule_service_get_set(s), &id);
-        if (k < 0)
-                return k;
-        k = rule_new(&r, id);
+        /* The id is taken once the image is in: with image.path this
+         * handler runs twice (the file is read off the main loop). */
+        k = rule_new(&r, "rule-new");
         if (k < 0)
                 return k;
         k = rule_match_from_json(match, &r->match, &error);
@@ -168,6 +167,11 @@ static int method_add(RpcCall *call, json_t *params)
         k = rule_image_store(call, image, format, r, r->action.sha256, &r->action.size);
         if (k < 0)
                 return k;
+        k = rule_set_next_id(rule_service_get_set(s), &id);
+        if (k < 0)
+                return k;
+        free(r->id);
+        r->id = TAKE_PTR(id);
 
         job_peer_name(peer->pid, who, sizeof(who));
         r->created = job_now();
@@ -198,7 +202,10 @@ static int method_list(RpcCall *call, json_t *params)
         set = rule_service_get_set(s);
         rules = json_array();
         for (size_t i = 0; rules && i < set->n_rules; i++)
-                json_array_append_new(rules, rule_service_rule_json(s, set->rules[i]));
+                if (json_array_append_new(rules, rule_service_rule_json(s, set->rules[i])) < 0) {
+                        json_decref(rules); /* answered as an error, not as a shorter list */
+                        rules = NULL;
+                }
         return rpc_call_reply(call, json_pack("{s:o}", "rules", rules));
 }
 

@@ -295,7 +295,7 @@ static void gave_up_clear_rule(RuleService *s, const char *rule_id)
 /* ---- the boards ---- */
 
 /* A board a job can start on right away: a DFU device once the inventory
- * has read its layout, Klipper and Katapult once their tty is there (the
+ * has read its layout (an RP2040 boot ROM its version), Klipper and Katapult once their tty is there (the
  * same conditions the job queue waits for). */
 static bool entry_ready(const InventoryEntry *e)
 {
@@ -303,12 +303,11 @@ static bool entry_ready(const InventoryEntry *e)
                 return false;
         switch (e->mode) {
         case DEVICE_MODE_DFU:
+        case DEVICE_MODE_BOOTSEL:
                 return e->probed && !e->probing;
         case DEVICE_MODE_APP:
         case DEVICE_MODE_KATAPULT:
                 return e->tty != NULL;
-        case DEVICE_MODE_BOOTSEL:
-                return true;
         case DEVICE_MODE_SERIAL:
         case DEVICE_MODE_UNKNOWN:
         case _DEVICE_MODE_MAX:
@@ -447,6 +446,7 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 .force = r->action.force,
                 .source = r->id,
                 .requested_by = { .uid = r->created_uid, .pid = getpid(), .name = who },
+                .image_name = r->action.image_name,
         };
         s->submitting = true;
         k = job_queue_submit(q, &req, &job, &err, &message);

@@ -252,15 +252,30 @@ static int board_image_from_json(RuleSet *s, json_t *o)
                 json_string_value(json_object_get(o, "source")));
 }
 
+static json_t *json_decref_null(json_t *j)
+{
+        json_decref(j);
+        return NULL;
+}
+
 int rule_set_save(const RuleSet *s, const char *path)
 {
         json_t *rules = json_array(), *boards = json_array(), *root;
         int r;
 
+        /* A rule or board that cannot become JSON fails the save: never
+         * write a file that silently lacks it. */
         for (size_t i = 0; rules && i < s->n_rules; i++)
-                json_array_append_new(rules, rule_to_state_json(s->rules[i]));
+                if (json_array_append_new(rules, rule_to_state_json(s->rules[i])) < 0)
+                        rules = json_decref_null(rules);
         for (size_t i = 0; boards && i < s->n_boards; i++)
-                json_array_append_new(boards, board_image_to_json(&s->boards[i]));
+                if (json_array_append_new(boards, board_image_to_json(&s->boards[i])) < 0)
+                        boards = json_decref_null(boards);
+        if (!rules || !boards) {
+                json_decref(rules);
+                json_decref(boards);
+                return -ENOMEM;
+        }
         root = json_pack("{s:i, s:I, s:o, s:o}", "version", 1, "next_id", (json_int_t)s->next_id, "rules",
                          rules, "boards", boards);
         if (!root)

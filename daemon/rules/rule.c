@@ -6,6 +6,7 @@
 
 #include "codec/image-check.h"
 #include "rules/rule.h"
+#include "util/utf8.h"
 
 static const char *const rule_mode_table[_RULE_MODE_MAX] = {
         [RULE_MODE_BOOTLOADER] = "bootloader",
@@ -356,8 +357,9 @@ static json_t *event_to_json(const RuleEvent *e)
 {
         if (e->time <= 0)
                 return json_null();
-        return json_pack("{s:f, s:s?, s:o, s:s?}", "time", e->time, "port", e->port, "job",
-                         e->job ? json_integer((json_int_t)e->job) : json_null(), "message", e->message);
+        return json_pack("{s:f, s:o, s:o, s:o}", "time", e->time, "port", json_string_sanitized(e->port),
+                         "job", e->job ? json_integer((json_int_t)e->job) : json_null(), "message",
+                         json_string_sanitized(e->message));
 }
 
 static int event_from_json(json_t *o, RuleEvent *e)
@@ -381,18 +383,19 @@ json_t *rule_to_json(const Rule *r)
         const RuleAction *a = &r->action;
 
         return json_pack(
-                "{s:s, s:s?, s:b, s:o, s:{s:s, s:I, s:s?, s:s?}, s:o, s:b, s:b, s:o, s:s, s:i, s:f, "
-                "s:f, s:{s:I, s:s?}, s:i, s:i, s:i, s:i, s:o, s:o, s:o, s:s?}",
-                "id", r->id, "name", r->name, "enabled", r->enabled, "match", rule_match_to_json(&r->match),
-                "image", "sha256", a->sha256, "size", (json_int_t)a->size, "format", a->format, "name",
-                a->image_name, "address", a->has_address ? json_integer(a->address) : json_null(), "verify",
-                a->verify, "mass_erase", a->mass_erase, "force", rule_force_to_json(a->force), "repeat",
+                "{s:s, s:o, s:b, s:o, s:{s:s, s:I, s:s?, s:o}, s:o, s:b, s:b, s:o, s:s, s:i, s:f, "
+                "s:f, s:{s:I, s:o}, s:i, s:i, s:i, s:i, s:o, s:o, s:o, s:o}",
+                "id", r->id, "name", json_string_sanitized(r->name), "enabled", r->enabled, "match",
+                rule_match_to_json(&r->match), "image", "sha256", a->sha256, "size", (json_int_t)a->size,
+                "format", a->format, "name", json_string_sanitized(a->image_name), "address",
+                a->has_address ? json_integer(a->address) : json_null(), "verify", a->verify, "mass_erase",
+                a->mass_erase, "force", rule_force_to_json(a->force), "repeat",
                 rule_repeat_to_string(a->repeat), "max_retries", (int)a->max_retries, "retry_delay_sec",
                 a->retry_delay_sec, "created", r->created, "created_by", "uid", (json_int_t)r->created_uid,
-                "name", r->created_by, "fired", (int)r->n_fired, "flashed", (int)r->n_flashed, "failed",
-                (int)r->n_failed, "skipped", (int)r->n_skipped, "last_fired", event_to_json(&r->last_fired),
-                "last_skipped", event_to_json(&r->last_skipped), "last_error", event_to_json(&r->last_error),
-                "disabled_reason", r->disabled_reason);
+                "name", json_string_sanitized(r->created_by), "fired", (int)r->n_fired, "flashed",
+                (int)r->n_flashed, "failed", (int)r->n_failed, "skipped", (int)r->n_skipped, "last_fired",
+                event_to_json(&r->last_fired), "last_skipped", event_to_json(&r->last_skipped), "last_error",
+                event_to_json(&r->last_error), "disabled_reason", json_string_sanitized(r->disabled_reason));
 }
 
 json_t *rule_to_state_json(const Rule *r)

@@ -2,12 +2,14 @@
 /* server.*, device.* and board.* methods (proto/API.md). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "log.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "utf8.h"
 
 /* Bumped when a published method or object changes incompatibly. */
 #define FLASHD_API_VERSION 1
@@ -34,10 +36,10 @@ static int method_server_info(RpcCall *call, json_t *params)
         int r = rpc_call_unpack_params(call, params, "{!}");
         if (r < 0)
                 return r;
-        return rpc_call_reply(call, json_pack("{s:s,s:i,s:f,s:s,s:I,s:I,s:I}", "version", FLASHD_VERSION,
+        return rpc_call_reply(call, json_pack("{s:s,s:i,s:f,s:o,s:I,s:I,s:I}", "version", FLASHD_VERSION,
                                               "api_version", FLASHD_API_VERSION, "uptime", manager_uptime(m),
-                                              "state_dir", m->config->state_dir, "devices",
-                                              (json_int_t)inventory_count(m->inventory), "boards",
+                                              "state_dir", json_string_sanitized(m->config->state_dir),
+                                              "devices", (json_int_t)inventory_count(m->inventory), "boards",
                                               (json_int_t)m->boards->n_boards, "clients",
                                               (json_int_t)(m->server ? server_n_clients(m->server) : 0)));
 }
@@ -60,9 +62,50 @@ const RpcMethod server_methods[] = {
         {},
 };
 
+static JobQueue *manager_queue(Manager *m)
+{
+        return m->jobs ? job_service_get_queue(m->jobs) : NULL;
+}
+
+/* A device object with the job busy with its port ("job": null when none). */
+static json_t *device_json(Manager *m, const InventoryEntry *e)
+{
+        json_t *o = inventory_entry_to_json(e);
+        const Job *j = job_queue_port_holder(manager_queue(m), e->port);
+
+        if (o) {
+                json_object_set_new(o, "present", json_true());
+                json_object_set_new(o, "job", j ? job_port_json(j) : json_null());
+        }
+        return o;
+}
+
+typedef struct DeviceList {
+        Manager *manager;
+        json_t *array;
+} DeviceList;
+
 static void append_device(const InventoryEntry *e, void *userdata)
 {
-        json_array_append_new(userdata, inventory_entry_to_json(e));
+        DeviceList *l = userdata;
+
+        json_array_append_new(l->array, device_json(l->manager, e));
+}
+
+/* A board away from its port while its job reboots it keeps its place. */
+static void append_absent(const Job *holder, void *userdata)
+{
+        DeviceList *l = userdata;
+
+        if (!inventory_get(l->manager->inventory, holder->port))
+                json_array_append_new(l->array, job_absent_device_json(holder));
+}
+
+static int by_port(const void *a, const void *b)
+{
+        const char *x = json_string_value(json_object_get(*(json_t *const *)a, "port"));
+        const char *y = json_string_value(json_object_get(*(json_t *const *)b, "port"));
+        return strcmp(strempty(x), strempty(y));
 }
 
 static int method_device_list(RpcCall *call, json_t *params)
@@ -71,11 +114,33 @@ static int method_device_list(RpcCall *call, json_t *params)
         int r = rpc_call_unpack_params(call, params, "{!}");
         if (r < 0)
                 return r;
-        json_t *a = json_array();
-        if (!a)
+        DeviceList l = { .manager = m, .array = json_array() };
+        if (!l.array)
                 return -ENOMEM;
-        inventory_foreach(m->inventory, append_device, a);
-        return rpc_call_reply(call, a);
+        inventory_foreach(m->inventory, append_device, &l);
+        size_t present = json_array_size(l.array);
+        job_queue_foreach_held_port(manager_queue(m), append_absent, &l);
+        if (json_array_size(l.array) > present) {
+                /* in port order, as the inventory lists them */
+                size_t n = json_array_size(l.array);
+                json_t **items = calloc(n, sizeof(json_t *));
+                if (!items) {
+                        json_decref(l.array);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < n; i++)
+                        items[i] = json_incref(json_array_get(l.array, i));
+                qsort(items, n, sizeof(json_t *), by_port);
+                json_array_clear(l.array);
+                for (size_t i = 0; i < n; i++)
+                        json_array_append_new(l.array, items[i]);
+                free(items);
+        }
+        if (m->can && can_inventory_append_json(m->can, l.array) < 0) {
+                json_decref(l.array);
+                return -ENOMEM;
+        }
+        return rpc_call_reply(call, l.array);
 }
 
 static int method_device_info(RpcCall *call, json_t *params)
@@ -89,6 +154,9 @@ static int method_device_info(RpcCall *call, json_t *params)
         if (r < 0)
                 return r;
         r = inventory_find(m->inventory, key, &e, &matches);
+        if (r == -ENODEV && job_queue_port_holder(manager_queue(m), key))
+                return rpc_call_reply(call,
+                                      job_absent_device_json(job_queue_port_holder(manager_queue(m), key)));
         if (r == -ENODEV)
                 return rpc_call_reply_error(call, RPC_ERROR_DEVICE_NOT_FOUND,
                                             json_pack("{s:s}", "device", key),
@@ -106,7 +174,7 @@ static int method_device_info(RpcCall *call, json_t *params)
         }
         if (r < 0)
                 return r;
-        json_t *o = inventory_entry_to_json(e);
+        json_t *o = device_json(m, e);
         if (!o)
                 return -ENOMEM;
         return rpc_call_reply(call, o);

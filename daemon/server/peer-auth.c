@@ -33,8 +33,10 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/prctl.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -320,6 +322,26 @@ static int validate_request(const char *path, int flags, const char **ret_detail
 
 /* After a successful open: it must be a regular file, and the caller gets a
  * blocking fd. */
+/* Kernel file systems whose files show mode bits the kernel does not go
+ * by (/proc/<pid>/maps is 0444 but readable only by its owner) and that
+ * never hold an image. Checked on the opened file, so a symlink or a bind
+ * mount elsewhere does not get around it. */
+static bool is_kernel_fs(int fd)
+{
+        static const unsigned long magic[] = {
+                PROC_SUPER_MAGIC,   SYSFS_MAGIC,         DEBUGFS_MAGIC, TRACEFS_MAGIC,  SECURITYFS_MAGIC,
+                CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, BPF_FS_MAGIC,  EFIVARFS_MAGIC,
+        };
+        struct statfs sfs;
+
+        if (fstatfs(fd, &sfs) < 0)
+                return false;
+        for (size_t i = 0; i < ELEMENTSOF(magic); i++)
+                if ((unsigned long)sfs.f_type == magic[i])
+                        return true;
+        return false;
+}
+
 static int finish_fd(int fd, const char **ret_detail)
 {
         struct stat st;
@@ -330,6 +352,11 @@ static int finish_fd(int fd, const char **ret_detail)
         if (!S_ISREG(st.st_mode)) {
                 *ret_detail = "not a regular file";
                 return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        }
+        if (is_kernel_fs(fd)) {
+                *ret_detail = "it is a kernel file (/proc, /sys, ...), never an image, and flashd does not "
+                              "read those for clients";
+                return -EACCES;
         }
         fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)

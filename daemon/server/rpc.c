@@ -30,6 +30,12 @@ struct RpcCall {
         RpcBatch *batch;
         bool replied;
         int fd; /* SCM_RIGHTS fd that came with the request, or -EBADF (jobs helper) */
+        /* For rpc_call_suspend() / rpc_call_resume(): the handler runs again. */
+        RpcHandler handler;
+        json_t *params;
+        bool suspended;
+        void *data;
+        void (*data_free)(void *data);
 };
 
 /* The fd handed to rpc_dispatch_text_full(), offered to each call
@@ -97,6 +103,9 @@ RpcCall *rpc_call_unref(RpcCall *call)
         }
         rpc_batch_unref(call->batch);
         safe_close(call->fd);
+        if (call->data_free)
+                call->data_free(call->data);
+        json_decref(call->params);
         peer_cred_free(call->peer.cred);
         json_decref(call->id);
         free(call->method);
@@ -133,8 +142,17 @@ bool rpc_call_replied(const RpcCall *call)
 
 int rpc_call_reply(RpcCall *call, json_t *result)
 {
-        if (!result)
-                result = json_string("ok");
+        if (!result) {
+                /* The handler could not build its result: say so, never
+                 * answer as if all went well. */
+                log_error("client %llu: %s: could not build the reply", (unsigned long long)call->client_id,
+                          call->method);
+                rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL,
+                                     "%s: the daemon could not build its reply (out of memory?); "
+                                     "the call may have taken effect, check with the list methods",
+                                     call->method);
+                return -ENOMEM;
+        }
         if (call->replied) {
                 json_decref(result);
                 return -EALREADY;
@@ -363,9 +381,11 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
         /* The passed fd is offered to this call; one it does not take goes
          * on to the next request of the same bytes. */
         call->fd = TAKE_FD(dispatch_fd);
-        int r = entry->handler(call, json_object_get(message, "params"));
+        call->handler = entry->handler;
+        call->params = json_incref(json_object_get(message, "params"));
+        int r = entry->handler(call, call->params);
         dispatch_fd = TAKE_FD(call->fd);
-        if (r < 0 && !call->replied)
+        if (r < 0 && !call->replied && !call->suspended)
                 rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s failed: %s", call->method,
                                      strerror(-r));
         return 0;
@@ -421,6 +441,40 @@ int rpc_dispatch(Manager *m, const RpcPeer *peer, uint64_t client_id, json_t *me
         }
         rpc_batch_unref(batch);
         return r;
+}
+
+int rpc_call_suspend(RpcCall *call)
+{
+        if (call->replied || call->suspended)
+                return -EALREADY;
+        call->suspended = true;
+        rpc_call_ref(call);
+        return -EINPROGRESS;
+}
+
+void rpc_call_resume(RpcCall *call)
+{
+        if (!call->suspended)
+                return;
+        call->suspended = false;
+        int r = call->handler(call, call->params);
+        if (r < 0 && !call->replied && !call->suspended)
+                rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s failed: %s", call->method,
+                                     strerror(-r));
+        rpc_call_unref(call);
+}
+
+void rpc_call_set_data(RpcCall *call, void *data, void (*data_free)(void *data))
+{
+        if (call->data_free)
+                call->data_free(call->data);
+        call->data = data;
+        call->data_free = data_free;
+}
+
+void *rpc_call_get_data(const RpcCall *call)
+{
+        return call->data;
 }
 
 int rpc_call_take_fd(RpcCall *call)

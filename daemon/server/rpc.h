@@ -120,8 +120,25 @@ bool rpc_call_replied(const RpcCall *call);
 /* The fd passed with the request (ownership moves to the caller), or -EBADF. */
 int rpc_call_take_fd(RpcCall *call);
 
-/* Answer. `result` is stolen (NULL means `"ok"`). Returns 0, or -EALREADY
- * when the call was answered before. */
+/*
+ * For a handler that must wait for work off the main loop before it can go
+ * on (opening a client's path): rpc_call_suspend() keeps the call (a
+ * reference) and returns -EINPROGRESS for the handler to return (no error
+ * reply is made for it). When the work is done, store its result with
+ * rpc_call_set_data() and call rpc_call_resume(): the handler runs again
+ * from the start with the same params, finds the result with
+ * rpc_call_get_data(), and answers. Handlers that suspend must have no side
+ * effects before the point where they suspend.
+ */
+int rpc_call_suspend(RpcCall *call);
+void rpc_call_resume(RpcCall *call);
+void rpc_call_set_data(RpcCall *call, void *data, void (*data_free)(void *data));
+void *rpc_call_get_data(const RpcCall *call);
+
+/* Answer. `result` is stolen; pass json_string("ok") for a bare success.
+ * NULL means building the result failed: that is logged and answered with
+ * an internal error (returns -ENOMEM). Returns 0, or -EALREADY when the
+ * call was answered before. */
 int rpc_call_reply(RpcCall *call, json_t *result);
 /* `data` (an object or NULL) is stolen and gets "name": the error's
  * rpc_error_to_string(). `format` NULL uses rpc_error_message(). Returns

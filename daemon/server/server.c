@@ -51,8 +51,9 @@ struct Client {
         /* Complete messages wait beyond this wakeup's share: no reading
          * until they are handled (from Server.backlog). */
         bool backlog;
-        size_t buffered;       /* input bytes counted in Server.input_total */
-        unsigned budget_drops; /* messages dropped for the total input limit, not reported yet */
+        uint64_t backlog_round; /* the last Server.backlog_round it had a turn in */
+        size_t buffered;        /* input bytes counted in Server.input_total */
+        unsigned budget_drops;  /* messages dropped for the total input limit, not reported yet */
         PendingFd pending_fds[CLIENT_PENDING_FDS_MAX];
         size_t n_pending_fds;
         char *name, *version, *type, *url;
@@ -72,7 +73,9 @@ struct Server {
         bool refusing_logged; /* "too many clients" said once until there is room */
         size_t input_total;   /* input buffered for all clients */
         sd_event_source *backlog;
+        uint64_t backlog_round;
         sd_event_source *accept_timer; /* listeners paused after EMFILE/ENFILE */
+        bool accept_failure_logged;
         uint64_t next_id;
         char *unlink_path;                  /* socket we created and remove again */
         gid_t flash_gid;                    /* members may mutate; (gid_t)-1: no such group */
@@ -378,14 +381,23 @@ static int on_backlog(sd_event_source *source, void *userdata)
         Server *s = userdata;
         bool more = false;
 
-        for (Client *c = s->clients, *next; c; c = next) {
-                next = c->next; /* c may be disconnected */
-                if (!c->backlog)
+        /* Each client with a backlog gets one turn. Handling one may
+         * disconnect others (a notification over their output limit), which
+         * unlinks them: then start again from the head, skipping those that
+         * had their turn already. */
+        s->backlog_round++;
+        for (Client *c = s->clients; c;) {
+                if (!c->backlog || c->backlog_round == s->backlog_round) {
+                        c = c->next;
                         continue;
+                }
+                c->backlog_round = s->backlog_round;
+                Client *next = c->next;
                 client_process(c);
-                if (!c->dead && c->backlog)
-                        more = true;
+                c = !next ? NULL : next->dead ? s->clients : next;
         }
+        for (Client *c = s->clients; c && !more; c = c->next)
+                more = c->backlog;
         if (!more)
                 sd_event_source_set_enabled(source, SD_EVENT_OFF);
         return 0;
@@ -536,29 +548,28 @@ static void server_set_accepting(Server *s, bool on)
 
 static int on_accept_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
-        Server *s = userdata;
-
-        s->accept_timer = sd_event_source_unref(s->accept_timer);
-        server_set_accepting(s, true);
+        server_set_accepting(userdata, true);
         return 0;
 }
 
 /* Out of fds: the pending connection stays queued and the listening
  * socket stays readable, so accepting again at once would spin. Stop
  * listening for a moment; clients that leave (or jobs that finish) give
- * fds back. */
+ * fds back. (The timer exists from the start: arming it needs no fd.) */
 static void server_pause_accepting(Server *s, int error)
 {
-        if (s->accept_timer)
-                return;
-        log_warning_errno(error,
-                          "cannot accept clients: %m (%zu clients connected); not accepting for %u ms, "
-                          "further failures are not logged",
-                          s->n_clients, SERVER_ACCEPT_PAUSE_MS);
+        if (!s->accept_failure_logged)
+                log_warning_errno(
+                        error,
+                        "cannot accept clients: %m (%zu clients connected); pausing for %u ms at a "
+                        "time until it works again (not logged again until then)",
+                        s->n_clients, SERVER_ACCEPT_PAUSE_MS);
+        s->accept_failure_logged = true;
+        if (!s->accept_timer ||
+            sd_event_source_set_time_relative(s->accept_timer, SERVER_ACCEPT_PAUSE_MS * 1000ULL) < 0 ||
+            sd_event_source_set_enabled(s->accept_timer, SD_EVENT_ONESHOT) < 0)
+                return; /* better to spin than to stop listening for good */
         server_set_accepting(s, false);
-        if (sd_event_add_time_relative(manager_get_event(s->manager), &s->accept_timer, CLOCK_MONOTONIC,
-                                       SERVER_ACCEPT_PAUSE_MS * 1000ULL, 0, on_accept_timer, s) < 0)
-                server_set_accepting(s, true); /* better to spin than to stop listening for good */
 }
 
 static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata)
@@ -583,6 +594,10 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                         continue;
                 }
                 s->refusing_logged = false;
+                if (s->accept_failure_logged) {
+                        log_info("accepting clients again");
+                        s->accept_failure_logged = false;
+                }
                 Client *c = calloc(1, sizeof(*c));
                 if (!c)
                         return log_oom();
@@ -655,6 +670,15 @@ int server_new(Server **ret, Manager *m)
                         return r;
                 }
                 sd_event_source_set_enabled(s->backlog, SD_EVENT_OFF);
+                r = sd_event_add_time_relative(manager_get_event(m), &s->accept_timer, CLOCK_MONOTONIC,
+                                               SERVER_ACCEPT_PAUSE_MS * 1000ULL, 0, on_accept_timer, s);
+                if (r < 0) {
+                        sd_event_source_disable_unref(s->backlog);
+                        sd_event_source_disable_unref(s->reaper);
+                        free(s);
+                        return r;
+                }
+                sd_event_source_set_enabled(s->accept_timer, SD_EVENT_OFF);
         }
         *ret = s;
         return 0;

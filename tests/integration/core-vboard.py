@@ -68,7 +68,8 @@ def test_boards_present_at_start():
         assert app["tty"] == boards[APP]["tty"] and app["path"] == app["tty"]
         assert app["by_id"] == boards[APP]["by_id"], (app["by_id"], boards[APP]["by_id"])
         assert app["layout"] is None
-        assert {"name": "octopus-pro", "variant": "f446", "mcu": "stm32f446xx"} in app["board_candidates"]
+        assert {"name": "octopus-pro", "variant": "f446", "mcu": "stm32f446xx", "app_offset": 0x8000,
+                "app_address": 0x08008000} in app["board_candidates"], app["board_candidates"]
         info = c.call("server.info")
         assert info["devices"] == len(boards)
 

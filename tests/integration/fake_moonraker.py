@@ -21,7 +21,12 @@ moonraker/components/websockets.py), as far as an agent can tell:
   Disconnected"; an unknown agent is error 400;
 - connection.send_event {event, data}: only from agents, "connected" and
   "disconnected" reserved; every other connection gets notify_agent_event
-  [{agent, event, data}]; "ok" when the request had an id;
+  [{agent, event, data}] at once and unchanged: Moonraker neither coalesces
+  nor drops agent events (ExtensionManager._handle_agent_event() calls
+  send_notification(), i.e. WebsocketManager.notify_clients(), which queues
+  the message on every other connection), so what a frontend sees of a
+  job's progress is exactly what flashd sent; "ok" when the request had an
+  id, an error (id null when the request had none) when it is refused;
 - Moonraker's own notifications reach every connection, agents included
   (here notify_proc_stat_update every 0.2 s);
 - stop() and start() again on the same path model a restart of Moonraker.
@@ -232,11 +237,13 @@ class FakeMoonraker:
                 self._send(c, msg)
 
     def _error(self, c, req_id, code, message, data=None):
+        # Moonraker's JsonRPC.execute_method() answers a failed request
+        # without an id too (build_error() with id null); only a success
+        # without an id gets no reply.
         err = {"code": code, "message": message}
         if data is not None:
             err["data"] = data
-        if req_id is not None:
-            self._send(c, {"jsonrpc": "2.0", "error": err, "id": req_id})
+        self._send(c, {"jsonrpc": "2.0", "error": err, "id": req_id})
 
     def _result(self, c, req_id, result):
         if req_id is not None:

@@ -109,7 +109,7 @@ def test_list_table():
         dev = harness.devices_by_port(c)[f429["port"]]
         row = rows[f429["port"]].split()
         assert row[1] == "dfu" and row[-3:] == ["4x16K", "1x64K", "7x128K"], out
-        assert row[-4] == dev["usb_devnode"], (row, dev)
+        assert row[-5] == dev["usb_devnode"] and row[-4] == "-", (row, dev)  # no job on it
         # the board column: the board, or its candidates while ambiguous
         assert "octopus-pro" in row[2] and (dev["board"] or row[2].endswith("?")), row
         app = rows[f446["port"]].split()

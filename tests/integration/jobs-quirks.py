@@ -50,10 +50,11 @@ def test_short_string_in_dfu_mode():
     boards = Boards()
     with harness.Flashd(config=FAST_CONFIG) as d:
         started(d.client())
-        # A board that was never seen running Klipper: its offset is not
-        # known (every STM32 board has this ROM), so the address is given.
-        p = flashctl(d, "flash", "1-1.1", write_image(tmpdir(), app_image(4096, APP)))
-        check(p.returncode == 5 and "--address" in p.stderr, "a raw image for an unknown board needs --address",
+        # A board that was never seen running Klipper could be any F42x/F407
+        # board of the database with this ROM: an image linked for a board
+        # without bootloader fits none of them and is refused.
+        p = flashctl(d, "flash", "1-1.1", write_image(tmpdir(), app_image(4096, FLASH_BASE)))
+        check(p.returncode == 5 and "built for" in p.stderr, "an image linked for another offset is refused",
               p.stderr)
         job = flash_one(boards, d, "1-1.1", 64 * 1024, 11, args=("--address", "0x08008000"))
         check(boards.counters("1-1.1")["baud_1200_requests"] == 0, "a board in DFU is flashed directly")
@@ -74,8 +75,9 @@ def test_error_at_start():
     with harness.Flashd(config=FAST_CONFIG) as d:
         started(d.client())
         # Octopus, Octopus Pro and Fysetc S6 share the F446 and its USB ids but
-        # not the bootloader size: flashd cannot pick the offset alone.
-        p = flashctl(d, "flash", "1-1.3", write_image(tmpdir(), app_image(4096, APP)))
+        # not the bootloader size: an image whose vector table fits both
+        # offsets does not tell which, and is refused before the reboot.
+        p = flashctl(d, "flash", "1-1.3", write_image(tmpdir(), app_image(64 * 1024, 0x0800FF00)))
         check(p.returncode == 5 and "fysetc-s6" in p.stderr, "ambiguous geometry: candidates named", p.stderr)
         check(boards.counters("1-1.3")["baud_1200_requests"] == 0, "refused before the reboot")
         flash_one(boards, d, "1-1.3", 48 * 1024, 13, expect_in_log="dfuERROR", args=("--address", "0x08008000"))

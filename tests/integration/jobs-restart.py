@@ -15,6 +15,7 @@
 - with retry_interrupted = no the interrupted job is failed with a message
   that says what happened and what to do.
 """
+import os
 import signal
 
 import harness
@@ -31,9 +32,9 @@ def ready(c):
     harness.wait_for(ok, what="boards listed")
 
 
-def kill_mid_write(boards, config, image):
-    """Start flashd, queue the jobs, SIGKILL it during the write; returns
-    (the stopped Flashd, job ids)."""
+def kill_mid_write(boards, config, image, sig=signal.SIGKILL):
+    """Start flashd, queue the job, kill it with `sig` during the write;
+    returns (the stopped Flashd, job id, its exit status)."""
     d = harness.Flashd(config=config)
     d.start()
     c = d.client()
@@ -41,10 +42,10 @@ def kill_mid_write(boards, config, image):
     ja = flash_rpc(c, A, image, address=APP)["id"]
     c.wait_notification("notify_job_update", lambda p: p[0]["id"] == ja and p[0]["state"] == "flashing" and
                         p[0]["phase"] == "write" and p[0]["bytes_done"] > 0, timeout=20)
-    d.proc.send_signal(signal.SIGKILL)
-    d.proc.wait(10)
+    d.proc.send_signal(sig)
+    status = d.proc.wait(10)
     check(boards.read(A, APP, len(image)) != image, "the first flash really was interrupted")
-    return d, ja
+    return d, ja, status
 
 
 def test_restart_retries_interrupted_and_keeps_queue():
@@ -97,7 +98,7 @@ def test_restart_retries_interrupted_and_keeps_queue():
 def test_restart_without_retry_fails_clearly():
     boards = Boards()
     image = app_image(400 * 1024, APP, seed=44)
-    d, ja = kill_mid_write(boards, FAST_CONFIG, image)
+    d, ja, _ = kill_mid_write(boards, FAST_CONFIG, image)
     try:
         d.stop(check=False)
         d2 = harness.Flashd(config=FAST_CONFIG + "retry_interrupted = no\n")
@@ -140,6 +141,45 @@ def test_sigterm_during_write():
         d.cleanup()
 
 
+def test_abort_during_write_is_logged():
+    """flashd killed by SIGABRT during a flash (what systemd's watchdog sends
+    when the main loop is stuck): it dies of the signal (systemd sees a
+    failure and restarts it), its last log line says why and who sent it,
+    and the job is retried after the restart."""
+    boards = Boards()
+    image = app_image(400 * 1024, APP, seed=46)
+    d, ja, status = kill_mid_write(boards, FAST_CONFIG, image, signal.SIGABRT)
+    try:
+        check(status == -signal.SIGABRT, "flashd died of the signal (a failure for systemd)", status)
+        lines = [line for line in d.log_text().splitlines() if "fatal signal SIGABRT" in line]
+        check(len(lines) == 1 and lines[0].startswith("flashd[crit]") and f"pid {os.getpid()}" in lines[0],
+              "one critical log line names the signal and its sender", d.log_text()[-2000:])
+        d.stop(check=False)
+        d2 = harness.Flashd(config=FAST_CONFIG)
+        d2.state_dir = d.state_dir
+        with d2:
+            job = wait_job(d2.client(), ja, timeout=30)
+            check_job_done(job)
+            check(job["attempts"] == 2, "retried after the restart", job["attempts"])
+            check(boards.read(A, APP, len(image)) == image, "image in flash")
+    finally:
+        d.cleanup()
+
+
+def test_failed_exit_is_logged():
+    """An exit with a failure status leaves a line that says so, also when
+    the code that called exit() logged nothing."""
+    d = harness.Flashd(config="no_such_key = 1\n", wait_ready=False)
+    try:
+        d.start()
+        status = d.proc.wait(10)
+        check(status == 1, "an invalid configuration is a start-up failure", status)
+        check("exiting with status 1" in d.log_text(), "the exit is logged", d.log_text())
+    finally:
+        d.stop(check=False)
+        d.cleanup()
+
+
 if __name__ == "__main__":
     harness.main([test_restart_retries_interrupted_and_keeps_queue, test_restart_without_retry_fails_clearly,
-                  test_sigterm_during_write])
+                  test_sigterm_during_write, test_abort_during_write_is_logged, test_failed_exit_is_logged])

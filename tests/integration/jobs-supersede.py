@@ -68,7 +68,11 @@ def test_newer_job_supersedes_interrupted():
         j2 = kill_mid_write(d, c, A, v2)
         check(boards.read(A, APP, len(v2)) != v2, "J2 really was interrupted")
 
-        # flashed by hand meanwhile: the board runs v1
+        # flashed by hand meanwhile: the board runs v1 (after a reset: the
+        # killed flashd may have left the bootloader in the middle of a
+        # request, which dfu-util does not clear)
+        boards.vb.reset(A)
+        boards.vb.wait(A, "dfu", int(10000 * SCALE))
         rc, out = dfu_util_download(v1, "-p", A, "-a", "0", "-s", f"0x{APP:08x}:leave", timeout=120 * SCALE)
         boards.vb.wait(A, "app", int(10000 * SCALE))
         check(boards.read(A, APP, len(v1)) == v1, "v1 written by hand", out)

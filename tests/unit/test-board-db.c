@@ -60,7 +60,27 @@ static void test_validate_all(const BoardDb *db)
                          * plain DFU 1.1 board (Smoothieboard, LPC1769) names its
                          * own bootloader's id */
                         bool rp2040 = b->bootloader == BOARD_BOOTLOADER_BOOTSEL;
-                        bool stm32 = b->bootloader != BOARD_BOOTLOADER_DFU && !rp2040;
+                        /* AVR boards: an Arduino bootloader behind a USB-serial bridge */
+                        bool avr = b->bootloader == BOARD_BOOTLOADER_STK500V2 ||
+                                   b->bootloader == BOARD_BOOTLOADER_STK500V1;
+                        bool stm32 = b->bootloader != BOARD_BOOTLOADER_DFU && !rp2040 && !avr;
+                        CHECK(avr == v->avr.present);
+                        if (avr) {
+                                CHECK(strncmp(v->mcu, "atmega", 6) == 0);
+                                CHECK_INT(v->flash_base, 0);
+                                CHECK_INT(v->app_offset, 0);
+                                CHECK_INT(v->avr.signature[0], 0x1e);
+                                CHECK(v->avr.boot_size > 0 && v->avr.boot_size < v->flash_size);
+                                CHECK_INT(v->flash_size % v->avr.page_size, 0);
+                                CHECK_INT(v->reboot, BOARD_REBOOT_DTR);
+                                CHECK_INT(v->avr.baud, 115200);
+                                CHECK_INT(v->usb_app.vid, 0x2341);
+                                CHECK_INT(v->usb_dfu.vid, 0);
+                                CHECK_INT(dfuse_layout_parse(v->layout, strlen(v->layout), &l), 0);
+                                CHECK(l && !l->truncated && dfuse_layout_total_size(l) == v->flash_size);
+                                dfuse_layout_free(l);
+                                continue;
+                        }
                         CHECK(!stm32 || strncmp(v->mcu, "stm32", 5) == 0);
                         CHECK(!stm32 || (strlen(v->mcu) > 7 && streq(v->mcu + strlen(v->mcu) - 2, "xx")));
                         CHECK(v->flash_size >= 64 * 1024);
@@ -134,6 +154,12 @@ static const Expect expected[] = {
         /* Klipper docs: SKR Pico without bootloader, 2 MiB; the Pico's W25Q16JV */
         { "skr-pico-rp2040", "rp2040", 2048 * 1024, 0, "BOOT" },
         { "rp2040-rp2040", "rp2040", 2048 * 1024, 0, "2 MiB" },
+        /* BTT EBB36/42 v1.2: STM32G0B1CBT6 (128 KiB), Katapult 8 KiB */
+        { "ebb36-v1.2", "stm32g0b1xx", 128 * 1024, 8 * 1024, "CAN" },
+        { "ebb42-v1.2", "stm32g0b1xx", 128 * 1024, 8 * 1024, "CAN" },
+        /* ATmega2560 / ATmega328P datasheets; Klipper's AVR build at 0 */
+        { "mega2560-atmega2560", "atmega2560", 256 * 1024, 0, "DTR" },
+        { "arduino-uno-atmega328p", "atmega328p", 32 * 1024, 0, "optiboot" },
 };
 
 static void test_expected(const BoardDb *db)
@@ -151,9 +177,10 @@ static void test_expected(const BoardDb *db)
                 CHECK_INT(v->flash_size, expected[i].flash_size);
                 CHECK_INT(v->app_offset, expected[i].app_offset);
                 /* STM32 flash at 0x08000000; the LPC1769 (plain DFU board) at 0 */
-                CHECK_INT(v->flash_base, b->bootloader == BOARD_BOOTLOADER_DFU       ? 0
-                                         : b->bootloader == BOARD_BOOTLOADER_BOOTSEL ? 0x10000000
-                                                                                     : 0x08000000);
+                bool avr = v->avr.present;
+                CHECK_INT(v->flash_base, b->bootloader == BOARD_BOOTLOADER_DFU || avr ? 0
+                                         : b->bootloader == BOARD_BOOTLOADER_BOOTSEL  ? 0x10000000
+                                                                                      : 0x08000000);
                 for (char **h = v->hints; h && *h && !hint_found; h++)
                         hint_found = strstr(*h, expected[i].hint) != NULL;
                 CHECK(hint_found);
@@ -187,7 +214,7 @@ static void test_find_match(const BoardDb *db)
                 size_t n;
         } mcus[] = {
                 { "stm32f429xx", 2 }, { "STM32F429XX", 2 }, { "stm32f446xx", 3 }, { "stm32h723xx", 3 },
-                { "stm32h743xx", 1 }, { "stm32g0b1xx", 2 }, { "stm32f407xx", 1 }, { "rp2040", 2 },
+                { "stm32h743xx", 1 }, { "stm32g0b1xx", 4 }, { "stm32f407xx", 1 }, { "rp2040", 2 },
                 { "RP2040", 2 },      { "rp2350", 0 },
         };
         for (size_t i = 0; i < ELEMENTSOF(mcus); i++) {
@@ -201,9 +228,12 @@ static void test_find_match(const BoardDb *db)
 
         /* Every shipped STM32 variant has all three ids; the Smoothieboard
          * has Klipper's and its DFU bootloader's (1d50:6015). */
-        size_t total = 0, plain = 0, rp = 0;
+        size_t total = 0, plain = 0, rp = 0, avr = 0;
         for (size_t i = 0; i < db->n_boards; i++) {
                 total += db->boards[i].n_variants;
+                if (db->boards[i].bootloader == BOARD_BOOTLOADER_STK500V2 ||
+                    db->boards[i].bootloader == BOARD_BOOTLOADER_STK500V1)
+                        avr += db->boards[i].n_variants;
                 if (db->boards[i].bootloader == BOARD_BOOTLOADER_DFU)
                         plain += db->boards[i].n_variants;
                 if (db->boards[i].bootloader == BOARD_BOOTLOADER_BOOTSEL)
@@ -214,7 +244,11 @@ static void test_find_match(const BoardDb *db)
         /* the RP2040 ROM in BOOTSEL; RP2350's (2e8a:000f) is no board of ours */
         CHECK_INT(board_db_match_usb(db, 0x2e8a, 0x0003, vs, bs, ELEMENTSOF(vs)), rp);
         CHECK_INT(board_db_match_usb(db, 0x2e8a, 0x000f, vs, bs, ELEMENTSOF(vs)), 0);
-        total -= rp;
+        /* the AVR boards are known by their Arduino USB-serial ids only */
+        CHECK_INT(avr, 2);
+        CHECK_INT(board_db_match_usb(db, 0x2341, 0x0042, vs, bs, ELEMENTSOF(vs)), 1);
+        CHECK(bs[0] && streq(bs[0]->name, "mega2560"));
+        total -= rp + avr;
         CHECK_INT(board_db_match_usb(db, 0x0483, 0xdf11, vs, bs, ELEMENTSOF(vs)), total - plain);
         CHECK_INT(board_db_match_usb(db, 0x1d50, 0x614e, vs, bs, ELEMENTSOF(vs)), total + rp);
         CHECK_INT(board_db_match_usb(db, 0x1d50, 0x6177, vs, bs, ELEMENTSOF(vs)), total - plain);
@@ -273,6 +307,9 @@ static const ParseCase parse_cases[] = {
           -EBADMSG, "hints" },
         { BOARD(GOOD_VARIANT "," GOOD_VARIANT), -EBADMSG, "appears twice" },
         { BOARD("{\"id\":\"f446\"}"), -EBADMSG, "\"mcu\" is missing" },
+        { BOARD("{\"id\":\".v1\"}"), -EBADMSG, "dashes and dots" },
+        { BOARD("{\"id\":\"v1.\"}"), -EBADMSG, "dashes and dots" },
+        { BOARD("{\"id\":\"V1.2\"}"), -EBADMSG, "dashes and dots" },
         { BOARD("1"), -EBADMSG, "must be an object" },
         /* app offset not on a sector boundary (16 KiB sectors) */
         { BOARD("{\"id\":\"f446\",\"mcu\":\"m\",\"flash_base\":\"0x08000000\",\"flash_size\":524288,"
@@ -382,6 +419,70 @@ static void test_parse_cases(void)
         }
 }
 
+#define AVR_BOARD(bl, avr)                                                                             \
+        "{\"name\":\"t\",\"title\":\"tt\",\"bootloader\":\"" bl "\",\"reboot\":\"dtr\",\"variants\":[" \
+        "{\"id\":\"m\",\"mcu\":\"atmega2560\",\"flash_base\":0,\"flash_size\":262144,"                 \
+        "\"app_offset\":0,\"ram_start\":\"0x800200\",\"ram_size\":8192,"                               \
+        "\"layout\":\"@Flash /0x00000000/1024*256 g\",\"usb\":{\"app\":\"2341:0042\"}" avr "}]}"
+
+/* The "avr" object: required by the AVR bootloaders, refused elsewhere. */
+static void test_parse_avr(void)
+{
+        static const struct {
+                const char *json;
+                int ret;
+                const char *error;
+        } cases[] = {
+                { AVR_BOARD("stk500v2", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":256,"
+                                        "\"boot_size\":8192,\"baud\":115200}"),
+                  0, NULL },
+                { AVR_BOARD("stk500v2", ""), -EBADMSG, "\"avr\"" },
+                { AVR_BOARD("rom-dfu", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":256,"
+                                       "\"boot_size\":8192,\"baud\":115200}"),
+                  -EBADMSG, "belongs to" },
+                { AVR_BOARD("stk500v1", ",\"avr\":{\"signature\":\"1e98\",\"page_size\":256,"
+                                        "\"boot_size\":8192,\"baud\":115200}"),
+                  -EBADMSG, "signature" },
+                { AVR_BOARD("stk500v1", ",\"avr\":{\"signature\":\"1e98zz\",\"page_size\":256,"
+                                        "\"boot_size\":8192,\"baud\":115200}"),
+                  -EBADMSG, "signature" },
+                { AVR_BOARD("stk500v2", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":200,"
+                                        "\"boot_size\":8192,\"baud\":115200}"),
+                  -EBADMSG, "page_size" },
+                { AVR_BOARD("stk500v2", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":256,"
+                                        "\"boot_size\":262144,\"baud\":115200}"),
+                  -EBADMSG, "boot_size" },
+                { AVR_BOARD("stk500v2", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":256,"
+                                        "\"boot_size\":8192,\"baud\":0}"),
+                  -EBADMSG, "baud" },
+                { AVR_BOARD("stk500v2", ",\"avr\":{\"signature\":\"1e9801\",\"page_size\":256,"
+                                        "\"boot_size\":8192,\"baud\":115200,\"fuse\":1}"),
+                  -EBADMSG, "fuse" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                Board b = {};
+                char *err = NULL;
+                int r = board_db_parse_board(cases[i].json, strlen(cases[i].json), &b, &err);
+                if (r != cases[i].ret)
+                        fprintf(stderr, "avr case %zu: %s\n", i, strna(err));
+                CHECK_INT(r, cases[i].ret);
+                if (r < 0)
+                        CHECK(err && strstr(err, cases[i].error));
+                else {
+                        CHECK_INT(b.bootloader, BOARD_BOOTLOADER_STK500V2);
+                        CHECK(b.variants[0].avr.present);
+                        CHECK(memcmp(b.variants[0].avr.signature, "\x1e\x98\x01", 3) == 0);
+                        CHECK_INT(b.variants[0].avr.page_size, 256);
+                        CHECK_INT(b.variants[0].avr.boot_size, 8192);
+                        CHECK_INT(b.variants[0].avr.baud, 115200);
+                        CHECK_INT(b.variants[0].reboot, BOARD_REBOOT_DTR);
+                }
+                free(err);
+                board_clear(&b);
+        }
+}
+
 static void write_file(const char *dir, const char *name, const char *content)
 {
         _cleanup_free_ char *path = NULL;
@@ -480,6 +581,7 @@ int main(void)
 
         test_enums();
         test_parse_cases();
+        test_parse_avr();
         if (db) {
                 test_validate_all(db);
                 test_expected(db);

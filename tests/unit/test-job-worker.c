@@ -70,6 +70,8 @@ static void on_message(JobWorker *w, const JobMessage *m, void *userdata)
                 s->n_log++;
                 CHECK_STR(m->text, "hello 1");
                 break;
+        case JOB_MESSAGE_TOTALS:
+                break;
         case JOB_MESSAGE_WAIT:
                 s->n_wait++;
                 s->wait_modes = m->modes;
@@ -93,6 +95,14 @@ static void on_message(JobWorker *w, const JobMessage *m, void *userdata)
                 sd_event_exit(s->event, 0);
                 break;
         case JOB_MESSAGE_PHASE:
+                /* the progress that followed the phase at once may come with it */
+                if (m->has_progress) {
+                        s->n_progress++;
+                        CHECK_INT(m->total, 1000);
+                        CHECK(m->done >= s->last_done);
+                        s->last_done = m->done;
+                }
+                break;
         case JOB_MESSAGE_DEVICE:
         case _JOB_MESSAGE_MAX:
         case _JOB_MESSAGE_INVALID:
@@ -126,7 +136,8 @@ static void run(bool cancel_on_wait)
         CHECK_INT(s.n_wait, 1);
         CHECK_INT(s.wait_modes, 1u << DEVICE_MODE_DFU);
         CHECK_STR(s.wait_exclude, "/dev/bus/usb/001/002");
-        /* 1000 progress posts, merged while the loop was busy; the last one is never lost */
+        /* 1000 progress posts, merged while the loop was busy (into the
+         * phase too); the last one is never lost */
         CHECK(s.n_progress >= 1 && s.n_progress <= 1000);
         CHECK_INT(s.last_done, 1000);
         if (cancel_on_wait) {

@@ -233,6 +233,11 @@ static void test_open_table(PeerAuthOpenMode mode, bool have_acl)
                 { "/etc/passwd", O_RDONLY, false, 0 },
                 { "/etc/passwd", O_RDONLY | O_CREAT, false, -EINVAL },
                 { "!relative.bin", O_RDONLY, false, -EINVAL },
+                /* mode 0444, but the kernel lets only the owner read it */
+                { "/proc/1/maps", O_RDONLY, false, -EACCES },
+                { "/proc/self/maps", O_RDONLY, false, -EACCES },
+                { "/proc/version", O_RDONLY, false, -EACCES },
+                { "/sys/kernel/uevent_seqnum", O_RDONLY, false, -EACCES },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -351,6 +356,8 @@ int main(void)
         CHECK_INT(peer_cred_new(&root, 1, 0, 0, NULL, 0), 0);
         CHECK_INT(peer_auth_open_as(root, "/etc/shadow", O_RDONLY, &fd, NULL), 0);
         safe_close(fd);
+        /* ...but no kernel file, not even for root. */
+        CHECK_INT(peer_auth_open_as(root, "/proc/self/maps", O_RDONLY, &fd, NULL), -EACCES);
 
         cleanup_tree();
         TESTS_EXIT();

@@ -44,9 +44,16 @@ static int method_mutate(RpcCall *call, json_t *params)
 
 static int method_double(RpcCall *call, json_t *params)
 {
-        CHECK_INT(rpc_call_reply(call, NULL), 0);
-        CHECK_INT(rpc_call_reply(call, NULL), -EALREADY);
+        CHECK_INT(rpc_call_reply(call, json_string("ok")), 0);
+        CHECK_INT(rpc_call_reply(call, json_string("ok")), -EALREADY);
         return 0;
+}
+
+/* A result that could not be built (a string that is not UTF-8 makes
+ * json_pack() fail) is an error, never a silent "ok". */
+static int method_bad_result(RpcCall *call, json_t *params)
+{
+        return rpc_call_reply(call, json_pack("{s:s}", "name", "\xff\xfe"));
 }
 
 static const RpcMethod test_methods[] = {
@@ -55,6 +62,7 @@ static const RpcMethod test_methods[] = {
         { "test.no_reply", method_no_reply, RPC_METHOD_READ },
         { "test.mutate", method_mutate, RPC_METHOD_MUTATING },
         { "test.double", method_double, RPC_METHOD_READ },
+        { "test.bad_result", method_bad_result, RPC_METHOD_READ },
         {},
 };
 
@@ -128,6 +136,7 @@ static void test_table(Manager *m)
                 { "{\"jsonrpc\":\"2.0\",\"method\":\"test.no_reply\",\"id\":1}", -32603, NULL },
                 { "{\"jsonrpc\":\"2.0\",\"method\":\"test.mutate\",\"id\":1}", -32002, NULL },
                 { "{\"jsonrpc\":\"2.0\",\"method\":\"test.double\",\"id\":1}", 0, NULL },
+                { "{\"jsonrpc\":\"2.0\",\"method\":\"test.bad_result\",\"id\":1}", -32603, NULL },
         };
         RpcPeer peer = { .origin = "test" };
 

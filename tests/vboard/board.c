@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "can-bus.h"
 #include "codec/dfuse-layout.h"
 #include "codec/rp2040-image.h"
+#include "avr-tty.h"
 #include "tty-port.h"
 #include "usb-device.h"
 
@@ -33,6 +35,8 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
         [QUIRK_STRING_EIO] = "string-eio",
         [QUIRK_PICOBOOT_STALL] = "picoboot-stall",
+        [QUIRK_CAN_DROP] = "can-drop",
+        [QUIRK_AVR_MISS_RESET] = "avr-miss-reset",
 };
 
 const char *board_mode_to_string(BoardMode m)
@@ -247,6 +251,14 @@ int vboard_new(VBoard **ret, World *w, unsigned index, const char *name)
                 b->picoboot->on_event = on_dfu_event;
                 b->picoboot->userdata = b;
         }
+        if (avr_board_wanted(bd)) {
+                b->bootloader = bd->bootloader;
+                r = avr_board_new(b);
+                if (r < 0) {
+                        vboard_free(b);
+                        return r;
+                }
+        }
         /* RDP level 0 (0xAA) in the first option byte, the rest as shipped */
         flash_model_load(b->option_bytes, b->option_bytes->base, (const uint8_t *)"\xaa", 1);
         *ret = b;
@@ -260,7 +272,9 @@ VBoard *vboard_free(VBoard *b)
         /* the end of the world is the end of the mode */
         if (b->tty_model)
                 b->tty_model->detach(b, b->tty_state);
+        avr_board_free(b);
         tty_port_free(b->tty);
+        can_node_free(b->can);
         dfu_model_free(b->dfu);
         picoboot_model_free(b->picoboot);
         flash_model_free(b->flash);
@@ -434,6 +448,12 @@ bool vboard_app_plausible(VBoard *b)
         uint8_t vec[8];
         uint32_t sp, reset;
 
+        if (b->avr) {
+                /* an erased reset vector runs into the bootloader */
+                if (flash_model_read(b->flash, 0, vec, 2) < 0)
+                        return false;
+                return (vec[0] & vec[1]) != 0xff;
+        }
         if (b->rp2040) {
                 /* the boot ROM runs flash only with a boot2 whose CRC
                  * matches; boot2 then enters the vector table at +0x100 */
@@ -463,6 +483,9 @@ BoardMode vboard_rom_mode(VBoard *b)
 
 BoardMode vboard_boot_mode(VBoard *b)
 {
+        /* the USB-serial bridge is there whatever the AVR runs */
+        if (b->avr)
+                return BOARD_MODE_APP;
         if (vboard_app_plausible(b))
                 return BOARD_MODE_APP;
         if (b->rp2040)
@@ -502,10 +525,12 @@ int vboard_power_up(VBoard *b, BoardMode mode)
         UsbDevice *d;
         int r;
 
+        if (b->can)
+                return mode == BOARD_MODE_OFF ? 0 : can_node_power_up(b, mode);
         if (mode == BOARD_MODE_OFF || b->usb)
                 return 0;
         if (mode != BOARD_MODE_DFU && mode != BOARD_MODE_BOOTSEL) {
-                model = tty_model_for_mode(mode);
+                model = b->avr && mode == BOARD_MODE_APP ? &avr_tty_model : tty_model_for_mode(mode);
                 if (!model) {
                         g_mutex_lock(&w->lock);
                         vboard_event(b, "error", "no model for %s mode", board_mode_to_string(mode));
@@ -577,6 +602,10 @@ void vboard_power_down(VBoard *b, const char *why)
         UsbDevice *d;
         bool tty;
 
+        if (b->can) {
+                can_node_power_down(b, why);
+                return;
+        }
         g_mutex_lock(&w->lock);
         d = b->usb;
         if (!d) {
@@ -735,6 +764,8 @@ json_t *vboard_describe(VBoard *b)
         json_object_set_new(o, "flash_size", json_integer(b->variant->flash_size));
         json_object_set_new(o, "app_address", json_integer(b->variant->flash_base + b->variant->app_offset));
         json_object_set_new(o, "quirks", q);
+        if (b->can)
+                can_node_describe(b->can, o);
         return o;
 }
 
@@ -760,6 +791,7 @@ json_t *vboard_stats(VBoard *b)
         json_object_set_new(c, "reenumerations", json_integer((json_int_t)b->reenumerations));
         json_object_set_new(c, "unplugs", json_integer((json_int_t)b->unplugs));
         json_object_set_new(c, "baud_1200_requests", json_integer((json_int_t)b->baud_1200_requests));
+        avr_board_add_stats(b, c);
         if (b->picoboot) {
                 const PicobootModel *m = b->picoboot;
                 json_object_set_new(c, "picoboot_commands", json_integer((json_int_t)m->commands));

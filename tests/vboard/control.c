@@ -9,6 +9,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "can-bus.h"
+#include "avr-tty.h"
 #include "control.h"
 #include "usb-device.h"
 
@@ -133,6 +135,7 @@ static json_t *do_dump(World *w, VBoard *b, char **argv, int argc)
                 return error_reply("usage: dump BOARD FILE [ADDR LEN]");
         buf = g_malloc(MAX(len, 1));
         g_mutex_lock(&w->lock);
+        avr_board_sync_flash(b);
         r = flash_model_read(b->flash, addr, buf, len);
         g_mutex_unlock(&w->lock);
         if (r < 0)
@@ -220,6 +223,8 @@ static json_t *handle(Client *c, char **argv, int argc)
                         "wait help");
         if (argc < 2)
                 return error_reply("usage: %s BOARD ...", verb);
+        if (g_str_has_prefix(verb, "can-"))
+                return can_bus_control(w, verb, argv[1]);
         b = world_find_board(w, argv[1]);
         if (!b)
                 return error_reply("no such board (or not unique): %s", argv[1]);
@@ -287,6 +292,7 @@ static json_t *handle(Client *c, char **argv, int argc)
                     len > sizeof(buf))
                         return error_reply("usage: read BOARD ADDR LEN (LEN <= 65536)");
                 g_mutex_lock(&w->lock);
+                avr_board_sync_flash(b);
                 r = flash_model_read(b->flash, addr, buf, len);
                 if (r < 0)
                         r = flash_model_read(b->option_bytes, addr, buf, len);

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What avr-session.c's flow needs from a protocol file. */
+
+#include "codec/stk500v2-proto.h"
+#include "serial/avr-session.h"
+
+typedef struct AvrProtocolOps {
+        AvrErase erase;
+        /* a fresh bootloader after a reset: protocol state back to its start */
+        void (*begin)(AvrSession *s);
+        /* one sync attempt within timeout_usec: 0, -ETIMEDOUT, -ENODEV, ... */
+        int (*sync)(AvrSession *s, uint64_t timeout_usec);
+        int (*signature)(AvrSession *s, uint8_t ret[3]);
+        int (*read_page)(AvrSession *s, uint32_t address, uint8_t *buf, size_t len);
+        int (*write_page)(AvrSession *s, uint32_t address, const uint8_t *data, size_t len);
+        int (*leave)(AvrSession *s);
+} AvrProtocolOps;
+
+extern const AvrProtocolOps stk500v2_session_ops;
+extern const AvrProtocolOps stk500v1_session_ops;
+
+struct AvrSession {
+        SerialTransport *transport;
+        const AvrProtocolOps *ops;
+        AvrProtocol protocol;
+        AvrTimeouts timeouts;
+        FlashCallbacks cb;
+        AvrFlashOptions opts;
+        AvrFlashStats stats;
+        char error[512];
+        /* STK500v2 */
+        Stk500v2Decoder v2;
+        uint8_t seq;
+        uint8_t buf[STK500V2_MSG_MAX];
+};
+
+/* Read into buf until `done` says so: the transport's read with the cancel
+ * flag polled; -ETIMEDOUT when `timeout_usec` passes first. */
+typedef int (*AvrByteFn)(AvrSession *s, uint8_t byte, void *userdata);
+int avr_session_receive(AvrSession *s, uint64_t timeout_usec, AvrByteFn fn, void *userdata);
+uint64_t avr_now_usec(void);
