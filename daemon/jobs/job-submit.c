@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
+#include "codec/codec-util.h"
 #include "jobs/job-check.h"
 #include "jobs/job-queue-internal.h"
 #include "util/log.h"
@@ -164,8 +165,9 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
 
         *ret_job = NULL;
         if (req->size > IMAGE_STORE_MAX_SIZE) {
-                (void)asprintf(&text, "the image has %zu bytes; flashd accepts at most %u", req->size,
-                               IMAGE_STORE_MAX_SIZE);
+                (void)asprintf(&text, "the image is %s; flashd accepts at most %s",
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, req->size),
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, IMAGE_STORE_MAX_SIZE));
                 return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
         }
 
@@ -256,6 +258,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 if (r < 0)
                         return log_error_errno(r, "Failed to store the image: %m");
                 j->image.size = req->size;
+                j->image.data_size = image->size;
                 (void)job_set_string(&j->image.format, image->format);
                 j->image.address = image->address;
                 j->image.has_address = req->has_address;

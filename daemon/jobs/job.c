@@ -215,6 +215,8 @@ json_t *job_to_json(const Job *j, bool with_log)
         image = json_pack("{s:s, s:I, s:o, s:I, s:b}", "sha256", j->image.sha256, "size",
                           (json_int_t)j->image.size, "format", json_string_or_null(j->image.format),
                           "address", (json_int_t)j->image.address, "address_explicit", j->image.has_address);
+        if (image && j->image.data_size > 0)
+                json_object_set_new(image, "data_size", json_integer((json_int_t)j->image.data_size));
         if (j->error != JOB_ERROR_NONE)
                 error = json_pack("{s:i, s:s, s:s, s:s}", "code", (int)j->error, "name",
                                   job_error_to_string(j->error), "message", strempty(j->error_message),
@@ -308,6 +310,9 @@ int job_from_state_json(json_t *o, Job **ret)
                 return -EBADMSG;
         memcpy(j->image.sha256, json_string_value(v), 65);
         j->image.size = (uint64_t)json_integer_value(json_object_get(image, "size"));
+        v = json_object_get(image, "data_size");
+        j->image.data_size =
+                json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
         if (dup_string(image, "format", &j->image.format) < 0)
                 return -EBADMSG;
         j->image.address = (uint32_t)json_integer_value(json_object_get(image, "address"));

@@ -62,6 +62,9 @@ typedef struct JobImage {
         char *format;     /* "bin", "hex", "dfu" */
         uint32_t address; /* where the image starts (resolved at submission) */
         bool has_address; /* the client gave the address explicitly (may write a bootloader) */
+
+        /* bytes the image puts into flash (a .hex file is ~2.7 times that); 0: not decoded */
+        uint64_t data_size;
 } JobImage;
 
 typedef struct JobRequester {
