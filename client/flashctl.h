@@ -109,6 +109,10 @@ int flashctl_call_full(Flashctl *ctx, const char *method, json_t *params, int fd
 /* The daemon's error message, and candidates or hint from its data, on stderr. */
 void flashctl_print_daemon_error(const RpcClientError *e);
 
+/* Keep the daemon's error (code, message, data) for the --json error object
+ * without printing it (flashctl_print_daemon_error() does this too). */
+void flashctl_record_daemon_error(const RpcClientError *e);
+
 /* The exit status for a transport error of the client, after printing it. */
 int flashctl_report_error(Flashctl *ctx, int r, const char *what);
 

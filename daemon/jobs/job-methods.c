@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "jobs/job-flow-can.h"
+#include "codec/codec-util.h"
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "server/path-load.h"
@@ -242,7 +243,8 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                         return rpc_call_reply_error(
                                 call, RPC_ERROR_INVALID_PARAMS,
                                 json_pack("{s:I}", "limit", (json_int_t)IMAGE_STORE_MAX_SIZE),
-                                "the image is larger than %u bytes", IMAGE_STORE_MAX_SIZE);
+                                "the image is larger than %s, the most flashd accepts",
+                                codec_format_size((char[CODEC_SIZE_MAX]){}, IMAGE_STORE_MAX_SIZE));
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_IO, NULL, "could not read the image: %s",
                                                     strerror(-r));
@@ -381,8 +383,9 @@ static int parse_job_id(RpcCall *call, json_t *params, Job **ret)
                 return r;
         j = id > 0 ? job_queue_find(q, (uint64_t)id) : NULL;
         if (!j)
-                return rpc_call_reply_error(call, RPC_ERROR_NOT_FOUND, json_pack("{s:I}", "job", id),
-                                            "no job %" PRIi64 " (see job.list with all: true)", (int64_t)id);
+                return rpc_call_reply_error(
+                        call, RPC_ERROR_NOT_FOUND, json_pack("{s:I}", "job", id),
+                        "no job %" PRIi64 ": not queued, not running, not in the history", (int64_t)id);
         *ret = j;
         return 0;
 }

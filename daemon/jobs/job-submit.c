@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "codec/codec-util.h"
 #include "codec/dfuse-layout.h"
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
@@ -371,8 +372,9 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
 
         *ret_job = NULL;
         if (req->size > IMAGE_STORE_MAX_SIZE) {
-                (void)asprintf(&text, "the image has %zu bytes; flashd accepts at most %u", req->size,
-                               IMAGE_STORE_MAX_SIZE);
+                (void)asprintf(&text, "the image is %s; flashd accepts at most %s",
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, req->size),
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, IMAGE_STORE_MAX_SIZE));
                 return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
         }
 

@@ -100,6 +100,18 @@ static bool same_file(const struct stat *a, const struct stat *b)
         return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
+/* A path or module name as people write them: letters, digits and ._+-/ */
+static bool plain_name(const char *s)
+{
+        if (!s[0])
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      strchr("._+-/", *s)))
+                        return false;
+        return true;
+}
+
 static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
 {
         char buf[4096];
@@ -123,8 +135,30 @@ static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
                 while (interpreter && pos < (size_t)n) {
                         const char *arg = buf + pos;
                         pos += strlen(arg) + 1;
+                        bool short_opts = arg[0] == '-' && arg[1] != '-' && arg[1] != 0;
+                        char last = short_opts ? arg[strlen(arg) - 1] : 0;
+                        /* -c CODE (or -uc): the next argument is code, not a
+                         * script; the program is the interpreter itself */
+                        if (last == 'c')
+                                break;
+                        /* -m MODULE: the module is the program */
+                        if (last == 'm') {
+                                if (pos < (size_t)n && plain_name(buf + pos))
+                                        snprintf(h->name, sizeof(h->name), "%s", buf + pos);
+                                break;
+                        }
+                        /* options with a separate value */
+                        if (last == 'W' || last == 'X') {
+                                if (pos < (size_t)n)
+                                        pos += strlen(buf + pos) + 1;
+                                continue;
+                        }
                         if (arg[0] == '-' || arg[0] == 0)
                                 continue;
+                        /* a script is a file name; anything else (code read
+                         * from somewhere, a quoted string) names nothing */
+                        if (!plain_name(arg))
+                                break;
                         const char *b = strrchr(arg, '/');
                         b = b ? b + 1 : arg;
                         size_t len = strlen(b);
