@@ -40,6 +40,20 @@ static JobError job_error_from_check(ImageCheck c)
         return JOB_ERROR_INTERNAL;
 }
 
+/* Replace the image's first two words (a vector table's stack pointer and
+ * reset vector), where a refusal quotes them, by "0x........". */
+static void redact_leading_words(const FlashImage *img, char *message)
+{
+        const uint8_t *v = message && img ? flash_image_find(img, flash_image_get_address(img), 8) : NULL;
+
+        for (size_t w = 0; v && w < 2; w++) {
+                char hex[11];
+                snprintf(hex, sizeof(hex), "0x%08" PRIx32, codec_le32(v + 4 * w));
+                for (char *p = strstr(message, hex); p; p = strstr(p + 10, hex))
+                        memcpy(p + 2, "........", 8);
+        }
+}
+
 static int refuse(JobError e, char *message, JobError *ret_error, char **ret_message)
 {
         *ret_error = e;
@@ -183,8 +197,11 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 while (n > 0 && start[n - 1] == ' ')
                         n--;
                 start[n] = 0;
-                (void)asprintf(&text, "the image is a text file, not firmware (it begins \"%s%s\")", start,
-                               in->size > sizeof(start) ? "..." : "");
+                if (in->hide_bytes)
+                        text = strdup("the image is a text file, not firmware");
+                else
+                        (void)asprintf(&text, "the image is a text file, not firmware (it begins \"%s%s\")",
+                                       start, in->size > sizeof(start) ? "..." : "");
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
         }
 
@@ -277,6 +294,8 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                               strna(results[c].message));
         image_check_results_clear(results);
         if (r < 0) {
+                if (in->hide_bytes)
+                        redact_leading_words(img, error);
                 (void)asprintf(&text, "refused before anything was erased: %s", strna(error));
                 return refuse(job_error_from_check(failed), text, ret_error, ret_message);
         }

@@ -337,6 +337,7 @@ static int method_flash(RpcCall *call, json_t *params)
                 if (name && strrchr(name, '/'))
                         name = strrchr(name, '/') + 1;
                 req.image_name = name && name[0] ? name : NULL;
+                req.opened_by_path = json_is_string(json_object_get(image, "path"));
         }
 
         /* a CAN node the user named stays listed while klippy keeps it assigned

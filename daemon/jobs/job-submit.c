@@ -486,6 +486,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                         .has_address = req->has_address,
                         .force = req->force,
                         .mass_erase = req->mass_erase,
+                        .hide_bytes = req->opened_by_path,
                 };
                 if (b && job_flow_board_fill(&fb, b, v) >= 0)
                         in.board = &fb;
