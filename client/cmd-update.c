@@ -161,6 +161,7 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
                 return r;
         if (ctx->json) {
                 flashctl_print_json(ctx, result);
+                flashctl_json_result_printed();
                 return json_is_true(json_object_get(result, "ok")) && !named_skipped ? FLASHCTL_EXIT_OK
                                                                                      : UPDATE_EXIT_FAILED;
         }

@@ -47,6 +47,7 @@ static struct {
         char *text;
         size_t size;
         json_t *daemon_error;
+        bool result_printed; /* the verb's JSON result already says how it failed */
 } json_errors;
 
 static void json_errors_begin(void)
@@ -99,7 +100,7 @@ static int json_errors_end(Flashctl *ctx, int status)
         fclose(stderr);
         stderr = json_errors.real_stderr;
         json_errors.real_stderr = NULL;
-        if (status == FLASHCTL_EXIT_OK) {
+        if (status == FLASHCTL_EXIT_OK || json_errors.result_printed) {
                 if (json_errors.size > 0)
                         fwrite(json_errors.text, 1, json_errors.size, stderr);
         } else {
@@ -113,6 +114,11 @@ static int json_errors_end(Flashctl *ctx, int status)
         json_decref(json_errors.daemon_error);
         json_errors.daemon_error = NULL;
         return status;
+}
+
+void flashctl_json_result_printed(void)
+{
+        json_errors.result_printed = true;
 }
 
 void flashctl_record_daemon_error(const RpcClientError *e)

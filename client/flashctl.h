@@ -112,6 +112,9 @@ void flashctl_print_daemon_error(const RpcClientError *e);
 /* Keep the daemon's error (code, message, data) for the --json error object
  * without printing it (flashctl_print_daemon_error() does this too). */
 void flashctl_record_daemon_error(const RpcClientError *e);
+/* With --json: the verb printed one JSON result that reports its failure
+ * itself (update's report), so no error object follows it on stdout. */
+void flashctl_json_result_printed(void);
 
 /* The exit status for a transport error of the client, after printing it. */
 int flashctl_report_error(Flashctl *ctx, int r, const char *what);
