@@ -128,6 +128,8 @@ Manager *manager_free(Manager *m)
          * through it, and the server's broadcast hook points at it. */
         m->moonraker = moonraker_agent_free(m->moonraker);
         m->inventory = inventory_free(m->inventory);
+        json_decref(m->device_list);
+        free(m->device_list_jobs);
         board_db_free(m->boards);
         config_free(m->config);
         sd_event_unref(m->event);

@@ -32,6 +32,7 @@ struct Inventory {
         Listener *listeners;
         size_t n_listeners;
         unsigned emitting; /* > 0 while listeners are being called */
+        uint64_t changes;  /* events emitted so far: what answers built from entries depend on */
         bool probe_enabled;
         InventoryUdev *udev;
         InventoryProber *prober;
@@ -206,6 +207,7 @@ static void inventory_emit(Inventory *inv, InventoryEvent event, const Inventory
                  device_mode_to_string(e->mode), e->vid, e->pid, strempty(e->product),
                  e->board ? " board " : "", e->board ? e->board->name : "");
 
+        inv->changes++;
         /* Listeners added meanwhile hear from the next event on; the array
          * may move (realloc), so it is indexed afresh every time. */
         size_t n = inv->n_listeners;
@@ -501,6 +503,11 @@ int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r)
         inventory_probe_result_clear(r);
         inventory_update(inv, e);
         return 0;
+}
+
+uint64_t inventory_changes(const Inventory *inv)
+{
+        return inv ? inv->changes : 0;
 }
 
 size_t inventory_count(const Inventory *inv)
