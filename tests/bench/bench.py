@@ -652,7 +652,7 @@ def machine():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,cpu,daemon")
     ap.add_argument("--idle-seconds", type=int, default=15)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))

@@ -146,7 +146,7 @@ def run_flashd(spec, vb):
         c = d.client()
         for port in ports:
             wait_listed(c, port, spec["start_mode"])
-        cpu0 = cpu_seconds(d.proc.pid)
+        cpu0 = cpu_with_children(d.proc.pid)
         t0 = now()
         for i, port in enumerate(ports):
             params = {"target": port, "image": {"path": spec["image"]}, "address": spec["address"],
@@ -169,7 +169,7 @@ def run_flashd(spec, vb):
         # (the job then waits for the application, which dfu-util does
         # not; the world is thrown away, so flashd stops right there)
         seens = follow_jobs(c, job_ids, t0, until=spec.get("until", "done"))
-        cpu = cpu_seconds(d.proc.pid) - cpu0
+        cpu = cpu_with_children(d.proc.pid) - cpu0
         for job_id in job_ids:
             job = c.call("job.get", {"job": job_id})["job"]
             if job["state"] not in ("done", spec.get("until", "done")):
@@ -247,7 +247,7 @@ def run_flashctl(spec, vb):
         c = d.client()
         wait_listed(c, b["port"], "app")
         env = dict(os.environ, NO_COLOR="1")
-        cpu0 = cpu_seconds(d.proc.pid)
+        cpu0 = cpu_with_children(d.proc.pid)
         args = [harness.flashctl_binary(), "--socket", d.socket_path, "flash", spec["target"], spec["image"]]
         if not spec.get("verify", True):
             args.append("--no-verify")
@@ -273,7 +273,7 @@ def run_flashctl(spec, vb):
         # flashctl says done once the board runs the image; the tty is there
         if not os.path.exists(b["by_id"]):
             raise RuntimeError("flashctl returned before the tty was back")
-        cpu = cpu_seconds(d.proc.pid) - cpu0
+        cpu = cpu_with_children(d.proc.pid) - cpu0
         jobs = c.call("job.list", {"all": True}).get("jobs", []) if spec.get("timeline") else []
         log = c.call("job.get", {"job": jobs[-1]["id"]})["job"].get("log", []) if jobs else []
         return {"seconds": t1 - t0, "states": seen, "cpu": cpu, "log": log}
@@ -444,6 +444,14 @@ def cpu_seconds(pid, tid=None):
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_with_children(pid):
+    """utime + stime of a process and of its children it reaped (the DFU
+    probe helpers flashd spawns), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid):
