@@ -109,8 +109,9 @@ def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False, old
                  and its blocks written (+ read back with verify), leave
       over:      a bigger image over a smaller build of `old_size` bytes: the
                  sectors the old build touched are erased; one it never
-                 touched reads blank, which costs reading the blocks the
-                 image covers (SET_ADDRESS 3T + ABORT T + T per block) or
+                 touched reads blank, which costs reading the whole sector
+                 (SET_ADDRESS 3T + ABORT T + T per block: skipping the erase
+                 must leave the same flash as erasing, gap included) or
                  erasing it, whichever is less; every block written
       end to end: + re-enumeration into the bootloader, the manifest delay
                  and re-enumeration back into the application
@@ -135,8 +136,8 @@ def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False, old
     read_run = False
     for start, ssize, covered in changed:
         erase = 2 * T + max(model.erase(ssize), T)
-        if kind == "over" and start >= APP + old_size and blocks(covered) * T < erase:
-            us += blocks(covered) * T  # reads blank: no erase
+        if kind == "over" and start >= APP + old_size and blocks(ssize) * T < erase:
+            us += blocks(ssize) * T  # reads blank: no erase
             read_run = True
         else:
             us += erase
