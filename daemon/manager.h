@@ -39,6 +39,12 @@ typedef struct Manager {
         uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */
+        /* device.list's last answer, shared read-only by the replies, valid
+         * while the inventory's change count and the jobs' hold on ports
+         * (device_list_jobs) are what they were when it was built */
+        json_t *device_list;
+        uint64_t device_list_changes;
+        char *device_list_jobs;
 } Manager;
 
 /* Takes ownership of config. With `event` NULL nothing is started (no udev,

@@ -32,6 +32,7 @@ struct Inventory {
         Listener *listeners;
         size_t n_listeners;
         unsigned emitting; /* > 0 while listeners are being called */
+        uint64_t changes;  /* events emitted so far: what answers built from entries depend on */
         bool probe_enabled;
         InventoryUdev *udev;
         InventoryProber *prober;
@@ -209,6 +210,7 @@ static void inventory_emit(Inventory *inv, InventoryEvent event, const Inventory
                  device_mode_to_string(e->mode), e->vid, e->pid, strempty(e->product),
                  e->board ? " board " : "", e->board ? e->board->name : "");
 
+        inv->changes++;
         /* Listeners added meanwhile hear from the next event on; the array
          * may move (realloc), so it is indexed afresh every time. */
         size_t n = inv->n_listeners;
@@ -530,6 +532,11 @@ int inventory_set_firmware(Inventory *inv, const char *port, uint64_t generation
         e->firmware_generation = generation;
         inventory_update(inv, e);
         return 0;
+}
+
+uint64_t inventory_changes(const Inventory *inv)
+{
+        return inv ? inv->changes : 0;
 }
 
 size_t inventory_count(const Inventory *inv)

@@ -140,6 +140,10 @@ int inventory_start(Inventory *inv);
 int inventory_add_listener(Inventory *inv, InventoryListener cb, void *userdata);
 void inventory_remove_listener(Inventory *inv, InventoryListener cb, void *userdata);
 
+/* Bumped with every event listeners hear: JSON built from the entries is
+ * still current while this stays the same. */
+uint64_t inventory_changes(const Inventory *inv);
+
 /* Visible entries, sorted by port. */
 size_t inventory_count(const Inventory *inv);
 const InventoryEntry *inventory_get(const Inventory *inv, const char *port);

@@ -202,17 +202,15 @@ static int pts_index(const struct stat *st)
         return (int)((major(st->st_rdev) - 136) * 256 + minor(st->st_rdev));
 }
 
-/* Whether fd `name` of a process is the master of pty `index`: its link
- * is /dev/ptmx and its fdinfo says "tty-index: <index>". */
-static bool is_pty_master(int pid_fd, int fd_dir, const char *name, int index)
+/* Whether fd `name` of a process, whose open file is `st`, is the master
+ * of pty `index`: it is the ptmx device (5:2, /dev/ptmx or /dev/pts/ptmx)
+ * and its fdinfo says "tty-index: <index>". The stat the scan needs anyway
+ * decides, so other descriptors cost no readlink. */
+static bool is_pty_master(int pid_fd, const struct stat *st, const char *name, int index)
 {
-        char link[64], path[300], info[512];
+        char path[300], info[512];
 
-        ssize_t n = readlinkat(fd_dir, name, link, sizeof(link) - 1);
-        if (n < 0)
-                return false;
-        link[n] = 0;
-        if (!streq(link, "/dev/ptmx") && !streq(link, "/dev/pts/ptmx"))
+        if (!S_ISCHR(st->st_mode) || major(st->st_rdev) != 5 || minor(st->st_rdev) != 2)
                 return false;
         snprintf(path, sizeof(path), "fdinfo/%s", name);
         if (read_small(pid_fd, path, info, sizeof(info)) <= 0)
@@ -283,16 +281,16 @@ int tty_find_holder_full(const char *proc_root, const char *tty_path, pid_t excl
                         struct stat st;
                         if (fe->d_name[0] == '.')
                                 continue;
-                        /* A process that holds the pty's master is the other
-                         * end of the line (a terminal, ser2net, the board
-                         * emulator), not a competing user of it. */
-                        if (pty >= 0 && is_pty_master(pid_fd, dirfd(fds), fe->d_name, pty)) {
-                                master = true;
-                                break;
-                        }
                         /* Follows the magic link to the open file. */
                         if (fstatat(dirfd(fds), fe->d_name, &st, 0) < 0)
                                 continue;
+                        /* A process that holds the pty's master is the other
+                         * end of the line (a terminal, ser2net, the board
+                         * emulator), not a competing user of it. */
+                        if (pty >= 0 && is_pty_master(pid_fd, &st, fe->d_name, pty)) {
+                                master = true;
+                                break;
+                        }
                         for (size_t i = 0; i < n_st; i++)
                                 match = match || same_file(&st, &tty_st[i]);
                 }
