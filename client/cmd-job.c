@@ -171,6 +171,43 @@ static void job_board_text(const json_t *job, char *buf, size_t size)
                 snprintf(buf + n, size - n, " on %s", port);
 }
 
+/* The flash size of what TARGET names, for messages: a connected device's
+ * reported layout, else its board variant's, else the largest variant of the
+ * board so named; 0 when nothing says. */
+static uint64_t target_flash_size(Flashctl *ctx, const char *target)
+{
+        json_auto_t *dev = NULL, *board = NULL, *dp = json_pack("{s:s}", "device", target);
+        RpcClientError e = {};
+        char name[128] = "", variant[64] = "";
+        uint64_t size = 0, largest = 0;
+        size_t i;
+        json_t *v;
+
+        if (dp && flashctl_call(ctx, "device.info", dp, &dev, &e) == 0) {
+                const json_t *region = json_array_get(json_object_get(dev, "layout"), 0);
+                json_array_foreach (json_object_get(region, "sectors"), i, v)
+                        size += u64_field(v, "count") * u64_field(v, "size");
+                if (size > 0)
+                        return size;
+                snprintf(name, sizeof(name), "%s", strempty(output_json_str(dev, "board")));
+                snprintf(variant, sizeof(variant), "%s", strempty(output_json_str(dev, "board_variant")));
+        }
+        rpc_client_error_done(&e);
+
+        json_auto_t *bp = json_pack("{s:s}", "board", name[0] ? name : target);
+        if (!bp || flashctl_call(ctx, "board.info", bp, &board, &e) != 0) {
+                rpc_client_error_done(&e);
+                return 0;
+        }
+        json_array_foreach (json_object_get(board, "variants"), i, v) {
+                uint64_t s = u64_field(v, "flash_size");
+                if (variant[0] && streq_ptr(output_json_str(v, "id"), variant))
+                        return s;
+                largest = MAX(largest, s);
+        }
+        return largest;
+}
+
 /* ---- following one job ---- */
 
 typedef struct Follow {
@@ -570,14 +607,16 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                 return flashctl_usage_error(argv[0], "'flash' needs a TARGET and an IMAGE file");
         const char *target = argv[optind], *path = argv[optind + 1];
 
+        /* An image that cannot be used is the same failure wherever it is
+         * found (here, or in the daemon): exit status 5. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0) {
-                fprintf(stderr, "flashctl: cannot open %s: %m\n", path);
-                return FLASHCTL_EXIT_USAGE;
+                fprintf(stderr, "flashctl: cannot open the image %s: %m\n", path);
+                return FLASHCTL_EXIT_REFUSED;
         }
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                fprintf(stderr, "flashctl: %s is not a regular file\n", path);
-                return FLASHCTL_EXIT_USAGE;
+                fprintf(stderr, "flashctl: the image %s is not a regular file\n", path);
+                return FLASHCTL_EXIT_REFUSED;
         }
 
         _cleanup_free_ char *pathcopy = strdup(path);
@@ -609,23 +648,36 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
         r = rpc_client_call_with_fd(ctx->client, "job.flash", params, fd, 0, &result, &e);
         if (r == -EREMOTEIO) {
                 const json_t *err = json_object_get(e.data, "error");
+                const json_t *limit = json_object_get(e.data, "limit");
                 int status = rpc_error_from_code((int)e.code) == RPC_ERROR_REFUSED
                                      ? FLASHCTL_EXIT_REFUSED
                                      : exit_for_error(output_json_str(err, "name"));
-                if (ctx->json) {
-                        json_auto_t *o = json_pack("{s:I, s:s, s:O*}", "code", (json_int_t)e.code, "message",
-                                                   e.message, "data", e.data);
-                        if (o)
-                                flashctl_print_json(ctx, o);
+                if (json_is_integer(limit)) {
+                        /* the file did not even reach the daemon's checks */
+                        char have[FORMAT_BUF_MAX], max[FORMAT_BUF_MAX], flash[FORMAT_BUF_MAX];
+                        uint64_t flash_size = target_flash_size(ctx, target);
+                        flashctl_record_daemon_error(&e);
+                        fprintf(stderr, "flashctl: the image %s is %s; flashd accepts at most %s\n", path,
+                                format_size(have, (uint64_t)st.st_size),
+                                format_size(max, (uint64_t)json_integer_value(limit)));
+                        if (flash_size > 0)
+                                fprintf(stderr,
+                                        "Hint: A firmware image is smaller than the flash it goes to (%s on "
+                                        "%s): check that this is the right file.\n",
+                                        format_size(flash, flash_size), target);
+                        else
+                                fprintf(stderr, "Hint: A firmware image is smaller than the flash it goes "
+                                                "to: check that this is the right file.\n");
+                        status = FLASHCTL_EXIT_REFUSED;
                 } else {
                         flashctl_print_daemon_error(&e);
                         if (output_json_str(err, "advice"))
                                 fprintf(stderr, "Hint: %s\n", output_json_str(err, "advice"));
+                        /* invalid params that are not about the image are a daemon error */
+                        if (!err)
+                                status = FLASHCTL_EXIT_DAEMON_ERROR;
                 }
                 rpc_client_error_done(&e);
-                /* invalid params that are not about the image are a daemon error */
-                if (!err)
-                        status = FLASHCTL_EXIT_DAEMON_ERROR;
                 return status;
         }
         if (r < 0)
@@ -645,9 +697,11 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
         if (!ctx->json) {
                 char a[FORMAT_BUF_MAX], sz[FORMAT_BUF_MAX], who[160];
                 const json_t *img = json_object_get(job, "image");
+                /* the bytes going into flash, not the file's (a .hex file is ~2.7x larger) */
+                uint64_t size = u64_field(img, "payload_size") ?: u64_field(img, "size");
                 job_board_text(job, who, sizeof(who));
                 fprintf(stderr, "Job %" PRIu64 ": %s (%s, %s at %s) onto %s\n", id, path,
-                        strna(output_json_str(img, "format")), format_size(sz, u64_field(img, "size")),
+                        strna(output_json_str(img, "format")), format_size(sz, size),
                         format_address(a, u64_field(img, "address")), who);
         }
         return follow_job(ctx, id, job, true, target, path);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* flashctl status: what the daemon says about itself (server.info). */
+/* flashctl status: what the daemon says about itself (server.info) and the printer's MCUs (update.status).
+ */
 #include <getopt.h>
 
 #include "flashctl.h"
@@ -16,13 +17,20 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
         if (optind < argc)
                 return flashctl_usage_error(argv[0], "'%s' takes no arguments", argv[0]);
 
-        json_auto_t *result = NULL;
+        json_auto_t *result = NULL, *mcus = NULL;
         int r = flashctl_call(ctx, "server.info", NULL, &result, NULL);
         if (r != 0)
                 return r;
+        /* and what the printer's MCUs run (update.status), after the daemon's own fields */
+        r = flashctl_update_status_fetch(ctx, &mcus);
+        if (r > 1)
+                return r;
 
-        if (ctx->json)
+        if (ctx->json) {
+                if (json_is_object(result) && json_is_object(mcus))
+                        json_object_update(result, mcus);
                 return flashctl_print_json_exit(ctx, result);
+        }
         if (!json_is_object(result))
                 return flashctl_report_error(ctx, -EBADMSG, "server.info");
 
@@ -34,14 +42,21 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
                                     json_string(format_duration(buf, (uint64_t)json_number_value(uptime))));
         }
         output_print_fields(stdout, result, NULL, 0, 0);
+        if (json_is_object(mcus))
+                flashctl_update_status_print(ctx, mcus);
         return FLASHCTL_EXIT_OK;
 }
 
 static const Verb server_verbs[] = {
         {
                 .name = "status",
-                .summary = "Show the daemon's version, socket, state and counters",
-                .help = "Prints server.info. With --json, the object as the daemon sends it.\n",
+                .summary = "Show the daemon, and what each MCU of the printer runs",
+                .help = "Prints server.info, then one line per MCU of printer.cfg ([klipper]\n"
+                        "printer_config in flashd.conf): its board, transport, the Klipper version it\n"
+                        "runs (asked with Klipper's identify while nobody else holds its port), the\n"
+                        "host's version (git describe of the Klipper tree) and the state: current,\n"
+                        "stale or unknown (the next line says why). With --json, server.info's object\n"
+                        "merged with update.status's (host_version, mcus: [...]).\n",
                 .run = verb_status,
         },
         {},

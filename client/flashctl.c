@@ -23,10 +23,112 @@
 
 /* One line per command group; order is the order of `flashctl --help`. */
 const CommandGroup *const command_groups[] = {
-        &command_group_device, &command_group_job, &command_group_rule, &command_group_server, NULL,
+        &command_group_device,
+        &command_group_job,
+        &command_group_rule,
+        &command_group_server,
+        &command_group_profile,
+        &command_group_update,
+        NULL,
 };
 
 static const char *program = "flashctl";
+
+/*
+ * With --json, a failing command prints one JSON object on stdout instead
+ * of messages on stderr, whichever command and whichever path failed:
+ * stderr is collected while the verb runs, and at exit turned into
+ *   {"error": {"message", "exit", "code"?, "data"?, "hints"?, "details"?}}
+ * (code and data: the daemon's error, when it answered with one). What a
+ * successful command wrote to stderr is passed on unchanged.
+ */
+static struct {
+        FILE *real_stderr; /* non-NULL while collecting */
+        char *text;
+        size_t size;
+        json_t *daemon_error;
+        bool result_printed; /* the verb's JSON result already says how it failed */
+} json_errors;
+
+static void json_errors_begin(void)
+{
+        FILE *f = open_memstream(&json_errors.text, &json_errors.size);
+        if (!f)
+                return; /* messages stay on stderr: still seen */
+        json_errors.real_stderr = stderr;
+        stderr = f;
+}
+
+static json_t *json_errors_object(int status)
+{
+        json_t *hints = json_array(), *details = json_array();
+        char *message = NULL, *save = NULL;
+        json_t *o;
+
+        for (char *line = strtok_r(json_errors.text, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save)) {
+                size_t n = strlen(program);
+                if (strncmp(line, program, n) == 0 && line[n] == ':' && line[n + 1] == ' ')
+                        line += n + 2;
+                if (strncmp(line, "Hint: ", 6) == 0)
+                        json_array_append_new(hints, json_string(line + 6));
+                else if (!message)
+                        message = line;
+                else
+                        json_array_append_new(details, json_string(line));
+        }
+        const char *daemon_message = json_string_value(json_object_get(json_errors.daemon_error, "message"));
+        o = json_pack("{s:s, s:i}", "message", message ?: daemon_message ?: "failed", "exit", status);
+        if (o && json_errors.daemon_error) {
+                json_object_set(o, "code", json_object_get(json_errors.daemon_error, "code"));
+                if (json_object_get(json_errors.daemon_error, "data"))
+                        json_object_set(o, "data", json_object_get(json_errors.daemon_error, "data"));
+        }
+        if (o && json_array_size(hints) > 0)
+                json_object_set(o, "hints", hints);
+        if (o && json_array_size(details) > 0)
+                json_object_set(o, "details", details);
+        json_decref(hints);
+        json_decref(details);
+        return o ? json_pack("{s:o}", "error", o) : NULL;
+}
+
+static int json_errors_end(Flashctl *ctx, int status)
+{
+        if (!json_errors.real_stderr)
+                return status;
+        fclose(stderr);
+        stderr = json_errors.real_stderr;
+        json_errors.real_stderr = NULL;
+        if (status == FLASHCTL_EXIT_OK || json_errors.result_printed) {
+                if (json_errors.size > 0)
+                        fwrite(json_errors.text, 1, json_errors.size, stderr);
+        } else {
+                json_t *o = json_errors_object(status);
+                if (!o || flashctl_print_json(ctx, o) < 0)
+                        fputs(json_errors.text ?: "", stderr);
+                json_decref(o);
+        }
+        free(json_errors.text);
+        json_errors.text = NULL;
+        json_decref(json_errors.daemon_error);
+        json_errors.daemon_error = NULL;
+        return status;
+}
+
+void flashctl_json_result_printed(void)
+{
+        json_errors.result_printed = true;
+}
+
+void flashctl_record_daemon_error(const RpcClientError *e)
+{
+        if (!json_errors.real_stderr)
+                return;
+        json_decref(json_errors.daemon_error);
+        json_errors.daemon_error = json_pack("{s:I, s:s?, s:O?}", "code", (json_int_t)e->code, "message",
+                                             e->message, "data", e->data);
+}
 
 static const Verb *verb_find(const char *name)
 {
@@ -130,6 +232,7 @@ int flashctl_report_error(Flashctl *ctx, int r, const char *what)
 /* The daemon's error message, and whatever of its data helps a person. */
 void flashctl_print_daemon_error(const RpcClientError *e)
 {
+        flashctl_record_daemon_error(e);
         fprintf(stderr, "%s: %s\n", program, e->message);
         if (json_is_object(e->data)) {
                 const json_t *candidates = json_object_get(e->data, "candidates");
@@ -436,7 +539,11 @@ static int run_verb(Flashctl *ctx, int argc, char **argv)
         /* Verbs parse their own options with getopt_long(); start it afresh. */
         optind = 0;
         opterr = 1;
-        return v->run(ctx, argc, argv);
+        if (ctx->json)
+                json_errors_begin();
+        r = v->run(ctx, argc, argv);
+        /* before the connection goes: a daemon error's data is still held */
+        return json_errors_end(ctx, r);
 }
 
 static int verb_help(Flashctl *ctx, int argc, char **argv)

@@ -74,6 +74,13 @@ extern const CommandGroup command_group_server;
 extern const CommandGroup command_group_device;
 extern const CommandGroup command_group_job;
 extern const CommandGroup command_group_rule;
+extern const CommandGroup command_group_profile;
+extern const CommandGroup command_group_update;
+
+/* update.status for `flashctl status` (cmd-update.c): 0 with *ret, 1 when
+ * the daemon has no such method, else an exit status (error printed). */
+int flashctl_update_status_fetch(Flashctl *ctx, json_t **ret);
+void flashctl_update_status_print(Flashctl *ctx, const json_t *status);
 
 /* All groups, NULL-terminated (flashctl.c). */
 extern const CommandGroup *const command_groups[];
@@ -101,6 +108,13 @@ int flashctl_call_full(Flashctl *ctx, const char *method, json_t *params, int fd
 
 /* The daemon's error message, and candidates or hint from its data, on stderr. */
 void flashctl_print_daemon_error(const RpcClientError *e);
+
+/* Keep the daemon's error (code, message, data) for the --json error object
+ * without printing it (flashctl_print_daemon_error() does this too). */
+void flashctl_record_daemon_error(const RpcClientError *e);
+/* With --json: the verb printed one JSON result that reports its failure
+ * itself (update's report), so no error object follows it on stdout. */
+void flashctl_json_result_printed(void);
 
 /* The exit status for a transport error of the client, after printing it. */
 int flashctl_report_error(Flashctl *ctx, int r, const char *what);

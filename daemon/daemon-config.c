@@ -110,11 +110,13 @@ Config *config_free(Config *c)
         free(c->socket_group);
         free(c->flash_group);
         free(c->state_dir);
+        free(c->printer_cfg);
         for (size_t i = 0; i < c->n_boards_dirs; i++)
                 free(c->boards_dirs[i]);
         free(c->boards_dirs);
         strv_free_config(c->stop_units);
         moonraker_config_done(&c->moonraker); /* [moonraker] (moonraker helper) */
+        klipper_config_done(&c->klipper);     /* [klipper] (daemon/update) */
         free(c);
         return NULL;
 }
@@ -145,6 +147,8 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         if (streq(section,
                   "moonraker")) /* the Moonraker agent's keys (daemon/moonraker, moonraker helper) */
                 return moonraker_config_on_key(&c->moonraker, name, value, &p->error);
+        if (streq(section, "klipper"))
+                return klipper_config_on_key(&c->klipper, name, value, &p->error);
         if (!streq(section, "") && !streq(section, "flashd")) {
                 parse_error(p, "unknown section [%s]", section);
                 return 0;
@@ -180,6 +184,14 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         } else if (streq(name, "stop_units")) {
                 /* flash jobs: units stopped around a flash, separated by blanks */
                 r = config_set_stop_units(c, value);
+        } else if (streq(name, "printer_cfg")) {
+                /* CAN nodes known by their [mcu NAME] canbus_uuid (daemon/can) */
+                r = value[0] == '/' ? 0 : -EINVAL;
+                if (r >= 0) {
+                        free(c->printer_cfg);
+                        c->printer_cfg = strdup(value);
+                        r = c->printer_cfg ? 0 : -ENOMEM;
+                }
         } else if (streq(name, "uart_baud")) {
                 /* Katapult boards on a UART (board DB reboot = uart-request;
                  * katapult helper): the rate Klipper was built for */

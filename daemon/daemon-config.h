@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "moonraker/moonraker-config.h"
+#include "update/klipper-config.h"
 
 typedef struct Config {
         char *config_file;  /* NULL: none given, the default path was tried */
@@ -30,9 +31,13 @@ typedef struct Config {
         double app_timeout_sec;        /* app_timeout_sec: give up waiting for the app after a flash (60) */
         char **stop_units;  /* stop_units = klipper.service ...: paused around a flash; NULL-terminated */
         unsigned uart_baud; /* uart_baud: Klipper's UART rate for the serial bootloader request (250000) */
+        char *printer_cfg;  /* printer_cfg: Klipper's printer.cfg, for the canbus_uuid of its MCUs (none) */
 
         /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker; moonraker helper) */
         MoonrakerConfig moonraker;
+
+        /* [klipper]: the Klipper tree, its builder and printer.cfg (daemon/update) */
+        KlipperConfig klipper;
 } Config;
 
 int config_new(Config **ret);

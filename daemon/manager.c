@@ -84,6 +84,11 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         if (r < 0)
                 return r;
         if (event) {
+                r = can_inventory_new(&m->can, event);
+                if (r < 0)
+                        return log_oom();
+        }
+        if (event) {
                 JobQueueConfig jc = JOB_QUEUE_CONFIG_DEFAULTS;
                 jc.state_dir = config->state_dir;
                 jc.retry_interrupted = config->retry_interrupted;
@@ -101,6 +106,11 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                 r = rule_service_new(&m->rules, m);
                 if (r < 0)
                         return log_oom();
+        }
+        if (event) {
+                r = identify_service_new(&m->identify, event, m->inventory);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up Klipper's identify: %m");
         }
         if (event && config->moonraker.socket_path) {
                 /* The Moonraker agent (daemon/moonraker, moonraker helper): it
@@ -121,13 +131,18 @@ Manager *manager_free(Manager *m)
         /* Jobs first: calls they still hold are answered (or dropped with an
          * error reply) through the server, which must still exist. Then the
          * server, then the inventory the others listen to. */
+        m->update = update_run_free(m->update); /* follows jobs, answers through the server */
         m->rules = rule_service_free(m->rules); /* observes the jobs */
         m->jobs = job_service_free(m->jobs);
         m->server = server_free(m->server);
         /* After jobs and server: calls relayed by Moonraker are answered
          * through it, and the server's broadcast hook points at it. */
         m->moonraker = moonraker_agent_free(m->moonraker);
+        m->identify = identify_service_free(m->identify);
         m->inventory = inventory_free(m->inventory);
+        m->can = can_inventory_free(m->can);
+        json_decref(m->device_list);
+        free(m->device_list_jobs);
         board_db_free(m->boards);
         config_free(m->config);
         sd_event_unref(m->event);
@@ -187,6 +202,20 @@ int manager_start(Manager *m)
         if (r < 0)
                 return log_error_errno(r, "cannot start the device inventory: %m");
         log_info("%zu devices present", inventory_count(m->inventory));
+        if (m->can && m->config->printer_cfg) {
+                r = can_inventory_load_printer_cfg(m->can, m->config->printer_cfg);
+                if (r < 0)
+                        log_warning("cannot read printer_cfg %s: %s; its CAN MCUs are not known",
+                                    m->config->printer_cfg, strerror(-r));
+                else
+                        log_info("printer_cfg %s: %d CAN MCU%s", m->config->printer_cfg, r,
+                                 r == 1 ? "" : "s");
+        }
+        if (m->can) {
+                r = can_inventory_start(m->can);
+                if (r < 0)
+                        return log_error_errno(r, "cannot start the CAN node inventory: %m");
+        }
         if (m->jobs) {
                 r = job_service_start(m->jobs);
                 if (r < 0)

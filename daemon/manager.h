@@ -14,25 +14,37 @@
 
 #include "boards/board-db.h"
 #include "daemon-config.h"
+#include "can/can-inventory.h"
 #include "inventory/inventory.h"
 #include "jobs/job-service.h"
 #include "moonraker/moonraker-agent.h"
 #include "rules/rule-service.h"
 #include "server/server.h"
+#include "update/identify-service.h"
+#include "update/update-run.h"
 
 typedef struct Manager {
         sd_event *event; /* NULL for a manager that only dispatches (fuzzing, unit tests) */
         Config *config;  /* owned */
         BoardDb *boards; /* owned; never NULL after manager_new() */
         Inventory *inventory;
+        CanInventory *can; /* CAN nodes (daemon/can); NULL without an event loop */
         Server *server;
         JobService *jobs;   /* flash jobs; NULL without an event loop */
         RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
         MoonrakerAgent
-                *moonraker;  /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
-        uint64_t start_usec; /* CLOCK_MONOTONIC */
+                *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
+        UpdateRun *update;  /* the last `flashctl update` run (daemon/update), or NULL */
+        IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
+        uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */
+        /* device.list's last answer, shared read-only by the replies, valid
+         * while the inventory's change count and the jobs' hold on ports
+         * (device_list_jobs) are what they were when it was built */
+        json_t *device_list;
+        uint64_t device_list_changes;
+        char *device_list_jobs;
 } Manager;
 
 /* Takes ownership of config. With `event` NULL nothing is started (no udev,

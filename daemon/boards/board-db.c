@@ -124,6 +124,20 @@ static bool name_is_valid(const char *s)
         return true;
 }
 
+/* A variant id may name a revision with dots ("v1.2"); never at either end. */
+static bool variant_id_is_valid(const char *s)
+{
+        _cleanup_free_ char *t = strdup(s);
+        size_t n = strlen(s);
+
+        if (!t || n == 0 || s[0] == '.' || s[n - 1] == '.')
+                return false;
+        for (char *p = t; *p; p++)
+                if (*p == '.')
+                        *p = '-';
+        return name_is_valid(t);
+}
+
 /* Keys starting with "_" are comments; anything else not in `allowed` is a typo. */
 static int check_keys(json_t *obj, const char *const *allowed, const char *where, char **ret_error)
 {
@@ -398,8 +412,8 @@ static int parse_variant(json_t *obj, const char *board_where, size_t index, cha
         r = get_string(obj, "id", true, where, &v.id, ret_error);
         if (r < 0)
                 return r;
-        if (!name_is_valid(v.id))
-                return errorf(ret_error, "%s: id \"%s\" must be lower-case letters, digits and dashes",
+        if (!variant_id_is_valid(v.id))
+                return errorf(ret_error, "%s: id \"%s\" must be lower-case letters, digits, dashes and dots",
                               where, v.id);
         free(where);
         if (asprintf(&where, "%s: variant \"%s\"", board_where, v.id) < 0) {

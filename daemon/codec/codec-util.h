@@ -14,6 +14,11 @@
  * malloc'd sentence, and return r, so `return codec_message(ret, -EBADMSG, ...)`. */
 int codec_message(char **ret_message, int r, const char *fmt, ...) _printf_(3, 4);
 
+/* "16 MiB", "992 KiB", "20.5 MiB", "12 bytes": sizes as people read them in
+ * messages (binary units; one decimal unless exact). Returns buf. */
+#define CODEC_SIZE_MAX 32
+const char *codec_format_size(char buf[static CODEC_SIZE_MAX], uint64_t bytes);
+
 /* 0..15 for [0-9a-fA-F], else -1. */
 static inline int codec_unhex(int c)
 {

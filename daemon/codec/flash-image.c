@@ -207,10 +207,12 @@ static int add_error(int r, char **ret_error, const char *what, uint32_t address
                 return codec_message(ret_error, r,
                                      "%s: data at 0x%08x (%zu bytes) overlaps data given earlier", what,
                                      address, size);
-        case -EFBIG:
+        case -EFBIG: {
+                char max[CODEC_SIZE_MAX];
                 return codec_message(ret_error, r,
-                                     "%s: the image holds more than %u bytes, the most flashd accepts", what,
-                                     FLASH_IMAGE_MAX_SIZE);
+                                     "%s: the image holds more than %s, the most flashd accepts", what,
+                                     codec_format_size(max, FLASH_IMAGE_MAX_SIZE));
+        }
         case -ERANGE:
                 return codec_message(ret_error, r,
                                      "%s: data at 0x%08x (%zu bytes) runs past the 32-bit address space",
@@ -313,8 +315,8 @@ int flash_image_parse_ihex(const void *buf, size_t len, FlashImage **ret, char *
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return codec_message(ret_error, -EFBIG, "the Intel HEX file is larger than %u bytes",
-                                     FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG, "the Intel HEX file is larger than %s",
+                                     codec_format_size((char[CODEC_SIZE_MAX]){}, FLASH_IMAGE_MAX_INPUT));
         r = flash_image_new(&img, FLASH_IMAGE_FORMAT_IHEX);
         if (r < 0)
                 return r;
@@ -595,8 +597,8 @@ int flash_image_parse_dfu(const void *buf, size_t len, bool has_address, uint32_
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return codec_message(ret_error, -EFBIG, "the DFU file is larger than %u bytes",
-                                     FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG, "the DFU file is larger than %s",
+                                     codec_format_size((char[CODEC_SIZE_MAX]){}, FLASH_IMAGE_MAX_INPUT));
         dfuse = len >= 5 && memcmp(buf, "DfuSe", 5) == 0;
 
         r = dfu_suffix_parse(buf, len, &suffix, &payload, ret_error);
@@ -688,9 +690,9 @@ int flash_image_parse(const void *buf, size_t len, FlashImageFormat format, cons
         if (!ret || (!buf && len > 0))
                 return -EINVAL;
         if (len > FLASH_IMAGE_MAX_INPUT)
-                return codec_message(ret_error, -EFBIG,
-                                     "the image file has %zu bytes; flashd accepts at most %u", len,
-                                     FLASH_IMAGE_MAX_INPUT);
+                return codec_message(ret_error, -EFBIG, "the image file is %s; flashd accepts at most %s",
+                                     codec_format_size((char[CODEC_SIZE_MAX]){}, len),
+                                     codec_format_size((char[CODEC_SIZE_MAX]){}, FLASH_IMAGE_MAX_INPUT));
         if (format < 0 || format >= _FLASH_IMAGE_FORMAT_MAX)
                 format = flash_image_detect(buf, len, name_hint);
 

@@ -70,9 +70,10 @@ int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret
                                 return codec_message(
                                         ret_message, -ENOSPC,
                                         "the image (0x%08" PRIx64 "-0x%08" PRIx64
-                                        ") does not fit the flash at 0x%08x-0x%08" PRIx64 " (%u KiB)",
+                                        ") does not fit the flash at 0x%08x-0x%08" PRIx64 " (%s)",
                                         a, end - 1, t->flash_base,
-                                        (uint64_t)t->flash_base + t->flash_size - 1, t->flash_size / 1024);
+                                        (uint64_t)t->flash_base + t->flash_size - 1,
+                                        codec_format_size((char[CODEC_SIZE_MAX]){}, t->flash_size));
                         continue;
                 }
                 while (a < end) {
@@ -83,10 +84,11 @@ int image_check_fit(const FlashImage *img, const ImageCheckTarget *t, char **ret
                                 return codec_message(
                                         ret_message, -ENOSPC,
                                         "the image has data at 0x%08" PRIx64
-                                        ", outside the device's memory layout (%" PRIu64
-                                        " bytes from 0x%08x): it is too large for this board or meant "
-                                        "for another address",
-                                        a, dfuse_layout_total_size(t->layout),
+                                        ", outside the device's memory layout (%s from 0x%08x): it is "
+                                        "too large for this board or meant for another address",
+                                        a,
+                                        codec_format_size((char[CODEC_SIZE_MAX]){},
+                                                          dfuse_layout_total_size(t->layout)),
                                         t->layout->n_regions > 0 ? t->layout->regions[0].address : 0);
                         if (!(seg->flags & DFUSE_SECTOR_WRITEABLE))
                                 return codec_message(

@@ -204,6 +204,14 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
         json_object_set_new(o, "diagnostics", diagnostics);
         json_object_set_new(o, "hints", hints);
         json_object_set_new(o, "previous_mcu", json_string_or_null(e->last_mcu));
+        {
+                bool fw = e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation;
+                json_object_set_new(o, "firmware_version",
+                                    json_string_or_null(fw ? e->firmware_version : NULL));
+                json_object_set_new(o, "firmware_mcu", json_string_or_null(fw ? e->firmware_mcu : NULL));
+                json_object_set_new(o, "firmware_source",
+                                    json_string_or_null(fw ? e->firmware_source : NULL));
+        }
         json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
         entry_flash_to_json(o, e);
         /* The RP2040 ROM does not tell its flash size: entry_flash_to_json()

@@ -32,6 +32,7 @@ struct Inventory {
         Listener *listeners;
         size_t n_listeners;
         unsigned emitting; /* > 0 while listeners are being called */
+        uint64_t changes;  /* events emitted so far: what answers built from entries depend on */
         bool probe_enabled;
         InventoryUdev *udev;
         InventoryProber *prober;
@@ -123,6 +124,9 @@ static InventoryEntry *entry_free(InventoryEntry *e)
         entry_clear_tty(e);
         inventory_entry_clear_identity(e);
         free(e->last_mcu);
+        free(e->firmware_version);
+        free(e->firmware_mcu);
+        free(e->firmware_source);
         json_decref(e->reported);
         free(e->port);
         free(e);
@@ -206,6 +210,7 @@ static void inventory_emit(Inventory *inv, InventoryEvent event, const Inventory
                  device_mode_to_string(e->mode), e->vid, e->pid, strempty(e->product),
                  e->board ? " board " : "", e->board ? e->board->name : "");
 
+        inv->changes++;
         /* Listeners added meanwhile hear from the next event on; the array
          * may move (realloc), so it is indexed afresh every time. */
         size_t n = inv->n_listeners;
@@ -501,6 +506,37 @@ int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r)
         inventory_probe_result_clear(r);
         inventory_update(inv, e);
         return 0;
+}
+
+static int set_string(char **p, const char *v)
+{
+        char *n = NULL;
+        if (v && !(n = strdup(v)))
+                return -ENOMEM;
+        free(*p);
+        *p = n;
+        return 0;
+}
+
+int inventory_set_firmware(Inventory *inv, const char *port, uint64_t generation, const char *version,
+                           const char *mcu, const char *source)
+{
+        InventoryEntry *e = port ? inventory_lookup(inv, port) : NULL;
+        int r;
+
+        if (!e || e->generation != generation)
+                return 0; /* gone or re-enumerated while it was asked */
+        if ((r = set_string(&e->firmware_version, version)) < 0 ||
+            (r = set_string(&e->firmware_mcu, mcu)) < 0 || (r = set_string(&e->firmware_source, source)) < 0)
+                return r;
+        e->firmware_generation = generation;
+        inventory_update(inv, e);
+        return 0;
+}
+
+uint64_t inventory_changes(const Inventory *inv)
+{
+        return inv ? inv->changes : 0;
 }
 
 size_t inventory_count(const Inventory *inv)

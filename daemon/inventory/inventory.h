@@ -95,6 +95,13 @@ typedef struct InventoryEntry {
         /* what was seen on this port before, for matching across modes */
         char *last_mcu;
 
+        /* Klipper's identify (or Moonraker's mcu object) while in app mode:
+         * valid only while firmware_generation == generation */
+        char *firmware_version;
+        char *firmware_mcu;
+        char *firmware_source; /* "identify", "moonraker" */
+        uint64_t firmware_generation;
+
         uint64_t since_usec; /* CLOCK_REALTIME when this device appeared */
         uint64_t generation; /* bumped whenever the usb_device changes (probe staleness) */
         json_t *reported;    /* the object listeners last heard about */
@@ -133,6 +140,10 @@ int inventory_start(Inventory *inv);
 int inventory_add_listener(Inventory *inv, InventoryListener cb, void *userdata);
 void inventory_remove_listener(Inventory *inv, InventoryListener cb, void *userdata);
 
+/* Bumped with every event listeners hear: JSON built from the entries is
+ * still current while this stays the same. */
+uint64_t inventory_changes(const Inventory *inv);
+
 /* Visible entries, sorted by port. */
 size_t inventory_count(const Inventory *inv);
 const InventoryEntry *inventory_get(const Inventory *inv, const char *port);
@@ -148,6 +159,14 @@ void inventory_foreach(const Inventory *inv, void (*f)(const InventoryEntry *e, 
  */
 int inventory_find(const Inventory *inv, const char *key, const InventoryEntry **ret,
                    const InventoryEntry ***ret_matches);
+
+/*
+ * What the firmware on the port said about itself (Klipper's data
+ * dictionary), for the usb_device of `generation` (dropped when the device
+ * changed since). Emits CHANGED when the device object changes.
+ */
+int inventory_set_firmware(Inventory *inv, const char *port, uint64_t generation, const char *version,
+                           const char *mcu, const char *source);
 
 /* Turn off DFU probing (unit tests with synthetic devices, fuzzing). */
 void inventory_set_probe_enabled(Inventory *inv, bool enabled);

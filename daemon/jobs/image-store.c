@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -59,12 +59,13 @@ ImageStore *image_store_free(ImageStore *s)
 
 int image_store_hash(const void *data, size_t size, char ret_hex[static 65])
 {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int n = 0;
+        struct sha256_ctx ctx;
+        uint8_t md[SHA256_DIGEST_SIZE];
 
-        if (EVP_Digest(data, size, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
-                return -EIO;
-        for (unsigned i = 0; i < n; i++)
+        sha256_init(&ctx);
+        sha256_update(&ctx, size, data);
+        sha256_digest(&ctx, sizeof(md), md);
+        for (size_t i = 0; i < sizeof(md); i++)
                 snprintf(ret_hex + 2 * i, 3, "%02x", md[i]);
         return 0;
 }

@@ -24,7 +24,7 @@ int image_store_new(ImageStore **ret, const char *dir);
 ImageStore *image_store_free(ImageStore *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ImageStore *, image_store_free);
 
-/* SHA-256 of a buffer as 64 lowercase hex digits + NUL (libcrypto EVP). */
+/* SHA-256 of a buffer as 64 lowercase hex digits + NUL (nettle). */
 int image_store_hash(const void *data, size_t size, char ret_hex[static 65]);
 
 /* Store the bytes (no-op when already present); returns the hash. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "codec/codec-util.h"
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
 #include "codec/avr-image.h"
@@ -39,11 +40,41 @@ static JobError job_error_from_check(ImageCheck c)
         return JOB_ERROR_INTERNAL;
 }
 
+/* Replace the image's first two words (a vector table's stack pointer and
+ * reset vector), where a refusal quotes them, by "0x........". */
+static void redact_leading_words(const FlashImage *img, char *message)
+{
+        const uint8_t *v = message && img ? flash_image_find(img, flash_image_get_address(img), 8) : NULL;
+
+        for (size_t w = 0; v && w < 2; w++) {
+                char hex[11];
+                snprintf(hex, sizeof(hex), "0x%08" PRIx32, codec_le32(v + 4 * w));
+                for (char *p = strstr(message, hex); p; p = strstr(p + 10, hex))
+                        memcpy(p + 2, "........", 8);
+        }
+}
+
 static int refuse(JobError e, char *message, JobError *ret_error, char **ret_message)
 {
         *ret_error = e;
         *ret_message = message;
         return -EINVAL;
+}
+
+/* Whether a would-be raw image is text (a log, a config, a source file):
+ * firmware starts with a vector table, whose stack pointer and handler
+ * addresses hold bytes no text has. */
+static bool looks_like_text(const uint8_t *data, size_t size)
+{
+        size_t n = MIN(size, (size_t)512);
+
+        if (n == 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((data[i] >= 0x20 && data[i] < 0x7f) || data[i] == '\n' || data[i] == '\r' ||
+                      data[i] == '\t'))
+                        return false;
+        return true;
 }
 
 static void notef(JobCheckNote note, void *userdata, const char *format, ...)
@@ -158,6 +189,22 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 return refuse(JOB_ERROR_CHECK_BOOTLOADER_REGION, text, ret_error, ret_message);
         }
 
+        if (format == FLASH_IMAGE_FORMAT_BIN && looks_like_text(in->data, in->size)) {
+                char start[25];
+                size_t n = MIN(in->size, sizeof(start) - 1);
+                for (size_t i = 0; i < n; i++)
+                        start[i] = in->data[i] < 0x20 ? ' ' : (char)in->data[i];
+                while (n > 0 && start[n - 1] == ' ')
+                        n--;
+                start[n] = 0;
+                if (in->hide_bytes)
+                        text = strdup("the image is a text file, not firmware");
+                else
+                        (void)asprintf(&text, "the image is a text file, not firmware (it begins \"%s%s\")",
+                                       start, in->size > sizeof(start) ? "..." : "");
+                return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
+        }
+
         /* A raw image goes to the board's application start unless told otherwise. */
         if (!has_address && (format == FLASH_IMAGE_FORMAT_BIN || format == FLASH_IMAGE_FORMAT_DFU_RAW)) {
                 if (!b || b->flash_size == 0) {
@@ -176,6 +223,15 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                                     has_address || format == FLASH_IMAGE_FORMAT_BIN ||
                                             format == FLASH_IMAGE_FORMAT_DFU_RAW,
                                     address, &img, &error);
+        if (r == -EFBIG) {
+                (void)asprintf(&text, "%s%s%s%s", error ? error : strerror(-r),
+                               b && b->flash_size > 0 ? " (the board's whole flash is " : "",
+                               b && b->flash_size > 0
+                                       ? codec_format_size((char[CODEC_SIZE_MAX]){}, b->flash_size)
+                                       : "",
+                               b && b->flash_size > 0 ? ")" : "");
+                return refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
+        }
         if (r < 0) {
                 (void)asprintf(&text, "the image cannot be read: %s", error ? error : strerror(-r));
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
@@ -204,6 +260,15 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         if (in->device_mcu)
                 t.mcu = in->device_mcu;
 
+        /* More data than the whole flash: no address or --force makes it fit. */
+        if (t.flash_size > 0 && flash_image_get_size(img) > t.flash_size) {
+                char have[CODEC_SIZE_MAX], flash[CODEC_SIZE_MAX];
+                (void)asprintf(&text, "the image holds %s, more than the board's whole flash (%s)",
+                               codec_format_size(have, flash_image_get_size(img)),
+                               codec_format_size(flash, t.flash_size));
+                return refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
+        }
+
         /* Nothing known about the flash yet (a board not identified, still
          * running its application): `fit` can only be checked against the
          * layout its bootloader reports, which the flow does before erasing. */
@@ -229,6 +294,8 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                               strna(results[c].message));
         image_check_results_clear(results);
         if (r < 0) {
+                if (in->hide_bytes)
+                        redact_leading_words(img, error);
                 (void)asprintf(&text, "refused before anything was erased: %s", strna(error));
                 return refuse(job_error_from_check(failed), text, ret_error, ret_message);
         }

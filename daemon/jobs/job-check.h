@@ -47,6 +47,10 @@ typedef struct JobCheckInput {
         const JobFlowBoard *board; /* NULL when unknown */
         const char *layout;        /* layout string to check against; NULL: the board's fallback */
         const char *device_mcu;    /* MCU the bootloader reports (Katapult), or NULL */
+        /* flashd opened the file for the client by path: refusals must not
+         * echo its bytes (the open is checked, but a file whose mode bits
+         * say more than its real access rules must not leak through here) */
+        bool hide_bytes;
 } JobCheckInput;
 
 /*

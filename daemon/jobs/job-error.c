@@ -35,11 +35,10 @@ static const char *const job_error_advice_table[_JOB_ERROR_MAX] = {
                                        "port path, tty or device id.",
         [JOB_ERROR_TARGET_AMBIGUOUS] = "Several boards match; pass the port path or device id of one of "
                                        "them (see `flashctl list`).",
-        [JOB_ERROR_IMAGE_INVALID] = "Pass a raw .bin, an Intel HEX or a DfuSe .dfu file as built by the "
-                                    "firmware; for a raw image on a "
-                                    "board flashd cannot tell apart, pass --address or the board name.",
-        [JOB_ERROR_IMAGE_TOO_LARGE] =
-                "The image exceeds the daemon's size limit; check that this is a firmware image.",
+        [JOB_ERROR_IMAGE_INVALID] = "Pass the firmware file as its build wrote it: a raw .bin (such as "
+                                    "klipper.bin), an Intel HEX .hex or a DfuSe .dfu.",
+        [JOB_ERROR_IMAGE_TOO_LARGE] = "A firmware image is smaller than the flash it goes to: check that "
+                                      "this is the right file.",
         [JOB_ERROR_CHECK_FIT] = "The image does not fit the writable flash at this address; check the "
                                 "address and the board.",
         [JOB_ERROR_CHECK_VECTOR_TABLE] = "Rebuild the firmware with this board's bootloader offset "

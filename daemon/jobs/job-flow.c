@@ -7,6 +7,7 @@
 
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
+#include "jobs/job-flow-can.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-units.h"
 #include "serial/avr-session.h"
@@ -31,6 +32,7 @@ void job_flow_spec_free(JobFlowSpec *s)
         if (!s)
                 return;
         free(s->format);
+        free(s->can_iface);
         job_device_free(s->device);
         job_flow_board_clear(&s->board);
         free(s);
@@ -826,6 +828,10 @@ static int flow_run(Flow *f)
 void job_flow_run(JobWorker *w, void *userdata)
 {
         JobFlowSpec *spec = userdata;
+        if (spec->can_iface) {
+                job_flow_run_can(w, spec);
+                return;
+        }
         Flow f = {
                 .w = w,
                 .spec = spec,

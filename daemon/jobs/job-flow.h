@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "codec/can-proto.h"
 #include "jobs/image-store.h"
 #include "jobs/job-device.h"
 #include "jobs/job-worker.h"
@@ -59,6 +60,9 @@ typedef struct JobFlowSpec {
         uint64_t app_timeout_usec;
         unsigned uart_baud;      /* for uart_request boards (0: 250000) */
         char *const *stop_units; /* borrowed from the configuration, which outlives every worker */
+
+        char *can_iface; /* a node on a CAN bus (job-flow-can.c) instead of a USB device */
+        CanUuid can_uuid;
 } JobFlowSpec;
 
 void job_flow_board_clear(JobFlowBoard *b);

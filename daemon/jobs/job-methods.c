@@ -2,10 +2,12 @@
 /* job.* methods (proto/API.md, "Jobs"). */
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
+#include <nettle/base64.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "jobs/job-flow-can.h"
+#include "codec/codec-util.h"
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "server/path-load.h"
@@ -26,26 +28,29 @@ static int reply_no_jobs(RpcCall *call)
         return rpc_call_reply_error(call, RPC_ERROR_UNSUPPORTED, NULL, "the job queue is not running");
 }
 
-/* base64 (RFC 4648, no line breaks) with libcrypto's decoder. */
+/* base64 (RFC 4648, no line breaks), strict: the length is a multiple of 4
+ * and padding only at the end (nettle's decoder checks both). */
 static int decode_base64(const char *s, uint8_t **ret, size_t *ret_size)
 {
-        size_t len = strlen(s), pad = 0;
+        size_t len = strlen(s), n = 0;
+        struct base64_decode_ctx ctx;
         _cleanup_free_ uint8_t *buf = NULL;
-        int n;
 
-        if (len % 4 != 0 || len > INT32_MAX)
+        if (len % 4 != 0)
                 return -EINVAL;
-        buf = malloc(len / 4 * 3 + 1);
+        buf = malloc(BASE64_DECODE_LENGTH(len) + 1);
         if (!buf)
                 return -ENOMEM;
-        n = EVP_DecodeBlock(buf, (const unsigned char *)s, (int)len);
-        if (n < 0)
+        for (size_t i = 0; i < len; i++)
+                /* nettle skips white space; RFC 4648 data here has none */
+                if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' ||
+                    s[i] == '\v')
+                        return -EINVAL;
+        base64_decode_init(&ctx);
+        n = BASE64_DECODE_LENGTH(len) + 1;
+        if (!base64_decode_update(&ctx, &n, buf, len, s) || !base64_decode_final(&ctx))
                 return -EINVAL;
-        if (len >= 1 && s[len - 1] == '=')
-                pad++;
-        if (len >= 2 && s[len - 2] == '=')
-                pad++;
-        *ret_size = (size_t)n - pad;
+        *ret_size = n;
         *ret = TAKE_PTR(buf);
         return 0;
 }
@@ -241,7 +246,8 @@ int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size
                         return rpc_call_reply_error(
                                 call, RPC_ERROR_INVALID_PARAMS,
                                 json_pack("{s:I}", "limit", (json_int_t)IMAGE_STORE_MAX_SIZE),
-                                "the image is larger than %u bytes", IMAGE_STORE_MAX_SIZE);
+                                "the image is larger than %s, the most flashd accepts",
+                                codec_format_size((char[CODEC_SIZE_MAX]){}, IMAGE_STORE_MAX_SIZE));
                 if (r < 0)
                         return rpc_call_reply_error(call, RPC_ERROR_IO, NULL, "could not read the image: %s",
                                                     strerror(-r));
@@ -334,8 +340,21 @@ static int method_flash(RpcCall *call, json_t *params)
                 if (name && strrchr(name, '/'))
                         name = strrchr(name, '/') + 1;
                 req.image_name = name && name[0] ? name : NULL;
+                req.opened_by_path = json_is_string(json_object_get(image, "path"));
         }
 
+        /* a CAN node the user named stays listed while klippy keeps it assigned
+         * (silent); printer.cfg's MCU names stand for their IFACE:UUID */
+        char can_target[48];
+        {
+                char iface[16];
+                CanUuid uuid;
+                if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
+                        (void)can_inventory_remember(m->can, iface, &uuid);
+                else if (m->can &&
+                         can_inventory_resolve(m->can, target, can_target, sizeof(can_target)) >= 0)
+                        req.target = can_target;
+        }
         r = job_queue_submit(q, &req, &job, &err, &message);
         if (r < 0 && err == JOB_ERROR_NONE)
                 return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "could not queue the job: %s",
@@ -368,8 +387,9 @@ static int parse_job_id(RpcCall *call, json_t *params, Job **ret)
                 return r;
         j = id > 0 ? job_queue_find(q, (uint64_t)id) : NULL;
         if (!j)
-                return rpc_call_reply_error(call, RPC_ERROR_NOT_FOUND, json_pack("{s:I}", "job", id),
-                                            "no job %" PRIi64 " (see job.list with all: true)", (int64_t)id);
+                return rpc_call_reply_error(
+                        call, RPC_ERROR_NOT_FOUND, json_pack("{s:I}", "job", id),
+                        "no job %" PRIi64 ": not queued, not running, not in the history", (int64_t)id);
         *ret = j;
         return 0;
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "jobs/job-flow-can.h"
 #include "jobs/job-check.h"
 #include "jobs/job-device.h"
 #include "jobs/job-flow.h"
@@ -603,7 +604,13 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         s->stop_units = q->config.stop_units;
         s->uart_baud = q->config.uart_baud;
         s->resume_wait_app = j->state == JOB_STATE_WAITING_FOR_APP;
-        if (e && e->present) {
+        {
+                char iface[16];
+                if (job_can_target_parse(j->port, iface, &s->can_uuid) >= 0 &&
+                    !(s->can_iface = strdup(iface)))
+                        return -ENOMEM;
+        }
+        if (e && e->present && !s->can_iface) {
                 r = job_device_from_entry(e, &s->device);
                 if (r < 0)
                         return r;

@@ -83,6 +83,7 @@ typedef struct JobRequest {
         const char *board;
         JobRequester requested_by;
         const char *image_name; /* the file's name as the client gave it, or NULL */
+        bool opened_by_path;    /* flashd read the file for the client (image.path) */
 } JobRequest;
 
 /*

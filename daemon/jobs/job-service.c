@@ -69,10 +69,9 @@ JobService *job_service_free(JobService *s)
         while (s->waiters) {
                 JobWaiter *w = s->waiters;
                 s->waiters = w->next;
-                (void)rpc_call_reply_error(
-                        w->call, RPC_ERROR_SHUTTING_DOWN, NULL,
-                        "flashd is stopping; the job continues after its restart (job.get %" PRIu64 ")",
-                        w->id);
+                (void)rpc_call_reply_error(w->call, RPC_ERROR_SHUTTING_DOWN, NULL,
+                                           "flashd is stopping; job %" PRIu64 " continues after its restart",
+                                           w->id);
                 rpc_call_unref(w->call);
                 free(w);
         }

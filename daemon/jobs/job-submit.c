@@ -3,9 +3,12 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "codec/codec-util.h"
+#include "codec/dfuse-layout.h"
 #include "codec/flash-image.h"
 #include "codec/image-check.h"
 #include "jobs/job-check.h"
+#include "jobs/job-flow-can.h"
 #include "jobs/job-queue-internal.h"
 #include "util/log.h"
 
@@ -197,14 +200,43 @@ static bool candidate_fits_image(const BoardVariant *v, const ImageFacts *f)
         /* a hex or dfu image names its own start */
         if (f->has_start && !f->raw && f->start != app && f->start != v->flash_base)
                 return false;
+        /* it fits the board's flash above the application start */
+        if (v->flash_size > v->app_offset && f->end > f->start &&
+            (uint64_t)(f->end - f->start) > (uint64_t)(v->flash_size - v->app_offset))
+                return false;
         return true;
 }
 
-/* Everything a flash takes from the board database is the same. */
+/* The size of the flash sector the application starts in (what a
+ * bootloader erases first), or 0 when the database has no layout. */
+static uint32_t variant_app_sector_size(const BoardVariant *v)
+{
+        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+        uint32_t app = v->flash_base + v->app_offset;
+
+        if (!v->layout || dfuse_layout_parse(v->layout, strlen(v->layout), &l) < 0)
+                return 0;
+        for (size_t r = 0; r < l->n_regions; r++)
+                for (size_t i = 0; i < l->regions[r].n_segments; i++) {
+                        const DfuseSegment *seg = &l->regions[r].segments[i];
+                        if (app >= seg->address &&
+                            (uint64_t)app < (uint64_t)seg->address + (uint64_t)seg->count * seg->size)
+                                return seg->size;
+                }
+        return 0;
+}
+
+/*
+ * Everything a flash takes from the board database is the same: where the
+ * application starts and the sector it starts in. The flash size may differ
+ * (an EBB36's G0B1 has 128 KiB, an SKR Mini's 512 KiB): candidate_fits_image()
+ * kept only the boards the image fits, and the bootloader's own layout is
+ * checked again once the board is in it.
+ */
 static bool variants_agree(const BoardVariant *a, const BoardVariant *b)
 {
-        return a->flash_base == b->flash_base && a->flash_size == b->flash_size &&
-               a->app_offset == b->app_offset && streq_ptr(a->layout, b->layout);
+        return a->flash_base == b->flash_base && a->app_offset == b->app_offset &&
+               variant_app_sector_size(a) == variant_app_sector_size(b);
 }
 
 /*
@@ -340,21 +372,27 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
 
         *ret_job = NULL;
         if (req->size > IMAGE_STORE_MAX_SIZE) {
-                (void)asprintf(&text, "the image has %zu bytes; flashd accepts at most %u", req->size,
-                               IMAGE_STORE_MAX_SIZE);
+                (void)asprintf(&text, "the image is %s; flashd accepts at most %s",
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, req->size),
+                               codec_format_size((char[CODEC_SIZE_MAX]){}, IMAGE_STORE_MAX_SIZE));
                 return submit_refuse(JOB_ERROR_IMAGE_TOO_LARGE, text, ret_error, ret_message);
         }
 
-        r = inventory_find(q->inventory, req->target, &e, &matches);
+        /* IFACE:UUID is a node on a CAN bus, which the USB inventory does not hold */
+        char can_iface[16];
+        CanUuid can_uuid;
+        bool can = job_can_target_parse(req->target, can_iface, &can_uuid) >= 0;
+
+        r = can ? 0 : inventory_find(q->inventory, req->target, &e, &matches);
         if (r == -ENOTUNIQ)
                 return submit_refuse(JOB_ERROR_TARGET_AMBIGUOUS, describe_candidates(req->target, matches),
                                      ret_error, ret_message);
         /* A board away from its port while a job reboots it is still that
          * port's board: queue behind that job, with what it knows of it. */
-        const Job *holder = r == -ENODEV ? job_queue_port_holder(q, req->target) : NULL;
+        const Job *holder = !can && r == -ENODEV ? job_queue_port_holder(q, req->target) : NULL;
         if (holder)
                 r = 0;
-        else if (r < 0 || !e) {
+        else if (!can && (r < 0 || !e)) {
                 (void)asprintf(&text, "no connected board matches '%s'%s", req->target,
                                q->boards && board_db_find(q->boards, req->target)
                                        ? " (a known board name, but no such board is connected)"
@@ -366,9 +404,15 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (r < 0)
                 return r;
         if (job_set_string(&j->target, req->target) < 0 ||
-            job_set_string(&j->port, e ? e->port : holder->port) < 0 ||
-            job_set_string(&j->mode, e ? device_mode_to_string(e->mode) : holder->mode) < 0 ||
-            job_set_string(&j->device, e ? (e->tty ? e->tty : e->usb_devnode) : NULL) < 0 ||
+            job_set_string(&j->port, can ? req->target
+                                     : e ? e->port
+                                         : holder->port) < 0 ||
+            job_set_string(&j->mode, can ? "can"
+                                     : e ? device_mode_to_string(e->mode)
+                                         : holder->mode) < 0 ||
+            job_set_string(&j->device, can ? req->target
+                                       : e ? (e->tty ? e->tty : e->usb_devnode)
+                                           : NULL) < 0 ||
             job_set_string(&j->source, req->source ? req->source : "manual") < 0 ||
             job_set_string(&j->requested_by.name, req->requested_by.name) < 0)
                 return -ENOMEM;
@@ -415,7 +459,8 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 return -ENOMEM;
         if (job_set_string(&j->mcu, v && v->mcu ? v->mcu
                                     : e         ? (e->mcu ? e->mcu : e->last_mcu)
-                                                : holder->mcu) < 0)
+                                    : holder    ? holder->mcu
+                                                : NULL) < 0)
                 return -ENOMEM;
         /* boards alike for the flash but not in their MCU: the job does not
          * know which it is (nor which variant) */
@@ -441,12 +486,23 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                         .has_address = req->has_address,
                         .force = req->force,
                         .mass_erase = req->mass_erase,
+                        .hide_bytes = req->opened_by_path,
                 };
                 if (b && job_flow_board_fill(&fb, b, v) >= 0)
                         in.board = &fb;
                 if (e && e->mode == DEVICE_MODE_DFU && job_device_from_entry(e, &dev) >= 0 && dev->layout)
                         in.layout = dev->layout;
-                r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
+                /* A CAN node of unknown board: only its Katapult tells the
+                 * application start and the MCU; the job checks there,
+                 * before any block is written. */
+                if (can && !in.board && !in.has_address) {
+                        job_log(j,
+                                "checks deferred until Katapult on %s reports its application start and "
+                                "MCU",
+                                req->target);
+                        r = 0;
+                } else
+                        r = job_check_image(&in, job_submit_note, j, &image, &err, &message);
                 if (r < 0 && err == JOB_ERROR_IMAGE_INVALID && !b && ambiguity) {
                         free(message);
                         message = TAKE_PTR(ambiguity);
@@ -483,12 +539,18 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
                 if (r < 0)
                         return log_error_errno(r, "Failed to store the image: %m");
                 j->image.size = req->size;
-                (void)job_set_string(&j->image.format, image->format);
-                (void)job_set_string(&j->image.name, req->image_name);
-                j->image.address = image->address;
                 j->image.has_address = req->has_address;
-                j->image.payload_size = image->size;
-                j->bytes_total = image->size;
+                (void)job_set_string(&j->image.name, req->image_name);
+                if (image) {
+                        (void)job_set_string(&j->image.format, image->format);
+                        j->image.address = image->address;
+                        j->image.payload_size = image->size;
+                        j->bytes_total = image->size;
+                } else {
+                        (void)job_set_string(&j->image.format, req->format);
+                        j->image.payload_size = req->size;
+                        j->bytes_total = req->size;
+                }
         } else {
                 /* keep the refused job in the history: it says why */
                 (void)image_store_hash(req->data, req->size, j->image.sha256);

@@ -222,7 +222,7 @@ static int parse_rule(RpcCall *call, json_t *params, Rule **ret)
         r = rule_set_find(rule_service_get_set(s), id);
         if (!r)
                 return rpc_call_reply_error(call, RPC_ERROR_NOT_FOUND, json_pack("{s:s}", "rule", id),
-                                            "no rule \"%s\" (see rule.list)", id);
+                                            "no rule \"%s\"", id);
         *ret = r;
         return 0;
 }

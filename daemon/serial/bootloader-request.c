@@ -100,6 +100,18 @@ static bool same_file(const struct stat *a, const struct stat *b)
         return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
 }
 
+/* A path or module name as people write them: letters, digits and ._+-/ */
+static bool plain_name(const char *s)
+{
+        if (!s[0])
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      strchr("._+-/", *s)))
+                        return false;
+        return true;
+}
+
 static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
 {
         char buf[4096];
@@ -123,8 +135,30 @@ static void holder_fill(int pid_fd, pid_t pid, TtyHolder *h)
                 while (interpreter && pos < (size_t)n) {
                         const char *arg = buf + pos;
                         pos += strlen(arg) + 1;
+                        bool short_opts = arg[0] == '-' && arg[1] != '-' && arg[1] != 0;
+                        char last = short_opts ? arg[strlen(arg) - 1] : 0;
+                        /* -c CODE (or -uc): the next argument is code, not a
+                         * script; the program is the interpreter itself */
+                        if (last == 'c')
+                                break;
+                        /* -m MODULE: the module is the program */
+                        if (last == 'm') {
+                                if (pos < (size_t)n && plain_name(buf + pos))
+                                        snprintf(h->name, sizeof(h->name), "%s", buf + pos);
+                                break;
+                        }
+                        /* options with a separate value */
+                        if (last == 'W' || last == 'X') {
+                                if (pos < (size_t)n)
+                                        pos += strlen(buf + pos) + 1;
+                                continue;
+                        }
                         if (arg[0] == '-' || arg[0] == 0)
                                 continue;
+                        /* a script is a file name; anything else (code read
+                         * from somewhere, a quoted string) names nothing */
+                        if (!plain_name(arg))
+                                break;
                         const char *b = strrchr(arg, '/');
                         b = b ? b + 1 : arg;
                         size_t len = strlen(b);
@@ -168,17 +202,15 @@ static int pts_index(const struct stat *st)
         return (int)((major(st->st_rdev) - 136) * 256 + minor(st->st_rdev));
 }
 
-/* Whether fd `name` of a process is the master of pty `index`: its link
- * is /dev/ptmx and its fdinfo says "tty-index: <index>". */
-static bool is_pty_master(int pid_fd, int fd_dir, const char *name, int index)
+/* Whether fd `name` of a process, whose open file is `st`, is the master
+ * of pty `index`: it is the ptmx device (5:2, /dev/ptmx or /dev/pts/ptmx)
+ * and its fdinfo says "tty-index: <index>". The stat the scan needs anyway
+ * decides, so other descriptors cost no readlink. */
+static bool is_pty_master(int pid_fd, const struct stat *st, const char *name, int index)
 {
-        char link[64], path[300], info[512];
+        char path[300], info[512];
 
-        ssize_t n = readlinkat(fd_dir, name, link, sizeof(link) - 1);
-        if (n < 0)
-                return false;
-        link[n] = 0;
-        if (!streq(link, "/dev/ptmx") && !streq(link, "/dev/pts/ptmx"))
+        if (!S_ISCHR(st->st_mode) || major(st->st_rdev) != 5 || minor(st->st_rdev) != 2)
                 return false;
         snprintf(path, sizeof(path), "fdinfo/%s", name);
         if (read_small(pid_fd, path, info, sizeof(info)) <= 0)
@@ -249,16 +281,16 @@ int tty_find_holder_full(const char *proc_root, const char *tty_path, pid_t excl
                         struct stat st;
                         if (fe->d_name[0] == '.')
                                 continue;
-                        /* A process that holds the pty's master is the other
-                         * end of the line (a terminal, ser2net, the board
-                         * emulator), not a competing user of it. */
-                        if (pty >= 0 && is_pty_master(pid_fd, dirfd(fds), fe->d_name, pty)) {
-                                master = true;
-                                break;
-                        }
                         /* Follows the magic link to the open file. */
                         if (fstatat(dirfd(fds), fe->d_name, &st, 0) < 0)
                                 continue;
+                        /* A process that holds the pty's master is the other
+                         * end of the line (a terminal, ser2net, the board
+                         * emulator), not a competing user of it. */
+                        if (pty >= 0 && is_pty_master(pid_fd, &st, fe->d_name, pty)) {
+                                master = true;
+                                break;
+                        }
                         for (size_t i = 0; i < n_st; i++)
                                 match = match || same_file(&st, &tty_st[i]);
                 }

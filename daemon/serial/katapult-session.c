@@ -495,6 +495,28 @@ static int do_complete(KatapultSession *s)
         return exchange_error(s, -ETIMEDOUT, "COMPLETE");
 }
 
+int katapult_session_get_canbus_id(KatapultSession *s, uint8_t ret_uuid[static 6], const FlashCallbacks *cb,
+                                   char **ret_message)
+{
+        int r;
+
+        use_callbacks(s, cb);
+        s->error[0] = 0;
+        r = do_connect(s);
+        if (r >= 0) {
+                r = exchange(s, KATAPULT_CMD_GET_CANBUS_ID, NULL, 0, false, 0, s->timeouts.reply_usec, NULL);
+                if (r < 0)
+                        r = exchange_error(s, r, "GET_CANBUS_ID");
+                else if (s->reply_size < 6)
+                        r = fail(s, -EPROTO,
+                                 "Katapult's answer to GET_CANBUS_ID is %zu bytes, not 6 or more",
+                                 s->reply_size);
+                else
+                        memcpy(ret_uuid, s->reply, 6);
+        }
+        return finish(s, r, ret_message, NULL);
+}
+
 int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char **ret_message)
 {
         use_callbacks(s, cb);

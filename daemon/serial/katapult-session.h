@@ -117,6 +117,13 @@ int katapult_session_check(KatapultSession *s, size_t image_size, const Katapult
 int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
                            const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message);
 
+/*
+ * GET_CANBUS_ID (Katapult built for CAN): the node's 6-byte UUID, to be
+ * sure the node id talks to the node meant. Connects if needed.
+ */
+int katapult_session_get_canbus_id(KatapultSession *s, uint8_t ret_uuid[static 6], const FlashCallbacks *cb,
+                                   char **ret_message);
+
 /* Just COMPLETE: leave Katapult and start the application. Returns
  * KATAPULT_FLASH_LEFT or KATAPULT_FLASH_LEFT_DEVICE_GONE. */
 int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char **ret_message);

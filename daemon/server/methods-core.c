@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* server.*, device.* and board.* methods (proto/API.md). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,12 +109,83 @@ static int by_port(const void *a, const void *b)
         return strcmp(strempty(x), strempty(y));
 }
 
+static void write_port_hold(const Job *j, void *userdata)
+{
+        FILE *f = userdata;
+
+        /* every field device_json() and job_absent_device_json() show */
+        fprintf(f, "%s\x1f%" PRIu64 "\x1f%d\x1f%d\x1f%s\x1f%s\x1f%s\x1e", j->port, j->id, (int)j->state,
+                (int)j->phase, strempty(j->mcu), strempty(j->board), strempty(j->variant));
+}
+
+/* What the jobs add to device.list, as a string to compare: the ports they
+ * hold and their state; it changes with every job transition, not with
+ * progress. */
+static char *jobs_key(JobQueue *q)
+{
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return NULL;
+        job_queue_foreach_held_port(q, write_port_hold, f);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
+static int build_device_list(Manager *m, json_t **ret);
+
+/* Polling frontends ask for the list far more often than it changes: the
+ * answer is built once per change and shared (read-only) by the replies. */
+/* The CAN nodes are not in the cached list (the CAN inventory changes on
+ * its own schedule): a shallow copy of the list gets them appended. Takes
+ * the reference to `list`. */
+static int reply_with_can_nodes(RpcCall *call, Manager *m, json_t *list)
+{
+        json_t *a;
+
+        if (!m->can)
+                return rpc_call_reply(call, list);
+        a = json_copy(list);
+        json_decref(list);
+        if (!a || can_inventory_append_json(m->can, a) < 0) {
+                json_decref(a);
+                return -ENOMEM;
+        }
+        return rpc_call_reply(call, a);
+}
+
 static int method_device_list(RpcCall *call, json_t *params)
 {
         Manager *m = rpc_call_get_manager(call);
+        _cleanup_free_ char *key = NULL;
+        json_t *list = NULL;
         int r = rpc_call_unpack_params(call, params, "{!}");
         if (r < 0)
                 return r;
+        key = jobs_key(manager_queue(m));
+        if (!key)
+                return -ENOMEM;
+        if (m->device_list && m->device_list_changes == inventory_changes(m->inventory) &&
+            streq_ptr(m->device_list_jobs, key))
+                return reply_with_can_nodes(call, m, json_incref(m->device_list));
+        r = build_device_list(m, &list);
+        if (r < 0)
+                return r;
+        json_decref(m->device_list);
+        free(m->device_list_jobs);
+        m->device_list = json_incref(list);
+        m->device_list_changes = inventory_changes(m->inventory);
+        m->device_list_jobs = TAKE_PTR(key);
+        return reply_with_can_nodes(call, m, list);
+}
+
+static int build_device_list(Manager *m, json_t **ret)
+{
         DeviceList l = { .manager = m, .array = json_array() };
         if (!l.array)
                 return -ENOMEM;
@@ -136,7 +208,8 @@ static int method_device_list(RpcCall *call, json_t *params)
                         json_array_append_new(l.array, items[i]);
                 free(items);
         }
-        return rpc_call_reply(call, l.array);
+        *ret = l.array;
+        return 0;
 }
 
 static int method_device_info(RpcCall *call, json_t *params)

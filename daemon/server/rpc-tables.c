@@ -8,5 +8,5 @@
 #include "server/rpc.h"
 
 const RpcMethod *const rpc_method_tables[] = {
-        server_methods, device_methods, board_methods, job_methods, rule_methods, NULL,
+        server_methods, device_methods, board_methods, job_methods, rule_methods, update_methods, NULL,
 };

@@ -161,6 +161,7 @@ extern const RpcMethod device_methods[];
 extern const RpcMethod board_methods[];
 extern const RpcMethod job_methods[];
 extern const RpcMethod rule_methods[];
+extern const RpcMethod update_methods[];
 extern const RpcMethod *const rpc_method_tables[];
 
 /* Add a table at run time (tests; a plug-in that exists only in some

@@ -90,7 +90,7 @@ def sectors_touched(board, address, size):
     return out
 
 
-def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False):
+def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False, old_size=0):
     """The modelled time no tool can avoid, in seconds.
 
     T = one control transfer (USB full-speed frame). A DfuSe command or data
@@ -107,6 +107,12 @@ def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False):
                  erased or written, leave
       near-end:  the whole image read (as unchanged), the last sector erased
                  and its blocks written (+ read back with verify), leave
+      over:      a bigger image over a smaller build of `old_size` bytes: the
+                 sectors the old build touched are erased; one it never
+                 touched reads blank, which costs reading the whole sector
+                 (SET_ADDRESS 3T + ABORT T + T per block: skipping the erase
+                 must leave the same flash as erasing, gap included) or
+                 erasing it, whichever is less; every block written
       end to end: + re-enumeration into the bootloader, the manifest delay
                  and re-enumeration back into the application
     """
@@ -120,14 +126,24 @@ def floor_seconds(model, board, size, kind, verify, scale, end_to_end=False):
         changed = []
     elif kind == "near-end":
         changed = secs[-1:]
+    elif kind == "over":
+        changed = secs
     else:
         raise ValueError(kind)
-    if kind != "fresh":
+    if kind in ("unchanged", "near-end"):
         us += 3 * T + T + blocks(size) * T  # read the whole image
     written_blocks = 0
-    for _, ssize, covered in changed:
-        us += 2 * T + max(model.erase(ssize), T)
+    read_run = False
+    for start, ssize, covered in changed:
+        erase = 2 * T + max(model.erase(ssize), T)
+        if kind == "over" and start >= APP + old_size and blocks(ssize) * T < erase:
+            us += blocks(ssize) * T  # reads blank: no erase
+            read_run = True
+        else:
+            us += erase
         written_blocks += blocks(covered)
+    if read_run:
+        us += 3 * T + T
     if written_blocks:
         us += 3 * T  # SET_ADDRESS of the write run
         for _, _, covered in changed:
@@ -335,7 +351,7 @@ def case_flash_phase(runner, model, board, size_name, rounds, workdir):
     res, failures = alternate(runner, rounds, variants, f"flash {board} {size_name}")
     rows = []
     base = [o["seconds"] for o in res["dfu-util"]]
-    for label, verify, target in (("flashd-noverify", False, 1.0), ("flashd", True, 1.2)):
+    for label, verify, target, floor_target in (("flashd-noverify", False, 0.85, None), ("flashd", True, 0.85, 1.10)):
         mine = [o["seconds"] for o in res[label]]
         if not mine:
             continue
@@ -344,11 +360,13 @@ def case_flash_phase(runner, model, board, size_name, rounds, workdir):
             "case": "flash phase, fresh image", "board": board, "size": size_name, "scale": scale,
             "flashd": "verify" if verify else "--no-verify", "baseline": "dfu-util",
             "flashd_s": summarize(mine), "baseline_s": summarize(base),
-            "ratio": ratio_stats(list(zip(base, mine))), "target": target,
+            "ratio": ratio_stats(list(zip(base, mine))), "target": target, "floor_target": floor_target,
             "floor_s": fl, "floor_ratio": statistics.median(mine) / fl, "pairs": len(mine),
             "baseline_floor_ratio": statistics.median(base) / floor_seconds(model, board, size, "fresh", False, scale),
             "counters": res[label][0]["counters"], "baseline_counters": res["dfu-util"][0]["counters"],
             "phases": phase_medians(res[label]),
+            "cpu": cpu_stats(res[label], size), "baseline_cpu": cpu_stats(res["dfu-util"], size),
+            "timeline": timeline(res[label]),
         })
     return rows, failures
 
@@ -382,25 +400,45 @@ def case_reflash(runner, model, board, size_name, kind, rounds, workdir):
     }], failures
 
 
-def case_end_to_end(runner, model, board, size_name, rounds, workdir, scale=1.0):
+def case_end_to_end(runner, model, board, size_name, rounds, workdir, scale=1.0, over=None, kind="fresh"):
+    """Klipper -> Klipper. `over`: the size name of the build the board holds
+    before (default: a different build of the same size); kind "unchanged":
+    the board already holds the image."""
     size = SIZES[size_name]
     img = make_images(workdir, board, size)
+    old = img["old"]
+    old_size = size
+    if over:
+        old_size = SIZES[over]
+        old = make_images(workdir, board, old_size)["old"]
+    if kind == "unchanged":
+        old = img["new"]
     boards = [(board, "app")]
     variants = [
-        ("make-flash", boards, tool_spec("make-flash", board, img["new"], "app"), scale, img["old"]),
-        ("flashctl", boards, tool_spec("flashctl", board, img["new"], "app", verify=True), scale, img["old"]),
+        ("make-flash", boards, tool_spec("make-flash", board, img["new"], "app"), scale, old),
+        ("flashctl", boards, tool_spec("flashctl", board, img["new"], "app", verify=True, timeline=True), scale,
+         old),
     ]
-    res, failures = alternate(runner, rounds, variants, f"end to end {board} {size_name}")
+    what = f"end to end {board} {size_name}" + (f" over {over}" if over else "") + \
+        (" (the image it holds)" if kind == "unchanged" else "")
+    res, failures = alternate(runner, rounds, variants, what)
     base = [o["seconds"] for o in res["make-flash"]]
     mine = [o["seconds"] for o in res["flashctl"]]
     if not mine:
         return [], failures
-    fl = floor_seconds(model, board, size, "fresh", True, scale, end_to_end=True)
+    fkind = "over" if over else kind
+    fl = floor_seconds(model, board, size, fkind, True, scale, end_to_end=True, old_size=old_size)
+    case = "end to end, app -> app" + (f", over a {over} build" if over else "") + \
+        (", the image the board holds" if kind == "unchanged" else "")
+    target, floor_target = (0.3, None) if kind == "unchanged" else ((None, 1.10) if over else (0.8, 1.15))
     return [{
-        "case": "end to end, app -> app", "board": board, "size": size_name, "scale": scale,
+        "case": case, "board": board, "size": size_name, "scale": scale,
         "flashd": "flashctl flash (verify)", "baseline": "make-flash steps",
         "flashd_s": summarize(mine), "baseline_s": summarize(base), "ratio": ratio_stats(list(zip(base, mine))),
-        "target": 0.8, "floor_target": 1.15, "floor_s": fl, "floor_ratio": statistics.median(mine) / fl,
+        "target": target, "floor_target": floor_target, "floor_s": fl,
+        "floor_ratio": statistics.median(mine) / fl,
+        "cpu": cpu_stats(res["flashctl"], size), "baseline_cpu": cpu_stats(res["make-flash"], size),
+        "timeline": timeline(res["flashctl"]),
         "baseline_floor_ratio": statistics.median(base) / floor_seconds(model, board, size, "fresh", False, scale,
                                                                         end_to_end=True),
         "phases": phase_medians(res["flashctl"]),
@@ -408,6 +446,50 @@ def case_end_to_end(runner, model, board, size_name, rounds, workdir, scale=1.0)
         "baseline_counters": res["make-flash"][0]["counters"],
         "baseline_parts": {k: statistics.median(o[k] for o in res["make-flash"])
                            for k in ("to_dfu", "dfu_util", "tty_wait")},
+    }], failures
+
+
+def cpu_stats(results, size, boards=1):
+    """Median CPU milliseconds per flashed MiB per board (None without data)."""
+    v = [o["cpu"] for o in results if o.get("cpu") is not None]
+    if not v:
+        return None
+    return statistics.median(v) * 1e3 / (size * boards / (1024 * KIB))
+
+
+def timeline(results):
+    """The median run's job states and phases, seconds since the command."""
+    if not results:
+        return None
+    runs = sorted(results, key=lambda o: o["seconds"])
+    o = runs[len(runs) // 2]
+    return {"seconds": o["seconds"], "states": dict(sorted(o.get("states", {}).items(), key=lambda kv: kv[1])),
+            "log": o.get("log", [])}
+
+
+def case_cpu(runner, model, board, size_name, n, rounds, workdir):
+    """flashd's own CPU per flashed MiB per board next to dfu-util's, the
+    same flash (fresh image, no verify: the same work) on n boards at once."""
+    size = SIZES[size_name]
+    scale = SCALE[size_name]
+    img = make_images(workdir, board, size)
+    boards = [(board, "dfu")] * n
+    variants = [
+        ("dfu-util", boards, tool_spec("dfu-util", board, img["new"], "dfu", boards=n), scale, img["old"]),
+        ("flashd", boards, tool_spec("flashd", board, img["new"], "dfu", verify=False, boards=n), scale, img["old"]),
+    ]
+    res, failures = alternate(runner, rounds, variants, f"CPU {board} {size_name} x{n}")
+    if not res["flashd"]:
+        return [], failures
+    pairs = [(b["cpu"], f["cpu"]) for b, f in zip(res["dfu-util"], res["flashd"]) if b["cpu"] > 0]
+    return [{
+        "case": "cpu", "board": board, "size": size_name, "scale": scale, "boards": n,
+        "flashd_ms_per_mib": cpu_stats(res["flashd"], size, n), "baseline_ms_per_mib": cpu_stats(res["dfu-util"], size, n),
+        "flashd_cpu_s": summarize([o["cpu"] for o in res["flashd"]]),
+        "baseline_cpu_s": summarize([o["cpu"] for o in res["dfu-util"]]),
+        "ratio": ratio_stats(pairs) if pairs else None,
+        "wall_s": summarize([o["seconds"] for o in res["flashd"]]),
+        "baseline_wall_s": summarize([o["seconds"] for o in res["dfu-util"]]), "pairs": len(pairs),
     }], failures
 
 
@@ -436,22 +518,55 @@ def verdict(value, target):
     return "yes" if value <= target else "**no**"
 
 
+def fmt_cpu(r):
+    a, b = r.get("cpu"), r.get("baseline_cpu")
+    if a is None or b is None:
+        return ""
+    return f"{a:.0f} / {b:.0f}"
+
+
 def table(rows, daemon, meta):
     lines = []
     lines.append("| case | board | image | scale | flashd | baseline | flashd / baseline (min-max) | target | met | "
-                 "floor | flashd / floor | baseline / its floor |")
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+                 "floor | flashd / floor | baseline / its floor | CPU ms per MiB, flashd / baseline |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    cpu_rows = [r for r in rows if r["case"] == "cpu"]
+    rows = [r for r in rows if r["case"] != "cpu"]
     for r in rows:
         floor_t = r.get("floor_target")
         floor_cell = f"{r['floor_ratio']:.2f}x" + (f" (target {floor_t}x: {verdict(r['floor_ratio'], floor_t)})"
                                                    if floor_t else "")
+        t = r.get("target")
         lines.append(
             f"| {r['case']} ({r['flashd']}) | {r['board'].replace('octopus-pro-', '')} | {r['size']} | "
             f"{r['scale']} | {r['flashd_s']['median']:.3f} s | {r['baseline_s']['median']:.3f} s "
-            f"({r['baseline']}) | {fmt_ratio(r['ratio'])} | <= {r['target']}x | "
-            f"{verdict(r['ratio']['median'], r['target'])} | {r['floor_s']:.3f} s | {floor_cell} | "
-            f"{r['baseline_floor_ratio']:.2f}x |")
+            f"({r['baseline']}) | {fmt_ratio(r['ratio'])} | {f'<= {t}x' if t else ''} | "
+            f"{verdict(r['ratio']['median'], t) if t else ''} | {r['floor_s']:.3f} s | {floor_cell} | "
+            f"{r['baseline_floor_ratio']:.2f}x | {fmt_cpu(r)} |")
     lines.append("")
+    if cpu_rows:
+        lines.append("| CPU per flashed MiB per board (fresh image, no verify) | boards | flashd | dfu-util | "
+                     "flashd / dfu-util (min-max) | target | met | wall, flashd / dfu-util |")
+        lines.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in cpu_rows:
+            ok = r["flashd_ms_per_mib"] <= r["baseline_ms_per_mib"]
+            lines.append(f"| {r['board'].replace('octopus-pro-', '')} {r['size']} scale {r['scale']} | {r['boards']} | "
+                         f"{r['flashd_ms_per_mib']:.0f} ms | {r['baseline_ms_per_mib']:.0f} ms | "
+                         f"{fmt_ratio(r['ratio']) if r['ratio'] else '-'} | <= dfu-util | {'yes' if ok else '**no**'} | "
+                         f"{r['wall_s']['median']:.2f} / {r['baseline_wall_s']['median']:.2f} s |")
+        lines.append("")
+    for r in rows:
+        tl = r.get("timeline")
+        if tl and r["case"].startswith("end to end") and "over" in r["case"]:
+            lines.append(f"Timeline of the median flashctl run ({r['case']}, {r['board']}, {r['size']}; "
+                         f"seconds since the command, from the job's notifications):")
+            lines.append("")
+            lines.append("| s | state / phase |")
+            lines.append("| --- | --- |")
+            for k, v in tl["states"].items():
+                lines.append(f"| {v:.3f} | {k} |")
+            lines.append(f"| {tl['seconds']:.3f} | flashctl exits (Klipper back) |")
+            lines.append("")
     if daemon:
         if not daemon.get("ok"):
             lines.append(f"Daemon cost: FAILED ({daemon.get('error')})")
@@ -539,12 +654,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,daemon")
-    ap.add_argument("--idle-seconds", type=int, default=30)
+    ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,cpu,daemon")
+    ap.add_argument("--idle-seconds", type=int, default=15)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    only = set(filter(None, args.only.split(","))) or {"flash", "reflash", "e2e", "daemon"}
+    only = set(filter(None, args.only.split(","))) or {"flash", "reflash", "e2e", "cpu", "daemon"}
 
     t_start = time.monotonic()
     meta = {"machine": machine(), "loadavg_start": open("/proc/loadavg").read().split()[:3],
@@ -554,20 +669,26 @@ def main():
     with tempfile.TemporaryDirectory(prefix="flashd-bench-") as workdir:
         runner = Runner(args.build, workdir, args.verbose)
         if "flash" in only:
-            for board in BOARDS:
-                for size_name in SIZES:
-                    r, f = case_flash_phase(runner, model, board, size_name, args.rounds, workdir)
-                    rows += r
-                    failures += f
+            for board, size_name in (("octopus-pro-f429", "120K"), ("octopus-pro-f446", "30K")):
+                r, f = case_flash_phase(runner, model, board, size_name, args.rounds, workdir)
+                rows += r
+                failures += f
         if "reflash" in only:
-            for board, size_name in (("octopus-pro-f446", "120K"), ("octopus-pro-f429", "400K")):
+            for board, size_name in (("octopus-pro-f446", "120K"),):
                 for kind in ("unchanged", "near-end"):
                     r, f = case_reflash(runner, model, board, size_name, kind, args.rounds, workdir)
                     rows += r
                     failures += f
         if "e2e" in only:
-            for board, size_name in (("octopus-pro-f446", "30K"), ("octopus-pro-f429", "120K")):
-                r, f = case_end_to_end(runner, model, board, size_name, args.rounds, workdir)
+            for board, size_name, over, kind in (("octopus-pro-f446", "30K", None, "fresh"),
+                                                 ("octopus-pro-f429", "120K", "30K", "fresh"),
+                                                 ("octopus-pro-f446", "120K", None, "unchanged")):
+                r, f = case_end_to_end(runner, model, board, size_name, args.rounds, workdir, over=over, kind=kind)
+                rows += r
+                failures += f
+        if "cpu" in only:
+            for n in (1, 8):
+                r, f = case_cpu(runner, model, "octopus-pro-f446", "120K", n, min(args.rounds, 3), workdir)
                 rows += r
                 failures += f
         if "daemon" in only:

@@ -16,6 +16,7 @@ as failed, never timed.
 """
 
 import json
+import resource
 import os
 import selectors
 import socket
@@ -47,15 +48,15 @@ def read_flash(vb, b, address, length):
     return out
 
 
-def check_flash(vb, spec):
+def check_flash(vb, spec, b=0):
     """The image at its address, the bootloader region untouched."""
     image = open(spec["image"], "rb").read()
-    got = read_flash(vb, 0, spec["address"], len(image))
+    got = read_flash(vb, b, spec["address"], len(image))
     if got != image:
         first = next(i for i in range(len(image)) if got[i] != image[i])
         return f"flash differs from the image at 0x{spec['address'] + first:08x}"
     base = spec["flash_base"]
-    boot = read_flash(vb, 0, base, spec["address"] - base)
+    boot = read_flash(vb, b, base, spec["address"] - base)
     pattern = (BOOTLOADER_PATTERN * (len(boot) // len(BOOTLOADER_PATTERN) + 1))[:len(boot)]
     if boot != pattern:
         return "the bootloader region changed"
@@ -70,17 +71,31 @@ def counters(vb):
 
 # ---- tools ------------------------------------------------------------------
 
+def children_cpu():
+    """CPU seconds (user + system) of the children reaped so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_dfu_util(spec, vb):
-    args = ["dfu-util"]
-    if spec.get("port_option"):
-        args += ["-p", vb.board(0)["port"], "-R"]
-    args += ["-a", "0", "-s", "0x%08x:leave" % spec["address"], "-D", spec["image"]]
+    n = spec.get("boards", 1)
+    cpu0 = children_cpu()
     t0 = now()
-    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    procs = []
+    for i in range(n):
+        args = ["dfu-util"]
+        if spec.get("port_option") or n > 1:
+            args += ["-p", vb.board(i)["port"]]
+        if spec.get("port_option"):
+            args += ["-R"]
+        args += ["-a", "0", "-s", "0x%08x:leave" % spec["address"], "-D", spec["image"]]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError("dfu-util exit %d: %s" % (p.returncode, out.decode(errors="replace")[-600:]))
     t1 = now()
-    if p.returncode != 0:
-        raise RuntimeError("dfu-util exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")[-600:]))
-    return {"seconds": t1 - t0}
+    return {"seconds": t1 - t0, "cpu": children_cpu() - cpu0}
 
 
 def flashd_config():
@@ -97,20 +112,26 @@ def wait_listed(c, port, mode, timeout=20):
 def follow_job(c, job_id, t0, timeout=300, until="done"):
     """Times (since t0) at which the job first reached each state, until
     it reaches `until` or a final state."""
-    seen = {}
+    return follow_jobs(c, [job_id], t0, timeout, until)[0]
+
+
+def follow_jobs(c, job_ids, t0, timeout=300, until="done"):
+    """follow_job() for several jobs at once: [seen] in job_ids' order."""
+    seen = {i: {} for i in job_ids}
     deadline = now() + timeout
     while True:
         for n in c.notifications:
             j = n["params"][0] if n.get("method") == "notify_job_update" else None
-            if j and j.get("id") == job_id:
-                seen.setdefault(j["state"], n["_t"] - t0)
+            if j and j.get("id") in seen:
+                s = seen[j["id"]]
+                s.setdefault(j["state"], n["_t"] - t0)
                 if j.get("phase"):
-                    seen.setdefault("phase:" + j["phase"], n["_t"] - t0)
+                    s.setdefault("phase:" + j["phase"], n["_t"] - t0)
         c.notifications = []
-        if any(s in seen for s in (until, "done", "failed", "cancelled")):
-            return seen
+        if all(any(s in x for s in (until, "done", "failed", "cancelled")) for x in seen.values()):
+            return [seen[i] for i in job_ids]
         if now() > deadline:
-            raise TimeoutError(f"job {job_id}: {seen}")
+            raise TimeoutError(f"jobs {job_ids}: {seen}")
         msg = c._dispatch(c.recv_message(max(0.001, deadline - now())))
         if msg is None:
             c.notifications[-1]["_t"] = now()
@@ -119,34 +140,44 @@ def follow_job(c, job_id, t0, timeout=300, until="done"):
 
 
 def run_flashd(spec, vb):
-    port = vb.board(0)["port"]
+    n = spec.get("boards", 1)
+    ports = [vb.board(i)["port"] for i in range(n)]
     with harness.Flashd(config=flashd_config(), log_level="info") as d:
         c = d.client()
-        wait_listed(c, port, spec["start_mode"])
-        params = {"target": port, "image": {"path": spec["image"]}, "address": spec["address"],
-              "verify": spec.get("verify", True)}
+        for port in ports:
+            wait_listed(c, port, spec["start_mode"])
+        cpu0 = cpu_with_children(d.proc.pid)
         t0 = now()
-        c.send({"jsonrpc": "2.0", "method": "job.flash", "params": params, "id": 99})
-        # the reply and the notifications in arrival order
-        while 99 not in c.responses:
+        for i, port in enumerate(ports):
+            params = {"target": port, "image": {"path": spec["image"]}, "address": spec["address"],
+                      "verify": spec.get("verify", True)}
+            c.send({"jsonrpc": "2.0", "method": "job.flash", "params": params, "id": 99 + i})
+        # the replies and the notifications in arrival order
+        while any(99 + i not in c.responses for i in range(n)):
             msg = c._dispatch(c.recv_message(30))
             if msg is None:
                 c.notifications[-1]["_t"] = now()
             else:
                 c.responses[msg["id"]] = msg
-        reply = c.responses.pop(99)
-        if "error" in reply:
-            raise RuntimeError(f"job.flash: {reply['error']}")
-        job_id = reply["result"]["job"]["id"]
+        job_ids = []
+        for i in range(n):
+            reply = c.responses.pop(99 + i)
+            if "error" in reply:
+                raise RuntimeError(f"job.flash: {reply['error']}")
+            job_ids.append(reply["result"]["job"]["id"])
         # flash phase: from the request until the device left DFU mode
         # (the job then waits for the application, which dfu-util does
         # not; the world is thrown away, so flashd stops right there)
-        seen = follow_job(c, job_id, t0, until=spec.get("until", "done"))
-        job = c.call("job.get", {"job": job_id})["job"]
-        if job["state"] not in ("done", spec.get("until", "done")):
-            raise RuntimeError(f"job ended {job['state']}: {job.get('error')} {job.get('log')}")
-        out = {"states": seen, "log": job.get("log", [])[-6:]}
-        out["seconds"] = seen.get("waiting-for-app", seen.get("done"))
+        seens = follow_jobs(c, job_ids, t0, until=spec.get("until", "done"))
+        cpu = cpu_with_children(d.proc.pid) - cpu0
+        for job_id in job_ids:
+            job = c.call("job.get", {"job": job_id})["job"]
+            if job["state"] not in ("done", spec.get("until", "done")):
+                raise RuntimeError(f"job ended {job['state']}: {job.get('error')} {job.get('log')}")
+        # the first job's log with the daemon's timestamps: the timeline
+        out = {"states": seens[0], "log": job.get("log", []) if n == 1 else job.get("log", [])[-6:], "cpu": cpu}
+        until = [s.get("waiting-for-app", s.get("done")) for s in seens]
+        out["seconds"] = max(until)
         return out
 
 
@@ -190,6 +221,7 @@ def run_make_flash(spec, vb):
     else:
         raise RuntimeError("no DFU device within 4 s")
     t_dfu = now()
+    cpu0 = children_cpu()
     p = subprocess.run(["dfu-util", "-p", port, "-R", "-a", "0", "-s", "0x%08x:leave" % spec["address"],
                 "-D", spec["image"]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     t_du = now()
@@ -206,7 +238,7 @@ def run_make_flash(spec, vb):
         time.sleep(0.1)
     t1 = now()
     return {"seconds": t1 - t0, "to_dfu": t_dfu - t0, "dfu_util": t_du - t_dfu, "tty_wait": t1 - t_du,
-        "dfu_util_exit": p.returncode}
+        "dfu_util_exit": p.returncode, "cpu": children_cpu() - cpu0}
 
 
 def run_flashctl(spec, vb):
@@ -215,6 +247,7 @@ def run_flashctl(spec, vb):
         c = d.client()
         wait_listed(c, b["port"], "app")
         env = dict(os.environ, NO_COLOR="1")
+        cpu0 = cpu_with_children(d.proc.pid)
         args = [harness.flashctl_binary(), "--socket", d.socket_path, "flash", spec["target"], spec["image"]]
         if not spec.get("verify", True):
             args.append("--no-verify")
@@ -240,7 +273,10 @@ def run_flashctl(spec, vb):
         # flashctl says done once the board runs the image; the tty is there
         if not os.path.exists(b["by_id"]):
             raise RuntimeError("flashctl returned before the tty was back")
-        return {"seconds": t1 - t0, "states": seen}
+        cpu = cpu_with_children(d.proc.pid) - cpu0
+        jobs = c.call("job.list", {"all": True}).get("jobs", []) if spec.get("timeline") else []
+        log = c.call("job.get", {"job": jobs[-1]["id"]})["job"].get("log", []) if jobs else []
+        return {"seconds": t1 - t0, "states": seen, "cpu": cpu, "log": log}
 
 
 TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_flash, "flashctl": run_flashctl}
@@ -248,16 +284,19 @@ TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_
 
 def measure_tool(spec):
     vb = VBoard()
-    b = vb.board(0)
-    if b["mode"] != spec["start_mode"]:
-        raise RuntimeError(f"board starts in {b['mode']}, expected {spec['start_mode']}")
+    n = spec.get("boards", 1)
+    for i in range(n):
+        b = vb.board(i)
+        if b["mode"] != spec["start_mode"]:
+            raise RuntimeError(f"board {i} starts in {b['mode']}, expected {spec['start_mode']}")
     before = counters(vb)
     out = TOOLS[spec["tool"]](spec, vb)
-    if spec.get("wait_app", True):
-        vb.wait(0, "app", 30000)
-    err = check_flash(vb, spec)
-    if err:
-        raise RuntimeError(err)
+    for i in range(n):
+        if spec.get("wait_app", True):
+            vb.wait(i, "app", 30000)
+        err = check_flash(vb, spec, i)
+        if err:
+            raise RuntimeError(f"board {i}: {err}")
     after = counters(vb)
     out["counters"] = {k: after[k] - before.get(k, 0) for k in after}
     return out
@@ -405,6 +444,14 @@ def cpu_seconds(pid, tid=None):
     with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_with_children(pid):
+    """utime + stime of a process and of its children it reaped (the DFU
+    probe helpers flashd spawns), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu(pid):

@@ -96,5 +96,42 @@ def test_non_utf8_process_name():
             text = f.read()
         check(rule["id"] in text, "the rules state file holds the rule", text[:200])
 
+def test_path_refusal_does_not_echo_bytes():
+    """A file flashd opens by path for a client is never quoted back: a
+    refusal names no word of it (the vector table's stack pointer and reset
+    vector, which the same refusal shows for an image sent as data), and a
+    text file is not previewed."""
+    require_vboard()
+    import struct
+    import tempfile
+    # a vector table whose stack pointer is not in any RAM
+    image = struct.pack("<II", 0x5EC4E7A5, 0x1234ABCD | 1) + bytes(4096)
+    tmp = tempfile.mkdtemp(prefix="flashd-secret-")
+    path = os.path.join(tmp, "secret.bin")
+    text = os.path.join(tmp, "notes.txt")
+    with open(path, "wb") as f:
+        f.write(image)
+    with open(text, "w") as f:
+        f.write("password=hunter2 and more lines of text\n" * 20)
+    with harness.Flashd(config=FAST_CONFIG) as d:
+        c = d.client()
+        # listed (in Klipper after the flash of the test before): refused before any reboot
+        harness.wait_for(lambda: harness.devices_by_port(c).get("1-1.1", {}).get("mode") in ("app", "dfu"),
+                         timeout=60 * float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1")), what="board")
+        by_data = c.request("job.flash", {"target": "octopus-pro", "image": {
+            "data": base64.b64encode(image).decode()}})
+        check("0x5ec4e7a5" in json.dumps(by_data).lower(), "data: the refusal quotes the stack pointer",
+              by_data)
+        for p, secret in ((path, "5ec4e7a5"), (text, "hunter2")):
+            out = c.request("job.flash", {"target": "octopus-pro", "image": {"path": p}})
+            check("error" in out or (out.get("result") or {}).get("job", {}).get("state") == "failed",
+                  "refused", out)
+            check(secret not in json.dumps(out).lower(), "path: no byte of the file in the answer", out)
+            jobs = [j for j in c.call("job.list", {"all": True})["jobs"]
+                    if j["image"]["name"] == os.path.basename(p)]
+            check(jobs and secret not in json.dumps(jobs).lower(), "path: no byte of the file in the history",
+                  jobs)
+
+
 if __name__ == "__main__":
-    harness.main([test_non_utf8_process_name])
+    harness.main([test_non_utf8_process_name, test_path_refusal_does_not_echo_bytes])

@@ -32,14 +32,17 @@ def man_sections():
     conf = text[text.index("# CONFIGURATION"):]
     conf = conf[:conf.index("\n# ", 1)]
     head, _, moonraker = conf.partition("*[moonraker]*")
+    moonraker, _, klipper = moonraker.partition("*[klipper]*")
     key = re.compile(r"^\*([a-z_]+)\* = ", re.M)
-    return {"flashd": set(key.findall(head)), "moonraker": set(key.findall(moonraker))}
+    return {"flashd": set(key.findall(head)), "moonraker": set(key.findall(moonraker)),
+            "klipper": set(key.findall(klipper))}
 
 
 def main():
     parsers = {
         "flashd": parser_keys("daemon/daemon-config.c", "static int config_on_key"),
         "moonraker": parser_keys("daemon/moonraker/moonraker-config.c", "int moonraker_config_on_key"),
+        "klipper": parser_keys("daemon/update/klipper-config.c", "int klipper_config_on_key"),
     }
     # the scan must see keys known to exist, or it proves nothing
     assert {"socket_group", "boards_dir", "stop_units"} <= parsers["flashd"], parsers["flashd"]

@@ -177,6 +177,25 @@ def test_no_daemon():
         d.cleanup()
 
 
+def test_image_data_base64():
+    """job.flash decodes image.data strictly (RFC 4648, padded, no white
+    space); a valid image goes on to the target lookup."""
+    with harness.Flashd() as d:
+        c = d.client()
+        for bad in ("YWJ", "YW=j", "Y===", "YWJj\n\n\n\n", " YWJjZA=", "YWJj*A==", "YQ==YQ=="):
+            try:
+                c.call("job.flash", {"target": "no-such-board", "image": {"data": bad}})
+                raise AssertionError(f"{bad!r} accepted")
+            except harness.RpcError as e:
+                assert e.message == "image.data is not valid base64", (bad, e)
+        for data in (b"a", b"ab", b"abc", bytes(range(256)) * 3):
+            try:
+                c.call("job.flash", {"target": "no-such-board", "image": {"data": base64.b64encode(data).decode()}})
+                raise AssertionError("no board, yet accepted")
+            except harness.RpcError as e:
+                assert "base64" not in e.message, (data, e)
+
+
 if __name__ == "__main__":
     harness.main([test_status, test_list_empty, test_boards_and_board_info, test_unknown_name,
-                  test_watch_lifetime, test_bash_completion, test_no_daemon])
+                  test_watch_lifetime, test_bash_completion, test_no_daemon, test_image_data_base64])

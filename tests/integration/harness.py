@@ -126,6 +126,17 @@ class _SharedCopies:
     def flashd(self):
         return self.file(flashd_binary(), 0o755)
 
+    def sanitizer_env(self, env):
+        """LSAN_OPTIONS names a suppressions file in the checkout: the
+        sanitizer of a daemon run as another user must read a copy (it dies
+        at exit when it cannot read the file)."""
+        opts = env.get("LSAN_OPTIONS")
+        if opts:
+            env["LSAN_OPTIONS"] = ":".join(
+                "suppressions=" + self.file(o.split("=", 1)[1]) if o.startswith("suppressions=") else o
+                for o in opts.split(":"))
+        return env
+
     def python_path(self):
         """A directory holding harness.py, for sys.path of another user's python."""
         d = os.path.join(self.dir, "python")
@@ -349,6 +360,8 @@ class Flashd:
                   "WATCHDOG_PID"):
             env.pop(k, None)
         env.update(self.env)
+        if self.other_user:
+            for_other_users().sanitizer_env(env)
         env["NOTIFY_SOCKET"] = notify_path
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=self.log,

@@ -337,9 +337,12 @@ def test_g0_primed():
     stats = [e["detail"] for e in boards.stats(BOARD)["events"] if e["event"] == "katapult-stats"]
     check(stats, "Katapult session seen", boards.events(BOARD))
     n = [int(w) for w in stats[-1].replace(",", "").split() if w.isdigit()]
-    commands, written, read = n[0], n[1], n[2]
-    # CONNECT + SEND_BLOCK x written + EOF + REQUEST_BLOCK x read + COMPLETE, plus the priming command
-    check(commands == 3 + written + read + 1, "exactly one priming command before CONNECT", stats[-1])
+    commands, written, read, nacks = n[0], n[1], n[2], n[4]
+    # CONNECT + SEND_BLOCK x written + EOF + REQUEST_BLOCK x read + COMPLETE, plus the priming command;
+    # on a loaded machine a reply can miss the session's resend time, and the
+    # resent command is answered with a NACK: those are the only extra ones
+    extra = commands - (3 + written + read)
+    check(1 <= extra <= 1 + nacks, "exactly one priming command before CONNECT (and resends)", stats[-1])
 
 
 def katapult_image(size=8 * 1024 + 100, seed=97):

@@ -39,6 +39,12 @@ def main():
         assert r.returncode != 0, "the 0700 directory is readable by nobody"
         env = dict(os.environ, FLASHD_BIN=flashd, FLASHD_BOARDS_DIR=boards,
                    FLASHD_SOURCE_ROOT=os.path.join(home, "checkout"))
+        # the sanitizers' suppressions (ASan build) from inside it too
+        opts = env.get("LSAN_OPTIONS", "")
+        for o in opts.split(":"):
+            if o.startswith("suppressions="):
+                supp = shutil.copy(o.split("=", 1)[1], os.path.join(home, "checkout", "lsan.supp"))
+                env["LSAN_OPTIONS"] = opts.replace(o, "suppressions=" + supp)
         timeout = 120 * float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
         r = subprocess.run([sys.executable, os.path.join(tests, "perm-users.py")], env=env, cwd=home,
                            capture_output=True, text=True, timeout=timeout)

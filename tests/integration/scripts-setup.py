@@ -91,6 +91,25 @@ def test_setup_build_applies_options_to_an_existing_dir():
         assert build_options(fresh)["werror"] is True
 
 
+def test_readme_describes_the_summary_and_setup():
+    """The README's "Two commands" say where to clone, how long each takes,
+    and what the summary line of scripts/test can look like, as the script
+    prints it."""
+    with open(os.path.join(SRC, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Two commands"):]
+    section = section[:section.index("\n## ", 1)]
+    with open(os.path.join(SRC, "scripts", "test")) as f:
+        script = f.read()
+    # the script's own summary format, with and without skips
+    assert 'f"{passed} passed, {failed} failed"' in script and 'f", {skipped} skipped"' in script
+    assert "`N passed, N failed`" in section and "`N passed, N failed, N skipped`" in section, section
+    assert "SKIPPED:" in script and "SKIPPED:" in section
+    assert "clone" in section and "/root" in section, "where to clone"
+    for cmd in ("scripts/demo", "scripts/test"):
+        assert re.search(f"`{cmd}`" + r"[^.;]*? takes \d+(-\d+)? (s|min)", section), f"how long {cmd} takes"
+
+
 def test_scripts_test_configures_through_setup_build():
     with open(os.path.join(SRC, "scripts", "test")) as f:
         text = f.read()
@@ -102,4 +121,4 @@ def test_scripts_test_configures_through_setup_build():
 
 if __name__ == "__main__":
     harness.main([test_programs_tests_need_are_in_deps, test_setup_build_applies_options_to_an_existing_dir,
-                  test_scripts_test_configures_through_setup_build])
+                  test_scripts_test_configures_through_setup_build, test_readme_describes_the_summary_and_setup])

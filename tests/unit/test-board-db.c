@@ -154,6 +154,9 @@ static const Expect expected[] = {
         /* Klipper docs: SKR Pico without bootloader, 2 MiB; the Pico's W25Q16JV */
         { "skr-pico-rp2040", "rp2040", 2048 * 1024, 0, "BOOT" },
         { "rp2040-rp2040", "rp2040", 2048 * 1024, 0, "2 MiB" },
+        /* BTT EBB36/42 v1.2: STM32G0B1CBT6 (128 KiB), Katapult 8 KiB */
+        { "ebb36-v1.2", "stm32g0b1xx", 128 * 1024, 8 * 1024, "CAN" },
+        { "ebb42-v1.2", "stm32g0b1xx", 128 * 1024, 8 * 1024, "CAN" },
         /* ATmega2560 / ATmega328P datasheets; Klipper's AVR build at 0 */
         { "mega2560-atmega2560", "atmega2560", 256 * 1024, 0, "DTR" },
         { "arduino-uno-atmega328p", "atmega328p", 32 * 1024, 0, "optiboot" },
@@ -211,7 +214,7 @@ static void test_find_match(const BoardDb *db)
                 size_t n;
         } mcus[] = {
                 { "stm32f429xx", 2 }, { "STM32F429XX", 2 }, { "stm32f446xx", 3 }, { "stm32h723xx", 3 },
-                { "stm32h743xx", 1 }, { "stm32g0b1xx", 2 }, { "stm32f407xx", 1 }, { "rp2040", 2 },
+                { "stm32h743xx", 1 }, { "stm32g0b1xx", 4 }, { "stm32f407xx", 1 }, { "rp2040", 2 },
                 { "RP2040", 2 },      { "rp2350", 0 },
         };
         for (size_t i = 0; i < ELEMENTSOF(mcus); i++) {
@@ -304,6 +307,9 @@ static const ParseCase parse_cases[] = {
           -EBADMSG, "hints" },
         { BOARD(GOOD_VARIANT "," GOOD_VARIANT), -EBADMSG, "appears twice" },
         { BOARD("{\"id\":\"f446\"}"), -EBADMSG, "\"mcu\" is missing" },
+        { BOARD("{\"id\":\".v1\"}"), -EBADMSG, "dashes and dots" },
+        { BOARD("{\"id\":\"v1.\"}"), -EBADMSG, "dashes and dots" },
+        { BOARD("{\"id\":\"V1.2\"}"), -EBADMSG, "dashes and dots" },
         { BOARD("1"), -EBADMSG, "must be an object" },
         /* app offset not on a sector boundary (16 KiB sectors) */
         { BOARD("{\"id\":\"f446\",\"mcu\":\"m\",\"flash_base\":\"0x08000000\",\"flash_size\":524288,"

@@ -27,6 +27,7 @@ int main(void)
                 { "[other]\nx = 1\n", -EINVAL, NULL, NULL, NULL, 0, "unknown section" },
                 { "[flashd]\n\nfoo = 1\n", -EINVAL, NULL, NULL, NULL, 0, ":3: unknown key \"foo\"" },
                 { "[flashd\n", -EINVAL, NULL, NULL, NULL, 0, ":1:" },
+                { "printer_cfg = printer.cfg\n", -EINVAL, NULL, NULL, NULL, 0, "printer_cfg" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -60,6 +61,15 @@ int main(void)
         CHECK_STR(c->boards_dirs[0], "/a");
         CHECK_STR(c->boards_dirs[1], "/b");
         CHECK(c->boards_dirs[2] == NULL);
+        config_free(c);
+
+        /* printer_cfg: absolute, the last one wins */
+        CHECK_INT(config_new(&c), 0);
+        CHECK(c->printer_cfg == NULL);
+        CHECK_INT(
+                config_load_string(c, "printer_cfg = /a/printer.cfg\nprinter_cfg = /b/printer.cfg\n", NULL),
+                0);
+        CHECK_STR(c->printer_cfg, "/b/printer.cfg");
         config_free(c);
 
         /* The example daemon/flashd.conf parses and states the defaults. */

@@ -268,8 +268,64 @@ static void run_case(const Case *c)
         flash_model_free(d.flash);
 }
 
+/* GET_CANBUS_ID: a CAN build answers its UUID, a USB build refuses the
+ * command (ERROR every time), and the session says so. */
+static void test_canbus_id(void)
+{
+        static const FlashSector sectors[] = {
+                { 0x08000000, 16384 }, { 0x08004000, 16384 }, { 0x08008000, 16384 }, { 0x0800c000, 16384 }
+        };
+        static const uint8_t uuid[6] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab };
+
+        for (int can = 0; can < 2; can++) {
+                Device d = {};
+                _cleanup_(serial_port_freep) SerialPort *port = NULL;
+                _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
+                _cleanup_free_ char *msg = NULL;
+                uint8_t got[6] = {};
+                int sv[2];
+
+                fprintf(stderr, "case GET_CANBUS_ID, %s build\n", can ? "CAN" : "USB");
+                CHECK_INT(flash_model_new(&d.flash, FLASH_BASE, 65536, true, sectors, ELEMENTSOF(sectors)),
+                          0);
+                KatapultModelConfig cfg = {
+                        .start_address = APP_START,
+                        .block_size = 64,
+                        .mcu = "stm32g0b1xx",
+                        .canbus_uuid = can ? uuid : NULL,
+                };
+                CHECK_INT(katapult_model_new(&d.model, d.flash, &cfg), 0);
+                CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+                d.fd = sv[1];
+                CHECK_INT(serial_port_new_from_fd(&port, sv[0]), 0);
+                CHECK_INT(pthread_create(&d.thread, NULL, device_run, &d), 0);
+                CHECK_INT(katapult_session_new(&s, serial_port_get_transport(port)), 0);
+                KatapultTimeouts t = { .reply_usec = 300 * 1000,
+                                       .block_reply_usec = 300 * 1000,
+                                       .quiet_usec = 30 * 1000,
+                                       .retry_delay_usec = 2 * 1000,
+                                       .busy_delay_usec = 2 * 1000,
+                                       .tries = 2 };
+                katapult_session_set_timeouts(s, &t);
+
+                int r = katapult_session_get_canbus_id(s, got, NULL, &msg);
+                if (can) {
+                        CHECK_INT(r, 0);
+                        CHECK(memcmp(got, uuid, sizeof(uuid)) == 0);
+                } else {
+                        CHECK_INT(r, KATAPULT_ERR_REMOTE);
+                        CHECK(msg && strstr(msg, "GET_CANBUS_ID"));
+                }
+                atomic_store(&d.stop, true);
+                pthread_join(d.thread, NULL);
+                katapult_model_free(d.model);
+                flash_model_free(d.flash);
+        }
+}
+
 int main(void)
 {
+        test_canbus_id();
         static const Case cases[] = {
                 { .name = "happy 64",
                   .block_size = 64,

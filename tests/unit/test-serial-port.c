@@ -249,6 +249,13 @@ static void test_holder(void)
         make_proc(root, 4242, "screen", screen, sizeof(screen),
                   "0::/user.slice/user-1000.slice/session-3.scope\n", "/dev/full");
         make_proc(root, 99, "kthreadd", "", 0, NULL, NULL); /* no fd dir */
+        /* python3 -c: the code is no script name; -m: the module is the program */
+        static const char pyc[] = "python3\0-c\0import os; fd = open(\"/dev/ttyACM0\",\"rb\",buffering=0); "
+                                  "os.read(fd.fileno(), 1)";
+        make_proc(root, 555, "python3", pyc, sizeof(pyc), "0::/user.slice\n", "/dev/urandom");
+        static const char pym[] =
+                "/usr/bin/python3\0-u\0-W\0ignore\0-m\0serial.tools.miniterm\0/dev/ttyACM0";
+        make_proc(root, 556, "python3", pym, sizeof(pym), "0::/user.slice\n", "/dev/tty");
         char selfdir[600];
         snprintf(selfdir, sizeof(selfdir), "%s/self", root);
         CHECK_INT(mkdir(selfdir, 0755), 0);
@@ -266,6 +273,10 @@ static void test_holder(void)
                 { "/dev/full", 0, 1, 4242, "screen", "",
                   "/dev/full is in use by screen (pid 4242): stop that program first" },
                 { "/dev/full", 4242, 0 },
+                { "/dev/urandom", 0, 1, 555, "python3", "",
+                  "/dev/urandom is in use by python3 (pid 555): stop that program first" },
+                { "/dev/tty", 0, 1, 556, "serial.tools.miniterm", "",
+                  "/dev/tty is in use by serial.tools.miniterm (pid 556): stop that program first" },
                 /* everyone has /dev/zero open as fd 0, but nobody holds /dev/random */
                 { "/dev/random", 0, 0 },
                 { "/nonexistent/ttyACM0", 0, -ENOENT },

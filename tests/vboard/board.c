@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "can-bus.h"
 #include "codec/dfuse-layout.h"
 #include "codec/rp2040-image.h"
 #include "avr-tty.h"
@@ -34,6 +35,7 @@ static const char *const quirk_table[_QUIRK_MAX] = {
         [QUIRK_DFU_SILENT_MANIFEST] = "dfu-silent-manifest",
         [QUIRK_STRING_EIO] = "string-eio",
         [QUIRK_PICOBOOT_STALL] = "picoboot-stall",
+        [QUIRK_CAN_DROP] = "can-drop",
         [QUIRK_AVR_MISS_RESET] = "avr-miss-reset",
 };
 
@@ -272,6 +274,7 @@ VBoard *vboard_free(VBoard *b)
                 b->tty_model->detach(b, b->tty_state);
         avr_board_free(b);
         tty_port_free(b->tty);
+        can_node_free(b->can);
         dfu_model_free(b->dfu);
         picoboot_model_free(b->picoboot);
         flash_model_free(b->flash);
@@ -522,6 +525,8 @@ int vboard_power_up(VBoard *b, BoardMode mode)
         UsbDevice *d;
         int r;
 
+        if (b->can)
+                return mode == BOARD_MODE_OFF ? 0 : can_node_power_up(b, mode);
         if (mode == BOARD_MODE_OFF || b->usb)
                 return 0;
         if (mode != BOARD_MODE_DFU && mode != BOARD_MODE_BOOTSEL) {
@@ -597,6 +602,10 @@ void vboard_power_down(VBoard *b, const char *why)
         UsbDevice *d;
         bool tty;
 
+        if (b->can) {
+                can_node_power_down(b, why);
+                return;
+        }
         g_mutex_lock(&w->lock);
         d = b->usb;
         if (!d) {
@@ -755,6 +764,8 @@ json_t *vboard_describe(VBoard *b)
         json_object_set_new(o, "flash_size", json_integer(b->variant->flash_size));
         json_object_set_new(o, "app_address", json_integer(b->variant->flash_base + b->variant->app_offset));
         json_object_set_new(o, "quirks", q);
+        if (b->can)
+                can_node_describe(b->can, o);
         return o;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "can-bus.h"
 #include "avr-tty.h"
 #include "control.h"
 #include "usb-device.h"
@@ -222,6 +223,8 @@ static json_t *handle(Client *c, char **argv, int argc)
                         "wait help");
         if (argc < 2)
                 return error_reply("usage: %s BOARD ...", verb);
+        if (g_str_has_prefix(verb, "can-"))
+                return can_bus_control(w, verb, argv[1]);
         b = world_find_board(w, argv[1]);
         if (!b)
                 return error_reply("no such board (or not unique): %s", argv[1]);

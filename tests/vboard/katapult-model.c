@@ -16,6 +16,8 @@ struct KatapultModel {
         uint64_t dropped_seen; /* decoder drop counters at the last check */
         bool nack_sent;        /* one NACK per loss of sync (Katapult command.c) */
         bool completed;
+        bool has_uuid;
+        uint8_t uuid[6];
         uint32_t page_write_count;
         uint64_t replies;
         KatapultModelStats stats;
@@ -43,6 +45,11 @@ int katapult_model_new(KatapultModel **ret, FlashModel *flash, const KatapultMod
         snprintf(m->version, sizeof(m->version), "%s", cfg->version ? cfg->version : "v0.0.1-flashd-vboard");
         m->cfg.mcu = m->mcu;
         m->cfg.version = m->version;
+        if (cfg->canbus_uuid) {
+                memcpy(m->uuid, cfg->canbus_uuid, sizeof(m->uuid));
+                m->has_uuid = true;
+        }
+        m->cfg.canbus_uuid = NULL;
         katapult_decoder_init(&m->decoder);
         *ret = m;
         return 0;
@@ -243,6 +250,16 @@ static void handle(KatapultModel *m, const KatapultFrame *f)
         case KATAPULT_CMD_COMPLETE:
                 ack(m, f->cmd, NULL, 0);
                 m->completed = true;
+                return;
+        case KATAPULT_CMD_GET_CANBUS_ID:
+                if (m->has_uuid) {
+                        /* the UUID padded to whole words */
+                        uint8_t out[8] = {};
+                        memcpy(out, m->uuid, sizeof(m->uuid));
+                        ack(m, f->cmd, out, sizeof(out));
+                        return;
+                }
+                reply(m, KATAPULT_REPLY_ERROR);
                 return;
         default:
                 /* GET_CANBUS_ID only exists on CAN builds; unknown commands

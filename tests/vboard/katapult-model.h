@@ -44,6 +44,9 @@ typedef struct KatapultModelConfig {
         const char *mcu;        /* "stm32f446xx" */
         const char *version;    /* software version string, e.g. "v0.0.1-flashd" */
         uint32_t proto_version; /* 0 = 1.1.0 */
+        /* A CAN build: GET_CANBUS_ID answers these 6 bytes; NULL: a USB
+         * build, where the command is unknown. */
+        const uint8_t *canbus_uuid;
         KatapultModelQuirks quirks;
 } KatapultModelConfig;
 

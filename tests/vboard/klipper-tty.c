@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Klipper's application as seen from the host: a CDC-ACM tty. Only the
- * reboot request is modelled; the Klipper protocol on the tty is not
- * (bytes the program writes are counted and dropped).
+ * Klipper's application as seen from the host: a CDC-ACM tty. The reboot
+ * requests are modelled here, `identify` in klipper-identify.c; other
+ * Klipper commands are counted and dropped.
  *
  * Klipper src/generic/usb_cdc.c: after every SET_LINE_CODING and
  * SET_CONTROL_LINE_STATE the firmware checks "line coding 1200 baud and
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "klipper-identify.h"
 #include "tty-port.h"
 
 typedef struct KlipperTty {
@@ -21,6 +22,7 @@ typedef struct KlipperTty {
         uint64_t bytes_in;
         uint8_t window[64]; /* the last bytes in, to spot the UART request block */
         size_t window_len;
+        KlipperIdentify *identify; /* NULL: the flash holds no Klipper dictionary */
 } KlipperTty;
 
 /* Klipper src/generic/serial_irq.c: this exact 32-byte block reboots into
@@ -44,12 +46,16 @@ static int klipper_attach(VBoard *b, void **ret_state)
         KlipperTty *k = calloc(1, sizeof(*k));
         if (!k)
                 return -ENOMEM;
+        (void)klipper_identify_new(&k->identify, b);
         *ret_state = k;
         return 0;
 }
 
 static void klipper_detach(VBoard *b, void *state)
 {
+        KlipperTty *k = state;
+        if (k)
+                klipper_identify_free(k->identify);
         free(state);
 }
 
@@ -67,6 +73,8 @@ static void klipper_on_data(VBoard *b, void *state, const uint8_t *data, size_t 
                 if (k->window_len >= n && memcmp(k->window + k->window_len - n, uart_request, n) == 0)
                         klipper_reboot(b, k, "uart-request");
         }
+        if (k && !k->rebooting)
+                klipper_identify_on_data(k->identify, b, data, len);
 }
 
 static void klipper_on_line(VBoard *b, void *state, uint32_t baud, bool dtr)

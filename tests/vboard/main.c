@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "can-bus.h"
 #include "control.h"
 #include "avr-tty.h"
 #include "tty-port.h"
@@ -37,6 +38,9 @@ typedef struct BoardSpec {
         char *port;
         char *uid;
         BoardBootloader bootloader;
+        char *can;      /* --can IFACE */
+        char *can_uuid; /* --can-uuid HEX12 */
+        char *bridge;   /* --bridge IFACE */
 } BoardSpec;
 
 typedef struct Options {
@@ -53,15 +57,17 @@ typedef struct Options {
 static void usage(FILE *f)
 {
         fputs("Usage: vboard [--board NAME [--mode app|dfu] [--quirk Q[=ARG]]... [--port 1-1.N]\n"
-              "               [--uid HEX24] [--bootloader rom-dfu|katapult] [--flash FILE@ADDR]...]...\n"
+              "               [--uid HEX24] [--bootloader rom-dfu|katapult] [--flash FILE@ADDR]...\n"
+              "               [--can IFACE [--can-uuid HEX12]]]...\n"
               "              [--timing fast|real] [--scale F] [--dump FILE] [--stats FILE]\n"
               "              [--control PATH] [--verbose] -- COMMAND [ARGS...]\n"
               "       vboard [--control PATH] ctl VERB [ARGS...]\n"
               "       vboard --list-boards\n"
               "Quirks: short-string garbage-tail error-at-start reset-on-leave no-1200-reboot unplug=N[,M]\n"
-              "        string-eio=N avr-miss-reset\n"
+              "        string-eio=N can-drop avr-miss-reset\n"
               "Control verbs: list unplug plug boot0-reset reset power-cycle quirk unquirk dump read stats "
-              "wait\n",
+              "wait\n"
+              "               can-up can-down can-bus-off can-bus-on IFACE\n",
               f);
 }
 
@@ -182,6 +188,17 @@ static int parse_args(int argc, char **argv, Options *o)
                         if (strlen(v) != 24 || strspn(v, "0123456789abcdefABCDEF") != 24)
                                 return fail("--uid: 24 hex digits, not %s", v);
                         cur->uid = g_strdup(v);
+                } else if (streq(a, "--can")) {
+                        if (strlen(v) == 0 || strlen(v) > 15)
+                                return fail("--can: an interface name of 1 to 15 characters, not %s", v);
+                        cur->can = g_strdup(v);
+                } else if (streq(a, "--can-uuid")) {
+                        CanUuid u;
+                        if (can_uuid_parse(v, &u) < 0)
+                                return fail("--can-uuid: 12 hex digits, not %s", v);
+                        cur->can_uuid = g_strdup(v);
+                } else if (streq(a, "--bridge")) {
+                        cur->bridge = g_strdup(v);
                 } else if (streq(a, "--bootloader")) {
                         cur->bootloader = board_bootloader_from_string(v);
                         if (cur->bootloader < 0)
@@ -265,6 +282,24 @@ static int setup_boards(World *w, Options *o)
                                 return fail("bad quirk %s (known:%s)", (char *)s->quirks->pdata[k],
                                             known->str);
                         }
+                if (s->bridge)
+                        return fail("--bridge %s: the USB-to-CAN bridge board is not emulated yet",
+                                    s->bridge);
+                if (s->can_uuid && !s->can)
+                        return fail("--can-uuid needs --can IFACE");
+                if (s->can) {
+                        CanUuid u;
+                        if (s->mode != BOARD_MODE_APP)
+                                return fail("--can: board %s starts in its application (--mode app)",
+                                            s->name);
+                        if (s->can_uuid)
+                                can_uuid_parse(s->can_uuid, &u);
+                        /* on the bus a node is flashed through Katapult; its ROM DFU is on USB only */
+                        b->bootloader = BOARD_BOOTLOADER_KATAPULT;
+                        r = can_bus_add_node(w, b, s->can, s->can_uuid ? &u : NULL);
+                        if (r < 0)
+                                return fail("--can %s: %s", s->can, g_strerror(-r));
+                }
                 vboard_init_flash(b, s->mode);
                 for (unsigned k = 0; k < s->flash->len; k++) {
                         r = vboard_load_file(b, s->flash->pdata[k]);
@@ -400,6 +435,9 @@ int main(int argc, char **argv)
                         return fail("cannot make a temporary directory: %m");
                 control_path = g_build_filename(tmpdir, "control", NULL);
         }
+        r = can_bus_start(&w);
+        if (r < 0)
+                return fail("cannot start the virtual CAN bus: %s", g_strerror(-r));
         r = control_new(&ctl, &w, control_path);
         if (r < 0)
                 return fail("control socket %s: %s", control_path, g_strerror(-r));
@@ -433,6 +471,7 @@ int main(int argc, char **argv)
                 ret = 128 + WTERMSIG(run.status);
 
         control_free(ctl);
+        can_bus_free(&w);
         if (tmpdir) {
                 rmdir(tmpdir);
         }

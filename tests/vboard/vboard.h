@@ -38,6 +38,7 @@ typedef struct VBoard VBoard;
 typedef struct UsbDevice UsbDevice;
 typedef struct TtyPort TtyPort;
 typedef struct TtyModel TtyModel;
+typedef struct CanNode CanNode;
 
 typedef enum BoardMode {
         BOARD_MODE_OFF,
@@ -66,6 +67,7 @@ typedef enum Quirk {
         QUIRK_DFU_SILENT_MANIFEST, /* plain DFU: no GETSTATUS answer after dfuMANIFEST */
         QUIRK_STRING_EIO,          /* DFU: the first N string descriptor reads fail with EIO */
         QUIRK_PICOBOOT_STALL,      /* RP2040: the N-th WRITE command fails and halts */
+        QUIRK_CAN_DROP,            /* CAN node: every 37th frame it sends is lost */
         QUIRK_AVR_MISS_RESET,      /* AVR: the first DTR pulse after power-up misses the chip */
         _QUIRK_MAX,
         _QUIRK_INVALID = -22,
@@ -113,6 +115,8 @@ struct VBoard {
         int unplug_replug_ms;      /* -1: stays unplugged */
         unsigned string_eio_reads; /* string-eio=N */
         unsigned string_eio_left;  /* of them, still to fail in this DFU appearance */
+
+        CanNode *can; /* on a virtual CAN bus instead of USB (can-node.c) */
 
         FlashModel *flash;
         FlashModel *option_bytes;

@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macros.h"
+#include "serial/bootloader-request.h"
+#include "serial/klipper-identify.h"
+#include "update/identify-service.h"
+
+typedef struct IdentifyWork {
+        IdentifyService *service;
+        pthread_t thread;
+        bool joined;
+        char *port;
+        char *tty;
+        uint64_t generation;
+        /* results, written by the thread before it reports */
+        int error;
+        KlipperDictInfo info;
+        TtyUse use;
+        struct IdentifyWork *next;
+} IdentifyWork;
+
+struct IdentifyService {
+        Inventory *inventory;
+        sd_event_source *source;
+        int pipe[2];
+        atomic_bool cancel;
+        IdentifyWork *works; /* running or finished, not yet collected */
+};
+
+static void work_free(IdentifyWork *w)
+{
+        if (!w)
+                return;
+        if (!w->joined)
+                pthread_join(w->thread, NULL);
+        klipper_dict_info_clear(&w->info);
+        free(w->port);
+        free(w->tty);
+        free(w);
+}
+
+static void *identify_thread(void *userdata)
+{
+        IdentifyWork *w = userdata;
+        TtyHolder holder;
+        int r;
+
+        r = tty_check_use("/proc", w->tty, getpid(), &w->use, &holder, NULL);
+        if (r >= 0 && w->use == TTY_USE_FREE)
+                r = klipper_identify_tty(w->tty, 0, KLIPPER_IDENTIFY_TIMEOUT_USEC, &w->service->cancel,
+                                         &w->info);
+        else if (r >= 0)
+                r = -EBUSY;
+        w->error = r;
+        /* the pointer itself is the message; a short pipe write is atomic */
+        if (write(w->service->pipe[1], &w, sizeof(w)) != sizeof(w))
+                w->error = -EIO;
+        return NULL;
+}
+
+static int on_result(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+        IdentifyService *s = userdata;
+        IdentifyWork *w;
+
+        while (read(fd, &w, sizeof(w)) == sizeof(w)) {
+                for (IdentifyWork **p = &s->works; *p; p = &(*p)->next)
+                        if (*p == w) {
+                                *p = w->next;
+                                break;
+                        }
+                pthread_join(w->thread, NULL);
+                w->joined = true;
+                if (w->error >= 0) {
+                        log_info("device %s: Klipper %s on %s (%s)", w->port, strna(w->info.version),
+                                 strna(w->info.mcu), w->tty);
+                        int r = inventory_set_firmware(s->inventory, w->port, w->generation, w->info.version,
+                                                       w->info.mcu, "identify");
+                        if (r < 0)
+                                log_warning_errno(r, "device %s: cannot record its firmware: %m", w->port);
+                } else if (w->error == -EBUSY)
+                        log_debug("device %s: %s is %s, not asking it what it runs", w->port, w->tty,
+                                  tty_use_to_string(w->use));
+                else
+                        log_info_errno(w->error, "device %s: no answer to Klipper's identify on %s: %m",
+                                       w->port, w->tty);
+                work_free(w);
+        }
+        return 0;
+}
+
+static int start(IdentifyService *s, const InventoryEntry *e)
+{
+        IdentifyWork *w;
+        int r;
+
+        for (w = s->works; w; w = w->next)
+                if (streq(w->port, e->port) && w->generation == e->generation)
+                        return 0; /* being asked already */
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->service = s;
+        w->generation = e->generation;
+        w->port = strdup(e->port);
+        w->tty = strdup(e->tty);
+        if (!w->port || !w->tty) {
+                w->joined = true;
+                work_free(w);
+                return -ENOMEM;
+        }
+        r = -pthread_create(&w->thread, NULL, identify_thread, w);
+        if (r < 0) {
+                w->joined = true;
+                work_free(w);
+                return r;
+        }
+        w->next = s->works;
+        s->works = w;
+        return 0;
+}
+
+static void on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e, void *userdata)
+{
+        IdentifyService *s = userdata;
+
+        if (event == INVENTORY_EVENT_REMOVED || e->mode != DEVICE_MODE_APP || !e->present || !e->tty)
+                return;
+        if (e->firmware_generation == e->generation && e->firmware_source)
+                return; /* known for this device */
+        int r = start(s, e);
+        if (r < 0)
+                log_warning_errno(r, "device %s: cannot start Klipper's identify: %m", e->port);
+}
+
+int identify_service_refresh(IdentifyService *s, const char *port)
+{
+        const InventoryEntry *e = inventory_get(s->inventory, port);
+
+        if (!e || e->mode != DEVICE_MODE_APP || !e->tty)
+                return -ENODEV;
+        return start(s, e);
+}
+
+int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv)
+{
+        IdentifyService *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->inventory = inv;
+        s->pipe[0] = s->pipe[1] = -EBADF;
+        if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+                r = -errno;
+                identify_service_free(s);
+                return r;
+        }
+        r = sd_event_add_io(event, &s->source, s->pipe[0], EPOLLIN, on_result, s);
+        if (r >= 0)
+                r = inventory_add_listener(inv, on_inventory, s);
+        if (r < 0) {
+                identify_service_free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+IdentifyService *identify_service_free(IdentifyService *s)
+{
+        if (!s)
+                return NULL;
+        atomic_store(&s->cancel, true);
+        inventory_remove_listener(s->inventory, on_inventory, s);
+        while (s->works) {
+                IdentifyWork *w = s->works;
+                s->works = w->next;
+                work_free(w); /* joins */
+        }
+        sd_event_source_disable_unref(s->source);
+        if (s->pipe[0] >= 0)
+                close(s->pipe[0]);
+        if (s->pipe[1] >= 0)
+                close(s->pipe[1]);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,197 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "macros.h"
+#include "update/klipper-tree.h"
+
+void klipper_builder_done(KlipperBuilder *b)
+{
+        free(b->name);
+        free(b->home);
+        *b = (KlipperBuilder){};
+}
+
+__attribute__((format(printf, 3, 4))) static int error_msg(char **ret_error, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (ret_error) {
+                free(*ret_error);
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+int klipper_builder_resolve(const char *tree, const char *user, KlipperBuilder *ret, char **ret_error)
+{
+        struct passwd *pw = NULL;
+        struct stat st;
+        char *end;
+
+        if (!tree || stat(tree, &st) < 0 || !S_ISDIR(st.st_mode))
+                return error_msg(ret_error, -ENOENT,
+                                 "no Klipper tree at %s: set path in the [klipper] section of flashd.conf",
+                                 strna(tree));
+        if (user) {
+                unsigned long uid = strtoul(user, &end, 10);
+                pw = *user && !*end ? getpwuid((uid_t)uid) : getpwnam(user);
+                if (!pw)
+                        return error_msg(ret_error, -ESRCH,
+                                         "no user '%s' (the [klipper] user of flashd.conf)", user);
+        } else {
+                pw = getpwuid(st.st_uid);
+                if (!pw)
+                        return error_msg(ret_error, -ESRCH, "the owner of %s is no known user", tree);
+        }
+        if (pw->pw_uid == 0)
+                return error_msg(
+                        ret_error, -EPERM,
+                        "%s would be built as root: flashd never builds as root; give the tree to the "
+                        "user Klipper runs as, or set user in the [klipper] section",
+                        tree);
+        if (geteuid() != 0 && geteuid() != pw->pw_uid)
+                return error_msg(ret_error, -EPERM, "flashd cannot build as %s: it runs as another user",
+                                 pw->pw_name);
+        ret->uid = pw->pw_uid;
+        ret->gid = pw->pw_gid;
+        ret->name = strdup(pw->pw_name);
+        ret->home = strdup(pw->pw_dir ?: "/");
+        if (!ret->name || !ret->home) {
+                klipper_builder_done(ret);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000U + (uint64_t)ts.tv_nsec / 1000U;
+}
+
+__attribute__((noreturn)) static void child(const KlipperBuilder *b, const char *cwd, char *const argv[],
+                                            int out_fd)
+{
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+        /* a group of its own, so a timeout kills make's children too */
+        (void)setpgid(0, 0);
+        int o = out_fd >= 0 ? out_fd : null;
+        if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(o, STDOUT_FILENO) < 0 ||
+            dup2(o, STDERR_FILENO) < 0)
+                _exit(126);
+        /* drop privileges for good: groups, then gid, then uid */
+        if (geteuid() == 0 && (initgroups(b->name, b->gid) < 0 || setresgid(b->gid, b->gid, b->gid) < 0 ||
+                               setresuid(b->uid, b->uid, b->uid) < 0))
+                _exit(126);
+        if (geteuid() == 0 || getuid() != b->uid)
+                _exit(126);
+        if (cwd && chdir(cwd) < 0)
+                _exit(126);
+        (void)setenv("HOME", b->home, 1);
+        (void)setenv("USER", b->name, 1);
+        (void)setenv("LOGNAME", b->name, 1);
+        (void)setenv("LC_ALL", "C", 1);
+        /* the git of a tree owned by this user: no safe.directory trouble */
+        execvp(argv[0], argv);
+        _exit(127);
+}
+
+int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+                          pid_t *ret_pid)
+{
+        pid_t pid = fork();
+
+        if (pid < 0)
+                return -errno;
+        if (pid == 0)
+                child(b, cwd, argv, out_fd);
+        *ret_pid = pid;
+        return 0;
+}
+
+int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
+{
+        uint64_t deadline = now_usec() + timeout_usec;
+        int status;
+
+        for (;;) {
+                pid_t r = waitpid(pid, &status, WNOHANG);
+                if (r == pid)
+                        break;
+                if (r < 0 && errno != EINTR)
+                        return -errno;
+                if (now_usec() >= deadline) {
+                        (void)kill(-pid, SIGKILL);
+                        (void)kill(pid, SIGKILL);
+                        (void)waitpid(pid, &status, 0);
+                        return -ETIMEDOUT;
+                }
+                /* a child exiting has no fd to wait on here: poll briefly */
+                (void)poll(NULL, 0, 10);
+        }
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+               uint64_t timeout_usec)
+{
+        pid_t pid = 0;
+        int r = klipper_builder_spawn(b, cwd, argv, out_fd, &pid);
+
+        if (r < 0)
+                return r;
+        return klipper_builder_wait(pid, timeout_usec);
+}
+
+int klipper_builder_run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+                        uint64_t timeout_usec)
+{
+        return run(b, cwd, argv, out_fd, timeout_usec);
+}
+
+int klipper_tree_version(const KlipperBuilder *b, const char *tree, char **ret, char **ret_error)
+{
+        char *argv[] = { "git",    "-C",     (char *)tree, "describe", "--always",
+                         "--tags", "--long", "--dirty",    NULL };
+        char tmpl[] = "/tmp/flashd-describe-XXXXXX";
+        _cleanup_close_ int fd = mkostemp(tmpl, O_CLOEXEC);
+        char buf[256];
+        ssize_t n;
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        (void)unlink(tmpl);
+        r = run(b, NULL, argv, fd, 10U * 1000U * 1000U);
+        if (r < 0)
+                return error_msg(ret_error, r, "git describe in %s did not finish", tree);
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0)
+                return -errno;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
+        if (r != 0 || !buf[0])
+                return error_msg(ret_error, -EBADMSG, "git describe in %s failed: %s", tree, buf);
+        *ret = strdup(buf);
+        return *ret ? 0 : -ENOMEM;
+}

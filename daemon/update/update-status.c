@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "macros.h"
+#include "manager.h"
+#include "serial/bootloader-request.h"
+#include "update/klipper-tree.h"
+#include "update/printer-config.h"
+#include "update/profile-store.h"
+#include "update/update-status.h"
+
+static const char *entry_transport(const InventoryEntry *e)
+{
+        /* Klipper's own USB face is CDC-ACM on the MCU; a generic USB
+         * serial adapter in front of the MCU's UART shows as SERIAL */
+        return e->mode == DEVICE_MODE_SERIAL ? "uart" : "usb";
+}
+
+static char *unknown_reason(const InventoryEntry *e)
+{
+        char *s = NULL;
+        TtyUse use;
+        TtyHolder holder;
+
+        if (e->mode != DEVICE_MODE_APP && e->mode != DEVICE_MODE_SERIAL) {
+                if (asprintf(&s, "the board is in %s mode, not running Klipper",
+                             device_mode_to_string(e->mode)) < 0)
+                        return NULL;
+                return s;
+        }
+        if (e->tty && tty_check_use("/proc", e->tty, getpid(), &use, &holder, NULL) >= 0 &&
+            (use == TTY_USE_HELD || use == TTY_USE_LOCKED)) {
+                if (asprintf(&s, "%s is in use by %s: flashd does not take the port from it", e->tty,
+                             use == TTY_USE_HELD ? holder.name : "another process (klippy?)") < 0)
+                        return NULL;
+                return s;
+        }
+        return strdup("the board did not answer Klipper's identify (asked again now)");
+}
+
+static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_version, const char *host_error)
+{
+        _cleanup_free_ char *reason = NULL;
+        json_auto_t *profile = NULL;
+        const InventoryEntry *e = NULL;
+        const char *transport = NULL, *port = NULL, *running = NULL, *board = NULL, *state;
+
+        (void)profile_store_find_mcu(m->config->state_dir, pm->name, &profile);
+        if (profile)
+                board = json_string_value(json_object_get(profile, "board"));
+        if (pm->canbus_uuid) {
+                transport = "can";
+                reason = strdup("CAN nodes are not supported by this flashd yet");
+        } else if (pm->serial) {
+                if (inventory_find(m->inventory, pm->serial, &e, NULL) >= 0 && e) {
+                        port = e->port;
+                        transport = entry_transport(e);
+                        if (!board && e->board)
+                                board = e->board->name;
+                        if (e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation)
+                                running = e->firmware_version;
+                        if (!running) {
+                                reason = unknown_reason(e);
+                                if (e->mode == DEVICE_MODE_APP && m->identify)
+                                        (void)identify_service_refresh(m->identify, e->port);
+                        }
+                } else {
+                        port = pm->serial;
+                        transport =
+                                strstr(pm->serial, "/dev/serial/by-id/usb-") == pm->serial ? "usb" : "uart";
+                        if (asprintf(&reason, "no board at %s: is it connected?", pm->serial) < 0)
+                                reason = NULL;
+                }
+        } else
+                reason = strdup("printer.cfg gives neither serial nor canbus_uuid");
+
+        if (!host_version) {
+                state = "unknown";
+                free(reason);
+                reason = strdup(host_error ?: "the host's Klipper version is not known");
+        } else if (!running)
+                state = "unknown";
+        else {
+                state = streq(running, host_version) ? "current" : "stale";
+                free(reason);
+                reason = NULL;
+        }
+        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name", pm->name,
+                         "board", board, "port", port, "transport", transport, "running_version", running,
+                         "host_version", host_version, "state", state, "reason", reason, "profile",
+                         profile ? json_string_value(json_object_get(profile, "name")) : NULL, "serial",
+                         pm->serial, "canbus_uuid", pm->canbus_uuid, "mcu",
+                         e && e->firmware_mcu ? e->firmware_mcu : NULL);
+}
+
+int update_status_compute(Manager *m, json_t **ret)
+{
+        _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
+        _cleanup_(klipper_builder_done) KlipperBuilder builder = {};
+        PrinterConfig *pc = NULL;
+        const KlipperConfig *kc = &m->config->klipper;
+        json_auto_t *o = NULL, *mcus = json_array();
+        int r;
+
+        if (!mcus)
+                return -ENOMEM;
+        tree = klipper_config_tree(kc);
+        r = klipper_builder_resolve(tree, kc->user, &builder, &host_error);
+        if (r >= 0)
+                r = klipper_tree_version(&builder, tree, &version, &host_error);
+        if (r < 0 && !host_error &&
+            asprintf(&host_error, "cannot read the Klipper version of %s: %s", strna(tree), strerror(-r)) <
+                    0)
+                host_error = NULL;
+
+        if (kc->printer_config) {
+                r = printer_config_load(kc->printer_config, &pc, &pc_error);
+                if (r < 0 && !pc_error &&
+                    asprintf(&pc_error, "cannot read %s: %s", kc->printer_config, strerror(-r)) < 0)
+                        pc_error = NULL;
+        } else
+                pc_error =
+                        strdup("no printer_config in the [klipper] section of flashd.conf: flashd does not "
+                               "know the printer's MCUs");
+
+        for (size_t i = 0; pc && i < pc->n_mcus; i++) {
+                json_t *s = mcu_status(m, &pc->mcus[i], version, host_error);
+                if (!s || json_array_append_new(mcus, s) < 0) {
+                        printer_config_free(pc);
+                        return -ENOMEM;
+                }
+        }
+        printer_config_free(pc);
+        o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:O}", "host_version", version, "host_error", host_error,
+                      "klipper_path", tree, "printer_config", kc->printer_config, "printer_config_error",
+                      pc_error, "mcus", mcus);
+        if (!o)
+                return -ENOMEM;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
