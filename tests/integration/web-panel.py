@@ -171,6 +171,10 @@ def test_panel():
         b.wait("document.getElementById('job-log').textContent.includes('done')", what="the job log")
         shot(b, "flash-done.png")
         check_flash(boards, OCTOPUS, APP, good)
+        # what the board runs now, from Klipper's identify answer (the
+        # version in the image's dictionary), on its card
+        b.wait(f"(document.querySelector('.board[data-port=\"{OCTOPUS_PORT}\"]') || {{}}).textContent"
+               "?.includes('v0.12.0-test')", what="the firmware version on the board's card", timeout=60)
 
         # a refused image: the reason verbatim ---------------------------
         boards_listed(b, [OCTOPUS_PORT, SKR_PORT])

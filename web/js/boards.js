@@ -72,6 +72,8 @@ function card(dev, state) {
   const rows = [
     ["Board", boardName(dev)],
     ["MCU", dev.mcu || "unknown"],
+    // what the board runs, from Klipper's identify answer (app mode only)
+    dev.firmware_version ? ["Firmware", dev.firmware_version] : null,
     ["USB", `${dev.usb_id}${dev.product ? " · " + dev.product : ""}${dev.serial ? " · " + dev.serial : ""}`],
     ["Path", dev.tty || dev.usb_devnode || dev.path || ""],
     dev.by_id ? ["by-id", dev.by_id] : null,
