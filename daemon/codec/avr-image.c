@@ -75,51 +75,34 @@ int avr_check_boot_section(const FlashImage *img, uint32_t flash_size, uint32_t 
         return 0;
 }
 
+static int avr_check_one(ImageCheck c, const FlashImage *img, const ImageCheckTarget *t, void *userdata,
+                         char **ret_message)
+{
+        const uint32_t *boot_size = userdata;
+
+        switch (c) {
+        case IMAGE_CHECK_VECTOR_TABLE:
+                return avr_check_vector_table(img, ret_message);
+        case IMAGE_CHECK_BOOTLOADER_REGION:
+                return avr_check_boot_section(img, t->flash_size, *boot_size, ret_message);
+        case IMAGE_CHECK_FIT:
+        case IMAGE_CHECK_MCU:
+                return image_check_one(c, img, t, ret_message);
+        case _IMAGE_CHECK_MAX:
+        case _IMAGE_CHECK_INVALID:
+                break;
+        }
+        return -EINVAL;
+}
+
 int avr_check_all(const FlashImage *img, const ImageCheckTarget *t, uint32_t boot_size, unsigned force,
                   ImageCheck *ret_failed, char **ret_message, ImageCheckResult *results)
 {
-        int first = 0;
-
         if (!img || !t || t->flash_base != 0)
                 return -EINVAL;
-        for (int c = 0; c < _IMAGE_CHECK_MAX; c++) {
-                _cleanup_free_ char *m = NULL;
-                bool forced;
-                int r;
-
-                switch ((ImageCheck)c) {
-                case IMAGE_CHECK_VECTOR_TABLE:
-                        r = avr_check_vector_table(img, &m);
-                        break;
-                case IMAGE_CHECK_BOOTLOADER_REGION:
-                        r = avr_check_boot_section(img, t->flash_size, boot_size, &m);
-                        break;
-                case IMAGE_CHECK_FIT:
-                case IMAGE_CHECK_MCU:
-                        r = image_check_one((ImageCheck)c, img, t, &m);
-                        break;
-                case _IMAGE_CHECK_MAX:
-                case _IMAGE_CHECK_INVALID:
-                default:
-                        r = -EINVAL;
-                        break;
-                }
-                if (r == -ENOMEM || r == -EINVAL)
-                        return r;
-                forced = r < 0 && (force & (1U << c)) && c != IMAGE_CHECK_BOOTLOADER_REGION;
-                if (r < 0 && !forced && first == 0) {
-                        first = r;
-                        if (ret_failed)
-                                *ret_failed = (ImageCheck)c;
-                        if (ret_message)
-                                *ret_message = m ? strdup(m) : NULL;
-                }
-                if (results)
-                        results[c] = (ImageCheckResult){
-                                .result = r,
-                                .forced = forced,
-                                .message = TAKE_PTR(m),
-                        };
-        }
-        return first;
+        /* No force for the boot section: the bootloader cannot write over
+         * itself, whatever the user asks. */
+        return image_check_run(img, t, avr_check_one, &boot_size,
+                               force & ~(1U << IMAGE_CHECK_BOOTLOADER_REGION), ret_failed, ret_message,
+                               results);
 }

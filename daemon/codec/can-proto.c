@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "codec/can-proto.h"
+#include "codec/codec-util.h"
 #include "macros.h"
 
 static const char *const can_app_table[_CAN_APP_MAX] = {
@@ -17,17 +18,6 @@ const char *can_app_to_string(CanApp a)
         return a >= 0 && a < _CAN_APP_MAX ? can_app_table[a] : NULL;
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int can_uuid_parse(const char *s, CanUuid *ret)
 {
         CanUuid u;
@@ -39,7 +29,7 @@ int can_uuid_parse(const char *s, CanUuid *ret)
         if (strlen(s) != 2 * CAN_UUID_SIZE)
                 return -EINVAL;
         for (size_t i = 0; i < CAN_UUID_SIZE; i++) {
-                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+                int hi = codec_unhex(s[2 * i]), lo = codec_unhex(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 u.b[i] = (uint8_t)(hi << 4 | lo);
@@ -109,7 +99,7 @@ int can_uuid_from_usb_serial(const char *serial, CanUuid *ret)
         if (n == 0 || n % 2 || n / 2 > sizeof(chip))
                 return -EINVAL;
         for (size_t i = 0; i < n / 2; i++) {
-                int hi = hexval(serial[2 * i]), lo = hexval(serial[2 * i + 1]);
+                int hi = codec_unhex(serial[2 * i]), lo = codec_unhex(serial[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 chip[i] = (uint8_t)(hi << 4 | lo);

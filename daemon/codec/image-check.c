@@ -608,19 +608,19 @@ void image_check_results_clear(ImageCheckResult *results)
         }
 }
 
-int image_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned force, ImageCheck *ret_failed,
-                    char **ret_message, ImageCheckResult *results)
+int image_check_run(const FlashImage *img, const ImageCheckTarget *t, ImageCheckFunc check, void *userdata,
+                    unsigned force, ImageCheck *ret_failed, char **ret_message, ImageCheckResult *results)
 {
         int first = 0;
 
-        if (!img || !t)
+        if (!img || !t || !check)
                 return -EINVAL;
         for (int c = 0; c < _IMAGE_CHECK_MAX; c++) {
                 _cleanup_free_ char *message = NULL;
                 bool forced;
                 int r;
 
-                r = image_check_one((ImageCheck)c, img, t, &message);
+                r = check((ImageCheck)c, img, t, userdata, &message);
                 if (r == -ENOMEM || r == -EINVAL)
                         return r;
                 forced = r < 0 && (force & (1U << c));
@@ -639,4 +639,16 @@ int image_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned f
                         };
         }
         return first;
+}
+
+static int check_one(ImageCheck c, const FlashImage *img, const ImageCheckTarget *t, void *userdata,
+                     char **ret_message)
+{
+        return image_check_one(c, img, t, ret_message);
+}
+
+int image_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned force, ImageCheck *ret_failed,
+                    char **ret_message, ImageCheckResult *results)
+{
+        return image_check_run(img, t, check_one, NULL, force, ret_failed, ret_message, results);
 }

@@ -84,6 +84,15 @@ int image_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned f
                     char **ret_message, ImageCheckResult *results);
 void image_check_results_clear(ImageCheckResult *results);
 
+/* One check of an MCU family (a Cortex-M vector table, an RP2040 boot2, an
+ * AVR boot section...): as image_check_one(). */
+typedef int (*ImageCheckFunc)(ImageCheck c, const FlashImage *img, const ImageCheckTarget *t, void *userdata,
+                              char **ret_message);
+
+/* image_check_all() with the family's own checks. */
+int image_check_run(const FlashImage *img, const ImageCheckTarget *t, ImageCheckFunc check, void *userdata,
+                    unsigned force, ImageCheck *ret_failed, char **ret_message, ImageCheckResult *results);
+
 /* Klipper's application offsets (src/stm32/Kconfig), e.g. 0x8000 -> "32 KiB bootloader". */
 const char *klipper_offset_to_string(uint32_t offset);
 

@@ -109,38 +109,16 @@ int rp2040_check_vector_table(const FlashImage *img, const ImageCheckTarget *t, 
         return 0;
 }
 
+static int rp2040_check_one(ImageCheck c, const FlashImage *img, const ImageCheckTarget *t, void *userdata,
+                            char **ret_message)
+{
+        if (c == IMAGE_CHECK_VECTOR_TABLE)
+                return rp2040_check_vector_table(img, t, ret_message);
+        return image_check_one(c, img, t, ret_message);
+}
+
 int rp2040_check_all(const FlashImage *img, const ImageCheckTarget *t, unsigned force,
                      ImageCheck *ret_failed, char **ret_message, ImageCheckResult *results)
 {
-        int first = 0;
-
-        if (!img || !t)
-                return -EINVAL;
-        for (int c = 0; c < _IMAGE_CHECK_MAX; c++) {
-                _cleanup_free_ char *message = NULL;
-                bool forced;
-                int r;
-
-                if (c == IMAGE_CHECK_VECTOR_TABLE)
-                        r = rp2040_check_vector_table(img, t, &message);
-                else
-                        r = image_check_one((ImageCheck)c, img, t, &message);
-                if (r == -ENOMEM || r == -EINVAL)
-                        return r;
-                forced = r < 0 && (force & (1U << c));
-                if (r < 0 && !forced && first == 0) {
-                        first = r;
-                        if (ret_failed)
-                                *ret_failed = (ImageCheck)c;
-                        if (ret_message)
-                                *ret_message = message ? strdup(message) : NULL;
-                }
-                if (results)
-                        results[c] = (ImageCheckResult){
-                                .result = r,
-                                .forced = forced,
-                                .message = TAKE_PTR(message),
-                        };
-        }
-        return first;
+        return image_check_run(img, t, rp2040_check_one, NULL, force, ret_failed, ret_message, results);
 }
