@@ -259,8 +259,8 @@ static bool prober_device_is_there(InventoryProber *p, const char *port, uint64_
         return e && e->present && e->generation == generation;
 }
 
-static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum,
-                        bool bootsel, uint64_t generation, unsigned attempt);
+static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum, bool bootsel,
+                        uint64_t generation, unsigned attempt);
 
 static int on_probe_retry(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -390,8 +390,8 @@ InventoryProber *inventory_prober_free(InventoryProber *p)
         return NULL;
 }
 
-static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum,
-                        bool bootsel, uint64_t generation, unsigned attempt)
+static int prober_spawn(InventoryProber *p, const char *port, unsigned busnum, unsigned devnum, bool bootsel,
+                        uint64_t generation, unsigned attempt)
 {
         ProbeThread *t = calloc(1, sizeof(*t));
         if (!t)
@@ -427,5 +427,6 @@ int inventory_prober_start(InventoryProber *p, const InventoryEntry *e)
                 if (streq(r->port, e->port))
                         prober_drop_retry(p, r);
         }
-        return prober_spawn(p, e->port, e->busnum, e->devnum, e->mode == DEVICE_MODE_BOOTSEL, e->generation, 1);
+        return prober_spawn(p, e->port, e->busnum, e->devnum, e->mode == DEVICE_MODE_BOOTSEL, e->generation,
+                            1);
 }
