@@ -466,6 +466,9 @@ static int flow_avr_reset(void *userdata)
         return serial_port_set_modem_lines(port, TIOCM_DTR | TIOCM_RTS, true);
 }
 
+/* 5 s in steps of 100 ms */
+#define AVR_LOCK_WAIT_TRIES 50u
+
 static int flow_flash_avr(Flow *f)
 {
         const JobFlowBoard *b = &f->spec->board;
@@ -511,8 +514,17 @@ static int flow_flash_avr(Flow *f)
                 return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
                                  strerror(-r));
         /* klippy holds its MCU's tty with this lock: resetting the board
-         * under it would crash the printer mid-print */
+         * under it would crash the printer mid-print. A unit that
+         * stop_units has just stopped may take a moment to let go of it
+         * (systemd's stop job can end before the last process has). */
         r = serial_port_lock(port);
+        for (unsigned tries = 0; r == -EBUSY && f->stopped && f->stopped[0] && tries < AVR_LOCK_WAIT_TRIES;
+             tries++) {
+                if (atomic_load(job_worker_cancel_flag(f->w)))
+                        return flow_cancelled(f, "before flashing");
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+                r = serial_port_lock(port);
+        }
         if (r == -EBUSY)
                 return flow_fail(f, JOB_ERROR_TTY_BUSY,
                                  "%s is locked by another process (klippy?): stop it and retry, or set "
