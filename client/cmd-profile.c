@@ -123,13 +123,16 @@ static int profile_list(Flashctl *ctx, int argc, char **argv)
 
 static int profile_by_name(Flashctl *ctx, int argc, char **argv, const char *method)
 {
-        json_auto_t *result = NULL;
+        json_auto_t *result = NULL, *params = NULL;
         int r;
 
         if (argc != 2)
                 return flashctl_usage_error("profile", "'profile %s' needs exactly one profile NAME",
                                             argv[0]);
-        r = flashctl_call(ctx, method, json_pack("{s:s}", "name", argv[1]), &result, NULL);
+        params = json_pack("{s:s}", "name", argv[1]);
+        if (!params)
+                return flashctl_report_error(ctx, -ENOMEM, "profile");
+        r = flashctl_call(ctx, method, params, &result, NULL);
         if (r != 0)
                 return r;
         if (streq(method, "profile.remove")) {

@@ -134,8 +134,10 @@ static int verb_update(Flashctl *ctx, int argc, char **argv)
                 json_object_set(params, "mcus", names);
 
         /* the plan first, always */
-        r = flashctl_call(ctx, "update.plan", json_pack("{s:b,s:O}", "all", all, "mcus", names), &result,
-                          NULL);
+        plan_params = json_pack("{s:b,s:O}", "all", all, "mcus", names);
+        if (!plan_params)
+                return flashctl_report_error(ctx, -ENOMEM, "update");
+        r = flashctl_call(ctx, "update.plan", plan_params, &result, NULL);
         if (r != 0)
                 return r;
         if (all)

@@ -165,8 +165,9 @@ def test_panel():
               "states shown in order", states_seen)
         check({"erase", "write"} <= phases_seen, "erase and write phases shown", phases_seen)
         # progress reaches the page at most twice a second: 0 at the phase's
-        # start, then at least two steps in between
-        check(len(set(pcts)) >= 3 and pcts == sorted(pcts) and any(0 < p < 100 for p in pcts),
+        # start, then at least one step in between (more on an idle machine;
+        # under ASan on a loaded one the page may sample only one)
+        check(len(set(pcts)) >= 2 and pcts == sorted(pcts) and any(0 < p < 100 for p in pcts),
               "the progress bar moved during the write", pcts)
         b.wait("document.getElementById('job-log').textContent.includes('done')", what="the job log")
         shot(b, "flash-done.png")
