@@ -507,17 +507,18 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 run->phase_start_usec = now;
                 run->phase_start_bytes = 0;
                 job_log(j, "phase %s", job_phase_to_string(m->phase));
+                /* Past the leave request the image is complete in flash: a
+                 * restart that finds the board back in its application
+                 * finishes the job instead of waiting for a bootloader that
+                 * will not come. Saved before anyone hears of the phase. */
+                if (m->phase == JOB_PHASE_LEAVE)
+                        (void)job_queue_save(q);
                 if (m->has_progress) {
                         j->bytes_done = m->done;
                         j->bytes_total = m->total;
-                } else if (m->phase == JOB_PHASE_LEAVE) {
+                } else if (m->phase == JOB_PHASE_LEAVE)
                         job_show_totals(j); /* no bytes of its own: the written image */
-                        /* Past this point the image is complete in flash: a
-                         * restart that finds the board back in its
-                         * application finishes the job instead of waiting
-                         * for a bootloader that will not come. */
-                        (void)job_queue_save(q);
-                } else {
+                else {
                         /* The phase's total comes with its first progress,
                          * which the session sends right after the phase; a
                          * phase announced with total 0 would make a frontend's
