@@ -98,6 +98,69 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                          e && e->firmware_mcu ? e->firmware_mcu : NULL);
 }
 
+static char *mcu_object_name(const char *mcu_name)
+{
+        char *s = NULL;
+
+        if (streq(mcu_name, "mcu"))
+                return strdup("mcu");
+        if (asprintf(&s, "mcu %s", mcu_name) < 0)
+                return NULL;
+        return s;
+}
+
+int update_status_apply_moonraker(Manager *m, json_t *status)
+{
+        const KlipperConfig *kc = &m->config->klipper;
+        PrinterConfig *pc = NULL;
+        int r, n = 0;
+
+        if (!kc->printer_config)
+                return 0;
+        r = printer_config_load(kc->printer_config, &pc, NULL);
+        if (r < 0) {
+                log_debug_errno(r, "cannot read %s: %m", kc->printer_config);
+                return 0;
+        }
+        for (size_t i = 0; i < pc->n_mcus; i++) {
+                const PrinterMcu *pm = &pc->mcus[i];
+                const InventoryEntry *e = NULL;
+                _cleanup_free_ char *name = mcu_object_name(pm->name);
+
+                if (!name) {
+                        n = -ENOMEM;
+                        break;
+                }
+                json_t *obj = json_object_get(status, name);
+                const char *version = json_string_value(json_object_get(obj, "mcu_version"));
+                const char *mcu =
+                        json_string_value(json_object_get(json_object_get(obj, "mcu_constants"), "MCU"));
+                /* Klipper reports an MCU it has not connected to yet with
+                 * empty fields */
+                if (!version || !*version || !pm->serial)
+                        continue;
+                if (inventory_find(m->inventory, pm->serial, &e, NULL) < 0 || !e ||
+                    e->mode != DEVICE_MODE_APP)
+                        continue;
+                bool known = e->firmware_generation == e->generation && e->firmware_source;
+                /* the board's own answer beats a report about it */
+                if (known && streq(e->firmware_source, "identify"))
+                        continue;
+                if (known && streq_ptr(e->firmware_version, version) && streq_ptr(e->firmware_mcu, mcu))
+                        continue;
+                log_info("device %s: Klipper %s on %s (%s, through Moonraker)", e->port, version, strna(mcu),
+                         name);
+                r = inventory_set_firmware(m->inventory, e->port, e->generation, version, mcu, "moonraker");
+                if (r < 0) {
+                        n = r;
+                        break;
+                }
+                n++;
+        }
+        printer_config_free(pc);
+        return n;
+}
+
 int update_status_compute(Manager *m, json_t **ret)
 {
         _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
@@ -128,6 +191,10 @@ int update_status_compute(Manager *m, json_t **ret)
                         strdup("no printer_config in the [klipper] section of flashd.conf: flashd does not "
                                "know the printer's MCUs");
 
+        /* Moonraker's report may be older than the boards: ask again, the
+         * next status shows the answer */
+        if (m->moonraker)
+                (void)moonraker_agent_query_mcus(m->moonraker);
         for (size_t i = 0; pc && i < pc->n_mcus; i++) {
                 json_t *s = mcu_status(m, &pc->mcus[i], version, host_error);
                 if (!s || json_array_append_new(mcus, s) < 0) {
