@@ -48,7 +48,7 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
         _cleanup_free_ char *reason = NULL;
         json_auto_t *profile = NULL;
         const InventoryEntry *e = NULL;
-        const char *transport = NULL, *port = NULL, *running = NULL, *board = NULL, *state;
+        const char *transport = NULL, *port = NULL, *running = NULL, *source = NULL, *board = NULL, *state;
 
         (void)profile_store_find_mcu(m->config->state_dir, pm->name, &profile);
         if (profile)
@@ -62,8 +62,10 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                         transport = entry_transport(e);
                         if (!board && e->board)
                                 board = e->board->name;
-                        if (e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation)
+                        if (e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation) {
                                 running = e->firmware_version;
+                                source = running ? e->firmware_source : NULL;
+                        }
                         if (!running) {
                                 reason = unknown_reason(e);
                                 if (e->mode == DEVICE_MODE_APP && m->identify)
@@ -90,9 +92,10 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                 free(reason);
                 reason = NULL;
         }
-        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name", pm->name,
-                         "board", board, "port", port, "transport", transport, "running_version", running,
-                         "host_version", host_version, "state", state, "reason", reason, "profile",
+        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name",
+                         pm->name, "board", board, "port", port, "transport", transport, "running_version",
+                         running, "running_source", source, "host_version", host_version, "state", state,
+                         "reason", reason, "profile",
                          profile ? json_string_value(json_object_get(profile, "name")) : NULL, "serial",
                          pm->serial, "canbus_uuid", pm->canbus_uuid, "mcu",
                          e && e->firmware_mcu ? e->firmware_mcu : NULL);

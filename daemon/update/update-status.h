@@ -15,7 +15,8 @@
  * inventory entry with firmware_source "moonraker".
  *
  * Per MCU (proto/API.md update.status): name, board, port, transport
- * (usb|uart|can), running_version, host_version, state
+ * (usb|uart|can), running_version, running_source (identify|moonraker:
+ * who said so), host_version, state
  * (current|stale|unknown), reason (why unknown, else null), profile,
  * serial, canbus_uuid, mcu.
  */

@@ -85,6 +85,10 @@ def test_version_through_moonraker():
             check(s["mcu"]["running_version"] == host and s["mcu"]["host_version"] == host, "main board", s["mcu"])
             check(s["mcu"]["mcu"] == "stm32f446xx" and s["mcu"]["port"] == "1-1.1", "MCU and port", s["mcu"])
             check(s["second"]["running_version"] == OLD and s["second"]["port"] == "1-1.2", "toolboard", s["second"])
+            contract = {"name", "board", "port", "transport", "running_version", "host_version", "state"}
+            for m in s.values():
+                check(contract <= set(m) and m["running_source"] == "moonraker" and m["transport"] == "usb",
+                      "flashctl status --json: every contract field, and where the version came from", m)
             by_port = harness.devices_by_port(d.client())
             for port, version in (("1-1.1", host), ("1-1.2", OLD)):
                 dev = by_port[port]
@@ -96,8 +100,12 @@ def test_version_through_moonraker():
             check([identifies(boards, "0"), identifies(boards, "1")] == before,
                   "no identify reached a held board", before)
             p = flashctl(d, "status")
-            check(p.returncode == 0 and "current" in p.stdout and "stale" in p.stdout and OLD in p.stdout,
-                  "flashctl status table", p.stdout + p.stderr)
+            check(p.returncode == 0 and "PORT" in p.stdout, "flashctl status table", p.stdout + p.stderr)
+            rows = {line.split()[0]: line.split() for line in p.stdout.splitlines()
+                    if line.split() and line.split()[0] in ("mcu", "second")}
+            check(rows.get("mcu", [])[2:4] == ["1-1.1", "usb"] and rows["mcu"][4:7] == [host, host, "current"],
+                  "the main board's row", p.stdout)
+            check(rows.get("second", [])[2:7] == ["1-1.2", "usb", OLD, host, "stale"], "the toolboard's row", p.stdout)
 
             # a flash elsewhere: Klippy reports the new version, the next
             # status sees it
