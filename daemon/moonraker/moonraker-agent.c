@@ -54,6 +54,7 @@ struct MoonrakerAgent {
         /* Our own requests to Moonraker (the MCU versions Klipper reports):
          * ids of the outstanding printer.objects.list / .query, or 0. */
         json_int_t next_request_id, mcu_list_id, mcu_query_id;
+        json_t *printer_config; /* configfile.config from the last answer, or NULL */
 };
 
 /* The fields of Klipper's mcu objects that say what a board runs. */
@@ -116,6 +117,7 @@ static void agent_close(MoonrakerAgent *a)
         moonraker_file_roots_free(a->roots);
         a->roots = NULL;
         a->mcu_list_id = a->mcu_query_id = 0;
+        json_decref(TAKE_PTR(a->printer_config));
         /* above any identify id (generation & 0x7fffffff) */
         a->next_request_id = (json_int_t)1 << 32;
 }
@@ -470,6 +472,9 @@ static void agent_on_mcu_list(MoonrakerAgent *a, json_t *msg)
                         json_object_set(query, json_string_value(v), fields);
         if (json_object_size(query) == 0)
                 return;
+        /* the MCUs' serial: paths tie the mcu objects to boards, when
+         * flashd.conf names no printer.cfg */
+        json_object_set_new(query, "configfile", json_pack("[s]", "config"));
         json_auto_t *params = json_pack("{s:O}", "objects", query);
         if (!params)
                 return (void)log_oom();
@@ -486,6 +491,11 @@ static void agent_on_mcu_query(MoonrakerAgent *a, json_t *msg)
                         "moonraker agent: no MCU status from Moonraker: %s",
                         strna(json_string_value(json_object_get(json_object_get(msg, "error"), "message"))));
                 return;
+        }
+        json_t *config = json_object_get(json_object_get(status, "configfile"), "config");
+        if (json_is_object(config)) {
+                json_decref(a->printer_config);
+                a->printer_config = json_incref(config);
         }
         int r = update_status_apply_moonraker(a->manager, status);
         if (r < 0)
@@ -814,4 +824,9 @@ int moonraker_agent_start(MoonrakerAgent *a)
 MoonrakerState moonraker_agent_get_state(const MoonrakerAgent *a)
 {
         return a->state;
+}
+
+json_t *moonraker_agent_get_printer_config(const MoonrakerAgent *a)
+{
+        return a ? a->printer_config : NULL;
 }

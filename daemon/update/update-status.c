@@ -112,18 +112,49 @@ static char *mcu_object_name(const char *mcu_name)
         return s;
 }
 
-int update_status_apply_moonraker(Manager *m, json_t *status)
+/* The printer's MCUs: printer_config of flashd.conf, else Klipper's own
+ * configuration as Moonraker reported it. */
+static int load_printer_config(Manager *m, PrinterConfig **ret, char **ret_error, const char **ret_source)
 {
         const KlipperConfig *kc = &m->config->klipper;
+        json_t *config = m->moonraker ? moonraker_agent_get_printer_config(m->moonraker) : NULL;
+        int r;
+
+        *ret_source = NULL;
+        if (kc->printer_config) {
+                r = printer_config_load(kc->printer_config, ret, ret_error);
+                if (r < 0 && !*ret_error &&
+                    asprintf(ret_error, "cannot read %s: %s", kc->printer_config, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                if (r >= 0)
+                        *ret_source = "file";
+                return r;
+        }
+        if (config) {
+                r = printer_config_from_klipper(config, ret);
+                if (r >= 0)
+                        *ret_source = "moonraker";
+                return r;
+        }
+        *ret_error = strdup(m->moonraker ? "no printer_config in the [klipper] section of flashd.conf, and "
+                                           "Moonraker has not reported Klipper's configuration (yet): "
+                                           "flashd does not know the printer's MCUs"
+                                         : "no printer_config in the [klipper] section of flashd.conf: "
+                                           "flashd does not know the printer's MCUs");
+        return -ENOENT;
+}
+
+int update_status_apply_moonraker(Manager *m, json_t *status)
+{
+        _cleanup_free_ char *error = NULL;
         PrinterConfig *pc = NULL;
+        const char *source;
         int r, n = 0;
 
-        if (!kc->printer_config)
-                return 0;
-        r = printer_config_load(kc->printer_config, &pc, NULL);
+        r = load_printer_config(m, &pc, &error, &source);
         if (r < 0) {
-                log_debug_errno(r, "cannot read %s: %m", kc->printer_config);
-                return 0;
+                log_debug("moonraker: no printer config to match Klipper's MCUs with: %s", strna(error));
+                return r == -ENOMEM ? r : 0;
         }
         for (size_t i = 0; i < pc->n_mcus; i++) {
                 const PrinterMcu *pm = &pc->mcus[i];
@@ -167,6 +198,7 @@ int update_status_apply_moonraker(Manager *m, json_t *status)
 int update_status_compute(Manager *m, json_t **ret)
 {
         _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
+        const char *pc_source = NULL;
         _cleanup_(klipper_builder_done) KlipperBuilder builder = {};
         PrinterConfig *pc = NULL;
         const KlipperConfig *kc = &m->config->klipper;
@@ -184,15 +216,9 @@ int update_status_compute(Manager *m, json_t **ret)
                     0)
                 host_error = NULL;
 
-        if (kc->printer_config) {
-                r = printer_config_load(kc->printer_config, &pc, &pc_error);
-                if (r < 0 && !pc_error &&
-                    asprintf(&pc_error, "cannot read %s: %s", kc->printer_config, strerror(-r)) < 0)
-                        pc_error = NULL;
-        } else
-                pc_error =
-                        strdup("no printer_config in the [klipper] section of flashd.conf: flashd does not "
-                               "know the printer's MCUs");
+        r = load_printer_config(m, &pc, &pc_error, &pc_source);
+        if (r == -ENOMEM)
+                return r;
 
         /* Moonraker's report may be older than the boards: ask again, the
          * next status shows the answer */
@@ -206,9 +232,9 @@ int update_status_compute(Manager *m, json_t **ret)
                 }
         }
         printer_config_free(pc);
-        o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:O}", "host_version", version, "host_error", host_error,
-                      "klipper_path", tree, "printer_config", kc->printer_config, "printer_config_error",
-                      pc_error, "mcus", mcus);
+        o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:O}", "host_version", version, "host_error",
+                      host_error, "klipper_path", tree, "printer_config", kc->printer_config,
+                      "printer_config_source", pc_source, "printer_config_error", pc_error, "mcus", mcus);
         if (!o)
                 return -ENOMEM;
         *ret = TAKE_PTR(o);
