@@ -51,11 +51,12 @@ static const Verb server_verbs[] = {
         {
                 .name = "status",
                 .summary = "Show the daemon, and what each MCU of the printer runs",
-                .help = "Prints server.info, then one line per MCU of printer.cfg ([klipper]\n"
-                        "printer_config in flashd.conf): its board, transport, the Klipper version it\n"
-                        "runs (asked with Klipper's identify while nobody else holds its port), the\n"
-                        "host's version (git describe of the Klipper tree) and the state: current,\n"
-                        "stale or unknown (the next line says why). With --json, server.info's object\n"
+                .help = "Prints server.info, the host's Klipper version (git describe of the Klipper\n"
+                        "tree), then one line per MCU of printer.cfg ([klipper] printer_config in\n"
+                        "flashd.conf): name, board, port, transport, the Klipper version it runs\n"
+                        "(Klipper's identify while nobody holds its port, else Klipper's report through\n"
+                        "Moonraker), the host's version, the state (current, stale or unknown: the next\n"
+                        "line says why) and the build profile. With --json, server.info's object\n"
                         "merged with update.status's (host_version, mcus: [...]).\n",
                 .run = verb_status,
         },

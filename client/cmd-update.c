@@ -47,16 +47,16 @@ void flashctl_update_status_print(Flashctl *ctx, const json_t *result)
                 printf("printer.cfg names no MCU\n");
                 return;
         }
-        printf("%-10s %-14s %-5s %-24s %-24s %-8s %s\n", "MCU", "BOARD", "VIA", "RUNNING", "HOST", "STATE",
-               "PROFILE");
+        printf("%-10s %-14s %-10s %-5s %-24s %-24s %-8s %s\n", "MCU", "BOARD", "PORT", "VIA", "RUNNING",
+               "HOST", "STATE", "PROFILE");
         json_array_foreach (mcus, i, m) {
                 const char *state = output_json_str(m, "state");
                 OutputColor color = streq(state ?: "", "current") ? OUTPUT_COLOR_GREEN
                                     : streq(state ?: "", "stale") ? OUTPUT_COLOR_YELLOW
                                                                   : OUTPUT_COLOR_RED;
-                printf("%-10s %-14s %-5s %-24s %-24s %s%-8s%s %s\n", strna(output_json_str(m, "name")),
-                       output_json_str(m, "board") ?: "-", output_json_str(m, "transport") ?: "-",
-                       output_json_str(m, "running_version") ?: "?",
+                printf("%-10s %-14s %-10s %-5s %-24s %-24s %s%-8s%s %s\n", strna(output_json_str(m, "name")),
+                       output_json_str(m, "board") ?: "-", output_json_str(m, "port") ?: "-",
+                       output_json_str(m, "transport") ?: "-", output_json_str(m, "running_version") ?: "?",
                        output_json_str(m, "host_version") ?: "?", output_color_on(color, ctx->use_color),
                        strna(state), output_color_off(ctx->use_color), output_json_str(m, "profile") ?: "-");
                 if (output_json_str(m, "reason"))

@@ -17,6 +17,7 @@
 #include "moonraker/moonraker-files.h"
 #include "rpc-frame.h"
 #include "server/rpc.h"
+#include "update/update-status.h"
 
 #define AGENT_URL "https://github.com/flashd/flashd"
 
@@ -50,7 +51,14 @@ struct MoonrakerAgent {
         RpcPeer peer;
         JobSlot *slots;
         bool refusal_logged; /* per connection: Moonraker answered an event with an error */
+        /* Our own requests to Moonraker (the MCU versions Klipper reports):
+         * ids of the outstanding printer.objects.list / .query, or 0. */
+        json_int_t next_request_id, mcu_list_id, mcu_query_id;
+        json_t *printer_config; /* configfile.config from the last answer, or NULL */
 };
+
+/* The fields of Klipper's mcu objects that say what a board runs. */
+static const char *const mcu_fields[] = { "mcu_version", "mcu_build_versions", "mcu_constants" };
 
 static const char *const state_names[_MOONRAKER_STATE_MAX] = {
         [MOONRAKER_STATE_WAITING] = "waiting",
@@ -108,6 +116,10 @@ static void agent_close(MoonrakerAgent *a)
         a->moonraker_cred = peer_cred_free(a->moonraker_cred);
         moonraker_file_roots_free(a->roots);
         a->roots = NULL;
+        a->mcu_list_id = a->mcu_query_id = 0;
+        json_decref(TAKE_PTR(a->printer_config));
+        /* above any identify id (generation & 0x7fffffff) */
+        a->next_request_id = (json_int_t)1 << 32;
 }
 
 static int agent_connect(MoonrakerAgent *a);
@@ -405,6 +417,91 @@ static void agent_call_with_path(MoonrakerAgent *a, json_t *msg, json_t *id, con
                                         TAKE_FD(fd), agent_on_response, a);
 }
 
+/* --- what Klipper says its MCUs run ---------------------------------------- */
+
+/* Moonraker serves its API to agents as to any other connection: a request
+ * with our own id gets a response with that id. */
+static json_int_t agent_request(MoonrakerAgent *a, const char *method, json_t *params)
+{
+        json_int_t id = ++a->next_request_id;
+        json_auto_t *m = json_pack("{s:s,s:s,s:O,s:I}", "jsonrpc", "2.0", "method", method, "params", params,
+                                   "id", id);
+        if (!m || agent_send(a, m) < 0)
+                return 0;
+        return id;
+}
+
+int moonraker_agent_query_mcus(MoonrakerAgent *a)
+{
+        if (!a || a->state != MOONRAKER_STATE_READY)
+                return -ENOTCONN;
+        if (a->mcu_list_id || a->mcu_query_id)
+                return 0; /* one at a time; its answer is fresh enough */
+        json_auto_t *params = json_object();
+        if (!params)
+                return -ENOMEM;
+        a->mcu_list_id = agent_request(a, "printer.objects.list", params);
+        return a->mcu_list_id ? 0 : -EIO;
+}
+
+static bool is_mcu_object(const char *name)
+{
+        return streq(name, "mcu") || strncmp(name, "mcu ", 4) == 0;
+}
+
+static void agent_on_mcu_list(MoonrakerAgent *a, json_t *msg)
+{
+        json_t *objects = json_object_get(json_object_get(msg, "result"), "objects"), *v;
+        json_auto_t *query = json_object(), *fields = json_array();
+        size_t i;
+
+        a->mcu_list_id = 0;
+        if (!json_is_array(objects)) {
+                /* e.g. 503 "Klippy Host not connected" */
+                log_debug(
+                        "moonraker agent: no printer objects from Moonraker: %s",
+                        strna(json_string_value(json_object_get(json_object_get(msg, "error"), "message"))));
+                return;
+        }
+        if (!query || !fields)
+                return (void)log_oom();
+        for (i = 0; i < ELEMENTSOF(mcu_fields); i++)
+                json_array_append_new(fields, json_string(mcu_fields[i]));
+        json_array_foreach (objects, i, v)
+                if (json_is_string(v) && is_mcu_object(json_string_value(v)))
+                        json_object_set(query, json_string_value(v), fields);
+        if (json_object_size(query) == 0)
+                return;
+        /* the MCUs' serial: paths tie the mcu objects to boards, when
+         * flashd.conf names no printer.cfg */
+        json_object_set_new(query, "configfile", json_pack("[s]", "config"));
+        json_auto_t *params = json_pack("{s:O}", "objects", query);
+        if (!params)
+                return (void)log_oom();
+        a->mcu_query_id = agent_request(a, "printer.objects.query", params);
+}
+
+static void agent_on_mcu_query(MoonrakerAgent *a, json_t *msg)
+{
+        json_t *status = json_object_get(json_object_get(msg, "result"), "status");
+
+        a->mcu_query_id = 0;
+        if (!json_is_object(status)) {
+                log_debug(
+                        "moonraker agent: no MCU status from Moonraker: %s",
+                        strna(json_string_value(json_object_get(json_object_get(msg, "error"), "message"))));
+                return;
+        }
+        json_t *config = json_object_get(json_object_get(status, "configfile"), "config");
+        if (json_is_object(config)) {
+                json_decref(a->printer_config);
+                a->printer_config = json_incref(config);
+        }
+        int r = update_status_apply_moonraker(a->manager, status);
+        if (r < 0)
+                log_warning_errno(r, "moonraker agent: cannot record what Klipper's MCUs run: %m");
+}
+
 static void agent_on_request(MoonrakerAgent *a, json_t *msg, json_t *id, const char *method)
 {
         const RpcMethod *entry = rpc_method_find(method);
@@ -456,6 +553,7 @@ static void agent_on_identified(MoonrakerAgent *a, json_t *msg)
                  a->config->socket_path, a->config->agent_name,
                  json_integer_value(json_object_get(json_object_get(msg, "result"), "connection_id")),
                  a->config->enable_flashing ? "enabled" : "disabled (enable_flashing = no)");
+        (void)moonraker_agent_query_mcus(a);
 }
 
 static void agent_on_message(MoonrakerAgent *a, const char *text, size_t len)
@@ -481,6 +579,16 @@ static void agent_on_message(MoonrakerAgent *a, const char *text, size_t len)
             json_integer_value(id) == a->identify_id) {
                 agent_on_identified(a, msg);
                 return;
+        }
+        if (a->state == MOONRAKER_STATE_READY && json_is_integer(id) && json_integer_value(id) != 0) {
+                if (json_integer_value(id) == a->mcu_list_id) {
+                        agent_on_mcu_list(a, msg);
+                        return;
+                }
+                if (json_integer_value(id) == a->mcu_query_id) {
+                        agent_on_mcu_query(a, msg);
+                        return;
+                }
         }
         /* Events carry no id; Moonraker answers one it refuses with an
          * error whose id is null. Frontends then miss what it said: worth
@@ -716,4 +824,9 @@ int moonraker_agent_start(MoonrakerAgent *a)
 MoonrakerState moonraker_agent_get_state(const MoonrakerAgent *a)
 {
         return a->state;
+}
+
+json_t *moonraker_agent_get_printer_config(const MoonrakerAgent *a)
+{
+        return a ? a->printer_config : NULL;
 }

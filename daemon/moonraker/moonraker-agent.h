@@ -17,6 +17,13 @@
  *    at most MOONRAKER_PROGRESS_HZ events per second per job (state and
  *    phase changes go out at once; the last progress is never lost).
  *
+ *  - asks Moonraker what Klipper's MCUs run (printer.objects.list, then
+ *    printer.objects.query of the `mcu` and `mcu NAME` objects, and of
+ *    `configfile`'s `config` for their serial: paths) when it
+ *    registers and whenever moonraker_agent_query_mcus() is called; the
+ *    answer goes to update_status_apply_moonraker(). flashd never opens a
+ *    tty klippy holds, so this is how it learns what such a board runs.
+ *
  * It never blocks the loop or fails flashd: the connect is non-blocking,
  * and when Moonraker is not there (yet) or goes away the agent retries with
  * exponential backoff (MOONRAKER_BACKOFF_MIN_USEC .. _MAX_USEC).
@@ -59,6 +66,12 @@ MoonrakerAgent *moonraker_agent_free(MoonrakerAgent *a);
 /* Start connecting (returns at once). */
 int moonraker_agent_start(MoonrakerAgent *a);
 MoonrakerState moonraker_agent_get_state(const MoonrakerAgent *a);
+/* Ask Moonraker again what the MCUs run (returns at once; the answer is
+ * applied when it comes). -ENOTCONN when not registered. */
+int moonraker_agent_query_mcus(MoonrakerAgent *a);
+/* Klipper's configfile.config ({section: {option: value}}) from the last
+ * answer on this connection (borrowed), or NULL. */
+json_t *moonraker_agent_get_printer_config(const MoonrakerAgent *a);
 
 /* A notification flashd sends to its clients (`params` borrowed), to be
  * forwarded as an agent event. Usable as a ServerBroadcastHook. */

@@ -228,3 +228,47 @@ int printer_config_load(const char *path, PrinterConfig **ret, char **ret_error)
         *ret = pc;
         return 0;
 }
+
+int printer_config_from_klipper(json_t *config, PrinterConfig **ret)
+{
+        PrinterConfig *pc;
+        const char *section;
+        json_t *options;
+
+        if (!json_is_object(config))
+                return -EINVAL;
+        pc = calloc(1, sizeof(*pc));
+        if (!pc)
+                return -ENOMEM;
+        /* Klipper already merged includes and SAVE_CONFIG, and keeps the
+         * file's order of sections */
+        json_object_foreach (config, section, options) {
+                const char *mcu_name = NULL;
+                if (streq(section, "mcu"))
+                        mcu_name = "mcu";
+                else if (strncmp(section, "mcu ", 4) == 0)
+                        mcu_name = section + 4 + strspn(section + 4, " ");
+                if (!mcu_name || !*mcu_name || !json_is_object(options))
+                        continue;
+                PrinterMcu *m = mcu_get(pc, mcu_name);
+                if (!m) {
+                        printer_config_free(pc);
+                        return -ENOMEM;
+                }
+                const char *keys[] = { "serial", "canbus_uuid" };
+                char **fields[] = { &m->serial, &m->canbus_uuid };
+                for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                        const char *v = json_string_value(json_object_get(options, keys[i]));
+                        _cleanup_free_ char *copy = v ? strdup(v) : NULL;
+                        if (v && !copy) {
+                                printer_config_free(pc);
+                                return -ENOMEM;
+                        }
+                        const char *value = copy ? strip(copy) : NULL;
+                        free(*fields[i]);
+                        *fields[i] = value && *value ? strdup(value) : NULL;
+                }
+        }
+        *ret = pc;
+        return 0;
+}

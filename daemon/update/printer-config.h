@@ -10,6 +10,7 @@
  * twice is merged (the later value wins). Reads files; logs nothing.
  */
 
+#include <jansson.h>
 #include <stddef.h>
 
 typedef struct PrinterMcu {
@@ -28,5 +29,9 @@ typedef struct PrinterConfig {
 int printer_config_load(const char *path, PrinterConfig **ret, char **ret_error);
 /* The same from text; includes are resolved against `dir`. */
 int printer_config_parse(const char *text, const char *dir, PrinterConfig **ret, char **ret_error);
+/* The same from Klipper's `configfile` object's `config` field ({section:
+ * {option: value}}), as Moonraker's printer.objects.query returns it.
+ * -EINVAL when `config` is not an object. */
+int printer_config_from_klipper(json_t *config, PrinterConfig **ret);
 PrinterConfig *printer_config_free(PrinterConfig *pc);
 const PrinterMcu *printer_config_find(const PrinterConfig *pc, const char *name);

@@ -48,7 +48,7 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
         _cleanup_free_ char *reason = NULL;
         json_auto_t *profile = NULL;
         const InventoryEntry *e = NULL;
-        const char *transport = NULL, *port = NULL, *running = NULL, *board = NULL, *state;
+        const char *transport = NULL, *port = NULL, *running = NULL, *source = NULL, *board = NULL, *state;
 
         (void)profile_store_find_mcu(m->config->state_dir, pm->name, &profile);
         if (profile)
@@ -62,8 +62,10 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                         transport = entry_transport(e);
                         if (!board && e->board)
                                 board = e->board->name;
-                        if (e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation)
+                        if (e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation) {
                                 running = e->firmware_version;
+                                source = running ? e->firmware_source : NULL;
+                        }
                         if (!running) {
                                 reason = unknown_reason(e);
                                 if (e->mode == DEVICE_MODE_APP && m->identify)
@@ -90,17 +92,113 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                 free(reason);
                 reason = NULL;
         }
-        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name", pm->name,
-                         "board", board, "port", port, "transport", transport, "running_version", running,
-                         "host_version", host_version, "state", state, "reason", reason, "profile",
+        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name",
+                         pm->name, "board", board, "port", port, "transport", transport, "running_version",
+                         running, "running_source", source, "host_version", host_version, "state", state,
+                         "reason", reason, "profile",
                          profile ? json_string_value(json_object_get(profile, "name")) : NULL, "serial",
                          pm->serial, "canbus_uuid", pm->canbus_uuid, "mcu",
                          e && e->firmware_mcu ? e->firmware_mcu : NULL);
 }
 
+static char *mcu_object_name(const char *mcu_name)
+{
+        char *s = NULL;
+
+        if (streq(mcu_name, "mcu"))
+                return strdup("mcu");
+        if (asprintf(&s, "mcu %s", mcu_name) < 0)
+                return NULL;
+        return s;
+}
+
+/* The printer's MCUs: printer_config of flashd.conf, else Klipper's own
+ * configuration as Moonraker reported it. */
+static int load_printer_config(Manager *m, PrinterConfig **ret, char **ret_error, const char **ret_source)
+{
+        const KlipperConfig *kc = &m->config->klipper;
+        json_t *config = m->moonraker ? moonraker_agent_get_printer_config(m->moonraker) : NULL;
+        int r;
+
+        *ret_source = NULL;
+        if (kc->printer_config) {
+                r = printer_config_load(kc->printer_config, ret, ret_error);
+                if (r < 0 && !*ret_error &&
+                    asprintf(ret_error, "cannot read %s: %s", kc->printer_config, strerror(-r)) < 0)
+                        *ret_error = NULL;
+                if (r >= 0)
+                        *ret_source = "file";
+                return r;
+        }
+        if (config) {
+                r = printer_config_from_klipper(config, ret);
+                if (r >= 0)
+                        *ret_source = "moonraker";
+                return r;
+        }
+        *ret_error = strdup(m->moonraker ? "no printer_config in the [klipper] section of flashd.conf, and "
+                                           "Moonraker has not reported Klipper's configuration (yet): "
+                                           "flashd does not know the printer's MCUs"
+                                         : "no printer_config in the [klipper] section of flashd.conf: "
+                                           "flashd does not know the printer's MCUs");
+        return -ENOENT;
+}
+
+int update_status_apply_moonraker(Manager *m, json_t *status)
+{
+        _cleanup_free_ char *error = NULL;
+        PrinterConfig *pc = NULL;
+        const char *source;
+        int r, n = 0;
+
+        r = load_printer_config(m, &pc, &error, &source);
+        if (r < 0) {
+                log_debug("moonraker: no printer config to match Klipper's MCUs with: %s", strna(error));
+                return r == -ENOMEM ? r : 0;
+        }
+        for (size_t i = 0; i < pc->n_mcus; i++) {
+                const PrinterMcu *pm = &pc->mcus[i];
+                const InventoryEntry *e = NULL;
+                _cleanup_free_ char *name = mcu_object_name(pm->name);
+
+                if (!name) {
+                        n = -ENOMEM;
+                        break;
+                }
+                json_t *obj = json_object_get(status, name);
+                const char *version = json_string_value(json_object_get(obj, "mcu_version"));
+                const char *mcu =
+                        json_string_value(json_object_get(json_object_get(obj, "mcu_constants"), "MCU"));
+                /* Klipper reports an MCU it has not connected to yet with
+                 * empty fields */
+                if (!version || !*version || !pm->serial)
+                        continue;
+                if (inventory_find(m->inventory, pm->serial, &e, NULL) < 0 || !e ||
+                    e->mode != DEVICE_MODE_APP)
+                        continue;
+                bool known = e->firmware_generation == e->generation && e->firmware_source;
+                /* the board's own answer beats a report about it */
+                if (known && streq(e->firmware_source, "identify"))
+                        continue;
+                if (known && streq_ptr(e->firmware_version, version) && streq_ptr(e->firmware_mcu, mcu))
+                        continue;
+                log_info("device %s: Klipper %s on %s (%s, through Moonraker)", e->port, version, strna(mcu),
+                         name);
+                r = inventory_set_firmware(m->inventory, e->port, e->generation, version, mcu, "moonraker");
+                if (r < 0) {
+                        n = r;
+                        break;
+                }
+                n++;
+        }
+        printer_config_free(pc);
+        return n;
+}
+
 int update_status_compute(Manager *m, json_t **ret)
 {
         _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
+        const char *pc_source = NULL;
         _cleanup_(klipper_builder_done) KlipperBuilder builder = {};
         PrinterConfig *pc = NULL;
         const KlipperConfig *kc = &m->config->klipper;
@@ -118,16 +216,14 @@ int update_status_compute(Manager *m, json_t **ret)
                     0)
                 host_error = NULL;
 
-        if (kc->printer_config) {
-                r = printer_config_load(kc->printer_config, &pc, &pc_error);
-                if (r < 0 && !pc_error &&
-                    asprintf(&pc_error, "cannot read %s: %s", kc->printer_config, strerror(-r)) < 0)
-                        pc_error = NULL;
-        } else
-                pc_error =
-                        strdup("no printer_config in the [klipper] section of flashd.conf: flashd does not "
-                               "know the printer's MCUs");
+        r = load_printer_config(m, &pc, &pc_error, &pc_source);
+        if (r == -ENOMEM)
+                return r;
 
+        /* Moonraker's report may be older than the boards: ask again, the
+         * next status shows the answer */
+        if (m->moonraker)
+                (void)moonraker_agent_query_mcus(m->moonraker);
         for (size_t i = 0; pc && i < pc->n_mcus; i++) {
                 json_t *s = mcu_status(m, &pc->mcus[i], version, host_error);
                 if (!s || json_array_append_new(mcus, s) < 0) {
@@ -136,9 +232,9 @@ int update_status_compute(Manager *m, json_t **ret)
                 }
         }
         printer_config_free(pc);
-        o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:O}", "host_version", version, "host_error", host_error,
-                      "klipper_path", tree, "printer_config", kc->printer_config, "printer_config_error",
-                      pc_error, "mcus", mcus);
+        o = json_pack("{s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:O}", "host_version", version, "host_error",
+                      host_error, "klipper_path", tree, "printer_config", kc->printer_config,
+                      "printer_config_source", pc_source, "printer_config_error", pc_error, "mcus", mcus);
         if (!o)
                 return -ENOMEM;
         *ret = TAKE_PTR(o);

@@ -9,8 +9,14 @@
  * the host version from the Klipper tree (git describe as the tree's
  * owner), and the build profile whose mcu_name is the MCU's name.
  *
+ * A board whose tty klippy holds is never asked by flashd; its running
+ * version then comes from Moonraker (the agent queries Klipper's `mcu` /
+ * `mcu NAME` objects): update_status_apply_moonraker() records it on the
+ * inventory entry with firmware_source "moonraker".
+ *
  * Per MCU (proto/API.md update.status): name, board, port, transport
- * (usb|uart|can), running_version, host_version, state
+ * (usb|uart|can), running_version, running_source (identify|moonraker:
+ * who said so), host_version, state
  * (current|stale|unknown), reason (why unknown, else null), profile,
  * serial, canbus_uuid, mcu.
  */
@@ -22,3 +28,8 @@ typedef struct Manager Manager;
 /* {"host_version", "host_error", "printer_config", "mcus": [...]}; never
  * fails but for -ENOMEM (problems become reasons in the object). */
 int update_status_compute(Manager *m, json_t **ret);
+/* `status` is printer.objects.query's result.status (borrowed): for each
+ * MCU of printer.cfg whose object it holds, the entry at its serial: path
+ * gets mcu_version and mcu_constants.MCU (unless flashd read the board
+ * itself). Returns the number of entries updated, or -ENOMEM. */
+int update_status_apply_moonraker(Manager *m, json_t *status);

@@ -29,6 +29,13 @@ moonraker/components/websockets.py), as far as an agent can tell:
   id, an error (id null when the request had none) when it is refused;
 - Moonraker's own notifications reach every connection, agents included
   (here notify_proc_stat_update every 0.2 s);
+- Klipper's printer objects, as Moonraker relays any connection's
+  printer.objects.list / printer.objects.query to Klippy (agents are
+  connections like any other; klippy_connection.py request()): `klippy`
+  is None while no Klippy is connected (error 503 "Klippy Host not
+  connected"), else a dict object name -> status fields the test sets;
+  a query answers {"eventtime", "status"} with the requested fields (all
+  for null), an unknown object as {} (Klipper's webhooks.py);
 - stop() and start() again on the same path model a restart of Moonraker.
 
 Frontends connect to the same socket (Moonraker serves its API on the Unix
@@ -76,6 +83,8 @@ class FakeMoonraker:
         self.agent_received = []  # every message an agent sent
         self.identified_agents = []  # client_data of every agent registration
         self.wake_r, self.wake_w = None, None
+        self.klippy = None        # printer objects Klippy reports, or None: not connected
+        self.klippy_requests = []  # (method, params) of printer.* requests
 
     # lifecycle ----------------------------------------------------------
     def start(self):
@@ -278,6 +287,8 @@ class FakeMoonraker:
             "connection.send_event": self._send_event,
             "server.extensions.request": self._call_agent,
             "server.extensions.list": self._list_agents,
+            "printer.objects.list": self._objects_list,
+            "printer.objects.query": self._objects_query,
         }.get(method)
         if handler is None:
             return self._error(c, req_id, -32601, "Method not found")
@@ -338,6 +349,35 @@ class FakeMoonraker:
         self.pending[mid] = (c, req_id, conn)
         self.forwarded.append((mid, method, args))
         self._send(conn, msg)
+
+    def _klippy_state(self, method, params):
+        self.klippy_requests.append((method, params))
+        if self.klippy is None:
+            raise _ServerError("Klippy Host not connected", 503)
+        return self.klippy
+
+    def _objects_list(self, c, req_id, params):
+        objects = self._klippy_state("printer.objects.list", params)
+        self._result(c, req_id, {"objects": list(objects)})
+
+    def _objects_query(self, c, req_id, params):
+        objects = self._klippy_state("printer.objects.query", params)
+        wanted = params.get("objects")
+        if not isinstance(wanted, dict):
+            raise _ServerError("Invalid argument", 400)
+        status = {}
+        for name, fields in wanted.items():
+            state = objects.get(name, {})
+            if fields is None:
+                status[name] = dict(state)
+            else:
+                status[name] = {k: state[k] for k in fields if k in state}
+        self._result(c, req_id, {"eventtime": time.monotonic(), "status": status})
+
+    def set_klippy(self, objects):
+        """Klippy's printer objects from now on (None: Klippy gone)."""
+        with self.lock:
+            self.klippy = objects
 
     def _list_agents(self, c, req_id, params):
         self._result(c, req_id, {"agents": [a.client_data for a in self.agents.values()]})

@@ -146,9 +146,42 @@ static void test_includes(void)
         CHECK_INT(system(cmd), 0);
 }
 
+/* Klipper's configfile.config as Moonraker relays it */
+static void test_from_klipper(void)
+{
+        PrinterConfig *pc = NULL;
+        json_t *config =
+                json_loads("{\"printer\": {\"kinematics\": \"corexy\"},"
+                           " \"mcu\": {\"serial\": \" /dev/serial/by-id/usb-a \", \"baud\": \"250000\"},"
+                           " \"mcu  tool\": {\"canbus_uuid\": \"0e0d81e4210c\", \"serial\": \"\"},"
+                           " \"mcus\": {\"serial\": \"/dev/x\"},"
+                           " \"mcu rpi\": {\"serial\": \"/tmp/klipper_host_mcu\"}}",
+                           0, NULL);
+
+        CHECK(config);
+        CHECK_INT(printer_config_from_klipper(config, &pc), 0);
+        /* the sections' order, "mcus" is no MCU, the name after any spaces */
+        CHECK_INT(pc->n_mcus, 3);
+        CHECK_STR(pc->mcus[0].name, "mcu");
+        CHECK_STR(pc->mcus[0].serial, "/dev/serial/by-id/usb-a");
+        CHECK(!pc->mcus[0].canbus_uuid);
+        CHECK_STR(pc->mcus[1].name, "tool");
+        CHECK(!pc->mcus[1].serial);
+        CHECK_STR(pc->mcus[1].canbus_uuid, "0e0d81e4210c");
+        CHECK_STR(printer_config_find(pc, "rpi")->serial, "/tmp/klipper_host_mcu");
+        printer_config_free(pc);
+        pc = NULL;
+        json_decref(config);
+        config = json_string("x");
+        CHECK_INT(printer_config_from_klipper(config, &pc), -EINVAL);
+        CHECK(!pc);
+        json_decref(config);
+}
+
 int main(void)
 {
         test_parse();
+        test_from_klipper();
         test_includes();
         TESTS_EXIT();
 }
