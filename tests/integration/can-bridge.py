@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""A mainboard in Klipper's USB-to-CAN bridge mode with a toolhead behind it:
+
+    vboard --board octopus-pro-f446 --mode app --bootloader katapult --bridge can0 \\
+           --board ebb36-v1.2 --can can0 --can-uuid 0123456789ab -- python3 can-bridge.py
+
+vboard: the bridge is gs_usb on USB with can0 below its USB interface, and
+its own Klipper node answers on can0 next to the EBB36; Klipper's reboot
+to its UUID takes it off USB into Katapult over USB on the same port, and
+can0 with it; back in its application both are back.
+flashd: `flashctl list --json` shows the bridge on its USB port with
+"bridge": {"interface": "can0", "uuid": ...} and the toolhead on can0;
+the interface follows the board through its bootloader.
+"""
+import errno
+import json
+import os
+import select
+import socket
+import struct
+import time
+
+import harness
+from jobs_helpers import Boards, check, flashctl
+
+BRIDGE, EBB36 = 0, 1
+EBB_UUID = "0123456789ab"
+FMT = "<IB3x8s"
+SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
+CONFIG = "reboot_wait_sec = 1\nbootloader_timeout_sec = 4\napp_timeout_sec = 10\n"
+
+
+def query(timeout=1.0):
+    """QUERY_UNASSIGNED on can0: {uuid: app byte} of the nodes that answer."""
+    s = socket.socket(socket.PF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+    s.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_FILTER, struct.pack("<II", 0x3f1, 0x7ff))
+    s.bind(("can0",))
+    s.setblocking(False)
+    time.sleep(0.2)  # the bus sees the filter before the query
+    s.send(struct.pack(FMT, 0x3f0, 1, b"\0"))
+    found, end = {}, time.monotonic() + timeout * SCALE
+    while time.monotonic() < end:
+        if select.select([s], [], [], 0.1)[0]:
+            _, n, data = struct.unpack(FMT, s.recv(16))
+            found[data[1:7].hex()] = data[7]
+    s.close()
+    return found
+
+
+def reboot(uuid):
+    s = socket.socket(socket.PF_CAN, socket.SOCK_RAW, socket.CAN_RAW)
+    s.bind(("can0",))
+    s.send(struct.pack(FMT, 0x3f0, 7, bytes([0x02]) + bytes.fromhex(uuid)))
+    s.close()
+
+
+def sysattr(port, name):
+    with open(f"/sys/bus/usb/devices/{port}/{name}") as f:
+        return f.read().strip()
+
+
+def iface_present():
+    try:
+        socket.if_nametoindex("can0")
+        return True
+    except OSError:
+        return False
+
+
+def bridge_in_app(boards):
+    if boards.board(BRIDGE)["mode"] != "app":
+        boards.reset(BRIDGE)
+    return boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
+
+
+def test_vboard_bridge():
+    boards = Boards()
+    b = bridge_in_app(boards)
+    port, uuid = b["port"], b["can_uuid"]
+    check(b["bridge"] is True, "vboard lists the board as a bridge", b)
+    check((sysattr(port, "idVendor"), sysattr(port, "idProduct")) == ("1d50", "606f"), "gs_usb on USB")
+    check(sysattr(port, "serial") == b["uid"] and sysattr(port, "manufacturer") == "Klipper",
+          "the chip id as serial, Klipper's strings")
+    check(f"/{port}/" in os.path.realpath("/sys/class/net/can0"), "can0 sits below the bridge's USB device",
+          os.path.realpath("/sys/class/net/can0"))
+    nodes = query()
+    check(nodes.get(uuid) == 0x01 and nodes.get(EBB_UUID) == 0x01,
+          "the bridge's own Klipper and the toolhead answer the query", nodes)
+
+    reboot(uuid)
+    b = boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
+    check(b["port"] == port and (sysattr(port, "idVendor"), sysattr(port, "idProduct")) == ("1d50", "6177"),
+          "Katapult over USB on the same port")
+    check(not iface_present() and not os.path.exists("/sys/class/net/can0"), "can0 is gone with the bridge")
+    check(boards.board(EBB36)["mode"] == "app", "the toolhead was not rebooted")
+
+    boards.reset(BRIDGE)
+    boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
+    check(iface_present(), "can0 is back with the application")
+    nodes = query()
+    check(nodes.get(uuid) == 0x01 and nodes.get(EBB_UUID) == 0x01, "both answer again", nodes)
+
+
+def listed(d):
+    return json.loads(flashctl(d, "--json", "list").stdout)
+
+
+def test_daemon_lists_bridge():
+    boards = Boards()
+    b = bridge_in_app(boards)
+    port, uuid = b["port"], b["can_uuid"]
+    with harness.Flashd(config=CONFIG) as d:
+        def both():
+            devs = listed(d)
+            usb = [x for x in devs if x.get("port") == port]
+            can = {x["uuid"]: x for x in devs if x.get("transport") == "can"}
+            if usb and (usb[0].get("bridge") or {}).get("interface") == "can0" and EBB_UUID in can:
+                return usb[0], can
+            return None
+        dev, can = harness.wait_for(both, timeout=15 * SCALE, interval=0.3,
+                                    what="the bridge with its interface and the toolhead listed")
+        check(dev["bridge"]["uuid"] == uuid, "the bridge's UUID from its USB serial", dev)
+        check(dev["mode"] == "app" and dev["usb_id"] == "1d50:606f" and dev["can_interface"] == "can0",
+              "the bridge is a Klipper board providing can0", dev)
+        check(can[EBB_UUID]["interface"] == "can0", "the toolhead on can0", can[EBB_UUID])
+        p = flashctl(d, "list")
+        check(port in p.stdout and "can0:" + EBB_UUID in p.stdout, "flashctl list shows both", p.stdout)
+
+        # in its bootloader the port shows Katapult, and no interface
+        reboot(uuid)
+        boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
+        dev = harness.wait_for(
+            lambda: next((x for x in listed(d) if x.get("port") == port and x.get("mode") == "katapult"), None),
+            timeout=15 * SCALE, interval=0.3, what="the bridge listed in Katapult")
+        check(dev["bridge"] is None and dev["can_interface"] is None, "no interface while in Katapult", dev)
+        boards.reset(BRIDGE)
+        boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
+        harness.wait_for(both, timeout=15 * SCALE, interval=0.3, what="the interface back on the bridge's port")
+
+
+if __name__ == "__main__":
+    harness.main([test_vboard_bridge, test_daemon_lists_bridge])
