@@ -132,6 +132,7 @@ static InventoryEntry *entry_free(InventoryEntry *e)
         entry_clear_usb(e);
         entry_clear_tty(e);
         entry_clear_can(e);
+        free(e->can_iface_last);
         inventory_entry_clear_identity(e);
         free(e->last_mcu);
         free(e->firmware_version);
@@ -509,7 +510,8 @@ int inventory_apply_can(Inventory *inv, const InventoryCanInfo *info)
         r = inventory_ensure(inv, info->usb_port, &e);
         if (r < 0)
                 return r;
-        if (set_str(&e->can_syspath, info->syspath) < 0 || set_str(&e->can_iface, info->name) < 0)
+        if (set_str(&e->can_syspath, info->syspath) < 0 || set_str(&e->can_iface, info->name) < 0 ||
+            set_str(&e->can_iface_last, info->name) < 0)
                 return -ENOMEM;
         inventory_update(inv, e);
         return 0;

@@ -78,7 +78,8 @@ typedef struct InventoryEntry {
         /* the SocketCAN interface the usb_device provides (a gs_usb
          * adapter, or a Klipper USB-to-CAN bridge board), if any */
         char *can_syspath;
-        char *can_iface; /* "can0" */
+        char *can_iface;      /* "can0" */
+        char *can_iface_last; /* the last one it provided (kept while it is away) */
 
         /* DFU probe result */
         bool probed;

@@ -22,10 +22,11 @@ import struct
 import time
 
 import harness
-from jobs_helpers import Boards, check, flashctl
+from jobs_helpers import EXIT_OK, Boards, app_image, check, flashctl, tmpdir, write_image
 
 BRIDGE, EBB36 = 0, 1
 EBB_UUID = "0123456789ab"
+BRIDGE_APP, BRIDGE_MCU = 0x08008000, "stm32f446xx"  # Octopus Pro F446, 32 KiB bootloader
 FMT = "<IB3x8s"
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 CONFIG = "reboot_wait_sec = 1\nbootloader_timeout_sec = 4\napp_timeout_sec = 10\n"
@@ -139,5 +140,69 @@ def test_daemon_lists_bridge():
         harness.wait_for(both, timeout=15 * SCALE, interval=0.3, what="the interface back on the bridge's port")
 
 
+def flash_bridge(boards, d, target, seed):
+    b = bridge_in_app(boards)
+    image = app_image(24 * 1024 + 5, BRIDGE_APP, seed=seed, mcu=BRIDGE_MCU)
+    path = write_image(tmpdir(), image)
+    reboots = b["can_reboots"]
+    p = flashctl(d, "flash", target, path, timeout=120 * SCALE)
+    out = p.stdout + p.stderr
+    check(p.returncode == EXIT_OK, f"flashctl flash {target} exit {p.returncode}", out)
+    check(boards.read(BRIDGE, BRIDGE_APP, len(image)) == image, "image in the bridge's virtual flash")
+    b = boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
+    check(b["can_reboots"] == reboots + 1, "rebooted by Klipper's CAN admin REBOOT to its own UUID", b)
+    events = boards.events(BRIDGE)
+    check(any("katapult-added" in e for e in events), "went through Katapult over USB", events)
+    check(iface_present(), "can0 is back when the job is done")
+    job = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-1]
+    log = "\n".join(json.loads(flashctl(d, "--json", "job", str(job["id"])).stdout)["log"])
+    check("CAN admin REBOOT" in log and "can0 is back" in log, "the job log tells the bridge's way", log)
+    nodes = query()
+    check(nodes.get(EBB_UUID) == 0x01, "the toolhead is reachable again behind the bridge", nodes)
+
+
+def test_flash_bridge():
+    """The bridge by its USB port, then by can0:<its UUID>: rebooted over CAN,
+    followed on its port into Katapult over USB, flashed there, and the job
+    ends once can0 is back."""
+    boards = Boards()
+    b = bridge_in_app(boards)
+    with harness.Flashd(config=CONFIG) as d:
+        harness.wait_for(lambda: any((x.get("bridge") or {}).get("interface") == "can0" for x in listed(d)),
+                         timeout=15 * SCALE, interval=0.3, what="the bridge listed with can0")
+        flash_bridge(boards, d, b["port"], seed=61)
+        harness.wait_for(lambda: any((x.get("bridge") or {}).get("interface") == "can0" for x in listed(d)),
+                         timeout=15 * SCALE, interval=0.3, what="the bridge listed with can0 again")
+        flash_bridge(boards, d, "can0:" + b["can_uuid"], seed=62)
+    check(boards.board(EBB36)["can_reboots"] == 0, "the toolhead was left alone")
+
+
+def test_toolhead_while_bridge_away():
+    """While the bridge is in its bootloader, a job for a node behind it is
+    refused at once and says why."""
+    boards = Boards()
+    b = bridge_in_app(boards)
+    image = app_image(8 * 1024, 0x08002000, seed=63, mcu="stm32g0b1xx")
+    path = write_image(tmpdir(), image)
+    with harness.Flashd(config=CONFIG) as d:
+        harness.wait_for(lambda: any((x.get("bridge") or {}).get("interface") == "can0" for x in listed(d)),
+                         timeout=15 * SCALE, interval=0.3, what="the bridge listed with can0")
+        reboot(b["can_uuid"])
+        boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
+        harness.wait_for(
+            lambda: any(x.get("port") == b["port"] and x.get("mode") == "katapult" for x in listed(d)),
+            timeout=15 * SCALE, interval=0.3, what="the bridge listed in Katapult")
+        start = time.monotonic()
+        p = flashctl(d, "flash", "can0:" + EBB_UUID, path, timeout=60 * SCALE)
+        out = p.stdout + p.stderr
+        check(p.returncode != EXIT_OK, "the job is refused", out)
+        check("behind the USB-to-CAN bridge board on " + b["port"] in out and "katapult" in out,
+              "the message names the bridge and its state", out)
+        check(time.monotonic() - start < 10 * SCALE, "at once, not after a timeout")
+    check(boards.read(EBB36, 0x08002000, len(image)) != image, "nothing written to the toolhead")
+    boards.reset(BRIDGE)
+    boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
+
+
 if __name__ == "__main__":
-    harness.main([test_vboard_bridge, test_daemon_lists_bridge])
+    harness.main([test_vboard_bridge, test_daemon_lists_bridge, test_flash_bridge, test_toolhead_while_bridge_away])
