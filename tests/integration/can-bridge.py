@@ -204,5 +204,32 @@ def test_toolhead_while_bridge_away():
     boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
 
 
+def test_toolhead_and_bridge_one_command():
+    """`flashctl flash BRIDGE img TOOLHEAD img` (the bridge named first) flashes
+    the toolhead first, then the bridge; both images checked."""
+    boards = Boards()
+    b = bridge_in_app(boards)
+    if boards.board(EBB36)["mode"] != "app":
+        boards.reset(EBB36)
+    boards.vb.wait(EBB36, "app", int(5000 * SCALE))
+    bridge_img = app_image(16 * 1024 + 3, BRIDGE_APP, seed=71, mcu=BRIDGE_MCU)
+    ebb_img = app_image(12 * 1024 + 9, 0x08002000, seed=72, mcu="stm32g0b1xx")
+    bridge_path = write_image(tmpdir(), bridge_img, name="octopus.bin")
+    ebb_path = write_image(tmpdir(), ebb_img, name="ebb36.bin")
+    with harness.Flashd(config=CONFIG) as d:
+        harness.wait_for(lambda: any((x.get("bridge") or {}).get("interface") == "can0" for x in listed(d)),
+                         timeout=15 * SCALE, interval=0.3, what="the bridge listed with can0")
+        p = flashctl(d, "flash", b["port"], bridge_path, "can0:" + EBB_UUID, ebb_path, timeout=240 * SCALE)
+        out = p.stdout + p.stderr
+        check(p.returncode == EXIT_OK, f"flashctl flash of both exit {p.returncode}", out)
+        jobs = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-2:]
+        check([j["port"] for j in jobs] == ["can0:" + EBB_UUID, b["port"]] and
+              all(j["state"] == "done" for j in jobs), "the toolhead's job, then the bridge's", jobs)
+    check(boards.read(EBB36, 0x08002000, len(ebb_img)) == ebb_img, "the toolhead's image in its virtual flash")
+    check(boards.read(BRIDGE, BRIDGE_APP, len(bridge_img)) == bridge_img, "the bridge's image in its virtual flash")
+    check(boards.vb.wait(EBB36, "app", 5000)["mode"] == "app" and iface_present(), "both run Klipper again")
+
+
 if __name__ == "__main__":
-    harness.main([test_vboard_bridge, test_daemon_lists_bridge, test_flash_bridge, test_toolhead_while_bridge_away])
+    harness.main([test_vboard_bridge, test_daemon_lists_bridge, test_flash_bridge, test_toolhead_while_bridge_away,
+                  test_toolhead_and_bridge_one_command])
