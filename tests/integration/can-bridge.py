@@ -69,6 +69,14 @@ def iface_present():
         return False
 
 
+def boot_mode(boards):
+    """Where the bridge's reboot takes it: Katapult over USB, or its ROM DFU."""
+    return "katapult" if boards.board(BRIDGE)["bootloader"] == "katapult" else "dfu"
+
+
+BOOT_USB_ID = {"katapult": ("1d50", "6177"), "dfu": ("0483", "df11")}
+
+
 def bridge_in_app(boards):
     if boards.board(BRIDGE)["mode"] != "app":
         boards.reset(BRIDGE)
@@ -90,9 +98,10 @@ def test_vboard_bridge():
           "the bridge's own Klipper and the toolhead answer the query", nodes)
 
     reboot(uuid)
-    b = boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
-    check(b["port"] == port and (sysattr(port, "idVendor"), sysattr(port, "idProduct")) == ("1d50", "6177"),
-          "Katapult over USB on the same port")
+    mode = boot_mode(boards)
+    b = boards.vb.wait(BRIDGE, mode, int(5000 * SCALE))
+    check(b["port"] == port and (sysattr(port, "idVendor"), sysattr(port, "idProduct")) == BOOT_USB_ID[mode],
+          f"{mode} on USB on the same port")
     check(not iface_present() and not os.path.exists("/sys/class/net/can0"), "can0 is gone with the bridge")
     check(boards.board(EBB36)["mode"] == "app", "the toolhead was not rebooted")
 
@@ -130,11 +139,12 @@ def test_daemon_lists_bridge():
 
         # in its bootloader the port shows Katapult, and no interface
         reboot(uuid)
-        boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
+        mode = boot_mode(boards)
+        boards.vb.wait(BRIDGE, mode, int(5000 * SCALE))
         dev = harness.wait_for(
-            lambda: next((x for x in listed(d) if x.get("port") == port and x.get("mode") == "katapult"), None),
-            timeout=15 * SCALE, interval=0.3, what="the bridge listed in Katapult")
-        check(dev["bridge"] is None and dev["can_interface"] is None, "no interface while in Katapult", dev)
+            lambda: next((x for x in listed(d) if x.get("port") == port and x.get("mode") == mode), None),
+            timeout=15 * SCALE, interval=0.3, what="the bridge listed in its bootloader")
+        check(dev["bridge"] is None and dev["can_interface"] is None, "no interface in the bootloader", dev)
         boards.reset(BRIDGE)
         boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
         harness.wait_for(both, timeout=15 * SCALE, interval=0.3, what="the interface back on the bridge's port")
@@ -152,7 +162,7 @@ def flash_bridge(boards, d, target, seed):
     b = boards.vb.wait(BRIDGE, "app", int(5000 * SCALE))
     check(b["can_reboots"] == reboots + 1, "rebooted by Klipper's CAN admin REBOOT to its own UUID", b)
     events = boards.events(BRIDGE)
-    check(any("katapult-added" in e for e in events), "went through Katapult over USB", events)
+    check(any(boot_mode(boards) + "-added" in e for e in events), "went through its bootloader on USB", events)
     check(iface_present(), "can0 is back when the job is done")
     job = json.loads(flashctl(d, "--json", "jobs", "--all").stdout)[-1]
     log = "\n".join(json.loads(flashctl(d, "--json", "job", str(job["id"])).stdout)["log"])
@@ -188,15 +198,16 @@ def test_toolhead_while_bridge_away():
         harness.wait_for(lambda: any((x.get("bridge") or {}).get("interface") == "can0" for x in listed(d)),
                          timeout=15 * SCALE, interval=0.3, what="the bridge listed with can0")
         reboot(b["can_uuid"])
-        boards.vb.wait(BRIDGE, "katapult", int(5000 * SCALE))
+        mode = boot_mode(boards)
+        boards.vb.wait(BRIDGE, mode, int(5000 * SCALE))
         harness.wait_for(
-            lambda: any(x.get("port") == b["port"] and x.get("mode") == "katapult" for x in listed(d)),
-            timeout=15 * SCALE, interval=0.3, what="the bridge listed in Katapult")
+            lambda: any(x.get("port") == b["port"] and x.get("mode") == mode for x in listed(d)),
+            timeout=15 * SCALE, interval=0.3, what="the bridge listed in its bootloader")
         start = time.monotonic()
         p = flashctl(d, "flash", "can0:" + EBB_UUID, path, timeout=60 * SCALE)
         out = p.stdout + p.stderr
         check(p.returncode != EXIT_OK, "the job is refused", out)
-        check("behind the USB-to-CAN bridge board on " + b["port"] in out and "katapult" in out,
+        check("behind the USB-to-CAN bridge board on " + b["port"] in out and f"({mode})" in out,
               "the message names the bridge and its state", out)
         check(time.monotonic() - start < 10 * SCALE, "at once, not after a timeout")
     check(boards.read(EBB36, 0x08002000, len(image)) != image, "nothing written to the toolhead")
