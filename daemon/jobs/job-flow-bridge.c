@@ -91,10 +91,22 @@ static void find_away(const InventoryEntry *e, void *userdata)
                 b->found = e;
 }
 
+static void find_provider(const InventoryEntry *e, void *userdata)
+{
+        BridgeFind *b = userdata;
+
+        if (!b->found && streq_ptr(e->can_iface, b->iface))
+                b->found = e;
+}
+
 const InventoryEntry *job_bridge_away_for_iface(const Inventory *inv, const char *iface)
 {
         BridgeFind b = { .iface = iface };
 
+        /* another device may provide the name now (the adapter moved ports) */
+        inventory_foreach(inv, find_provider, &b);
+        if (b.found)
+                return NULL;
         inventory_foreach(inv, find_away, &b);
         return b.found;
 }

@@ -364,9 +364,10 @@ static int method_flash(RpcCall *call, json_t *params)
                                           (int)JOB_ERROR_TARGET_NOT_FOUND, "name",
                                           job_error_to_string(JOB_ERROR_TARGET_NOT_FOUND), "advice",
                                           job_error_advice(JOB_ERROR_TARGET_NOT_FOUND), "device", target),
-                                "%s is behind the USB-to-CAN bridge board on %s, which is away (%s): "
-                                "%s exists only while the bridge runs Klipper; flash or reset the "
-                                "bridge first, or flash the nodes behind it before the bridge",
+                                "%s is behind the USB-to-CAN bridge on %s, which is away (%s): "
+                                "%s exists only while the bridge runs (Klipper, on a bridge board); "
+                                "flash or reset the bridge first, or flash the nodes behind it before "
+                                "the bridge",
                                 target, away->port,
                                 away->present ? device_mode_to_string(away->mode) : "unplugged", iface);
                 else if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)

@@ -207,7 +207,7 @@ def test_toolhead_while_bridge_away():
         p = flashctl(d, "flash", "can0:" + EBB_UUID, path, timeout=60 * SCALE)
         out = p.stdout + p.stderr
         check(p.returncode != EXIT_OK, "the job is refused", out)
-        check("behind the USB-to-CAN bridge board on " + b["port"] in out and f"({mode})" in out,
+        check("behind the USB-to-CAN bridge on " + b["port"] in out and f"({mode})" in out,
               "the message names the bridge and its state", out)
         check(time.monotonic() - start < 10 * SCALE, "at once, not after a timeout")
     check(boards.read(EBB36, 0x08002000, len(image)) != image, "nothing written to the toolhead")
