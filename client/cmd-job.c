@@ -552,60 +552,23 @@ end:
 
 /* ---- flash ---- */
 
-static int verb_flash(Flashctl *ctx, int argc, char **argv)
+typedef struct FlashOptions {
+        json_t *force;
+        const char *format, *board;
+        bool has_address, verify, mass_erase, wait;
+        uint32_t address;
+} FlashOptions;
+
+static int flash_one(Flashctl *ctx, const char *target, const char *path, const FlashOptions *o)
 {
-        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT, ARG_BOARD };
-        static const struct option options[] = {
-                { "address", required_argument, NULL, 'a' },
-                { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
-                { "force", required_argument, NULL, 'f' },
-                { "mass-erase", no_argument, NULL, ARG_MASS_ERASE },
-                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
-                { "format", required_argument, NULL, ARG_FORMAT },
-                { "board", required_argument, NULL, ARG_BOARD },
-                {},
-        };
-        json_auto_t *force = json_array();
+        json_t *force = o->force;
+        const char *format = o->format, *board = o->board;
+        bool has_address = o->has_address, verify = o->verify, mass_erase = o->mass_erase, wait = o->wait;
+        uint32_t address = o->address;
         json_auto_t *params = NULL, *result = NULL;
-        const char *format = NULL, *board = NULL;
-        bool has_address = false, verify = true, mass_erase = false, wait = true;
-        uint32_t address = 0;
         RpcClientError e = {};
         struct stat st;
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, "a:f:", options, NULL)) >= 0)
-                switch (c) {
-                case 'a':
-                        if (flashctl_parse_u32(optarg, &address) < 0)
-                                return flashctl_usage_error(argv[0], "bad address '%s' (e.g. 0x08008000)",
-                                                            optarg);
-                        has_address = true;
-                        break;
-                case ARG_NO_VERIFY:
-                        verify = false;
-                        break;
-                case 'f':
-                        json_array_append_new(force, json_string(optarg));
-                        break;
-                case ARG_MASS_ERASE:
-                        mass_erase = true;
-                        break;
-                case ARG_NO_WAIT:
-                        wait = false;
-                        break;
-                case ARG_FORMAT:
-                        format = optarg;
-                        break;
-                case ARG_BOARD:
-                        board = optarg;
-                        break;
-                default:
-                        return FLASHCTL_EXIT_USAGE;
-                }
-        if (argc - optind != 2)
-                return flashctl_usage_error(argv[0], "'flash' needs a TARGET and an IMAGE file");
-        const char *target = argv[optind], *path = argv[optind + 1];
+        int r;
 
         /* An image that cannot be used is the same failure wherever it is
          * found (here, or in the daemon): exit status 5. */
@@ -705,6 +668,135 @@ static int verb_flash(Flashctl *ctx, int argc, char **argv)
                         format_address(a, u64_field(img, "address")), who);
         }
         return follow_job(ctx, id, job, true, target, path);
+}
+
+/* Whether `target` names a USB-to-CAN bridge board in device.list: its port
+ * or id, or IFACE:UUID with the bridge's own UUID. */
+static bool target_is_bridge(const json_t *devices, const char *target)
+{
+        const char *colon = strchr(target, ':');
+        size_t i;
+        json_t *d;
+
+        json_array_foreach (devices, i, d) {
+                const json_t *b = json_object_get(d, "bridge");
+                if (!json_is_object(b))
+                        continue;
+                if (streq_ptr(output_json_str(d, "port"), target) ||
+                    streq_ptr(output_json_str(d, "id"), target))
+                        return true;
+                if (colon && output_json_str(b, "uuid") &&
+                    strcasecmp(colon + 1, output_json_str(b, "uuid")) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Several TARGET IMAGE pairs: one job after the other, the USB-to-CAN
+ * bridge boards last (the nodes behind a bridge are unreachable while it
+ * is in its bootloader), stopping at the first failure. */
+static int flash_several(Flashctl *ctx, char **pairs, size_t n, const FlashOptions *o)
+{
+        json_auto_t *devices = NULL;
+        size_t *order = calloc(n, sizeof(size_t)), k = 0;
+        int r;
+
+        if (!order)
+                return flashctl_report_error(ctx, -ENOMEM, "flash");
+        r = flashctl_connect(ctx);
+        if (r == 0)
+                r = flashctl_call(ctx, "device.list", NULL, &devices, NULL);
+        if (r != 0) {
+                free(order);
+                return r;
+        }
+        for (int last = 0; last <= 1; last++)
+                for (size_t i = 0; i < n; i++)
+                        if (target_is_bridge(devices, pairs[2 * i]) == (bool)last)
+                                order[k++] = i;
+        for (k = 0; k < n; k++) {
+                const char *target = pairs[2 * order[k]], *path = pairs[2 * order[k] + 1];
+                if (!ctx->json)
+                        fprintf(stderr, "flashctl: %zu/%zu: %s%s\n", k + 1, n, target,
+                                target_is_bridge(devices, target) ? " (USB-to-CAN bridge: after the nodes)"
+                                                                  : "");
+                r = flash_one(ctx, target, path, o);
+                if (r != FLASHCTL_EXIT_OK) {
+                        for (size_t rest = k + 1; rest < n; rest++)
+                                fprintf(stderr, "flashctl: %s not flashed: an earlier target failed\n",
+                                        pairs[2 * order[rest]]);
+                        break;
+                }
+        }
+        free(order);
+        return r;
+}
+
+static int verb_flash(Flashctl *ctx, int argc, char **argv)
+{
+        enum { ARG_NO_VERIFY = 0x100, ARG_MASS_ERASE, ARG_NO_WAIT, ARG_FORMAT, ARG_BOARD };
+        static const struct option options[] = {
+                { "address", required_argument, NULL, 'a' },
+                { "no-verify", no_argument, NULL, ARG_NO_VERIFY },
+                { "force", required_argument, NULL, 'f' },
+                { "mass-erase", no_argument, NULL, ARG_MASS_ERASE },
+                { "no-wait", no_argument, NULL, ARG_NO_WAIT },
+                { "format", required_argument, NULL, ARG_FORMAT },
+                { "board", required_argument, NULL, ARG_BOARD },
+                {},
+        };
+        json_auto_t *force = json_array();
+        const char *format = NULL, *board = NULL;
+        bool has_address = false, verify = true, mass_erase = false, wait = true;
+        uint32_t address = 0;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "a:f:", options, NULL)) >= 0)
+                switch (c) {
+                case 'a':
+                        if (flashctl_parse_u32(optarg, &address) < 0)
+                                return flashctl_usage_error(argv[0], "bad address '%s' (e.g. 0x08008000)",
+                                                            optarg);
+                        has_address = true;
+                        break;
+                case ARG_NO_VERIFY:
+                        verify = false;
+                        break;
+                case 'f':
+                        json_array_append_new(force, json_string(optarg));
+                        break;
+                case ARG_MASS_ERASE:
+                        mass_erase = true;
+                        break;
+                case ARG_NO_WAIT:
+                        wait = false;
+                        break;
+                case ARG_FORMAT:
+                        format = optarg;
+                        break;
+                case ARG_BOARD:
+                        board = optarg;
+                        break;
+                default:
+                        return FLASHCTL_EXIT_USAGE;
+                }
+        int n = argc - optind;
+        if (n < 2 || n % 2 != 0)
+                return flashctl_usage_error(argv[0], "'flash' needs a TARGET and an IMAGE file (or several "
+                                                     "TARGET IMAGE pairs)");
+        FlashOptions o = { .force = force,
+                           .format = format,
+                           .board = board,
+                           .has_address = has_address,
+                           .verify = verify,
+                           .mass_erase = mass_erase,
+                           .wait = wait,
+                           .address = address };
+        if (n == 2)
+                return flash_one(ctx, argv[optind], argv[optind + 1], &o);
+        if (!wait || has_address || board)
+                return flashctl_usage_error(argv[0], "--no-wait, --address and --board take one TARGET");
+        return flash_several(ctx, argv + optind, (size_t)n / 2, &o);
 }
 
 /* ---- jobs, job, cancel ---- */
@@ -1025,11 +1117,13 @@ static const EventPrinter job_events[] = {
 static const Verb job_verbs[] = {
         {
                 .name = "flash",
-                .args = "TARGET IMAGE",
+                .args = "TARGET IMAGE [TARGET IMAGE]...",
                 .summary = "Flash an image onto a board and wait until it runs it",
                 .help = "TARGET is a board name (octopus-pro; octopus-pro/f429 picks one of the boards\n"
                         "a device could be), a port path (1-1.3), a tty, a /dev/serial/by-id path or a\n"
-                        "device id from `flashctl list`. IMAGE is a raw .bin\n"
+                        "device id from `flashctl list`, or a CAN node can0:UUID. Several TARGET IMAGE\n"
+                        "pairs are flashed one after the other, USB-to-CAN bridge boards last.\n"
+                        "IMAGE is a raw .bin\n"
                         "(written at the board's application start unless --address), an Intel HEX or a\n"
                         "DfuSe .dfu file; it is passed to the daemon as an open file descriptor.\n"
                         "\n"

@@ -212,6 +212,19 @@ json_t *inventory_entry_to_json(const InventoryEntry *e)
                 json_object_set_new(o, "firmware_source",
                                     json_string_or_null(fw ? e->firmware_source : NULL));
         }
+        {
+                /* the interface is null while the bridge's Klipper has not
+                 * brought it up yet */
+                CanUuid u;
+                char hex[13];
+                json_object_set_new(o, "bridge",
+                                    inventory_entry_bridge_uuid(e, &u)
+                                            ? json_pack("{s:o,s:s}", "interface",
+                                                        json_string_or_null(e->can_iface), "uuid",
+                                                        can_uuid_format(&u, hex))
+                                            : json_null());
+                json_object_set_new(o, "can_interface", json_string_or_null(e->can_iface));
+        }
         json_object_set_new(o, "since", json_real((double)e->since_usec / 1e6));
         entry_flash_to_json(o, e);
         /* The RP2040 ROM does not tell its flash size: entry_flash_to_json()

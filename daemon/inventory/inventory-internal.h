@@ -26,6 +26,13 @@ typedef struct InventoryTtyInfo {
         const char *usb_port; /* port of the usb_device above it */
 } InventoryTtyInfo;
 
+/* A SocketCAN net device (type 280) below a usb_device. */
+typedef struct InventoryCanInfo {
+        const char *syspath;
+        const char *name;     /* "can0" */
+        const char *usb_port; /* port of the usb_device above it */
+} InventoryCanInfo;
+
 typedef struct InventoryProbeResult {
         char *port;
         uint64_t generation;
@@ -41,6 +48,8 @@ int inventory_apply_usb(Inventory *inv, const InventoryUsbInfo *info);
 int inventory_remove_usb(Inventory *inv, const char *syspath);
 int inventory_apply_tty(Inventory *inv, const InventoryTtyInfo *info);
 int inventory_remove_tty(Inventory *inv, const char *syspath);
+int inventory_apply_can(Inventory *inv, const InventoryCanInfo *info);
+int inventory_remove_can(Inventory *inv, const char *syspath);
 /* Takes ownership of r's contents. */
 int inventory_apply_probe(Inventory *inv, InventoryProbeResult *r);
 void inventory_probe_result_clear(InventoryProbeResult *r);

@@ -154,6 +154,29 @@ static int handle_tty(Inventory *inv, struct udev_device *d, const char *action)
         return inventory_apply_tty(inv, &info);
 }
 
+/* A SocketCAN interface (type 280 = ARPHRD_CAN) on a USB device: which
+ * port provides it. */
+static int handle_net(Inventory *inv, struct udev_device *d, const char *action)
+{
+        const char *syspath = udev_device_get_syspath(d);
+
+        if (streq(action, "remove"))
+                return inventory_remove_can(inv, syspath);
+        if (!streq(action, "add") && !streq(action, "change") && !streq(action, "move"))
+                return 0;
+        if (!streq_ptr(udev_device_get_sysattr_value(d, "type"), "280"))
+                return 0;
+        struct udev_device *usb = udev_device_get_parent_with_subsystem_devtype(d, "usb", "usb_device");
+        if (!usb)
+                return 0;
+        InventoryCanInfo info = {
+                .syspath = syspath,
+                .name = udev_device_get_sysname(d),
+                .usb_port = udev_device_get_sysname(usb),
+        };
+        return inventory_apply_can(inv, &info);
+}
+
 static int handle_device(Inventory *inv, struct udev_device *d, const char *action)
 {
         const char *subsystem = udev_device_get_subsystem(d);
@@ -165,6 +188,8 @@ static int handle_device(Inventory *inv, struct udev_device *d, const char *acti
                 r = handle_usb_device(inv, d, action);
         else if (streq(subsystem, "tty"))
                 r = handle_tty(inv, d, action);
+        else if (streq(subsystem, "net"))
+                r = handle_net(inv, d, action);
         if (r < 0)
                 log_warning_errno(r, "udev %s %s: %m", action, udev_device_get_syspath(d));
         return r;
@@ -239,6 +264,8 @@ int inventory_udev_start(InventoryUdev **ret, Inventory *inv, sd_event *event)
         if (r >= 0)
                 r = udev_monitor_filter_add_match_subsystem_devtype(u->monitor, "tty", NULL);
         if (r >= 0)
+                r = udev_monitor_filter_add_match_subsystem_devtype(u->monitor, "net", NULL);
+        if (r >= 0)
                 r = udev_monitor_enable_receiving(u->monitor);
         if (r < 0)
                 return log_error_errno(r, "cannot start the udev monitor: %m");
@@ -250,6 +277,8 @@ int inventory_udev_start(InventoryUdev **ret, Inventory *inv, sd_event *event)
         r = enumerate(u, "usb");
         if (r >= 0)
                 r = enumerate(u, "tty");
+        if (r >= 0)
+                r = enumerate(u, "net");
         if (r < 0)
                 log_warning_errno(r, "udev enumeration failed: %m");
 

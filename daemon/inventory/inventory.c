@@ -13,6 +13,8 @@
 #define USB_ID_KLIPPER   USB_ID(0x1d50, 0x614e)
 #define USB_ID_STM32_DFU USB_ID(0x0483, 0xdf11)
 #define USB_ID_KATAPULT  USB_ID(0x1d50, 0x6177)
+/* candleLight's id, which Klipper's USB-to-CAN bridge mode reuses */
+#define USB_ID_GS_USB USB_ID(0x1d50, 0x606f)
 /* RP2040 datasheet 2.8.4; RP2350's ROM, refused by the session by name */
 #define USB_ID_RP2040_BOOTSEL USB_ID(0x2e8a, 0x0003)
 #define USB_ID_RP2350_BOOTSEL USB_ID(0x2e8a, 0x000f)
@@ -116,12 +118,21 @@ static void entry_clear_tty(InventoryEntry *e)
         e->tty_syspath = e->tty = e->by_id = NULL;
 }
 
+static void entry_clear_can(InventoryEntry *e)
+{
+        free(e->can_syspath);
+        free(e->can_iface);
+        e->can_syspath = e->can_iface = NULL;
+}
+
 static InventoryEntry *entry_free(InventoryEntry *e)
 {
         if (!e)
                 return NULL;
         entry_clear_usb(e);
         entry_clear_tty(e);
+        entry_clear_can(e);
+        free(e->can_iface_last);
         inventory_entry_clear_identity(e);
         free(e->last_mcu);
         free(e->firmware_version);
@@ -289,8 +300,25 @@ static int inventory_ensure(Inventory *inv, const char *port, InventoryEntry **r
         return 0;
 }
 
+bool inventory_entry_bridge_uuid(const InventoryEntry *e, CanUuid *ret)
+{
+        CanUuid u;
+
+        /* Klipper in USB-to-CAN bridge mode is a gs_usb device whose serial
+         * is the chip id its CAN UUID is hashed from; an adapter's serial
+         * that is not hex is no Klipper's */
+        if (!e->present || USB_ID(e->vid, e->pid) != USB_ID_GS_USB || !e->serial ||
+            can_uuid_from_usb_serial(e->serial, &u) < 0)
+                return false;
+        if (ret)
+                *ret = u;
+        return true;
+}
+
 static DeviceMode entry_compute_mode(const InventoryEntry *e)
 {
+        if (inventory_entry_bridge_uuid(e, NULL))
+                return DEVICE_MODE_APP;
         switch (USB_ID(e->vid, e->pid)) {
         case USB_ID_KLIPPER:
                 return DEVICE_MODE_APP;
@@ -434,6 +462,7 @@ int inventory_remove_usb(Inventory *inv, const char *syspath)
                         set_str(&e->last_mcu, e->mcu);
                 entry_clear_usb(e);
                 entry_clear_tty(e);
+                entry_clear_can(e);
                 e->generation++;
                 inventory_update(inv, e);
                 return 1;
@@ -465,6 +494,36 @@ int inventory_remove_tty(Inventory *inv, const char *syspath)
                 if (!streq_ptr(e->tty_syspath, syspath))
                         continue;
                 entry_clear_tty(e);
+                inventory_update(inv, e);
+                return 1;
+        }
+        return 0;
+}
+
+int inventory_apply_can(Inventory *inv, const InventoryCanInfo *info)
+{
+        InventoryEntry *e;
+        int r;
+
+        if (!info->usb_port || !info->syspath || !info->name)
+                return -EINVAL;
+        r = inventory_ensure(inv, info->usb_port, &e);
+        if (r < 0)
+                return r;
+        if (set_str(&e->can_syspath, info->syspath) < 0 || set_str(&e->can_iface, info->name) < 0 ||
+            set_str(&e->can_iface_last, info->name) < 0)
+                return -ENOMEM;
+        inventory_update(inv, e);
+        return 0;
+}
+
+int inventory_remove_can(Inventory *inv, const char *syspath)
+{
+        for (size_t i = 0; i < inv->n_entries; i++) {
+                InventoryEntry *e = inv->entries[i];
+                if (!streq_ptr(e->can_syspath, syspath))
+                        continue;
+                entry_clear_can(e);
                 inventory_update(inv, e);
                 return 1;
         }

@@ -25,6 +25,7 @@
 #include <systemd/sd-event.h>
 
 #include "boards/board-db.h"
+#include "codec/can-proto.h"
 #include "codec/dfuse-layout.h"
 #include "macros.h"
 
@@ -73,6 +74,12 @@ typedef struct InventoryEntry {
         char *tty_syspath;
         char *tty;   /* /dev/ttyACM0 */
         char *by_id; /* /dev/serial/by-id/... */
+
+        /* the SocketCAN interface the usb_device provides (a gs_usb
+         * adapter, or a Klipper USB-to-CAN bridge board), if any */
+        char *can_syspath;
+        char *can_iface;      /* "can0" */
+        char *can_iface_last; /* the last one it provided (kept while it is away) */
 
         /* DFU probe result */
         bool probed;
@@ -173,6 +180,9 @@ void inventory_set_probe_enabled(Inventory *inv, bool enabled);
 
 /* The JSON device object of proto/API.md. */
 json_t *inventory_entry_to_json(const InventoryEntry *e);
+/* A Klipper USB-to-CAN bridge board (gs_usb whose serial maps to a CAN
+ * UUID): true and its UUID in *ret (may be NULL). */
+bool inventory_entry_bridge_uuid(const InventoryEntry *e, CanUuid *ret);
 json_t *dfuse_layout_to_json(const DfuseLayout *l);
 
 const char *device_mode_to_string(DeviceMode m);

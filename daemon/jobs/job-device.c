@@ -13,6 +13,7 @@ JobDevice *job_device_free(JobDevice *d)
         free(d->mcu);
         free(d->board);
         free(d->variant);
+        free(d->can_iface);
         free(d);
         return NULL;
 }
@@ -33,11 +34,13 @@ int job_device_copy(const JobDevice *d, JobDevice **ret)
         if (!c)
                 return -ENOMEM;
         *c = *d;
-        c->id = c->port = c->devnode = c->tty = c->layout = c->mcu = c->board = c->variant = NULL;
+        c->id = c->port = c->devnode = c->tty = c->layout = c->mcu = c->board = c->variant = c->can_iface =
+                NULL;
         if (dup_or_null(d->id, &c->id) < 0 || dup_or_null(d->port, &c->port) < 0 ||
             dup_or_null(d->devnode, &c->devnode) < 0 || dup_or_null(d->tty, &c->tty) < 0 ||
             dup_or_null(d->layout, &c->layout) < 0 || dup_or_null(d->mcu, &c->mcu) < 0 ||
-            dup_or_null(d->board, &c->board) < 0 || dup_or_null(d->variant, &c->variant) < 0)
+            dup_or_null(d->board, &c->board) < 0 || dup_or_null(d->variant, &c->variant) < 0 ||
+            dup_or_null(d->can_iface, &c->can_iface) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -78,8 +81,10 @@ int job_device_from_entry(const InventoryEntry *e, JobDevice **ret)
             dup_or_null(e->usb_devnode, &d->devnode) < 0 || dup_or_null(e->tty, &d->tty) < 0 ||
             dup_or_null(e->mcu ? e->mcu : e->last_mcu, &d->mcu) < 0 ||
             dup_or_null(e->board ? e->board->name : NULL, &d->board) < 0 ||
-            dup_or_null(e->variant ? e->variant->id : NULL, &d->variant) < 0)
+            dup_or_null(e->variant ? e->variant->id : NULL, &d->variant) < 0 ||
+            dup_or_null(e->can_iface, &d->can_iface) < 0)
                 return -ENOMEM;
+        d->bridge = inventory_entry_bridge_uuid(e, &d->bridge_uuid);
         alt = flash_alt(e);
         if (alt) {
                 d->layout = dfuse_layout_to_string(alt->layout);

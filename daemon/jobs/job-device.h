@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "inventory/inventory.h"
@@ -29,6 +30,9 @@ typedef struct JobDevice {
         uint32_t transfer_size;  /* wTransferSize, 0 unknown */
         char *mcu;
         char *board, *variant;
+        char *can_iface; /* the SocketCAN interface the device provides */
+        bool bridge;     /* a Klipper USB-to-CAN bridge board, whose UUID: */
+        CanUuid bridge_uuid;
 } JobDevice;
 
 JobDevice *job_device_free(JobDevice *d);

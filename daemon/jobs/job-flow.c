@@ -7,6 +7,7 @@
 
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
+#include "jobs/job-flow-bridge.h"
 #include "jobs/job-flow-can.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-units.h"
@@ -54,6 +55,7 @@ typedef struct Flow {
         bool cancelled;
         char *message;
         bool wrote_bootloader; /* the image starts in the bootloader region (katapult helper) */
+        char *bridge_iface;    /* a USB-to-CAN bridge board was rebooted: its interface */
 } Flow;
 
 static void flow_note(void *userdata, const char *line)
@@ -591,6 +593,26 @@ static int flow_reboot(Flow *f)
         unsigned unreadable = 0;
         int r;
 
+        if (!f->dev->tty && f->dev->bridge) {
+                /* Klipper in USB-to-CAN bridge mode: the reboot goes over CAN */
+                job_worker_send_state(f->w, JOB_STATE_REBOOTING);
+                if (!f->dev->can_iface)
+                        return flow_fail(f, JOB_ERROR_REBOOT_FAILED,
+                                         "the bridge board on %s has no CAN interface yet, so it cannot be "
+                                         "asked to reboot; bring the interface up (ip link set can0 up type "
+                                         "can bitrate 1000000) or %s",
+                                         strna(f->dev->port), flow_hint(f));
+                r = job_flow_bridge_reboot(f->w, f->dev);
+                if (r < 0)
+                        return flow_fail(f, JOB_ERROR_REBOOT_FAILED,
+                                         "the reboot request to the bridge board on %s over %s failed (%s); "
+                                         "%s",
+                                         strna(f->dev->port), f->dev->can_iface, strerror(-r), flow_hint(f));
+                f->bridge_iface = strdup(f->dev->can_iface);
+                if (!f->bridge_iface)
+                        return flow_fail(f, JOB_ERROR_INTERNAL, "out of memory");
+                goto wait;
+        }
         if (!f->dev->tty)
                 return flow_fail(
                         f, JOB_ERROR_UNSUPPORTED_DEVICE,
@@ -653,6 +675,7 @@ static int flow_reboot(Flow *f)
                                        f->dev->tty);
         }
 
+wait:
         r = flow_wait(f, JOB_DEVICE_BOOTLOADER_MODES, NULL,
                       f->spec->has_board && f->spec->board.manual_reboot ? 1 : f->spec->reboot_wait_usec,
                       f->spec->device_timeout_usec, "while waiting for the bootloader");
@@ -730,6 +753,24 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
                         "the image was written, but the board came back in %s mode instead of running "
                         "it: the image is probably not runnable at 0x%08" PRIx32 " (or BOOT0 is still set)",
                         device_mode_to_string(f->dev->mode), f->payload ? f->payload->address : 0);
+        if (f->bridge_iface) {
+                /* the nodes behind the bridge need its interface, which
+                 * its Klipper brings up after enumerating */
+                r = job_flow_bridge_wait_iface(f->w, f->bridge_iface, f->spec->app_timeout_usec);
+                if (r == -ECANCELED)
+                        return flow_cancelled(f, "while waiting for the bridge's CAN interface");
+                if (r < 0)
+                        return flow_fail(f, JOB_ERROR_APP_TIMEOUT,
+                                         "the bridge board on %s runs its application again, but its CAN "
+                                         "interface %s did not come back within %" PRIu64 " s",
+                                         strna(f->dev->port), f->bridge_iface,
+                                         f->spec->app_timeout_usec / 1000000);
+                job_worker_send_device(f->w, f->dev->devnode);
+                if (asprintf(&f->message, "flashed; the bridge board is back in application mode with %s",
+                             f->bridge_iface) < 0)
+                        f->message = NULL;
+                return 0;
+        }
         job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
         if (asprintf(&f->message, "flashed; the board is back in application mode as %s",
                      f->dev->tty ? f->dev->tty : strna(f->dev->devnode)) < 0)
@@ -876,6 +917,7 @@ void job_flow_run(JobWorker *w, void *userdata)
         else
                 job_worker_send_result(w, f.error, false, "%s", f.message ? f.message : "done");
         free(f.message);
+        free(f.bridge_iface);
         free(f.data);
         job_payload_free(f.payload);
         job_device_free(f.dev);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "jobs/job-flow-bridge.h"
 #include "jobs/job-flow-can.h"
 #include "codec/codec-util.h"
 #include "jobs/job-service.h"
@@ -349,7 +350,27 @@ static int method_flash(RpcCall *call, json_t *params)
         {
                 char iface[16];
                 CanUuid uuid;
-                if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
+                const char *bridge;
+                const InventoryEntry *away;
+                if (job_can_target_parse(target, iface, &uuid) >= 0 &&
+                    (bridge = job_bridge_port_for_uuid(m->inventory, &uuid)))
+                        /* the bridge board itself: flashed on its USB port */
+                        req.target = bridge;
+                else if (job_can_target_parse(target, iface, &uuid) >= 0 &&
+                         (away = job_bridge_away_for_iface(m->inventory, iface)))
+                        return rpc_call_reply_error(
+                                call, rpc_error_for(JOB_ERROR_TARGET_NOT_FOUND),
+                                json_pack("{s:{s:i,s:s,s:s},s:s}", "error", "code",
+                                          (int)JOB_ERROR_TARGET_NOT_FOUND, "name",
+                                          job_error_to_string(JOB_ERROR_TARGET_NOT_FOUND), "advice",
+                                          job_error_advice(JOB_ERROR_TARGET_NOT_FOUND), "device", target),
+                                "%s is behind the USB-to-CAN bridge on %s, which is away (%s): "
+                                "%s exists only while the bridge runs (Klipper, on a bridge board); "
+                                "flash or reset the bridge first, or flash the nodes behind it before "
+                                "the bridge",
+                                target, away->port,
+                                away->present ? device_mode_to_string(away->mode) : "unplugged", iface);
+                else if (m->can && job_can_target_parse(target, iface, &uuid) >= 0)
                         (void)can_inventory_remember(m->can, iface, &uuid);
                 else if (m->can &&
                          can_inventory_resolve(m->can, target, can_target, sizeof(can_target)) >= 0)

@@ -411,8 +411,10 @@ static bool job_run_try_answer(JobRun *run, const InventoryEntry *e)
         if ((e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_BOOTSEL) && (!e->probed || e->probing))
                 return false;
         /* Klipper and Katapult are talked to through their tty, which udev
-         * announces a moment after the USB device */
-        if ((e->mode == DEVICE_MODE_APP || e->mode == DEVICE_MODE_KATAPULT) && !e->tty)
+         * announces a moment after the USB device (a USB-to-CAN bridge's
+         * Klipper has none: it is reached over CAN) */
+        if ((e->mode == DEVICE_MODE_APP || e->mode == DEVICE_MODE_KATAPULT) && !e->tty &&
+            !inventory_entry_bridge_uuid(e, NULL))
                 return false;
         if (job_device_from_entry(e, &d) < 0)
                 return false;

@@ -405,6 +405,65 @@ static void test_bootsel(Inventory *inv)
                      "RP2350"));
 }
 
+static void test_bridge(Inventory *inv)
+{
+        /* candleLight's id with a serial that is not a chip id: an adapter,
+         * not a board */
+        InventoryUsbInfo adapter = { .syspath = "/sys/devices/usb1/1-1/1-1.30",
+                                     .port = "1-1.30",
+                                     .busnum = 1,
+                                     .devnum = 40,
+                                     .vid = 0x1d50,
+                                     .pid = 0x606f,
+                                     .serial = "candle-7" };
+        CHECK_INT(inventory_apply_usb(inv, &adapter), 0);
+        CHECK(inventory_get(inv, "1-1.30") == NULL);
+
+        InventoryUsbInfo bridge = { .syspath = "/sys/devices/usb1/1-1/1-1.31",
+                                    .port = "1-1.31",
+                                    .busnum = 1,
+                                    .devnum = 41,
+                                    .vid = 0x1d50,
+                                    .pid = 0x606f,
+                                    .manufacturer = "Klipper",
+                                    .product = "stm32h723xx",
+                                    .serial = "240033000F51333136363530" };
+        CHECK_INT(inventory_apply_usb(inv, &bridge), 0);
+        const InventoryEntry *e = inventory_get(inv, "1-1.31");
+        CHECK(e && e->mode == DEVICE_MODE_APP);
+        json_t *o = seen[n_seen - 1].object;
+        CHECK_STR(str(o, "port"), "1-1.31");
+        json_t *b = json_object_get(o, "bridge");
+        CHECK(json_is_object(b));
+        /* the UUID of this chip id, as in test-can-proto */
+        CHECK_STR(str(b, "uuid"), "b833c06d9066");
+        CHECK(json_is_null(json_object_get(b, "interface")));
+
+        /* its interface appears below it: linked to the port */
+        InventoryCanInfo can = { .syspath = "/sys/devices/usb1/1-1/1-1.31/1-1.31:1.0/net/can0",
+                                 .name = "can0",
+                                 .usb_port = "1-1.31" };
+        CHECK_INT(inventory_apply_can(inv, &can), 0);
+        CHECK_EVENTS(n_seen, INVENTORY_EVENT_CHANGED);
+        o = seen[n_seen - 1].object;
+        CHECK_STR(str(json_object_get(o, "bridge"), "interface"), "can0");
+        CHECK_STR(str(o, "can_interface"), "can0");
+
+        /* rebooting into the bootloader: the interface goes first */
+        CHECK_INT(inventory_remove_can(inv, can.syspath), 1);
+        o = seen[n_seen - 1].object;
+        CHECK(json_is_null(json_object_get(json_object_get(o, "bridge"), "interface")));
+        CHECK_INT(inventory_remove_usb(inv, bridge.syspath), 1);
+        CHECK(inventory_get(inv, "1-1.31") == NULL);
+
+        /* other devices carry no bridge */
+        e = inventory_get(inv, "1-1.2");
+        CHECK(e != NULL);
+        o = inventory_entry_to_json(e);
+        CHECK(json_is_null(json_object_get(o, "bridge")));
+        json_decref(o);
+}
+
 static void test_strings(void)
 {
         for (int m = 0; m < _DEVICE_MODE_MAX; m++)
@@ -437,6 +496,7 @@ int main(void)
         test_order(inv);
         test_listener_changes_during_event(inv);
         test_bootsel(inv);
+        test_bridge(inv);
         test_strings();
 
         inventory_remove_listener(inv, on_event, seen);

@@ -275,6 +275,7 @@ VBoard *vboard_free(VBoard *b)
         avr_board_free(b);
         tty_port_free(b->tty);
         can_node_free(b->can);
+        can_node_free(b->bridge);
         dfu_model_free(b->dfu);
         picoboot_model_free(b->picoboot);
         flash_model_free(b->flash);
@@ -531,7 +532,10 @@ int vboard_power_up(VBoard *b, BoardMode mode)
                 return 0;
         if (mode != BOARD_MODE_DFU && mode != BOARD_MODE_BOOTSEL) {
                 model = b->avr && mode == BOARD_MODE_APP ? &avr_tty_model : tty_model_for_mode(mode);
-                if (!model) {
+                /* gs_usb has no tty: the bridge's application is on CAN */
+                if (b->bridge && mode == BOARD_MODE_APP)
+                        model = NULL;
+                else if (!model) {
                         g_mutex_lock(&w->lock);
                         vboard_event(b, "error", "no model for %s mode", board_mode_to_string(mode));
                         g_mutex_unlock(&w->lock);
@@ -577,6 +581,9 @@ int vboard_power_up(VBoard *b, BoardMode mode)
                 }
         }
 
+        if (b->bridge && mode == BOARD_MODE_APP)
+                can_bridge_powered_up(b, d->iface_syspath);
+
         g_mutex_lock(&w->lock);
         b->usb = d;
         /* the first power-up is no re-enumeration */
@@ -606,6 +613,7 @@ void vboard_power_down(VBoard *b, const char *why)
                 can_node_power_down(b, why);
                 return;
         }
+        can_bridge_powering_down(b);
         g_mutex_lock(&w->lock);
         d = b->usb;
         if (!d) {
@@ -766,6 +774,10 @@ json_t *vboard_describe(VBoard *b)
         json_object_set_new(o, "quirks", q);
         if (b->can)
                 can_node_describe(b->can, o);
+        if (b->bridge) {
+                can_node_describe(b->bridge, o);
+                json_object_set_new(o, "bridge", json_true());
+        }
         return o;
 }
 

@@ -118,6 +118,63 @@ int can_bus_iface(World *w, const char *name)
         return f->ifindex;
 }
 
+int can_bus_bridge_iface(World *w, const char *name)
+{
+        CanBus *bus = bus_get(w);
+        VcanIface *f;
+
+        if (!bus)
+                return -ENOMEM;
+        if (strlen(name) == 0 || strlen(name) >= sizeof(f->name))
+                return -EINVAL;
+        for (uint32_t i = 0; i < bus->state->n_ifaces; i++)
+                if (streq(bus->state->ifaces[i].name, name))
+                        return -EEXIST; /* one board provides it */
+        if (bus->state->n_ifaces >= VCAN_MAX_IFACES)
+                return -ENOSPC;
+        f = &bus->state->ifaces[bus->state->n_ifaces];
+        g_strlcpy(f->name, name, sizeof(f->name));
+        f->ifindex = VCAN_IFINDEX_0 + (int)bus->state->n_ifaces;
+        __atomic_store_n(&f->flags, VCAN_UP, __ATOMIC_RELEASE);
+        bus->state->n_ifaces++;
+        return f->ifindex;
+}
+
+void can_bus_iface_set_present(World *w, int ifindex, const char *parent)
+{
+        CanBus *bus = the_bus;
+        char idx[16];
+
+        if (!bus)
+                return;
+        for (uint32_t i = 0; i < bus->state->n_ifaces; i++) {
+                VcanIface *f = &bus->state->ifaces[i];
+                if (f->ifindex != ifindex)
+                        continue;
+                if (!parent) {
+                        __atomic_and_fetch(&f->flags, ~(uint32_t)VCAN_PRESENT, __ATOMIC_ACQ_REL);
+                        if (bus->syspaths[i]) {
+                                umockdev_testbed_uevent(w->testbed, bus->syspaths[i], "remove");
+                                umockdev_testbed_remove_device(w->testbed, bus->syspaths[i]);
+                                g_clear_pointer(&bus->syspaths[i], g_free);
+                        }
+                        return;
+                }
+                if (bus->syspaths[i])
+                        return;
+                snprintf(idx, sizeof(idx), "%d", f->ifindex);
+                /* as gs_usb registers it: below the USB interface, type 280 */
+                bus->syspaths[i] = umockdev_testbed_add_device(
+                        w->testbed, "net", f->name, parent, "type", "280", "ifindex", idx, "mtu", "16",
+                        "operstate", "up", "flags", "0xc1", "tx_queue_len", "10", NULL, "INTERFACE", f->name,
+                        "IFINDEX", idx, NULL);
+                /* the bus is up as soon as Klipper brought it up */
+                __atomic_or_fetch(&f->flags, VCAN_PRESENT | VCAN_UP, __ATOMIC_ACQ_REL);
+                iface_sysfs(bus, i);
+                return;
+        }
+}
+
 static bool filter_match(const CanClient *c, canid_t id)
 {
         for (unsigned i = 0; i < c->n_filters; i++) {
@@ -198,6 +255,11 @@ static gboolean on_client(gint fd, GIOCondition cond, gpointer userdata)
                 for (size_t i = 0; i < w->n_boards; i++) {
                         CanNode *node = w->boards[i]->can;
                         if (node && can_node_ifindex(node) == c->ifindex)
+                                can_node_receive(node, &m.f);
+                        /* a bridge's Klipper is on its bus only while it runs */
+                        node = w->boards[i]->bridge;
+                        if (node && w->boards[i]->mode == BOARD_MODE_APP &&
+                            can_node_ifindex(node) == c->ifindex)
                                 can_node_receive(node, &m.f);
                 }
                 g_mutex_unlock(&w->lock);

@@ -31,6 +31,24 @@ void can_bus_free(World *w);
 /* ctl verbs: can-up, can-down, can-bus-off, can-bus-on IFACE */
 json_t *can_bus_control(World *w, const char *verb, const char *iface);
 
+/* A bridge board's interface: made absent (no sysfs device, VCAN_PRESENT
+ * clear); returns its ifindex. */
+int can_bus_bridge_iface(World *w, const char *name);
+/* The interface appears below `parent` (the bridge's USB interface), or
+ * goes away (parent NULL). Main thread, lock NOT held. */
+void can_bus_iface_set_present(World *w, int ifindex, const char *parent);
+
+/* can-bridge.c: a USB-to-CAN bridge board (--bridge IFACE). Its Klipper
+ * face on the bus is a CanNode in VBoard.bridge, fed while the board runs
+ * its application; its interface exists only then. */
+int can_bridge_add(World *w, VBoard *b, const char *iface);
+/* From vboard_power_up/down (main thread, lock NOT held), after the USB
+ * device was added / before it is removed. */
+void can_bridge_powered_up(VBoard *b, const char *usb_iface_syspath);
+void can_bridge_powering_down(VBoard *b);
+/* can-node.c: forget a node id and a reboot under way (lock held) */
+void can_node_reset(CanNode *n);
+
 /* From a node model (lock held): a frame onto the node's interface. */
 void can_bus_deliver(World *w, int ifindex, const struct can_frame *f);
 

@@ -72,6 +72,13 @@ CanNode *can_node_free(CanNode *n)
         return NULL;
 }
 
+void can_node_reset(CanNode *n)
+{
+        n->node_id = -1;
+        n->leaving = false;
+        n->katapult = katapult_model_free(n->katapult);
+}
+
 int can_node_ifindex(const CanNode *n)
 {
         return n->ifindex;

@@ -282,9 +282,23 @@ static int setup_boards(World *w, Options *o)
                                 return fail("bad quirk %s (known:%s)", (char *)s->quirks->pdata[k],
                                             known->str);
                         }
-                if (s->bridge)
-                        return fail("--bridge %s: the USB-to-CAN bridge board is not emulated yet",
-                                    s->bridge);
+                if (s->bridge) {
+                        if (s->can)
+                                return fail("--bridge and --can: a bridge board is on USB");
+                        if (s->mode != BOARD_MODE_APP)
+                                return fail("--bridge: board %s starts in its application (--mode app)",
+                                            s->name);
+                        if (b->rp2040 || b->avr)
+                                return fail("--bridge: board %s cannot run Klipper's USB-to-CAN bridge",
+                                            s->name);
+                        r = can_bridge_add(w, b, s->bridge);
+                        if (r == -EEXIST)
+                                return fail("--bridge %s: the interface exists already (define the bridge "
+                                            "before the boards on its interface)",
+                                            s->bridge);
+                        if (r < 0)
+                                return fail("--bridge %s: %s", s->bridge, g_strerror(-r));
+                }
                 if (s->can_uuid && !s->can)
                         return fail("--can-uuid needs --can IFACE");
                 if (s->can) {

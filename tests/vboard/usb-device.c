@@ -306,6 +306,12 @@ void usb_device_identity(VBoard *b, BoardMode mode, UsbIdentity *ret)
 
         switch (mode) {
         case BOARD_MODE_APP:
+                if (b->bridge) {
+                        /* Klipper's USB-to-CAN bridge mode (src/generic/usb_canbus.c):
+                         * candleLight's gs_usb id, the same strings */
+                        *ret = (UsbIdentity){ 0x1d50, 0x606f, 0x0100, "Klipper", v->mcu, b->uid };
+                        return;
+                }
                 /* Klipper src/generic/usb_cdc.c: "Klipper", MCU name, chip UID */
                 *ret = (UsbIdentity){ v->usb_app.vid ? v->usb_app.vid : 0x1d50,
                                       v->usb_app.vid ? v->usb_app.pid : 0x614e,
@@ -844,6 +850,11 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
         } else if (mode == BOARD_MODE_BOOTSEL) {
                 d->config_descriptor = bootsel_config();
                 ifaces = g_strdup(":080650:ff0000:");
+        } else if (b->bridge && mode == BOARD_MODE_APP) {
+                /* gs_usb: one vendor-specific interface (the descriptors
+                 * stay the CDC ones: nothing reads them) */
+                d->config_descriptor = cdc_config();
+                ifaces = g_strdup(":ff0000:");
         } else {
                 d->config_descriptor = cdc_config();
                 ifaces = g_strdup(":020201:0a0000:");

@@ -117,6 +117,10 @@ struct VBoard {
         unsigned string_eio_left;  /* of them, still to fail in this DFU appearance */
 
         CanNode *can; /* on a virtual CAN bus instead of USB (can-node.c) */
+        /* a USB-to-CAN bridge board (can-bridge.c): its Klipper face on the
+         * interface it provides, and the interface */
+        CanNode *bridge;
+        int bridge_ifindex;
 
         FlashModel *flash;
         FlashModel *option_bytes;
