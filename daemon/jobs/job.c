@@ -187,7 +187,9 @@ void job_enter_state(Job *j, JobState s)
         if (old == s)
                 return;
         j->state = s;
-        if (s != JOB_STATE_FLASHING)
+        /* an interrupted job keeps the phase it was cut short in: past
+         * `leave` its image is complete (see job_queue_on_inventory()) */
+        if (s != JOB_STATE_FLASHING && s != JOB_STATE_INTERRUPTED)
                 j->phase = JOB_PHASE_NONE;
         if (s == JOB_STATE_INTERRUPTED && j->interrupted_at == 0)
                 j->interrupted_at = job_now();
