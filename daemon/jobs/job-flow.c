@@ -468,8 +468,24 @@ static int flow_avr_reset(void *userdata)
         return serial_port_set_modem_lines(port, TIOCM_DTR | TIOCM_RTS, true);
 }
 
-/* 5 s in steps of 100 ms */
-#define AVR_LOCK_WAIT_TRIES 50u
+/* How long a unit that stop_units has just stopped may still hold the tty
+ * (systemd's stop job can end before its last process has): 5 s in steps
+ * of 100 ms. */
+#define STOPPED_UNIT_WAIT_TRIES 50u
+
+static TtyUse flow_tty_use(Flow *f, TtyHolder *holder, unsigned *unreadable)
+{
+        TtyUse use;
+
+        for (unsigned tries = 0;; tries++) {
+                if (tty_check_use("/proc", f->dev->tty, getpid(), &use, holder, unreadable) < 0)
+                        use = TTY_USE_UNKNOWN;
+                if ((use != TTY_USE_HELD && use != TTY_USE_LOCKED) || !f->stopped || !f->stopped[0] ||
+                    tries >= STOPPED_UNIT_WAIT_TRIES || atomic_load(job_worker_cancel_flag(f->w)))
+                        return use;
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        }
+}
 
 static int flow_flash_avr(Flow *f)
 {
@@ -520,8 +536,8 @@ static int flow_flash_avr(Flow *f)
          * stop_units has just stopped may take a moment to let go of it
          * (systemd's stop job can end before the last process has). */
         r = serial_port_lock(port);
-        for (unsigned tries = 0; r == -EBUSY && f->stopped && f->stopped[0] && tries < AVR_LOCK_WAIT_TRIES;
-             tries++) {
+        for (unsigned tries = 0;
+             r == -EBUSY && f->stopped && f->stopped[0] && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
                 if (atomic_load(job_worker_cancel_flag(f->w)))
                         return flow_cancelled(f, "before flashing");
                 (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
@@ -624,9 +640,7 @@ static int flow_reboot(Flow *f)
          * (klippy opens its port with pyserial exclusive=True = flock)
          * catches klippy anyway, and what neither sees is reported as
          * unknown, not as free (katapult helper). */
-        r = tty_check_use("/proc", f->dev->tty, getpid(), &use, &holder, &unreadable);
-        if (r < 0)
-                use = TTY_USE_UNKNOWN;
+        use = flow_tty_use(f, &holder, &unreadable);
         if (use == TTY_USE_HELD) {
                 _cleanup_free_ char *who = tty_holder_describe(&holder, f->dev->tty);
                 return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is in use");
