@@ -108,7 +108,8 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                         return log_oom();
         }
         if (event) {
-                r = identify_service_new(&m->identify, event, m->inventory);
+                r = identify_service_new(&m->identify, event, m->inventory,
+                                         m->jobs ? job_service_get_queue(m->jobs) : NULL);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up Klipper's identify: %m");
         }

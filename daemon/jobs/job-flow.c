@@ -17,6 +17,7 @@
 #include "serial/serial-port.h"
 #include "usb/dfu-session.h"
 #include "usb/picoboot-session.h"
+#include "util/tty-claim.h"
 
 void job_flow_board_clear(JobFlowBoard *b)
 {
@@ -655,6 +656,14 @@ static int flow_reboot(Flow *f)
                         "holder of %s unknown: %u processes could not be checked (other users'), none "
                         "holds a lock on it; going on",
                         f->dev->tty, unreadable);
+        /* flashd's own question to the firmware (what it runs, daemon/update)
+         * may still have the tty open: a 1200-baud request under it would be
+         * lost, so let it finish first (it has its own short timeout) */
+        for (unsigned tries = 0; tty_claimed(f->dev->tty) && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
+                if (atomic_load(job_worker_cancel_flag(f->w)))
+                        return flow_cancelled(f, "before the reboot");
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        }
 
         job_worker_send_state(f->w, JOB_STATE_REBOOTING);
         if (f->spec->has_board && f->spec->board.manual_reboot)

@@ -9,9 +9,11 @@
 
 #include "log.h"
 #include "macros.h"
+#include "jobs/job-queue.h"
 #include "serial/bootloader-request.h"
 #include "serial/klipper-identify.h"
 #include "update/identify-service.h"
+#include "util/tty-claim.h"
 
 typedef struct IdentifyWork {
         IdentifyService *service;
@@ -29,6 +31,7 @@ typedef struct IdentifyWork {
 
 struct IdentifyService {
         Inventory *inventory;
+        JobQueue *queue; /* NULL: no jobs (tests) */
         sd_event_source *source;
         int pipe[2];
         atomic_bool cancel;
@@ -60,6 +63,7 @@ static void *identify_thread(void *userdata)
         else if (r >= 0)
                 r = -EBUSY;
         w->error = r;
+        tty_release(w->tty);
         /* the pointer itself is the message; a short pipe write is atomic */
         if (write(w->service->pipe[1], &w, sizeof(w)) != sizeof(w))
                 w->error = -EIO;
@@ -105,6 +109,13 @@ static int start(IdentifyService *s, const InventoryEntry *e)
         for (w = s->works; w; w = w->next)
                 if (streq(w->port, e->port) && w->generation == e->generation)
                         return 0; /* being asked already */
+        /* A job is about to reboot the board, or is busy with it: the tty
+         * is the job's (a 1200-baud request under an open identify is
+         * lost). Once the job only waits for the application, the board
+         * that comes back is asked what it now runs. */
+        const Job *holder = s->queue ? job_queue_port_holder(s->queue, e->port) : NULL;
+        if (holder && holder->state != JOB_STATE_WAITING_FOR_APP)
+                return 0;
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
@@ -117,8 +128,16 @@ static int start(IdentifyService *s, const InventoryEntry *e)
                 work_free(w);
                 return -ENOMEM;
         }
+        /* a job starting now waits until the port is released */
+        r = tty_claim(w->tty);
+        if (r < 0) {
+                w->joined = true;
+                work_free(w);
+                return r;
+        }
         r = -pthread_create(&w->thread, NULL, identify_thread, w);
         if (r < 0) {
+                tty_release(w->tty);
                 w->joined = true;
                 work_free(w);
                 return r;
@@ -150,7 +169,7 @@ int identify_service_refresh(IdentifyService *s, const char *port)
         return start(s, e);
 }
 
-int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv)
+int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv, JobQueue *queue)
 {
         IdentifyService *s = calloc(1, sizeof(*s));
         int r;
@@ -158,6 +177,7 @@ int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv)
         if (!s)
                 return -ENOMEM;
         s->inventory = inv;
+        s->queue = queue;
         s->pipe[0] = s->pipe[1] = -EBADF;
         if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
                 r = -errno;

@@ -14,10 +14,11 @@
 #include <systemd/sd-event.h>
 
 #include "inventory/inventory.h"
+#include "jobs/job-queue.h"
 
 typedef struct IdentifyService IdentifyService;
 
-int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv);
+int identify_service_new(IdentifyService **ret, sd_event *event, Inventory *inv, JobQueue *queue);
 /* Cancels and joins the workers. */
 IdentifyService *identify_service_free(IdentifyService *s);
 /* Ask the board on `port` again (e.g. after klippy let go of it). */
