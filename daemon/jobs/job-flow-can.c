@@ -8,6 +8,7 @@
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
 #include "jobs/job-flow-can.h"
+#include "jobs/job-flow-outcome.h"
 #include "serial/katapult-session.h"
 
 /* The node id flashd gives Katapult (the first one, as flashtool.py). */
@@ -44,35 +45,8 @@ typedef struct CanFlow {
         CanTransport *t;
         char target[40];
         char uuid[13];
-        JobError error;
-        bool cancelled;
-        char *message;
+        FlowOutcome out;
 } CanFlow;
-
-static int can_fail(CanFlow *f, JobError e, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static int can_fail(CanFlow *f, JobError e, const char *format, ...)
-{
-        va_list ap;
-
-        if (f->error != JOB_ERROR_NONE || f->cancelled)
-                return -1;
-        f->error = e;
-        va_start(ap, format);
-        if (vasprintf(&f->message, format, ap) < 0)
-                f->message = NULL;
-        va_end(ap);
-        return -1;
-}
-
-static int can_cancelled(CanFlow *f, const char *what)
-{
-        if (!f->cancelled && f->error == JOB_ERROR_NONE) {
-                f->cancelled = true;
-                if (asprintf(&f->message, "cancelled %s", what) < 0)
-                        f->message = NULL;
-        }
-        return -1;
-}
 
 static uint64_t now_usec(void)
 {
@@ -87,27 +61,27 @@ static int can_bus_error(CanFlow *f, int r, const char *what)
         const char *iface = f->spec->can_iface;
         switch (r) {
         case -ENETDOWN:
-                return can_fail(
-                        f, JOB_ERROR_FLASH_FAILED,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_FLASH_FAILED,
                         "CAN interface %s is down (%s): bring it up (ip link set %s up type can bitrate "
                         "1000000) and retry",
                         iface, what, iface);
         case -ENOBUFS:
-                return can_fail(
-                        f, JOB_ERROR_FLASH_FAILED,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_FLASH_FAILED,
                         "CAN interface %s cannot send (%s): its queue stays full, the controller is "
                         "probably bus-off (no other node acknowledging: check wiring, termination and "
                         "bitrate); `ip -details link show %s` shows the state",
                         iface, what, iface);
         case -ENODEV:
         case -ENXIO:
-                return can_fail(
-                        f, JOB_ERROR_DEVICE_GONE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_DEVICE_GONE,
                         "CAN interface %s went away (%s): the USB-CAN adapter was unplugged or reset", iface,
                         what);
         default:
-                return can_fail(f, JOB_ERROR_FLASH_FAILED, "CAN %s failed on %s: %s", what, iface,
-                                strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "CAN %s failed on %s: %s", what,
+                                         iface, strerror(-r));
         }
 }
 
@@ -205,8 +179,8 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
 
         r = katapult_session_new(&s, can_transport_get_transport(f->t));
         if (r < 0)
-                return can_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",
-                                strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL,
+                                         "could not start a Katapult session: %s", strerror(-r));
         /* A lost or damaged frame on CAN costs one resend, not a USB
          * re-enumeration: resend sooner (flashtool.py waits 0.2 s on CAN). */
         KatapultTimeouts to = katapult_timeouts_default;
@@ -217,20 +191,23 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         if (r == -ENETDOWN || r == -ENOBUFS || r == -ENODEV)
                 return can_bus_error(f, r, "CONNECT");
         if (r < 0)
-                return can_fail(f, JOB_ERROR_FLASH_FAILED, "%s (node %s)", strna(message), f->target);
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s (node %s)", strna(message),
+                                         f->target);
         /* the node id reached the node meant (flashtool.py does the same) */
         free(message);
         message = NULL;
         r = katapult_session_get_canbus_id(s, got, &cb, &message);
         if (r < 0)
-                return can_fail(f, JOB_ERROR_FLASH_FAILED, "%s (node %s)", strna(message), f->target);
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s (node %s)", strna(message),
+                                         f->target);
         if (memcmp(got, spec->can_uuid.b, CAN_UUID_SIZE) != 0) {
                 CanUuid g;
                 memcpy(g.b, got, sizeof(got));
-                return can_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE,
-                                "node id %u on %s answers with UUID %s, not %s: another node took the id; "
-                                "nothing was written",
-                                CAN_FLASH_NODE_ID, spec->can_iface, can_uuid_format(&g, u), f->uuid);
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
+                        "node id %u on %s answers with UUID %s, not %s: another node took the id; "
+                        "nothing was written",
+                        CAN_FLASH_NODE_ID, spec->can_iface, can_uuid_format(&g, u), f->uuid);
         }
 
         /* The image against what Katapult reports (its application start
@@ -249,10 +226,11 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         message = NULL;
         r = job_check_image(&in, on_check_note, f, &payload, &e, &message);
         if (r < 0)
-                return can_fail(f, e, "%s", strna(message));
+                return flow_outcome_fail(&f->out, e, "%s", strna(message));
         r = flatten(payload, &flat, &flat_size);
         if (r < 0)
-                return can_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
+                                         strerror(-r));
 
         KatapultFlashOptions opts = {
                 .image_address = payload->address,
@@ -289,23 +267,24 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         case -ENODEV:
                 return can_bus_error(f, r, "during the flash");
         case -ETIMEDOUT:
-                return can_fail(
-                        f, JOB_ERROR_DEVICE_GONE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_DEVICE_GONE,
                         "node %s stopped answering during the flash (%s); it stays in Katapult: check "
                         "its power and the CAN wiring, then flash it again",
                         f->target, strna(message));
         case -ECANCELED:
-                return can_cancelled(f, "during the flash; the node stays in Katapult");
+                return flow_outcome_cancelled(&f->out, "during the flash; the node stays in Katapult");
         case KATAPULT_ERR_ADDRESS:
-                return can_fail(f, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
         case KATAPULT_ERR_MCU:
-                return can_fail(f, JOB_ERROR_CHECK_MCU, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
         case KATAPULT_ERR_VERIFY:
-                return can_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case KATAPULT_ERR_TOO_BIG:
-                return can_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
         default:
-                return can_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
+                                         message ? message : strerror(-r));
         }
 }
 
@@ -320,13 +299,14 @@ static int can_run(CanFlow *f)
 
         r = image_store_get(spec->store, spec->sha256, &data, &size);
         if (r < 0)
-                return can_fail(f, JOB_ERROR_INTERNAL, "the stored image %s cannot be read: %s",
-                                spec->sha256, strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL,
+                                         "the stored image %s cannot be read: %s", spec->sha256,
+                                         strerror(-r));
 
         r = can_interface_is_up(spec->can_iface);
         if (r == -ENODEV)
-                return can_fail(
-                        f, JOB_ERROR_TARGET_NOT_FOUND,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_TARGET_NOT_FOUND,
                         "there is no CAN interface %s: plug in the USB-CAN adapter (or the bridge board) "
                         "and configure it (ip link set %s up type can bitrate 1000000)",
                         spec->can_iface, spec->can_iface);
@@ -334,8 +314,8 @@ static int can_run(CanFlow *f)
                 return can_bus_error(f, -ENETDOWN, "before the flash");
         r = can_transport_open(&f->t, spec->can_iface);
         if (r == -EAFNOSUPPORT)
-                return can_fail(
-                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
                         "SocketCAN is not available here (socket(AF_CAN) refused): load the can and "
                         "can_raw kernel modules, and allow AF_CAN in the unit's RestrictAddressFamilies=");
         if (r < 0)
@@ -346,7 +326,7 @@ static int can_run(CanFlow *f)
         if (r < 0 && r != -ECANCELED)
                 return can_bus_error(f, r, "the admin query");
         if (r == -ECANCELED)
-                return can_cancelled(f, "before flashing");
+                return flow_outcome_cancelled(&f->out, "before flashing");
         if (r == 0) {
                 /* Klipper answers the query only while unassigned; an
                  * assigned one (klippy running) takes the reboot all the same. */
@@ -361,18 +341,19 @@ static int can_run(CanFlow *f)
                                                 : " (it did not answer the query: assigned, or absent)");
                 r = can_wait_node(f, CAN_APP_KATAPULT, spec->device_timeout_usec, &seen);
                 if (r == -ECANCELED)
-                        return can_cancelled(f, "while waiting for Katapult");
+                        return flow_outcome_cancelled(&f->out, "while waiting for Katapult");
                 if (r < 0)
                         return can_bus_error(f, r, "the admin query");
                 if (r == 0)
-                        return can_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT,
-                                        "node %s did not answer as Katapult within %" PRIu64
-                                        " s after the reboot request: check the UUID (flashctl list shows "
-                                        "unassigned "
-                                        "nodes; canbus_uuid in printer.cfg), that the node is powered and "
-                                        "wired, and that "
-                                        "its Katapult is built for CAN",
-                                        f->target, spec->device_timeout_usec / 1000000);
+                        return flow_outcome_fail(
+                                &f->out, JOB_ERROR_BOOTLOADER_TIMEOUT,
+                                "node %s did not answer as Katapult within %" PRIu64
+                                " s after the reboot request: check the UUID (flashctl list shows "
+                                "unassigned "
+                                "nodes; canbus_uuid in printer.cfg), that the node is powered and "
+                                "wired, and that "
+                                "its Katapult is built for CAN",
+                                f->target, spec->device_timeout_usec / 1000000);
         } else
                 job_worker_log(f->w, "node %s is already in Katapult", f->target);
 
@@ -394,21 +375,20 @@ static int can_run(CanFlow *f)
         job_worker_send_state(f->w, JOB_STATE_WAITING_FOR_APP);
         r = can_wait_node(f, CAN_APP_KLIPPER, spec->app_timeout_usec, &seen);
         if (r == -ECANCELED)
-                return can_cancelled(f, "while waiting for Klipper");
+                return flow_outcome_cancelled(&f->out, "while waiting for Klipper");
         if (r < 0)
                 return can_bus_error(f, r, "the admin query");
         if (r == 0 && seen == CAN_APP_KATAPULT)
-                return can_fail(
-                        f, JOB_ERROR_STUCK_IN_BOOTLOADER,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_STUCK_IN_BOOTLOADER,
                         "the image was written, but node %s came back in Katapult instead of running it",
                         f->target);
         if (r == 0)
-                return can_fail(
-                        f, JOB_ERROR_APP_TIMEOUT,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_APP_TIMEOUT,
                         "the image was written, but node %s did not answer as Klipper within %" PRIu64 " s",
                         f->target, spec->app_timeout_usec / 1000000);
-        if (asprintf(&f->message, "flashed; node %s is back in Klipper", f->target) < 0)
-                f->message = NULL;
+        flow_outcome_done(&f->out, "flashed; node %s is back in Klipper", f->target);
         return 0;
 }
 
@@ -420,9 +400,5 @@ void job_flow_run_can(JobWorker *w, JobFlowSpec *spec)
         snprintf(f.target, sizeof(f.target), "%s:%s", spec->can_iface, f.uuid);
         (void)can_run(&f);
         can_transport_free(f.t);
-        if (f.cancelled)
-                job_worker_send_result(w, JOB_ERROR_NONE, true, "%s", strna(f.message));
-        else
-                job_worker_send_result(w, f.error, false, "%s", f.message ? f.message : "done");
-        free(f.message);
+        flow_outcome_send(&f.out, w);
 }

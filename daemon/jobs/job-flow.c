@@ -9,6 +9,7 @@
 #include "jobs/job-check.h"
 #include "jobs/job-flow-bridge.h"
 #include "jobs/job-flow-can.h"
+#include "jobs/job-flow-outcome.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-units.h"
 #include "serial/avr-session.h"
@@ -52,9 +53,7 @@ typedef struct Flow {
         size_t size;
         char **stopped; /* units stopped for this flash, started again at the end */
         /* the result, sent once at the end */
-        JobError error;
-        bool cancelled;
-        char *message;
+        FlowOutcome out;
         bool wrote_bootloader; /* the image starts in the bootloader region (katapult helper) */
         char *bridge_iface;    /* a USB-to-CAN bridge board was rebooted: its interface */
 } Flow;
@@ -64,32 +63,6 @@ static void flow_note(void *userdata, const char *line)
         Flow *f = userdata;
 
         job_worker_log_once(f->w, line);
-}
-
-/* Record the outcome (first one wins) and return -1 so callers can `return flow_fail(...)`. */
-static int flow_fail(Flow *f, JobError e, const char *format, ...) __attribute__((format(printf, 3, 4)));
-static int flow_fail(Flow *f, JobError e, const char *format, ...)
-{
-        va_list ap;
-
-        if (f->error != JOB_ERROR_NONE || f->cancelled)
-                return -1;
-        f->error = e;
-        va_start(ap, format);
-        if (vasprintf(&f->message, format, ap) < 0)
-                f->message = NULL;
-        va_end(ap);
-        return -1;
-}
-
-static int flow_cancelled(Flow *f, const char *what)
-{
-        if (f->error == JOB_ERROR_NONE && !f->cancelled) {
-                f->cancelled = true;
-                if (asprintf(&f->message, "cancelled %s", what) < 0)
-                        f->message = NULL;
-        }
-        return -1;
 }
 
 /* Parse and check the image against a layout (NULL: the board's). */
@@ -114,7 +87,7 @@ static int flow_check(Flow *f, const char *layout, const char *device_mcu)
         f->payload = job_payload_free(f->payload);
         r = job_check_image(&in, flow_note, f, &f->payload, &e, &message);
         if (r < 0)
-                return flow_fail(f, e, "%s", strna(message));
+                return flow_outcome_fail(&f->out, e, "%s", strna(message));
         return 0;
 }
 
@@ -126,11 +99,12 @@ static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint
 
         r = job_worker_wait_device(f->w, modes, exclude, hint, timeout, &d);
         if (r == -ECANCELED || job_worker_cancelled(f->w))
-                return flow_cancelled(f, what);
+                return flow_outcome_cancelled(&f->out, what);
         if (r == -ETIMEDOUT)
                 return -ETIMEDOUT;
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "waiting for the board failed: %s", strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "waiting for the board failed: %s",
+                                         strerror(-r));
         job_device_free(f->dev);
         f->dev = d;
         return 0;
@@ -195,16 +169,18 @@ static int flow_flash_dfu(Flow *f)
         else
                 r = dfu_session_open_port_path(&s, f->dev->port, &message);
         if (r == -ENODEV)
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "the board vanished before the flash started: %s",
-                                 strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
+                                         "the board vanished before the flash started: %s", strna(message));
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open the DFU device: %s",
-                                 message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED,
+                                         "could not open the DFU device: %s",
+                                         message ? message : strerror(-r));
         if (f->dev->alt > 0) {
                 r = dfu_session_select_alt(s, (uint8_t)f->dev->alt);
                 if (r < 0)
-                        return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not select alt setting %u: %s",
-                                         f->dev->alt, strerror(-r));
+                        return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED,
+                                                 "could not select alt setting %u: %s", f->dev->alt,
+                                                 strerror(-r));
         }
         /* The layout the inventory parsed by its grammar (garbage after the
          * last segment dropped); NULL makes the session read it itself. */
@@ -240,17 +216,20 @@ static int flow_flash_dfu(Flow *f)
                                      "pending its return");
                 return 0;
         case -ENODEV:
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
+                                         message ? message : "the board vanished");
         case -EILSEQ:
-                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case -ECANCELED:
-                return flow_cancelled(f, "during the flash; the board stays in its bootloader");
+                return flow_outcome_cancelled(&f->out,
+                                              "during the flash; the board stays in its bootloader");
         case -ERANGE:
         case -EACCES:
         case -EINVAL:
-                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
         default:
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
+                                         message ? message : strerror(-r));
         }
 }
 
@@ -283,13 +262,14 @@ static int flow_flash_picoboot(Flow *f)
         else
                 r = picoboot_session_open_port_path(&s, f->dev->port, &message);
         if (r == -ENODEV)
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "the board vanished before the flash started: %s",
-                                 strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
+                                         "the board vanished before the flash started: %s", strna(message));
         if (r == -EMEDIUMTYPE)
-                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE, "%s", strna(message));
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open the RP2040 boot ROM: %s",
-                                 message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED,
+                                         "could not open the RP2040 boot ROM: %s",
+                                         message ? message : strerror(-r));
         if (picoboot_session_rom_version(s, &rom) >= 0)
                 job_worker_log(f->w, "RP2040 boot ROM %s in BOOTSEL",
                                strna(rp2040_rom_version_to_string(rom)));
@@ -308,15 +288,17 @@ static int flow_flash_picoboot(Flow *f)
                 job_worker_log(f->w, "%s", strna(message));
                 return 0;
         case -ENODEV:
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
+                                         message ? message : "the board vanished");
         case -EILSEQ:
-                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case -ECANCELED:
-                return flow_cancelled(f, "during the flash; the board stays in BOOTSEL");
+                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in BOOTSEL");
         case -ERANGE:
-                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
         default:
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
+                                         message ? message : strerror(-r));
         }
 }
 
@@ -372,11 +354,12 @@ static int flow_flash_katapult(Flow *f)
             dfuse_layout_parse(f->spec->board.layout, strlen(f->spec->board.layout), &layout) >= 0)
                 opts.layout = layout;
         if (!f->dev->tty)
-                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "the Katapult bootloader on %s has no tty",
-                                 strna(f->dev->port));
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
+                                         "the Katapult bootloader on %s has no tty", strna(f->dev->port));
         r = payload_flatten(f->payload, &flat, &flat_size);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
+                                         strerror(-r));
         /* The rate matters only on a real UART (uart-request boards);
          * a USB CDC tty ignores it. */
         /* The Katapult tty can be announced before it can be opened (node
@@ -387,27 +370,28 @@ static int flow_flash_katapult(Flow *f)
                                           : BOOTLOADER_UART_DEFAULT_BAUD,
                                   KATAPULT_TTY_OPEN_WAIT_USEC, job_worker_cancel_flag(f->w));
         if (r == -ECANCELED)
-                return flow_cancelled(f, "before flashing");
+                return flow_outcome_cancelled(&f->out, "before flashing");
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
-                                 f->dev->tty);
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
+                                         "%s vanished before the flash started", f->dev->tty);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
-                                 strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
+                                         f->dev->tty, strerror(-r));
         /* As flashtool.py does: nobody else on the bootloader's tty (a
          * klippy reconnecting to the same path would corrupt the stream),
          * and our lock keeps such a klippy out (katapult helper). */
         r = serial_port_lock(port);
         if (r == -EBUSY)
-                return flow_fail(f, JOB_ERROR_TTY_BUSY,
-                                 "%s (Katapult) is locked by another process (klippy?): stop it and retry",
-                                 f->dev->tty);
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_TTY_BUSY,
+                        "%s (Katapult) is locked by another process (klippy?): stop it and retry",
+                        f->dev->tty);
         if (r < 0)
                 job_worker_log(f->w, "could not lock %s (%s); going on", f->dev->tty, strerror(-r));
         r = katapult_session_new(&s, serial_port_get_transport(port));
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "could not start a Katapult session: %s",
-                                 strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL,
+                                         "could not start a Katapult session: %s", strerror(-r));
         /* G0/F0/F1 USB double buffering holds back Katapult's first reply
          * (flashtool.py primes them); the inventory's MCU for a Katapult
          * device is its USB product string (katapult helper). */
@@ -435,19 +419,21 @@ static int flow_flash_katapult(Flow *f)
                 }
                 return 0;
         case -ENODEV:
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
+                                         message ? message : "the board vanished");
         case -ECANCELED:
-                return flow_cancelled(f, "during the flash; the board stays in Katapult");
+                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in Katapult");
         case KATAPULT_ERR_ADDRESS:
-                return flow_fail(f, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
         case KATAPULT_ERR_MCU:
-                return flow_fail(f, JOB_ERROR_CHECK_MCU, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
         case KATAPULT_ERR_VERIFY:
-                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case KATAPULT_ERR_TOO_BIG:
-                return flow_fail(f, JOB_ERROR_CHECK_FIT, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
         default:
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
+                                         message ? message : strerror(-r));
         }
 }
 
@@ -512,26 +498,27 @@ static int flow_flash_avr(Flow *f)
 
         memcpy(opts.chip.signature, b->avr_signature, 3);
         if (!f->dev->tty)
-                return flow_fail(f, JOB_ERROR_UNSUPPORTED_DEVICE, "the board on %s has no tty",
-                                 strna(f->dev->port));
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE, "the board on %s has no tty",
+                                         strna(f->dev->port));
         /* the image is flash content from address 0 (job checks) */
         r = payload_flatten(f->payload, &flat, &flat_size);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "could not prepare the image: %s", strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
+                                         strerror(-r));
         if (f->payload->address != 0)
-                return flow_fail(f, JOB_ERROR_CHECK_VECTOR_TABLE,
-                                 "an AVR image starts at address 0, this one at 0x%08" PRIx32,
-                                 f->payload->address);
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE,
+                                         "an AVR image starts at address 0, this one at 0x%08" PRIx32,
+                                         f->payload->address);
         r = serial_port_open_wait(&port, f->dev->tty, b->avr_baud, KATAPULT_TTY_OPEN_WAIT_USEC,
                                   job_worker_cancel_flag(f->w));
         if (r == -ECANCELED)
-                return flow_cancelled(f, "before flashing");
+                return flow_outcome_cancelled(&f->out, "before flashing");
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s vanished before the flash started",
-                                 f->dev->tty);
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
+                                         "%s vanished before the flash started", f->dev->tty);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "could not open %s: %s", f->dev->tty,
-                                 strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
+                                         f->dev->tty, strerror(-r));
         /* klippy holds its MCU's tty with this lock: resetting the board
          * under it would crash the printer mid-print. A unit that
          * stop_units has just stopped may take a moment to let go of it
@@ -540,21 +527,23 @@ static int flow_flash_avr(Flow *f)
         for (unsigned tries = 0;
              r == -EBUSY && f->stopped && f->stopped[0] && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
                 if (atomic_load(job_worker_cancel_flag(f->w)))
-                        return flow_cancelled(f, "before flashing");
+                        return flow_outcome_cancelled(&f->out, "before flashing");
                 (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
                 r = serial_port_lock(port);
         }
         if (r == -EBUSY)
-                return flow_fail(f, JOB_ERROR_TTY_BUSY,
-                                 "%s is locked by another process (klippy?): stop it and retry, or set "
-                                 "stop_units = klipper.service in /etc/flashd/flashd.conf",
-                                 f->dev->tty);
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_TTY_BUSY,
+                        "%s is locked by another process (klippy?): stop it and retry, or set "
+                        "stop_units = klipper.service in /etc/flashd/flashd.conf",
+                        f->dev->tty);
         if (r < 0)
                 job_worker_log(f->w, "could not lock %s (%s); going on", f->dev->tty, strerror(-r));
         r = avr_session_new(&s, serial_port_get_transport(port),
                             b->avr_stk500v1 ? AVR_PROTOCOL_STK500V1 : AVR_PROTOCOL_STK500V2);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "could not start an AVR session: %s", strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not start an AVR session: %s",
+                                         strerror(-r));
         opts.reset_userdata = port;
         job_worker_log(f->w, "resetting %s into its %s bootloader (DTR/RTS) on %s at %" PRIu32 " baud",
                        strna(b->mcu), b->avr_stk500v1 ? "optiboot (STK500v1)" : "STK500v2", f->dev->tty,
@@ -573,26 +562,28 @@ static int flow_flash_avr(Flow *f)
                 /* the USB-serial bridge stays on the bus: nothing to wait
                  * for once the bootloader acknowledged leaving */
                 job_worker_send_device(f->w, f->dev->tty);
-                if (asprintf(&f->message, "%s; the board runs the application again on %s",
-                             r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
-                                                      : "flashed and verified",
-                             f->dev->tty) < 0)
-                        f->message = NULL;
+                flow_outcome_done(&f->out, "%s; the board runs the application again on %s",
+                                  r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
+                                                           : "flashed and verified",
+                                  f->dev->tty);
                 return 0;
         case -ENODEV:
-                return flow_fail(f, JOB_ERROR_DEVICE_GONE, "%s", message ? message : "the board vanished");
+                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
+                                         message ? message : "the board vanished");
         case -ECANCELED:
-                return flow_cancelled(f, "during the flash; reset the board or flash it again");
+                return flow_outcome_cancelled(&f->out,
+                                              "during the flash; reset the board or flash it again");
         case AVR_ERR_SIGNATURE:
-                return flow_fail(f, JOB_ERROR_CHECK_MCU, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
         case AVR_ERR_TOO_BIG:
-                return flow_fail(f, JOB_ERROR_CHECK_BOOTLOADER_REGION, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_BOOTLOADER_REGION, "%s", strna(message));
         case AVR_ERR_VERIFY:
-                return flow_fail(f, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
         case AVR_ERR_NO_SYNC:
-                return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT, "%s", strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_BOOTLOADER_TIMEOUT, "%s", strna(message));
         default:
-                return flow_fail(f, JOB_ERROR_FLASH_FAILED, "%s", message ? message : strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
+                                         message ? message : strerror(-r));
         }
 }
 
@@ -614,25 +605,27 @@ static int flow_reboot(Flow *f)
                 /* Klipper in USB-to-CAN bridge mode: the reboot goes over CAN */
                 job_worker_send_state(f->w, JOB_STATE_REBOOTING);
                 if (!f->dev->can_iface)
-                        return flow_fail(f, JOB_ERROR_REBOOT_FAILED,
-                                         "the bridge board on %s has no CAN interface yet, so it cannot be "
-                                         "asked to reboot; bring the interface up (ip link set can0 up type "
-                                         "can bitrate 1000000) or %s",
-                                         strna(f->dev->port), flow_hint(f));
+                        return flow_outcome_fail(
+                                &f->out, JOB_ERROR_REBOOT_FAILED,
+                                "the bridge board on %s has no CAN interface yet, so it cannot be "
+                                "asked to reboot; bring the interface up (ip link set can0 up type "
+                                "can bitrate 1000000) or %s",
+                                strna(f->dev->port), flow_hint(f));
                 r = job_flow_bridge_reboot(f->w, f->dev);
                 if (r < 0)
-                        return flow_fail(f, JOB_ERROR_REBOOT_FAILED,
-                                         "the reboot request to the bridge board on %s over %s failed (%s); "
-                                         "%s",
-                                         strna(f->dev->port), f->dev->can_iface, strerror(-r), flow_hint(f));
+                        return flow_outcome_fail(
+                                &f->out, JOB_ERROR_REBOOT_FAILED,
+                                "the reboot request to the bridge board on %s over %s failed (%s); "
+                                "%s",
+                                strna(f->dev->port), f->dev->can_iface, strerror(-r), flow_hint(f));
                 f->bridge_iface = strdup(f->dev->can_iface);
                 if (!f->bridge_iface)
-                        return flow_fail(f, JOB_ERROR_INTERNAL, "out of memory");
+                        return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "out of memory");
                 goto wait;
         }
         if (!f->dev->tty)
-                return flow_fail(
-                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
                         "the board on %s runs an application without a serial port; put it into its "
                         "bootloader by hand (%s)",
                         strna(f->dev->port), flow_hint(f));
@@ -644,11 +637,13 @@ static int flow_reboot(Flow *f)
         use = flow_tty_use(f, &holder, &unreadable);
         if (use == TTY_USE_HELD) {
                 _cleanup_free_ char *who = tty_holder_describe(&holder, f->dev->tty);
-                return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is in use");
+                return flow_outcome_fail(&f->out, JOB_ERROR_TTY_BUSY, "%s",
+                                         who ? who : "the serial port is in use");
         }
         if (use == TTY_USE_LOCKED) {
                 _cleanup_free_ char *who = tty_locked_describe(f->dev->tty, unreadable);
-                return flow_fail(f, JOB_ERROR_TTY_BUSY, "%s", who ? who : "the serial port is locked");
+                return flow_outcome_fail(&f->out, JOB_ERROR_TTY_BUSY, "%s",
+                                         who ? who : "the serial port is locked");
         }
         if (use == TTY_USE_UNKNOWN)
                 job_worker_log(
@@ -661,7 +656,7 @@ static int flow_reboot(Flow *f)
          * lost, so let it finish first (it has its own short timeout) */
         for (unsigned tries = 0; tty_claimed(f->dev->tty) && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
                 if (atomic_load(job_worker_cancel_flag(f->w)))
-                        return flow_cancelled(f, "before the reboot");
+                        return flow_outcome_cancelled(&f->out, "before the reboot");
                 (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
         }
 
@@ -703,10 +698,10 @@ wait:
                       f->spec->has_board && f->spec->board.manual_reboot ? 1 : f->spec->reboot_wait_usec,
                       f->spec->device_timeout_usec, "while waiting for the bootloader");
         if (r == -ETIMEDOUT)
-                return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT,
-                                 "the board on %s did not show up in its bootloader within %" PRIu64
-                                 " s; %s",
-                                 strna(f->dev->port), f->spec->device_timeout_usec / 1000000, flow_hint(f));
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_BOOTLOADER_TIMEOUT,
+                        "the board on %s did not show up in its bootloader within %" PRIu64 " s; %s",
+                        strna(f->dev->port), f->spec->device_timeout_usec / 1000000, flow_hint(f));
         return r;
 }
 
@@ -736,8 +731,8 @@ static int flow_stop_units(Flow *f)
                 return 0;
         r = job_units_stop(f->spec->stop_units, JOB_UNITS_TIMEOUT_USEC, &f->stopped, &message);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_UNIT_CONTROL, "could not stop a unit of stop_units: %s",
-                                 strna(message));
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNIT_CONTROL,
+                                         "could not stop a unit of stop_units: %s", strna(message));
         for (char **u = f->stopped; u && *u; u++)
                 job_worker_log(f->w, "stopped %s for the flash (stop_units)", *u);
         return 0;
@@ -751,10 +746,10 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
         r = flow_wait(f, (1u << DEVICE_MODE_APP) | JOB_DEVICE_BOOTLOADER_MODES, flashed_devnode, 0,
                       f->spec->app_timeout_usec, "while waiting for the board to come back");
         if (r == -ETIMEDOUT)
-                return flow_fail(f, JOB_ERROR_APP_TIMEOUT,
-                                 "the image was written, but the board did not come back within %" PRIu64
-                                 " s",
-                                 f->spec->app_timeout_usec / 1000000);
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_APP_TIMEOUT,
+                        "the image was written, but the board did not come back within %" PRIu64 " s",
+                        f->spec->app_timeout_usec / 1000000);
         if (r < 0)
                 return r;
         /* Installing Katapult itself: the image went into the bootloader
@@ -763,16 +758,16 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
          * running, not a board stuck in its bootloader (katapult helper). */
         if (f->dev->mode == DEVICE_MODE_KATAPULT && f->wrote_bootloader) {
                 job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
-                if (asprintf(&f->message,
-                             "flashed the bootloader region; the board now runs Katapult (%s, %s): flash "
-                             "Klipper onto it with the same command",
-                             f->dev->tty ? f->dev->tty : strna(f->dev->devnode), strna(f->dev->mcu)) < 0)
-                        f->message = NULL;
+                flow_outcome_done(
+                        &f->out,
+                        "flashed the bootloader region; the board now runs Katapult (%s, %s): flash "
+                        "Klipper onto it with the same command",
+                        f->dev->tty ? f->dev->tty : strna(f->dev->devnode), strna(f->dev->mcu));
                 return 0;
         }
         if (f->dev->mode != DEVICE_MODE_APP)
-                return flow_fail(
-                        f, JOB_ERROR_STUCK_IN_BOOTLOADER,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_STUCK_IN_BOOTLOADER,
                         "the image was written, but the board came back in %s mode instead of running "
                         "it: the image is probably not runnable at 0x%08" PRIx32 " (or BOOT0 is still set)",
                         device_mode_to_string(f->dev->mode), f->payload ? f->payload->address : 0);
@@ -781,23 +776,22 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
                  * its Klipper brings up after enumerating */
                 r = job_flow_bridge_wait_iface(f->w, f->bridge_iface, f->spec->app_timeout_usec);
                 if (r == -ECANCELED)
-                        return flow_cancelled(f, "while waiting for the bridge's CAN interface");
+                        return flow_outcome_cancelled(&f->out,
+                                                      "while waiting for the bridge's CAN interface");
                 if (r < 0)
-                        return flow_fail(f, JOB_ERROR_APP_TIMEOUT,
-                                         "the bridge board on %s runs its application again, but its CAN "
-                                         "interface %s did not come back within %" PRIu64 " s",
-                                         strna(f->dev->port), f->bridge_iface,
-                                         f->spec->app_timeout_usec / 1000000);
+                        return flow_outcome_fail(
+                                &f->out, JOB_ERROR_APP_TIMEOUT,
+                                "the bridge board on %s runs its application again, but its CAN "
+                                "interface %s did not come back within %" PRIu64 " s",
+                                strna(f->dev->port), f->bridge_iface, f->spec->app_timeout_usec / 1000000);
                 job_worker_send_device(f->w, f->dev->devnode);
-                if (asprintf(&f->message, "flashed; the bridge board is back in application mode with %s",
-                             f->bridge_iface) < 0)
-                        f->message = NULL;
+                flow_outcome_done(&f->out, "flashed; the bridge board is back in application mode with %s",
+                                  f->bridge_iface);
                 return 0;
         }
         job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
-        if (asprintf(&f->message, "flashed; the board is back in application mode as %s",
-                     f->dev->tty ? f->dev->tty : strna(f->dev->devnode)) < 0)
-                f->message = NULL;
+        flow_outcome_done(&f->out, "flashed; the board is back in application mode as %s",
+                          f->dev->tty ? f->dev->tty : strna(f->dev->devnode));
         return 0;
 }
 
@@ -809,8 +803,9 @@ static int flow_run(Flow *f)
 
         r = image_store_get(f->spec->store, f->spec->sha256, &f->data, &f->size);
         if (r < 0)
-                return flow_fail(f, JOB_ERROR_INTERNAL, "the stored image %s cannot be read: %s",
-                                 f->spec->sha256, strerror(-r));
+                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL,
+                                         "the stored image %s cannot be read: %s", f->spec->sha256,
+                                         strerror(-r));
         if (f->spec->resume_wait_app)
                 return flow_wait_app(f, NULL);
 
@@ -818,9 +813,9 @@ static int flow_run(Flow *f)
                 r = flow_wait(f, JOB_DEVICE_ANY_MODE, NULL, 0, f->spec->device_timeout_usec,
                               "while waiting for the board");
                 if (r == -ETIMEDOUT)
-                        return flow_fail(f, JOB_ERROR_BOOTLOADER_TIMEOUT,
-                                         "the board was not connected within %" PRIu64 " s",
-                                         f->spec->device_timeout_usec / 1000000);
+                        return flow_outcome_fail(&f->out, JOB_ERROR_BOOTLOADER_TIMEOUT,
+                                                 "the board was not connected within %" PRIu64 " s",
+                                                 f->spec->device_timeout_usec / 1000000);
                 if (r < 0)
                         return r;
         }
@@ -857,22 +852,22 @@ static int flow_run(Flow *f)
                                 return r;
                         break;
                 }
-                return flow_fail(
-                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
                         "the device on %s is in %s mode, which flashd cannot flash; put it into its "
                         "bootloader (%s)",
                         strna(f->dev->port), strna(device_mode_to_string(f->dev->mode)), flow_hint(f));
         case DEVICE_MODE_UNKNOWN:
         case _DEVICE_MODE_MAX:
         case _DEVICE_MODE_INVALID:
-                return flow_fail(
-                        f, JOB_ERROR_UNSUPPORTED_DEVICE,
+                return flow_outcome_fail(
+                        &f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
                         "the device on %s is in %s mode, which flashd cannot flash; put it into its "
                         "bootloader (%s)",
                         strna(f->dev->port), strna(device_mode_to_string(f->dev->mode)), flow_hint(f));
         }
         if (job_worker_cancelled(f->w))
-                return flow_cancelled(f, "before flashing");
+                return flow_outcome_cancelled(&f->out, "before flashing");
 
         /* Again against what the bootloader itself reports, before any erase
          * (unless that is what the first check already used). */
@@ -920,14 +915,11 @@ void job_flow_run(JobWorker *w, void *userdata)
                 _cleanup_free_ char *message = NULL;
                 if (job_units_start(f.stopped, JOB_UNITS_TIMEOUT_USEC, &message) < 0) {
                         job_worker_log(f.w, "could not start the stopped units again: %s", strna(message));
-                        if (f.error == JOB_ERROR_NONE && !f.cancelled) {
-                                free(f.message);
-                                f.message = NULL;
-                                (void)flow_fail(
-                                        &f, JOB_ERROR_UNIT_CONTROL,
-                                        "flashed, but a unit of stop_units could not be started again: %s",
-                                        strna(message));
-                        }
+                        /* a failure or cancel recorded before stays the outcome */
+                        (void)flow_outcome_fail(
+                                &f.out, JOB_ERROR_UNIT_CONTROL,
+                                "flashed, but a unit of stop_units could not be started again: %s",
+                                strna(message));
                 } else
                         for (char **u = f.stopped; *u; u++)
                                 job_worker_log(f.w, "started %s again", *u);
@@ -935,11 +927,7 @@ void job_flow_run(JobWorker *w, void *userdata)
                         free(*u);
                 free(f.stopped);
         }
-        if (f.cancelled)
-                job_worker_send_result(w, JOB_ERROR_NONE, true, "%s", strna(f.message));
-        else
-                job_worker_send_result(w, f.error, false, "%s", f.message ? f.message : "done");
-        free(f.message);
+        flow_outcome_send(&f.out, w);
         free(f.bridge_iface);
         free(f.data);
         job_payload_free(f.payload);
