@@ -16,6 +16,7 @@
 #include "moonraker/moonraker-agent.h"
 #include "moonraker/moonraker-files.h"
 #include "rpc-frame.h"
+#include "server/path-load.h"
 #include "server/rpc.h"
 #include "update/update-status.h"
 
@@ -54,7 +55,8 @@ struct MoonrakerAgent {
         /* Our own requests to Moonraker (the MCU versions Klipper reports):
          * ids of the outstanding printer.objects.list / .query, or 0. */
         json_int_t next_request_id, mcu_list_id, mcu_query_id;
-        json_t *printer_config; /* configfile.config from the last answer, or NULL */
+        json_t *printer_config;            /* configfile.config from the last answer, or NULL */
+        struct PendingPath *pending_paths; /* image.path opens in flight */
 };
 
 /* The fields of Klipper's mcu objects that say what a board runs. */
@@ -370,14 +372,144 @@ static PeerCred *agent_file_cred(MoonrakerAgent *a)
         return a->file_user_cred ? a->file_user_cred : a->moonraker_cred;
 }
 
+/* What the loader thread needs to open an image.path: copies, since the
+ * connection may be gone (and its roots freed) before the thread ends. */
+typedef struct PathOpenInput {
+        char **roots;
+        PeerCred *as;
+        char *path;
+} PathOpenInput;
+
+static void path_open_input_free(void *p)
+{
+        PathOpenInput *in = p;
+
+        if (!in)
+                return;
+        moonraker_file_roots_free(in->roots);
+        peer_cred_free(in->as);
+        free(in->path);
+        free(in);
+}
+
+static int path_open_input_run(void *p, int *ret_fd, char **ret_resolved, char **ret_message)
+{
+        PathOpenInput *in = p;
+        return moonraker_file_open(in->roots, in->as, in->path, ret_fd, ret_resolved, ret_message);
+}
+
+static PathOpenInput *path_open_input_new(char *const *roots, const PeerCred *as, const char *path)
+{
+        PathOpenInput *in = calloc(1, sizeof(*in));
+        size_t n = 0;
+
+        if (!in)
+                return NULL;
+        while (roots && roots[n])
+                n++;
+        in->roots = calloc(n + 1, sizeof(char *));
+        in->path = strdup(path);
+        bool ok = in->roots && in->path &&
+                  peer_cred_new(&in->as, as->pid, as->uid, as->gid, as->groups, as->n_groups) >= 0;
+        for (size_t i = 0; ok && i < n; i++)
+                ok = (in->roots[i] = strdup(roots[i])) != NULL;
+        if (!ok) {
+                path_open_input_free(in);
+                return NULL;
+        }
+        return in;
+}
+
+/* The request waiting for its image.path to open. */
+typedef struct PendingPath {
+        MoonrakerAgent *agent; /* NULL once the agent is freed */
+        uint64_t client_id;    /* the connection the request came on */
+        json_t *msg, *id;
+        char *path;
+        struct PendingPath *next;
+} PendingPath;
+
+static PendingPath *pending_path_free(PendingPath *p)
+{
+        if (p) {
+                json_decref(p->msg);
+                json_decref(p->id);
+                free(p->path);
+                free(p);
+        }
+        return NULL;
+}
+
+static void agent_forget_pending_path(MoonrakerAgent *a, PendingPath *p)
+{
+        for (PendingPath **pp = &a->pending_paths; *pp; pp = &(*pp)->next)
+                if (*pp == p) {
+                        *pp = p->next;
+                        return;
+                }
+}
+
+/* The file is open (or refused): hand it to the method as image.fd, the
+ * way flashctl passes a file. */
+static void agent_on_path_opened(int r, int fd_in, char *resolved_in, char *why_in, void *userdata)
+{
+        _cleanup_close_ int fd = fd_in;
+        _cleanup_free_ char *resolved = resolved_in, *why = why_in, *text = NULL;
+        PendingPath *p = userdata;
+        MoonrakerAgent *a = p->agent;
+
+        if (!a) {
+                pending_path_free(p);
+                return;
+        }
+        agent_forget_pending_path(a, p);
+        if (p->client_id != agent_client_id(a) || a->state != MOONRAKER_STATE_READY) {
+                log_debug("moonraker agent: image.path %s opened after its connection closed", p->path);
+                pending_path_free(p);
+                return;
+        }
+        if (r < 0) {
+                log_notice("moonraker agent: image.path %s refused: %s", p->path, why ? why : strerror(-r));
+                agent_reply_error(a, p->id,
+                                  r == -EACCES || r == -EPERM || r == -EXDEV ? RPC_ERROR_PERMISSION_DENIED
+                                  : r == -ETIMEDOUT                          ? RPC_ERROR_TIMEOUT
+                                                                             : RPC_ERROR_INVALID_PARAMS,
+                                  json_pack("{s:s}", "path", p->path), why ? why : strerror(-r));
+                pending_path_free(p);
+                return;
+        }
+        json_auto_t *copy = json_deep_copy(p->msg);
+        json_t *img = copy ? json_object_get(json_object_get(copy, "params"), "image") : NULL;
+        if (img) {
+                json_object_del(img, "path");
+                json_object_set_new(img, "fd", json_true());
+                if (!json_object_get(img, "name")) {
+                        const char *base = strrchr(resolved, '/');
+                        json_object_set_new(img, "name", json_string(base ? base + 1 : resolved));
+                }
+                text = json_dumps(copy, JSON_COMPACT);
+        }
+        if (!text) {
+                agent_reply_error(a, p->id, RPC_ERROR_INTERNAL, NULL, "out of memory");
+                pending_path_free(p);
+                return;
+        }
+        log_info("moonraker agent: %s with %s", json_string_value(json_object_get(p->msg, "method")),
+                 resolved);
+        pending_path_free(p);
+        (void)rpc_dispatch_text_with_fd(a->manager, &a->peer, agent_client_id(a), text, strlen(text),
+                                        TAKE_FD(fd), agent_on_response, a);
+}
+
 /* job.flash or rule.add with image.path: open the file here (inside
- * Moonraker's file roots, with the file user's permissions) and hand it to
- * the one method as image.fd, the way flashctl passes a file. */
+ * Moonraker's file roots, with the file user's permissions), on a thread:
+ * resolving the path and switching credentials may hang on a slow file
+ * system or a stopped child, and the main loop must not. */
 static void agent_call_with_path(MoonrakerAgent *a, json_t *msg, json_t *id, const char *path)
 {
-        _cleanup_free_ char *resolved = NULL, *why = NULL, *text = NULL;
-        _cleanup_close_ int fd = -EBADF;
         PeerCred *as = agent_file_cred(a);
+        PathOpenInput *in;
+        PendingPath *p;
         int r;
 
         if (!as) {
@@ -386,35 +518,31 @@ static void agent_call_with_path(MoonrakerAgent *a, json_t *msg, json_t *id, con
                                   "file_user in [moonraker] of flashd.conf); send base64 data instead");
                 return;
         }
-        r = moonraker_file_open(a->roots, as, path, &fd, &resolved, &why);
+        p = calloc(1, sizeof(*p));
+        in = path_open_input_new(a->roots, as, path);
+        if (!p || !in || !(p->path = strdup(path))) {
+                path_open_input_free(in);
+                pending_path_free(p);
+                agent_reply_error(a, id, RPC_ERROR_INTERNAL, NULL, "out of memory");
+                return;
+        }
+        *p = (PendingPath){ .agent = a,
+                            .client_id = agent_client_id(a),
+                            .msg = json_incref(msg),
+                            .id = json_incref(id),
+                            .path = p->path,
+                            .next = a->pending_paths };
+        r = path_open_start(manager_get_event(a->manager), path, path_open_input_run, in,
+                            path_open_input_free, PATH_LOAD_TIMEOUT_USEC, agent_on_path_opened, p);
         if (r < 0) {
-                log_notice("moonraker agent: image.path %s refused: %s", path, strna(why));
-                agent_reply_error(a, id,
-                                  r == -EACCES || r == -EPERM || r == -EXDEV ? RPC_ERROR_PERMISSION_DENIED
-                                                                             : RPC_ERROR_INVALID_PARAMS,
-                                  json_pack("{s:s}", "path", path), why ? why : strerror(-r));
+                pending_path_free(p);
+                agent_reply_error(a, id, r == -EBUSY ? RPC_ERROR_BUSY : RPC_ERROR_INTERNAL,
+                                  json_pack("{s:s}", "path", path),
+                                  r == -EBUSY ? "too many files are being opened at once; try again"
+                                              : strerror(-r));
                 return;
         }
-        json_auto_t *copy = json_deep_copy(msg);
-        json_t *img = copy ? json_object_get(json_object_get(copy, "params"), "image") : NULL;
-        if (!img) {
-                log_oom();
-                return;
-        }
-        json_object_del(img, "path");
-        json_object_set_new(img, "fd", json_true());
-        if (!json_object_get(img, "name")) {
-                const char *base = strrchr(resolved, '/');
-                json_object_set_new(img, "name", json_string(base ? base + 1 : resolved));
-        }
-        text = json_dumps(copy, JSON_COMPACT);
-        if (!text) {
-                log_oom();
-                return;
-        }
-        log_info("moonraker agent: %s with %s", json_string_value(json_object_get(msg, "method")), resolved);
-        (void)rpc_dispatch_text_with_fd(a->manager, &a->peer, agent_client_id(a), text, strlen(text),
-                                        TAKE_FD(fd), agent_on_response, a);
+        a->pending_paths = p;
 }
 
 /* --- what Klipper says its MCUs run ---------------------------------------- */
@@ -808,6 +936,9 @@ MoonrakerAgent *moonraker_agent_free(MoonrakerAgent *a)
                 a->slots = s->next;
                 job_slot_free(s);
         }
+        /* opens still in flight finish into nothing */
+        for (struct PendingPath *p = a->pending_paths; p; p = p->next)
+                p->agent = NULL;
         peer_cred_free(a->file_user_cred);
         free(a);
         return NULL;

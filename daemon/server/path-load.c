@@ -19,18 +19,24 @@ typedef struct PathLoad {
         PeerCred *peer;
         char *path;
         int flags;
-        PathLoadReadFunc read_fn;
+        PathLoadReadFunc read_fn; /* NULL: the open file itself is the result */
+        PathOpenFunc open_fn;     /* NULL: peer_auth_open_as(peer, path, flags) */
+        void *open_data;
+        void (*open_data_free)(void *);
         int efd; /* the thread writes it when the result is ready */
 
         /* result, written by the thread before it writes efd */
         int r;
         uint8_t *data;
         size_t size;
+        int fd;
+        char *resolved;
         char *message;
 
         /* main loop only */
         sd_event_source *io, *timer;
         PathLoadDone done;
+        PathOpenDone open_done;
         void *userdata;
 } PathLoad;
 
@@ -42,7 +48,11 @@ static void path_load_unref(PathLoad *l)
                 return;
         peer_cred_free(l->peer);
         free(l->path);
+        if (l->open_data_free)
+                l->open_data_free(l->open_data);
         free(l->data);
+        safe_close(l->fd);
+        free(l->resolved);
         free(l->message);
         safe_close(l->efd);
         free(l);
@@ -53,11 +63,15 @@ static void *path_load_thread(void *userdata)
         PathLoad *l = userdata;
         int fd = -EBADF;
 
-        l->r = peer_auth_open_as(l->peer, l->path, l->flags, &fd, &l->message);
-        if (l->r >= 0) {
+        if (l->open_fn)
+                l->r = l->open_fn(l->open_data, &fd, &l->resolved, &l->message);
+        else
+                l->r = peer_auth_open_as(l->peer, l->path, l->flags, &fd, &l->message);
+        if (l->r >= 0 && l->read_fn) {
                 l->r = l->read_fn(fd, &l->data, &l->size);
                 safe_close(fd);
-        }
+        } else if (l->r >= 0)
+                l->fd = fd;
         uint64_t one = 1;
         (void)!write(l->efd, &one, sizeof(one));
         path_load_unref(l);
@@ -70,15 +84,26 @@ static void path_load_finish(PathLoad *l, int r, char *message)
 {
         uint8_t *data = NULL;
         size_t size = 0;
+        int fd = -EBADF;
+        char *resolved = NULL;
 
         l->io = sd_event_source_disable_unref(l->io);
         l->timer = sd_event_source_disable_unref(l->timer);
         if (r != -ETIMEDOUT) { /* the thread is done with its result */
                 data = TAKE_PTR(l->data);
                 size = l->size;
+                fd = TAKE_FD(l->fd);
+                resolved = TAKE_PTR(l->resolved);
                 message = TAKE_PTR(l->message);
         }
-        l->done(r, data, size, message, l->userdata);
+        if (l->open_done) {
+                free(data);
+                l->open_done(r, fd, resolved, message, l->userdata);
+        } else {
+                safe_close(fd);
+                free(resolved);
+                l->done(r, data, size, message, l->userdata);
+        }
         path_load_unref(l);
 }
 
@@ -125,31 +150,13 @@ static int path_load_spawn(PathLoad *l)
         return r;
 }
 
-int path_load_start(sd_event *e, const PeerCred *peer, const char *path, int flags, PathLoadReadFunc read_fn,
-                    uint64_t timeout_usec, PathLoadDone done, void *userdata)
+/* Takes `l` (its input filled in) and starts its thread. */
+static int path_load_launch(sd_event *e, PathLoad *l, uint64_t timeout_usec)
 {
-        PathLoad *l;
         int r;
 
-        if (atomic_fetch_add(&n_threads, 1) >= PATH_LOAD_THREADS_MAX) {
-                atomic_fetch_sub(&n_threads, 1);
-                return -EBUSY;
-        }
-        l = calloc(1, sizeof(*l));
-        if (!l) {
-                atomic_fetch_sub(&n_threads, 1);
-                return -ENOMEM;
-        }
-        atomic_init(&l->n_ref, 1);
         l->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        l->flags = flags;
-        l->read_fn = read_fn;
-        l->done = done;
-        l->userdata = userdata;
-        l->path = strdup(path);
         r = l->efd < 0 ? -errno : !l->path ? -ENOMEM : 0;
-        if (r >= 0)
-                r = peer_cred_new(&l->peer, peer->pid, peer->uid, peer->gid, peer->groups, peer->n_groups);
         if (r >= 0)
                 r = sd_event_add_io(e, &l->io, l->efd, EPOLLIN, on_path_load_ready, l);
         if (r >= 0)
@@ -164,4 +171,64 @@ int path_load_start(sd_event *e, const PeerCred *peer, const char *path, int fla
                 path_load_unref(l);
         }
         return r;
+}
+
+static PathLoad *path_load_new(void)
+{
+        PathLoad *l;
+
+        if (atomic_fetch_add(&n_threads, 1) >= PATH_LOAD_THREADS_MAX) {
+                atomic_fetch_sub(&n_threads, 1);
+                errno = EBUSY;
+                return NULL;
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l) {
+                atomic_fetch_sub(&n_threads, 1);
+                errno = ENOMEM;
+                return NULL;
+        }
+        atomic_init(&l->n_ref, 1);
+        l->efd = l->fd = -EBADF;
+        return l;
+}
+
+int path_load_start(sd_event *e, const PeerCred *peer, const char *path, int flags, PathLoadReadFunc read_fn,
+                    uint64_t timeout_usec, PathLoadDone done, void *userdata)
+{
+        PathLoad *l = path_load_new();
+        int r;
+
+        if (!l)
+                return -errno;
+        l->flags = flags;
+        l->read_fn = read_fn;
+        l->done = done;
+        l->userdata = userdata;
+        l->path = strdup(path);
+        r = peer_cred_new(&l->peer, peer->pid, peer->uid, peer->gid, peer->groups, peer->n_groups);
+        if (r < 0) {
+                atomic_fetch_sub(&n_threads, 1);
+                path_load_unref(l);
+                return r;
+        }
+        return path_load_launch(e, l, timeout_usec);
+}
+
+int path_open_start(sd_event *e, const char *path, PathOpenFunc open_fn, void *open_data,
+                    void (*open_data_free)(void *), uint64_t timeout_usec, PathOpenDone done, void *userdata)
+{
+        PathLoad *l = path_load_new();
+
+        if (!l) {
+                open_data_free(open_data);
+                return -errno;
+        }
+        l->open_fn = open_fn;
+        l->open_data = open_data;
+        l->open_data_free = open_data_free;
+        l->open_done = done;
+        l->userdata = userdata;
+        l->path = strdup(path);
+        return path_load_launch(e, l, timeout_usec);
 }

@@ -35,3 +35,19 @@ typedef void (*PathLoadDone)(int r, uint8_t *data, size_t size, char *message, v
  * (-EBUSY: too many loads running) and done() is never called. */
 int path_load_start(sd_event *e, const PeerCred *peer, const char *path, int flags, PathLoadReadFunc read_fn,
                     uint64_t timeout_usec, PathLoadDone done, void *userdata);
+
+/* Opens a file (runs on the loader thread: no logging, no main-loop
+ * state); `ret_resolved` (optional) names what was opened. */
+typedef int (*PathOpenFunc)(void *open_data, int *ret_fd, char **ret_resolved, char **ret_message);
+
+/* On the main loop, once: the open file (fd >= 0 when r >= 0) or the
+ * failure, as for PathLoadDone. Takes ownership of fd, resolved, message. */
+typedef void (*PathOpenDone)(int r, int fd, char *resolved, char *message, void *userdata);
+
+/* As path_load_start(), for a caller with its own rules for opening
+ * (`open_fn` with `open_data`, freed by `open_data_free` when the thread is
+ * done, also on failure): the file is opened off the main loop and handed
+ * over open, not read. `path` names the file in the timeout message. */
+int path_open_start(sd_event *e, const char *path, PathOpenFunc open_fn, void *open_data,
+                    void (*open_data_free)(void *), uint64_t timeout_usec, PathOpenDone done,
+                    void *userdata);
