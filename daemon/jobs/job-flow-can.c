@@ -255,37 +255,23 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
                                st->resends, st->nacks, st->busies, st->timeouts);
         if (!message && katapult_session_get_error(s))
                 message = strdup(katapult_session_get_error(s));
-        switch (r) {
-        case KATAPULT_FLASH_DONE:
-        case KATAPULT_FLASH_LEFT:
-        case KATAPULT_FLASH_LEFT_DEVICE_GONE:
+        if (r >= 0) {
                 job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
                                spec->verify ? " and verified" : "");
                 return 0;
-        case -ENETDOWN:
-        case -ENOBUFS:
-        case -ENODEV:
+        }
+        /* on CAN, the bus itself fails and a node that stops answering
+         * mid-flash is gone, not a refusing bootloader */
+        if (r == -ENETDOWN || r == -ENOBUFS || r == FLASH_ERR_GONE)
                 return can_bus_error(f, r, "during the flash");
-        case -ETIMEDOUT:
+        if (r == -ETIMEDOUT)
                 return flow_outcome_fail(
                         &f->out, JOB_ERROR_DEVICE_GONE,
                         "node %s stopped answering during the flash (%s); it stays in Katapult: check "
                         "its power and the CAN wiring, then flash it again",
                         f->target, strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the node stays in Katapult");
-        case KATAPULT_ERR_ADDRESS:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
-        case KATAPULT_ERR_MCU:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case KATAPULT_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case KATAPULT_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
-        }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the node stays in Katapult");
 }
 
 static int can_run(CanFlow *f)

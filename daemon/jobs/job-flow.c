@@ -189,7 +189,7 @@ static int flow_flash_dfu(Flow *f)
 
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
-        if (st && (r == DFU_FLASH_DONE || r == DFU_FLASH_LEFT || r == DFU_FLASH_LEFT_DEVICE_GONE)) {
+        if (st && (r == FLASH_RESULT_DONE || r == FLASH_RESULT_LEFT || r == FLASH_RESULT_LEFT_DEVICE_GONE)) {
                 JobTotals t = {
                         .sectors_written =
                                 st->sectors_touched - MIN(st->sectors_unchanged, st->sectors_touched),
@@ -206,31 +206,17 @@ static int flow_flash_dfu(Flow *f)
                                st->sectors_touched, st->sectors_unchanged, st->sectors_blank,
                                st->sectors_erased, st->mass_erased ? " (mass erase)" : "", st->bytes_written,
                                st->bytes_verified);
-        switch (r) {
-        case DFU_FLASH_DONE:
-        case DFU_FLASH_LEFT:
-                job_worker_log(f->w, "%s", strna(message));
-                return 0;
-        case DFU_FLASH_LEFT_DEVICE_GONE:
+        if (r == FLASH_RESULT_LEFT_DEVICE_GONE) {
                 job_worker_log(f->w, "the board reset during the leave request, as STM32 ROMs do: success "
                                      "pending its return");
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -EILSEQ:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out,
-                                              "during the flash; the board stays in its bootloader");
-        case -ERANGE:
-        case -EACCES:
-        case -EINVAL:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        if (r >= 0) {
+                job_worker_log(f->w, "%s", strna(message));
+                return 0;
+        }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in its bootloader");
 }
 
 /* ---- RP2040 BOOTSEL (PICOBOOT) ---- */
@@ -281,25 +267,12 @@ static int flow_flash_picoboot(Flow *f)
                        " verified%s",
                        st->sectors_touched, st->sectors_unchanged, st->sectors_erased, st->bytes_written,
                        st->bytes_verified, st->stalls_recovered ? "; stalled commands recovered" : "");
-        switch (r) {
-        case PICOBOOT_FLASH_DONE:
-        case PICOBOOT_FLASH_REBOOTED:
-        case PICOBOOT_FLASH_REBOOTED_DEVICE_GONE:
+        if (r >= 0) {
                 job_worker_log(f->w, "%s", strna(message));
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -EILSEQ:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in BOOTSEL");
-        case -ERANGE:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in BOOTSEL");
 }
 
 /* ---- Katapult ---- */
@@ -403,10 +376,7 @@ static int flow_flash_katapult(Flow *f)
                                st->resends, st->nacks, st->busies, st->timeouts);
         if (!message && katapult_session_get_error(s))
                 message = strdup(katapult_session_get_error(s));
-        switch (r) {
-        case KATAPULT_FLASH_DONE:
-        case KATAPULT_FLASH_LEFT:
-        case KATAPULT_FLASH_LEFT_DEVICE_GONE:
+        if (r >= 0) {
                 job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
                                f->spec->verify ? " and verified" : "");
                 if (st) {
@@ -418,23 +388,9 @@ static int flow_flash_katapult(Flow *f)
                         job_worker_send_totals(f->w, &t);
                 }
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in Katapult");
-        case KATAPULT_ERR_ADDRESS:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
-        case KATAPULT_ERR_MCU:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case KATAPULT_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case KATAPULT_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in Katapult");
 }
 
 /* ---- AVR: the Arduino bootloaders behind a USB-serial tty ---- */
@@ -555,36 +511,19 @@ static int flow_flash_avr(Flow *f)
                        " verified, %" PRIu64 " unchanged and skipped",
                        st->resets, st->syncs, st->pages_read, st->pages_written, st->pages_verified,
                        st->pages_skipped);
-        switch (r) {
-        case AVR_FLASH_WRITTEN:
-        case AVR_FLASH_UNCHANGED:
+        if (r >= 0) {
                 job_worker_log(f->w, "%s", strna(message));
                 /* the USB-serial bridge stays on the bus: nothing to wait
                  * for once the bootloader acknowledged leaving */
                 job_worker_send_device(f->w, f->dev->tty);
                 flow_outcome_done(&f->out, "%s; the board runs the application again on %s",
-                                  r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
-                                                           : "flashed and verified",
+                                  r == FLASH_RESULT_UNCHANGED ? "unchanged, nothing written"
+                                                              : "flashed and verified",
                                   f->dev->tty);
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out,
-                                              "during the flash; reset the board or flash it again");
-        case AVR_ERR_SIGNATURE:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case AVR_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_BOOTLOADER_REGION, "%s", strna(message));
-        case AVR_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case AVR_ERR_NO_SYNC:
-                return flow_outcome_fail(&f->out, JOB_ERROR_BOOTLOADER_TIMEOUT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; reset the board or flash it again");
 }
 
 /* ---- the flow ---- */

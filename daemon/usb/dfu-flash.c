@@ -419,7 +419,7 @@ static int dfuse_leave(FlashCtx *c)
                 dfu_session_note(s, c->cb,
                                  "The device reset during the leave request (%s); it will re-enumerate.",
                                  strerror(-r));
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, "The leave request");
@@ -430,7 +430,7 @@ static int dfuse_leave(FlashCtx *c)
                         s, c->cb,
                         "The device reset before answering the leave request (%s); it will re-enumerate.",
                         strerror(-r));
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, "The leave request");
@@ -439,7 +439,7 @@ static int dfuse_leave(FlashCtx *c)
         case DFU_STATE_DFU_MANIFEST_SYNC:
         case DFU_STATE_DFU_MANIFEST:
         case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
-                return DFU_FLASH_LEFT;
+                return FLASH_RESULT_LEFT;
         case DFU_STATE_DFU_ERROR:
                 (void)dfu_session_clear_status(s);
                 return dfu_session_fail(
@@ -538,7 +538,7 @@ static int flash_dfuse(FlashCtx *c)
                 r = dfu_session_end_upload(s);
                 if (r < 0)
                         return dfu_session_device_error(s, r, "Ending the upload");
-                return DFU_FLASH_DONE;
+                return FLASH_RESULT_DONE;
         }
         return dfuse_leave(c);
 }
@@ -690,28 +690,28 @@ static int flash_plain(FlashCtx *c)
 
         if (gone) {
                 dfu_session_note(s, c->cb, "The device reset after manifestation; it will re-enumerate.");
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (!c->req->leave)
-                return DFU_FLASH_DONE;
+                return FLASH_RESULT_DONE;
 
         flash_callbacks_phase(c->cb, FLASH_PHASE_LEAVE);
         /* DFU 1.1 section 6.1.4 / A.2.8: a USB reset ends DFU mode. */
         r = usb_transport_reset(s->transport);
         if (r == -ENODEV || r == -ENOENT || r == -EIO)
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         if (r < 0)
                 return dfu_session_device_error(s, r, "The USB reset to leave DFU mode");
-        return DFU_FLASH_LEFT;
+        return FLASH_RESULT_LEFT;
 }
 
 static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool verified)
 {
         const DfuFlashStats *st = &s->stats;
-        const char *left = result == DFU_FLASH_LEFT_DEVICE_GONE
+        const char *left = result == FLASH_RESULT_LEFT_DEVICE_GONE
                                    ? " The device left DFU mode and is re-enumerating."
-                           : result == DFU_FLASH_LEFT ? " The device is leaving DFU mode."
-                                                      : "";
+                           : result == FLASH_RESULT_LEFT ? " The device is leaving DFU mode."
+                                                         : "";
         char *m;
 
         if (!s->dfuse) {
@@ -745,6 +745,10 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
         s->error = NULL;
 
         r = dfu_session_make_idle(s, cb);
+        /* A device in appIDLE runs its application: a failed flash, not an
+         * image built for another chip (FLASH_ERR_MCU shares its errno). */
+        if (r == -EMEDIUMTYPE)
+                r = FLASH_ERR_REMOTE;
         if (r >= 0)
                 r = s->dfuse ? flash_dfuse(&c) : flash_plain(&c);
 

@@ -557,19 +557,19 @@ int picoboot_session_flash(PicobootSession *s, const PicobootFlashRequest *req, 
                 flash_callbacks_note(cb, "the flash already holds the image: nothing erased or written");
 
         if (!req->reboot)
-                return codec_message(ret_message, PICOBOOT_FLASH_DONE,
+                return codec_message(ret_message, FLASH_RESULT_DONE,
                                      "%zu of %zu sectors written, %zu unchanged", n_changed, n,
                                      n - n_changed);
         flash_callbacks_phase(cb, FLASH_PHASE_LEAVE);
         r = picoboot_session_reboot(s, PICOBOOT_REBOOT_DELAY_MS);
         if (r == -ENODEV)
-                return codec_message(ret_message, PICOBOOT_FLASH_REBOOTED_DEVICE_GONE,
+                return codec_message(ret_message, FLASH_RESULT_LEFT_DEVICE_GONE,
                                      "%zu of %zu sectors written; the board left before acknowledging the "
                                      "reboot",
                                      n_changed, n);
         if (r < 0)
                 return command_error(s, r, "asking for the reboot", 0, ret_message);
-        return codec_message(ret_message, PICOBOOT_FLASH_REBOOTED,
+        return codec_message(ret_message, FLASH_RESULT_LEFT,
                              "%zu of %zu sectors written, %zu unchanged; rebooting into the image",
                              n_changed, n, n - n_changed);
 }

@@ -27,6 +27,7 @@
 #include "usb/flash-plan.h"
 #include "usb/usb-transport.h"
 #include "util/flash-callbacks.h"
+#include "util/flash-result.h"
 #include "util/macros.h"
 
 typedef struct PicobootSession PicobootSession;
@@ -38,13 +39,6 @@ typedef struct PicobootFlashRequest {
         bool verify;         /* read back what was written */
         bool reboot;         /* reboot into the image afterwards */
 } PicobootFlashRequest;
-
-/* Non-negative results of picoboot_session_flash(). */
-enum {
-        PICOBOOT_FLASH_DONE = 0,                 /* flashed, still in BOOTSEL (no reboot asked) */
-        PICOBOOT_FLASH_REBOOTED = 1,             /* flashed, reboot acknowledged; the board re-enumerates */
-        PICOBOOT_FLASH_REBOOTED_DEVICE_GONE = 2, /* the board left before acknowledging the reboot */
-};
 
 typedef struct PicobootFlashStats {
         size_t sectors_touched;

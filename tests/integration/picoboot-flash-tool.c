@@ -56,11 +56,11 @@ static int read_file(const char *path, uint8_t **ret, size_t *ret_len)
 static const char *result_name(int r)
 {
         switch (r) {
-        case PICOBOOT_FLASH_DONE:
+        case FLASH_RESULT_DONE:
                 return "done";
-        case PICOBOOT_FLASH_REBOOTED:
+        case FLASH_RESULT_LEFT:
                 return "rebooted";
-        case PICOBOOT_FLASH_REBOOTED_DEVICE_GONE:
+        case FLASH_RESULT_LEFT_DEVICE_GONE:
                 return "rebooted-device-gone";
         case -ENODEV:
                 return "ENODEV";

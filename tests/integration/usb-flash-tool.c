@@ -117,11 +117,11 @@ static json_t *stats_json(const DfuFlashStats *st)
 static const char *result_name(int r)
 {
         switch (r) {
-        case DFU_FLASH_DONE:
+        case FLASH_RESULT_DONE:
                 return "done";
-        case DFU_FLASH_LEFT:
+        case FLASH_RESULT_LEFT:
                 return "left";
-        case DFU_FLASH_LEFT_DEVICE_GONE:
+        case FLASH_RESULT_LEFT_DEVICE_GONE:
                 return "left-device-gone";
         case -ENODEV:
                 return "ENODEV";

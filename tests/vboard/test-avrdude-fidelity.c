@@ -189,7 +189,7 @@ int main(void)
                 if (p) {
                         CHECK_INT(avr_session_new(&s, serial_port_get_transport(p), AVR_PROTOCOL_STK500V2),
                                   0);
-                        CHECK_INT(avr_session_flash(s, b, sizeof(b), &o, NULL, &msg), AVR_FLASH_WRITTEN);
+                        CHECK_INT(avr_session_flash(s, b, sizeof(b), &o, NULL, &msg), FLASH_RESULT_LEFT);
                         fprintf(stderr, "session: %s\n", msg);
                         free(msg);
                 }
