@@ -15,7 +15,6 @@ JobPayload *job_payload_free(JobPayload *p)
 {
         if (!p)
                 return NULL;
-        free(p->segments);
         free(p->mcu);
         flash_image_free(p->image);
         free(p);
@@ -303,14 +302,6 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         p = calloc(1, sizeof(JobPayload));
         if (!p)
                 return -ENOMEM;
-        p->segments = calloc(img->n_segments ? img->n_segments : 1, sizeof(DfuImageSegment));
-        if (!p->segments)
-                return -ENOMEM;
-        for (size_t i = 0; i < img->n_segments; i++)
-                p->segments[i] = (DfuImageSegment){ .address = img->segments[i].address,
-                                                    .data = img->segments[i].data,
-                                                    .len = img->segments[i].size };
-        p->n_segments = img->n_segments;
         p->format = uf2 ? "uf2" : flash_image_format_to_string(flash_image_get_format(img));
         p->address = flash_image_get_address(img);
         p->size = flash_image_get_size(img);

@@ -132,34 +132,11 @@ static void on_check_note(void *userdata, const char *line)
         job_worker_log(((CanFlow *)userdata)->w, "%s", line);
 }
 
-/* One flat image from Katapult's application start (gaps 0xFF). */
-static int flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
-{
-        const DfuImageSegment *last;
-        uint8_t *buf;
-        size_t size;
-
-        if (p->n_segments == 0)
-                return -EINVAL;
-        last = &p->segments[p->n_segments - 1];
-        size = (size_t)(last->address - p->address) + last->len;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        memset(buf, 0xff, size);
-        for (size_t i = 0; i < p->n_segments; i++)
-                memcpy(buf + (p->segments[i].address - p->address), p->segments[i].data, p->segments[i].len);
-        *ret = buf;
-        *ret_size = size;
-        return 0;
-}
-
 static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
 {
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(job_payload_freep) JobPayload *payload = NULL;
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         JobFlowSpec *spec = f->spec;
         FlashCallbacks cb = {
@@ -171,7 +148,6 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         };
         KatapultConnectInfo info;
         uint8_t got[CAN_UUID_SIZE];
-        size_t flat_size = 0;
         JobError e = JOB_ERROR_INTERNAL;
         uint64_t tx, rx;
         char u[13];
@@ -227,10 +203,6 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         r = job_check_image(&in, on_check_note, f, &payload, &e, &message);
         if (r < 0)
                 return flow_outcome_fail(&f->out, e, "%s", strna(message));
-        r = flatten(payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
 
         KatapultFlashOptions opts = {
                 .image_address = payload->address,
@@ -246,7 +218,7 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         job_worker_send_state(f->w, JOB_STATE_FLASHING);
         free(message);
         message = NULL;
-        r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = katapult_session_flash(s, payload->image, &opts, &cb, &message);
         can_transport_get_counts(f->t, &tx, &rx);
         job_worker_log(f->w, "CAN: %" PRIu64 " frames sent, %" PRIu64 " received", tx, rx);
         const KatapultFlashStats *st = katapult_session_get_stats(s);

@@ -155,8 +155,7 @@ static int flow_flash_dfu(Flow *f)
         FlashCallbacks cb = flow_callbacks(f);
         DfuFlashRequest req = {
                 .skip_unchanged = true,
-                .segments = f->payload->segments,
-                .n_segments = f->payload->n_segments,
+                .image = f->payload->image,
                 .verify = f->spec->verify,
                 .mass_erase = f->spec->mass_erase,
                 .leave = true,
@@ -233,8 +232,7 @@ static int flow_flash_picoboot(Flow *f)
         const PicobootFlashStats *st;
         FlashCallbacks cb = flow_callbacks(f);
         PicobootFlashRequest req = {
-                .segments = f->payload->segments,
-                .n_segments = f->payload->n_segments,
+                .image = f->payload->image,
                 .flash_size = f->spec->has_board && f->spec->board.flash_size ? f->spec->board.flash_size
                                                                               : RP2040_DEFAULT_FLASH_SIZE,
                 .verify = f->spec->verify,
@@ -277,29 +275,6 @@ static int flow_flash_picoboot(Flow *f)
 
 /* ---- Katapult ---- */
 
-/* Katapult writes one flat image from its application start: fill gaps
- * between segments with 0xFF (the erased value). */
-static int payload_flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
-{
-        const DfuImageSegment *last;
-        size_t size;
-        uint8_t *buf;
-
-        if (p->n_segments == 0)
-                return -EINVAL;
-        last = &p->segments[p->n_segments - 1];
-        size = (size_t)(last->address - p->address) + last->len;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        memset(buf, 0xff, size);
-        for (size_t i = 0; i < p->n_segments; i++)
-                memcpy(buf + (p->segments[i].address - p->address), p->segments[i].data, p->segments[i].len);
-        *ret = buf;
-        *ret_size = size;
-        return 0;
-}
-
 #define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
 
 static int flow_flash_katapult(Flow *f)
@@ -307,10 +282,8 @@ static int flow_flash_katapult(Flow *f)
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         const KatapultFlashStats *st;
-        size_t flat_size = 0;
         FlashCallbacks cb = flow_callbacks(f);
         KatapultFlashOptions opts = {
                 .image_address = f->payload->address,
@@ -329,10 +302,6 @@ static int flow_flash_katapult(Flow *f)
         if (!f->dev->tty)
                 return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
                                          "the Katapult bootloader on %s has no tty", strna(f->dev->port));
-        r = payload_flatten(f->payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
         /* The rate matters only on a real UART (uart-request boards);
          * a USB CDC tty ignores it. */
         /* The Katapult tty can be announced before it can be opened (node
@@ -369,7 +338,7 @@ static int flow_flash_katapult(Flow *f)
          * (flashtool.py primes them); the inventory's MCU for a Katapult
          * device is its USB product string (katapult helper). */
         katapult_session_set_prime(s, katapult_mcu_needs_prime(f->dev->mcu));
-        r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = katapult_session_flash(s, f->payload->image, &opts, &cb, &message);
         st = katapult_session_get_stats(s);
         if (st && st->resends > 0)
                 job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
@@ -380,10 +349,12 @@ static int flow_flash_katapult(Flow *f)
                 job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
                                f->spec->verify ? " and verified" : "");
                 if (st) {
+                        /* Katapult writes the image as one piece, gaps included */
+                        uint64_t span = flash_image_get_end(f->payload->image) - f->payload->address;
                         JobTotals t = {
                                 .sectors_written = st->pages_written,
-                                .bytes_written = flat_size,
-                                .bytes_verified = f->spec->verify ? flat_size : 0,
+                                .bytes_written = span,
+                                .bytes_verified = f->spec->verify ? span : 0,
                         };
                         job_worker_send_totals(f->w, &t);
                 }
@@ -435,10 +406,8 @@ static int flow_flash_avr(Flow *f)
         const JobFlowBoard *b = &f->spec->board;
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
         _cleanup_(avr_session_freep) AvrSession *s = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         const AvrFlashStats *st;
-        size_t flat_size = 0;
         FlashCallbacks cb = flow_callbacks(f);
         AvrFlashOptions opts = {
                 .chip = {
@@ -457,10 +426,6 @@ static int flow_flash_avr(Flow *f)
                 return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE, "the board on %s has no tty",
                                          strna(f->dev->port));
         /* the image is flash content from address 0 (job checks) */
-        r = payload_flatten(f->payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
         if (f->payload->address != 0)
                 return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE,
                                          "an AVR image starts at address 0, this one at 0x%08" PRIx32,
@@ -504,7 +469,7 @@ static int flow_flash_avr(Flow *f)
         job_worker_log(f->w, "resetting %s into its %s bootloader (DTR/RTS) on %s at %" PRIu32 " baud",
                        strna(b->mcu), b->avr_stk500v1 ? "optiboot (STK500v1)" : "STK500v2", f->dev->tty,
                        b->avr_baud);
-        r = avr_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = avr_session_flash(s, f->payload->image, &opts, &cb, &message);
         st = avr_session_get_stats(s);
         job_worker_log(f->w,
                        "AVR: %u reset(s), %u sync(s); pages %" PRIu64 " read, %" PRIu64 " written, %" PRIu64

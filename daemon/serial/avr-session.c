@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec/codec-util.h"
 #include "serial/avr-session-internal.h"
 
 /* Poll the cancel flag at least this often while waiting. */
@@ -342,10 +343,12 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
         return FLASH_RESULT_DONE;
 }
 
-int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFlashOptions *opts,
+int avr_session_flash(AvrSession *s, const FlashImage *image, const AvrFlashOptions *opts,
                       const FlashCallbacks *cb, char **ret_message)
 {
         const AvrChip *c = &opts->chip;
+        _cleanup_free_ uint8_t *flat = NULL;
+        size_t size = 0;
         int r;
 
         s->opts = *opts;
@@ -353,6 +356,17 @@ int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFl
         s->stats = (AvrFlashStats){};
         s->error[0] = 0;
 
+        /* flash content from address 0, gaps 0xFF; an empty image is left
+         * to the check, which says so */
+        if (flash_image_get_size(image) > 0) {
+                r = flash_image_flatten(image, 0, &flat, &size);
+                if (r == -EFBIG)
+                        r = FLASH_ERR_BOOTLOADER_REGION;
+                if (r < 0)
+                        return codec_message(ret_message, r,
+                                             "the image cannot be laid out from address 0: %s",
+                                             strerror(-r));
+        }
         r = avr_image_check(size, c, ret_message);
         if (r < 0)
                 return r;
@@ -370,7 +384,7 @@ int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFl
                                  c->signature[0], c->signature[1], c->signature[2]);
         }
         if (r >= 0)
-                r = flash_pages(s, image, size);
+                r = flash_pages(s, flat, size);
 
         if (r >= 0 && !opts->no_leave) {
                 int k;

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/flash-image.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
 #include "util/flash-callbacks.h"
@@ -102,7 +103,7 @@ AvrErase avr_session_erase_policy(const AvrSession *s);
 int avr_image_check(size_t image_size, const AvrChip *chip, char **ret_message);
 
 /*
- * `image` is flash content from address 0. Returns FLASH_RESULT_LEFT
+ * `image` is flash content from address 0 (gaps are written as 0xFF). Returns FLASH_RESULT_LEFT
  * (FLASH_RESULT_DONE with no_leave), FLASH_RESULT_UNCHANGED or a negative
  * errno (FLASH_ERR_MCU: another chip answered, FLASH_ERR_BOOTLOADER_REGION:
  * the image reaches into the boot section, FLASH_ERR_VERIFY,
@@ -111,7 +112,7 @@ int avr_image_check(size_t image_size, const AvrChip *chip, char **ret_message);
  * device went away, -ECANCELED, -EPROTO for malformed answers).
  * *ret_message (optional, malloc'd) is set in every case.
  */
-int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFlashOptions *opts,
+int avr_session_flash(AvrSession *s, const FlashImage *image, const AvrFlashOptions *opts,
                       const FlashCallbacks *cb, char **ret_message);
 
 const AvrFlashStats *avr_session_get_stats(const AvrSession *s);

@@ -524,7 +524,7 @@ int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char
         int r = do_complete(s);
         return finish(s, r, ret_message,
                       r == FLASH_RESULT_LEFT ? "Katapult acknowledged COMPLETE and starts the application"
-                                               : "the board left Katapult");
+                                             : "the board left Katapult");
 }
 
 /*
@@ -717,21 +717,33 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
         return do_complete(s);
 }
 
-int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message)
+int katapult_session_flash(KatapultSession *s, const FlashImage *image, const KatapultFlashOptions *opts,
+                           const FlashCallbacks *cb, char **ret_message)
 {
+        _cleanup_free_ uint8_t *flat = NULL;
+        size_t size = 0;
         char summary[256];
+        int r;
 
         use_callbacks(s, cb);
         s->error[0] = 0;
         s->stats = (KatapultFlashStats){};
-        int r = do_flash(s, image, size, opts);
+        /* Katapult takes one byte stream from its application start; an
+         * empty image is left to the check, which says so */
+        if (flash_image_get_size(image) > 0) {
+                r = flash_image_flatten(image, flash_image_get_address(image), &flat, &size);
+                if (r < 0)
+                        return finish(
+                                s, fail(s, r, "the image cannot be laid out as one piece: %s", strerror(-r)),
+                                ret_message, NULL);
+        }
+        r = do_flash(s, flat, size, opts);
         snprintf(summary, sizeof(summary), "wrote %zu bytes at 0x%08x in %" PRIu64 " blocks of %u%s%s%s",
                  size, s->info.start_address, s->stats.blocks_written, s->info.block_size,
                  s->stats.blocks_verified ? ", verified" : ", not verified",
                  r == FLASH_RESULT_LEFT               ? ", Katapult starts the application"
                  : r == FLASH_RESULT_LEFT_DEVICE_GONE ? ", the board reset to start the application"
-                                                        : ", still in Katapult",
+                                                      : ", still in Katapult",
                  s->stats.resends ? " (some frames were sent again)" : "");
         return finish(s, r, ret_message, summary);
 }

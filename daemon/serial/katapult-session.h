@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/flash-image.h"
 #include "codec/katapult-proto.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
@@ -95,14 +96,15 @@ int katapult_session_check(KatapultSession *s, size_t image_size, const Katapult
 
 /*
  * Connect, check, write, EOF, verify, COMPLETE; `image` is written at
- * Katapult's application start address. Returns FLASH_RESULT_LEFT or
+ * Katapult's application start address, as one piece from
+ * its lowest address (gaps 0xFF). Returns FLASH_RESULT_LEFT or
  * FLASH_RESULT_LEFT_DEVICE_GONE (or FLASH_RESULT_DONE with
  * no_complete), or a negative errno (see FLASH_ERR_*). Nothing is
  * written when a check fails. *ret_message (optional, malloc'd) is set in
  * every case: a summary on success, what happened and what to do on failure.
  */
-int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message);
+int katapult_session_flash(KatapultSession *s, const FlashImage *image, const KatapultFlashOptions *opts,
+                           const FlashCallbacks *cb, char **ret_message);
 
 /*
  * GET_CANBUS_ID (Katapult built for CAN): the node's 6-byte UUID, to be

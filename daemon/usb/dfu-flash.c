@@ -482,7 +482,7 @@ static int flash_dfuse(FlashCtx *c)
                 layout = own_layout;
         }
 
-        r = flash_plan_new(&plan, layout, c->req->segments, c->req->n_segments, &msg);
+        r = flash_plan_new(&plan, layout, c->req->image->segments, c->req->image->n_segments, &msg);
         if (r < 0)
                 return dfu_session_fail(s, r, "%s Nothing was erased.", msg ? msg : strerror(-r));
         target = malloc(plan->max_sector_size);
@@ -578,7 +578,7 @@ int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const Flas
 
 static int flash_plain(FlashCtx *c)
 {
-        const DfuImageSegment *seg = NULL;
+        const FlashSegment *seg = NULL;
         DfuSession *s = c->s;
         bool gone = false;
         DfuState state = DFU_STATE_DFU_IDLE;
@@ -587,14 +587,14 @@ static int flash_plain(FlashCtx *c)
         DfuStatus st;
         int r;
 
-        for (size_t i = 0; i < c->req->n_segments; i++) {
-                if (c->req->segments[i].len == 0)
+        for (size_t i = 0; i < c->req->image->n_segments; i++) {
+                if (c->req->image->segments[i].size == 0)
                         continue;
                 if (seg)
                         return dfu_session_fail(s, -EINVAL,
                                                 "This device speaks plain DFU 1.1, which has no addresses: "
                                                 "the image must be one contiguous piece.");
-                seg = &c->req->segments[i];
+                seg = &c->req->image->segments[i];
         }
         if (!seg)
                 return dfu_session_fail(s, -EINVAL, "The image contains no data.");
@@ -604,9 +604,9 @@ static int flash_plain(FlashCtx *c)
                         "Plain DFU devices have no mass erase command; the device erases as it needs.");
 
         flash_callbacks_phase(c->cb, FLASH_PHASE_WRITE);
-        c->total = seg->len;
-        for (size_t off = 0; off < seg->len; off += s->transfer_size, block++) {
-                size_t n = MIN((size_t)s->transfer_size, seg->len - off);
+        c->total = seg->size;
+        for (size_t off = 0; off < seg->size; off += s->transfer_size, block++) {
+                size_t n = MIN((size_t)s->transfer_size, seg->size - off);
                 char what[64];
 
                 if (block > UINT16_MAX)
@@ -667,15 +667,15 @@ static int flash_plain(FlashCtx *c)
                                 s, c->cb,
                                 "The device cannot upload after manifestation; the image was not verified.");
                 else {
-                        _cleanup_free_ uint8_t *buf = malloc(seg->len);
+                        _cleanup_free_ uint8_t *buf = malloc(seg->size);
 
                         if (!buf)
                                 return -ENOMEM;
                         flash_callbacks_phase(c->cb, FLASH_PHASE_VERIFY);
-                        r = dfu_session_plain_upload(s, buf, seg->len, c->cb);
+                        r = dfu_session_plain_upload(s, buf, seg->size, c->cb);
                         if (r < 0)
                                 return r;
-                        for (size_t i = 0; i < seg->len; i++)
+                        for (size_t i = 0; i < seg->size; i++)
                                 if (i >= (size_t)r || buf[i] != seg->data[i]) {
                                         s->stats.verify_mismatch = true;
                                         s->stats.mismatch_address = (uint32_t)i;
@@ -684,7 +684,7 @@ static int flash_plain(FlashCtx *c)
                                                 "Verify failed at byte %zu of the image%s. Flash it again.",
                                                 i, i >= (size_t)r ? " (the device returned less)" : "");
                                 }
-                        s->stats.bytes_verified = seg->len;
+                        s->stats.bytes_verified = seg->size;
                 }
         }
 
@@ -743,6 +743,8 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
         s->stats = (DfuFlashStats){};
         free(s->error);
         s->error = NULL;
+        if (!req->image)
+                return -EINVAL;
 
         r = dfu_session_make_idle(s, cb);
         /* A device in appIDLE runs its application: a failed flash, not an

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/flash-image.h"
 #include "usb/dfu-proto.h"
 #include "usb/flash-plan.h"
 #include "usb/usb-transport.h"
@@ -28,8 +29,7 @@
 typedef struct DfuSession DfuSession;
 
 typedef struct DfuFlashRequest {
-        const DfuImageSegment *segments;
-        size_t n_segments;
+        const FlashImage *image; /* borrowed */
         /* The memory layout to trust (cross-checked by the caller against the
          * board database); NULL: read it from the selected alt setting. */
         const DfuseLayout *layout;

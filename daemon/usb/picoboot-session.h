@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "codec/picoboot-proto.h"
-#include "usb/flash-plan.h"
+#include "codec/flash-image.h"
 #include "usb/usb-transport.h"
 #include "util/flash-callbacks.h"
 #include "util/flash-result.h"
@@ -33,11 +33,10 @@
 typedef struct PicobootSession PicobootSession;
 
 typedef struct PicobootFlashRequest {
-        const DfuImageSegment *segments; /* sorted, inside the flash */
-        size_t n_segments;
-        uint32_t flash_size; /* of the board's QSPI flash; 0: the 16 MiB XIP window */
-        bool verify;         /* read back what was written */
-        bool reboot;         /* reboot into the image afterwards */
+        const FlashImage *image; /* borrowed; inside the flash */
+        uint32_t flash_size;     /* of the board's QSPI flash; 0: the 16 MiB XIP window */
+        bool verify;             /* read back what was written */
+        bool reboot;             /* reboot into the image afterwards */
 } PicobootFlashRequest;
 
 typedef struct PicobootFlashStats {

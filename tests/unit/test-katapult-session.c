@@ -199,7 +199,10 @@ static void run_case(const Case *c)
         opts.image_mcu = c->image_mcu ? c->image_mcu : "stm32f446xx";
 
         _cleanup_free_ char *msg = NULL;
-        int r = katapult_session_flash(s, img, c->image_size, &opts, &cb, &msg);
+        _cleanup_(flash_image_freep) FlashImage *image = NULL;
+        CHECK_INT(flash_image_new(&image, FLASH_IMAGE_FORMAT_BIN), 0);
+        CHECK_INT(flash_image_add(image, APP_START, img, c->image_size), 0);
+        int r = katapult_session_flash(s, image, &opts, &cb, &msg);
         CHECK_INT(r, c->expected);
         CHECK(msg != NULL);
         fprintf(stderr, "  %s\n", strna(msg));

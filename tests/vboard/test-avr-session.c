@@ -121,7 +121,10 @@ static int flash(Rig *rig, AvrProtocol proto, const AvrChip *chip, const uint8_t
         int r;
 
         CHECK_INT(avr_session_new(&s, serial_port_get_transport(rig->port), proto), 0);
-        r = avr_session_flash(s, img, size, &o, NULL, ret_message);
+        _cleanup_(flash_image_freep) FlashImage *image = NULL;
+        CHECK_INT(flash_image_new(&image, FLASH_IMAGE_FORMAT_BIN), 0);
+        CHECK_INT(flash_image_add(image, 0, img, size), 0);
+        r = avr_session_flash(s, image, &o, NULL, ret_message);
         *ret_stats = *avr_session_get_stats(s);
         return r;
 }
@@ -186,7 +189,8 @@ static void test_mega(void)
 
         /* the same image again: nothing written */
         uint64_t before = avr_sim_get_stats(rig.sim).v2_program_commands;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), FLASH_RESULT_UNCHANGED);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg),
+                  FLASH_RESULT_UNCHANGED);
         free(msg);
         CHECK_INT(avr_sim_get_stats(rig.sim).v2_program_commands, before);
         CHECK_INT(st.pages_written, 0);
@@ -225,7 +229,8 @@ static void test_mega(void)
         size_t big = mega.flash_size - mega.boot_size + 2;
         uint8_t *huge = calloc(1, big);
         uint64_t resets = avr_sim_get_stats(rig.sim).resets;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, huge, big, &st, &msg), FLASH_ERR_BOOTLOADER_REGION);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, huge, big, &st, &msg),
+                  FLASH_ERR_BOOTLOADER_REGION);
         CHECK(msg && strstr(msg, "bootloader"));
         free(msg);
         CHECK_INT(avr_sim_get_stats(rig.sim).resets, resets);
