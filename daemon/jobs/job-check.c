@@ -95,7 +95,8 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                     JobError *ret_error, char **ret_message)
 {
         _cleanup_(flash_image_freep) FlashImage *img = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *board_layout = NULL;
+        const DfuseLayout *layout = in->layout;
         _cleanup_(job_payload_freep) JobPayload *p = NULL;
         _cleanup_free_ char *error = NULL;
         ImageCheckResult results[_IMAGE_CHECK_MAX] = {};
@@ -236,12 +237,13 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
         }
 
-        if (in->layout || (b && b->layout)) {
-                const char *s = in->layout ? in->layout : b->layout;
-                if (dfuse_layout_parse(s, strlen(s), &layout) < 0) {
-                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", s);
+        /* the board database keeps its layouts as text */
+        if (!layout && b && b->layout) {
+                if (dfuse_layout_parse(b->layout, strlen(b->layout), &board_layout) < 0) {
+                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", b->layout);
                         return refuse(JOB_ERROR_LAYOUT, text, ret_error, ret_message);
                 }
+                layout = board_layout;
         }
         t.layout = layout;
         if (b) {

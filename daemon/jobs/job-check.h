@@ -40,7 +40,7 @@ typedef struct JobCheckInput {
         unsigned force;            /* 1 << ImageCheck */
         bool mass_erase;           /* erases the bootloader region too: needs its force */
         const JobFlowBoard *board; /* NULL when unknown */
-        const char *layout;        /* layout string to check against; NULL: the board's fallback */
+        const DfuseLayout *layout; /* the layout the bootloader reports; NULL: the board's fallback */
         const char *device_mcu;    /* MCU the bootloader reports (Katapult), or NULL */
         /* flashd opened the file for the client by path: refusals must not
          * echo its bytes (the open is checked, but a file whose mode bits

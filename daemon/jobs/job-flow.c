@@ -66,7 +66,7 @@ static void flow_note(void *userdata, const char *line)
 }
 
 /* Parse and check the image against a layout (NULL: the board's). */
-static int flow_check(Flow *f, const char *layout, const char *device_mcu)
+static int flow_check(Flow *f, const DfuseLayout *layout, const char *device_mcu)
 {
         JobCheckInput in = {
                 .data = f->data,
@@ -149,7 +149,6 @@ static FlashCallbacks flow_callbacks(Flow *f)
 static int flow_flash_dfu(Flow *f)
 {
         _cleanup_(dfu_session_freep) DfuSession *s = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ char *message = NULL;
         const DfuFlashStats *st;
         FlashCallbacks cb = flow_callbacks(f);
@@ -160,6 +159,10 @@ static int flow_flash_dfu(Flow *f)
                 .mass_erase = f->spec->mass_erase,
                 .leave = true,
                 .leave_address = f->payload->address,
+                /* The layout the inventory parsed by its grammar (garbage
+                 * after the last segment dropped); NULL makes the session
+                 * read it itself. */
+                .layout = f->dev->layout,
         };
         int r;
 
@@ -181,11 +184,6 @@ static int flow_flash_dfu(Flow *f)
                                                  "could not select alt setting %u: %s", f->dev->alt,
                                                  strerror(-r));
         }
-        /* The layout the inventory parsed by its grammar (garbage after the
-         * last segment dropped); NULL makes the session read it itself. */
-        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &layout) >= 0)
-                req.layout = layout;
-
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
         if (st && (r == FLASH_RESULT_DONE || r == FLASH_RESULT_LEFT || r == FLASH_RESULT_LEFT_DEVICE_GONE)) {
@@ -613,14 +611,13 @@ wait:
  * base, or (board not known) at the start of the DFU device's flash. */
 static bool flow_writes_bootloader_region(Flow *f)
 {
-        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+        const DfuseLayout *l = f->dev->layout;
 
         if (!f->payload)
                 return false;
         if (f->spec->has_board && f->spec->board.app_offset > 0)
                 return f->payload->address < f->spec->board.flash_base + f->spec->board.app_offset;
-        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &l) >= 0 &&
-            l->n_regions > 0)
+        if (l && l->n_regions > 0)
                 return f->payload->address == l->regions[0].address;
         return false;
 }
