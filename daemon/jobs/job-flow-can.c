@@ -112,21 +112,6 @@ static int can_wait_node(CanFlow *f, CanApp app, uint64_t timeout, CanApp *ret_s
         }
 }
 
-static void on_phase(void *userdata, FlashPhase phase)
-{
-        job_worker_send_phase(((CanFlow *)userdata)->w, job_phase_from_flash(phase));
-}
-
-static void on_progress(void *userdata, uint64_t done, uint64_t total)
-{
-        job_worker_send_progress(((CanFlow *)userdata)->w, done, total);
-}
-
-static void on_note(void *userdata, const char *text)
-{
-        job_worker_log(((CanFlow *)userdata)->w, "%s", text);
-}
-
 static void on_check_note(void *userdata, const char *line)
 {
         job_worker_log(((CanFlow *)userdata)->w, "%s", line);
@@ -136,16 +121,9 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
 {
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(job_payload_freep) JobPayload *payload = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ char *message = NULL;
         JobFlowSpec *spec = f->spec;
-        FlashCallbacks cb = {
-                .phase = on_phase,
-                .progress = on_progress,
-                .note = on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
-        };
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         KatapultConnectInfo info;
         uint8_t got[CAN_UUID_SIZE];
         JobError e = JOB_ERROR_INTERNAL;
@@ -204,34 +182,15 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         if (r < 0)
                 return flow_outcome_fail(&f->out, e, "%s", strna(message));
 
-        KatapultFlashOptions opts = {
-                .image_address = payload->address,
-                .image_mcu = payload->mcu,
-                .force_address = spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
-                .force_mcu = spec->force & (1u << IMAGE_CHECK_MCU),
-                .no_verify = !spec->verify,
-        };
-        if (spec->has_board && spec->board.layout &&
-            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
-                opts.layout = layout;
-
         job_worker_send_state(f->w, JOB_STATE_FLASHING);
         free(message);
         message = NULL;
-        r = katapult_session_flash(s, payload->image, &opts, &cb, &message);
+        r = job_flow_katapult_flash(f->w, s, spec, payload, &message);
         can_transport_get_counts(f->t, &tx, &rx);
         job_worker_log(f->w, "CAN: %" PRIu64 " frames sent, %" PRIu64 " received", tx, rx);
-        const KatapultFlashStats *st = katapult_session_get_stats(s);
-        if (st && st->resends > 0)
-                job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
-                               st->resends, st->nacks, st->busies, st->timeouts);
-        if (!message && katapult_session_get_error(s))
-                message = strdup(katapult_session_get_error(s));
-        if (r >= 0) {
-                job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
-                               spec->verify ? " and verified" : "");
+        job_flow_katapult_report(f->w, s, r, spec->verify);
+        if (r >= 0)
                 return 0;
-        }
         /* on CAN, the bus itself fails and a node that stops answering
          * mid-flash is gone, not a refusing bootloader */
         if (r == -ENETDOWN || r == -ENOBUFS || r == FLASH_ERR_GONE)

@@ -114,34 +114,39 @@ static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint
 
 static void flow_on_phase(void *userdata, FlashPhase phase)
 {
-        Flow *f = userdata;
-
-        job_worker_send_phase(f->w, job_phase_from_flash(phase));
+        job_worker_send_phase(userdata, job_phase_from_flash(phase));
 }
 
 static void flow_on_progress(void *userdata, uint64_t done, uint64_t total)
 {
-        Flow *f = userdata;
-
-        job_worker_send_progress(f->w, done, total);
+        job_worker_send_progress(userdata, done, total);
 }
 
 static void flow_on_note(void *userdata, const char *text)
 {
-        Flow *f = userdata;
-
-        job_worker_log(f->w, "%s", text);
+        job_worker_log(userdata, "%s", text);
 }
 
-static FlashCallbacks flow_callbacks(Flow *f)
+FlashCallbacks job_flow_callbacks(JobWorker *w)
 {
         return (FlashCallbacks){
                 .phase = flow_on_phase,
                 .progress = flow_on_progress,
                 .note = flow_on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
+                .cancel = job_worker_cancel_flag(w),
+                .userdata = w,
         };
+}
+
+/* One step of a bounded wait for what sends no event (a stopped unit's
+ * process letting go of the tty, flashd's own identify finishing): 100 ms;
+ * false when the job is cancelled. */
+static bool flow_pause(Flow *f)
+{
+        if (job_worker_cancelled(f->w))
+                return false;
+        (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        return !job_worker_cancelled(f->w);
 }
 
 /* ---- DFU ---- */
@@ -151,7 +156,7 @@ static int flow_flash_dfu(Flow *f)
         _cleanup_(dfu_session_freep) DfuSession *s = NULL;
         _cleanup_free_ char *message = NULL;
         const DfuFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         DfuFlashRequest req = {
                 .skip_unchanged = true,
                 .image = f->payload->image,
@@ -228,7 +233,7 @@ static int flow_flash_picoboot(Flow *f)
         _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
         _cleanup_free_ char *message = NULL;
         const PicobootFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         PicobootFlashRequest req = {
                 .image = f->payload->image,
                 .flash_size = f->spec->has_board && f->spec->board.flash_size ? f->spec->board.flash_size
@@ -273,42 +278,53 @@ static int flow_flash_picoboot(Flow *f)
 
 /* ---- Katapult ---- */
 
-#define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
-
-static int flow_flash_katapult(Flow *f)
+int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec *spec, const JobPayload *p,
+                            char **ret_message)
 {
-        _cleanup_(serial_port_freep) SerialPort *port = NULL;
-        _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        _cleanup_free_ char *message = NULL;
-        const KatapultFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(w);
         KatapultFlashOptions opts = {
-                .image_address = f->payload->address,
-                .image_mcu = f->payload->mcu,
-                .force_address = f->spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
-                .force_mcu = f->spec->force & (1u << IMAGE_CHECK_MCU),
-                .no_verify = !f->spec->verify,
+                .image_address = p->address,
+                .image_mcu = p->mcu,
+                .force_address = spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
+                .force_mcu = spec->force & (1u << IMAGE_CHECK_MCU),
+                .no_verify = !spec->verify,
         };
         int r;
 
         /* The board's erase units let the session keep the vector table
          * out of the flash until the rest is in (katapult-session.c). */
-        if (f->spec->has_board && f->spec->board.layout &&
-            dfuse_layout_parse(f->spec->board.layout, strlen(f->spec->board.layout), &layout) >= 0)
+        if (spec->has_board && spec->board.layout &&
+            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
                 opts.layout = layout;
-        if (!f->dev->tty)
-                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
-                                         "the Katapult bootloader on %s has no tty", strna(f->dev->port));
-        /* The rate matters only on a real UART (uart-request boards);
-         * a USB CDC tty ignores it. */
-        /* The Katapult tty can be announced before it can be opened (node
-         * not created yet, driver not bound): a bounded retry (katapult helper). */
-        r = serial_port_open_wait(&port, f->dev->tty,
-                                  f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
-                                          ? f->spec->uart_baud
-                                          : BOOTLOADER_UART_DEFAULT_BAUD,
-                                  KATAPULT_TTY_OPEN_WAIT_USEC, job_worker_cancel_flag(f->w));
+        r = katapult_session_flash(s, p->image, &opts, &cb, ret_message);
+        if (!*ret_message && katapult_session_get_error(s))
+                *ret_message = strdup(katapult_session_get_error(s));
+        return r;
+}
+
+void job_flow_katapult_report(JobWorker *w, const KatapultSession *s, int r, bool verify)
+{
+        const KatapultFlashStats *st = katapult_session_get_stats(s);
+
+        if (st && st->resends > 0)
+                job_worker_log(w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
+                               st->resends, st->nacks, st->busies, st->timeouts);
+        if (r >= 0)
+                job_worker_log(w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
+                               verify ? " and verified" : "");
+}
+
+#define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
+
+/* Open a bootloader's tty: it can be announced before it can be opened
+ * (node not created yet, driver not bound), so a bounded retry. */
+static int flow_open_tty(Flow *f, unsigned baud, SerialPort **ret)
+{
+        int r;
+
+        r = serial_port_open_wait(ret, f->dev->tty, baud, KATAPULT_TTY_OPEN_WAIT_USEC,
+                                  job_worker_cancel_flag(f->w));
         if (r == -ECANCELED)
                 return flow_outcome_cancelled(&f->out, "before flashing");
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
@@ -317,6 +333,29 @@ static int flow_flash_katapult(Flow *f)
         if (r < 0)
                 return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
                                          f->dev->tty, strerror(-r));
+        return 0;
+}
+
+static int flow_flash_katapult(Flow *f)
+{
+        _cleanup_(serial_port_freep) SerialPort *port = NULL;
+        _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
+        _cleanup_free_ char *message = NULL;
+        const KatapultFlashStats *st;
+        int r;
+
+        if (!f->dev->tty)
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
+                                         "the Katapult bootloader on %s has no tty", strna(f->dev->port));
+        /* The rate matters only on a real UART (uart-request boards);
+         * a USB CDC tty ignores it. */
+        r = flow_open_tty(f,
+                          f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
+                                  ? f->spec->uart_baud
+                                  : BOOTLOADER_UART_DEFAULT_BAUD,
+                          &port);
+        if (r < 0)
+                return r;
         /* As flashtool.py does: nobody else on the bootloader's tty (a
          * klippy reconnecting to the same path would corrupt the stream),
          * and our lock keeps such a klippy out (katapult helper). */
@@ -336,16 +375,10 @@ static int flow_flash_katapult(Flow *f)
          * (flashtool.py primes them); the inventory's MCU for a Katapult
          * device is its USB product string (katapult helper). */
         katapult_session_set_prime(s, katapult_mcu_needs_prime(f->dev->mcu));
-        r = katapult_session_flash(s, f->payload->image, &opts, &cb, &message);
+        r = job_flow_katapult_flash(f->w, s, f->spec, f->payload, &message);
+        job_flow_katapult_report(f->w, s, r, f->spec->verify);
         st = katapult_session_get_stats(s);
-        if (st && st->resends > 0)
-                job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
-                               st->resends, st->nacks, st->busies, st->timeouts);
-        if (!message && katapult_session_get_error(s))
-                message = strdup(katapult_session_get_error(s));
         if (r >= 0) {
-                job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
-                               f->spec->verify ? " and verified" : "");
                 if (st) {
                         /* Katapult writes the image as one piece, gaps included */
                         uint64_t span = flash_image_get_end(f->payload->image) - f->payload->address;
@@ -393,9 +426,8 @@ static TtyUse flow_tty_use(Flow *f, TtyHolder *holder, unsigned *unreadable)
                 if (tty_check_use("/proc", f->dev->tty, getpid(), &use, holder, unreadable) < 0)
                         use = TTY_USE_UNKNOWN;
                 if ((use != TTY_USE_HELD && use != TTY_USE_LOCKED) || !f->stopped || !f->stopped[0] ||
-                    tries >= STOPPED_UNIT_WAIT_TRIES || atomic_load(job_worker_cancel_flag(f->w)))
+                    tries >= STOPPED_UNIT_WAIT_TRIES || !flow_pause(f))
                         return use;
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
         }
 }
 
@@ -406,7 +438,7 @@ static int flow_flash_avr(Flow *f)
         _cleanup_(avr_session_freep) AvrSession *s = NULL;
         _cleanup_free_ char *message = NULL;
         const AvrFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         AvrFlashOptions opts = {
                 .chip = {
                         .mcu = b->mcu,
@@ -428,16 +460,9 @@ static int flow_flash_avr(Flow *f)
                 return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE,
                                          "an AVR image starts at address 0, this one at 0x%08" PRIx32,
                                          f->payload->address);
-        r = serial_port_open_wait(&port, f->dev->tty, b->avr_baud, KATAPULT_TTY_OPEN_WAIT_USEC,
-                                  job_worker_cancel_flag(f->w));
-        if (r == -ECANCELED)
-                return flow_outcome_cancelled(&f->out, "before flashing");
-        if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
-                                         "%s vanished before the flash started", f->dev->tty);
+        r = flow_open_tty(f, b->avr_baud, &port);
         if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
-                                         f->dev->tty, strerror(-r));
+                return r;
         /* klippy holds its MCU's tty with this lock: resetting the board
          * under it would crash the printer mid-print. A unit that
          * stop_units has just stopped may take a moment to let go of it
@@ -445,9 +470,8 @@ static int flow_flash_avr(Flow *f)
         r = serial_port_lock(port);
         for (unsigned tries = 0;
              r == -EBUSY && f->stopped && f->stopped[0] && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
-                if (atomic_load(job_worker_cancel_flag(f->w)))
+                if (!flow_pause(f))
                         return flow_outcome_cancelled(&f->out, "before flashing");
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
                 r = serial_port_lock(port);
         }
         if (r == -EBUSY)
@@ -557,9 +581,8 @@ static int flow_reboot(Flow *f)
          * may still have the tty open: a 1200-baud request under it would be
          * lost, so let it finish first (it has its own short timeout) */
         for (unsigned tries = 0; tty_claimed(f->dev->tty) && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
-                if (atomic_load(job_worker_cancel_flag(f->w)))
+                if (!flow_pause(f))
                         return flow_outcome_cancelled(&f->out, "before the reboot");
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
         }
 
         job_worker_send_state(f->w, JOB_STATE_REBOOTING);

@@ -245,6 +245,18 @@ static int enter_bootloader(AvrSession *s)
                     avr_protocol_to_string(s->protocol), s->stats.resets, s->stats.syncs);
 }
 
+static int page_read(AvrSession *s, uint32_t address, uint8_t *buf, size_t len)
+{
+        int r = s->ops->load_address(s, address);
+        return r < 0 ? r : s->ops->read_flash(s, buf, len);
+}
+
+static int page_write(AvrSession *s, uint32_t address, const uint8_t *data, size_t len)
+{
+        int r = s->ops->load_address(s, address);
+        return r < 0 ? r : s->ops->program_flash(s, data, len);
+}
+
 static int page_io_fail(AvrSession *s, int r, const char *what, uint32_t address)
 {
         if (r == -ENODEV)
@@ -286,7 +298,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
         flash_callbacks_phase(&s->cb, FLASH_PHASE_READ_BACK);
         for (size_t i = 0; i < n_pages; i++) {
                 uint32_t a = (uint32_t)(i * page);
-                r = s->ops->read_page(s, a, have + a, page);
+                r = page_read(s, a, have + a, page);
                 if (r < 0)
                         return page_io_fail(s, r, "reading", a);
                 s->stats.pages_read++;
@@ -312,7 +324,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                         s->stats.pages_skipped++;
                         continue;
                 }
-                r = s->ops->write_page(s, a, want + a, page);
+                r = page_write(s, a, want + a, page);
                 if (r < 0)
                         return page_io_fail(s, r, "writing", a);
                 s->stats.pages_written++;
@@ -323,7 +335,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                 flash_callbacks_phase(&s->cb, FLASH_PHASE_VERIFY);
                 for (size_t i = 0; i < n_pages; i++) {
                         uint32_t a = (uint32_t)(i * page);
-                        r = s->ops->read_page(s, a, have + a, page);
+                        r = page_read(s, a, have + a, page);
                         if (r < 0)
                                 return page_io_fail(s, r, "verifying", a);
                         s->stats.pages_verified++;
