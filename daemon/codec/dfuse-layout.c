@@ -213,6 +213,36 @@ DfuseLayout *dfuse_layout_free(DfuseLayout *l)
         return NULL;
 }
 
+int dfuse_layout_copy(const DfuseLayout *l, DfuseLayout **ret)
+{
+        _cleanup_(dfuse_layout_freep) DfuseLayout *c = calloc(1, sizeof(DfuseLayout));
+
+        if (!c)
+                return -ENOMEM;
+        c->truncated = l->truncated;
+        if ((l->name && !(c->name = strdup(l->name))) ||
+            (l->diagnostic && !(c->diagnostic = strdup(l->diagnostic))))
+                return -ENOMEM;
+        if (l->n_regions > 0) {
+                c->regions = calloc(l->n_regions, sizeof(DfuseRegion));
+                if (!c->regions)
+                        return -ENOMEM;
+        }
+        for (size_t i = 0; i < l->n_regions; i++, c->n_regions++) {
+                const DfuseRegion *r = &l->regions[i];
+                c->regions[i].address = r->address;
+                if (r->n_segments == 0)
+                        continue;
+                c->regions[i].segments = malloc(r->n_segments * sizeof(DfuseSegment));
+                if (!c->regions[i].segments)
+                        return -ENOMEM;
+                memcpy(c->regions[i].segments, r->segments, r->n_segments * sizeof(DfuseSegment));
+                c->regions[i].n_segments = r->n_segments;
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
 static void dfuse_region_clear(DfuseRegion *r)
 {
         free(r->segments);

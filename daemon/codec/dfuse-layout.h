@@ -56,6 +56,9 @@ typedef struct DfuseLayout {
 int dfuse_layout_parse(const char *s, size_t len, DfuseLayout **ret);
 DfuseLayout *dfuse_layout_free(DfuseLayout *l);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DfuseLayout *, dfuse_layout_free);
+/* A deep copy, for a snapshot that outlives the original (a job's copy of
+ * what the inventory parsed); -ENOMEM. */
+int dfuse_layout_copy(const DfuseLayout *l, DfuseLayout **ret);
 
 /* Sum of all sector sizes of all regions. */
 uint64_t dfuse_layout_total_size(const DfuseLayout *l);

@@ -247,6 +247,30 @@ size_t flash_image_get_size(const FlashImage *img)
         return img ? img->size : 0;
 }
 
+int flash_image_flatten(const FlashImage *img, uint32_t base, uint8_t **ret, size_t *ret_size)
+{
+        uint64_t span;
+        uint8_t *buf;
+
+        if (!img || img->n_segments == 0)
+                return -EINVAL;
+        if (flash_image_get_address(img) < base)
+                return -ERANGE;
+        span = flash_image_get_end(img) - base;
+        if (span > FLASH_IMAGE_MAX_SIZE)
+                return -EFBIG;
+        buf = malloc((size_t)span);
+        if (!buf)
+                return -ENOMEM;
+        memset(buf, 0xff, (size_t)span);
+        for (size_t i = 0; i < img->n_segments; i++)
+                memcpy(buf + (img->segments[i].address - base), img->segments[i].data,
+                       img->segments[i].size);
+        *ret = buf;
+        *ret_size = (size_t)span;
+        return 0;
+}
+
 const uint8_t *flash_image_find(const FlashImage *img, uint32_t address, size_t size)
 {
         size_t i;

@@ -99,6 +99,14 @@ uint32_t flash_image_get_address(const FlashImage *img);
 uint64_t flash_image_get_end(const FlashImage *img);
 /* Bytes of data (gaps not counted). */
 size_t flash_image_get_size(const FlashImage *img);
+/*
+ * One flat buffer from `base` to the image's end, gaps filled with 0xFF
+ * (the erased value), for bootloaders that take a byte stream from a start
+ * address (Katapult, the AVR bootloaders). -EINVAL for an empty image,
+ * -ERANGE when data lies below `base`, -EFBIG when the span from `base`
+ * exceeds FLASH_IMAGE_MAX_SIZE.
+ */
+int flash_image_flatten(const FlashImage *img, uint32_t base, uint8_t **ret, size_t *ret_size);
 /* Pointer to `size` bytes at `address` when one segment holds them all, else NULL. */
 const uint8_t *flash_image_find(const FlashImage *img, uint32_t address, size_t size);
 /* Whether any byte of [address, address + size) is in the image. */

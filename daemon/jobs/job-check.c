@@ -15,7 +15,6 @@ JobPayload *job_payload_free(JobPayload *p)
 {
         if (!p)
                 return NULL;
-        free(p->segments);
         free(p->mcu);
         flash_image_free(p->image);
         free(p);
@@ -96,7 +95,8 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                     JobError *ret_error, char **ret_message)
 {
         _cleanup_(flash_image_freep) FlashImage *img = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *board_layout = NULL;
+        const DfuseLayout *layout = in->layout;
         _cleanup_(job_payload_freep) JobPayload *p = NULL;
         _cleanup_free_ char *error = NULL;
         ImageCheckResult results[_IMAGE_CHECK_MAX] = {};
@@ -237,12 +237,13 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
         }
 
-        if (in->layout || (b && b->layout)) {
-                const char *s = in->layout ? in->layout : b->layout;
-                if (dfuse_layout_parse(s, strlen(s), &layout) < 0) {
-                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", s);
+        /* the board database keeps its layouts as text */
+        if (!layout && b && b->layout) {
+                if (dfuse_layout_parse(b->layout, strlen(b->layout), &board_layout) < 0) {
+                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", b->layout);
                         return refuse(JOB_ERROR_LAYOUT, text, ret_error, ret_message);
                 }
+                layout = board_layout;
         }
         t.layout = layout;
         if (b) {
@@ -303,14 +304,6 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
         p = calloc(1, sizeof(JobPayload));
         if (!p)
                 return -ENOMEM;
-        p->segments = calloc(img->n_segments ? img->n_segments : 1, sizeof(DfuImageSegment));
-        if (!p->segments)
-                return -ENOMEM;
-        for (size_t i = 0; i < img->n_segments; i++)
-                p->segments[i] = (DfuImageSegment){ .address = img->segments[i].address,
-                                                    .data = img->segments[i].data,
-                                                    .len = img->segments[i].size };
-        p->n_segments = img->n_segments;
         p->format = uf2 ? "uf2" : flash_image_format_to_string(flash_image_get_format(img));
         p->address = flash_image_get_address(img);
         p->size = flash_image_get_size(img);

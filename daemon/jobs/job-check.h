@@ -14,21 +14,16 @@
 #include <stdint.h>
 
 #include "jobs/job-error.h"
+#include "codec/flash-image.h"
 #include "jobs/job-flow.h"
 
-#include "usb/flash-plan.h"
-
-typedef struct FlashImage FlashImage;
-
-/* A parsed image, as the flow and the submission need it. */
+/* A checked image and what the checks learnt about it beyond its bytes. */
 typedef struct JobPayload {
-        const char *format;        /* "bin", "hex", "dfu" (static) */
-        uint32_t address;          /* where the lowest byte goes */
-        uint64_t size;             /* bytes of data over all segments */
-        DfuImageSegment *segments; /* sorted; data points into `image` */
-        size_t n_segments;
-        char *mcu;         /* Klipper's config.MCU from the embedded dictionary, or NULL */
-        FlashImage *image; /* owner of the bytes */
+        FlashImage *image;  /* what the session writes */
+        const char *format; /* "bin", "hex", "dfu", "uf2" (static): uf2 is parsed into a FlashImage */
+        uint32_t address;   /* where the lowest byte goes (flash_image_get_address()) */
+        uint64_t size;      /* bytes of data over all segments (flash_image_get_size()) */
+        char *mcu;          /* Klipper's config.MCU from the embedded dictionary, or NULL */
 } JobPayload;
 
 JobPayload *job_payload_free(JobPayload *p);
@@ -45,7 +40,7 @@ typedef struct JobCheckInput {
         unsigned force;            /* 1 << ImageCheck */
         bool mass_erase;           /* erases the bootloader region too: needs its force */
         const JobFlowBoard *board; /* NULL when unknown */
-        const char *layout;        /* layout string to check against; NULL: the board's fallback */
+        const DfuseLayout *layout; /* the layout the bootloader reports; NULL: the board's fallback */
         const char *device_mcu;    /* MCU the bootloader reports (Katapult), or NULL */
         /* flashd opened the file for the client by path: refusals must not
          * echo its bytes (the open is checked, but a file whose mode bits

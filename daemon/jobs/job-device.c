@@ -9,7 +9,7 @@ JobDevice *job_device_free(JobDevice *d)
         free(d->port);
         free(d->devnode);
         free(d->tty);
-        free(d->layout);
+        dfuse_layout_free(d->layout);
         free(d->mcu);
         free(d->board);
         free(d->variant);
@@ -34,13 +34,13 @@ int job_device_copy(const JobDevice *d, JobDevice **ret)
         if (!c)
                 return -ENOMEM;
         *c = *d;
-        c->id = c->port = c->devnode = c->tty = c->layout = c->mcu = c->board = c->variant = c->can_iface =
-                NULL;
+        c->id = c->port = c->devnode = c->tty = c->mcu = c->board = c->variant = c->can_iface = NULL;
+        c->layout = NULL;
         if (dup_or_null(d->id, &c->id) < 0 || dup_or_null(d->port, &c->port) < 0 ||
             dup_or_null(d->devnode, &c->devnode) < 0 || dup_or_null(d->tty, &c->tty) < 0 ||
-            dup_or_null(d->layout, &c->layout) < 0 || dup_or_null(d->mcu, &c->mcu) < 0 ||
-            dup_or_null(d->board, &c->board) < 0 || dup_or_null(d->variant, &c->variant) < 0 ||
-            dup_or_null(d->can_iface, &c->can_iface) < 0)
+            (d->layout && dfuse_layout_copy(d->layout, &c->layout) < 0) ||
+            dup_or_null(d->mcu, &c->mcu) < 0 || dup_or_null(d->board, &c->board) < 0 ||
+            dup_or_null(d->variant, &c->variant) < 0 || dup_or_null(d->can_iface, &c->can_iface) < 0)
                 return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
@@ -87,8 +87,7 @@ int job_device_from_entry(const InventoryEntry *e, JobDevice **ret)
         d->bridge = inventory_entry_bridge_uuid(e, &d->bridge_uuid);
         alt = flash_alt(e);
         if (alt) {
-                d->layout = dfuse_layout_to_string(alt->layout);
-                if (!d->layout)
+                if (dfuse_layout_copy(alt->layout, &d->layout) < 0)
                         return -ENOMEM;
                 d->interface = alt->interface;
                 d->alt = alt->alt;

@@ -25,7 +25,7 @@ typedef struct JobDevice {
         char *tty;     /* /dev/ttyACM0 (app, katapult, serial) */
         uint8_t busnum, devnum;
         uint16_t vid, pid;
-        char *layout;            /* DfuSe layout of the flash alt setting, as parsed by the inventory */
+        DfuseLayout *layout;     /* of the flash alt setting: a copy of what the inventory parsed */
         unsigned interface, alt; /* that alt setting */
         uint32_t transfer_size;  /* wTransferSize, 0 unknown */
         char *mcu;

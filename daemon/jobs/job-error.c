@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "jobs/job-error.h"
+#include "util/flash-result.h"
 #include "util/macros.h"
 
 static const char *const job_error_table[_JOB_ERROR_MAX] = {
@@ -99,4 +100,28 @@ int job_error_is_check(JobError e)
 {
         return e == JOB_ERROR_CHECK_FIT || e == JOB_ERROR_CHECK_VECTOR_TABLE ||
                e == JOB_ERROR_CHECK_BOOTLOADER_REGION || e == JOB_ERROR_CHECK_MCU;
+}
+
+JobError job_error_from_flash(int r)
+{
+        switch (r) {
+        case FLASH_ERR_GONE:
+                return JOB_ERROR_DEVICE_GONE;
+        case FLASH_ERR_VERIFY:
+                return JOB_ERROR_VERIFY_FAILED;
+        case FLASH_ERR_FIT:
+        case FLASH_ERR_NOT_WRITABLE:
+        case FLASH_ERR_TOO_BIG:
+                return JOB_ERROR_CHECK_FIT;
+        case FLASH_ERR_ADDRESS:
+                return JOB_ERROR_CHECK_VECTOR_TABLE;
+        case FLASH_ERR_MCU:
+                return JOB_ERROR_CHECK_MCU;
+        case FLASH_ERR_BOOTLOADER_REGION:
+                return JOB_ERROR_CHECK_BOOTLOADER_REGION;
+        case FLASH_ERR_NO_BOOTLOADER:
+                return JOB_ERROR_BOOTLOADER_TIMEOUT;
+        default:
+                return r >= 0 ? JOB_ERROR_NONE : JOB_ERROR_FLASH_FAILED;
+        }
 }

@@ -41,5 +41,9 @@ const char *job_error_to_string(JobError e);
 JobError job_error_from_string(const char *s);
 /* What a person should do about it (one sentence, no trailing newline). */
 const char *job_error_advice(JobError e);
+/* The code for a flash session's failure (r < 0, util/flash-result.h), the
+ * same for every bootloader. A cancel (FLASH_ERR_CANCELED) is not a
+ * failure: callers record it as such before asking. */
+JobError job_error_from_flash(int r);
 /* True for the safety checks that refuse an image before anything is erased. */
 int job_error_is_check(JobError e);

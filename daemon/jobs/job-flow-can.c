@@ -112,66 +112,20 @@ static int can_wait_node(CanFlow *f, CanApp app, uint64_t timeout, CanApp *ret_s
         }
 }
 
-static void on_phase(void *userdata, FlashPhase phase)
-{
-        job_worker_send_phase(((CanFlow *)userdata)->w, job_phase_from_flash(phase));
-}
-
-static void on_progress(void *userdata, uint64_t done, uint64_t total)
-{
-        job_worker_send_progress(((CanFlow *)userdata)->w, done, total);
-}
-
-static void on_note(void *userdata, const char *text)
-{
-        job_worker_log(((CanFlow *)userdata)->w, "%s", text);
-}
-
 static void on_check_note(void *userdata, const char *line)
 {
         job_worker_log(((CanFlow *)userdata)->w, "%s", line);
-}
-
-/* One flat image from Katapult's application start (gaps 0xFF). */
-static int flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
-{
-        const DfuImageSegment *last;
-        uint8_t *buf;
-        size_t size;
-
-        if (p->n_segments == 0)
-                return -EINVAL;
-        last = &p->segments[p->n_segments - 1];
-        size = (size_t)(last->address - p->address) + last->len;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        memset(buf, 0xff, size);
-        for (size_t i = 0; i < p->n_segments; i++)
-                memcpy(buf + (p->segments[i].address - p->address), p->segments[i].data, p->segments[i].len);
-        *ret = buf;
-        *ret_size = size;
-        return 0;
 }
 
 static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
 {
         _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(job_payload_freep) JobPayload *payload = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         JobFlowSpec *spec = f->spec;
-        FlashCallbacks cb = {
-                .phase = on_phase,
-                .progress = on_progress,
-                .note = on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
-        };
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         KatapultConnectInfo info;
         uint8_t got[CAN_UUID_SIZE];
-        size_t flat_size = 0;
         JobError e = JOB_ERROR_INTERNAL;
         uint64_t tx, rx;
         char u[13];
@@ -227,65 +181,28 @@ static int can_flash(CanFlow *f, const uint8_t *data, size_t size)
         r = job_check_image(&in, on_check_note, f, &payload, &e, &message);
         if (r < 0)
                 return flow_outcome_fail(&f->out, e, "%s", strna(message));
-        r = flatten(payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
-
-        KatapultFlashOptions opts = {
-                .image_address = payload->address,
-                .image_mcu = payload->mcu,
-                .force_address = spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
-                .force_mcu = spec->force & (1u << IMAGE_CHECK_MCU),
-                .no_verify = !spec->verify,
-        };
-        if (spec->has_board && spec->board.layout &&
-            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
-                opts.layout = layout;
 
         job_worker_send_state(f->w, JOB_STATE_FLASHING);
         free(message);
         message = NULL;
-        r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = job_flow_katapult_flash(f->w, s, spec, payload, &message);
         can_transport_get_counts(f->t, &tx, &rx);
         job_worker_log(f->w, "CAN: %" PRIu64 " frames sent, %" PRIu64 " received", tx, rx);
-        const KatapultFlashStats *st = katapult_session_get_stats(s);
-        if (st && st->resends > 0)
-                job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
-                               st->resends, st->nacks, st->busies, st->timeouts);
-        if (!message && katapult_session_get_error(s))
-                message = strdup(katapult_session_get_error(s));
-        switch (r) {
-        case KATAPULT_FLASH_DONE:
-        case KATAPULT_FLASH_LEFT:
-        case KATAPULT_FLASH_LEFT_DEVICE_GONE:
-                job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
-                               spec->verify ? " and verified" : "");
+        job_flow_katapult_report(f->w, s, r, spec->verify);
+        if (r >= 0)
                 return 0;
-        case -ENETDOWN:
-        case -ENOBUFS:
-        case -ENODEV:
+        /* on CAN, the bus itself fails and a node that stops answering
+         * mid-flash is gone, not a refusing bootloader */
+        if (r == -ENETDOWN || r == -ENOBUFS || r == FLASH_ERR_GONE)
                 return can_bus_error(f, r, "during the flash");
-        case -ETIMEDOUT:
+        if (r == -ETIMEDOUT)
                 return flow_outcome_fail(
                         &f->out, JOB_ERROR_DEVICE_GONE,
                         "node %s stopped answering during the flash (%s); it stays in Katapult: check "
                         "its power and the CAN wiring, then flash it again",
                         f->target, strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the node stays in Katapult");
-        case KATAPULT_ERR_ADDRESS:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
-        case KATAPULT_ERR_MCU:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case KATAPULT_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case KATAPULT_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
-        }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the node stays in Katapult");
 }
 
 static int can_run(CanFlow *f)

@@ -2,8 +2,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "jobs/job-flow-outcome.h"
+#include "util/flash-result.h"
 #include "util/macros.h"
 
 int flow_outcome_fail(FlowOutcome *o, JobError e, const char *format, ...)
@@ -30,6 +32,15 @@ int flow_outcome_cancelled(FlowOutcome *o, const char *what)
                         o->message = NULL;
         }
         return -1;
+}
+
+int flow_outcome_flash_failed(FlowOutcome *o, int r, const char *message, const char *cancelled_what)
+{
+        if (r == FLASH_ERR_CANCELED)
+                return flow_outcome_cancelled(o, cancelled_what);
+        if (!message)
+                message = r == FLASH_ERR_GONE ? "the board vanished" : strerror(-r);
+        return flow_outcome_fail(o, job_error_from_flash(r), "%s", message);
 }
 
 void flow_outcome_done(FlowOutcome *o, const char *format, ...)

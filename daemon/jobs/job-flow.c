@@ -66,7 +66,7 @@ static void flow_note(void *userdata, const char *line)
 }
 
 /* Parse and check the image against a layout (NULL: the board's). */
-static int flow_check(Flow *f, const char *layout, const char *device_mcu)
+static int flow_check(Flow *f, const DfuseLayout *layout, const char *device_mcu)
 {
         JobCheckInput in = {
                 .data = f->data,
@@ -114,34 +114,39 @@ static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint
 
 static void flow_on_phase(void *userdata, FlashPhase phase)
 {
-        Flow *f = userdata;
-
-        job_worker_send_phase(f->w, job_phase_from_flash(phase));
+        job_worker_send_phase(userdata, job_phase_from_flash(phase));
 }
 
 static void flow_on_progress(void *userdata, uint64_t done, uint64_t total)
 {
-        Flow *f = userdata;
-
-        job_worker_send_progress(f->w, done, total);
+        job_worker_send_progress(userdata, done, total);
 }
 
 static void flow_on_note(void *userdata, const char *text)
 {
-        Flow *f = userdata;
-
-        job_worker_log(f->w, "%s", text);
+        job_worker_log(userdata, "%s", text);
 }
 
-static FlashCallbacks flow_callbacks(Flow *f)
+FlashCallbacks job_flow_callbacks(JobWorker *w)
 {
         return (FlashCallbacks){
                 .phase = flow_on_phase,
                 .progress = flow_on_progress,
                 .note = flow_on_note,
-                .cancel = job_worker_cancel_flag(f->w),
-                .userdata = f,
+                .cancel = job_worker_cancel_flag(w),
+                .userdata = w,
         };
+}
+
+/* One step of a bounded wait for what sends no event (a stopped unit's
+ * process letting go of the tty, flashd's own identify finishing): 100 ms;
+ * false when the job is cancelled. */
+static bool flow_pause(Flow *f)
+{
+        if (job_worker_cancelled(f->w))
+                return false;
+        (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        return !job_worker_cancelled(f->w);
 }
 
 /* ---- DFU ---- */
@@ -149,18 +154,20 @@ static FlashCallbacks flow_callbacks(Flow *f)
 static int flow_flash_dfu(Flow *f)
 {
         _cleanup_(dfu_session_freep) DfuSession *s = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         _cleanup_free_ char *message = NULL;
         const DfuFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         DfuFlashRequest req = {
                 .skip_unchanged = true,
-                .segments = f->payload->segments,
-                .n_segments = f->payload->n_segments,
+                .image = f->payload->image,
                 .verify = f->spec->verify,
                 .mass_erase = f->spec->mass_erase,
                 .leave = true,
                 .leave_address = f->payload->address,
+                /* The layout the inventory parsed by its grammar (garbage
+                 * after the last segment dropped); NULL makes the session
+                 * read it itself. */
+                .layout = f->dev->layout,
         };
         int r;
 
@@ -182,14 +189,9 @@ static int flow_flash_dfu(Flow *f)
                                                  "could not select alt setting %u: %s", f->dev->alt,
                                                  strerror(-r));
         }
-        /* The layout the inventory parsed by its grammar (garbage after the
-         * last segment dropped); NULL makes the session read it itself. */
-        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &layout) >= 0)
-                req.layout = layout;
-
         r = dfu_session_flash(s, &req, &cb, &message);
         st = dfu_session_get_stats(s);
-        if (st && (r == DFU_FLASH_DONE || r == DFU_FLASH_LEFT || r == DFU_FLASH_LEFT_DEVICE_GONE)) {
+        if (st && (r == FLASH_RESULT_DONE || r == FLASH_RESULT_LEFT || r == FLASH_RESULT_LEFT_DEVICE_GONE)) {
                 JobTotals t = {
                         .sectors_written =
                                 st->sectors_touched - MIN(st->sectors_unchanged, st->sectors_touched),
@@ -206,31 +208,17 @@ static int flow_flash_dfu(Flow *f)
                                st->sectors_touched, st->sectors_unchanged, st->sectors_blank,
                                st->sectors_erased, st->mass_erased ? " (mass erase)" : "", st->bytes_written,
                                st->bytes_verified);
-        switch (r) {
-        case DFU_FLASH_DONE:
-        case DFU_FLASH_LEFT:
-                job_worker_log(f->w, "%s", strna(message));
-                return 0;
-        case DFU_FLASH_LEFT_DEVICE_GONE:
+        if (r == FLASH_RESULT_LEFT_DEVICE_GONE) {
                 job_worker_log(f->w, "the board reset during the leave request, as STM32 ROMs do: success "
                                      "pending its return");
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -EILSEQ:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out,
-                                              "during the flash; the board stays in its bootloader");
-        case -ERANGE:
-        case -EACCES:
-        case -EINVAL:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        if (r >= 0) {
+                job_worker_log(f->w, "%s", strna(message));
+                return 0;
+        }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in its bootloader");
 }
 
 /* ---- RP2040 BOOTSEL (PICOBOOT) ---- */
@@ -245,10 +233,9 @@ static int flow_flash_picoboot(Flow *f)
         _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
         _cleanup_free_ char *message = NULL;
         const PicobootFlashStats *st;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         PicobootFlashRequest req = {
-                .segments = f->payload->segments,
-                .n_segments = f->payload->n_segments,
+                .image = f->payload->image,
                 .flash_size = f->spec->has_board && f->spec->board.flash_size ? f->spec->board.flash_size
                                                                               : RP2040_DEFAULT_FLASH_SIZE,
                 .verify = f->spec->verify,
@@ -281,94 +268,63 @@ static int flow_flash_picoboot(Flow *f)
                        " verified%s",
                        st->sectors_touched, st->sectors_unchanged, st->sectors_erased, st->bytes_written,
                        st->bytes_verified, st->stalls_recovered ? "; stalled commands recovered" : "");
-        switch (r) {
-        case PICOBOOT_FLASH_DONE:
-        case PICOBOOT_FLASH_REBOOTED:
-        case PICOBOOT_FLASH_REBOOTED_DEVICE_GONE:
+        if (r >= 0) {
                 job_worker_log(f->w, "%s", strna(message));
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -EILSEQ:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in BOOTSEL");
-        case -ERANGE:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in BOOTSEL");
 }
 
 /* ---- Katapult ---- */
 
-/* Katapult writes one flat image from its application start: fill gaps
- * between segments with 0xFF (the erased value). */
-static int payload_flatten(const JobPayload *p, uint8_t **ret, size_t *ret_size)
+int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec *spec, const JobPayload *p,
+                            char **ret_message)
 {
-        const DfuImageSegment *last;
-        size_t size;
-        uint8_t *buf;
-
-        if (p->n_segments == 0)
-                return -EINVAL;
-        last = &p->segments[p->n_segments - 1];
-        size = (size_t)(last->address - p->address) + last->len;
-        buf = malloc(size);
-        if (!buf)
-                return -ENOMEM;
-        memset(buf, 0xff, size);
-        for (size_t i = 0; i < p->n_segments; i++)
-                memcpy(buf + (p->segments[i].address - p->address), p->segments[i].data, p->segments[i].len);
-        *ret = buf;
-        *ret_size = size;
-        return 0;
-}
-
-#define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
-
-static int flow_flash_katapult(Flow *f)
-{
-        _cleanup_(serial_port_freep) SerialPort *port = NULL;
-        _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
         _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
-        _cleanup_free_ char *message = NULL;
-        const KatapultFlashStats *st;
-        size_t flat_size = 0;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(w);
         KatapultFlashOptions opts = {
-                .image_address = f->payload->address,
-                .image_mcu = f->payload->mcu,
-                .force_address = f->spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
-                .force_mcu = f->spec->force & (1u << IMAGE_CHECK_MCU),
-                .no_verify = !f->spec->verify,
+                .image_address = p->address,
+                .image_mcu = p->mcu,
+                .force_address = spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
+                .force_mcu = spec->force & (1u << IMAGE_CHECK_MCU),
+                .no_verify = !spec->verify,
         };
         int r;
 
         /* The board's erase units let the session keep the vector table
          * out of the flash until the rest is in (katapult-session.c). */
-        if (f->spec->has_board && f->spec->board.layout &&
-            dfuse_layout_parse(f->spec->board.layout, strlen(f->spec->board.layout), &layout) >= 0)
+        if (spec->has_board && spec->board.layout &&
+            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
                 opts.layout = layout;
-        if (!f->dev->tty)
-                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
-                                         "the Katapult bootloader on %s has no tty", strna(f->dev->port));
-        r = payload_flatten(f->payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
-        /* The rate matters only on a real UART (uart-request boards);
-         * a USB CDC tty ignores it. */
-        /* The Katapult tty can be announced before it can be opened (node
-         * not created yet, driver not bound): a bounded retry (katapult helper). */
-        r = serial_port_open_wait(&port, f->dev->tty,
-                                  f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
-                                          ? f->spec->uart_baud
-                                          : BOOTLOADER_UART_DEFAULT_BAUD,
-                                  KATAPULT_TTY_OPEN_WAIT_USEC, job_worker_cancel_flag(f->w));
+        r = katapult_session_flash(s, p->image, &opts, &cb, ret_message);
+        if (!*ret_message && katapult_session_get_error(s))
+                *ret_message = strdup(katapult_session_get_error(s));
+        return r;
+}
+
+void job_flow_katapult_report(JobWorker *w, const KatapultSession *s, int r, bool verify)
+{
+        const KatapultFlashStats *st = katapult_session_get_stats(s);
+
+        if (st && st->resends > 0)
+                job_worker_log(w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
+                               st->resends, st->nacks, st->busies, st->timeouts);
+        if (r >= 0)
+                job_worker_log(w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
+                               verify ? " and verified" : "");
+}
+
+#define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
+
+/* Open a bootloader's tty: it can be announced before it can be opened
+ * (node not created yet, driver not bound), so a bounded retry. */
+static int flow_open_tty(Flow *f, unsigned baud, SerialPort **ret)
+{
+        int r;
+
+        r = serial_port_open_wait(ret, f->dev->tty, baud, KATAPULT_TTY_OPEN_WAIT_USEC,
+                                  job_worker_cancel_flag(f->w));
         if (r == -ECANCELED)
                 return flow_outcome_cancelled(&f->out, "before flashing");
         if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
@@ -377,6 +333,29 @@ static int flow_flash_katapult(Flow *f)
         if (r < 0)
                 return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
                                          f->dev->tty, strerror(-r));
+        return 0;
+}
+
+static int flow_flash_katapult(Flow *f)
+{
+        _cleanup_(serial_port_freep) SerialPort *port = NULL;
+        _cleanup_(katapult_session_freep) KatapultSession *s = NULL;
+        _cleanup_free_ char *message = NULL;
+        const KatapultFlashStats *st;
+        int r;
+
+        if (!f->dev->tty)
+                return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE,
+                                         "the Katapult bootloader on %s has no tty", strna(f->dev->port));
+        /* The rate matters only on a real UART (uart-request boards);
+         * a USB CDC tty ignores it. */
+        r = flow_open_tty(f,
+                          f->spec->has_board && f->spec->board.uart_request && f->spec->uart_baud
+                                  ? f->spec->uart_baud
+                                  : BOOTLOADER_UART_DEFAULT_BAUD,
+                          &port);
+        if (r < 0)
+                return r;
         /* As flashtool.py does: nobody else on the bootloader's tty (a
          * klippy reconnecting to the same path would corrupt the stream),
          * and our lock keeps such a klippy out (katapult helper). */
@@ -396,45 +375,24 @@ static int flow_flash_katapult(Flow *f)
          * (flashtool.py primes them); the inventory's MCU for a Katapult
          * device is its USB product string (katapult helper). */
         katapult_session_set_prime(s, katapult_mcu_needs_prime(f->dev->mcu));
-        r = katapult_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = job_flow_katapult_flash(f->w, s, f->spec, f->payload, &message);
+        job_flow_katapult_report(f->w, s, r, f->spec->verify);
         st = katapult_session_get_stats(s);
-        if (st && st->resends > 0)
-                job_worker_log(f->w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
-                               st->resends, st->nacks, st->busies, st->timeouts);
-        if (!message && katapult_session_get_error(s))
-                message = strdup(katapult_session_get_error(s));
-        switch (r) {
-        case KATAPULT_FLASH_DONE:
-        case KATAPULT_FLASH_LEFT:
-        case KATAPULT_FLASH_LEFT_DEVICE_GONE:
-                job_worker_log(f->w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
-                               f->spec->verify ? " and verified" : "");
+        if (r >= 0) {
                 if (st) {
+                        /* Katapult writes the image as one piece, gaps included */
+                        uint64_t span = flash_image_get_end(f->payload->image) - f->payload->address;
                         JobTotals t = {
                                 .sectors_written = st->pages_written,
-                                .bytes_written = flat_size,
-                                .bytes_verified = f->spec->verify ? flat_size : 0,
+                                .bytes_written = span,
+                                .bytes_verified = f->spec->verify ? span : 0,
                         };
                         job_worker_send_totals(f->w, &t);
                 }
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out, "during the flash; the board stays in Katapult");
-        case KATAPULT_ERR_ADDRESS:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE, "%s", strna(message));
-        case KATAPULT_ERR_MCU:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case KATAPULT_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case KATAPULT_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_FIT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; the board stays in Katapult");
 }
 
 /* ---- AVR: the Arduino bootloaders behind a USB-serial tty ---- */
@@ -468,9 +426,8 @@ static TtyUse flow_tty_use(Flow *f, TtyHolder *holder, unsigned *unreadable)
                 if (tty_check_use("/proc", f->dev->tty, getpid(), &use, holder, unreadable) < 0)
                         use = TTY_USE_UNKNOWN;
                 if ((use != TTY_USE_HELD && use != TTY_USE_LOCKED) || !f->stopped || !f->stopped[0] ||
-                    tries >= STOPPED_UNIT_WAIT_TRIES || atomic_load(job_worker_cancel_flag(f->w)))
+                    tries >= STOPPED_UNIT_WAIT_TRIES || !flow_pause(f))
                         return use;
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
         }
 }
 
@@ -479,11 +436,9 @@ static int flow_flash_avr(Flow *f)
         const JobFlowBoard *b = &f->spec->board;
         _cleanup_(serial_port_freep) SerialPort *port = NULL;
         _cleanup_(avr_session_freep) AvrSession *s = NULL;
-        _cleanup_free_ uint8_t *flat = NULL;
         _cleanup_free_ char *message = NULL;
         const AvrFlashStats *st;
-        size_t flat_size = 0;
-        FlashCallbacks cb = flow_callbacks(f);
+        FlashCallbacks cb = job_flow_callbacks(f->w);
         AvrFlashOptions opts = {
                 .chip = {
                         .mcu = b->mcu,
@@ -501,24 +456,13 @@ static int flow_flash_avr(Flow *f)
                 return flow_outcome_fail(&f->out, JOB_ERROR_UNSUPPORTED_DEVICE, "the board on %s has no tty",
                                          strna(f->dev->port));
         /* the image is flash content from address 0 (job checks) */
-        r = payload_flatten(f->payload, &flat, &flat_size);
-        if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_INTERNAL, "could not prepare the image: %s",
-                                         strerror(-r));
         if (f->payload->address != 0)
                 return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_VECTOR_TABLE,
                                          "an AVR image starts at address 0, this one at 0x%08" PRIx32,
                                          f->payload->address);
-        r = serial_port_open_wait(&port, f->dev->tty, b->avr_baud, KATAPULT_TTY_OPEN_WAIT_USEC,
-                                  job_worker_cancel_flag(f->w));
-        if (r == -ECANCELED)
-                return flow_outcome_cancelled(&f->out, "before flashing");
-        if (r == -ENOENT || r == -ENODEV || r == -ENXIO)
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE,
-                                         "%s vanished before the flash started", f->dev->tty);
+        r = flow_open_tty(f, b->avr_baud, &port);
         if (r < 0)
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "could not open %s: %s",
-                                         f->dev->tty, strerror(-r));
+                return r;
         /* klippy holds its MCU's tty with this lock: resetting the board
          * under it would crash the printer mid-print. A unit that
          * stop_units has just stopped may take a moment to let go of it
@@ -526,9 +470,8 @@ static int flow_flash_avr(Flow *f)
         r = serial_port_lock(port);
         for (unsigned tries = 0;
              r == -EBUSY && f->stopped && f->stopped[0] && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
-                if (atomic_load(job_worker_cancel_flag(f->w)))
+                if (!flow_pause(f))
                         return flow_outcome_cancelled(&f->out, "before flashing");
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
                 r = serial_port_lock(port);
         }
         if (r == -EBUSY)
@@ -548,43 +491,26 @@ static int flow_flash_avr(Flow *f)
         job_worker_log(f->w, "resetting %s into its %s bootloader (DTR/RTS) on %s at %" PRIu32 " baud",
                        strna(b->mcu), b->avr_stk500v1 ? "optiboot (STK500v1)" : "STK500v2", f->dev->tty,
                        b->avr_baud);
-        r = avr_session_flash(s, flat, flat_size, &opts, &cb, &message);
+        r = avr_session_flash(s, f->payload->image, &opts, &cb, &message);
         st = avr_session_get_stats(s);
         job_worker_log(f->w,
                        "AVR: %u reset(s), %u sync(s); pages %" PRIu64 " read, %" PRIu64 " written, %" PRIu64
                        " verified, %" PRIu64 " unchanged and skipped",
                        st->resets, st->syncs, st->pages_read, st->pages_written, st->pages_verified,
                        st->pages_skipped);
-        switch (r) {
-        case AVR_FLASH_WRITTEN:
-        case AVR_FLASH_UNCHANGED:
+        if (r >= 0) {
                 job_worker_log(f->w, "%s", strna(message));
                 /* the USB-serial bridge stays on the bus: nothing to wait
                  * for once the bootloader acknowledged leaving */
                 job_worker_send_device(f->w, f->dev->tty);
                 flow_outcome_done(&f->out, "%s; the board runs the application again on %s",
-                                  r == AVR_FLASH_UNCHANGED ? "unchanged, nothing written"
-                                                           : "flashed and verified",
+                                  r == FLASH_RESULT_UNCHANGED ? "unchanged, nothing written"
+                                                              : "flashed and verified",
                                   f->dev->tty);
                 return 0;
-        case -ENODEV:
-                return flow_outcome_fail(&f->out, JOB_ERROR_DEVICE_GONE, "%s",
-                                         message ? message : "the board vanished");
-        case -ECANCELED:
-                return flow_outcome_cancelled(&f->out,
-                                              "during the flash; reset the board or flash it again");
-        case AVR_ERR_SIGNATURE:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_MCU, "%s", strna(message));
-        case AVR_ERR_TOO_BIG:
-                return flow_outcome_fail(&f->out, JOB_ERROR_CHECK_BOOTLOADER_REGION, "%s", strna(message));
-        case AVR_ERR_VERIFY:
-                return flow_outcome_fail(&f->out, JOB_ERROR_VERIFY_FAILED, "%s", strna(message));
-        case AVR_ERR_NO_SYNC:
-                return flow_outcome_fail(&f->out, JOB_ERROR_BOOTLOADER_TIMEOUT, "%s", strna(message));
-        default:
-                return flow_outcome_fail(&f->out, JOB_ERROR_FLASH_FAILED, "%s",
-                                         message ? message : strerror(-r));
         }
+        return flow_outcome_flash_failed(&f->out, r, message,
+                                         "during the flash; reset the board or flash it again");
 }
 
 /* ---- the flow ---- */
@@ -655,9 +581,8 @@ static int flow_reboot(Flow *f)
          * may still have the tty open: a 1200-baud request under it would be
          * lost, so let it finish first (it has its own short timeout) */
         for (unsigned tries = 0; tty_claimed(f->dev->tty) && tries < STOPPED_UNIT_WAIT_TRIES; tries++) {
-                if (atomic_load(job_worker_cancel_flag(f->w)))
+                if (!flow_pause(f))
                         return flow_outcome_cancelled(&f->out, "before the reboot");
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100 * 1000 * 1000 }, NULL);
         }
 
         job_worker_send_state(f->w, JOB_STATE_REBOOTING);
@@ -709,14 +634,13 @@ wait:
  * base, or (board not known) at the start of the DFU device's flash. */
 static bool flow_writes_bootloader_region(Flow *f)
 {
-        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+        const DfuseLayout *l = f->dev->layout;
 
         if (!f->payload)
                 return false;
         if (f->spec->has_board && f->spec->board.app_offset > 0)
                 return f->payload->address < f->spec->board.flash_base + f->spec->board.app_offset;
-        if (f->dev->layout && dfuse_layout_parse(f->dev->layout, strlen(f->dev->layout), &l) >= 0 &&
-            l->n_regions > 0)
+        if (l && l->n_regions > 0)
                 return f->payload->address == l->regions[0].address;
         return false;
 }

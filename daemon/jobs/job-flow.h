@@ -23,6 +23,10 @@
 #include "jobs/image-store.h"
 #include "jobs/job-device.h"
 #include "jobs/job-worker.h"
+#include "serial/katapult-session.h"
+#include "util/flash-callbacks.h"
+
+typedef struct JobPayload JobPayload;
 
 typedef struct JobFlowBoard {
         char *name, *variant, *mcu;
@@ -64,6 +68,18 @@ typedef struct JobFlowSpec {
         char *can_iface; /* a node on a CAN bus (job-flow-can.c) instead of a USB device */
         CanUuid can_uuid;
 } JobFlowSpec;
+
+/* Shared by the USB/serial flow (job-flow.c) and the CAN flow (job-flow-can.c): */
+
+/* FlashCallbacks that report to the job: phases, progress, notes to its log, its cancel flag. */
+FlashCallbacks job_flow_callbacks(JobWorker *w);
+/* Katapult on either transport: the options from the job (forced checks,
+ * verify, the board's layout for the vector table's page) and the flash;
+ * the session's result, *ret_message its sentence. */
+int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec *spec, const JobPayload *p,
+                            char **ret_message);
+/* What the Katapult session did, to the job's log. */
+void job_flow_katapult_report(JobWorker *w, const KatapultSession *s, int r, bool verify);
 
 void job_flow_board_clear(JobFlowBoard *b);
 void job_flow_spec_free(JobFlowSpec *s);

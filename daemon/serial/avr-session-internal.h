@@ -13,8 +13,11 @@ typedef struct AvrProtocolOps {
         /* one sync attempt within timeout_usec: 0, -ETIMEDOUT, -ENODEV, ... */
         int (*sync)(AvrSession *s, uint64_t timeout_usec);
         int (*signature)(AvrSession *s, uint8_t ret[3]);
-        int (*read_page)(AvrSession *s, uint32_t address, uint8_t *buf, size_t len);
-        int (*write_page)(AvrSession *s, uint32_t address, const uint8_t *data, size_t len);
+        /* a page is read or programmed at the address loaded before:
+         * avr-session.c pairs the two (page_read(), page_write()) */
+        int (*load_address)(AvrSession *s, uint32_t address);
+        int (*read_flash)(AvrSession *s, uint8_t *buf, size_t len);
+        int (*program_flash)(AvrSession *s, const uint8_t *data, size_t len);
         int (*leave)(AvrSession *s);
 } AvrProtocolOps;
 

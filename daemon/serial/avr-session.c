@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec/codec-util.h"
 #include "serial/avr-session-internal.h"
 
 /* Poll the cancel flag at least this often while waiting. */
@@ -153,7 +154,7 @@ int avr_image_check(size_t image_size, const AvrChip *chip, char **ret_message)
                 if (asprintf(&m, "the image is empty") < 0)
                         m = NULL;
         } else if (image_size > chip->flash_size - chip->boot_size) {
-                r = AVR_ERR_TOO_BIG;
+                r = FLASH_ERR_BOOTLOADER_REGION;
                 if (asprintf(&m,
                              "the image (%zu bytes) reaches into the %s's bootloader section at 0x%05" PRIx32
                              " (%" PRIu32 " bytes for the application): refused, nothing written; "
@@ -237,11 +238,23 @@ static int enter_bootloader(AvrSession *s)
                 if (!s->opts.reset)
                         break;
         }
-        return fail(s, AVR_ERR_NO_SYNC,
+        return fail(s, FLASH_ERR_NO_BOOTLOADER,
                     "no %s bootloader answered after %u reset pulse(s) and %u sync attempt(s): check the "
                     "board has the Arduino bootloader and that DTR reaches its reset pin (or press reset "
                     "just before flashing)",
                     avr_protocol_to_string(s->protocol), s->stats.resets, s->stats.syncs);
+}
+
+static int page_read(AvrSession *s, uint32_t address, uint8_t *buf, size_t len)
+{
+        int r = s->ops->load_address(s, address);
+        return r < 0 ? r : s->ops->read_flash(s, buf, len);
+}
+
+static int page_write(AvrSession *s, uint32_t address, const uint8_t *data, size_t len)
+{
+        int r = s->ops->load_address(s, address);
+        return r < 0 ? r : s->ops->program_flash(s, data, len);
 }
 
 static int page_io_fail(AvrSession *s, int r, const char *what, uint32_t address)
@@ -253,8 +266,11 @@ static int page_io_fail(AvrSession *s, int r, const char *what, uint32_t address
                             what, address);
         if (r == -ECANCELED)
                 return fail(s, r, "cancelled while %s the page at 0x%05" PRIx32, what, address);
+        /* the bootloader starts the application after a second without
+         * commands: a page that gets no answer most likely met that */
         if (r == -ETIMEDOUT)
-                return fail(s, r, "no answer while %s the page at 0x%05" PRIx32, what, address);
+                return fail(s, FLASH_ERR_NO_BOOTLOADER, "no answer while %s the page at 0x%05" PRIx32, what,
+                            address);
         return fail(s, r, "the bootloader failed %s the page at 0x%05" PRIx32 ": %s", what, address,
                     strerror(-r));
 }
@@ -282,7 +298,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
         flash_callbacks_phase(&s->cb, FLASH_PHASE_READ_BACK);
         for (size_t i = 0; i < n_pages; i++) {
                 uint32_t a = (uint32_t)(i * page);
-                r = s->ops->read_page(s, a, have + a, page);
+                r = page_read(s, a, have + a, page);
                 if (r < 0)
                         return page_io_fail(s, r, "reading", a);
                 s->stats.pages_read++;
@@ -296,7 +312,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
         }
         if (n_diff == 0) {
                 s->stats.pages_skipped = n_pages;
-                return AVR_FLASH_UNCHANGED;
+                return FLASH_RESULT_UNCHANGED;
         }
 
         flash_callbacks_phase(&s->cb, FLASH_PHASE_WRITE);
@@ -308,7 +324,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                         s->stats.pages_skipped++;
                         continue;
                 }
-                r = s->ops->write_page(s, a, want + a, page);
+                r = page_write(s, a, want + a, page);
                 if (r < 0)
                         return page_io_fail(s, r, "writing", a);
                 s->stats.pages_written++;
@@ -319,7 +335,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                 flash_callbacks_phase(&s->cb, FLASH_PHASE_VERIFY);
                 for (size_t i = 0; i < n_pages; i++) {
                         uint32_t a = (uint32_t)(i * page);
-                        r = s->ops->read_page(s, a, have + a, page);
+                        r = page_read(s, a, have + a, page);
                         if (r < 0)
                                 return page_io_fail(s, r, "verifying", a);
                         s->stats.pages_verified++;
@@ -327,7 +343,7 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                                 uint32_t off = 0;
                                 while (have[a + off] == want[a + off])
                                         off++;
-                                return fail(s, AVR_ERR_VERIFY,
+                                return fail(s, FLASH_ERR_VERIFY,
                                             "verify failed at 0x%05" PRIx32
                                             ": read 0x%02x, wrote 0x%02x; the application is damaged, "
                                             "flash it again",
@@ -336,13 +352,15 @@ static int flash_pages(AvrSession *s, const uint8_t *image, size_t size)
                         flash_callbacks_progress(&s->cb, a + page, padded);
                 }
         }
-        return AVR_FLASH_WRITTEN;
+        return FLASH_RESULT_DONE;
 }
 
-int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFlashOptions *opts,
+int avr_session_flash(AvrSession *s, const FlashImage *image, const AvrFlashOptions *opts,
                       const FlashCallbacks *cb, char **ret_message)
 {
         const AvrChip *c = &opts->chip;
+        _cleanup_free_ uint8_t *flat = NULL;
+        size_t size = 0;
         int r;
 
         s->opts = *opts;
@@ -350,6 +368,17 @@ int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFl
         s->stats = (AvrFlashStats){};
         s->error[0] = 0;
 
+        /* flash content from address 0, gaps 0xFF; an empty image is left
+         * to the check, which says so */
+        if (flash_image_get_size(image) > 0) {
+                r = flash_image_flatten(image, 0, &flat, &size);
+                if (r == -EFBIG)
+                        r = FLASH_ERR_BOOTLOADER_REGION;
+                if (r < 0)
+                        return codec_message(ret_message, r,
+                                             "the image cannot be laid out from address 0: %s",
+                                             strerror(-r));
+        }
         r = avr_image_check(size, c, ret_message);
         if (r < 0)
                 return r;
@@ -360,14 +389,14 @@ int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFl
                 if (r < 0)
                         r = page_io_fail(s, r, "reading the signature before", 0);
                 else if (memcmp(s->stats.signature, c->signature, 3) != 0)
-                        r = fail(s, AVR_ERR_SIGNATURE,
+                        r = fail(s, FLASH_ERR_MCU,
                                  "the chip's signature is %02x %02x %02x, not the %s's %02x %02x %02x: "
                                  "refused, nothing written; pick the board that matches this chip",
                                  s->stats.signature[0], s->stats.signature[1], s->stats.signature[2], c->mcu,
                                  c->signature[0], c->signature[1], c->signature[2]);
         }
         if (r >= 0)
-                r = flash_pages(s, image, size);
+                r = flash_pages(s, flat, size);
 
         if (r >= 0 && !opts->no_leave) {
                 int k;
@@ -377,13 +406,15 @@ int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFl
                  * timeout anyway: a lost answer is not a failed flash */
                 if (k == -ENODEV)
                         r = fail(s, k, "the board vanished while leaving the bootloader");
+                else if (r == FLASH_RESULT_DONE)
+                        r = FLASH_RESULT_LEFT;
         }
 
         if (ret_message) {
                 char *m = NULL;
                 if (r < 0)
                         m = strdup(s->error[0] ? s->error : strerror(-r));
-                else if (r == AVR_FLASH_UNCHANGED) {
+                else if (r == FLASH_RESULT_UNCHANGED) {
                         if (asprintf(&m,
                                      "the %s already holds this image (%" PRIu64
                                      " pages compared): nothing written",

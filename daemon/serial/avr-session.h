@@ -31,9 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/flash-image.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
 #include "util/flash-callbacks.h"
+#include "util/flash-result.h"
 
 typedef enum AvrProtocol {
         AVR_PROTOCOL_STK500V2, /* Arduino Mega stk500boot, `avrdude -c wiring` */
@@ -80,17 +82,6 @@ typedef struct AvrFlashOptions {
         bool no_leave; /* stay in the bootloader (tests) */
 } AvrFlashOptions;
 
-#define AVR_ERR_SIGNATURE (-EMEDIUMTYPE) /* another chip answered */
-#define AVR_ERR_TOO_BIG   (-EFBIG)       /* the image reaches into the boot section */
-#define AVR_ERR_VERIFY    (-EILSEQ)      /* read back differs */
-#define AVR_ERR_NO_SYNC   (-ETIMEDOUT)   /* no bootloader answered in its window */
-#define AVR_ERR_REMOTE    (-EIO)         /* the bootloader answered with a failure */
-
-enum {
-        AVR_FLASH_WRITTEN = 0,   /* written, verified, the application started */
-        AVR_FLASH_UNCHANGED = 1, /* the flash already held the image: nothing written */
-};
-
 typedef struct AvrFlashStats {
         unsigned resets, syncs;
         uint64_t pages_read, pages_written, pages_verified, pages_skipped;
@@ -108,16 +99,20 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AvrSession *, avr_session_free);
 void avr_session_set_timeouts(AvrSession *s, const AvrTimeouts *t);
 AvrErase avr_session_erase_policy(const AvrSession *s);
 
-/* Check only (no I/O): AVR_ERR_TOO_BIG, -EINVAL. */
+/* Check only (no I/O): FLASH_ERR_BOOTLOADER_REGION, -EINVAL. */
 int avr_image_check(size_t image_size, const AvrChip *chip, char **ret_message);
 
 /*
- * `image` is flash content from address 0. Returns AVR_FLASH_WRITTEN,
- * AVR_FLASH_UNCHANGED or a negative errno (AVR_ERR_*, -ENODEV when the
+ * `image` is flash content from address 0 (gaps are written as 0xFF). Returns FLASH_RESULT_LEFT
+ * (FLASH_RESULT_DONE with no_leave), FLASH_RESULT_UNCHANGED or a negative
+ * errno (FLASH_ERR_MCU: another chip answered, FLASH_ERR_BOOTLOADER_REGION:
+ * the image reaches into the boot section, FLASH_ERR_VERIFY,
+ * FLASH_ERR_NO_BOOTLOADER: none answered in its window or it stopped
+ * answering, FLASH_ERR_REMOTE, -ENODEV when the
  * device went away, -ECANCELED, -EPROTO for malformed answers).
  * *ret_message (optional, malloc'd) is set in every case.
  */
-int avr_session_flash(AvrSession *s, const void *image, size_t size, const AvrFlashOptions *opts,
+int avr_session_flash(AvrSession *s, const FlashImage *image, const AvrFlashOptions *opts,
                       const FlashCallbacks *cb, char **ret_message);
 
 const AvrFlashStats *avr_session_get_stats(const AvrSession *s);

@@ -304,7 +304,7 @@ static int exchange(KatapultSession *s, uint8_t cmd, const void *payload, size_t
                         s->stats.timeouts++; /* corruption or silence */
         }
 
-        return last == OUTCOME_ERROR ? KATAPULT_ERR_REMOTE : last == OUTCOME_BUSY ? -EBUSY : -ETIMEDOUT;
+        return last == OUTCOME_ERROR ? FLASH_ERR_REMOTE : last == OUTCOME_BUSY ? -EBUSY : -ETIMEDOUT;
 }
 
 static int exchange_error(KatapultSession *s, int r, const char *what)
@@ -322,7 +322,7 @@ static int exchange_error(KatapultSession *s, int r, const char *what)
                             "no valid answer from Katapult to %s after %u tries; check the cable and "
                             "that the board is in Katapult",
                             what, s->timeouts.tries);
-        case KATAPULT_ERR_REMOTE:
+        case FLASH_ERR_REMOTE:
                 return fail(s, r, "Katapult reported an error for %s %u times", what, s->timeouts.tries);
         case -EBUSY:
                 return fail(s, -ETIMEDOUT, "Katapult stayed busy during %s after %u tries", what,
@@ -407,7 +407,7 @@ static int do_check(KatapultSession *s, size_t image_size, const KatapultFlashOp
         if (opts->image_address != 0 && opts->image_address != s->info.start_address) {
                 if (!opts->force_address)
                         return fail(
-                                s, KATAPULT_ERR_ADDRESS,
+                                s, FLASH_ERR_ADDRESS,
                                 "the image is built to run at 0x%08x but Katapult on this board starts "
                                 "applications at 0x%08x; rebuild it for the board's bootloader offset (or "
                                 "force the address check if you know better); nothing was written",
@@ -419,7 +419,7 @@ static int do_check(KatapultSession *s, size_t image_size, const KatapultFlashOp
         if (opts->image_mcu && opts->image_mcu[0] && strcasecmp(opts->image_mcu, s->info.mcu) != 0) {
                 if (!opts->force_mcu)
                         return fail(
-                                s, KATAPULT_ERR_MCU,
+                                s, FLASH_ERR_MCU,
                                 "the image is built for %s but Katapult reports %s; build Klipper for this "
                                 "MCU (or force the mcu check); nothing was written",
                                 opts->image_mcu, s->info.mcu);
@@ -430,7 +430,7 @@ static int do_check(KatapultSession *s, size_t image_size, const KatapultFlashOp
                 return fail(s, -EINVAL, "the image is empty");
         uint64_t blocks = DIV_ROUND_UP((uint64_t)image_size, s->info.block_size);
         if ((uint64_t)s->info.start_address + blocks * s->info.block_size > UINT32_MAX + 1ull)
-                return fail(s, KATAPULT_ERR_TOO_BIG,
+                return fail(s, FLASH_ERR_TOO_BIG,
                             "the image (%zu bytes) does not fit above Katapult's application start 0x%08x",
                             image_size, s->info.start_address);
         return 0;
@@ -467,30 +467,30 @@ static int do_complete(KatapultSession *s)
                         if (r < 0)
                                 return exchange_error(s, r, "COMPLETE");
                         if (serial_transport_flush_input(s->transport) == -ENODEV)
-                                return KATAPULT_FLASH_LEFT_DEVICE_GONE;
+                                return FLASH_RESULT_LEFT_DEVICE_GONE;
                         katapult_decoder_reset(&s->decoder);
                 }
                 r = serial_transport_write(s->transport, s->frame, (size_t)len, s->timeouts.reply_usec);
                 if (r == -ENODEV)
                         /* Gone before we could say it: it reset by itself;
                          * the job confirms when Klipper is back. */
-                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
+                        return FLASH_RESULT_LEFT_DEVICE_GONE;
                 if (r < 0)
                         continue;
                 r = await_reply(s, KATAPULT_CMD_COMPLETE, false, 0, s->timeouts.reply_usec, NULL);
                 if (r == OUTCOME_OK)
-                        return KATAPULT_FLASH_LEFT;
+                        return FLASH_RESULT_LEFT;
                 if (r == -ENODEV)
                         /* The board jumps to the application ~100 ms after
                          * its ACK (Katapult flashcmd.c complete_task); over
                          * USB it may vanish before the ACK is read. */
-                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
+                        return FLASH_RESULT_LEFT_DEVICE_GONE;
                 if (r == -ECANCELED)
                         return exchange_error(s, r, "COMPLETE");
                 if (r == OUTCOME_RESEND && attempt > 0)
                         /* Silent after a COMPLETE that it may have received:
                          * most likely running the application already. */
-                        return KATAPULT_FLASH_LEFT_DEVICE_GONE;
+                        return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         return exchange_error(s, -ETIMEDOUT, "COMPLETE");
 }
@@ -523,8 +523,8 @@ int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char
         s->error[0] = 0;
         int r = do_complete(s);
         return finish(s, r, ret_message,
-                      r == KATAPULT_FLASH_LEFT ? "Katapult acknowledged COMPLETE and starts the application"
-                                               : "the board left Katapult");
+                      r == FLASH_RESULT_LEFT ? "Katapult acknowledged COMPLETE and starts the application"
+                                             : "the board left Katapult");
 }
 
 /*
@@ -701,7 +701,7 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
                                 size_t k = 0;
                                 while (payload[k] == s->reply[4 + k])
                                         k++;
-                                return fail(s, KATAPULT_ERR_VERIFY,
+                                return fail(s, FLASH_ERR_VERIFY,
                                             "verify failed: flash at 0x%08zx holds 0x%02x, the image "
                                             "0x%02x; the "
                                             "board stays in Katapult: flash again",
@@ -713,25 +713,37 @@ static int do_flash(KatapultSession *s, const uint8_t *img, size_t size, const K
         }
 
         if (opts && opts->no_complete)
-                return KATAPULT_FLASH_DONE;
+                return FLASH_RESULT_DONE;
         return do_complete(s);
 }
 
-int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message)
+int katapult_session_flash(KatapultSession *s, const FlashImage *image, const KatapultFlashOptions *opts,
+                           const FlashCallbacks *cb, char **ret_message)
 {
+        _cleanup_free_ uint8_t *flat = NULL;
+        size_t size = 0;
         char summary[256];
+        int r;
 
         use_callbacks(s, cb);
         s->error[0] = 0;
         s->stats = (KatapultFlashStats){};
-        int r = do_flash(s, image, size, opts);
+        /* Katapult takes one byte stream from its application start; an
+         * empty image is left to the check, which says so */
+        if (flash_image_get_size(image) > 0) {
+                r = flash_image_flatten(image, flash_image_get_address(image), &flat, &size);
+                if (r < 0)
+                        return finish(
+                                s, fail(s, r, "the image cannot be laid out as one piece: %s", strerror(-r)),
+                                ret_message, NULL);
+        }
+        r = do_flash(s, flat, size, opts);
         snprintf(summary, sizeof(summary), "wrote %zu bytes at 0x%08x in %" PRIu64 " blocks of %u%s%s%s",
                  size, s->info.start_address, s->stats.blocks_written, s->info.block_size,
                  s->stats.blocks_verified ? ", verified" : ", not verified",
-                 r == KATAPULT_FLASH_LEFT               ? ", Katapult starts the application"
-                 : r == KATAPULT_FLASH_LEFT_DEVICE_GONE ? ", the board reset to start the application"
-                                                        : ", still in Katapult",
+                 r == FLASH_RESULT_LEFT               ? ", Katapult starts the application"
+                 : r == FLASH_RESULT_LEFT_DEVICE_GONE ? ", the board reset to start the application"
+                                                      : ", still in Katapult",
                  s->stats.resends ? " (some frames were sent again)" : "");
         return finish(s, r, ret_message, summary);
 }

@@ -24,10 +24,12 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/flash-image.h"
 #include "codec/katapult-proto.h"
 #include "macros.h"
 #include "serial/serial-transport.h"
 #include "util/flash-callbacks.h"
+#include "util/flash-result.h"
 
 typedef struct KatapultTimeouts {
         uint64_t reply_usec;       /* wait for a reply (flashtool: 2 s) */
@@ -41,22 +43,8 @@ typedef struct KatapultTimeouts {
 /* The defaults above; tests shrink them. */
 extern const KatapultTimeouts katapult_timeouts_default;
 
-/* Stable errors for the job, besides -ENODEV (device gone), -ETIMEDOUT (no
- * valid answer after all tries), -ECANCELED, -EPROTO (malformed answers),
- * -ENOMEM. Verify and device errors use the same codes as DfuSession. */
-#define KATAPULT_ERR_ADDRESS (-EADDRNOTAVAIL) /* image address != Katapult's application start */
-#define KATAPULT_ERR_MCU     (-EMEDIUMTYPE)   /* image MCU != the MCU Katapult reports */
-#define KATAPULT_ERR_VERIFY  (-EILSEQ)        /* read back differs from the image */
-#define KATAPULT_ERR_REMOTE  (-EIO)           /* the bootloader answered ERROR every time */
-#define KATAPULT_ERR_TOO_BIG (-EFBIG)         /* image would pass the end of the address space */
-
-/* Non-negative results of katapult_session_flash() (as DFU_FLASH_*). */
-enum {
-        KATAPULT_FLASH_DONE = 0,             /* flashed and verified; still in Katapult (no_complete) */
-        KATAPULT_FLASH_LEFT = 1,             /* COMPLETE acknowledged; the board starts the application */
-        KATAPULT_FLASH_LEFT_DEVICE_GONE = 2, /* the board reset before acknowledging COMPLETE:
-                                              * success pending its return as Klipper */
-};
+/* Besides the shared results and errors (util/flash-result.h): -ETIMEDOUT
+ * (no valid answer after all tries), -EPROTO (malformed answers), -ENOMEM. */
 
 typedef struct KatapultFlashOptions {
         /* Where the image is built to run (its vector table / the job's
@@ -100,22 +88,23 @@ int katapult_session_connect(KatapultSession *s, const FlashCallbacks *cb, Katap
 
 /*
  * Check the image against the connected bootloader without writing:
- * KATAPULT_ERR_ADDRESS / KATAPULT_ERR_MCU unless forced,
- * KATAPULT_ERR_TOO_BIG, -EINVAL for an empty image. Connects if needed.
+ * FLASH_ERR_ADDRESS / FLASH_ERR_MCU unless forced,
+ * FLASH_ERR_TOO_BIG, -EINVAL for an empty image. Connects if needed.
  */
 int katapult_session_check(KatapultSession *s, size_t image_size, const KatapultFlashOptions *opts,
                            const FlashCallbacks *cb, char **ret_message);
 
 /*
  * Connect, check, write, EOF, verify, COMPLETE; `image` is written at
- * Katapult's application start address. Returns KATAPULT_FLASH_LEFT or
- * KATAPULT_FLASH_LEFT_DEVICE_GONE (or KATAPULT_FLASH_DONE with
- * no_complete), or a negative errno (see KATAPULT_ERR_*). Nothing is
+ * Katapult's application start address, as one piece from
+ * its lowest address (gaps 0xFF). Returns FLASH_RESULT_LEFT or
+ * FLASH_RESULT_LEFT_DEVICE_GONE (or FLASH_RESULT_DONE with
+ * no_complete), or a negative errno (see FLASH_ERR_*). Nothing is
  * written when a check fails. *ret_message (optional, malloc'd) is set in
  * every case: a summary on success, what happened and what to do on failure.
  */
-int katapult_session_flash(KatapultSession *s, const void *image, size_t size,
-                           const KatapultFlashOptions *opts, const FlashCallbacks *cb, char **ret_message);
+int katapult_session_flash(KatapultSession *s, const FlashImage *image, const KatapultFlashOptions *opts,
+                           const FlashCallbacks *cb, char **ret_message);
 
 /*
  * GET_CANBUS_ID (Katapult built for CAN): the node's 6-byte UUID, to be
@@ -125,7 +114,7 @@ int katapult_session_get_canbus_id(KatapultSession *s, uint8_t ret_uuid[static 6
                                    char **ret_message);
 
 /* Just COMPLETE: leave Katapult and start the application. Returns
- * KATAPULT_FLASH_LEFT or KATAPULT_FLASH_LEFT_DEVICE_GONE. */
+ * FLASH_RESULT_LEFT or FLASH_RESULT_LEFT_DEVICE_GONE. */
 int katapult_session_complete(KatapultSession *s, const FlashCallbacks *cb, char **ret_message);
 
 typedef struct KatapultFlashStats {

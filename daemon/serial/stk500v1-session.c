@@ -68,15 +68,12 @@ static int load_address(AvrSession *s, uint32_t address)
         return transact(s, cmd, (size_t)n, 0, s->timeouts.reply_usec, &reply);
 }
 
-static int v1_read_page(AvrSession *s, uint32_t address, uint8_t *buf, size_t len)
+static int v1_read_flash(AvrSession *s, uint8_t *buf, size_t len)
 {
         uint8_t cmd[STK500V1_CMD_MAX];
         Stk500v1Reply reply;
         int n, r;
 
-        r = load_address(s, address);
-        if (r < 0)
-                return r;
         n = stk500v1_cmd_read_page(cmd, len);
         if (n < 0)
                 return n;
@@ -87,15 +84,12 @@ static int v1_read_page(AvrSession *s, uint32_t address, uint8_t *buf, size_t le
         return 0;
 }
 
-static int v1_write_page(AvrSession *s, uint32_t address, const uint8_t *data, size_t len)
+static int v1_program_flash(AvrSession *s, const uint8_t *data, size_t len)
 {
         uint8_t cmd[STK500V1_CMD_MAX];
         Stk500v1Reply reply;
-        int n, r;
+        int n;
 
-        r = load_address(s, address);
-        if (r < 0)
-                return r;
         n = stk500v1_cmd_prog_page(cmd, data, len);
         if (n < 0)
                 return n;
@@ -116,7 +110,8 @@ const AvrProtocolOps stk500v1_session_ops = {
         .begin = v1_begin,
         .sync = v1_sync,
         .signature = v1_signature,
-        .read_page = v1_read_page,
-        .write_page = v1_write_page,
+        .load_address = load_address,
+        .read_flash = v1_read_flash,
+        .program_flash = v1_program_flash,
         .leave = v1_leave,
 };

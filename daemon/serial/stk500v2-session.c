@@ -103,16 +103,13 @@ static int load_address(AvrSession *s, uint32_t address)
         return stk500v2_reply_check(&m, STK500V2_CMD_LOAD_ADDRESS, 2, NULL);
 }
 
-static int v2_read_page(AvrSession *s, uint32_t address, uint8_t *buf, size_t len)
+static int v2_read_flash(AvrSession *s, uint8_t *buf, size_t len)
 {
         uint8_t body[STK500V2_BODY_MAX];
         Stk500v2Message m;
         const uint8_t *data;
         int n, r;
 
-        r = load_address(s, address);
-        if (r < 0)
-                return r;
         n = stk500v2_body_read_flash(body, len);
         if (n < 0)
                 return n;
@@ -126,15 +123,12 @@ static int v2_read_page(AvrSession *s, uint32_t address, uint8_t *buf, size_t le
         return 0;
 }
 
-static int v2_write_page(AvrSession *s, uint32_t address, const uint8_t *data, size_t len)
+static int v2_program_flash(AvrSession *s, const uint8_t *data, size_t len)
 {
         uint8_t body[STK500V2_BODY_MAX];
         Stk500v2Message m;
         int n, r;
 
-        r = load_address(s, address);
-        if (r < 0)
-                return r;
         n = stk500v2_body_program_flash(body, data, len);
         if (n < 0)
                 return n;
@@ -162,7 +156,8 @@ const AvrProtocolOps stk500v2_session_ops = {
         .begin = v2_begin,
         .sync = v2_sync,
         .signature = v2_signature,
-        .read_page = v2_read_page,
-        .write_page = v2_write_page,
+        .load_address = load_address,
+        .read_flash = v2_read_flash,
+        .program_flash = v2_program_flash,
         .leave = v2_leave,
 };

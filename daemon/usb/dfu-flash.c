@@ -419,7 +419,7 @@ static int dfuse_leave(FlashCtx *c)
                 dfu_session_note(s, c->cb,
                                  "The device reset during the leave request (%s); it will re-enumerate.",
                                  strerror(-r));
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, "The leave request");
@@ -430,7 +430,7 @@ static int dfuse_leave(FlashCtx *c)
                         s, c->cb,
                         "The device reset before answering the leave request (%s); it will re-enumerate.",
                         strerror(-r));
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, "The leave request");
@@ -439,7 +439,7 @@ static int dfuse_leave(FlashCtx *c)
         case DFU_STATE_DFU_MANIFEST_SYNC:
         case DFU_STATE_DFU_MANIFEST:
         case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
-                return DFU_FLASH_LEFT;
+                return FLASH_RESULT_LEFT;
         case DFU_STATE_DFU_ERROR:
                 (void)dfu_session_clear_status(s);
                 return dfu_session_fail(
@@ -482,7 +482,7 @@ static int flash_dfuse(FlashCtx *c)
                 layout = own_layout;
         }
 
-        r = flash_plan_new(&plan, layout, c->req->segments, c->req->n_segments, &msg);
+        r = flash_plan_new(&plan, layout, c->req->image->segments, c->req->image->n_segments, &msg);
         if (r < 0)
                 return dfu_session_fail(s, r, "%s Nothing was erased.", msg ? msg : strerror(-r));
         target = malloc(plan->max_sector_size);
@@ -538,7 +538,7 @@ static int flash_dfuse(FlashCtx *c)
                 r = dfu_session_end_upload(s);
                 if (r < 0)
                         return dfu_session_device_error(s, r, "Ending the upload");
-                return DFU_FLASH_DONE;
+                return FLASH_RESULT_DONE;
         }
         return dfuse_leave(c);
 }
@@ -578,7 +578,7 @@ int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const Flas
 
 static int flash_plain(FlashCtx *c)
 {
-        const DfuImageSegment *seg = NULL;
+        const FlashSegment *seg = NULL;
         DfuSession *s = c->s;
         bool gone = false;
         DfuState state = DFU_STATE_DFU_IDLE;
@@ -587,14 +587,14 @@ static int flash_plain(FlashCtx *c)
         DfuStatus st;
         int r;
 
-        for (size_t i = 0; i < c->req->n_segments; i++) {
-                if (c->req->segments[i].len == 0)
+        for (size_t i = 0; i < c->req->image->n_segments; i++) {
+                if (c->req->image->segments[i].size == 0)
                         continue;
                 if (seg)
                         return dfu_session_fail(s, -EINVAL,
                                                 "This device speaks plain DFU 1.1, which has no addresses: "
                                                 "the image must be one contiguous piece.");
-                seg = &c->req->segments[i];
+                seg = &c->req->image->segments[i];
         }
         if (!seg)
                 return dfu_session_fail(s, -EINVAL, "The image contains no data.");
@@ -604,9 +604,9 @@ static int flash_plain(FlashCtx *c)
                         "Plain DFU devices have no mass erase command; the device erases as it needs.");
 
         flash_callbacks_phase(c->cb, FLASH_PHASE_WRITE);
-        c->total = seg->len;
-        for (size_t off = 0; off < seg->len; off += s->transfer_size, block++) {
-                size_t n = MIN((size_t)s->transfer_size, seg->len - off);
+        c->total = seg->size;
+        for (size_t off = 0; off < seg->size; off += s->transfer_size, block++) {
+                size_t n = MIN((size_t)s->transfer_size, seg->size - off);
                 char what[64];
 
                 if (block > UINT16_MAX)
@@ -667,15 +667,15 @@ static int flash_plain(FlashCtx *c)
                                 s, c->cb,
                                 "The device cannot upload after manifestation; the image was not verified.");
                 else {
-                        _cleanup_free_ uint8_t *buf = malloc(seg->len);
+                        _cleanup_free_ uint8_t *buf = malloc(seg->size);
 
                         if (!buf)
                                 return -ENOMEM;
                         flash_callbacks_phase(c->cb, FLASH_PHASE_VERIFY);
-                        r = dfu_session_plain_upload(s, buf, seg->len, c->cb);
+                        r = dfu_session_plain_upload(s, buf, seg->size, c->cb);
                         if (r < 0)
                                 return r;
-                        for (size_t i = 0; i < seg->len; i++)
+                        for (size_t i = 0; i < seg->size; i++)
                                 if (i >= (size_t)r || buf[i] != seg->data[i]) {
                                         s->stats.verify_mismatch = true;
                                         s->stats.mismatch_address = (uint32_t)i;
@@ -684,34 +684,34 @@ static int flash_plain(FlashCtx *c)
                                                 "Verify failed at byte %zu of the image%s. Flash it again.",
                                                 i, i >= (size_t)r ? " (the device returned less)" : "");
                                 }
-                        s->stats.bytes_verified = seg->len;
+                        s->stats.bytes_verified = seg->size;
                 }
         }
 
         if (gone) {
                 dfu_session_note(s, c->cb, "The device reset after manifestation; it will re-enumerate.");
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (!c->req->leave)
-                return DFU_FLASH_DONE;
+                return FLASH_RESULT_DONE;
 
         flash_callbacks_phase(c->cb, FLASH_PHASE_LEAVE);
         /* DFU 1.1 section 6.1.4 / A.2.8: a USB reset ends DFU mode. */
         r = usb_transport_reset(s->transport);
         if (r == -ENODEV || r == -ENOENT || r == -EIO)
-                return DFU_FLASH_LEFT_DEVICE_GONE;
+                return FLASH_RESULT_LEFT_DEVICE_GONE;
         if (r < 0)
                 return dfu_session_device_error(s, r, "The USB reset to leave DFU mode");
-        return DFU_FLASH_LEFT;
+        return FLASH_RESULT_LEFT;
 }
 
 static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool verified)
 {
         const DfuFlashStats *st = &s->stats;
-        const char *left = result == DFU_FLASH_LEFT_DEVICE_GONE
+        const char *left = result == FLASH_RESULT_LEFT_DEVICE_GONE
                                    ? " The device left DFU mode and is re-enumerating."
-                           : result == DFU_FLASH_LEFT ? " The device is leaving DFU mode."
-                                                      : "";
+                           : result == FLASH_RESULT_LEFT ? " The device is leaving DFU mode."
+                                                         : "";
         char *m;
 
         if (!s->dfuse) {
@@ -743,8 +743,14 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
         s->stats = (DfuFlashStats){};
         free(s->error);
         s->error = NULL;
+        if (!req->image)
+                return -EINVAL;
 
         r = dfu_session_make_idle(s, cb);
+        /* A device in appIDLE runs its application: a failed flash, not an
+         * image built for another chip (FLASH_ERR_MCU shares its errno). */
+        if (r == -EMEDIUMTYPE)
+                r = FLASH_ERR_REMOTE;
         if (r >= 0)
                 r = s->dfuse ? flash_dfuse(&c) : flash_plain(&c);
 

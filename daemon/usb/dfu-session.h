@@ -18,17 +18,18 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/flash-image.h"
 #include "usb/dfu-proto.h"
 #include "usb/flash-plan.h"
 #include "usb/usb-transport.h"
 #include "util/flash-callbacks.h"
+#include "util/flash-result.h"
 #include "util/macros.h"
 
 typedef struct DfuSession DfuSession;
 
 typedef struct DfuFlashRequest {
-        const DfuImageSegment *segments;
-        size_t n_segments;
+        const FlashImage *image; /* borrowed */
         /* The memory layout to trust (cross-checked by the caller against the
          * board database); NULL: read it from the selected alt setting. */
         const DfuseLayout *layout;
@@ -40,14 +41,6 @@ typedef struct DfuFlashRequest {
 } DfuFlashRequest;
 
 #define DFU_FLASH_REQUEST_DEFAULTS .verify = true, .skip_unchanged = true
-
-/* Non-negative results of dfu_session_flash(). */
-enum {
-        DFU_FLASH_DONE = 0,             /* flashed; still in DFU mode (no leave asked) */
-        DFU_FLASH_LEFT = 1,             /* flashed, leave acknowledged; the device resets now */
-        DFU_FLASH_LEFT_DEVICE_GONE = 2, /* flashed, the device vanished during leave: success
-                                         * pending re-enumeration (STM32 reset-on-leave) */
-};
 
 typedef struct DfuFlashStats {
         size_t sectors_touched;   /* sectors the image covers */
@@ -135,8 +128,9 @@ int dfu_session_dfuse_upload(DfuSession *s, uint32_t address, uint8_t *buf, size
 void dfu_session_set_block_addressing(DfuSession *s, bool b);
 
 /*
- * Flash the request (see DfuFlashRequest). Returns DFU_FLASH_DONE,
- * DFU_FLASH_LEFT or DFU_FLASH_LEFT_DEVICE_GONE, or a negative errno:
+ * Flash the request (see DfuFlashRequest). Returns FLASH_RESULT_DONE (no
+ * leave asked), FLASH_RESULT_LEFT or FLASH_RESULT_LEFT_DEVICE_GONE (the
+ * device reset during leave, as STM32 ROMs do), or a negative errno:
  *   -ENODEV     the device vanished (the message names the address)
  *   -EIO        the device reported an error status (message: address + status)
  *   -EILSEQ     verify found a difference (message: first mismatching address)

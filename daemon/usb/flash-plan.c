@@ -50,7 +50,7 @@ _printf_(3, 4) static int plan_fail(char **ret_message, int error, const char *f
 
 static int segment_cmp(const void *a, const void *b)
 {
-        const DfuImageSegment *x = a, *y = b;
+        const FlashSegment *x = a, *y = b;
 
         return x->address < y->address ? -1 : x->address > y->address;
 }
@@ -78,7 +78,7 @@ static int plan_add_sector(FlashPlan *p, uint32_t address, uint32_t size, uint32
         return 0;
 }
 
-int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const DfuImageSegment *segments,
+int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegment *segments,
                    size_t n_segments, char **ret_message)
 {
         _cleanup_(flash_plan_freep) FlashPlan *p = NULL;
@@ -89,14 +89,14 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const DfuImageSeg
                 return -ENOMEM;
 
         for (size_t i = 0; i < n_segments; i++) {
-                if (segments[i].len == 0)
+                if (segments[i].size == 0)
                         continue;
-                if ((uint64_t)segments[i].address + segments[i].len > UINT64_C(1) << 32)
+                if ((uint64_t)segments[i].address + segments[i].size > UINT64_C(1) << 32)
                         return plan_fail(ret_message, -EINVAL,
                                          "The image segment at 0x%08" PRIx32
                                          " (%zu bytes) runs past the end of the 32-bit address space.",
-                                         segments[i].address, segments[i].len);
-                DfuImageSegment *s = realloc(p->segments, (p->n_segments + 1) * sizeof(*s));
+                                         segments[i].address, segments[i].size);
+                FlashSegment *s = realloc(p->segments, (p->n_segments + 1) * sizeof(*s));
                 if (!s)
                         return -ENOMEM;
                 p->segments = s;
@@ -108,10 +108,10 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const DfuImageSeg
         qsort(p->segments, p->n_segments, sizeof(*p->segments), segment_cmp);
 
         for (size_t i = 0; i < p->n_segments; i++) {
-                const DfuImageSegment *seg = &p->segments[i];
-                uint64_t pos = seg->address, end = (uint64_t)seg->address + seg->len;
+                const FlashSegment *seg = &p->segments[i];
+                uint64_t pos = seg->address, end = (uint64_t)seg->address + seg->size;
 
-                if (i > 0 && (uint64_t)p->segments[i - 1].address + p->segments[i - 1].len > seg->address)
+                if (i > 0 && (uint64_t)p->segments[i - 1].address + p->segments[i - 1].size > seg->address)
                         return plan_fail(ret_message, -EINVAL,
                                          "The image's segments overlap at 0x%08" PRIx32 ".", seg->address);
 
@@ -155,9 +155,9 @@ void flash_plan_sector_target(const FlashPlan *p, size_t i, uint8_t *buf)
 
         memset(buf, 0xFF, sec->size);
         for (size_t k = 0; k < p->n_segments; k++) {
-                const DfuImageSegment *seg = &p->segments[k];
+                const FlashSegment *seg = &p->segments[k];
                 uint64_t a = MAX((uint64_t)seg->address, (uint64_t)sec->address);
-                uint64_t b = MIN((uint64_t)seg->address + seg->len, sec_end);
+                uint64_t b = MIN((uint64_t)seg->address + seg->size, sec_end);
 
                 if (a >= b)
                         continue;

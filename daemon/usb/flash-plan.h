@@ -26,14 +26,8 @@
 #include <stdint.h>
 
 #include "codec/dfuse-layout.h"
+#include "codec/flash-image.h"
 #include "util/macros.h"
-
-/* One contiguous piece of the image. `data` is borrowed. */
-typedef struct DfuImageSegment {
-        uint32_t address;
-        const uint8_t *data;
-        size_t len;
-} DfuImageSegment;
 
 typedef enum FlashSectorAction {
         FLASH_SECTOR_CHANGED,
@@ -56,7 +50,7 @@ typedef struct FlashPlan {
         FlashPlanSector *sectors;
         size_t n_sectors;
         /* The request's segments sorted by address (data still borrowed). */
-        DfuImageSegment *segments;
+        FlashSegment *segments;
         size_t n_segments;
         uint32_t max_sector_size;
 } FlashPlan;
@@ -68,7 +62,7 @@ typedef struct FlashPlan {
  *   -ERANGE  a byte lies outside every sector of the layout
  *   -EACCES  a touched sector is not both erasable and writeable
  */
-int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const DfuImageSegment *segments,
+int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegment *segments,
                    size_t n_segments, char **ret_message);
 FlashPlan *flash_plan_free(FlashPlan *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(FlashPlan *, flash_plan_free);

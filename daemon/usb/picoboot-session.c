@@ -413,16 +413,16 @@ int picoboot_session_flash(PicobootSession *s, const PicobootFlashRequest *req, 
         size_t n = 0, n_changed = 0;
         int r;
 
-        if (!s || !req || (req->n_segments > 0 && !req->segments))
+        if (!s || !req || !req->image)
                 return -EINVAL;
         s->stats = (PicobootFlashStats){};
         flash_end = (uint64_t)RP2040_FLASH_BASE + (req->flash_size ? req->flash_size : RP2040_FLASH_MAX);
 
         /* the sectors the image touches, in order, each once */
-        for (size_t i = 0; i < req->n_segments; i++) {
-                const DfuImageSegment *g = &req->segments[i];
-                uint64_t end = (uint64_t)g->address + g->len;
-                if (g->len == 0)
+        for (size_t i = 0; i < req->image->n_segments; i++) {
+                const FlashSegment *g = &req->image->segments[i];
+                uint64_t end = (uint64_t)g->address + g->size;
+                if (g->size == 0)
                         continue;
                 if (g->address < RP2040_FLASH_BASE || end > flash_end)
                         return codec_message(ret_message, -ERANGE,
@@ -471,9 +471,9 @@ int picoboot_session_flash(PicobootSession *s, const PicobootFlashRequest *req, 
                 flash_callbacks_progress(cb, (i + 1) * RP2040_FLASH_SECTOR, n * RP2040_FLASH_SECTOR);
         }
         memcpy(want, have, n * RP2040_FLASH_SECTOR);
-        for (size_t i = 0, k = 0; i < req->n_segments; i++) {
-                const DfuImageSegment *g = &req->segments[i];
-                for (size_t o = 0; o < g->len; o++) {
+        for (size_t i = 0, k = 0; i < req->image->n_segments; i++) {
+                const FlashSegment *g = &req->image->segments[i];
+                for (size_t o = 0; o < g->size; o++) {
                         uint32_t a = g->address + (uint32_t)o;
                         while (k < n && a >= sectors[k] + RP2040_FLASH_SECTOR)
                                 k++;
@@ -557,19 +557,19 @@ int picoboot_session_flash(PicobootSession *s, const PicobootFlashRequest *req, 
                 flash_callbacks_note(cb, "the flash already holds the image: nothing erased or written");
 
         if (!req->reboot)
-                return codec_message(ret_message, PICOBOOT_FLASH_DONE,
+                return codec_message(ret_message, FLASH_RESULT_DONE,
                                      "%zu of %zu sectors written, %zu unchanged", n_changed, n,
                                      n - n_changed);
         flash_callbacks_phase(cb, FLASH_PHASE_LEAVE);
         r = picoboot_session_reboot(s, PICOBOOT_REBOOT_DELAY_MS);
         if (r == -ENODEV)
-                return codec_message(ret_message, PICOBOOT_FLASH_REBOOTED_DEVICE_GONE,
+                return codec_message(ret_message, FLASH_RESULT_LEFT_DEVICE_GONE,
                                      "%zu of %zu sectors written; the board left before acknowledging the "
                                      "reboot",
                                      n_changed, n);
         if (r < 0)
                 return command_error(s, r, "asking for the reboot", 0, ret_message);
-        return codec_message(ret_message, PICOBOOT_FLASH_REBOOTED,
+        return codec_message(ret_message, FLASH_RESULT_LEFT,
                              "%zu of %zu sectors written, %zu unchanged; rebooting into the image",
                              n_changed, n, n - n_changed);
 }

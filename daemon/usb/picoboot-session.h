@@ -24,27 +24,20 @@
 #include <stdint.h>
 
 #include "codec/picoboot-proto.h"
-#include "usb/flash-plan.h"
+#include "codec/flash-image.h"
 #include "usb/usb-transport.h"
 #include "util/flash-callbacks.h"
+#include "util/flash-result.h"
 #include "util/macros.h"
 
 typedef struct PicobootSession PicobootSession;
 
 typedef struct PicobootFlashRequest {
-        const DfuImageSegment *segments; /* sorted, inside the flash */
-        size_t n_segments;
-        uint32_t flash_size; /* of the board's QSPI flash; 0: the 16 MiB XIP window */
-        bool verify;         /* read back what was written */
-        bool reboot;         /* reboot into the image afterwards */
+        const FlashImage *image; /* borrowed; inside the flash */
+        uint32_t flash_size;     /* of the board's QSPI flash; 0: the 16 MiB XIP window */
+        bool verify;             /* read back what was written */
+        bool reboot;             /* reboot into the image afterwards */
 } PicobootFlashRequest;
-
-/* Non-negative results of picoboot_session_flash(). */
-enum {
-        PICOBOOT_FLASH_DONE = 0,                 /* flashed, still in BOOTSEL (no reboot asked) */
-        PICOBOOT_FLASH_REBOOTED = 1,             /* flashed, reboot acknowledged; the board re-enumerates */
-        PICOBOOT_FLASH_REBOOTED_DEVICE_GONE = 2, /* the board left before acknowledging the reboot */
-};
 
 typedef struct PicobootFlashStats {
         size_t sectors_touched;

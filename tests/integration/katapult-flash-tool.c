@@ -181,7 +181,12 @@ static int cmd_flash(int argc, char **argv, bool connect_only)
                 if (r >= 0)
                         json_object_set_new(o, "info", info_json(&info));
         } else {
-                r = katapult_session_flash(s, image, size, &opts, &cb, &msg);
+                _cleanup_(flash_image_freep) FlashImage *img = NULL;
+                r = flash_image_new(&img, FLASH_IMAGE_FORMAT_BIN);
+                if (r >= 0)
+                        r = flash_image_add(img, opts.image_address, image, size);
+                if (r >= 0)
+                        r = katapult_session_flash(s, img, &opts, &cb, &msg);
                 const KatapultConnectInfo *info = katapult_session_get_info(s);
                 if (info)
                         json_object_set_new(o, "info", info_json(info));

@@ -56,11 +56,11 @@ static int read_file(const char *path, uint8_t **ret, size_t *ret_len)
 static const char *result_name(int r)
 {
         switch (r) {
-        case PICOBOOT_FLASH_DONE:
+        case FLASH_RESULT_DONE:
                 return "done";
-        case PICOBOOT_FLASH_REBOOTED:
+        case FLASH_RESULT_LEFT:
                 return "rebooted";
-        case PICOBOOT_FLASH_REBOOTED_DEVICE_GONE:
+        case FLASH_RESULT_LEFT_DEVICE_GONE:
                 return "rebooted-device-gone";
         case -ENODEV:
                 return "ENODEV";
@@ -93,7 +93,6 @@ int main(int argc, char *argv[])
         PicobootFlashRequest req = { .verify = true, .reboot = true, .flash_size = 2 * 1024 * 1024 };
         _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
         _cleanup_(flash_image_freep) FlashImage *img = NULL;
-        _cleanup_free_ DfuImageSegment *segs = NULL;
         _cleanup_free_ char *message = NULL;
         _cleanup_free_ uint8_t *data = NULL;
         json_t *out = json_object(), *phases = json_array();
@@ -130,14 +129,7 @@ int main(int argc, char *argv[])
                 else
                         r = flash_image_parse_bin(data, len, address, &img, &message);
                 if (r >= 0) {
-                        segs = calloc(img->n_segments, sizeof(DfuImageSegment));
-                        if (!segs)
-                                return 2;
-                        for (size_t i = 0; i < img->n_segments; i++)
-                                segs[i] = (DfuImageSegment){ img->segments[i].address, img->segments[i].data,
-                                                             img->segments[i].size };
-                        req.segments = segs;
-                        req.n_segments = img->n_segments;
+                        req.image = img;
                         r = picoboot_session_flash(s, &req, &cb, &message);
                 }
         } else if (r >= 0 && streq(argv[optind], "rom-version")) {

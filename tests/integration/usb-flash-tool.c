@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,11 +118,11 @@ static json_t *stats_json(const DfuFlashStats *st)
 static const char *result_name(int r)
 {
         switch (r) {
-        case DFU_FLASH_DONE:
+        case FLASH_RESULT_DONE:
                 return "done";
-        case DFU_FLASH_LEFT:
+        case FLASH_RESULT_LEFT:
                 return "left";
-        case DFU_FLASH_LEFT_DEVICE_GONE:
+        case FLASH_RESULT_LEFT_DEVICE_GONE:
                 return "left-device-gone";
         case -ENODEV:
                 return "ENODEV";
@@ -234,7 +235,8 @@ int main(int argc, char *argv[])
         }
 
         if (r >= 0 && streq(argv[optind], "flash") && argc - optind >= 3) {
-                DfuImageSegment seg;
+                _cleanup_(flash_image_freep) FlashImage *img = NULL;
+                uint32_t address = (uint32_t)strtoul(argv[optind + 2], NULL, 0);
                 size_t len = 0;
 
                 r = read_file(argv[optind + 1], &data, &len);
@@ -242,7 +244,12 @@ int main(int argc, char *argv[])
                         fprintf(stderr, "%s: %s\n", argv[optind + 1], strerror(-r));
                         return 2;
                 }
-                seg = (DfuImageSegment){ (uint32_t)strtoul(argv[optind + 2], NULL, 0), data, len };
+                if (flash_image_new(&img, FLASH_IMAGE_FORMAT_BIN) < 0 ||
+                    flash_image_add(img, address, data, len) < 0) {
+                        fprintf(stderr, "%s: cannot be placed at 0x%08" PRIx32 "\n", argv[optind + 1],
+                                address);
+                        return 2;
+                }
                 /* a layout given by the caller instead of the device's own
                  * (tests: a layout that lies about the sector sizes) */
                 if (layout_arg && dfuse_layout_parse(layout_arg, strlen(layout_arg), &layout) < 0) {
@@ -250,9 +257,8 @@ int main(int argc, char *argv[])
                         return 2;
                 }
                 req.layout = layout;
-                req.segments = &seg;
-                req.n_segments = 1;
-                req.leave_address = leave_arg ? (uint32_t)strtoul(leave_arg, NULL, 0) : seg.address;
+                req.image = img;
+                req.leave_address = leave_arg ? (uint32_t)strtoul(leave_arg, NULL, 0) : address;
                 r = dfu_session_flash(s, &req, &cb, &message);
         } else if (r >= 0 && streq(argv[optind], "read") && argc - optind >= 4) {
                 uint32_t address = (uint32_t)strtoul(argv[optind + 1], NULL, 0);

@@ -149,7 +149,7 @@ static void test_plan(void)
                 image[i] = image_byte(BASE + i);
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                DfuImageSegment segs[3];
+                FlashSegment segs[3];
                 DfuseLayout *layout = NULL;
                 FlashPlan *p = NULL;
                 char *msg = NULL, got[512];
@@ -158,10 +158,11 @@ static void test_plan(void)
                 CHECK_INT(dfuse_layout_parse(cases[i].layout, strlen(cases[i].layout), &layout), 0);
                 for (size_t k = 0; k < cases[i].n; k++) {
                         uint32_t a = cases[i].segs[k].address;
-                        segs[k] = (DfuImageSegment){ a,
-                                                     a >= BASE && a < BASE + FLASH_SIZE ? image + (a - BASE)
-                                                                                        : image,
-                                                     cases[i].segs[k].len };
+                        segs[k] = (FlashSegment){
+                                .address = a,
+                                .data = a >= BASE && a < BASE + FLASH_SIZE ? image + (a - BASE) : image,
+                                .size = cases[i].segs[k].len,
+                        };
                 }
 
                 r = flash_plan_new(&p, layout, segs, cases[i].n, &msg);
@@ -181,7 +182,8 @@ static void test_plan(void)
                                 memset(flash + (p->sectors[k].address - BASE), 0x00, p->sectors[k].size);
                 if (cases[i].current == CUR_IMAGE || cases[i].current == CUR_IMAGE_OLD)
                         for (size_t k = 0; k < cases[i].n; k++)
-                                memcpy(flash + (cases[i].segs[k].address - BASE), segs[k].data, segs[k].len);
+                                memcpy(flash + (cases[i].segs[k].address - BASE), segs[k].data,
+                                       segs[k].size);
                 if (cases[i].poke)
                         flash[cases[i].poke - BASE] ^= 0x5a;
 
@@ -197,8 +199,8 @@ static void test_plan(void)
 
 static void test_target_and_compare(void)
 {
-        static const uint8_t data[] = { 1, 2, 3 };
-        DfuImageSegment seg = { 0x08004002, data, sizeof(data) };
+        static uint8_t data[] = { 1, 2, 3 };
+        FlashSegment seg = { .address = 0x08004002, .data = data, .size = sizeof(data) };
         DfuseLayout *layout = NULL;
         FlashPlan *p = NULL;
         uint8_t *target;

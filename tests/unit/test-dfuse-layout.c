@@ -276,6 +276,18 @@ static void test_layout_cases(void)
                 _cleanup_free_ char *str = dfuse_layout_to_string(l);
                 CHECK_STR(str, c->canonical ?: c->input);
 
+                /* A copy is the same layout, diagnostics included. */
+                DfuseLayout *copy = NULL;
+                CHECK_INT(dfuse_layout_copy(l, &copy), 0);
+                if (copy) {
+                        _cleanup_free_ char *str_copy = dfuse_layout_to_string(copy);
+                        CHECK_STR(str_copy, str);
+                        CHECK_INT(copy->truncated, l->truncated);
+                        CHECK_INT(!!copy->diagnostic, !!l->diagnostic);
+                        CHECK_INT(dfuse_layout_total_size(copy), c->total);
+                }
+                dfuse_layout_free(copy);
+
                 /* The canonical form parses back to the same layout. */
                 DfuseLayout *again = NULL;
                 CHECK_INT(dfuse_layout_parse(str, strlen(str), &again), 0);

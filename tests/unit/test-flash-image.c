@@ -558,6 +558,73 @@ static void test_parse(void)
         free(err);
 }
 
+/* ---- one flat buffer for byte-stream bootloaders ---- */
+
+static void test_flatten(void)
+{
+        static const struct {
+                const char *what;
+                Span segs[3];
+                size_t n;
+                uint32_t base;
+                int ret;
+                size_t size;     /* of the flat buffer */
+                uint32_t gap[2]; /* [from, to) filled with 0xFF, relative to base */
+        } cases[] = {
+                { "one piece", { { 0x08002000, 16 } }, 1, 0x08002000, 0, 16, { 0, 0 } },
+                { "a gap between pieces",
+                  { { 0x08002000, 8 }, { 0x08002010, 8 } },
+                  2,
+                  0x08002000,
+                  0,
+                  24,
+                  { 8, 16 } },
+                { "from address 0 (AVR)", { { 0x40, 4 } }, 1, 0, 0, 0x44, { 0, 0x40 } },
+                { "empty", { { 0, 0 } }, 0, 0, -EINVAL, 0, { 0, 0 } },
+                { "data below the base", { { 0x1000, 4 } }, 1, 0x2000, -ERANGE, 0, { 0, 0 } },
+                { "a span past the limit",
+                  { { 0, 4 }, { FLASH_IMAGE_MAX_SIZE, 4 } },
+                  2,
+                  0,
+                  -EFBIG,
+                  0,
+                  { 0, 0 } },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(flash_image_freep) FlashImage *img = NULL;
+                _cleanup_free_ uint8_t *flat = NULL;
+                size_t size = 0;
+                uint8_t fill = 1;
+
+                CHECK_INT(flash_image_new(&img, FLASH_IMAGE_FORMAT_BIN), 0);
+                for (size_t k = 0; k < cases[i].n; k++) {
+                        uint8_t data[16];
+                        memset(data, fill++, sizeof(data));
+                        CHECK_INT(
+                                flash_image_add(img, cases[i].segs[k].address, data, cases[i].segs[k].size),
+                                0);
+                }
+                int r = flash_image_flatten(img, cases[i].base, &flat, &size);
+                if (r != cases[i].ret)
+                        fprintf(stderr, "case: %s\n", cases[i].what);
+                CHECK_INT(r, cases[i].ret);
+                if (r < 0)
+                        continue;
+                CHECK_INT(size, cases[i].size);
+                for (size_t o = 0; o < size; o++) {
+                        bool in_gap = o >= cases[i].gap[0] && o < cases[i].gap[1];
+                        if (in_gap)
+                                CHECK_INT(flat[o], 0xff);
+                        else
+                                CHECK(flat[o] != 0xff && flat[o] != 0);
+                }
+                /* each piece at its own offset */
+                for (size_t k = 0; k < cases[i].n; k++)
+                        CHECK_INT(flat[cases[i].segs[k].address - cases[i].base], k + 1);
+        }
+}
+
 int main(void)
 {
         test_add();
@@ -568,5 +635,6 @@ int main(void)
         test_dfuse();
         test_detect();
         test_parse();
+        test_flatten();
         TESTS_EXIT();
 }

@@ -121,7 +121,10 @@ static int flash(Rig *rig, AvrProtocol proto, const AvrChip *chip, const uint8_t
         int r;
 
         CHECK_INT(avr_session_new(&s, serial_port_get_transport(rig->port), proto), 0);
-        r = avr_session_flash(s, img, size, &o, NULL, ret_message);
+        _cleanup_(flash_image_freep) FlashImage *image = NULL;
+        CHECK_INT(flash_image_new(&image, FLASH_IMAGE_FORMAT_BIN), 0);
+        CHECK_INT(flash_image_add(image, 0, img, size), 0);
+        r = avr_session_flash(s, image, &o, NULL, ret_message);
         *ret_stats = *avr_session_get_stats(s);
         return r;
 }
@@ -175,7 +178,7 @@ static void test_mega(void)
 
         /* blank chip -> image, then the application runs */
         fill(a, sizeof(a), 1);
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), FLASH_RESULT_LEFT);
         fprintf(stderr, "mega flash: %s\n", msg);
         free(msg);
         CHECK_STR(st.programmer, "AVRISP_2");
@@ -186,7 +189,8 @@ static void test_mega(void)
 
         /* the same image again: nothing written */
         uint64_t before = avr_sim_get_stats(rig.sim).v2_program_commands;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), AVR_FLASH_UNCHANGED);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg),
+                  FLASH_RESULT_UNCHANGED);
         free(msg);
         CHECK_INT(avr_sim_get_stats(rig.sim).v2_program_commands, before);
         CHECK_INT(st.pages_written, 0);
@@ -197,7 +201,7 @@ static void test_mega(void)
          * so the first pages survive the sequential erase */
         memcpy(b, a, sizeof(b));
         b[sizeof(b) - 10] ^= 0xff;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, b, sizeof(b), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, b, sizeof(b), &st, &msg), FLASH_RESULT_LEFT);
         free(msg);
         CHECK_INT(st.pages_written, pages);
         CHECK(flash_equals(&rig, 0, b, sizeof(b)));
@@ -205,7 +209,7 @@ static void test_mega(void)
 
         /* the bootloader missed the first pulse: pulsed again */
         rig.ignore_resets = rig.pulses + 1;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, a, sizeof(a), &st, &msg), FLASH_RESULT_LEFT);
         free(msg);
         CHECK_INT(st.resets, 2);
         CHECK(flash_equals(&rig, 0, a, sizeof(a)));
@@ -215,7 +219,7 @@ static void test_mega(void)
         AvrChip other = mega;
         other.signature[2] = 0x02;
         before = avr_sim_get_stats(rig.sim).v2_program_commands;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &other, b, sizeof(b), &st, &msg), AVR_ERR_SIGNATURE);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &other, b, sizeof(b), &st, &msg), FLASH_ERR_MCU);
         CHECK(msg && strstr(msg, "1e 98 01"));
         free(msg);
         CHECK_INT(avr_sim_get_stats(rig.sim).v2_program_commands, before);
@@ -225,7 +229,8 @@ static void test_mega(void)
         size_t big = mega.flash_size - mega.boot_size + 2;
         uint8_t *huge = calloc(1, big);
         uint64_t resets = avr_sim_get_stats(rig.sim).resets;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, huge, big, &st, &msg), AVR_ERR_TOO_BIG);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, huge, big, &st, &msg),
+                  FLASH_ERR_BOOTLOADER_REGION);
         CHECK(msg && strstr(msg, "bootloader"));
         free(msg);
         CHECK_INT(avr_sim_get_stats(rig.sim).resets, resets);
@@ -241,7 +246,7 @@ static void test_mega(void)
         rig_disconnect(&rig);
         rig.unplug_after_programs = 0;
         rig_connect(&rig);
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, b, sizeof(b), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, b, sizeof(b), &st, &msg), FLASH_RESULT_LEFT);
         free(msg);
         CHECK(flash_equals(&rig, 0, b, sizeof(b)));
         wait_app(&rig);
@@ -269,7 +274,7 @@ static void test_mega_sequential_erase(void)
         fill(page, sizeof(page), 3);
         uint8_t img[1024];
         fill(img, sizeof(img), 4);
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, img, sizeof(img), &st, &m), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V2, &mega, img, sizeof(img), &st, &m), FLASH_RESULT_LEFT);
         free(m);
         wait_app(&rig);
 
@@ -335,7 +340,7 @@ static void test_optiboot(void)
 
         rig_new(&rig, &uno_sim);
         fill(a, sizeof(a), 5);
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, a, sizeof(a), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, a, sizeof(a), &st, &msg), FLASH_RESULT_LEFT);
         fprintf(stderr, "optiboot flash: %s\n", msg);
         free(msg);
         CHECK(memcmp(st.signature, "\x1e\x95\x0f", 3) == 0);
@@ -346,17 +351,17 @@ static void test_optiboot(void)
         /* optiboot erases the page it writes: only the changed page */
         memcpy(b, a, sizeof(b));
         b[700] ^= 0x55;
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, b, sizeof(b), &st, &msg), AVR_FLASH_WRITTEN);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, b, sizeof(b), &st, &msg), FLASH_RESULT_LEFT);
         fprintf(stderr, "optiboot reflash: %s\n", msg);
         free(msg);
         CHECK_INT(st.pages_written, 1);
         CHECK(flash_equals(&rig, 0, b, sizeof(b)));
         wait_app(&rig);
 
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, b, sizeof(b), &st, &msg), AVR_FLASH_UNCHANGED);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &uno, b, sizeof(b), &st, &msg), FLASH_RESULT_UNCHANGED);
         free(msg);
 
-        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &mega, b, sizeof(b), &st, &msg), AVR_ERR_SIGNATURE);
+        CHECK_INT(flash(&rig, AVR_PROTOCOL_STK500V1, &mega, b, sizeof(b), &st, &msg), FLASH_ERR_MCU);
         free(msg);
         rig_free(&rig);
 }

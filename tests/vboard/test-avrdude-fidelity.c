@@ -189,7 +189,9 @@ int main(void)
                 if (p) {
                         CHECK_INT(avr_session_new(&s, serial_port_get_transport(p), AVR_PROTOCOL_STK500V2),
                                   0);
-                        CHECK_INT(avr_session_flash(s, b, sizeof(b), &o, NULL, &msg), AVR_FLASH_WRITTEN);
+                        _cleanup_(flash_image_freep) FlashImage *image = NULL;
+                        CHECK_INT(flash_image_parse_bin(b, sizeof(b), 0, &image, NULL), 0);
+                        CHECK_INT(avr_session_flash(s, image, &o, NULL, &msg), FLASH_RESULT_LEFT);
                         fprintf(stderr, "session: %s\n", msg);
                         free(msg);
                 }
