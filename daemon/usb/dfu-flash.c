@@ -629,7 +629,7 @@ static int flash_plain(FlashCtx *c)
         r = dfu_session_request_out(s, DFU_REQUEST_DNLOAD, (uint16_t)block, NULL, 0);
         if (r < 0)
                 return dfu_session_device_error(s, r, "Ending the download");
-        deadline = dfu_now_ms() + DFU_MANIFEST_TIMEOUT_MS;
+        deadline = dfu_session_now_ms(s) + DFU_MANIFEST_TIMEOUT_MS;
         for (;;) {
                 r = dfu_session_get_status(s, &st);
                 if (r == -EPIPE || r == -ETIMEDOUT) {
@@ -655,10 +655,10 @@ static int flash_plain(FlashCtx *c)
                 }
                 if (state != DFU_STATE_DFU_MANIFEST_SYNC && state != DFU_STATE_DFU_MANIFEST)
                         break;
-                if (dfu_now_ms() + st.poll_timeout_ms > deadline)
+                if (dfu_session_now_ms(s) + st.poll_timeout_ms > deadline)
                         return dfu_session_fail(s, -ETIMEDOUT,
                                                 "The device did not finish manifestation in time.");
-                dfu_sleep_ms(st.poll_timeout_ms);
+                dfu_session_sleep_ms(s, st.poll_timeout_ms);
         }
 
         if (c->req->verify) {
@@ -737,7 +737,7 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
                       char **ret_message)
 {
         FlashCtx c = { .s = s, .req = req, .cb = cb };
-        uint64_t start = dfu_now_ms();
+        uint64_t start = dfu_session_now_ms(s);
         int r;
 
         s->stats = (DfuFlashStats){};
@@ -752,7 +752,7 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
                 if (r < 0)
                         *ret_message = strdup(s->error ? s->error : strerror(-r));
                 else
-                        *ret_message = flash_summary(s, r, dfu_now_ms() - start,
+                        *ret_message = flash_summary(s, r, dfu_session_now_ms(s) - start,
                                                      req->verify && s->stats.bytes_verified > 0);
         }
         return r;

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "usb/dfu-session.h"
 #include "usb/dfu-session-internal.h"
@@ -33,20 +32,14 @@
 /* Used when the device has no functional descriptor (DFU 1.1 requires one). */
 #define DFU_DEFAULT_TRANSFER_SIZE 1024
 
-uint64_t dfu_now_ms(void)
+uint64_t dfu_session_now_ms(DfuSession *s)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        return usb_transport_now_ms(s->transport);
 }
 
-void dfu_sleep_ms(uint32_t ms)
+void dfu_session_sleep_ms(DfuSession *s, uint32_t ms)
 {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-                ;
+        usb_transport_sleep_ms(s->transport, ms);
 }
 
 int dfu_session_fail(DfuSession *s, int error, const char *fmt, ...)
@@ -115,7 +108,7 @@ static void strdup_to(char **ret_message, const char *m)
                 *ret_message = m ? strdup(m) : NULL;
 }
 
-static int session_setup(DfuSession **ret, UsbTransport *t, const char *where, char **ret_message)
+int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char **ret_message)
 {
         _cleanup_(dfu_session_freep) DfuSession *s = NULL;
         int r;
@@ -190,7 +183,7 @@ int dfu_session_open_port_path(DfuSession **ret, const char *port_path, char **r
         r = usb_transport_open_port_path(&t, port_path);
         if (r < 0)
                 return open_failed(r, port_path, ret_message);
-        return session_setup(ret, t, port_path, ret_message);
+        return dfu_session_new(ret, t, port_path, ret_message);
 }
 
 int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **ret_message)
@@ -203,7 +196,7 @@ int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **
         r = usb_transport_open_bus_dev(&t, bus, dev);
         if (r < 0)
                 return open_failed(r, where, ret_message);
-        return session_setup(ret, t, where, ret_message);
+        return dfu_session_new(ret, t, where, ret_message);
 }
 
 bool dfu_session_is_dfuse(const DfuSession *s)
@@ -275,14 +268,12 @@ int dfu_session_select_alt(DfuSession *s, uint8_t alt)
 
 int dfu_session_find_alt(DfuSession *s, const char *prefix, uint8_t *ret_alt)
 {
-        libusb_device_handle *h = usb_transport_get_handle(s->transport);
-
         for (size_t i = 0; i < s->info.n_alts; i++) {
                 _cleanup_free_ char *name = NULL;
 
                 if (s->info.alts[i].protocol != 2 || s->info.alts[i].i_interface == 0)
                         continue;
-                if (usb_transport_read_string_utf8(h, s->info.alts[i].i_interface, &name) < 0)
+                if (usb_transport_read_string_utf8(s->transport, s->info.alts[i].i_interface, &name) < 0)
                         continue;
                 if (strncmp(name, prefix, strlen(prefix)) == 0) {
                         *ret_alt = s->info.alts[i].alt;
@@ -300,8 +291,7 @@ int dfu_session_read_layout(DfuSession *s, DfuseLayout **ret)
         if (s->alt_string_index == 0)
                 return dfu_session_fail(s, -ENOENT,
                                         "The DFU alt setting %u has no name, so no memory layout.", s->alt);
-        r = usb_transport_read_string_utf8(usb_transport_get_handle(s->transport), s->alt_string_index,
-                                           &name);
+        r = usb_transport_read_string_utf8(s->transport, s->alt_string_index, &name);
         if (r < 0)
                 return dfu_session_fail(s, r, "Cannot read the memory layout of alt setting %u: %s.", s->alt,
                                         strerror(-r));
@@ -368,7 +358,7 @@ static bool state_is_busy(DfuState st)
 
 static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, DfuStatus *ret)
 {
-        uint64_t deadline = dfu_now_ms() + timeout_ms;
+        uint64_t deadline = dfu_session_now_ms(s) + timeout_ms;
         uint32_t last_poll_ms = 0;
         DfuStatus st;
         int r;
@@ -378,9 +368,9 @@ static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, 
                 /* A device busy with a mass erase may not answer at all until it is
                  * done (dfu-util's F405 case); keep asking until the deadline, at
                  * the pace it last asked for. */
-                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) && dfu_now_ms() < deadline &&
-                    n < DFU_MAX_POLLS) {
-                        dfu_sleep_ms(MAX(last_poll_ms, 1u));
+                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) &&
+                    dfu_session_now_ms(s) < deadline && n < DFU_MAX_POLLS) {
+                        dfu_session_sleep_ms(s, MAX(last_poll_ms, 1u));
                         continue;
                 }
                 if (r < 0)
@@ -388,11 +378,11 @@ static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, 
                 last_poll_ms = st.poll_timeout_ms;
                 if (!state_is_busy(st.state))
                         break;
-                if (n >= DFU_MAX_POLLS || dfu_now_ms() + st.poll_timeout_ms > deadline)
+                if (n >= DFU_MAX_POLLS || dfu_session_now_ms(s) + st.poll_timeout_ms > deadline)
                         return -ETIMEDOUT;
                 /* DFU 1.1 section 6.1.2: bwPollTimeout is the minimum time before
                  * the next GETSTATUS; asking earlier only gets dfuDNBUSY again. */
-                dfu_sleep_ms(st.poll_timeout_ms);
+                dfu_session_sleep_ms(s, st.poll_timeout_ms);
         }
 
         *ret = st;
@@ -423,7 +413,7 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                  * section 6.1.2, A.2.4). Bounded by the longest operation a
                  * session starts, a mass erase, which may not answer meanwhile. */
                 if (st.state == DFU_STATE_DFU_DNBUSY)
-                        dfu_sleep_ms(st.poll_timeout_ms);
+                        dfu_session_sleep_ms(s, st.poll_timeout_ms);
                 r = wait_busy(s, DFU_MASS_ERASE_TIMEOUT_MS, true, &st);
                 if (r == -ETIMEDOUT)
                         return dfu_session_fail(
