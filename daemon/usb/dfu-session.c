@@ -83,8 +83,8 @@ int dfu_session_check_cancel(DfuSession *s, const FlashCallbacks *cb, const char
         if (!flash_callbacks_cancelled(cb))
                 return 0;
         return dfu_session_fail(s, -ECANCELED,
-                                "Cancelled during %s at 0x%08" PRIx32 ". The board stays in DFU mode; "
-                                "flash it again before leaving the bootloader.",
+                                "cancelled during %s at 0x%08" PRIx32 "; the board stays in DFU mode: "
+                                "flash it again before leaving the bootloader",
                                 what, address);
 }
 
@@ -123,12 +123,11 @@ int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char *
 
         r = usb_transport_find_dfu(t, &s->info);
         if (r == -ENXIO) {
-                strdup_to(ret_message,
-                          "The USB device has no DFU interface; it is not in a DFU bootloader.");
+                strdup_to(ret_message, "the USB device has no DFU interface; it is not in a DFU bootloader");
                 return r;
         }
         if (r < 0) {
-                if (ret_message && asprintf(ret_message, "Cannot read the USB descriptors of %s: %s.", where,
+                if (ret_message && asprintf(ret_message, "cannot read the USB descriptors of %s: %s", where,
                                             strerror(-r)) < 0)
                         *ret_message = NULL;
                 return r;
@@ -149,7 +148,7 @@ int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char *
                         r = dfu_session_select_alt(s, s->info.alts[i].alt);
                         if (r < 0) {
                                 if (ret_message &&
-                                    asprintf(ret_message, "Cannot claim the DFU interface of %s: %s.", where,
+                                    asprintf(ret_message, "cannot claim the DFU interface of %s: %s", where,
                                              strerror(-r)) < 0)
                                         *ret_message = NULL;
                                 return r;
@@ -158,8 +157,8 @@ int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char *
                         return 0;
                 }
 
-        strdup_to(ret_message, "The device only has a DFU run-time interface: it is running its "
-                               "application, not the DFU bootloader.");
+        strdup_to(ret_message, "the device only has a DFU run-time interface: it is running its "
+                               "application, not the DFU bootloader");
         return -EMEDIUMTYPE;
 }
 
@@ -167,9 +166,9 @@ static int open_failed(int r, const char *where, char **ret_message)
 {
         if (ret_message &&
             asprintf(ret_message,
-                     r == -ENODEV ? "No USB device at %s. Is the board connected and in its DFU bootloader?"
-                     : r == -EACCES ? "Permission denied opening the USB device at %s; check the udev rules."
-                                    : "Cannot open the USB device at %s.",
+                     r == -ENODEV ? "no USB device at %s: is the board connected and in its DFU bootloader?"
+                     : r == -EACCES ? "permission denied opening the USB device at %s; check the udev rules"
+                                    : "cannot open the USB device at %s",
                      where) < 0)
                 *ret_message = NULL;
         return r;
@@ -290,16 +289,15 @@ int dfu_session_read_layout(DfuSession *s, DfuseLayout **ret)
 
         if (s->alt_string_index == 0)
                 return dfu_session_fail(s, -ENOENT,
-                                        "The DFU alt setting %u has no name, so no memory layout.", s->alt);
+                                        "the DFU alt setting %u has no name, so no memory layout", s->alt);
         r = usb_transport_read_string_utf8(s->transport, s->alt_string_index, &name);
         if (r < 0)
-                return dfu_session_fail(s, r, "Cannot read the memory layout of alt setting %u: %s.", s->alt,
+                return dfu_session_fail(s, r, "cannot read the memory layout of alt setting %u: %s", s->alt,
                                         strerror(-r));
         r = dfuse_layout_parse(name, strlen(name), ret);
         if (r < 0)
-                return dfu_session_fail(s, r,
-                                        "The memory layout of alt setting %u (\"%s\") cannot be parsed.",
-                                        s->alt, name);
+                return dfu_session_fail(
+                        s, r, "the memory layout of alt setting %u (\"%s\") cannot be parsed", s->alt, name);
         return 0;
 }
 
@@ -401,7 +399,7 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
 
         r = dfu_session_get_status(s, &st);
         if (r < 0)
-                return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.", strerror(-r));
+                return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s", strerror(-r));
 
         if (state_is_busy(st.state)) {
                 DfuState was = st.state;
@@ -418,15 +416,15 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                 if (r == -ETIMEDOUT)
                         return dfu_session_fail(
                                 s, r,
-                                "The device stays busy (%s) from an earlier session for more than %u s; "
-                                "reset the board and try again.",
+                                "the device stays busy (%s) from an earlier session for more than %u s; "
+                                "reset the board and try again",
                                 dfu_state_to_string(was), DFU_MASS_ERASE_TIMEOUT_MS / 1000);
                 if (r < 0 && r != -EIO)
-                        return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.",
+                        return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s",
                                                 strerror(-r));
                 dfu_session_note(s, cb,
-                                 "The device was still busy (%s) from an earlier session; waited until "
-                                 "it was done.",
+                                 "the device was still busy (%s) from an earlier session; waited until "
+                                 "it was done",
                                  dfu_state_to_string(was));
         }
 
@@ -438,18 +436,18 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                  * (no valid application yet, or just how it boots): normal. */
                 r = dfu_session_clear_status(s);
                 if (r < 0)
-                        return dfu_session_fail(s, r, "Cannot clear the device's error state: %s.",
+                        return dfu_session_fail(s, r, "cannot clear the device's error state: %s",
                                                 strerror(-r));
                 s->stats.cleared_error_at_start = true;
                 if (st.status == DFU_STATUS_ERR_FIRMWARE)
                         dfu_session_note(
                                 s, cb,
-                                "The device started in dfuERROR (errFIRMWARE); cleared it, as is normal "
-                                "for STM32 ROM bootloaders.");
+                                "the device started in dfuERROR (errFIRMWARE); cleared it, as is normal "
+                                "for STM32 ROM bootloaders");
                 else
                         dfu_session_note(
                                 s, cb,
-                                "The device was in dfuERROR (%s: %s) from an earlier operation; cleared it.",
+                                "the device was in dfuERROR (%s: %s) from an earlier operation; cleared it",
                                 dfu_status_to_string(st.status), dfu_status_to_message(st.status));
                 break;
         case DFU_STATE_DFU_DNLOAD_IDLE:
@@ -457,16 +455,16 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                 /* Left over from an interrupted session: DFU 1.1 A.2.5/A.2.10 allow ABORT. */
                 r = dfu_session_abort(s);
                 if (r < 0)
-                        return dfu_session_fail(s, r, "Cannot abort the device's earlier transfer: %s.",
+                        return dfu_session_fail(s, r, "cannot abort the device's earlier transfer: %s",
                                                 strerror(-r));
-                dfu_session_note(s, cb, "The device was still in %s from an earlier session; aborted it.",
+                dfu_session_note(s, cb, "the device was still in %s from an earlier session; aborted it",
                                  dfu_state_to_string(st.state));
                 break;
         case DFU_STATE_APP_IDLE:
         case DFU_STATE_APP_DETACH:
                 return dfu_session_fail(
                         s, -EMEDIUMTYPE,
-                        "The device is in %s: it runs its application, not the DFU bootloader.",
+                        "the device is in %s: it runs its application, not the DFU bootloader",
                         dfu_state_to_string(st.state));
         case DFU_STATE_DFU_DNLOAD_SYNC:
         case DFU_STATE_DFU_DNBUSY:
@@ -474,16 +472,16 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
         case DFU_STATE_DFU_MANIFEST:
         case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
         case _DFU_STATE_MAX:
-                return dfu_session_fail(s, -EBUSY, "The device is busy (%s); reset the board and try again.",
+                return dfu_session_fail(s, -EBUSY, "the device is busy (%s); reset the board and try again",
                                         dfu_state_to_string(st.state));
         }
 
         r = dfu_session_get_status(s, &st);
         if (r < 0)
-                return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.", strerror(-r));
+                return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s", strerror(-r));
         if (st.state != DFU_STATE_DFU_IDLE)
                 return dfu_session_fail(s, -EPROTO,
-                                        "The device stays in %s (%s) instead of dfuIDLE; reset the board.",
+                                        "the device stays in %s (%s) instead of dfuIDLE; reset the board",
                                         dfu_state_to_string(st.state), dfu_status_to_string(st.status));
         return 0;
 }
@@ -493,20 +491,20 @@ int dfu_session_device_error(DfuSession *s, int r, const char *what)
         DfuStatus st;
 
         if (r == -ENODEV)
-                return dfu_session_fail(s, r, "The device disappeared during %s.", what);
+                return dfu_session_fail(s, r, "the device disappeared during %s", what);
         if (r == -EIO || r == -EPIPE) {
                 /* A stall or error state: the status says why (DFU 1.1 6.1.2). */
                 if (dfu_session_get_status(s, &st) >= 0 && st.state == DFU_STATE_DFU_ERROR) {
                         (void)dfu_session_clear_status(s);
-                        return dfu_session_fail(s, -EIO, "%s failed: %s (%s).", what,
+                        return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what,
                                                 dfu_status_to_string(st.status),
                                                 dfu_status_to_message(st.status));
                 }
         }
         if (r == -ETIMEDOUT)
-                return dfu_session_fail(s, r, "%s timed out: the device stayed busy or did not answer.",
+                return dfu_session_fail(s, r, "%s timed out: the device stayed busy or did not answer",
                                         what);
-        return dfu_session_fail(s, r, "%s failed: %s.", what, strerror(-r));
+        return dfu_session_fail(s, r, "%s failed: %s", what, strerror(-r));
 }
 
 int dfu_session_end_upload(DfuSession *s)
@@ -546,15 +544,15 @@ static int dfuse_command(DfuSession *s, DfuseCommand c, uint32_t address, unsign
                 (void)dfu_session_clear_status(s);
                 /* AN3156 6.1: DfuSe ROMs answer an address they do not accept
                  * with errTARGET, whose DFU 1.1 wording is about files. */
-                return dfu_session_fail(
-                        s, -EIO, "%s failed: %s (%s).", what, dfu_status_to_string(st.status),
-                        st.status == DFU_STATUS_ERR_TARGET ? "the device does not accept this address"
-                                                           : dfu_status_to_message(st.status));
+                return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what, dfu_status_to_string(st.status),
+                                        st.status == DFU_STATUS_ERR_TARGET
+                                                ? "the device does not accept this address"
+                                                : dfu_status_to_message(st.status));
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
         if (st.state != DFU_STATE_DFU_DNLOAD_IDLE)
-                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE.",
+                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE",
                                         what, dfu_state_to_string(st.state));
         return 0;
 }
@@ -598,13 +596,13 @@ int dfu_session_download_block(DfuSession *s, uint16_t block, const uint8_t *dat
         r = wait_busy(s, DFU_COMMAND_TIMEOUT_MS, false, &st);
         if (r == -EIO) {
                 (void)dfu_session_clear_status(s);
-                return dfu_session_fail(s, -EIO, "%s failed: %s (%s).", what,
-                                        dfu_status_to_string(st.status), dfu_status_to_message(st.status));
+                return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what, dfu_status_to_string(st.status),
+                                        dfu_status_to_message(st.status));
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
         if (st.state != DFU_STATE_DFU_DNLOAD_IDLE)
-                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE.",
+                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE",
                                         what, dfu_state_to_string(st.state));
         s->stats.bytes_written += len;
         return 0;
@@ -616,7 +614,7 @@ int dfu_session_dfuse_download_block(DfuSession *s, uint16_t block, const uint8_
 
         if (block < DFUSE_FIRST_DATA_BLOCK || len == 0 || len > s->transfer_size)
                 return -EINVAL;
-        snprintf(what, sizeof(what), "Writing block %u", block);
+        snprintf(what, sizeof(what), "writing block %u", block);
         return dfu_session_download_block(s, block, data, len, what);
 }
 
@@ -649,7 +647,7 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                          * dfuDNLOAD-IDLE first; the address pointer stays. */
                         r = dfu_session_abort(s);
                         if (r < 0)
-                                return dfu_session_device_error(s, r, "Reading");
+                                return dfu_session_device_error(s, r, "reading");
                         s->upload_run_valid = true;
                         s->upload_run_address = at;
                         block = DFUSE_FIRST_DATA_BLOCK;
@@ -666,15 +664,15 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                         r = dfu_session_request_in(s, DFU_REQUEST_UPLOAD, (uint16_t)block, buf, n);
                         if (r < 0) {
                                 s->in_upload = false;
-                                snprintf(what, sizeof(what), "Reading 0x%08" PRIx32, at);
+                                snprintf(what, sizeof(what), "reading 0x%08" PRIx32, at);
                                 return dfu_session_device_error(s, r, what);
                         }
                         /* A full frame keeps the device in dfuUPLOAD-IDLE (DFU 1.1 A.2.10). */
                         s->in_upload = (size_t)r == n;
                         if ((size_t)r != n)
                                 return dfu_session_fail(s, -EIO,
-                                                        "Reading 0x%08" PRIx32
-                                                        " returned %d of %zu bytes: the memory ends there.",
+                                                        "reading 0x%08" PRIx32
+                                                        " returned %d of %zu bytes: the memory ends there",
                                                         at, r, n);
                         s->stats.bytes_read += n;
                         r = fn(userdata, (uint32_t)off, buf, n);
