@@ -633,7 +633,7 @@ static int verb_info(Flashctl *ctx, int argc, char **argv)
                 if (k == FLASHCTL_EXIT_DAEMON_ERROR) {
                         fprintf(stderr, "flashctl: %s\n", e.message);
                         fprintf(stderr,
-                                "No board '%s' in the board database either (flashctl boards lists them).\n",
+                                "no board '%s' in the board database either (flashctl boards lists them)\n",
                                 arg);
                         rpc_client_error_done(&e);
                         rpc_client_error_done(&be);
@@ -843,7 +843,7 @@ static int verb_watch(Flashctl *ctx, int argc, char **argv)
         WatchState w = { .ctx = ctx };
         rpc_client_set_notify(ctx->client, watch_on_notify, &w);
         if (!ctx->json && ctx->legend && isatty(STDERR_FILENO) == 1)
-                fprintf(stderr, "Watching device events; press Ctrl-C to stop.\n");
+                fprintf(stderr, "watching device events; press Ctrl-C to stop\n");
 
         r = rpc_client_run(ctx->client, UINT64_MAX, sfd);
         if (r == -EINTR)
