@@ -51,6 +51,9 @@ typedef enum Earlier {
         EARLIER_NONE,
         EARLIER_DNLOAD_SYNC, /* a SET_ADDRESS sent, its GETSTATUS never asked */
         EARLIER_ERASE,       /* a 128 KiB sector erase in progress (real timing) */
+        EARLIER_DNLOAD_IDLE, /* a download left open */
+        EARLIER_UPLOAD_IDLE, /* an upload left open */
+        EARLIER_ERROR,       /* a refused command left dfuERROR/errTARGET */
 } Earlier;
 
 typedef struct Fake {
@@ -67,6 +70,7 @@ typedef struct Fake {
         unsigned unplug_after_blocks; /* 0: never */
         unsigned stall_at_block;      /* the N-th data DNLOAD stalls; 0: never */
         uint32_t stuck_address;       /* a flash byte that does not erase; 0: none */
+        uint32_t flip_address;        /* a flash byte that does not hold what is written; 0: none */
         bool gone;
         uint64_t data_blocks;
         Event events[MAX_EVENTS];
@@ -89,6 +93,12 @@ static void on_event(void *userdata, const char *name, uint32_t address, uint32_
                 /* a worn cell: reads 0x00 after the erase */
                 uint8_t zero = 0;
                 flash_model_load(f->flash, f->stuck_address, &zero, 1);
+        }
+        if (streq(name, "write") && f->flip_address && f->flip_address >= address &&
+            f->flip_address - address < length) {
+                /* a weak cell: reads back another value than the one programmed */
+                uint8_t b = (uint8_t)~f->flash->data[f->flip_address - f->flash->base];
+                flash_model_load(f->flash, f->flip_address, &b, 1);
         }
         if (f->n_events >= MAX_EVENTS)
                 return;
@@ -299,6 +309,7 @@ typedef enum Expect {
         FLASH_OLD,       /* the content before the session, untouched */
         FLASH_VT_ERASED, /* cut short: the vector table's chunk still erased */
         FLASH_PREFIX,    /* plain DFU cut short: the blocks sent so far, erased after them */
+        FLASH_MASS,      /* the image at the application address, everything else erased */
 } Expect;
 
 typedef struct Case {
@@ -311,11 +322,14 @@ typedef struct Case {
         unsigned unplug_after;
         unsigned stall_at;
         uint32_t stuck_address;
+        uint32_t flip_address;
         Earlier earlier;
         double timing_scale; /* 0: fast timing; else real timing at this scale */
         /* the session */
         bool read_layout; /* from the device instead of the database's copy */
         bool no_leave;
+        bool mass_erase;
+        uint32_t image_at;           /* where the image goes (0: the application address) */
         bool old_is_image;           /* the flash already holds the image */
         uint32_t old_changed_at;     /* ... except one byte here (0: none) */
         uint64_t cancel_after_write; /* cancel once this many bytes are written (0: never) */
@@ -432,6 +446,43 @@ static const Case cases[] = {
           .result = -ECANCELED,
           .message = "during write",
           .flash = FLASH_VT_ERASED,
+          .erases = 0 },
+
+        { .name = "download left open by an earlier session",
+          .earlier = EARLIER_DNLOAD_IDLE,
+          .result = DFU_FLASH_LEFT,
+          .note = "still in dfuDNLOAD-IDLE from an earlier session; aborted it",
+          .flash = FLASH_IMAGE,
+          .erases = 0 },
+        { .name = "upload left open by an earlier session",
+          .earlier = EARLIER_UPLOAD_IDLE,
+          .result = DFU_FLASH_LEFT,
+          .note = "still in dfuUPLOAD-IDLE from an earlier session; aborted it",
+          .flash = FLASH_IMAGE,
+          .erases = 0 },
+        { .name = "dfuERROR left by an earlier operation",
+          .earlier = EARLIER_ERROR,
+          .result = DFU_FLASH_LEFT,
+          .note = "was in dfuERROR (errTARGET: ",
+          .flash = FLASH_IMAGE,
+          .erases = 0 },
+        { .name = "verify finds a weak cell",
+          .flip_address = 0x08010000u + 100,
+          .result = -EILSEQ,
+          .message = "verify failed at 0x08010064",
+          .flash = FLASH_IMAGE,
+          .erases = 0 },
+        { .name = "mass erase",
+          .mass_erase = true,
+          .result = DFU_FLASH_LEFT,
+          .message = "(mass erase)",
+          .flash = FLASH_MASS,
+          .erases = -1u },
+        { .name = "image past the end of the flash",
+          .image_at = 0x080F0000u,
+          .result = -ERANGE,
+          .message = "nothing was erased",
+          .flash = FLASH_OLD,
           .erases = 0 },
 
         /* plain DFU 1.1 (Smoothieware's bootloader) */
@@ -569,7 +620,14 @@ static void check_flash(const Case *c, const Fake *f, const uint8_t *old, uint32
 
         switch (c->flash) {
         case FLASH_IMAGE:
-                if (memcmp(now + off, image, sizeof(image)) != 0) {
+                if (c->flip_address) {
+                        /* the weak cell reads back wrong, everything else holds the image */
+                        CHECK(now[c->flip_address - m->base] != image[c->flip_address - app]);
+                        CHECK(memcmp(now + off, image, c->flip_address - app) == 0);
+                        CHECK(memcmp(now + (c->flip_address - m->base) + 1,
+                                     image + (c->flip_address - app) + 1,
+                                     sizeof(image) - (c->flip_address - app) - 1) == 0);
+                } else if (memcmp(now + off, image, sizeof(image)) != 0) {
                         fprintf(stderr, "%s: the image is not in the flash\n", c->name);
                         tests_failed++;
                 }
@@ -595,6 +653,11 @@ static void check_flash(const Case *c, const Fake *f, const uint8_t *old, uint32
                         fprintf(stderr, "%s: the bootloader region changed\n", c->name);
                         tests_failed++;
                 }
+                break;
+        case FLASH_MASS:
+                CHECK(memcmp(now + off, image, sizeof(image)) == 0);
+                CHECK(all_ff(now, off));
+                CHECK(all_ff(now + off + sizeof(image), m->size - off - sizeof(image)));
                 break;
         case FLASH_PREFIX: {
                 /* a block is programmed at the GETSTATUS after its DNLOAD:
@@ -632,6 +695,43 @@ static void set_up_earlier(Fake *f, Earlier e)
                                             0, 6, st),
                           6);
                 break;
+        case EARLIER_DNLOAD_IDLE:
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_OUT, DFU_REQUEST_DNLOAD, 0,
+                                            5, cmd),
+                          0);
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_IN, DFU_REQUEST_GETSTATUS,
+                                            0, 6, st),
+                          6);
+                f->now_us += 1000000;
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_IN, DFU_REQUEST_GETSTATUS,
+                                            0, 6, st),
+                          6);
+                CHECK_INT(f->model->state, DFU_STATE_DFU_DNLOAD_IDLE);
+                break;
+        case EARLIER_UPLOAD_IDLE: {
+                uint8_t buf[F429_XFER];
+
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_IN, DFU_REQUEST_UPLOAD, 2,
+                                            sizeof(buf), buf),
+                          (int)sizeof(buf));
+                CHECK_INT(f->model->state, DFU_STATE_DFU_UPLOAD_IDLE);
+                break;
+        }
+        case EARLIER_ERROR:
+                /* an address the ROM does not accept: errTARGET (AN3156 6.1.3) */
+                memset(cmd + 1, 0, 4);
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_OUT, DFU_REQUEST_DNLOAD, 0,
+                                            5, cmd),
+                          0);
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_IN, DFU_REQUEST_GETSTATUS,
+                                            0, 6, st),
+                          6);
+                f->now_us += 1000000;
+                CHECK_INT(dfu_model_request(f->model, f->now_us, DFU_REQUEST_TYPE_IN, DFU_REQUEST_GETSTATUS,
+                                            0, 6, st),
+                          6);
+                CHECK_INT(f->model->state, DFU_STATE_DFU_ERROR);
+                CHECK_INT(f->model->status, DFU_STATUS_ERR_TARGET);
                 break;
         }
         f->n_events = 0;
@@ -661,15 +761,18 @@ static void run_case(const Case *c)
                 .unplug_after_blocks = c->unplug_after,
                 .stall_at_block = c->stall_at,
                 .stuck_address = c->stuck_address,
+                .flip_address = c->flip_address,
         };
         Watch w = { .cancel_after = c->cancel_after_write };
         FlashCallbacks cb = {
                 .phase = watch_phase, .progress = watch_progress, .cancel = &w.cancel, .userdata = &w
         };
-        DfuImageSegment seg = { .address = app, .data = image, .len = sizeof(image) };
+        DfuImageSegment seg = { .address = c->image_at ? c->image_at : app,
+                                .data = image,
+                                .len = sizeof(image) };
         DfuFlashRequest req = {
-                DFU_FLASH_REQUEST_DEFAULTS, .segments = &seg,     .n_segments = 1,
-                .leave = !c->no_leave,      .leave_address = app,
+                DFU_FLASH_REQUEST_DEFAULTS,  .segments = &seg,     .n_segments = 1, .leave = !c->no_leave,
+                .mass_erase = c->mass_erase, .leave_address = app,
         };
         int r;
 
