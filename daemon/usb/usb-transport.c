@@ -70,6 +70,37 @@ int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret)
         return t->ops->find_dfu(t, ret);
 }
 
+int usb_transport_find_bulk_interface(UsbTransport *t, uint8_t interface_class, UsbBulkInterface *ret)
+{
+        return t->ops->find_bulk_interface ? t->ops->find_bulk_interface(t, interface_class, ret) : -ENXIO;
+}
+
+int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret)
+{
+        return t->ops->get_device_descriptor ? t->ops->get_device_descriptor(t, ret) : -EOPNOTSUPP;
+}
+
+int usb_transport_bulk(UsbTransport *t, uint8_t endpoint, void *data, int len, int *ret_transferred,
+                       unsigned timeout_ms)
+{
+        *ret_transferred = 0;
+        if (timeout_ms == 0)
+                return -EINVAL;
+        if (!t->ops->bulk)
+                return -EOPNOTSUPP;
+        return t->ops->bulk(t, endpoint, data, len, ret_transferred, timeout_ms);
+}
+
+int usb_transport_clear_halt(UsbTransport *t, uint8_t endpoint)
+{
+        return t->ops->clear_halt ? t->ops->clear_halt(t, endpoint) : 0;
+}
+
+const char *usb_transport_get_port_path(UsbTransport *t)
+{
+        return t->ops->get_port_path ? t->ops->get_port_path(t) : t->ops->kind;
+}
+
 uint64_t usb_transport_now_ms(UsbTransport *t)
 {
         struct timespec ts;
@@ -326,20 +357,27 @@ libusb_device_handle *usb_transport_get_handle(UsbTransport *base)
         return t ? t->handle : NULL;
 }
 
-const char *usb_transport_get_port_path(UsbTransport *base)
+static const char *libusb_transport_get_port_path(UsbTransport *base)
 {
-        LibusbTransport *t = libusb_transport(base);
-
-        return t ? t->port_path : "";
+        return libusb_transport(base)->port_path;
 }
 
-int usb_transport_get_device_descriptor(UsbTransport *base, struct libusb_device_descriptor *ret)
+static int libusb_transport_get_device_descriptor(UsbTransport *base, struct libusb_device_descriptor *ret)
 {
-        LibusbTransport *t = libusb_transport(base);
+        return usb_errno_from_libusb(
+                libusb_get_device_descriptor(libusb_get_device(libusb_transport(base)->handle), ret));
+}
 
-        if (!t)
-                return -EOPNOTSUPP;
-        return usb_errno_from_libusb(libusb_get_device_descriptor(libusb_get_device(t->handle), ret));
+static int libusb_transport_bulk(UsbTransport *base, uint8_t endpoint, void *data, int len,
+                                 int *ret_transferred, unsigned timeout_ms)
+{
+        return usb_errno_from_libusb(libusb_bulk_transfer(libusb_transport(base)->handle, endpoint, data,
+                                                          len, ret_transferred, timeout_ms));
+}
+
+static int libusb_transport_clear_halt(UsbTransport *base, uint8_t endpoint)
+{
+        return usb_errno_from_libusb(libusb_clear_halt(libusb_transport(base)->handle, endpoint));
 }
 
 static int libusb_transport_claim(UsbTransport *base, uint8_t interface, uint8_t alt)
@@ -441,11 +479,54 @@ static int libusb_transport_find_dfu(UsbTransport *base, UsbDfuInfo *ret)
         return 0;
 }
 
+static int libusb_transport_find_bulk_interface(UsbTransport *base, uint8_t interface_class,
+                                                UsbBulkInterface *ret)
+{
+        LibusbTransport *t = libusb_transport(base);
+        _cleanup_(libusb_free_config_descriptorp) struct libusb_config_descriptor *cfg = NULL;
+        int r;
+
+        r = libusb_get_active_config_descriptor(libusb_get_device(t->handle), &cfg);
+        if (r < 0)
+                return usb_errno_from_libusb(r);
+        for (uint8_t i = 0; i < cfg->bNumInterfaces; i++) {
+                const struct libusb_interface_descriptor *d;
+                uint8_t in = 0, out = 0;
+
+                if (cfg->interface[i].num_altsetting < 1)
+                        continue;
+                d = &cfg->interface[i].altsetting[0];
+                if (d->bInterfaceClass != interface_class || d->bNumEndpoints != 2)
+                        continue;
+                for (uint8_t e = 0; e < d->bNumEndpoints; e++) {
+                        const struct libusb_endpoint_descriptor *ep = &d->endpoint[e];
+                        if ((ep->bmAttributes & LIBUSB_TRANSFER_TYPE_MASK) != LIBUSB_TRANSFER_TYPE_BULK)
+                                continue;
+                        if (ep->bEndpointAddress & LIBUSB_ENDPOINT_IN)
+                                in = ep->bEndpointAddress;
+                        else
+                                out = ep->bEndpointAddress;
+                }
+                if (in && out) {
+                        *ret = (UsbBulkInterface){ .interface = d->bInterfaceNumber,
+                                                   .ep_in = in,
+                                                   .ep_out = out };
+                        return 0;
+                }
+        }
+        return -ENXIO;
+}
+
 static const UsbTransportOps libusb_transport_ops = {
         .kind = "libusb",
         .control = libusb_transport_control,
         .claim = libusb_transport_claim,
         .reset = libusb_transport_reset,
         .find_dfu = libusb_transport_find_dfu,
+        .find_bulk_interface = libusb_transport_find_bulk_interface,
+        .get_device_descriptor = libusb_transport_get_device_descriptor,
+        .bulk = libusb_transport_bulk,
+        .clear_halt = libusb_transport_clear_halt,
+        .get_port_path = libusb_transport_get_port_path,
         .free = libusb_transport_free,
 };

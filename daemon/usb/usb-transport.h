@@ -40,6 +40,12 @@ typedef struct UsbDfuInfo {
         bool has_functional;
 } UsbDfuInfo;
 
+/* A vendor interface with one bulk IN and one bulk OUT endpoint (PICOBOOT). */
+typedef struct UsbBulkInterface {
+        uint8_t interface;
+        uint8_t ep_in, ep_out;
+} UsbBulkInterface;
+
 typedef struct UsbTransportOps {
         const char *kind; /* "libusb", "model", ... for messages */
         /*
@@ -61,6 +67,18 @@ typedef struct UsbTransportOps {
          * -ENXIO when the device has no DFU interface.
          */
         int (*find_dfu)(UsbTransport *t, UsbDfuInfo *ret);
+        /* The first interface of class `interface_class` whose alt setting 0
+         * has exactly a bulk IN and a bulk OUT endpoint; -ENXIO when none. */
+        int (*find_bulk_interface)(UsbTransport *t, uint8_t interface_class, UsbBulkInterface *ret);
+        int (*get_device_descriptor)(UsbTransport *t, struct libusb_device_descriptor *ret);
+        /* A bulk transfer; the endpoint's direction bit picks IN or OUT.
+         * *ret_transferred gets the bytes moved, also on failure. */
+        int (*bulk)(UsbTransport *t, uint8_t endpoint, void *data, int len, int *ret_transferred,
+                    unsigned timeout_ms);
+        /* Clear the host side of a halted endpoint. Optional. */
+        int (*clear_halt)(UsbTransport *t, uint8_t endpoint);
+        /* Where the device is ("1-1.3"), for messages. Optional. */
+        const char *(*get_port_path)(UsbTransport *t);
         /* Optional: the clock the session waits by (bwPollTimeout, deadlines),
          * in ms. NULL: CLOCK_MONOTONIC and a real sleep. A model's transport
          * supplies its own so that a device busy for seconds costs no time. */
@@ -86,6 +104,14 @@ int usb_transport_reset(UsbTransport *t);
  * bytes. */
 int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret);
 void usb_dfu_info_clear(UsbDfuInfo *info);
+int usb_transport_find_bulk_interface(UsbTransport *t, uint8_t interface_class, UsbBulkInterface *ret);
+int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret);
+/* `timeout_ms` of 0 is refused. -EOPNOTSUPP when the transport has no bulk endpoints. */
+int usb_transport_bulk(UsbTransport *t, uint8_t endpoint, void *data, int len, int *ret_transferred,
+                       unsigned timeout_ms);
+int usb_transport_clear_halt(UsbTransport *t, uint8_t endpoint);
+/* The port path ("1-1.3"), or the transport's kind when it has none. */
+const char *usb_transport_get_port_path(UsbTransport *t);
 uint64_t usb_transport_now_ms(UsbTransport *t);
 void usb_transport_sleep_ms(UsbTransport *t, uint32_t ms);
 
@@ -117,12 +143,8 @@ int usb_port_path_format(uint8_t bus, const uint8_t *ports, size_t n_ports, char
 int usb_transport_open_port_path(UsbTransport **ret, const char *port_path);
 int usb_transport_open_bus_dev(UsbTransport **ret, uint8_t bus, uint8_t dev);
 
-/* The libusb handle, the port path of the opened device ("1-1.3") and its
- * device descriptor; NULL / "" / -EOPNOTSUPP for a transport that is not
- * libusb's. */
+/* The libusb handle; NULL for a transport that is not libusb's. */
 libusb_device_handle *usb_transport_get_handle(UsbTransport *t);
-const char *usb_transport_get_port_path(UsbTransport *t);
-int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret);
 
 /* usb_transport_read_string() on a bare libusb handle (the inventory reads
  * layouts with it). */
