@@ -2,8 +2,8 @@
 #pragma once
 
 /*
- * The USB boundary the DFU sessions talk to. A session (dfu-session.c,
- * dfu-flash.c) never sees libusb: it sends control transfers with
+ * The USB boundary the sessions talk to. A session (dfu-session.c,
+ * dfu-flash.c, picoboot-session.c) never sees libusb: it sends control transfers with
  * timeouts, claims an interface, resets the port and waits for the device
  * through these operations. usb-transport.c implements them with libusb
  * (one libusb_context per transport, so sessions on different boards never
@@ -67,8 +67,10 @@ typedef struct UsbTransportOps {
          * -ENXIO when the device has no DFU interface.
          */
         int (*find_dfu)(UsbTransport *t, UsbDfuInfo *ret);
-        /* The first interface of class `interface_class` whose alt setting 0
-         * has exactly a bulk IN and a bulk OUT endpoint; -ENXIO when none. */
+        /* The bulk side, optional for a transport of DFU devices (the
+         * wrappers answer -ENXIO / -EOPNOTSUPP without it). The first
+         * interface of class `interface_class` whose alt setting 0 has
+         * exactly a bulk IN and a bulk OUT endpoint; -ENXIO when none. */
         int (*find_bulk_interface)(UsbTransport *t, uint8_t interface_class, UsbBulkInterface *ret);
         int (*get_device_descriptor)(UsbTransport *t, struct libusb_device_descriptor *ret);
         /* A bulk transfer; the endpoint's direction bit picks IN or OUT.
