@@ -3,9 +3,9 @@
 
 /*
  * The USB boundary the sessions talk to. A session (dfu-session.c,
- * dfu-flash.c, picoboot-session.c) never sees libusb: it sends control transfers with
- * timeouts, claims an interface, resets the port and waits for the device
- * through these operations. usb-transport.c implements them with libusb
+ * dfu-flash.c, picoboot-session.c) never sees libusb: it sends control and
+ * bulk transfers with timeouts, claims an interface, resets the port and
+ * waits for the device through these operations. usb-transport.c implements them with libusb
  * (one libusb_context per transport, so sessions on different boards never
  * share libusb state); a unit test implements them over an in-process
  * device model. Keep a libusb transport open only while a job needs it:
