@@ -297,7 +297,7 @@ static void follow_show(Follow *f, const json_t *job)
                 if (json_array_size(hints) > 0 && wait_text(job, w, sizeof(w))) {
                         size_t i;
                         const json_t *h;
-                        fprintf(stderr, "%s: the board has not shown up yet (%s); the job keeps waiting.\n",
+                        fprintf(stderr, "%s: the board has not shown up yet (%s); the job keeps waiting\n",
                                 state, w);
                         json_array_foreach (hints, i, h) {
                                 fputs("Hint: ", stderr);
@@ -513,14 +513,14 @@ static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial, bool ca
                         if (cancelling || !cancel) {
                                 follow_clear_bar(&f);
                                 fprintf(stderr,
-                                        "Stopped following job %" PRIu64
-                                        "; it goes on. Next: `flashctl job %" PRIu64 " --follow`.\n",
+                                        "stopped following job %" PRIu64
+                                        "; it goes on\nNext: `flashctl job %" PRIu64 " --follow`.\n",
                                         id, id);
                                 json_decref(f.last);
                                 return cancel ? FLASHCTL_EXIT_CANCELLED : FLASHCTL_EXIT_OK;
                         }
                         follow_clear_bar(&f);
-                        fprintf(stderr, "Cancelling job %" PRIu64 " (interrupt again to stop waiting)...\n",
+                        fprintf(stderr, "cancelling job %" PRIu64 " (interrupt again to stop waiting)...\n",
                                 id);
                         cancelling = true;
                         (void)flashctl_call(ctx, "job.cancel", params, NULL, NULL);
@@ -531,9 +531,9 @@ static int follow_job(Flashctl *ctx, uint64_t id, const json_t *initial, bool ca
                         json_decref(f.last);
                         if (r == -ECONNRESET || r == -EPIPE)
                                 fprintf(stderr,
-                                        "Lost flashd while following job %" PRIu64
+                                        "lost flashd while following job %" PRIu64
                                         "; once it runs again, `flashctl job %" PRIu64
-                                        " --follow` shows how the job ended.\n",
+                                        " --follow` shows how the job ended\n",
                                         id, id);
                         return flashctl_report_error(ctx, r, "flash");
                 }

@@ -24,6 +24,7 @@
 /* One line per command group; order is the order of `flashctl --help`. */
 const CommandGroup *const command_groups[] = {
         &command_group_device,
+        &command_group_watch,
         &command_group_job,
         &command_group_rule,
         &command_group_server,

@@ -72,6 +72,7 @@ typedef struct CommandGroup {
 
 extern const CommandGroup command_group_server;
 extern const CommandGroup command_group_device;
+extern const CommandGroup command_group_watch;
 extern const CommandGroup command_group_job;
 extern const CommandGroup command_group_rule;
 extern const CommandGroup command_group_profile;

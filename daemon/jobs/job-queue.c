@@ -151,7 +151,7 @@ int job_queue_save(JobQueue *q)
                 if (json_array_append_new(arr, job_to_state_json(q->jobs[i])) < 0) {
                         /* never write a file that lacks a job */
                         json_decref(arr);
-                        return log_error_errno(-ENOMEM, "Failed to save %s: job %" PRIu64 " as JSON",
+                        return log_error_errno(-ENOMEM, "failed to save %s: job %" PRIu64 " as JSON",
                                                q->state_file, q->jobs[i]->id);
                 }
         root = json_pack("{s:i, s:I, s:o}", "version", 1, "next_id", (json_int_t)q->next_id, "jobs", arr);
@@ -160,7 +160,7 @@ int job_queue_save(JobQueue *q)
         r = json_file_write_atomic(q->state_file, root, 0600);
         json_decref(root);
         if (r < 0)
-                return log_error_errno(r, "Failed to save %s: %m", q->state_file);
+                return log_error_errno(r, "failed to save %s: %m", q->state_file);
         return 0;
 }
 
@@ -219,7 +219,7 @@ static int job_queue_load(JobQueue *q)
                 _cleanup_free_ char *aside = NULL;
                 if (asprintf(&aside, "%s.broken", q->state_file) >= 0)
                         (void)rename(q->state_file, aside);
-                log_warning_errno(r, "Ignoring unreadable %s (kept as %s): %s", q->state_file, strna(aside),
+                log_warning_errno(r, "ignoring unreadable %s (kept as %s): %s", q->state_file, strna(aside),
                                   error ? error : strerror(-r));
                 return 0;
         }
@@ -228,7 +228,7 @@ static int job_queue_load(JobQueue *q)
         json_array_foreach (arr, i, o) {
                 Job *j;
                 if (job_from_state_json(o, &j) < 0) {
-                        log_warning("Skipping a malformed job in %s.", q->state_file);
+                        log_warning("skipping a malformed job in %s", q->state_file);
                         continue;
                 }
                 if (job_queue_append(q, j) < 0) {
@@ -363,7 +363,7 @@ static void job_queue_arm_expiry(JobQueue *q)
         r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, (uint64_t)(first * 1e6) + 1, 0,
                               job_queue_on_expiry, q);
         if (r < 0)
-                log_warning_errno(r, "Cannot arm the expiry timer of interrupted jobs: %m");
+                log_warning_errno(r, "cannot arm the expiry timer of interrupted jobs: %m");
 }
 
 void job_queue_supersede_older(JobQueue *q, Job *newer)
@@ -815,19 +815,19 @@ int job_queue_start(JobQueue *q)
         int r;
 
         if (mkdir(q->state_dir, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "Failed to create state directory %s: %m", q->state_dir);
+                return log_error_errno(-errno, "failed to create state directory %s: %m", q->state_dir);
         if (asprintf(&images, "%s/images", q->state_dir) < 0)
                 return log_oom();
         r = image_store_new(&q->store, images);
         if (r < 0)
-                return log_error_errno(r, "Failed to open image store %s: %m", images);
+                return log_error_errno(r, "failed to open image store %s: %m", images);
         r = job_queue_load(q);
         if (r < 0)
                 return r;
         job_queue_recover(q);
         r = inventory_add_listener(q->inventory, job_queue_on_inventory, q);
         if (r < 0)
-                return log_error_errno(r, "Failed to follow the inventory: %m");
+                return log_error_errno(r, "failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
         job_queue_arm_expiry(q);

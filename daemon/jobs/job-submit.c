@@ -537,7 +537,7 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (r >= 0) {
                 r = image_store_put(q->store, req->data, req->size, j->image.sha256);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to store the image: %m");
+                        return log_error_errno(r, "failed to store the image: %m");
                 j->image.size = req->size;
                 j->image.has_address = req->has_address;
                 (void)job_set_string(&j->image.name, req->image_name);

@@ -639,7 +639,7 @@ static void agent_on_request(MoonrakerAgent *a, json_t *msg, json_t *id, const c
                 char buf[512];
                 snprintf(
                         buf, sizeof(buf),
-                        "Flashing through Moonraker is disabled: %s changes state. To allow it, set "
+                        "flashing through Moonraker is disabled: %s changes state; to allow it, set "
                         "enable_flashing = yes in the [moonraker] section of flashd.conf and restart flashd",
                         method);
                 log_notice("moonraker agent: refused %s (enable_flashing = no)", method);

@@ -95,7 +95,7 @@ static void rule_service_save(RuleService *s)
 {
         int r = rule_set_save(s->set, s->state_file);
         if (r < 0)
-                log_error_errno(r, "Failed to save %s: %m", s->state_file);
+                log_error_errno(r, "failed to save %s: %m", s->state_file);
 }
 
 static void broadcast(RuleService *s, const char *method, json_t *object)
@@ -850,27 +850,27 @@ int rule_service_start(RuleService *s)
         int r;
 
         if (!q)
-                return log_error_errno(-ENXIO, "Rules need the job queue.");
+                return log_error_errno(-ENXIO, "rules need the job queue");
         r = rule_set_load(&s->set, s->state_file, &skipped, &error);
         if (r == -EBADMSG) {
                 /* keep the daemon up; the broken file is kept for a person */
                 _cleanup_free_ char *aside = NULL;
                 if (asprintf(&aside, "%s.broken", s->state_file) >= 0)
                         (void)rename(s->state_file, aside);
-                log_warning("Ignoring unreadable %s (kept as %s): %s", s->state_file, strna(aside),
+                log_warning("ignoring unreadable %s (kept as %s): %s", s->state_file, strna(aside),
                             strna(error));
                 r = rule_set_new(&s->set);
         }
         if (r < 0)
-                return log_error_errno(r, "Failed to load %s: %m", s->state_file);
+                return log_error_errno(r, "failed to load %s: %m", s->state_file);
         if (skipped > 0)
-                log_warning("Skipped %zu malformed entries in %s.", skipped, s->state_file);
+                log_warning("skipped %zu malformed entries in %s", skipped, s->state_file);
         log_info("%zu rules, %zu boards remembered", s->set->n_rules, s->set->n_boards);
 
         for (size_t i = 0; i < s->set->n_rules; i++) {
                 r = image_store_pin(job_queue_get_image_store(q), s->set->rules[i]->action.sha256);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to pin the image of %s: %m", s->set->rules[i]->id);
+                        return log_error_errno(r, "failed to pin the image of %s: %m", s->set->rules[i]->id);
                 if (!image_store_has(job_queue_get_image_store(q), s->set->rules[i]->action.sha256))
                         log_warning("rule %s: its image %.12s is missing from the image store",
                                     s->set->rules[i]->id, s->set->rules[i]->action.sha256);
@@ -878,7 +878,7 @@ int rule_service_start(RuleService *s)
 
         r = inventory_add_listener(s->manager->inventory, rule_service_on_inventory, s);
         if (r < 0)
-                return log_error_errno(r, "Failed to follow the inventory: %m");
+                return log_error_errno(r, "failed to follow the inventory: %m");
         job_service_set_observer(s->manager->jobs, rule_service_on_job, s);
         s->started = true;
         rule_service_look_at_present(s, NULL);

@@ -229,7 +229,7 @@ static int method_device_info(RpcCall *call, json_t *params)
         if (r == -ENODEV)
                 return rpc_call_reply_error(call, RPC_ERROR_DEVICE_NOT_FOUND,
                                             json_pack("{s:s}", "device", key),
-                                            "No device %s: give a port path (flashctl list), a tty, a "
+                                            "no device %s: give a port path (flashctl list), a tty, a "
                                             "/dev/serial/by-id path or a board name",
                                             key);
         if (r == -ENOTUNIQ) {
@@ -239,7 +239,7 @@ static int method_device_info(RpcCall *call, json_t *params)
                 free(matches);
                 return rpc_call_reply_error(call, RPC_ERROR_DEVICE_AMBIGUOUS,
                                             json_pack("{s:s,s:o}", "device", key, "candidates", ports),
-                                            "Several devices could be %s: name one by its port", key);
+                                            "several devices could be %s: name one by its port", key);
         }
         if (r < 0)
                 return r;
@@ -341,7 +341,7 @@ static int method_board_info(RpcCall *call, json_t *params)
         if (!b)
                 return rpc_call_reply_error(
                         call, RPC_ERROR_BOARD_NOT_FOUND, json_pack("{s:s}", "board", name),
-                        "No board %s in the board database (board.list shows them)", name);
+                        "no board %s in the board database (board.list shows them)", name);
         json_t *o = board_summary_json(b);
         if (!o)
                 return -ENOMEM;

@@ -371,7 +371,7 @@ static int rpc_dispatch_one(Manager *m, const RpcPeer *peer, uint64_t client_id,
                            (unsigned)peer->uid, call->method);
                 rpc_call_reply_error(call, RPC_ERROR_PERMISSION_DENIED,
                                      json_pack("{s:s}", "method", call->method),
-                                     "Permission denied: %s changes state and needs root or a member of the "
+                                     "permission denied: %s changes state and needs root or a member of the "
                                      "flash group (flash_group in flashd.conf)",
                                      call->method);
                 return 0;
@@ -512,7 +512,7 @@ int rpc_dispatch_text_full(Manager *m, const RpcPeer *peer, uint64_t client_id, 
         if (small_max > 0 && len > small_max && !rpc_message_may_be_large(message)) {
                 char buf[256];
                 snprintf(buf, sizeof(buf),
-                         "Request too large: %zu bytes; a message may be at most %zu bytes unless it is "
+                         "request too large: %zu bytes; a message may be at most %zu bytes unless it is "
                          "job.flash or rule.add with image.data; it was skipped",
                          len, small_max);
                 json_auto_t *response =

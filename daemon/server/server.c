@@ -267,14 +267,14 @@ static void client_report_too_large(Client *c)
         if (c->budget_drops > 0) {
                 c->budget_drops--;
                 snprintf(msg, sizeof(msg),
-                         "Request dropped: the daemon holds too much unfinished input from all clients "
+                         "request dropped: the daemon holds too much unfinished input from all clients "
                          "(at most %u bytes in total); send it again later",
                          SERVER_INPUT_TOTAL_MAX);
                 e = rpc_error_response(NULL, RPC_ERROR_REQUEST_TOO_LARGE, msg,
                                        json_pack("{s:I}", "limit", (json_int_t)SERVER_INPUT_TOTAL_MAX));
         } else {
                 snprintf(msg, sizeof(msg),
-                         "Request too large: a message may be at most %u bytes, or %u for job.flash or "
+                         "request too large: a message may be at most %u bytes, or %u for job.flash or "
                          "rule.add with image.data; it was skipped",
                          SERVER_INPUT_SMALL_MAX, SERVER_INPUT_MAX);
                 e = rpc_error_response(NULL, RPC_ERROR_REQUEST_TOO_LARGE, msg,

@@ -66,9 +66,9 @@ static int device_gone(DfuSession *s, const char *doing, uint32_t address)
 {
         return dfu_session_fail(
                 s, -ENODEV,
-                "The board disappeared while %s 0x%08" PRIx32 ". It is still in its bootloader "
-                "(DFU mode) with an incomplete image; once it is connected again, run the flash "
-                "again: a retry starts over and will work.",
+                "the board disappeared while %s 0x%08" PRIx32 "; it is still in its bootloader "
+                "(DFU mode) with an incomplete image: once it is connected again, run the flash "
+                "again; a retry starts over and will work",
                 doing, address);
 }
 
@@ -201,7 +201,7 @@ static int write_chunk(FlashCtx *c, uint32_t address, const uint8_t *data, size_
                 if (r < 0)
                         return r;
         }
-        snprintf(what, sizeof(what), "Writing 0x%08" PRIx32, address);
+        snprintf(what, sizeof(what), "writing 0x%08" PRIx32, address);
         r = dfu_session_download_block(s, (uint16_t)s->run_block, data, len, what);
         if (r < 0)
                 return r;
@@ -234,8 +234,8 @@ static int write_range(FlashCtx *c, size_t i, uint32_t from, uint32_t to)
                         return device_gone(s, "writing", address);
                 if (r < 0)
                         return dfu_session_fail(s, r,
-                                                "%s The board stays in DFU mode with an incomplete image; "
-                                                "check the address and the board, then flash again.",
+                                                "%s; the board stays in DFU mode with an incomplete image: "
+                                                "check the address and the board, then flash again",
                                                 strempty(s->error));
                 c->done += len;
                 flash_callbacks_progress(c->cb, c->done, c->total);
@@ -381,9 +381,9 @@ static int phase_verify(FlashCtx *c)
                         s->stats.verify_mismatch = true;
                         s->stats.mismatch_address = at;
                         return dfu_session_fail(s, -EILSEQ,
-                                                "Verify failed at 0x%08" PRIx32
-                                                ": wrote 0x%02x, read back 0x%02x. "
-                                                "The board is still in DFU mode; flash it again.",
+                                                "verify failed at 0x%08" PRIx32
+                                                ": wrote 0x%02x, read back 0x%02x; "
+                                                "the board is still in DFU mode: flash it again",
                                                 at, c->mismatch_expected, c->mismatch_read);
                 }
                 c->done += end - first;
@@ -410,30 +410,30 @@ static int dfuse_leave(FlashCtx *c)
         r = dfu_session_dfuse_set_address(s, c->req->leave_address);
         if (r < 0)
                 return dfu_session_fail(s, r,
-                                        "The image was written, but setting the start address 0x%08" PRIx32
+                                        "the image was written, but setting the start address 0x%08" PRIx32
                                         " to leave DFU mode failed: %s",
                                         c->req->leave_address, strempty(s->error));
         s->run_valid = false;
         r = dfu_session_request_out(s, DFU_REQUEST_DNLOAD, 0, NULL, 0);
         if (gone_after_leave(r)) {
                 dfu_session_note(s, c->cb,
-                                 "The device reset during the leave request (%s); it will re-enumerate.",
+                                 "the device reset during the leave request (%s); it will re-enumerate",
                                  strerror(-r));
                 return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
-                return dfu_session_device_error(s, r, "The leave request");
+                return dfu_session_device_error(s, r, "the leave request");
 
         r = dfu_session_get_status(s, &st);
         if (gone_after_leave(r)) {
                 dfu_session_note(
                         s, c->cb,
-                        "The device reset before answering the leave request (%s); it will re-enumerate.",
+                        "the device reset before answering the leave request (%s); it will re-enumerate",
                         strerror(-r));
                 return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (r < 0)
-                return dfu_session_device_error(s, r, "The leave request");
+                return dfu_session_device_error(s, r, "the leave request");
 
         switch (st.state) {
         case DFU_STATE_DFU_MANIFEST_SYNC:
@@ -444,8 +444,8 @@ static int dfuse_leave(FlashCtx *c)
                 (void)dfu_session_clear_status(s);
                 return dfu_session_fail(
                         s, -EIO,
-                        "The image was written, but the device refused to leave DFU mode at 0x%08" PRIx32
-                        ": %s (%s).",
+                        "the image was written, but the device refused to leave DFU mode at 0x%08" PRIx32
+                        ": %s (%s)",
                         c->req->leave_address, dfu_status_to_string(st.status),
                         dfu_status_to_message(st.status));
         case DFU_STATE_APP_IDLE:
@@ -459,7 +459,7 @@ static int dfuse_leave(FlashCtx *c)
                 break;
         }
         return dfu_session_fail(s, -EPROTO,
-                                "The image was written, but after the leave request the device is in %s.",
+                                "the image was written, but after the leave request the device is in %s",
                                 dfu_state_to_string(st.state));
 }
 
@@ -478,13 +478,13 @@ static int flash_dfuse(FlashCtx *c)
                 if (r < 0)
                         return r;
                 if (own_layout->diagnostic)
-                        dfu_session_note(s, c->cb, "Memory layout: %s", own_layout->diagnostic);
+                        dfu_session_note(s, c->cb, "memory layout: %s", own_layout->diagnostic);
                 layout = own_layout;
         }
 
         r = flash_plan_new(&plan, layout, c->req->image->segments, c->req->image->n_segments, &msg);
         if (r < 0)
-                return dfu_session_fail(s, r, "%s Nothing was erased.", msg ? msg : strerror(-r));
+                return dfu_session_fail(s, r, "%s; nothing was erased", msg ? msg : strerror(-r));
         target = malloc(plan->max_sector_size);
         if (!target)
                 return -ENOMEM;
@@ -495,7 +495,7 @@ static int flash_dfuse(FlashCtx *c)
         if (c->req->skip_unchanged && !c->req->mass_erase) {
                 if (!(s->functional.attributes & DFU_ATTR_CAN_UPLOAD))
                         dfu_session_note(s, c->cb,
-                                         "The device cannot upload; every touched sector is rewritten.");
+                                         "the device cannot upload; every touched sector is rewritten");
                 else {
                         r = phase_read_back(c);
                         if (r < 0)
@@ -507,9 +507,9 @@ static int flash_dfuse(FlashCtx *c)
          * image. Erase it first and write it last instead (flash-plan.h). */
         if (flash_plan_protect_vector_table(plan))
                 dfu_session_note(s, c->cb,
-                                 "The sector at 0x%08" PRIx32
+                                 "the sector at 0x%08" PRIx32
                                  " is unchanged but holds the vector table: it is erased first and "
-                                 "written last, so an interrupted flash leaves no bootable half image.",
+                                 "written last, so an interrupted flash leaves no bootable half image",
                                  plan->sectors[0].address);
         s->stats.sectors_unchanged = flash_plan_count(plan, FLASH_SECTOR_UNCHANGED);
         s->stats.sectors_blank = flash_plan_count(plan, FLASH_SECTOR_BLANK);
@@ -523,7 +523,7 @@ static int flash_dfuse(FlashCtx *c)
         if (c->req->verify) {
                 if (!(s->functional.attributes & DFU_ATTR_CAN_UPLOAD))
                         dfu_session_note(s, c->cb,
-                                         "The device cannot upload; the written image was not verified.");
+                                         "the device cannot upload; the written image was not verified");
                 else {
                         r = phase_verify(c);
                         if (r < 0)
@@ -537,7 +537,7 @@ static int flash_dfuse(FlashCtx *c)
                 /* Leave the device in dfuIDLE for whoever comes next. */
                 r = dfu_session_end_upload(s);
                 if (r < 0)
-                        return dfu_session_device_error(s, r, "Ending the upload");
+                        return dfu_session_device_error(s, r, "ending the upload");
                 return FLASH_RESULT_DONE;
         }
         return dfuse_leave(c);
@@ -555,13 +555,13 @@ int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const Flas
 
                 if (block > UINT16_MAX)
                         return dfu_session_fail(s, -EFBIG,
-                                                "The firmware is too large to read in 65536 blocks.");
+                                                "the firmware is too large to read in 65536 blocks");
                 r = dfu_session_check_cancel(s, cb, "reading", (uint32_t)off);
                 if (r < 0)
                         return r;
                 r = dfu_session_request_in(s, DFU_REQUEST_UPLOAD, (uint16_t)block, buf + off, n);
                 if (r < 0) {
-                        snprintf(what, sizeof(what), "Reading byte %zu", off);
+                        snprintf(what, sizeof(what), "reading byte %zu", off);
                         return dfu_session_device_error(s, r, what);
                 }
                 off += (size_t)r;
@@ -572,7 +572,7 @@ int dfu_session_plain_upload(DfuSession *s, uint8_t *buf, size_t len, const Flas
         }
         r = dfu_session_abort(s);
         if (r < 0)
-                return dfu_session_device_error(s, r, "Ending the upload");
+                return dfu_session_device_error(s, r, "ending the upload");
         return (int)off;
 }
 
@@ -592,16 +592,16 @@ static int flash_plain(FlashCtx *c)
                         continue;
                 if (seg)
                         return dfu_session_fail(s, -EINVAL,
-                                                "This device speaks plain DFU 1.1, which has no addresses: "
-                                                "the image must be one contiguous piece.");
+                                                "this device speaks plain DFU 1.1, which has no addresses: "
+                                                "the image must be one contiguous piece");
                 seg = &c->req->image->segments[i];
         }
         if (!seg)
-                return dfu_session_fail(s, -EINVAL, "The image contains no data.");
+                return dfu_session_fail(s, -EINVAL, "the image contains no data");
         if (c->req->mass_erase)
                 dfu_session_note(
                         s, c->cb,
-                        "Plain DFU devices have no mass erase command; the device erases as it needs.");
+                        "plain DFU devices have no mass erase command; the device erases as it needs");
 
         flash_callbacks_phase(c->cb, FLASH_PHASE_WRITE);
         c->total = seg->size;
@@ -610,11 +610,11 @@ static int flash_plain(FlashCtx *c)
                 char what[64];
 
                 if (block > UINT16_MAX)
-                        return dfu_session_fail(s, -EFBIG, "The image is too large for 65536 DFU blocks.");
+                        return dfu_session_fail(s, -EFBIG, "the image is too large for 65536 DFU blocks");
                 r = dfu_session_check_cancel(s, c->cb, "write", (uint32_t)off);
                 if (r < 0)
                         return r;
-                snprintf(what, sizeof(what), "Writing block %" PRIu32 " (byte %zu)", block, off);
+                snprintf(what, sizeof(what), "writing block %" PRIu32 " (byte %zu)", block, off);
                 /* DFU 1.1 section 6.1.1: wBlockNum counts up from 0 (and may wrap). */
                 r = dfu_session_download_block(s, (uint16_t)block, seg->data + off, n, what);
                 if (r == -ENODEV)
@@ -628,8 +628,8 @@ static int flash_plain(FlashCtx *c)
          * starts manifestation (dfuMANIFEST-SYNC). */
         r = dfu_session_request_out(s, DFU_REQUEST_DNLOAD, (uint16_t)block, NULL, 0);
         if (r < 0)
-                return dfu_session_device_error(s, r, "Ending the download");
-        deadline = dfu_now_ms() + DFU_MANIFEST_TIMEOUT_MS;
+                return dfu_session_device_error(s, r, "ending the download");
+        deadline = dfu_session_now_ms(s) + DFU_MANIFEST_TIMEOUT_MS;
         for (;;) {
                 r = dfu_session_get_status(s, &st);
                 if (r == -EPIPE || r == -ETIMEDOUT) {
@@ -645,27 +645,27 @@ static int flash_plain(FlashCtx *c)
                         break;
                 }
                 if (r < 0)
-                        return dfu_session_device_error(s, r, "Manifestation");
+                        return dfu_session_device_error(s, r, "manifestation");
                 state = st.state;
                 if (state == DFU_STATE_DFU_ERROR) {
                         (void)dfu_session_clear_status(s);
                         return dfu_session_fail(
-                                s, -EIO, "The device rejected the image during manifestation: %s (%s).",
+                                s, -EIO, "the device rejected the image during manifestation: %s (%s)",
                                 dfu_status_to_string(st.status), dfu_status_to_message(st.status));
                 }
                 if (state != DFU_STATE_DFU_MANIFEST_SYNC && state != DFU_STATE_DFU_MANIFEST)
                         break;
-                if (dfu_now_ms() + st.poll_timeout_ms > deadline)
+                if (dfu_session_now_ms(s) + st.poll_timeout_ms > deadline)
                         return dfu_session_fail(s, -ETIMEDOUT,
-                                                "The device did not finish manifestation in time.");
-                dfu_sleep_ms(st.poll_timeout_ms);
+                                                "the device did not finish manifestation in time");
+                dfu_session_sleep_ms(s, st.poll_timeout_ms);
         }
 
         if (c->req->verify) {
                 if (gone || state != DFU_STATE_DFU_IDLE || !(s->functional.attributes & DFU_ATTR_CAN_UPLOAD))
                         dfu_session_note(
                                 s, c->cb,
-                                "The device cannot upload after manifestation; the image was not verified.");
+                                "the device cannot upload after manifestation; the image was not verified");
                 else {
                         _cleanup_free_ uint8_t *buf = malloc(seg->size);
 
@@ -681,7 +681,7 @@ static int flash_plain(FlashCtx *c)
                                         s->stats.mismatch_address = (uint32_t)i;
                                         return dfu_session_fail(
                                                 s, -EILSEQ,
-                                                "Verify failed at byte %zu of the image%s. Flash it again.",
+                                                "verify failed at byte %zu of the image%s; flash it again",
                                                 i, i >= (size_t)r ? " (the device returned less)" : "");
                                 }
                         s->stats.bytes_verified = seg->size;
@@ -689,7 +689,7 @@ static int flash_plain(FlashCtx *c)
         }
 
         if (gone) {
-                dfu_session_note(s, c->cb, "The device reset after manifestation; it will re-enumerate.");
+                dfu_session_note(s, c->cb, "the device reset after manifestation; it will re-enumerate");
                 return FLASH_RESULT_LEFT_DEVICE_GONE;
         }
         if (!c->req->leave)
@@ -701,7 +701,7 @@ static int flash_plain(FlashCtx *c)
         if (r == -ENODEV || r == -ENOENT || r == -EIO)
                 return FLASH_RESULT_LEFT_DEVICE_GONE;
         if (r < 0)
-                return dfu_session_device_error(s, r, "The USB reset to leave DFU mode");
+                return dfu_session_device_error(s, r, "the USB reset to leave DFU mode");
         return FLASH_RESULT_LEFT;
 }
 
@@ -709,14 +709,14 @@ static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool ve
 {
         const DfuFlashStats *st = &s->stats;
         const char *left = result == FLASH_RESULT_LEFT_DEVICE_GONE
-                                   ? " The device left DFU mode and is re-enumerating."
-                           : result == FLASH_RESULT_LEFT ? " The device is leaving DFU mode."
+                                   ? "; the device left DFU mode and is re-enumerating"
+                           : result == FLASH_RESULT_LEFT ? "; the device is leaving DFU mode"
                                                          : "";
         char *m;
 
         if (!s->dfuse) {
                 /* plain DFU 1.1: no sectors the host could see or skip */
-                if (asprintf(&m, "Flashed: %" PRIu64 " bytes written%s in %" PRIu64 ".%01" PRIu64 " s.%s",
+                if (asprintf(&m, "flashed: %" PRIu64 " bytes written%s in %" PRIu64 ".%01" PRIu64 " s%s",
                              st->bytes_written, verified ? " and verified" : "", ms / 1000, ms % 1000 / 100,
                              left) < 0)
                         return NULL;
@@ -724,8 +724,8 @@ static char *flash_summary(const DfuSession *s, int result, uint64_t ms, bool ve
         }
         if (asprintf(&m,
                      "%s: %zu sector(s) touched, %zu unchanged, %zu blank, %zu erased%s; %" PRIu64
-                     " bytes written%s in %" PRIu64 ".%01" PRIu64 " s.%s",
-                     st->bytes_written == 0 && st->sectors_erased == 0 ? "Already up to date" : "Flashed",
+                     " bytes written%s in %" PRIu64 ".%01" PRIu64 " s%s",
+                     st->bytes_written == 0 && st->sectors_erased == 0 ? "already up to date" : "flashed",
                      st->sectors_touched, st->sectors_unchanged, st->sectors_blank, st->sectors_erased,
                      st->mass_erased ? " (mass erase)" : "", st->bytes_written,
                      verified ? " and verified" : "", ms / 1000, ms % 1000 / 100, left) < 0)
@@ -737,7 +737,7 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
                       char **ret_message)
 {
         FlashCtx c = { .s = s, .req = req, .cb = cb };
-        uint64_t start = dfu_now_ms();
+        uint64_t start = dfu_session_now_ms(s);
         int r;
 
         s->stats = (DfuFlashStats){};
@@ -758,7 +758,7 @@ int dfu_session_flash(DfuSession *s, const DfuFlashRequest *req, const FlashCall
                 if (r < 0)
                         *ret_message = strdup(s->error ? s->error : strerror(-r));
                 else
-                        *ret_message = flash_summary(s, r, dfu_now_ms() - start,
+                        *ret_message = flash_summary(s, r, dfu_session_now_ms(s) - start,
                                                      req->verify && s->stats.bytes_verified > 0);
         }
         return r;

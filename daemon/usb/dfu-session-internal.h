@@ -41,8 +41,9 @@ struct DfuSession {
 
 typedef int (*DfuChunkFn)(void *userdata, uint32_t offset, const uint8_t *data, size_t len);
 
-uint64_t dfu_now_ms(void);
-void dfu_sleep_ms(uint32_t ms);
+/* The transport's clock: bwPollTimeout waits and deadlines. */
+uint64_t dfu_session_now_ms(DfuSession *s);
+void dfu_session_sleep_ms(DfuSession *s, uint32_t ms);
 _printf_(3, 4) int dfu_session_fail(DfuSession *s, int error, const char *fmt, ...);
 _printf_(3, 4) void dfu_session_note(DfuSession *s, const FlashCallbacks *cb, const char *fmt, ...);
 int dfu_session_check_cancel(DfuSession *s, const FlashCallbacks *cb, const char *what, uint32_t address);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "usb/dfu-session.h"
 #include "usb/dfu-session-internal.h"
@@ -33,20 +32,14 @@
 /* Used when the device has no functional descriptor (DFU 1.1 requires one). */
 #define DFU_DEFAULT_TRANSFER_SIZE 1024
 
-uint64_t dfu_now_ms(void)
+uint64_t dfu_session_now_ms(DfuSession *s)
 {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        return usb_transport_now_ms(s->transport);
 }
 
-void dfu_sleep_ms(uint32_t ms)
+void dfu_session_sleep_ms(DfuSession *s, uint32_t ms)
 {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
-                ;
+        usb_transport_sleep_ms(s->transport, ms);
 }
 
 int dfu_session_fail(DfuSession *s, int error, const char *fmt, ...)
@@ -90,8 +83,8 @@ int dfu_session_check_cancel(DfuSession *s, const FlashCallbacks *cb, const char
         if (!flash_callbacks_cancelled(cb))
                 return 0;
         return dfu_session_fail(s, -ECANCELED,
-                                "Cancelled during %s at 0x%08" PRIx32 ". The board stays in DFU mode; "
-                                "flash it again before leaving the bootloader.",
+                                "cancelled during %s at 0x%08" PRIx32 "; the board stays in DFU mode: "
+                                "flash it again before leaving the bootloader",
                                 what, address);
 }
 
@@ -115,7 +108,7 @@ static void strdup_to(char **ret_message, const char *m)
                 *ret_message = m ? strdup(m) : NULL;
 }
 
-static int session_setup(DfuSession **ret, UsbTransport *t, const char *where, char **ret_message)
+int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char **ret_message)
 {
         _cleanup_(dfu_session_freep) DfuSession *s = NULL;
         int r;
@@ -130,12 +123,11 @@ static int session_setup(DfuSession **ret, UsbTransport *t, const char *where, c
 
         r = usb_transport_find_dfu(t, &s->info);
         if (r == -ENXIO) {
-                strdup_to(ret_message,
-                          "The USB device has no DFU interface; it is not in a DFU bootloader.");
+                strdup_to(ret_message, "the USB device has no DFU interface; it is not in a DFU bootloader");
                 return r;
         }
         if (r < 0) {
-                if (ret_message && asprintf(ret_message, "Cannot read the USB descriptors of %s: %s.", where,
+                if (ret_message && asprintf(ret_message, "cannot read the USB descriptors of %s: %s", where,
                                             strerror(-r)) < 0)
                         *ret_message = NULL;
                 return r;
@@ -156,7 +148,7 @@ static int session_setup(DfuSession **ret, UsbTransport *t, const char *where, c
                         r = dfu_session_select_alt(s, s->info.alts[i].alt);
                         if (r < 0) {
                                 if (ret_message &&
-                                    asprintf(ret_message, "Cannot claim the DFU interface of %s: %s.", where,
+                                    asprintf(ret_message, "cannot claim the DFU interface of %s: %s", where,
                                              strerror(-r)) < 0)
                                         *ret_message = NULL;
                                 return r;
@@ -165,8 +157,8 @@ static int session_setup(DfuSession **ret, UsbTransport *t, const char *where, c
                         return 0;
                 }
 
-        strdup_to(ret_message, "The device only has a DFU run-time interface: it is running its "
-                               "application, not the DFU bootloader.");
+        strdup_to(ret_message, "the device only has a DFU run-time interface: it is running its "
+                               "application, not the DFU bootloader");
         return -EMEDIUMTYPE;
 }
 
@@ -174,9 +166,9 @@ static int open_failed(int r, const char *where, char **ret_message)
 {
         if (ret_message &&
             asprintf(ret_message,
-                     r == -ENODEV ? "No USB device at %s. Is the board connected and in its DFU bootloader?"
-                     : r == -EACCES ? "Permission denied opening the USB device at %s; check the udev rules."
-                                    : "Cannot open the USB device at %s.",
+                     r == -ENODEV ? "no USB device at %s: is the board connected and in its DFU bootloader?"
+                     : r == -EACCES ? "permission denied opening the USB device at %s; check the udev rules"
+                                    : "cannot open the USB device at %s",
                      where) < 0)
                 *ret_message = NULL;
         return r;
@@ -190,7 +182,7 @@ int dfu_session_open_port_path(DfuSession **ret, const char *port_path, char **r
         r = usb_transport_open_port_path(&t, port_path);
         if (r < 0)
                 return open_failed(r, port_path, ret_message);
-        return session_setup(ret, t, port_path, ret_message);
+        return dfu_session_new(ret, t, port_path, ret_message);
 }
 
 int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **ret_message)
@@ -203,7 +195,7 @@ int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **
         r = usb_transport_open_bus_dev(&t, bus, dev);
         if (r < 0)
                 return open_failed(r, where, ret_message);
-        return session_setup(ret, t, where, ret_message);
+        return dfu_session_new(ret, t, where, ret_message);
 }
 
 bool dfu_session_is_dfuse(const DfuSession *s)
@@ -275,14 +267,12 @@ int dfu_session_select_alt(DfuSession *s, uint8_t alt)
 
 int dfu_session_find_alt(DfuSession *s, const char *prefix, uint8_t *ret_alt)
 {
-        libusb_device_handle *h = usb_transport_get_handle(s->transport);
-
         for (size_t i = 0; i < s->info.n_alts; i++) {
                 _cleanup_free_ char *name = NULL;
 
                 if (s->info.alts[i].protocol != 2 || s->info.alts[i].i_interface == 0)
                         continue;
-                if (usb_transport_read_string_utf8(h, s->info.alts[i].i_interface, &name) < 0)
+                if (usb_transport_read_string_utf8(s->transport, s->info.alts[i].i_interface, &name) < 0)
                         continue;
                 if (strncmp(name, prefix, strlen(prefix)) == 0) {
                         *ret_alt = s->info.alts[i].alt;
@@ -299,17 +289,15 @@ int dfu_session_read_layout(DfuSession *s, DfuseLayout **ret)
 
         if (s->alt_string_index == 0)
                 return dfu_session_fail(s, -ENOENT,
-                                        "The DFU alt setting %u has no name, so no memory layout.", s->alt);
-        r = usb_transport_read_string_utf8(usb_transport_get_handle(s->transport), s->alt_string_index,
-                                           &name);
+                                        "the DFU alt setting %u has no name, so no memory layout", s->alt);
+        r = usb_transport_read_string_utf8(s->transport, s->alt_string_index, &name);
         if (r < 0)
-                return dfu_session_fail(s, r, "Cannot read the memory layout of alt setting %u: %s.", s->alt,
+                return dfu_session_fail(s, r, "cannot read the memory layout of alt setting %u: %s", s->alt,
                                         strerror(-r));
         r = dfuse_layout_parse(name, strlen(name), ret);
         if (r < 0)
-                return dfu_session_fail(s, r,
-                                        "The memory layout of alt setting %u (\"%s\") cannot be parsed.",
-                                        s->alt, name);
+                return dfu_session_fail(
+                        s, r, "the memory layout of alt setting %u (\"%s\") cannot be parsed", s->alt, name);
         return 0;
 }
 
@@ -368,7 +356,7 @@ static bool state_is_busy(DfuState st)
 
 static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, DfuStatus *ret)
 {
-        uint64_t deadline = dfu_now_ms() + timeout_ms;
+        uint64_t deadline = dfu_session_now_ms(s) + timeout_ms;
         uint32_t last_poll_ms = 0;
         DfuStatus st;
         int r;
@@ -378,9 +366,9 @@ static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, 
                 /* A device busy with a mass erase may not answer at all until it is
                  * done (dfu-util's F405 case); keep asking until the deadline, at
                  * the pace it last asked for. */
-                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) && dfu_now_ms() < deadline &&
-                    n < DFU_MAX_POLLS) {
-                        dfu_sleep_ms(MAX(last_poll_ms, 1u));
+                if (tolerate_silence && (r == -ETIMEDOUT || r == -EPIPE) &&
+                    dfu_session_now_ms(s) < deadline && n < DFU_MAX_POLLS) {
+                        dfu_session_sleep_ms(s, MAX(last_poll_ms, 1u));
                         continue;
                 }
                 if (r < 0)
@@ -388,11 +376,11 @@ static int wait_busy(DfuSession *s, unsigned timeout_ms, bool tolerate_silence, 
                 last_poll_ms = st.poll_timeout_ms;
                 if (!state_is_busy(st.state))
                         break;
-                if (n >= DFU_MAX_POLLS || dfu_now_ms() + st.poll_timeout_ms > deadline)
+                if (n >= DFU_MAX_POLLS || dfu_session_now_ms(s) + st.poll_timeout_ms > deadline)
                         return -ETIMEDOUT;
                 /* DFU 1.1 section 6.1.2: bwPollTimeout is the minimum time before
                  * the next GETSTATUS; asking earlier only gets dfuDNBUSY again. */
-                dfu_sleep_ms(st.poll_timeout_ms);
+                dfu_session_sleep_ms(s, st.poll_timeout_ms);
         }
 
         *ret = st;
@@ -411,7 +399,7 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
 
         r = dfu_session_get_status(s, &st);
         if (r < 0)
-                return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.", strerror(-r));
+                return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s", strerror(-r));
 
         if (state_is_busy(st.state)) {
                 DfuState was = st.state;
@@ -423,20 +411,20 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                  * section 6.1.2, A.2.4). Bounded by the longest operation a
                  * session starts, a mass erase, which may not answer meanwhile. */
                 if (st.state == DFU_STATE_DFU_DNBUSY)
-                        dfu_sleep_ms(st.poll_timeout_ms);
+                        dfu_session_sleep_ms(s, st.poll_timeout_ms);
                 r = wait_busy(s, DFU_MASS_ERASE_TIMEOUT_MS, true, &st);
                 if (r == -ETIMEDOUT)
                         return dfu_session_fail(
                                 s, r,
-                                "The device stays busy (%s) from an earlier session for more than %u s; "
-                                "reset the board and try again.",
+                                "the device stays busy (%s) from an earlier session for more than %u s; "
+                                "reset the board and try again",
                                 dfu_state_to_string(was), DFU_MASS_ERASE_TIMEOUT_MS / 1000);
                 if (r < 0 && r != -EIO)
-                        return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.",
+                        return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s",
                                                 strerror(-r));
                 dfu_session_note(s, cb,
-                                 "The device was still busy (%s) from an earlier session; waited until "
-                                 "it was done.",
+                                 "the device was still busy (%s) from an earlier session; waited until "
+                                 "it was done",
                                  dfu_state_to_string(was));
         }
 
@@ -448,18 +436,18 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                  * (no valid application yet, or just how it boots): normal. */
                 r = dfu_session_clear_status(s);
                 if (r < 0)
-                        return dfu_session_fail(s, r, "Cannot clear the device's error state: %s.",
+                        return dfu_session_fail(s, r, "cannot clear the device's error state: %s",
                                                 strerror(-r));
                 s->stats.cleared_error_at_start = true;
                 if (st.status == DFU_STATUS_ERR_FIRMWARE)
                         dfu_session_note(
                                 s, cb,
-                                "The device started in dfuERROR (errFIRMWARE); cleared it, as is normal "
-                                "for STM32 ROM bootloaders.");
+                                "the device started in dfuERROR (errFIRMWARE); cleared it, as is normal "
+                                "for STM32 ROM bootloaders");
                 else
                         dfu_session_note(
                                 s, cb,
-                                "The device was in dfuERROR (%s: %s) from an earlier operation; cleared it.",
+                                "the device was in dfuERROR (%s: %s) from an earlier operation; cleared it",
                                 dfu_status_to_string(st.status), dfu_status_to_message(st.status));
                 break;
         case DFU_STATE_DFU_DNLOAD_IDLE:
@@ -467,16 +455,16 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                 /* Left over from an interrupted session: DFU 1.1 A.2.5/A.2.10 allow ABORT. */
                 r = dfu_session_abort(s);
                 if (r < 0)
-                        return dfu_session_fail(s, r, "Cannot abort the device's earlier transfer: %s.",
+                        return dfu_session_fail(s, r, "cannot abort the device's earlier transfer: %s",
                                                 strerror(-r));
-                dfu_session_note(s, cb, "The device was still in %s from an earlier session; aborted it.",
+                dfu_session_note(s, cb, "the device was still in %s from an earlier session; aborted it",
                                  dfu_state_to_string(st.state));
                 break;
         case DFU_STATE_APP_IDLE:
         case DFU_STATE_APP_DETACH:
                 return dfu_session_fail(
                         s, -EMEDIUMTYPE,
-                        "The device is in %s: it runs its application, not the DFU bootloader.",
+                        "the device is in %s: it runs its application, not the DFU bootloader",
                         dfu_state_to_string(st.state));
         case DFU_STATE_DFU_DNLOAD_SYNC:
         case DFU_STATE_DFU_DNBUSY:
@@ -484,16 +472,16 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
         case DFU_STATE_DFU_MANIFEST:
         case DFU_STATE_DFU_MANIFEST_WAIT_RESET:
         case _DFU_STATE_MAX:
-                return dfu_session_fail(s, -EBUSY, "The device is busy (%s); reset the board and try again.",
+                return dfu_session_fail(s, -EBUSY, "the device is busy (%s); reset the board and try again",
                                         dfu_state_to_string(st.state));
         }
 
         r = dfu_session_get_status(s, &st);
         if (r < 0)
-                return dfu_session_fail(s, r, "The device does not answer DFU GETSTATUS: %s.", strerror(-r));
+                return dfu_session_fail(s, r, "the device does not answer DFU GETSTATUS: %s", strerror(-r));
         if (st.state != DFU_STATE_DFU_IDLE)
                 return dfu_session_fail(s, -EPROTO,
-                                        "The device stays in %s (%s) instead of dfuIDLE; reset the board.",
+                                        "the device stays in %s (%s) instead of dfuIDLE; reset the board",
                                         dfu_state_to_string(st.state), dfu_status_to_string(st.status));
         return 0;
 }
@@ -503,20 +491,20 @@ int dfu_session_device_error(DfuSession *s, int r, const char *what)
         DfuStatus st;
 
         if (r == -ENODEV)
-                return dfu_session_fail(s, r, "The device disappeared during %s.", what);
+                return dfu_session_fail(s, r, "the device disappeared during %s", what);
         if (r == -EIO || r == -EPIPE) {
                 /* A stall or error state: the status says why (DFU 1.1 6.1.2). */
                 if (dfu_session_get_status(s, &st) >= 0 && st.state == DFU_STATE_DFU_ERROR) {
                         (void)dfu_session_clear_status(s);
-                        return dfu_session_fail(s, -EIO, "%s failed: %s (%s).", what,
+                        return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what,
                                                 dfu_status_to_string(st.status),
                                                 dfu_status_to_message(st.status));
                 }
         }
         if (r == -ETIMEDOUT)
-                return dfu_session_fail(s, r, "%s timed out: the device stayed busy or did not answer.",
+                return dfu_session_fail(s, r, "%s timed out: the device stayed busy or did not answer",
                                         what);
-        return dfu_session_fail(s, r, "%s failed: %s.", what, strerror(-r));
+        return dfu_session_fail(s, r, "%s failed: %s", what, strerror(-r));
 }
 
 int dfu_session_end_upload(DfuSession *s)
@@ -556,15 +544,15 @@ static int dfuse_command(DfuSession *s, DfuseCommand c, uint32_t address, unsign
                 (void)dfu_session_clear_status(s);
                 /* AN3156 6.1: DfuSe ROMs answer an address they do not accept
                  * with errTARGET, whose DFU 1.1 wording is about files. */
-                return dfu_session_fail(
-                        s, -EIO, "%s failed: %s (%s).", what, dfu_status_to_string(st.status),
-                        st.status == DFU_STATUS_ERR_TARGET ? "the device does not accept this address"
-                                                           : dfu_status_to_message(st.status));
+                return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what, dfu_status_to_string(st.status),
+                                        st.status == DFU_STATUS_ERR_TARGET
+                                                ? "the device does not accept this address"
+                                                : dfu_status_to_message(st.status));
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
         if (st.state != DFU_STATE_DFU_DNLOAD_IDLE)
-                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE.",
+                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE",
                                         what, dfu_state_to_string(st.state));
         return 0;
 }
@@ -608,13 +596,13 @@ int dfu_session_download_block(DfuSession *s, uint16_t block, const uint8_t *dat
         r = wait_busy(s, DFU_COMMAND_TIMEOUT_MS, false, &st);
         if (r == -EIO) {
                 (void)dfu_session_clear_status(s);
-                return dfu_session_fail(s, -EIO, "%s failed: %s (%s).", what,
-                                        dfu_status_to_string(st.status), dfu_status_to_message(st.status));
+                return dfu_session_fail(s, -EIO, "%s failed: %s (%s)", what, dfu_status_to_string(st.status),
+                                        dfu_status_to_message(st.status));
         }
         if (r < 0)
                 return dfu_session_device_error(s, r, what);
         if (st.state != DFU_STATE_DFU_DNLOAD_IDLE)
-                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE.",
+                return dfu_session_fail(s, -EPROTO, "%s: the device went to %s instead of dfuDNLOAD-IDLE",
                                         what, dfu_state_to_string(st.state));
         s->stats.bytes_written += len;
         return 0;
@@ -626,7 +614,7 @@ int dfu_session_dfuse_download_block(DfuSession *s, uint16_t block, const uint8_
 
         if (block < DFUSE_FIRST_DATA_BLOCK || len == 0 || len > s->transfer_size)
                 return -EINVAL;
-        snprintf(what, sizeof(what), "Writing block %u", block);
+        snprintf(what, sizeof(what), "writing block %u", block);
         return dfu_session_download_block(s, block, data, len, what);
 }
 
@@ -659,7 +647,7 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                          * dfuDNLOAD-IDLE first; the address pointer stays. */
                         r = dfu_session_abort(s);
                         if (r < 0)
-                                return dfu_session_device_error(s, r, "Reading");
+                                return dfu_session_device_error(s, r, "reading");
                         s->upload_run_valid = true;
                         s->upload_run_address = at;
                         block = DFUSE_FIRST_DATA_BLOCK;
@@ -676,15 +664,15 @@ int dfu_session_dfuse_upload_each(DfuSession *s, uint32_t address, size_t len, c
                         r = dfu_session_request_in(s, DFU_REQUEST_UPLOAD, (uint16_t)block, buf, n);
                         if (r < 0) {
                                 s->in_upload = false;
-                                snprintf(what, sizeof(what), "Reading 0x%08" PRIx32, at);
+                                snprintf(what, sizeof(what), "reading 0x%08" PRIx32, at);
                                 return dfu_session_device_error(s, r, what);
                         }
                         /* A full frame keeps the device in dfuUPLOAD-IDLE (DFU 1.1 A.2.10). */
                         s->in_upload = (size_t)r == n;
                         if ((size_t)r != n)
                                 return dfu_session_fail(s, -EIO,
-                                                        "Reading 0x%08" PRIx32
-                                                        " returned %d of %zu bytes: the memory ends there.",
+                                                        "reading 0x%08" PRIx32
+                                                        " returned %d of %zu bytes: the memory ends there",
                                                         at, r, n);
                         s->stats.bytes_read += n;
                         r = fn(userdata, (uint32_t)off, buf, n);

@@ -66,6 +66,9 @@ typedef struct DfuFlashStats {
  */
 int dfu_session_open_port_path(DfuSession **ret, const char *port_path, char **ret_message);
 int dfu_session_open_bus_dev(DfuSession **ret, uint8_t bus, uint8_t dev, char **ret_message);
+/* The same over a transport already open (any UsbTransportOps); takes
+ * ownership of `t`, also on failure. `where` names the device in messages. */
+int dfu_session_new(DfuSession **ret, UsbTransport *t, const char *where, char **ret_message);
 DfuSession *dfu_session_free(DfuSession *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(DfuSession *, dfu_session_free);
 

@@ -93,8 +93,8 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegmen
                         continue;
                 if ((uint64_t)segments[i].address + segments[i].size > UINT64_C(1) << 32)
                         return plan_fail(ret_message, -EINVAL,
-                                         "The image segment at 0x%08" PRIx32
-                                         " (%zu bytes) runs past the end of the 32-bit address space.",
+                                         "the image segment at 0x%08" PRIx32
+                                         " (%zu bytes) runs past the end of the 32-bit address space",
                                          segments[i].address, segments[i].size);
                 FlashSegment *s = realloc(p->segments, (p->n_segments + 1) * sizeof(*s));
                 if (!s)
@@ -103,7 +103,7 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegmen
                 p->segments[p->n_segments++] = segments[i];
         }
         if (p->n_segments == 0)
-                return plan_fail(ret_message, -EINVAL, "The image contains no data.");
+                return plan_fail(ret_message, -EINVAL, "the image contains no data");
 
         qsort(p->segments, p->n_segments, sizeof(*p->segments), segment_cmp);
 
@@ -113,7 +113,7 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegmen
 
                 if (i > 0 && (uint64_t)p->segments[i - 1].address + p->segments[i - 1].size > seg->address)
                         return plan_fail(ret_message, -EINVAL,
-                                         "The image's segments overlap at 0x%08" PRIx32 ".", seg->address);
+                                         "the image's segments overlap at 0x%08" PRIx32, seg->address);
 
                 while (pos < end) {
                         const DfuseSegment *lseg;
@@ -123,15 +123,15 @@ int flash_plan_new(FlashPlan **ret, const DfuseLayout *layout, const FlashSegmen
                         if (!dfuse_layout_find_sector(layout, (uint32_t)pos, &lseg, &start, &size) ||
                             size == 0)
                                 return plan_fail(ret_message, -ERANGE,
-                                                 "The image reaches 0x%08" PRIx32
+                                                 "the image reaches 0x%08" PRIx32
                                                  ", which is outside the flash layout of the device; "
-                                                 "the image does not fit at this address.",
+                                                 "the image does not fit at this address",
                                                  (uint32_t)pos);
                         if ((lseg->flags & (DFUSE_SECTOR_ERASABLE | DFUSE_SECTOR_WRITEABLE)) !=
                             (DFUSE_SECTOR_ERASABLE | DFUSE_SECTOR_WRITEABLE))
                                 return plan_fail(ret_message, -EACCES,
-                                                 "The image reaches 0x%08" PRIx32
-                                                 ", in a sector the device marks as not %s.",
+                                                 "the image reaches 0x%08" PRIx32
+                                                 ", in a sector the device marks as not %s",
                                                  (uint32_t)pos,
                                                  !(lseg->flags & DFUSE_SECTOR_WRITEABLE) ? "writeable"
                                                                                          : "erasable");

@@ -29,7 +29,6 @@
 
 struct PicobootSession {
         UsbTransport *transport;
-        libusb_device_handle *handle;
         uint8_t interface;
         uint8_t ep_in, ep_out;
         uint32_t token;
@@ -62,40 +61,16 @@ PicobootSession *picoboot_session_free(PicobootSession *s)
 
 static int find_interface(PicobootSession *s)
 {
-        struct libusb_config_descriptor *cfg = NULL;
+        UsbBulkInterface b;
         int r;
 
-        r = libusb_get_active_config_descriptor(libusb_get_device(s->handle), &cfg);
+        r = usb_transport_find_bulk_interface(s->transport, LIBUSB_CLASS_VENDOR_SPEC, &b);
         if (r < 0)
-                return usb_errno_from_libusb(r);
-        r = -ENXIO;
-        for (uint8_t i = 0; i < cfg->bNumInterfaces && r < 0; i++) {
-                const struct libusb_interface_descriptor *d;
-                uint8_t in = 0, out = 0;
-
-                if (cfg->interface[i].num_altsetting < 1)
-                        continue;
-                d = &cfg->interface[i].altsetting[0];
-                if (d->bInterfaceClass != LIBUSB_CLASS_VENDOR_SPEC || d->bNumEndpoints != 2)
-                        continue;
-                for (uint8_t e = 0; e < d->bNumEndpoints; e++) {
-                        const struct libusb_endpoint_descriptor *ep = &d->endpoint[e];
-                        if ((ep->bmAttributes & LIBUSB_TRANSFER_TYPE_MASK) != LIBUSB_TRANSFER_TYPE_BULK)
-                                continue;
-                        if (ep->bEndpointAddress & LIBUSB_ENDPOINT_IN)
-                                in = ep->bEndpointAddress;
-                        else
-                                out = ep->bEndpointAddress;
-                }
-                if (in && out) {
-                        s->interface = d->bInterfaceNumber;
-                        s->ep_in = in;
-                        s->ep_out = out;
-                        r = 0;
-                }
-        }
-        libusb_free_config_descriptor(cfg);
-        return r;
+                return r;
+        s->interface = b.interface;
+        s->ep_in = b.ep_in;
+        s->ep_out = b.ep_out;
+        return 0;
 }
 
 static int reset_interface(PicobootSession *s)
@@ -108,8 +83,8 @@ static int reset_interface(PicobootSession *s)
         if (r < 0)
                 return r;
         /* the host side of a stalled endpoint stays halted until cleared */
-        (void)libusb_clear_halt(s->handle, s->ep_in);
-        (void)libusb_clear_halt(s->handle, s->ep_out);
+        (void)usb_transport_clear_halt(s->transport, s->ep_in);
+        (void)usb_transport_clear_halt(s->transport, s->ep_out);
         return 0;
 }
 
@@ -126,7 +101,7 @@ static int get_command_status(PicobootSession *s, PicobootCmdStatus *ret)
         return picoboot_status_decode(buf, (size_t)r, ret);
 }
 
-static int session_open(PicobootSession **ret, UsbTransport *t, char **ret_message)
+int picoboot_session_new(PicobootSession **ret, UsbTransport *t, char **ret_message)
 {
         _cleanup_(picoboot_session_freep) PicobootSession *s = NULL;
         struct libusb_device_descriptor dd;
@@ -138,7 +113,6 @@ static int session_open(PicobootSession **ret, UsbTransport *t, char **ret_messa
                 return -ENOMEM;
         }
         s->transport = t;
-        s->handle = usb_transport_get_handle(t);
         s->token = 1;
 
         r = usb_transport_get_device_descriptor(t, &dd);
@@ -183,7 +157,7 @@ int picoboot_session_open_port_path(PicobootSession **ret, const char *port_path
         if (r < 0)
                 return codec_message(ret_message, r, "cannot open the USB device on %s: %s",
                                      strna(port_path), strerror(-r));
-        return session_open(ret, t, ret_message);
+        return picoboot_session_new(ret, t, ret_message);
 }
 
 int picoboot_session_open_bus_dev(PicobootSession **ret, uint8_t bus, uint8_t dev, char **ret_message)
@@ -195,7 +169,7 @@ int picoboot_session_open_bus_dev(PicobootSession **ret, uint8_t bus, uint8_t de
         if (r < 0)
                 return codec_message(ret_message, r, "cannot open USB device %03u/%03u: %s", bus, dev,
                                      strerror(-r));
-        return session_open(ret, t, ret_message);
+        return picoboot_session_new(ret, t, ret_message);
 }
 
 const PicobootFlashStats *picoboot_session_get_stats(const PicobootSession *s)
@@ -220,11 +194,7 @@ typedef struct Cmd {
 
 static int bulk(PicobootSession *s, uint8_t ep, uint8_t *data, int len, unsigned timeout_ms, int *ret_n)
 {
-        int r;
-
-        *ret_n = 0;
-        r = libusb_bulk_transfer(s->handle, ep, data, len, ret_n, timeout_ms);
-        return usb_errno_from_libusb(r);
+        return usb_transport_bulk(s->transport, ep, data, len, ret_n, timeout_ms);
 }
 
 static int command_once(PicobootSession *s, const Cmd *c)

@@ -3,10 +3,10 @@
 
 /*
  * A PICOBOOT session: the RP2040 boot ROM in BOOTSEL mode (2e8a:0003),
- * flashed over its vendor interface (RP2040 datasheet 2.8.5) with libusb
- * bulk transfers, each with a timeout. Sequential code for a job's worker
- * thread; it does not log: progress and notes go through FlashCallbacks,
- * failures come back as a negative errno plus a sentence.
+ * flashed over its vendor interface (RP2040 datasheet 2.8.5) with a
+ * UsbTransport's bulk transfers, each with a timeout. Sequential code for
+ * a job's worker thread; it does not log: progress and notes go through
+ * FlashCallbacks, failures come back as a negative errno plus a sentence.
  *
  * A stalled command is recovered as the datasheet describes (2.8.5.4):
  * GET_COMMAND_STATUS for the reason, the interface RESET request, clearing
@@ -58,6 +58,9 @@ typedef struct PicobootFlashStats {
  */
 int picoboot_session_open_port_path(PicobootSession **ret, const char *port_path, char **ret_message);
 int picoboot_session_open_bus_dev(PicobootSession **ret, uint8_t bus, uint8_t dev, char **ret_message);
+/* The same over a transport already open (any UsbTransportOps with bulk
+ * endpoints); takes ownership of `t`, also on failure. */
+int picoboot_session_new(PicobootSession **ret, UsbTransport *t, char **ret_message);
 PicobootSession *picoboot_session_free(PicobootSession *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PicobootSession *, picoboot_session_free);
 

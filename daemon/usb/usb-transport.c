@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libusb handling for sessions: one context per transport, open by port
- * path or bus/device number, control transfers with timeouts, string
- * descriptors read raw, DFU interface discovery. The one place where
- * libusb's error codes become negative errno.
+ * The UsbTransport operations, and their libusb implementation for
+ * sessions: one context per transport, open by port path or bus/device
+ * number, control transfers with timeouts, string descriptors read raw,
+ * DFU interface discovery. The one place where libusb's error codes become
+ * negative errno.
  */
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec/usb-string.h"
 #include "usb/usb-transport.h"
@@ -21,12 +23,157 @@
 #define USB_STRING_TIMEOUT_MS 1000
 #define USB_LANGID_EN_US      0x0409
 
-struct UsbTransport {
+typedef struct LibusbTransport {
+        UsbTransport transport;
         libusb_context *ctx;
         libusb_device_handle *handle;
         char port_path[USB_PORT_PATH_MAX];
         int claimed_interface; /* -1: none */
-};
+} LibusbTransport;
+
+static const UsbTransportOps libusb_transport_ops;
+
+static LibusbTransport *libusb_transport(UsbTransport *t)
+{
+        return t && t->ops == &libusb_transport_ops ? (LibusbTransport *)t : NULL;
+}
+
+/* ---- the operations ---- */
+
+UsbTransport *usb_transport_free(UsbTransport *t)
+{
+        if (t)
+                t->ops->free(t);
+        return NULL;
+}
+
+int usb_transport_control(UsbTransport *t, uint8_t request_type, uint8_t request, uint16_t value,
+                          uint16_t index, void *data, uint16_t len, unsigned timeout_ms)
+{
+        if (timeout_ms == 0)
+                return -EINVAL;
+        return t->ops->control(t, request_type, request, value, index, data, len, timeout_ms);
+}
+
+int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt)
+{
+        return t->ops->claim(t, interface, alt);
+}
+
+int usb_transport_reset(UsbTransport *t)
+{
+        return t->ops->reset(t);
+}
+
+int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret)
+{
+        return t->ops->find_dfu(t, ret);
+}
+
+int usb_transport_find_bulk_interface(UsbTransport *t, uint8_t interface_class, UsbBulkInterface *ret)
+{
+        return t->ops->find_bulk_interface ? t->ops->find_bulk_interface(t, interface_class, ret) : -ENXIO;
+}
+
+int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret)
+{
+        return t->ops->get_device_descriptor ? t->ops->get_device_descriptor(t, ret) : -EOPNOTSUPP;
+}
+
+int usb_transport_bulk(UsbTransport *t, uint8_t endpoint, void *data, int len, int *ret_transferred,
+                       unsigned timeout_ms)
+{
+        *ret_transferred = 0;
+        if (timeout_ms == 0)
+                return -EINVAL;
+        if (!t->ops->bulk)
+                return -EOPNOTSUPP;
+        return t->ops->bulk(t, endpoint, data, len, ret_transferred, timeout_ms);
+}
+
+int usb_transport_clear_halt(UsbTransport *t, uint8_t endpoint)
+{
+        return t->ops->clear_halt ? t->ops->clear_halt(t, endpoint) : 0;
+}
+
+const char *usb_transport_get_port_path(UsbTransport *t)
+{
+        return t->ops->get_port_path ? t->ops->get_port_path(t) : t->ops->kind;
+}
+
+uint64_t usb_transport_now_ms(UsbTransport *t)
+{
+        struct timespec ts;
+
+        if (t->ops->now_ms)
+                return t->ops->now_ms(t);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void usb_transport_sleep_ms(UsbTransport *t, uint32_t ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+        if (t->ops->sleep_ms) {
+                t->ops->sleep_ms(t, ms);
+                return;
+        }
+        while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR)
+                ;
+}
+
+/* USB 2.0 section 9.4.3: GET_DESCRIPTOR, wValue = type << 8 | index,
+ * wIndex = language id. 255 is the most a one-byte bLength can claim. */
+#define STRING_REQUEST_TYPE (LIBUSB_ENDPOINT_IN | LIBUSB_REQUEST_TYPE_STANDARD | LIBUSB_RECIPIENT_DEVICE)
+#define STRING_VALUE(index) ((uint16_t)(LIBUSB_DT_STRING << 8 | (index)))
+
+static int string_received(int r, const uint8_t *buf, size_t *ret_len)
+{
+        if (r < 0)
+                return r;
+        if (r < 2 || buf[1] != LIBUSB_DT_STRING)
+                return -EBADMSG;
+        *ret_len = (size_t)r;
+        return 0;
+}
+
+int usb_transport_read_string(UsbTransport *t, uint8_t index, uint16_t langid, uint8_t buf[static 255],
+                              size_t *ret_len)
+{
+        int r;
+
+        r = usb_transport_control(t, STRING_REQUEST_TYPE, LIBUSB_REQUEST_GET_DESCRIPTOR, STRING_VALUE(index),
+                                  langid, buf, 255, USB_STRING_TIMEOUT_MS);
+        return string_received(r, buf, ret_len);
+}
+
+int usb_transport_read_string_utf8(UsbTransport *t, uint8_t index, char **ret)
+{
+        uint8_t buf[255];
+        size_t len;
+        uint16_t langid = USB_LANGID_EN_US;
+        int r;
+
+        r = usb_transport_read_string(t, 0, 0, buf, &len);
+        if (r < 0)
+                return r;
+        if (len >= 4)
+                langid = (uint16_t)(buf[2] | buf[3] << 8);
+
+        r = usb_transport_read_string(t, index, langid, buf, &len);
+        if (r < 0)
+                return r;
+        return usb_string_descriptor_decode(buf, len, ret, NULL);
+}
+
+void usb_dfu_info_clear(UsbDfuInfo *info)
+{
+        free(info->alts);
+        *info = (UsbDfuInfo){};
+}
+
+/* ---- libusb ---- */
 
 int usb_errno_from_libusb(int r)
 {
@@ -102,10 +249,10 @@ static int device_port_path(libusb_device *dev, char *buf, size_t size)
         return usb_port_path_format(libusb_get_bus_number(dev), ports, (size_t)n, buf, size);
 }
 
-UsbTransport *usb_transport_free(UsbTransport *t)
+static void libusb_transport_free(UsbTransport *base)
 {
-        if (!t)
-                return NULL;
+        LibusbTransport *t = libusb_transport(base);
+
         if (t->handle) {
                 if (t->claimed_interface >= 0)
                         (void)libusb_release_interface(t->handle, t->claimed_interface);
@@ -114,7 +261,6 @@ UsbTransport *usb_transport_free(UsbTransport *t)
         if (t->ctx)
                 libusb_exit(t->ctx);
         free(t);
-        return NULL;
 }
 
 static void libusb_free_device_listp(libusb_device ***l)
@@ -127,15 +273,18 @@ static void libusb_free_device_listp(libusb_device ***l)
 static int transport_open(UsbTransport **ret, bool (*match)(libusb_device *dev, const void *userdata),
                           const void *userdata)
 {
-        _cleanup_(usb_transport_freep) UsbTransport *t = NULL;
+        _cleanup_(usb_transport_freep) UsbTransport *base = NULL;
         _cleanup_(libusb_free_device_listp) libusb_device **list = NULL;
+        LibusbTransport *t;
         ssize_t n;
         int r;
 
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
+        t->transport.ops = &libusb_transport_ops;
         t->claimed_interface = -1;
+        base = &t->transport;
 
         r = libusb_init(&t->ctx);
         if (r < 0) {
@@ -161,7 +310,7 @@ static int transport_open(UsbTransport **ret, bool (*match)(libusb_device *dev, 
                 }
                 /* DFU interfaces have no kernel driver; harmless where there is none. */
                 (void)libusb_set_auto_detach_kernel_driver(t->handle, 1);
-                *ret = TAKE_PTR(t);
+                *ret = TAKE_PTR(base);
                 return 0;
         }
         return -ENODEV;
@@ -201,23 +350,39 @@ int usb_transport_open_bus_dev(UsbTransport **ret, uint8_t bus, uint8_t dev)
         return transport_open(ret, match_bus_dev, &bd);
 }
 
-libusb_device_handle *usb_transport_get_handle(UsbTransport *t)
+libusb_device_handle *usb_transport_get_handle(UsbTransport *base)
 {
-        return t->handle;
+        LibusbTransport *t = libusb_transport(base);
+
+        return t ? t->handle : NULL;
 }
 
-const char *usb_transport_get_port_path(UsbTransport *t)
+static const char *libusb_transport_get_port_path(UsbTransport *base)
 {
-        return t->port_path;
+        return libusb_transport(base)->port_path;
 }
 
-int usb_transport_get_device_descriptor(UsbTransport *t, struct libusb_device_descriptor *ret)
+static int libusb_transport_get_device_descriptor(UsbTransport *base, struct libusb_device_descriptor *ret)
 {
-        return usb_errno_from_libusb(libusb_get_device_descriptor(libusb_get_device(t->handle), ret));
+        return usb_errno_from_libusb(
+                libusb_get_device_descriptor(libusb_get_device(libusb_transport(base)->handle), ret));
 }
 
-int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt)
+static int libusb_transport_bulk(UsbTransport *base, uint8_t endpoint, void *data, int len,
+                                 int *ret_transferred, unsigned timeout_ms)
 {
+        return usb_errno_from_libusb(libusb_bulk_transfer(libusb_transport(base)->handle, endpoint, data,
+                                                          len, ret_transferred, timeout_ms));
+}
+
+static int libusb_transport_clear_halt(UsbTransport *base, uint8_t endpoint)
+{
+        return usb_errno_from_libusb(libusb_clear_halt(libusb_transport(base)->handle, endpoint));
+}
+
+static int libusb_transport_claim(UsbTransport *base, uint8_t interface, uint8_t alt)
+{
+        LibusbTransport *t = libusb_transport(base);
         int r;
 
         if (t->claimed_interface >= 0 && t->claimed_interface != interface) {
@@ -233,18 +398,17 @@ int usb_transport_claim(UsbTransport *t, uint8_t interface, uint8_t alt)
         return usb_errno_from_libusb(libusb_set_interface_alt_setting(t->handle, interface, alt));
 }
 
-int usb_transport_reset(UsbTransport *t)
+static int libusb_transport_reset(UsbTransport *base)
 {
-        return usb_errno_from_libusb(libusb_reset_device(t->handle));
+        return usb_errno_from_libusb(libusb_reset_device(libusb_transport(base)->handle));
 }
 
-int usb_transport_control(UsbTransport *t, uint8_t request_type, uint8_t request, uint16_t value,
-                          uint16_t index, void *data, uint16_t len, unsigned timeout_ms)
+static int libusb_transport_control(UsbTransport *base, uint8_t request_type, uint8_t request,
+                                    uint16_t value, uint16_t index, void *data, uint16_t len,
+                                    unsigned timeout_ms)
 {
-        if (timeout_ms == 0)
-                return -EINVAL;
-        return usb_errno_from_libusb(libusb_control_transfer(t->handle, request_type, request, value, index,
-                                                             data, len, timeout_ms));
+        return usb_errno_from_libusb(libusb_control_transfer(libusb_transport(base)->handle, request_type,
+                                                             request, value, index, data, len, timeout_ms));
 }
 
 int usb_transport_read_string_raw(libusb_device_handle *handle, uint8_t index, uint16_t langid,
@@ -252,43 +416,9 @@ int usb_transport_read_string_raw(libusb_device_handle *handle, uint8_t index, u
 {
         int r;
 
-        /* USB 2.0 section 9.4.3: GET_DESCRIPTOR, wValue = type << 8 | index,
-         * wIndex = language id. 255 is the most a one-byte bLength can claim. */
-        r = libusb_control_transfer(
-                handle, LIBUSB_ENDPOINT_IN | LIBUSB_REQUEST_TYPE_STANDARD | LIBUSB_RECIPIENT_DEVICE,
-                LIBUSB_REQUEST_GET_DESCRIPTOR, (uint16_t)(LIBUSB_DT_STRING << 8 | index), langid, buf, 255,
-                USB_STRING_TIMEOUT_MS);
-        if (r < 0)
-                return usb_errno_from_libusb(r);
-        if (r < 2 || buf[1] != LIBUSB_DT_STRING)
-                return -EBADMSG;
-        *ret_len = (size_t)r;
-        return 0;
-}
-
-int usb_transport_read_string_utf8(libusb_device_handle *handle, uint8_t index, char **ret)
-{
-        uint8_t buf[255];
-        size_t len;
-        uint16_t langid = USB_LANGID_EN_US;
-        int r;
-
-        r = usb_transport_read_string_raw(handle, 0, 0, buf, &len);
-        if (r < 0)
-                return r;
-        if (len >= 4)
-                langid = (uint16_t)(buf[2] | buf[3] << 8);
-
-        r = usb_transport_read_string_raw(handle, index, langid, buf, &len);
-        if (r < 0)
-                return r;
-        return usb_string_descriptor_decode(buf, len, ret, NULL);
-}
-
-void usb_dfu_info_clear(UsbDfuInfo *info)
-{
-        free(info->alts);
-        *info = (UsbDfuInfo){};
+        r = libusb_control_transfer(handle, STRING_REQUEST_TYPE, LIBUSB_REQUEST_GET_DESCRIPTOR,
+                                    STRING_VALUE(index), langid, buf, 255, USB_STRING_TIMEOUT_MS);
+        return string_received(usb_errno_from_libusb(r), buf, ret_len);
 }
 
 static void libusb_free_config_descriptorp(struct libusb_config_descriptor **c)
@@ -297,8 +427,9 @@ static void libusb_free_config_descriptorp(struct libusb_config_descriptor **c)
                 libusb_free_config_descriptor(*c);
 }
 
-int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret)
+static int libusb_transport_find_dfu(UsbTransport *base, UsbDfuInfo *ret)
 {
+        LibusbTransport *t = libusb_transport(base);
         _cleanup_(libusb_free_config_descriptorp) struct libusb_config_descriptor *cfg = NULL;
         UsbDfuInfo info = {};
         int r;
@@ -347,3 +478,55 @@ int usb_transport_find_dfu(UsbTransport *t, UsbDfuInfo *ret)
         *ret = info;
         return 0;
 }
+
+static int libusb_transport_find_bulk_interface(UsbTransport *base, uint8_t interface_class,
+                                                UsbBulkInterface *ret)
+{
+        LibusbTransport *t = libusb_transport(base);
+        _cleanup_(libusb_free_config_descriptorp) struct libusb_config_descriptor *cfg = NULL;
+        int r;
+
+        r = libusb_get_active_config_descriptor(libusb_get_device(t->handle), &cfg);
+        if (r < 0)
+                return usb_errno_from_libusb(r);
+        for (uint8_t i = 0; i < cfg->bNumInterfaces; i++) {
+                const struct libusb_interface_descriptor *d;
+                uint8_t in = 0, out = 0;
+
+                if (cfg->interface[i].num_altsetting < 1)
+                        continue;
+                d = &cfg->interface[i].altsetting[0];
+                if (d->bInterfaceClass != interface_class || d->bNumEndpoints != 2)
+                        continue;
+                for (uint8_t e = 0; e < d->bNumEndpoints; e++) {
+                        const struct libusb_endpoint_descriptor *ep = &d->endpoint[e];
+                        if ((ep->bmAttributes & LIBUSB_TRANSFER_TYPE_MASK) != LIBUSB_TRANSFER_TYPE_BULK)
+                                continue;
+                        if (ep->bEndpointAddress & LIBUSB_ENDPOINT_IN)
+                                in = ep->bEndpointAddress;
+                        else
+                                out = ep->bEndpointAddress;
+                }
+                if (in && out) {
+                        *ret = (UsbBulkInterface){ .interface = d->bInterfaceNumber,
+                                                   .ep_in = in,
+                                                   .ep_out = out };
+                        return 0;
+                }
+        }
+        return -ENXIO;
+}
+
+static const UsbTransportOps libusb_transport_ops = {
+        .kind = "libusb",
+        .control = libusb_transport_control,
+        .claim = libusb_transport_claim,
+        .reset = libusb_transport_reset,
+        .find_dfu = libusb_transport_find_dfu,
+        .find_bulk_interface = libusb_transport_find_bulk_interface,
+        .get_device_descriptor = libusb_transport_get_device_descriptor,
+        .bulk = libusb_transport_bulk,
+        .clear_halt = libusb_transport_clear_halt,
+        .get_port_path = libusb_transport_get_port_path,
+        .free = libusb_transport_free,
+};

@@ -253,7 +253,7 @@ def main():
     check(rc == 0 and json.loads(out) == F429, "info --json")
     # neither a device nor a board: exit 1 and the daemon's words
     rc, out, err, _ = run(["--socket", sock, "info", "nope"])
-    check(rc == 1 and "no device 'nope'" in err and "No board 'nope'" in err, f"info nope: rc {rc} {err!r}")
+    check(rc == 1 and "no device 'nope'" in err and "no board 'nope'" in err, f"info nope: rc {rc} {err!r}")
     check(srv.methods[-2:] == ["device.info", "board.info"], f"info asks device, then board: {srv.methods}")
     srv.close()
 

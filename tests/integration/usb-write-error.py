@@ -55,7 +55,7 @@ def test_image_outside_layout_is_refused_before_erasing(ctx):
     out = tool.flash(u.image(8192, 10), 0x080ff000)  # runs past the 1 MiB end
     after = ctl.counters()
     u.check(out["exit"] == 1 and out["status"] == "ERANGE", "not -ERANGE", out)
-    u.check("Nothing was erased" in out["message"], "message", out["message"])
+    u.check("nothing was erased" in out["message"], "message", out["message"])
     u.check(after["sector_erases"] == before["sector_erases"], "erased", (before, after))
 
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "string-descriptor.h"
 #include "tty-port.h"
 #include "usb-device.h"
 
@@ -194,21 +195,14 @@ static GBytes *cdc_config(void)
         return config_finish(a);
 }
 
-/* USB 2.0 9.6.7: UTF-16LE string descriptor. `claimed_len` (0: honest)
- * overrides bLength; `tail` units are appended after the text. */
+/* USB 2.0 9.6.7: UTF-16LE string descriptor (string-descriptor.h). */
 static GBytes *string_descriptor(const char *s, uint8_t claimed_len, const uint16_t *tail, size_t n_tail)
 {
-        GByteArray *a = g_byte_array_new();
-        size_t n = strlen(s) + n_tail;
+        size_t n = string_descriptor_size(s, n_tail);
+        uint8_t *buf = g_malloc(n);
 
-        put8(a, 0);
-        put8(a, 3);
-        for (const char *p = s; *p; p++)
-                put16(a, (uint8_t)*p);
-        for (size_t i = 0; i < n_tail; i++)
-                put16(a, tail[i]);
-        a->data[0] = claimed_len ? claimed_len : (uint8_t)MIN(2 + 2 * n, 254);
-        return g_byte_array_free_to_bytes(a);
+        string_descriptor_build(s, claimed_len, tail, n_tail, buf);
+        return g_bytes_new_take(buf, n);
 }
 
 static GBytes *langid_descriptor(void)
@@ -829,22 +823,18 @@ int usb_device_add(World *w, VBoard *b, BoardMode mode, const UsbIdentity *id, U
         d->strings[2] = string_descriptor(id->product, 0, NULL, 0);
         d->strings[3] = string_descriptor(id->serial, 0, NULL, 0);
         if (mode == BOARD_MODE_DFU) {
-                /* U+CC50 U+01A8 U+2E54 U+BEBF U+4B7C U+B6EE U+CEF8, as lsusb
-                 * showed them on the board of the seed report */
-                static const uint16_t garbage[] = { 0xCC50, 0x01A8, 0x2E54, 0xBEBF, 0x4B7C, 0xB6EE, 0xCEF8 };
                 const char *layout = b->variant->layout;
                 bool tail = b->quirks[QUIRK_GARBAGE_TAIL];
-                /* The F42x ROM defect: bLength 166 (the dual-bank string's
-                 * length) while only the real bytes arrive. */
-                uint8_t claimed = b->quirks[QUIRK_SHORT_STRING] ? 166 : 0;
+                uint8_t claimed = b->quirks[QUIRK_SHORT_STRING] ? STRING_DESCRIPTOR_SHORT_STRING_CLAIM : 0;
                 d->config_descriptor = dfu_config(b);
                 if (b->plain_dfu)
                         /* the interface string of Smoothieware's bootloader;
                          * plain DFU has no layout */
                         d->strings[4] = string_descriptor("Smoothie DFU", 0, NULL, 0);
                 else
-                        d->strings[4] = string_descriptor(layout, claimed, tail ? garbage : NULL,
-                                                          tail ? G_N_ELEMENTS(garbage) : 0);
+                        d->strings[4] = string_descriptor(
+                                layout, claimed, tail ? string_descriptor_garbage_tail : NULL,
+                                tail ? G_N_ELEMENTS(string_descriptor_garbage_tail) : 0);
                 d->strings[5] = string_descriptor(b->option_bytes_layout, 0, NULL, 0);
                 ifaces = g_strdup(":fe0102:");
         } else if (mode == BOARD_MODE_BOOTSEL) {
