@@ -409,10 +409,16 @@ int dfu_session_make_idle(DfuSession *s, const FlashCallbacks *cb)
                  * dfuDNLOAD-SYNC or dfuDNBUSY. It finishes that operation on its
                  * own; GETSTATUS after its bwPollTimeout moves it on (DFU 1.1
                  * section 6.1.2, A.2.4). Bounded by the longest operation a
-                 * session starts, a mass erase, which may not answer meanwhile. */
-                if (st.state == DFU_STATE_DFU_DNBUSY)
-                        dfu_session_sleep_ms(s, st.poll_timeout_ms);
-                r = wait_busy(s, DFU_MASS_ERASE_TIMEOUT_MS, true, &st);
+                 * session starts, a mass erase, which may not answer meanwhile;
+                 * bwPollTimeout is 24 bits of milliseconds (up to 4.6 hours): a
+                 * device asking for longer than that bound is not waited for. */
+                if (st.state == DFU_STATE_DFU_DNBUSY && st.poll_timeout_ms > DFU_MASS_ERASE_TIMEOUT_MS)
+                        r = -ETIMEDOUT;
+                else {
+                        if (st.state == DFU_STATE_DFU_DNBUSY)
+                                dfu_session_sleep_ms(s, st.poll_timeout_ms);
+                        r = wait_busy(s, DFU_MASS_ERASE_TIMEOUT_MS, true, &st);
+                }
                 if (r == -ETIMEDOUT)
                         return dfu_session_fail(
                                 s, r,

@@ -338,7 +338,8 @@ typedef struct Case {
         const char *message; /* a substring of the session's message */
         const char *note;    /* a substring of one note, or NULL */
         Expect flash;
-        unsigned erases; /* sector erases in the event log, -1u: not checked */
+        unsigned erases;        /* sector erases in the event log, -1u: not checked */
+        unsigned max_session_s; /* the session's virtual duration at most (0: not checked) */
 } Case;
 
 static const Case cases[] = {
@@ -373,6 +374,17 @@ static const Case cases[] = {
           .note = "still busy (dfuDNBUSY) from an earlier session",
           .flash = FLASH_IMAGE,
           .erases = 0 },
+        { .name = "busy: longer than any session waits",
+          /* the same erase, 50000 times slower: bwPollTimeout says hours */
+          .earlier = EARLIER_ERASE,
+          .timing_scale = 50000.0,
+          .result = -ETIMEDOUT,
+          .message = "stays busy (dfuDNBUSY) from an earlier session",
+          .flash = FLASH_OLD,
+          .erases = -1u,
+          /* a control transfer costs 50 s at this scale: a GETSTATUS or two,
+           * no sleep for the hours the device asks */
+          .max_session_s = 120 },
         { .name = "short-string",
           .short_string = true,
           .read_layout = true,
@@ -833,8 +845,14 @@ static void run_case(const Case *c)
                 CHECK_INT(dfuse_layout_parse(F429_LAYOUT, strlen(F429_LAYOUT), &layout), 0);
                 req.layout = layout;
         }
+        uint64_t started_us = f.now_us;
         r = dfu_session_flash(s, &req, &cb, &message);
 
+        if (c->max_session_s && f.now_us - started_us > (uint64_t)c->max_session_s * 1000000) {
+                fprintf(stderr, "%s: the session took %" PRIu64 " s of virtual time, expected at most %u\n",
+                        c->name, (f.now_us - started_us) / 1000000, c->max_session_s);
+                tests_failed++;
+        }
         if (r != c->result) {
                 fprintf(stderr, "%s: result %d (%s), expected %d\n", c->name, r, strna(message), c->result);
                 tests_failed++;
