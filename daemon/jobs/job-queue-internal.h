@@ -27,16 +27,19 @@ struct JobQueue {
         bool started;
         sd_event_source *expire_timer; /* the next interrupted job to expire */
 
+        /* Changes since the last loop turn: job_enter_state() and
+         * job_mark_dirty() land here; one deferred event source saves
+         * jobs.json once, schedules and sends each job's notification once. */
+        sd_event_source *flush_source, *exit_source;
+        Job *dirty; /* LIST(dirty), in the order of their first change */
+        bool save_pending;
+
         JobQueueOnUpdate on_update;
         void *on_update_userdata;
 };
 
-void job_queue_notify(JobQueue *q, Job *j);
+/* Take `j` into the queue (its changes are the queue's to save and announce). */
 int job_queue_append(JobQueue *q, Job *j);
-/* Drop the oldest finished jobs beyond history_max (and their images). */
-void job_queue_prune(JobQueue *q);
-/* Start every queued job whose board is free, oldest first. */
-void job_queue_schedule(JobQueue *q);
 /* `newer` was accepted: the interrupted jobs of its board end superseded. */
 void job_queue_supersede_older(JobQueue *q, Job *newer);
 

@@ -48,12 +48,6 @@ static uint64_t now_usec(void)
         return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
 }
 
-void job_queue_notify(JobQueue *q, Job *j)
-{
-        if (q->on_update)
-                q->on_update(q, j, q->on_update_userdata);
-}
-
 static JobRun *job_queue_find_run(JobQueue *q, const Job *j)
 {
         for (JobRun *r = q->runs; r; r = r->next)
@@ -75,7 +69,7 @@ static void job_run_flush_notify(JobRun *run)
         run->phase_unsent = false;
         run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
         run->last_notify_usec = now_usec();
-        job_queue_notify(run->queue, run->job);
+        job_mark_dirty(run->job, JOB_DIRTY_NOTIFY);
 }
 
 static int job_run_on_notify_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -164,6 +158,21 @@ int job_queue_save(JobQueue *q)
         return 0;
 }
 
+static void job_queue_on_dirty(Job *j, JobDirty what, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        if (what & JOB_DIRTY_SAVE)
+                q->save_pending = true;
+        if ((what & JOB_DIRTY_NOTIFY) && !j->in_dirty_list) {
+                /* appended: notifications go out in the order of the changes */
+                LIST_APPEND(dirty, q->dirty, j);
+                j->in_dirty_list = true;
+        }
+        if (q->flush_source)
+                (void)sd_event_source_set_enabled(q->flush_source, SD_EVENT_ONESHOT);
+}
+
 int job_queue_append(JobQueue *q, Job *j)
 {
         Job **p = realloc(q->jobs, (q->n_jobs + 1) * sizeof(Job *));
@@ -172,12 +181,24 @@ int job_queue_append(JobQueue *q, Job *j)
                 return -ENOMEM;
         q->jobs = p;
         q->jobs[q->n_jobs++] = j;
+        j->on_dirty = job_queue_on_dirty;
+        j->on_dirty_userdata = q;
         return 0;
+}
+
+/* A job out of the queue: freed now, or once its notification went out. */
+static void job_queue_release(Job *j)
+{
+        j->on_dirty = NULL;
+        if (j->in_dirty_list || j->notifying)
+                j->pruned = true;
+        else
+                job_free(j);
 }
 
 /* Drop the oldest finished jobs beyond history_max. Their images stay in
  * the store when another job still names them. */
-void job_queue_prune(JobQueue *q)
+static void job_queue_prune(JobQueue *q)
 {
         size_t finished = 0;
 
@@ -199,7 +220,8 @@ void job_queue_prune(JobQueue *q)
                 memmove(q->jobs + i, q->jobs + i + 1, (q->n_jobs - i - 1) * sizeof(Job *));
                 q->n_jobs--;
                 finished--;
-                job_free(j);
+                q->save_pending = true;
+                job_queue_release(j);
         }
 }
 
@@ -232,6 +254,7 @@ static int job_queue_load(JobQueue *q)
                         continue;
                 }
                 if (job_queue_append(q, j) < 0) {
+                        j->on_dirty = NULL;
                         job_free(j);
                         json_decref(root);
                         return log_oom();
@@ -303,15 +326,12 @@ static bool job_expired(const JobQueue *q, const Job *j, double now)
                now >= j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
 }
 
-static void job_queue_arm_expiry(JobQueue *q);
-
 /* An interrupted job left for long is failed: by then the board has most
  * likely been flashed some other way, and a retry would write an old image
  * over whatever it runs now. */
 static void job_queue_expire(JobQueue *q)
 {
         double now = job_now();
-        bool changed = false;
 
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
@@ -323,12 +343,6 @@ static void job_queue_expire(JobQueue *q)
                          "expired, so that an old image is never written over a newer one; flash the "
                          "board again if it still needs this image",
                          now - j->interrupted_at, (double)q->config.interrupted_expire_usec / 1e6);
-                job_queue_notify(q, j);
-                changed = true;
-        }
-        if (changed) {
-                (void)job_queue_save(q);
-                job_queue_arm_expiry(q);
         }
 }
 
@@ -338,7 +352,6 @@ static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata
 
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         job_queue_expire(q);
-        job_queue_arm_expiry(q);
         return 0;
 }
 
@@ -368,8 +381,6 @@ static void job_queue_arm_expiry(JobQueue *q)
 
 void job_queue_supersede_older(JobQueue *q, Job *newer)
 {
-        bool changed = false;
-
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
                 char text[256];
@@ -384,12 +395,6 @@ void job_queue_supersede_older(JobQueue *q, Job *newer)
                 (void)job_set_string(&j->message, text);
                 job_log(j, "%s", text);
                 job_enter_state(j, JOB_STATE_SUPERSEDED);
-                job_queue_notify(q, j);
-                changed = true;
-        }
-        if (changed) {
-                job_queue_arm_expiry(q);
-                (void)job_queue_save(q);
         }
 }
 
@@ -482,7 +487,6 @@ static void job_run_start_wait(JobRun *run, const JobMessage *m)
                                                  0, job_run_on_hint, run);
         (void)sd_event_add_time_relative(q->event, &run->timeout_timer, CLOCK_MONOTONIC, timeout, 0,
                                          job_run_on_timeout, run);
-        (void)job_queue_save(q);
         job_run_flush_notify(run);
 }
 
@@ -500,11 +504,10 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 job_enter_state(j, m->state);
                 if (m->state != JOB_STATE_WAITING_FOR_DEVICE && m->state != JOB_STATE_WAITING_FOR_APP)
                         (void)job_set_string(&j->message, NULL);
-                (void)job_queue_save(q);
                 job_run_flush_notify(run);
                 break;
         case JOB_MESSAGE_PHASE:
-                j->phase = m->phase;
+                job_enter_phase(j, m->phase);
                 j->rate = 0;
                 run->phase_start_usec = now;
                 run->phase_start_bytes = 0;
@@ -512,9 +515,10 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 /* Past the leave request the image is complete in flash: a
                  * restart that finds the board back in its application
                  * finishes the job instead of waiting for a bootloader that
-                 * will not come. Saved before anyone hears of the phase. */
+                 * will not come. Saved (at the end of this loop turn,
+                 * before the notification) like a state change. */
                 if (m->phase == JOB_PHASE_LEAVE)
-                        (void)job_queue_save(q);
+                        job_mark_dirty(j, JOB_DIRTY_SAVE);
                 if (m->has_progress) {
                         j->bytes_done = m->done;
                         j->bytes_total = m->total;
@@ -575,11 +579,9 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
                 } else
                         job_fail(j, m->error, "%s", m->text ? m->text : job_error_advice(m->error));
                 job_run_flush_notify(run);
-                /* frees the worker: its thread has posted its last message */
+                /* frees the worker: its thread has posted its last message;
+                 * the board is free for the next job at the end of the turn */
                 job_queue_remove_run(q, run);
-                job_queue_prune(q);
-                (void)job_queue_save(q);
-                job_queue_schedule(q);
                 break;
         case _JOB_MESSAGE_MAX:
         case _JOB_MESSAGE_INVALID:
@@ -660,6 +662,7 @@ static int job_queue_start_job(JobQueue *q, Job *j)
         if (j->started == 0)
                 j->started = job_now();
         job_log(j, "starting (attempt %u) on port %s", j->attempts, strna(j->port));
+        job_mark_dirty(j, JOB_DIRTY_ALL);
 
         r = job_worker_start(run->worker);
         if (r < 0) {
@@ -671,10 +674,8 @@ static int job_queue_start_job(JobQueue *q, Job *j)
 }
 
 /* Start every queued job whose board is free, oldest first. */
-void job_queue_schedule(JobQueue *q)
+static void job_queue_schedule(JobQueue *q)
 {
-        bool changed = false;
-
         if (!q->started)
                 return;
         for (size_t i = 0; i < q->n_jobs; i++) {
@@ -694,11 +695,7 @@ void job_queue_schedule(JobQueue *q)
                 if (busy)
                         continue;
                 (void)job_queue_start_job(q, j);
-                changed = true;
-                job_queue_notify(q, j);
         }
-        if (changed)
-                (void)job_queue_save(q);
 }
 
 static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e,
@@ -716,7 +713,6 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
          * (unless it expired meanwhile). */
         bool in_bootloader = JOB_DEVICE_BOOTLOADER_MODES & (1u << e->mode);
         if (in_bootloader || e->mode == DEVICE_MODE_APP) {
-                bool changed = false;
                 job_queue_expire(q);
                 for (size_t i = 0; i < q->n_jobs; i++) {
                         Job *j = q->jobs[i];
@@ -734,16 +730,67 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
                                                      "the board runs its application again");
                                 job_log(j, "%s", j->message);
                                 job_enter_state(j, JOB_STATE_DONE);
-                        } else
-                                continue;
-                        job_queue_notify(q, j);
-                        changed = true;
-                }
-                if (changed) {
-                        (void)job_queue_save(q);
-                        job_queue_schedule(q);
+                        }
                 }
         }
+}
+
+/* ---- the end of a loop turn ---- */
+
+int job_queue_flush(JobQueue *q)
+{
+        job_queue_schedule(q);
+        job_queue_prune(q);
+        if (!q->save_pending)
+                return 0;
+        q->save_pending = false;
+        job_queue_arm_expiry(q);
+        return job_queue_save(q);
+}
+
+/* Each changed job once, in the order of their first change, after the
+ * save: nobody hears of a state that a restart would not find. */
+static void job_queue_send_notifications(JobQueue *q)
+{
+        Job *j;
+
+        while ((j = LIST_POP(dirty, q->dirty))) {
+                _cleanup_(json_decrefp) json_t *earlier = NULL;
+
+                j->in_dirty_list = false;
+                if (!j->unnotified && !j->unsent)
+                        goto next;
+                earlier = job_take_notification(j);
+                /* the callbacks may submit, cancel, change other jobs (and
+                 * so prune this one): it is freed only after them */
+                j->notifying = true;
+                if (q->on_update)
+                        q->on_update(q, j, earlier, q->on_update_userdata);
+                j->notifying = false;
+        next:
+                if (j->pruned && !j->in_dirty_list)
+                        job_free(j);
+        }
+}
+
+static int job_queue_on_flush(sd_event_source *s, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        (void)job_queue_flush(q);
+        job_queue_send_notifications(q);
+        /* a callback's changes go out at the end of the next turn */
+        return 0;
+}
+
+static int job_queue_on_exit(sd_event_source *s, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        /* the file says exactly what the jobs were, also where a crash
+         * would have left a state that recovers the same way */
+        q->save_pending = true;
+        return job_queue_on_flush(s, q);
 }
 
 /* ---- public ---- */
@@ -773,7 +820,19 @@ JobQueue *job_queue_free(JobQueue *q)
                 return NULL;
         if (q->started)
                 inventory_remove_listener(q->inventory, job_queue_on_inventory, q);
+        /* without a loop turn left (no event loop ran its exit): what
+         * changed last is kept; the runs below stay in their states */
+        if (q->save_pending)
+                (void)job_queue_save(q);
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
+        q->flush_source = sd_event_source_disable_unref(q->flush_source);
+        q->exit_source = sd_event_source_disable_unref(q->exit_source);
+        while (q->dirty) {
+                Job *j = LIST_POP(dirty, q->dirty);
+                j->in_dirty_list = false;
+                if (j->pruned)
+                        job_free(j);
+        }
         /* Running workers: cancel and let them finish (sessions poll the flag
          * between transfers; waits are answered here). The jobs stay
          * persisted in their running state and are recovered at start. */
@@ -825,13 +884,21 @@ int job_queue_start(JobQueue *q)
         if (r < 0)
                 return r;
         job_queue_recover(q);
+        r = sd_event_add_defer(q->event, &q->flush_source, job_queue_on_flush, q);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the job queue's flush: %m");
+        (void)sd_event_source_set_description(q->flush_source, "job-queue-flush");
+        if (q->dirty) /* the recovered jobs' new states */
+                (void)sd_event_source_set_enabled(q->flush_source, SD_EVENT_ONESHOT);
+        /* the changes of the last loop turn before flashd stops */
+        r = sd_event_add_exit(q->event, &q->exit_source, job_queue_on_exit, q);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the job queue's flush at exit: %m");
         r = inventory_add_listener(q->inventory, job_queue_on_inventory, q);
         if (r < 0)
                 return log_error_errno(r, "Failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
-        job_queue_arm_expiry(q);
-        (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
         for (size_t i = 0; i < q->n_jobs; i++) {
@@ -843,8 +910,10 @@ int job_queue_start(JobQueue *q)
                 if (e)
                         job_queue_on_inventory(q->inventory, INVENTORY_EVENT_CHANGED, e, q);
         }
-        job_queue_schedule(q);
-        return 0;
+        /* the recovered queue is on disk before anything runs (written
+         * even when nothing changed: a file kept aside is replaced) */
+        q->save_pending = true;
+        return job_queue_flush(q);
 }
 
 Job *job_queue_find(JobQueue *q, uint64_t id)
@@ -869,9 +938,6 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
                 job_log(j, "cancelled before it ran");
                 (void)job_set_string(&j->message, "cancelled");
                 job_enter_state(j, JOB_STATE_CANCELLED);
-                job_queue_notify(q, j);
-                (void)job_queue_save(q);
-                job_queue_schedule(q);
                 return 0;
         }
         job_log(j, "cancel requested");

@@ -18,15 +18,26 @@ struct JobService {
         void *observer_userdata;
 };
 
-static void job_service_on_update(JobQueue *q, const Job *j, void *userdata)
+static void job_service_broadcast(JobService *s, json_t *object)
+{
+        json_t *params = json_array();
+
+        if (params && json_array_append_new(params, object) >= 0)
+                (void)server_broadcast(s->manager->server, "notify_job_update", params);
+        json_decref(params);
+}
+
+static void job_service_on_update(JobQueue *q, const Job *j, json_t *earlier, void *userdata)
 {
         JobService *s = userdata;
 
         if (s->manager->server) {
-                json_t *params = json_array();
-                if (params && json_array_append_new(params, job_to_json(j, false)) >= 0)
-                        (void)server_broadcast(s->manager->server, "notify_job_update", params);
-                json_decref(params);
+                size_t i;
+                json_t *o;
+                /* the states it passed through since its last notification */
+                json_array_foreach (earlier, i, o)
+                        job_service_broadcast(s, json_incref(o));
+                job_service_broadcast(s, job_to_json(j, false));
         }
         if (s->observer)
                 s->observer(j, s->observer_userdata);

@@ -564,14 +564,15 @@ int job_queue_submit(JobQueue *q, const JobRequest *req, Job **ret_job, JobError
         if (r < 0)
                 return r;
         *ret_job = TAKE_PTR(j);
-        job_queue_notify(q, *ret_job);
-        if ((*ret_job)->state == JOB_STATE_FAILED) {
-                job_queue_prune(q);
-                (void)job_queue_save(q);
+        job_mark_dirty(*ret_job, JOB_DIRTY_ALL);
+        bool refused = (*ret_job)->state == JOB_STATE_FAILED;
+        if (!refused)
+                job_queue_supersede_older(q, *ret_job);
+        /* Not only at the end of the loop turn: the job (and a refusal,
+         * which stays in the history) is on disk, and started when its
+         * board is free, before the submission is answered. */
+        (void)job_queue_flush(q);
+        if (refused)
                 return submit_refuse(err, TAKE_PTR(message), ret_error, ret_message);
-        }
-        job_queue_supersede_older(q, *ret_job);
-        (void)job_queue_save(q);
-        job_queue_schedule(q);
         return 0;
 }

@@ -85,6 +85,8 @@ int job_new(Job **ret, uint64_t id)
         j->state = JOB_STATE_QUEUED;
         j->verify = true;
         j->created = job_now();
+        j->notified_state = _JOB_STATE_INVALID; /* its first state is news */
+        j->notified_phase = _JOB_PHASE_INVALID;
         *ret = j;
         return 0;
 }
@@ -111,6 +113,7 @@ Job *job_free(Job *j)
         free(j->log);
         free(j->source);
         free(j->requested_by.name);
+        json_decref(j->unsent);
         free(j);
         return NULL;
 }
@@ -180,12 +183,71 @@ bool job_log_has(const Job *j, const char *text)
         return false;
 }
 
+void job_mark_dirty(Job *j, JobDirty what)
+{
+        if (what & JOB_DIRTY_NOTIFY)
+                j->unnotified = true;
+        if (j->on_dirty)
+                j->on_dirty(j, what, j->on_dirty_userdata);
+}
+
+/* Changes are announced once per loop turn, but every state and phase a
+ * client was not told of yet is kept (API: notify_job_update is sent on
+ * every state and phase change): the job as it is now, before it moves on. */
+static void job_keep_unsent(Job *j)
+{
+        json_t *o;
+
+        if (!j->unnotified || (j->state == j->notified_state && j->phase == j->notified_phase))
+                return;
+        if (!j->unsent && !(j->unsent = json_array()))
+                return;
+        o = job_to_json(j, false);
+        if (o)
+                json_array_append_new(j->unsent, o);
+        j->notified_state = j->state;
+        j->notified_phase = j->phase;
+}
+
+json_t *job_take_notification(Job *j)
+{
+        json_t *earlier = TAKE_PTR(j->unsent);
+
+        j->unnotified = false;
+        j->notified_state = j->state;
+        j->notified_phase = j->phase;
+        return earlier;
+}
+
+void job_enter_phase(Job *j, JobPhase p)
+{
+        if (j->phase == p)
+                return;
+        job_keep_unsent(j);
+        j->phase = p;
+}
+
+static bool job_state_before_flashing(JobState s)
+{
+        return s == JOB_STATE_QUEUED || s == JOB_STATE_REBOOTING || s == JOB_STATE_WAITING_FOR_DEVICE;
+}
+
+/* A job that has not begun flashing starts over from queued after a
+ * restart, whether jobs.json says queued, rebooting or waiting-for-device
+ * (was_flashing is false in all three): moving among them need not be
+ * written (an fsync each, on the main loop); every other change must. */
+static bool job_change_needs_save(JobState old, JobState s)
+{
+        return !(job_state_before_flashing(old) && job_state_before_flashing(s));
+}
+
 void job_enter_state(Job *j, JobState s)
 {
         JobState old = j->state;
 
         if (old == s)
                 return;
+        job_keep_unsent(j);
         j->state = s;
         /* an interrupted job keeps the phase it was cut short in: past
          * `leave` its image is complete (see job_queue_on_inventory()) */
@@ -201,7 +263,8 @@ void job_enter_state(Job *j, JobState s)
                 j->was_flashing = false;
         if (job_state_is_final(s) && j->finished == 0)
                 j->finished = job_now();
-        job_log(j, "%s -> %s", job_state_to_string(old), job_state_to_string(s));
+        job_log(j, "%s -> %s", strna(job_state_to_string(old)), strna(job_state_to_string(s)));
+        job_mark_dirty(j, job_change_needs_save(old, s) ? JOB_DIRTY_ALL : JOB_DIRTY_NOTIFY);
 }
 
 void job_fail(Job *j, JobError e, const char *format, ...)

@@ -40,6 +40,7 @@ typedef struct JobTrack {
         uint64_t job;
         char **serials; /* NULL-terminated */
         size_t n_serials;
+        bool refused; /* refused at submission: rule_fire() said why */
         struct JobTrack *next;
 } JobTrack;
 
@@ -63,7 +64,6 @@ struct RuleService {
         PortSeen *seen;
         JobTrack *tracks;
         bool started;
-        bool submitting; /* inside job_queue_submit(): its updates are ours to handle */
 };
 
 static JobQueue *queue_of(RuleService *s)
@@ -184,20 +184,27 @@ static JobTrack *track_find(RuleService *s, uint64_t job)
         return NULL;
 }
 
-static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
+static JobTrack *track_get(RuleService *s, uint64_t job)
 {
         JobTrack *t = track_find(s, job);
+
+        if (t)
+                return t;
+        t = calloc(1, sizeof(JobTrack));
+        if (!t)
+                return NULL;
+        t->job = job;
+        t->next = s->tracks;
+        s->tracks = t;
+        return t;
+}
+
+static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
+{
+        JobTrack *t = track_get(s, job);
         char **l;
 
-        if (!t) {
-                t = calloc(1, sizeof(JobTrack));
-                if (!t)
-                        return;
-                t->job = job;
-                t->next = s->tracks;
-                s->tracks = t;
-        }
-        if (!serial || !serial[0])
+        if (!t || !serial || !serial[0])
                 return;
         for (size_t i = 0; i < t->n_serials; i++)
                 if (streq(t->serials[i], serial))
@@ -448,10 +455,13 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 .requested_by = { .uid = r->created_uid, .pid = getpid(), .name = who },
                 .image_name = r->action.image_name,
         };
-        s->submitting = true;
         k = job_queue_submit(q, &req, &job, &err, &message);
-        s->submitting = false;
         if (k < 0) {
+                /* its notification comes at the end of the loop turn; the
+                 * refusal is handled here, where its reason is known */
+                JobTrack *t = job ? track_get(s, job->id) : NULL;
+                if (t)
+                        t->refused = true;
                 if (job)
                         r->n_fired++;
                 r->n_failed++;
@@ -478,9 +488,6 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
         }
         r->n_fired++;
         (void)rule_event_set(&r->last_fired, job_now(), e->port, job->id, NULL);
-        /* a job that could not even start ended inside job_queue_submit() */
-        if (job_state_is_final(job->state))
-                rule_on_job_end(s, job, NULL);
         log_info("rule %s: board on %s (%s mode) matches; job %" PRIu64 " flashes image %.12s (attempt %u)",
                  r->id, e->port, device_mode_to_string(e->mode), job->id, r->action.sha256, attempt);
         broadcast(s, "notify_rule_fired",
@@ -765,8 +772,7 @@ static void rule_service_on_job(const Job *j, void *userdata)
                 rule_service_save(s);
         } else if (j->was_flashing && j->port && rule_set_forget(s->set, j->port, t ? t->serials : NULL))
                 rule_service_save(s);
-        /* a refusal inside rule_fire() is handled there */
-        if (!s->submitting)
+        if (!(t && t->refused))
                 rule_on_job_end(s, j, t ? t->serials : NULL);
         track_drop(s, j->id);
 }
