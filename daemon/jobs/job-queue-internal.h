@@ -33,6 +33,7 @@ struct JobQueue {
         sd_event_source *flush_source, *exit_source;
         Job *dirty; /* LIST(dirty), in the order of their first change */
         bool save_pending;
+        unsigned n_saves; /* writes of jobs.json (for tests and measurements) */
 
         JobQueueOnUpdate on_update;
         void *on_update_userdata;

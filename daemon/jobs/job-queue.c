@@ -155,6 +155,7 @@ int job_queue_save(JobQueue *q)
         json_decref(root);
         if (r < 0)
                 return log_error_errno(r, "Failed to save %s: %m", q->state_file);
+        q->n_saves++;
         return 0;
 }
 
