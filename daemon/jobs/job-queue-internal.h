@@ -23,7 +23,8 @@ struct JobQueue {
         Job **jobs; /* by id, oldest first: queue and history */
         size_t n_jobs;
         uint64_t next_id;
-        JobRun *runs;
+        JobRun **runs; /* the running jobs (job-run.h) */
+        size_t n_runs;
         bool started;
         sd_event_source *expire_timer; /* the next interrupted job to expire */
 
