@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "jobs/job-error.h"
-#include "jobs/job-flow.h"
+#include "jobs/job-board.h"
 
 #include "usb/flash-plan.h"
 

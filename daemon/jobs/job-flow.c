@@ -20,16 +20,6 @@
 #include "usb/picoboot-session.h"
 #include "util/tty-claim.h"
 
-void job_flow_board_clear(JobFlowBoard *b)
-{
-        free(b->name);
-        free(b->variant);
-        free(b->mcu);
-        free(b->layout);
-        free(b->hint);
-        *b = (JobFlowBoard){};
-}
-
 void job_flow_spec_free(JobFlowSpec *s)
 {
         if (!s)

@@ -21,24 +21,9 @@
 
 #include "codec/can-proto.h"
 #include "jobs/image-store.h"
+#include "jobs/job-board.h"
 #include "jobs/job-device.h"
 #include "jobs/job-worker.h"
-
-typedef struct JobFlowBoard {
-        char *name, *variant, *mcu;
-        uint32_t flash_base, flash_size, app_offset;
-        uint32_t ram_start, ram_size;
-        char *layout;       /* fallback layout from the DB */
-        bool katapult;      /* the board usually has Katapult */
-        bool manual_reboot; /* the DB says software reboot does not work */
-        bool uart_request;  /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
-        char *hint;         /* hints joined, for waiting-for-device */
-        /* an AVR behind a USB-serial bridge (bootloader stk500v2/stk500v1) */
-        bool avr;
-        bool avr_stk500v1; /* optiboot; else the Mega's STK500v2 */
-        uint8_t avr_signature[3];
-        uint32_t avr_page_size, avr_boot_size, avr_baud;
-} JobFlowBoard;
 
 typedef struct JobFlowSpec {
         uint64_t job_id;
@@ -65,7 +50,6 @@ typedef struct JobFlowSpec {
         CanUuid can_uuid;
 } JobFlowSpec;
 
-void job_flow_board_clear(JobFlowBoard *b);
 void job_flow_spec_free(JobFlowSpec *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(JobFlowSpec *, job_flow_spec_free);
 

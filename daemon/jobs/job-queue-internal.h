@@ -2,12 +2,15 @@
 #pragma once
 
 /*
- * What job-queue.c (running jobs, persistence) and job-submit.c (target
- * resolution, board information, submission) share. Not for other modules.
+ * The queue's insides, for the files that implement job-queue.h with it:
+ * job-queue.c (persistence, recovery, scheduling, the end of a loop turn),
+ * job-submit.c (target resolution, checks, submission) and job-ports.c.
+ * Only job-submit.c and job-ports.c use job-queue.c, never the other way
+ * round. Not for other modules.
  */
 
-#include "jobs/job-flow.h"
 #include "jobs/job-queue.h"
+#include "util/list.h"
 
 typedef struct JobRun JobRun;
 
@@ -44,10 +47,3 @@ struct JobQueue {
 int job_queue_append(JobQueue *q, Job *j);
 /* `newer` was accepted: the interrupted jobs of its board end superseded. */
 void job_queue_supersede_older(JobQueue *q, Job *newer);
-
-/* Board and variant of a job: from the inventory entry (identified, named
- * by the user among candidates, or candidates sharing their geometry),
- * else from the names recorded at submission. Either may be NULL. */
-void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *e, const Board **ret_b,
-                        const BoardVariant **ret_v);
-int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v);

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "jobs/job-board.h"
 #include "jobs/job-flow-can.h"
-#include "jobs/job-check.h"
 #include "jobs/job-device.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-queue-internal.h"
@@ -343,7 +343,7 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
                 if (r < 0)
                         return r;
         }
-        job_queue_board_of(q, j, e, &b, &v);
+        job_board_of(q->boards, j, e, &b, &v);
         if (b) {
                 r = job_flow_board_fill(&s->board, b, v);
                 if (r < 0)
