@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "codec/flash-image.h"
+#include "jobs/job-methods.h"
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "rules/rule-service.h"
