@@ -204,7 +204,7 @@ static void job_queue_recover(JobQueue *q)
                         if (q->config.retry_interrupted) {
                                 job_enter_state(j, JOB_STATE_INTERRUPTED);
                                 if (j->interrupted_at == 0) /* a state file from before expiry existed */
-                                        j->interrupted_at = job_now();
+                                        j->interrupted_at = now_usec(CLOCK_REALTIME);
                                 (void)job_set_string(
                                         &j->message,
                                         "interrupted by a restart of flashd; retried from the start "
@@ -228,11 +228,10 @@ static void job_queue_recover(JobQueue *q)
 
 /* ---- interrupted jobs that must not run any more ---- */
 
-static bool job_expired(const JobQueue *q, const Job *j, double now)
+static bool job_expired(const JobQueue *q, const Job *j, usec_t now)
 {
         return j->state == JOB_STATE_INTERRUPTED && q->config.interrupted_expire_usec > 0 &&
-               j->interrupted_at > 0 &&
-               now >= j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+               j->interrupted_at > 0 && now >= j->interrupted_at + q->config.interrupted_expire_usec;
 }
 
 /* An interrupted job left for long is failed: by then the board has most
@@ -240,7 +239,7 @@ static bool job_expired(const JobQueue *q, const Job *j, double now)
  * over whatever it runs now. */
 static void job_queue_expire(JobQueue *q)
 {
-        double now = job_now();
+        usec_t now = now_usec(CLOCK_REALTIME);
 
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
@@ -251,7 +250,8 @@ static void job_queue_expire(JobQueue *q)
                          "interrupted %.0f s ago and not retried within interrupted_expire_sec (%.0f s): "
                          "expired, so that an old image is never written over a newer one; flash the "
                          "board again if it still needs this image",
-                         now - j->interrupted_at, (double)q->config.interrupted_expire_usec / 1e6);
+                         usec_to_sec(now - j->interrupted_at),
+                         usec_to_sec(q->config.interrupted_expire_usec));
         }
 }
 
@@ -266,7 +266,7 @@ static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata
 
 static void job_queue_arm_expiry(JobQueue *q)
 {
-        double first = 0;
+        usec_t first = 0;
         int r;
 
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
@@ -274,7 +274,7 @@ static void job_queue_arm_expiry(JobQueue *q)
                 return;
         for (size_t i = 0; i < q->n_jobs; i++) {
                 const Job *j = q->jobs[i];
-                double at = j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+                usec_t at = j->interrupted_at + q->config.interrupted_expire_usec;
 
                 if (j->state == JOB_STATE_INTERRUPTED && j->interrupted_at > 0 && (first == 0 || at < first))
                         first = at;
@@ -282,8 +282,7 @@ static void job_queue_arm_expiry(JobQueue *q)
         if (first == 0)
                 return;
         /* wall clock: the expiry counts across restarts of flashd */
-        r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, (uint64_t)(first * 1e6) + 1, 0,
-                              job_queue_on_expiry, q);
+        r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, first, 0, job_queue_on_expiry, q);
         if (r < 0)
                 log_warning_errno(r, "Cannot arm the expiry timer of interrupted jobs: %m");
 }
@@ -383,7 +382,7 @@ static int job_queue_start_job(JobQueue *q, Job *j)
 
         j->attempts++;
         if (j->started == 0)
-                j->started = job_now();
+                j->started = now_usec(CLOCK_REALTIME);
         job_log(j, "starting (attempt %u) on port %s", j->attempts, strna(j->port));
         job_mark_dirty(j, JOB_DIRTY_ALL);
 
@@ -663,7 +662,7 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
 
 bool job_queue_port_busy(JobQueue *q, const char *port)
 {
-        double now = job_now();
+        usec_t now = now_usec(CLOCK_REALTIME);
 
         /* An expired job whose timer has not run yet (a board that shows up
          * the moment it expires) holds nothing either; it is failed by the

@@ -1,6 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <time.h>
-
 #include "jobs/job-run.h"
 #include "util/log.h"
 
@@ -29,19 +27,11 @@ struct JobRun {
         bool phase_unsent; /* a new phase waits for its total before it is announced */
 };
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
-}
-
 static void job_run_flush_notify(JobRun *run)
 {
         run->phase_unsent = false;
         run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
-        run->last_notify_usec = now_usec();
+        run->last_notify_usec = now_usec(CLOCK_MONOTONIC);
         job_mark_dirty(run->job, JOB_DIRTY_NOTIFY);
 }
 
@@ -55,7 +45,7 @@ static int job_run_on_notify_timer(sd_event_source *s, uint64_t usec, void *user
  * value is never lost (a timer sends it). */
 static void job_run_notify_coalesced(JobRun *run)
 {
-        uint64_t now = now_usec();
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         if (now - run->last_notify_usec >= JOB_NOTIFY_INTERVAL_USEC) {
                 job_run_flush_notify(run);
@@ -164,8 +154,8 @@ static void job_run_start_wait(JobRun *run, const JobMessage *m)
         job_enter_state(run->job, for_app || run->job->state == JOB_STATE_WAITING_FOR_APP
                                           ? JOB_STATE_WAITING_FOR_APP
                                           : JOB_STATE_WAITING_FOR_DEVICE);
-        run->job->wait_started = job_now();
-        run->job->wait_timeout_sec = (double)timeout / 1e6;
+        run->job->wait_started = now_usec(CLOCK_REALTIME);
+        run->job->wait_timeout_usec = timeout;
         (void)job_set_string(&run->job->wait_hint, NULL);
         if (m->hint_usec > 0)
                 (void)sd_event_add_time_relative(run->event, &run->hint_timer, CLOCK_MONOTONIC, m->hint_usec,
@@ -181,7 +171,7 @@ static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata
 {
         JobRun *run = userdata;
         Job *j = run->job;
-        uint64_t now = now_usec();
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         switch (m->type) {
         case JOB_MESSAGE_STATE:

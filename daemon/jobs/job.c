@@ -67,14 +67,6 @@ bool job_state_is_final(JobState s)
         return false;
 }
 
-double job_now(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int job_new(Job **ret, uint64_t id)
 {
         Job *j = calloc(1, sizeof(Job));
@@ -84,7 +76,7 @@ int job_new(Job **ret, uint64_t id)
         j->id = id;
         j->state = JOB_STATE_QUEUED;
         j->verify = true;
-        j->created = job_now();
+        j->created = now_usec(CLOCK_REALTIME);
         j->notified_state = _JOB_STATE_INVALID; /* its first state is news */
         j->notified_phase = _JOB_PHASE_INVALID;
         *ret = j;
@@ -254,7 +246,7 @@ void job_enter_state(Job *j, JobState s)
         if (s != JOB_STATE_FLASHING && s != JOB_STATE_INTERRUPTED)
                 j->phase = JOB_PHASE_NONE;
         if (s == JOB_STATE_INTERRUPTED && j->interrupted_at == 0)
-                j->interrupted_at = job_now();
+                j->interrupted_at = now_usec(CLOCK_REALTIME);
         else if (s != JOB_STATE_INTERRUPTED)
                 j->interrupted_at = 0;
         if (s == JOB_STATE_FLASHING)
@@ -262,7 +254,7 @@ void job_enter_state(Job *j, JobState s)
         else if (s != JOB_STATE_INTERRUPTED)
                 j->was_flashing = false;
         if (job_state_is_final(s) && j->finished == 0)
-                j->finished = job_now();
+                j->finished = now_usec(CLOCK_REALTIME);
         job_log(j, "%s -> %s", strna(job_state_to_string(old)), strna(job_state_to_string(s)));
         job_mark_dirty(j, job_change_needs_save(old, s) ? JOB_DIRTY_ALL : JOB_DIRTY_NOTIFY);
 }
@@ -289,9 +281,15 @@ static json_t *json_string_or_null(const char *s)
         return json_string_sanitized(s);
 }
 
-static json_t *json_time_or_null(double t)
+/* seconds since the epoch, as the API has them */
+static json_t *json_time_or_null(usec_t t)
 {
-        return t > 0 ? json_real(t) : json_null();
+        return t > 0 ? json_real(usec_to_sec(t)) : json_null();
+}
+
+static usec_t json_time(json_t *v)
+{
+        return sec_to_usec(json_number_value(v));
 }
 
 /* {"started", "timeout_sec", "hints"} while the job waits for its board. */
@@ -309,8 +307,8 @@ static json_t *job_wait_to_json(const Job *j)
                 json_array_append_new(hints, json_stringn(p, n));
                 p = end ? end + 2 : p + n;
         }
-        return json_pack("{s:f, s:f, s:o}", "started", j->wait_started, "timeout_sec", j->wait_timeout_sec,
-                         "hints", hints ? hints : json_array());
+        return json_pack("{s:f, s:f, s:o}", "started", usec_to_sec(j->wait_started), "timeout_sec",
+                         usec_to_sec(j->wait_timeout_usec), "hints", hints ? hints : json_array());
 }
 
 json_t *job_to_json(const Job *j, bool with_log)
@@ -346,8 +344,9 @@ json_t *job_to_json(const Job *j, bool with_log)
                 json_string_or_null(j->device), "mode", json_string_or_null(j->mode), "image", image,
                 "verify", j->verify, "mass_erase", j->mass_erase, "force", force, "bytes_done",
                 (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate", j->rate,
-                "message", json_string_or_null(j->message), "error", error, "created", j->created, "started",
-                json_time_or_null(j->started), "finished", json_time_or_null(j->finished), "source",
+                "message", json_string_or_null(j->message), "error", error, "created",
+                usec_to_sec(j->created), "started", json_time_or_null(j->started), "finished",
+                json_time_or_null(j->finished), "source",
                 json_string_or_null(j->source ? j->source : "manual"), "requested_by", req, "attempts",
                 (int)j->attempts);
         if (!o)
@@ -388,7 +387,7 @@ json_t *job_to_state_json(const Job *j)
                 return NULL;
         json_object_set_new(o, "was_flashing", json_boolean(j->was_flashing));
         if (j->interrupted_at > 0)
-                json_object_set_new(o, "interrupted_at", json_real(j->interrupted_at));
+                json_object_set_new(o, "interrupted_at", json_real(usec_to_sec(j->interrupted_at)));
         return o;
 }
 
@@ -492,9 +491,9 @@ int job_from_state_json(json_t *o, Job **ret)
                 if (dup_string(error, "message", &j->error_message) < 0)
                         return -EBADMSG;
         }
-        j->created = json_number_value(json_object_get(o, "created"));
-        j->started = json_number_value(json_object_get(o, "started"));
-        j->finished = json_number_value(json_object_get(o, "finished"));
+        j->created = json_time(json_object_get(o, "created"));
+        j->started = json_time(json_object_get(o, "started"));
+        j->finished = json_time(json_object_get(o, "finished"));
 
         v = json_object_get(o, "log");
         if (json_is_array(v)) {
@@ -519,7 +518,7 @@ int job_from_state_json(json_t *o, Job **ret)
         }
         j->attempts = (unsigned)json_integer_value(json_object_get(o, "attempts"));
         j->was_flashing = json_is_true(json_object_get(o, "was_flashing"));
-        j->interrupted_at = json_number_value(json_object_get(o, "interrupted_at"));
+        j->interrupted_at = json_time(json_object_get(o, "interrupted_at"));
         v = json_object_get(o, "superseded_by");
         if (json_is_integer(v) && json_integer_value(v) > 0)
                 j->superseded_by = (uint64_t)json_integer_value(v);

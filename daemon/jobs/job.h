@@ -20,6 +20,7 @@
 #include "util/flash-callbacks.h"
 #include "util/list.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 typedef enum JobState {
         JOB_STATE_QUEUED,
@@ -125,14 +126,14 @@ struct Job {
         /* while waiting for the board: since when, for how long at most, and
          * the board's hints once the job asks for a hand ("set BOOT0 and
          * press reset"), "; "-separated */
-        double wait_started;
-        double wait_timeout_sec;
+        usec_t wait_started; /* CLOCK_REALTIME */
+        usec_t wait_timeout_usec;
         char *wait_hint;
 
         JobError error;
         char *error_message;
 
-        double created, started, finished; /* seconds since the epoch, 0 = not yet */
+        usec_t created, started, finished; /* CLOCK_REALTIME, 0 = not yet; seconds in JSON */
         char **log;
         size_t n_log;
 
@@ -140,7 +141,8 @@ struct Job {
         JobRequester requested_by;
         unsigned attempts;      /* how many times the flow was started */
         bool was_flashing;      /* persisted: a restart during flashing means interrupted */
-        double interrupted_at;  /* persisted: when it became interrupted (its expiry counts from here) */
+        usec_t interrupted_at;  /* persisted: when it became interrupted (CLOCK_REALTIME; its expiry
+                                 * counts from here) */
         uint64_t superseded_by; /* the newer job for the same board, 0 = none */
 
         /* The owner's bookkeeping, never persisted. */
@@ -193,5 +195,3 @@ json_t *job_to_json(const Job *j, bool with_log);
 /* The persisted form (job_to_json plus private fields); and back. */
 json_t *job_to_state_json(const Job *j);
 int job_from_state_json(json_t *o, Job **ret);
-
-double job_now(void);

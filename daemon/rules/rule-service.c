@@ -16,7 +16,7 @@ typedef struct RuleFiring {
         char *port;
         unsigned attempt;       /* 1: the first job; 2...: retries */
         uint64_t job;           /* the job in flight; 0 while waiting to retry */
-        double retry_at;        /* seconds since the epoch, while the timer runs */
+        usec_t retry_at;        /* CLOCK_REALTIME, while the timer runs */
         bool waiting_for_board; /* the retry is due; the board is not (usable) on its port */
         /* The board vanished (device-gone): the device the inventory still
          * shows under this generation is the one that went away; the retry
@@ -404,7 +404,7 @@ static void rule_set_error(Rule *r, const char *port, uint64_t job, const char *
         if (vasprintf(&text, format, ap) < 0)
                 text = NULL;
         va_end(ap);
-        (void)rule_event_set(&r->last_error, job_now(), port, job, text);
+        (void)rule_event_set(&r->last_error, now_usec(CLOCK_REALTIME), port, job, text);
         log_warning("rule %s: %s", r->id, strna(text));
 }
 
@@ -487,7 +487,7 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 f->timer = sd_event_source_disable_unref(f->timer);
         }
         r->n_fired++;
-        (void)rule_event_set(&r->last_fired, job_now(), e->port, job->id, NULL);
+        (void)rule_event_set(&r->last_fired, now_usec(CLOCK_REALTIME), e->port, job->id, NULL);
         log_info("rule %s: board on %s (%s mode) matches; job %" PRIu64 " flashes image %.12s (attempt %u)",
                  r->id, e->port, device_mode_to_string(e->mode), job->id, r->action.sha256, attempt);
         broadcast(s, "notify_rule_fired",
@@ -502,7 +502,7 @@ out:
 static void rule_skip(RuleService *s, Rule *r, const InventoryEntry *e, uint64_t job, const char *text)
 {
         r->n_skipped++;
-        (void)rule_event_set(&r->last_skipped, job_now(), e->port, job, text);
+        (void)rule_event_set(&r->last_skipped, now_usec(CLOCK_REALTIME), e->port, job, text);
         log_info("rule %s: board on %s skipped: %s", r->id, e->port, text);
         broadcast(s, "notify_rule_skipped",
                   json_pack("{s:s, s:s, s:s, s:o}", "rule", r->id, "port", e->port, "reason", text, "job",
@@ -703,18 +703,18 @@ static void rule_on_job_end(RuleService *s, const Job *j, char *const *serials)
                 break;
         case JOB_STATE_FAILED:
                 if (error_is_retryable(j->error) && r->enabled && f->attempt <= r->action.max_retries) {
-                        double delay = rule_retry_delay(r, f->attempt);
+                        usec_t delay = rule_retry_delay(r, f->attempt);
                         const InventoryEntry *now = inventory_get(s->manager->inventory, j->port);
                         f->job = 0;
                         f->has_stale = j->error == JOB_ERROR_DEVICE_GONE && now;
                         f->stale_generation = now ? now->generation : 0;
-                        f->retry_at = job_now() + delay;
+                        f->retry_at = now_usec(CLOCK_REALTIME) + delay;
                         rule_set_error(r, j->port, j->id,
                                        "attempt %u (job %" PRIu64 ") failed (%s): %s; retry in %.3g s",
                                        f->attempt, j->id, job_error_to_string(j->error),
-                                       strna(j->error_message), delay);
-                        if (sd_event_add_time_relative(s->manager->event, &f->timer, CLOCK_MONOTONIC,
-                                                       (uint64_t)(delay * 1e6), 0, firing_on_timer, f) < 0) {
+                                       strna(j->error_message), usec_to_sec(delay));
+                        if (sd_event_add_time_relative(s->manager->event, &f->timer, CLOCK_MONOTONIC, delay,
+                                                       0, firing_on_timer, f) < 0) {
                                 log_oom();
                                 firing_drop(s, f);
                         }
@@ -766,8 +766,8 @@ static void rule_service_on_job(const Job *j, void *userdata)
          * after erasing) something nobody knows. */
         t = track_find(s, j->id);
         if (j->state == JOB_STATE_DONE && j->port) {
-                if (rule_set_remember(s->set, j->port, t ? t->serials : NULL, j->image.sha256, job_now(),
-                                      j->id, j->source) < 0)
+                if (rule_set_remember(s->set, j->port, t ? t->serials : NULL, j->image.sha256,
+                                      now_usec(CLOCK_REALTIME), j->id, j->source) < 0)
                         log_oom();
                 rule_service_save(s);
         } else if (j->was_flashing && j->port && rule_set_forget(s->set, j->port, t ? t->serials : NULL))
@@ -905,7 +905,8 @@ json_t *rule_service_rule_json(RuleService *s, const Rule *r)
                                   f->job                 ? "flashing"
                                   : f->waiting_for_board ? "waiting-for-board"
                                                          : "retry-wait",
-                                  "retry_at", f->retry_at > 0 ? json_real(f->retry_at) : json_null()));
+                                  "retry_at",
+                                  f->retry_at > 0 ? json_real(usec_to_sec(f->retry_at)) : json_null()));
         }
         if (o && pending)
                 json_object_set_new(o, "pending", pending);
