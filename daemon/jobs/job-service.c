@@ -2,12 +2,13 @@
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "util/list.h"
 #include "util/log.h"
 
 typedef struct JobWaiter {
         RpcCall *call;
         uint64_t id;
-        struct JobWaiter *next;
+        LIST_FIELDS(struct JobWaiter, waiters);
 } JobWaiter;
 
 struct JobService {
@@ -44,13 +45,12 @@ static void job_service_on_update(JobQueue *q, const Job *j, json_t *earlier, vo
 
         if (!job_state_is_final(j->state))
                 return;
-        for (JobWaiter **p = &s->waiters; *p;) {
-                JobWaiter *w = *p;
-                if (w->id != j->id) {
-                        p = &w->next;
+        JobWaiter *w, *next;
+        LIST_FOREACH_SAFE(waiters, w, next, s->waiters)
+        {
+                if (w->id != j->id)
                         continue;
-                }
-                *p = w->next;
+                LIST_REMOVE(waiters, s->waiters, w);
                 (void)rpc_call_reply(w->call, json_pack("{s:o}", "job", job_to_json(j, true)));
                 rpc_call_unref(w->call);
                 free(w);
@@ -78,8 +78,7 @@ JobService *job_service_free(JobService *s)
         if (!s)
                 return NULL;
         while (s->waiters) {
-                JobWaiter *w = s->waiters;
-                s->waiters = w->next;
+                JobWaiter *w = LIST_POP(waiters, s->waiters);
                 (void)rpc_call_reply_error(w->call, RPC_ERROR_SHUTTING_DOWN, NULL,
                                            "flashd is stopping; job %" PRIu64 " continues after its restart",
                                            w->id);
@@ -109,8 +108,7 @@ int job_service_wait(JobService *s, RpcCall *call, uint64_t id)
                 return -ENOMEM;
         w->call = rpc_call_ref(call);
         w->id = id;
-        w->next = s->waiters;
-        s->waiters = w;
+        LIST_PREPEND(waiters, s->waiters, w);
         return 0;
 }
 

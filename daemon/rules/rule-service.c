@@ -7,6 +7,7 @@
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "rules/rule-service.h"
+#include "util/list.h"
 #include "util/log.h"
 
 /* A rule busy with one board: its job in flight, or the wait for a retry. */
@@ -24,14 +25,14 @@ typedef struct RuleFiring {
         bool has_stale;
         uint64_t stale_generation;
         sd_event_source *timer;
-        struct RuleFiring *next;
+        LIST_FIELDS(struct RuleFiring, firings);
 } RuleFiring;
 
 /* The last appearance (InventoryEntry.generation) looked at, per port. */
 typedef struct PortSeen {
         char *port;
         uint64_t generation;
-        struct PortSeen *next;
+        LIST_FIELDS(struct PortSeen, seen);
 } PortSeen;
 
 /* USB serial numbers seen on a job's port while it ran: the board's
@@ -41,7 +42,7 @@ typedef struct JobTrack {
         char **serials; /* NULL-terminated */
         size_t n_serials;
         bool refused; /* refused at submission: rule_fire() said why */
-        struct JobTrack *next;
+        LIST_FIELDS(struct JobTrack, tracks);
 } JobTrack;
 
 /* A board a rule gave up on after its last retry: skipped on its next
@@ -52,7 +53,7 @@ typedef struct GaveUp {
         char *rule_id;
         char *port;
         char **serials; /* NULL-terminated; the board's USB serials seen during its jobs */
-        struct GaveUp *next;
+        LIST_FIELDS(struct GaveUp, gave_up);
 } GaveUp;
 
 struct RuleService {
@@ -118,7 +119,9 @@ static void notify_changed(RuleService *s, const Rule *r)
 
 static RuleFiring *firing_find(RuleService *s, const char *rule_id, const char *port)
 {
-        for (RuleFiring *f = s->firings; f; f = f->next)
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings)
                 if (streq(f->rule_id, rule_id) && (!port || streq_ptr(f->port, port)))
                         return f;
         return NULL;
@@ -126,7 +129,9 @@ static RuleFiring *firing_find(RuleService *s, const char *rule_id, const char *
 
 static RuleFiring *firing_find_port(RuleService *s, const char *port)
 {
-        for (RuleFiring *f = s->firings; f; f = f->next)
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings)
                 if (streq_ptr(f->port, port))
                         return f;
         return NULL;
@@ -147,18 +152,13 @@ static RuleFiring *firing_new(RuleService *s, const char *rule_id, const char *p
                 free(f);
                 return NULL;
         }
-        f->next = s->firings;
-        s->firings = f;
+        LIST_PREPEND(firings, s->firings, f);
         return f;
 }
 
 static void firing_drop(RuleService *s, RuleFiring *f)
 {
-        for (RuleFiring **p = &s->firings; *p; p = &(*p)->next)
-                if (*p == f) {
-                        *p = f->next;
-                        break;
-                }
+        LIST_REMOVE(firings, s->firings, f);
         sd_event_source_disable_unref(f->timer);
         free(f->rule_id);
         free(f->port);
@@ -167,8 +167,10 @@ static void firing_drop(RuleService *s, RuleFiring *f)
 
 static void firings_drop_rule(RuleService *s, const char *rule_id)
 {
-        for (RuleFiring *f = s->firings, *next; f; f = next) {
-                next = f->next;
+        RuleFiring *f, *next;
+
+        LIST_FOREACH_SAFE(firings, f, next, s->firings)
+        {
                 if (streq(f->rule_id, rule_id))
                         firing_drop(s, f);
         }
@@ -178,7 +180,9 @@ static void firings_drop_rule(RuleService *s, const char *rule_id)
 
 static JobTrack *track_find(RuleService *s, uint64_t job)
 {
-        for (JobTrack *t = s->tracks; t; t = t->next)
+        JobTrack *t;
+
+        LIST_FOREACH (tracks, t, s->tracks)
                 if (t->job == job)
                         return t;
         return NULL;
@@ -194,8 +198,7 @@ static JobTrack *track_get(RuleService *s, uint64_t job)
         if (!t)
                 return NULL;
         t->job = job;
-        t->next = s->tracks;
-        s->tracks = t;
+        LIST_PREPEND(tracks, s->tracks, t);
         return t;
 }
 
@@ -221,16 +224,15 @@ static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
 
 static void track_drop(RuleService *s, uint64_t job)
 {
-        for (JobTrack **p = &s->tracks; *p; p = &(*p)->next)
-                if ((*p)->job == job) {
-                        JobTrack *t = *p;
-                        *p = t->next;
-                        for (size_t i = 0; i < t->n_serials; i++)
-                                free(t->serials[i]);
-                        free(t->serials);
-                        free(t);
-                        return;
-                }
+        JobTrack *t = track_find(s, job);
+
+        if (!t)
+                return;
+        LIST_REMOVE(tracks, s->tracks, t);
+        for (size_t i = 0; i < t->n_serials; i++)
+                free(t->serials[i]);
+        free(t->serials);
+        free(t);
 }
 
 /* ---- boards given up on ---- */
@@ -268,13 +270,14 @@ static void gave_up_add(RuleService *s, const char *rule_id, const char *port, c
                         n++;
         if (current && (g->serials[n] = strdup(current)))
                 n++;
-        g->next = s->gave_up;
-        s->gave_up = g;
+        LIST_PREPEND(gave_up, s->gave_up, g);
 }
 
 static bool gave_up_on(RuleService *s, const Rule *r, const InventoryEntry *e)
 {
-        for (GaveUp *g = s->gave_up; g; g = g->next) {
+        GaveUp *g;
+
+        LIST_FOREACH (gave_up, g, s->gave_up) {
                 if (!streq(g->rule_id, r->id) || !streq_ptr(g->port, e->port))
                         continue;
                 if (!g->serials[0] || !e->serial)
@@ -288,13 +291,11 @@ static bool gave_up_on(RuleService *s, const Rule *r, const InventoryEntry *e)
 
 static void gave_up_clear_rule(RuleService *s, const char *rule_id)
 {
-        for (GaveUp **p = &s->gave_up; *p;) {
-                GaveUp *g = *p;
-                if (!streq(g->rule_id, rule_id)) {
-                        p = &g->next;
-                        continue;
-                }
-                *p = g->next;
+        GaveUp *g, *next;
+
+        LIST_FOREACH_SAFE(gave_up, g, next, s->gave_up)
+        if (streq(g->rule_id, rule_id)) {
+                LIST_REMOVE(gave_up, s->gave_up, g);
                 gave_up_free(g);
         }
 }
@@ -338,7 +339,7 @@ static bool seen_mark(RuleService *s, const InventoryEntry *e)
 {
         PortSeen *p;
 
-        for (p = s->seen; p; p = p->next)
+        LIST_FOREACH (seen, p, s->seen)
                 if (streq(p->port, e->port))
                         break;
         if (p && p->generation == e->generation)
@@ -349,8 +350,7 @@ static bool seen_mark(RuleService *s, const InventoryEntry *e)
                         free(p);
                         return true;
                 }
-                p->next = s->seen;
-                s->seen = p;
+                LIST_PREPEND(seen, s->seen, p);
         }
         p->generation = e->generation;
         return true;
@@ -806,13 +806,11 @@ RuleService *rule_service_free(RuleService *s)
         while (s->firings)
                 firing_drop(s, s->firings);
         while (s->gave_up) {
-                GaveUp *g = s->gave_up;
-                s->gave_up = g->next;
+                GaveUp *g = LIST_POP(gave_up, s->gave_up);
                 gave_up_free(g);
         }
         while (s->seen) {
-                PortSeen *p = s->seen;
-                s->seen = p->next;
+                PortSeen *p = LIST_POP(seen, s->seen);
                 free(p->port);
                 free(p);
         }
@@ -895,7 +893,11 @@ json_t *rule_service_rule_json(RuleService *s, const Rule *r)
 {
         json_t *o = rule_to_json(r), *pending = json_array();
 
-        for (RuleFiring *f = s->firings; o && pending && f; f = f->next) {
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings) {
+                if (!o || !pending)
+                        break;
                 if (!streq(f->rule_id, r->id))
                         continue;
                 json_array_append_new(
