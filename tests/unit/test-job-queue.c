@@ -100,11 +100,14 @@ static json_t *job_state_json(uint64_t id, const char *state, const char *phase,
         return o;
 }
 
+static unsigned history_max = 100;
+
 /* `jobs` (taken) is written as jobs.json first; NULL: none. */
 static void fixture_start(Fixture *f, json_t *jobs, bool retry, uint64_t expire_usec)
 {
         JobQueueConfig c = JOB_QUEUE_CONFIG_DEFAULTS;
 
+        c.history_max = history_max;
         *f = (Fixture){};
         snprintf(f->dir, sizeof(f->dir), "/tmp/test-job-queue-XXXXXX");
         CHECK(mkdtemp(f->dir) != NULL);
@@ -338,6 +341,28 @@ static void test_every_state_announced(void)
         fixture_stop(&f);
 }
 
+/* A job that ends and is dropped from the history at once (history_max 0)
+ * is still announced, and freed after that. */
+static void test_pruned_still_announced(void)
+{
+        Fixture f;
+
+        history_max = 0;
+        fixture_start(&f,
+                      json_pack("[o]", job_state_json(7, "interrupted", "write", "1-1.3", true, now_sec())),
+                      true, 0);
+        history_max = 100;
+        run_idle(&f);
+        f.seen.n = 0;
+        CHECK_INT(job_queue_cancel(f.q, 7), 0);
+        run_idle(&f);
+        CHECK(job_queue_find(f.q, 7) == NULL);
+        CHECK_INT(f.seen.n, 1);
+        CHECK_INT(f.seen.id[0], 7);
+        CHECK_STR(f.seen.state[0], "cancelled");
+        fixture_stop(&f);
+}
+
 /* ---- expiry ---- */
 
 static void test_expiry(void)
@@ -430,6 +455,7 @@ int main(void)
         test_recovery_starts_over();
         test_one_save_per_turn();
         test_every_state_announced();
+        test_pruned_still_announced();
         test_expiry();
         test_submit_supersedes();
         TESTS_EXIT();
