@@ -398,7 +398,7 @@ static int job_queue_start_job(JobQueue *q, Job *j)
 /* Start every queued job whose board is free, oldest first. */
 static void job_queue_schedule(JobQueue *q)
 {
-        if (!q->started)
+        if (!q->started || q->stopping)
                 return;
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
@@ -509,8 +509,10 @@ static int job_queue_on_exit(sd_event_source *s, void *userdata)
         JobQueue *q = userdata;
 
         /* the file says exactly what the jobs were, also where a crash
-         * would have left a state that recovers the same way */
+         * would have left a state that recovers the same way; nothing new
+         * starts while flashd stops */
         q->save_pending = true;
+        q->stopping = true;
         return job_queue_on_flush(s, q);
 }
 

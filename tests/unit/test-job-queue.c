@@ -363,6 +363,31 @@ static void test_pruned_still_announced(void)
         fixture_stop(&f);
 }
 
+/* When the loop exits, the last changes are saved and announced, and no
+ * job is started any more. */
+static void test_exit_saves_starts_nothing(void)
+{
+        Fixture f;
+        char disk[32];
+        Job *j;
+
+        fixture_start(&f,
+                      json_pack("[o]", job_state_json(1, "interrupted", "write", "1-1.3", true, now_sec())),
+                      true, 0);
+        run_idle(&f);
+        f.seen.n = 0;
+        j = job_queue_find(f.q, 1);
+        job_log(j, "board is in its bootloader again: retrying from the start");
+        job_enter_state(j, JOB_STATE_QUEUED);
+        CHECK_INT(sd_event_exit(f.event, 0), 0);
+        run_idle(&f);
+        CHECK_INT(j->attempts, 0);
+        disk_state(&f, 1, disk, sizeof(disk));
+        CHECK_STR(disk, "queued");
+        CHECK_INT(f.seen.n, 1);
+        fixture_stop(&f);
+}
+
 /* ---- expiry ---- */
 
 static void test_expiry(void)
@@ -456,6 +481,7 @@ int main(void)
         test_one_save_per_turn();
         test_every_state_announced();
         test_pruned_still_announced();
+        test_exit_saves_starts_nothing();
         test_expiry();
         test_submit_supersedes();
         TESTS_EXIT();
