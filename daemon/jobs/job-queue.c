@@ -458,15 +458,20 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
 
 /* ---- the end of a loop turn ---- */
 
-int job_queue_flush(JobQueue *q)
+static int job_queue_save_pending(JobQueue *q)
 {
-        job_queue_schedule(q);
-        job_queue_prune(q);
         if (!q->save_pending)
                 return 0;
         q->save_pending = false;
         job_queue_arm_expiry(q);
         return job_queue_save(q);
+}
+
+int job_queue_flush(JobQueue *q)
+{
+        job_queue_schedule(q);
+        job_queue_prune(q);
+        return job_queue_save_pending(q);
 }
 
 /* Each changed job once, in the order of their first change, after the
@@ -481,6 +486,8 @@ static void job_queue_send_notifications(JobQueue *q)
                 j->in_dirty_list = false;
                 if (!j->unnotified && !j->unsent)
                         goto next;
+                /* what an earlier callback changed is saved first */
+                (void)job_queue_save_pending(q);
                 earlier = job_take_notification(j);
                 /* the callbacks may submit, cancel, change other jobs (and
                  * so prune this one): it is freed only after them */
@@ -499,8 +506,9 @@ static int job_queue_on_flush(sd_event_source *s, void *userdata)
         JobQueue *q = userdata;
 
         (void)job_queue_flush(q);
+        /* jobs a callback changes are announced in the same pass; what
+         * else they need (starting, pruning) waits for the next turn */
         job_queue_send_notifications(q);
-        /* a callback's changes go out at the end of the next turn */
         return 0;
 }
 

@@ -23,6 +23,7 @@ typedef struct Seen {
 } Seen;
 
 typedef struct Fixture {
+        uint64_t cancel_when, cancel_what; /* on the notification of job cancel_when, cancel another */
         char dir[64];
         char *state_file;
         sd_event *event;
@@ -85,6 +86,10 @@ static void on_update(JobQueue *q, const Job *j, json_t *earlier, void *userdata
         o = job_to_json(j, false);
         record(f, o);
         json_decref(o);
+        if (f->cancel_when == j->id) {
+                f->cancel_when = 0;
+                CHECK_INT(job_queue_cancel(q, f->cancel_what), 0);
+        }
 }
 
 static json_t *job_state_json(uint64_t id, const char *state, const char *phase, const char *port,
@@ -341,6 +346,30 @@ static void test_every_state_announced(void)
         fixture_stop(&f);
 }
 
+/* A job a notification's callback changes is announced in the same pass,
+ * and saved before that. */
+static void test_callback_changes_saved_first(void)
+{
+        Fixture f;
+        double t = now_sec();
+
+        fixture_start(&f,
+                      json_pack("[o, o]", job_state_json(1, "interrupted", "write", "1-1.1", true, t),
+                                job_state_json(2, "interrupted", "write", "1-1.2", true, t)),
+                      true, 0);
+        run_idle(&f);
+        f.seen.n = 0;
+        f.cancel_when = 1;
+        f.cancel_what = 2;
+        CHECK_INT(job_queue_cancel(f.q, 1), 0);
+        run_idle(&f);
+        CHECK_INT(f.seen.n, 2);
+        CHECK_INT(f.seen.id[1], 2);
+        CHECK_STR(f.seen.state[1], "cancelled");
+        CHECK(f.seen.on_disk[0] && f.seen.on_disk[1]);
+        fixture_stop(&f);
+}
+
 /* A job that ends and is dropped from the history at once (history_max 0)
  * is still announced, and freed after that. */
 static void test_pruned_still_announced(void)
@@ -481,6 +510,7 @@ int main(void)
         test_one_save_per_turn();
         test_every_state_announced();
         test_pruned_still_announced();
+        test_callback_changes_saved_first();
         test_exit_saves_starts_nothing();
         test_expiry();
         test_submit_supersedes();
