@@ -10,13 +10,7 @@
 #include "fs-util.h"
 #include "log.h"
 #include "manager.h"
-
-static uint64_t now_monotonic_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#include "util/time-util.h"
 
 static void manager_on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e,
                                  void *userdata)
@@ -56,7 +50,7 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
         }
         m->config = config;
         m->event = event ? sd_event_ref(event) : NULL;
-        m->start_usec = now_monotonic_usec();
+        m->start_usec = now_usec(CLOCK_MONOTONIC);
 
         const char *const *dirs = config->n_boards_dirs > 0 ? (const char *const *)config->boards_dirs
                                                             : board_db_default_dirs();
@@ -158,7 +152,7 @@ sd_event *manager_get_event(Manager *m)
 
 double manager_uptime(const Manager *m)
 {
-        return (double)(now_monotonic_usec() - m->start_usec) / 1e6;
+        return (double)(now_usec(CLOCK_MONOTONIC) - m->start_usec) / 1e6;
 }
 
 static int manager_listen(Manager *m)

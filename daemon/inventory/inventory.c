@@ -7,6 +7,7 @@
 #include "inventory/inventory-internal.h"
 #include "log.h"
 #include "macros.h"
+#include "util/time-util.h"
 
 /* USB ids that name a mode by themselves (notes/protocols.md). */
 #define USB_ID(v, p)     (((uint32_t)(v) << 16) | (uint32_t)(p))
@@ -393,13 +394,6 @@ static void inventory_update(Inventory *inv, InventoryEntry *e)
                 json_decref(now);
 }
 
-static uint64_t now_realtime_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int set_str(char **field, const char *value)
 {
         if (streq_ptr(*field, value))
@@ -431,7 +425,7 @@ int inventory_apply_usb(Inventory *inv, const InventoryUsbInfo *info)
                         set_str(&e->last_mcu, e->mcu);
                 entry_clear_usb(e);
                 e->generation++;
-                e->since_usec = now_realtime_usec();
+                e->since_usec = now_usec(CLOCK_REALTIME);
         }
         e->present = true;
         e->busnum = info->busnum;

@@ -15,7 +15,7 @@
 
 #include "jobs/job-error.h"
 #include "codec/flash-image.h"
-#include "jobs/job-flow.h"
+#include "jobs/job-board.h"
 
 /* A checked image and what the checks learnt about it beyond its bytes. */
 typedef struct JobPayload {

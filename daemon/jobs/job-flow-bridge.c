@@ -6,6 +6,7 @@
 #include "can/can-transport.h"
 #include "codec/can-proto.h"
 #include "jobs/job-flow-bridge.h"
+#include "util/time-util.h"
 
 /* how long the admin frame may wait for room on the bus */
 #define BRIDGE_ADMIN_TIMEOUT_USEC (500u * 1000u)
@@ -36,16 +37,9 @@ int job_flow_bridge_reboot(JobWorker *w, const JobDevice *d)
         return 0;
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 int job_flow_bridge_wait_iface(JobWorker *w, const char *iface, uint64_t timeout_usec)
 {
-        uint64_t end = now_usec() + timeout_usec;
+        uint64_t end = now_usec(CLOCK_MONOTONIC) + timeout_usec;
 
         for (;;) {
                 if (can_interface_is_up(iface) != -ENODEV) {
@@ -54,7 +48,7 @@ int job_flow_bridge_wait_iface(JobWorker *w, const char *iface, uint64_t timeout
                 }
                 if (job_worker_cancelled(w))
                         return -ECANCELED;
-                if (now_usec() >= end)
+                if (now_usec(CLOCK_MONOTONIC) >= end)
                         return -ETIMEDOUT;
                 nanosleep(&(struct timespec){ .tv_nsec = BRIDGE_POLL_NSEC }, NULL);
         }

@@ -8,8 +8,10 @@
 #include "codec/dfuse-layout.h"
 #include "jobs/job-check.h"
 #include "jobs/job-flow-can.h"
+#include "jobs/job-flow-katapult.h"
 #include "jobs/job-flow-outcome.h"
 #include "serial/katapult-session.h"
+#include "util/time-util.h"
 
 /* The node id flashd gives Katapult (the first one, as flashtool.py). */
 #define CAN_FLASH_NODE_ID CAN_NODEID_FIRST
@@ -48,13 +50,6 @@ typedef struct CanFlow {
         FlowOutcome out;
 } CanFlow;
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* A bus error on a write, as a person can act on it. */
 static int can_bus_error(CanFlow *f, int r, const char *what)
 {
@@ -89,7 +84,7 @@ static int can_bus_error(CanFlow *f, int r, const char *what)
  * the negative errno of the bus. *ret_seen: what it answered as, if at all. */
 static int can_wait_node(CanFlow *f, CanApp app, uint64_t timeout, CanApp *ret_seen)
 {
-        uint64_t deadline = now_usec() + timeout;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         CanNodeAnswer a[CAN_MAX_ANSWERS];
 
         if (ret_seen)
@@ -107,7 +102,7 @@ static int can_wait_node(CanFlow *f, CanApp app, uint64_t timeout, CanApp *ret_s
                         }
                 if (job_worker_cancelled(f->w))
                         return -ECANCELED;
-                if (now_usec() >= deadline)
+                if (now_usec(CLOCK_MONOTONIC) >= deadline)
                         return 0;
         }
 }

@@ -11,7 +11,7 @@
  * admin query on the bus.
  */
 
-#include "jobs/job-flow.h"
+#include "jobs/job-flow-spec.h"
 
 /* "can0:0123456789ab" -> iface (buf of IF_NAMESIZE) and UUID: 0 or -EINVAL. */
 int job_can_target_parse(const char *target, char iface[static 16], CanUuid *ret_uuid);

@@ -9,6 +9,7 @@
 #include "jobs/job-check.h"
 #include "jobs/job-flow-bridge.h"
 #include "jobs/job-flow-can.h"
+#include "jobs/job-flow-katapult.h"
 #include "jobs/job-flow-outcome.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-units.h"
@@ -19,27 +20,6 @@
 #include "usb/dfu-session.h"
 #include "usb/picoboot-session.h"
 #include "util/tty-claim.h"
-
-void job_flow_board_clear(JobFlowBoard *b)
-{
-        free(b->name);
-        free(b->variant);
-        free(b->mcu);
-        free(b->layout);
-        free(b->hint);
-        *b = (JobFlowBoard){};
-}
-
-void job_flow_spec_free(JobFlowSpec *s)
-{
-        if (!s)
-                return;
-        free(s->format);
-        free(s->can_iface);
-        job_device_free(s->device);
-        job_flow_board_clear(&s->board);
-        free(s);
-}
 
 /* A unit's stop or start job (klippy shuts down in well under a second). */
 #define JOB_UNITS_TIMEOUT_USEC (30ull * 1000000ull)
@@ -108,34 +88,6 @@ static int flow_wait(Flow *f, unsigned modes, const char *exclude, uint64_t hint
         job_device_free(f->dev);
         f->dev = d;
         return 0;
-}
-
-/* ---- what the sessions report (FlashCallbacks) ---- */
-
-static void flow_on_phase(void *userdata, FlashPhase phase)
-{
-        job_worker_send_phase(userdata, job_phase_from_flash(phase));
-}
-
-static void flow_on_progress(void *userdata, uint64_t done, uint64_t total)
-{
-        job_worker_send_progress(userdata, done, total);
-}
-
-static void flow_on_note(void *userdata, const char *text)
-{
-        job_worker_log(userdata, "%s", text);
-}
-
-FlashCallbacks job_flow_callbacks(JobWorker *w)
-{
-        return (FlashCallbacks){
-                .phase = flow_on_phase,
-                .progress = flow_on_progress,
-                .note = flow_on_note,
-                .cancel = job_worker_cancel_flag(w),
-                .userdata = w,
-        };
 }
 
 /* One step of a bounded wait for what sends no event (a stopped unit's
@@ -277,43 +229,6 @@ static int flow_flash_picoboot(Flow *f)
 }
 
 /* ---- Katapult ---- */
-
-int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec *spec, const JobPayload *p,
-                            char **ret_message)
-{
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
-        FlashCallbacks cb = job_flow_callbacks(w);
-        KatapultFlashOptions opts = {
-                .image_address = p->address,
-                .image_mcu = p->mcu,
-                .force_address = spec->force & (1u << IMAGE_CHECK_VECTOR_TABLE),
-                .force_mcu = spec->force & (1u << IMAGE_CHECK_MCU),
-                .no_verify = !spec->verify,
-        };
-        int r;
-
-        /* The board's erase units let the session keep the vector table
-         * out of the flash until the rest is in (katapult-session.c). */
-        if (spec->has_board && spec->board.layout &&
-            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
-                opts.layout = layout;
-        r = katapult_session_flash(s, p->image, &opts, &cb, ret_message);
-        if (!*ret_message && katapult_session_get_error(s))
-                *ret_message = strdup(katapult_session_get_error(s));
-        return r;
-}
-
-void job_flow_katapult_report(JobWorker *w, const KatapultSession *s, int r, bool verify)
-{
-        const KatapultFlashStats *st = katapult_session_get_stats(s);
-
-        if (st && st->resends > 0)
-                job_worker_log(w, "%u Katapult frames were resent (%u NACK, %u BUSY, %u timeouts)",
-                               st->resends, st->nacks, st->busies, st->timeouts);
-        if (r >= 0)
-                job_worker_log(w, "Katapult: %u pages written%s", st ? st->pages_written : 0,
-                               verify ? " and verified" : "");
-}
 
 #define KATAPULT_TTY_OPEN_WAIT_USEC (3u * 1000u * 1000u)
 

@@ -8,6 +8,7 @@
 
 #include "jobs/job-flow-bridge.h"
 #include "jobs/job-flow-can.h"
+#include "jobs/job-methods.h"
 #include "codec/codec-util.h"
 #include "jobs/job-service.h"
 #include "manager.h"

@@ -2,12 +2,15 @@
 #pragma once
 
 /*
- * What job-queue.c (running jobs, persistence) and job-submit.c (target
- * resolution, board information, submission) share. Not for other modules.
+ * The queue's insides, for the files that implement job-queue.h with it:
+ * job-queue.c (persistence, recovery, scheduling, the end of a loop turn),
+ * job-submit.c (target resolution, checks, submission) and job-ports.c.
+ * Only job-submit.c and job-ports.c use job-queue.c, never the other way
+ * round. Not for other modules.
  */
 
-#include "jobs/job-flow.h"
 #include "jobs/job-queue.h"
+#include "util/list.h"
 
 typedef struct JobRun JobRun;
 
@@ -23,26 +26,25 @@ struct JobQueue {
         Job **jobs; /* by id, oldest first: queue and history */
         size_t n_jobs;
         uint64_t next_id;
-        JobRun *runs;
+        JobRun **runs; /* the running jobs (job-run.h) */
+        size_t n_runs;
         bool started;
+        bool stopping; /* the event loop is exiting: start nothing */
         sd_event_source *expire_timer; /* the next interrupted job to expire */
+
+        /* Changes since the last loop turn: job_enter_state() and
+         * job_mark_dirty() land here; one deferred event source saves
+         * jobs.json once, schedules and sends each job's notification once. */
+        sd_event_source *flush_source, *exit_source;
+        Job *dirty; /* LIST(dirty), in the order of their first change */
+        bool save_pending;
+        unsigned n_saves; /* writes of jobs.json (for tests and measurements) */
 
         JobQueueOnUpdate on_update;
         void *on_update_userdata;
 };
 
-void job_queue_notify(JobQueue *q, Job *j);
+/* Take `j` into the queue (its changes are the queue's to save and announce). */
 int job_queue_append(JobQueue *q, Job *j);
-/* Drop the oldest finished jobs beyond history_max (and their images). */
-void job_queue_prune(JobQueue *q);
-/* Start every queued job whose board is free, oldest first. */
-void job_queue_schedule(JobQueue *q);
 /* `newer` was accepted: the interrupted jobs of its board end superseded. */
 void job_queue_supersede_older(JobQueue *q, Job *newer);
-
-/* Board and variant of a job: from the inventory entry (identified, named
- * by the user among candidates, or candidates sharing their geometry),
- * else from the names recorded at submission. Either may be NULL. */
-void job_queue_board_of(JobQueue *q, const Job *j, const InventoryEntry *e, const Board **ret_b,
-                        const BoardVariant **ret_v);
-int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v);

@@ -5,135 +5,37 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "jobs/job-board.h"
 #include "jobs/job-flow-can.h"
-#include "jobs/job-check.h"
 #include "jobs/job-device.h"
 #include "jobs/job-flow.h"
 #include "jobs/job-queue-internal.h"
-#include "jobs/job-worker.h"
+#include "jobs/job-run.h"
 #include "util/json-file.h"
 #include "util/log.h"
 
-/* notify_job_update at most this often per job while bytes move */
-#define JOB_NOTIFY_INTERVAL_USEC (250ull * 1000ull)
-/* how long a new phase may wait for its first progress (and total) */
-#define JOB_PHASE_TOTAL_WAIT_USEC (100ull * 1000ull)
-
-typedef struct JobRun JobRun;
-
-struct JobRun {
-        JobQueue *queue;
-        Job *job;
-        JobWorker *worker;
-        JobFlowSpec *spec;
-
-        bool waiting;
-        unsigned wait_modes;
-        char *wait_exclude;
-        sd_event_source *hint_timer, *timeout_timer;
-
-        uint64_t phase_start_usec, phase_start_bytes;
-        uint64_t last_notify_usec;
-        sd_event_source *notify_timer;
-        bool phase_unsent; /* a new phase waits for its total before it is announced */
-
-        JobRun *next;
-};
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
-}
-
-void job_queue_notify(JobQueue *q, Job *j)
-{
-        if (q->on_update)
-                q->on_update(q, j, q->on_update_userdata);
-}
-
 static JobRun *job_queue_find_run(JobQueue *q, const Job *j)
 {
-        for (JobRun *r = q->runs; r; r = r->next)
-                if (r->job == j)
-                        return r;
+        for (size_t i = 0; i < q->n_runs; i++)
+                if (job_run_get_job(q->runs[i]) == j)
+                        return q->runs[i];
         return NULL;
 }
 
 static JobRun *job_queue_find_run_port(JobQueue *q, const char *port)
 {
-        for (JobRun *r = q->runs; r; r = r->next)
-                if (port && streq_ptr(r->job->port, port))
-                        return r;
-        return NULL;
-}
-
-static void job_run_flush_notify(JobRun *run)
-{
-        run->phase_unsent = false;
-        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
-        run->last_notify_usec = now_usec();
-        job_queue_notify(run->queue, run->job);
-}
-
-static int job_run_on_notify_timer(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        job_run_flush_notify(userdata);
-        return 0;
-}
-
-/* Progress: at most one notification per JOB_NOTIFY_INTERVAL_USEC; the last
- * value is never lost (a timer sends it). */
-static void job_run_notify_coalesced(JobRun *run)
-{
-        uint64_t now = now_usec();
-
-        if (now - run->last_notify_usec >= JOB_NOTIFY_INTERVAL_USEC) {
-                job_run_flush_notify(run);
-                return;
-        }
-        if (!run->notify_timer)
-                (void)sd_event_add_time_relative(run->queue->event, &run->notify_timer, CLOCK_MONOTONIC,
-                                                 JOB_NOTIFY_INTERVAL_USEC - (now - run->last_notify_usec), 0,
-                                                 job_run_on_notify_timer, run);
-}
-
-/* The job's totals, for what has no bytes of its own (leave, the end). */
-static void job_show_totals(Job *j)
-{
-        if (j->image.payload_size > 0)
-                j->bytes_total = j->image.payload_size;
-        j->bytes_done = j->bytes_total;
-}
-
-static void job_run_clear_wait(JobRun *run)
-{
-        run->waiting = false;
-        free(run->wait_exclude);
-        run->wait_exclude = NULL;
-        run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
-        run->timeout_timer = sd_event_source_disable_unref(run->timeout_timer);
-}
-
-static JobRun *job_run_free(JobRun *run)
-{
-        if (!run)
-                return NULL;
-        job_run_clear_wait(run);
-        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
-        job_worker_free(run->worker);
-        job_flow_spec_free(run->spec);
-        free(run);
+        for (size_t i = 0; i < q->n_runs; i++)
+                if (port && streq_ptr(job_run_get_job(q->runs[i])->port, port))
+                        return q->runs[i];
         return NULL;
 }
 
 static void job_queue_remove_run(JobQueue *q, JobRun *run)
 {
-        for (JobRun **p = &q->runs; *p; p = &(*p)->next)
-                if (*p == run) {
-                        *p = run->next;
+        for (size_t i = 0; i < q->n_runs; i++)
+                if (q->runs[i] == run) {
+                        memmove(q->runs + i, q->runs + i + 1, (q->n_runs - i - 1) * sizeof(JobRun *));
+                        q->n_runs--;
                         break;
                 }
         job_run_free(run);
@@ -161,7 +63,23 @@ int job_queue_save(JobQueue *q)
         json_decref(root);
         if (r < 0)
                 return log_error_errno(r, "failed to save %s: %m", q->state_file);
+        q->n_saves++;
         return 0;
+}
+
+static void job_queue_on_dirty(Job *j, JobDirty what, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        if (what & JOB_DIRTY_SAVE)
+                q->save_pending = true;
+        if ((what & JOB_DIRTY_NOTIFY) && !j->in_dirty_list) {
+                /* appended: notifications go out in the order of the changes */
+                LIST_APPEND(dirty, q->dirty, j);
+                j->in_dirty_list = true;
+        }
+        if (q->flush_source)
+                (void)sd_event_source_set_enabled(q->flush_source, SD_EVENT_ONESHOT);
 }
 
 int job_queue_append(JobQueue *q, Job *j)
@@ -172,12 +90,24 @@ int job_queue_append(JobQueue *q, Job *j)
                 return -ENOMEM;
         q->jobs = p;
         q->jobs[q->n_jobs++] = j;
+        j->on_dirty = job_queue_on_dirty;
+        j->on_dirty_userdata = q;
         return 0;
+}
+
+/* A job out of the queue: freed now, or once its notification went out. */
+static void job_queue_release(Job *j)
+{
+        j->on_dirty = NULL;
+        if (j->in_dirty_list || j->notifying)
+                j->pruned = true;
+        else
+                job_free(j);
 }
 
 /* Drop the oldest finished jobs beyond history_max. Their images stay in
  * the store when another job still names them. */
-void job_queue_prune(JobQueue *q)
+static void job_queue_prune(JobQueue *q)
 {
         size_t finished = 0;
 
@@ -199,7 +129,8 @@ void job_queue_prune(JobQueue *q)
                 memmove(q->jobs + i, q->jobs + i + 1, (q->n_jobs - i - 1) * sizeof(Job *));
                 q->n_jobs--;
                 finished--;
-                job_free(j);
+                q->save_pending = true;
+                job_queue_release(j);
         }
 }
 
@@ -232,6 +163,7 @@ static int job_queue_load(JobQueue *q)
                         continue;
                 }
                 if (job_queue_append(q, j) < 0) {
+                        j->on_dirty = NULL;
                         job_free(j);
                         json_decref(root);
                         return log_oom();
@@ -272,7 +204,7 @@ static void job_queue_recover(JobQueue *q)
                         if (q->config.retry_interrupted) {
                                 job_enter_state(j, JOB_STATE_INTERRUPTED);
                                 if (j->interrupted_at == 0) /* a state file from before expiry existed */
-                                        j->interrupted_at = job_now();
+                                        j->interrupted_at = now_usec(CLOCK_REALTIME);
                                 (void)job_set_string(
                                         &j->message,
                                         "interrupted by a restart of flashd; retried from the start "
@@ -296,22 +228,18 @@ static void job_queue_recover(JobQueue *q)
 
 /* ---- interrupted jobs that must not run any more ---- */
 
-static bool job_expired(const JobQueue *q, const Job *j, double now)
+static bool job_expired(const JobQueue *q, const Job *j, usec_t now)
 {
         return j->state == JOB_STATE_INTERRUPTED && q->config.interrupted_expire_usec > 0 &&
-               j->interrupted_at > 0 &&
-               now >= j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+               j->interrupted_at > 0 && now >= j->interrupted_at + q->config.interrupted_expire_usec;
 }
-
-static void job_queue_arm_expiry(JobQueue *q);
 
 /* An interrupted job left for long is failed: by then the board has most
  * likely been flashed some other way, and a retry would write an old image
  * over whatever it runs now. */
 static void job_queue_expire(JobQueue *q)
 {
-        double now = job_now();
-        bool changed = false;
+        usec_t now = now_usec(CLOCK_REALTIME);
 
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
@@ -322,13 +250,8 @@ static void job_queue_expire(JobQueue *q)
                          "interrupted %.0f s ago and not retried within interrupted_expire_sec (%.0f s): "
                          "expired, so that an old image is never written over a newer one; flash the "
                          "board again if it still needs this image",
-                         now - j->interrupted_at, (double)q->config.interrupted_expire_usec / 1e6);
-                job_queue_notify(q, j);
-                changed = true;
-        }
-        if (changed) {
-                (void)job_queue_save(q);
-                job_queue_arm_expiry(q);
+                         usec_to_sec(now - j->interrupted_at),
+                         usec_to_sec(q->config.interrupted_expire_usec));
         }
 }
 
@@ -338,13 +261,12 @@ static int job_queue_on_expiry(sd_event_source *s, uint64_t usec, void *userdata
 
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
         job_queue_expire(q);
-        job_queue_arm_expiry(q);
         return 0;
 }
 
 static void job_queue_arm_expiry(JobQueue *q)
 {
-        double first = 0;
+        usec_t first = 0;
         int r;
 
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
@@ -352,7 +274,7 @@ static void job_queue_arm_expiry(JobQueue *q)
                 return;
         for (size_t i = 0; i < q->n_jobs; i++) {
                 const Job *j = q->jobs[i];
-                double at = j->interrupted_at + (double)q->config.interrupted_expire_usec / 1e6;
+                usec_t at = j->interrupted_at + q->config.interrupted_expire_usec;
 
                 if (j->state == JOB_STATE_INTERRUPTED && j->interrupted_at > 0 && (first == 0 || at < first))
                         first = at;
@@ -360,16 +282,13 @@ static void job_queue_arm_expiry(JobQueue *q)
         if (first == 0)
                 return;
         /* wall clock: the expiry counts across restarts of flashd */
-        r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, (uint64_t)(first * 1e6) + 1, 0,
-                              job_queue_on_expiry, q);
+        r = sd_event_add_time(q->event, &q->expire_timer, CLOCK_REALTIME, first, 0, job_queue_on_expiry, q);
         if (r < 0)
                 log_warning_errno(r, "cannot arm the expiry timer of interrupted jobs: %m");
 }
 
 void job_queue_supersede_older(JobQueue *q, Job *newer)
 {
-        bool changed = false;
-
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
                 char text[256];
@@ -384,206 +303,6 @@ void job_queue_supersede_older(JobQueue *q, Job *newer)
                 (void)job_set_string(&j->message, text);
                 job_log(j, "%s", text);
                 job_enter_state(j, JOB_STATE_SUPERSEDED);
-                job_queue_notify(q, j);
-                changed = true;
-        }
-        if (changed) {
-                job_queue_arm_expiry(q);
-                (void)job_queue_save(q);
-        }
-}
-
-/* ---- waits for the board ---- */
-
-static bool job_run_try_answer(JobRun *run, const InventoryEntry *e)
-{
-        JobDevice *d = NULL;
-
-        if (!run->waiting || !e || !e->present || e->mode < 0 || e->mode >= _DEVICE_MODE_MAX)
-                return false;
-        if (!(run->wait_modes & (1u << e->mode)))
-                return false;
-        if (run->wait_exclude && streq_ptr(run->wait_exclude, e->usb_devnode))
-                return false;
-        /* A DFU device is usable once the inventory has read its layout; an
-         * RP2040 boot ROM once the inventory's PICOBOOT read of its version
-         * is over (the two would fight over the interface). */
-        if ((e->mode == DEVICE_MODE_DFU || e->mode == DEVICE_MODE_BOOTSEL) && (!e->probed || e->probing))
-                return false;
-        /* Klipper and Katapult are talked to through their tty, which udev
-         * announces a moment after the USB device (a USB-to-CAN bridge's
-         * Klipper has none: it is reached over CAN) */
-        if ((e->mode == DEVICE_MODE_APP || e->mode == DEVICE_MODE_KATAPULT) && !e->tty &&
-            !inventory_entry_bridge_uuid(e, NULL))
-                return false;
-        if (job_device_from_entry(e, &d) < 0)
-                return false;
-        (void)job_set_string(&run->job->mode, device_mode_to_string(e->mode));
-        job_log(run->job, "board on %s is here in %s mode (%s)", e->port, device_mode_to_string(e->mode),
-                strna(e->tty ? e->tty : e->usb_devnode));
-        job_run_clear_wait(run);
-        job_worker_reply(run->worker, d, 0);
-        return true;
-}
-
-static int job_run_on_hint(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        JobRun *run = userdata;
-        const char *hint = run->spec->has_board && run->spec->board.hint ? run->spec->board.hint
-                                                                         : "set BOOT0 and press reset";
-        char text[1024];
-
-        run->hint_timer = sd_event_source_disable_unref(run->hint_timer);
-        /* (immediately for boards the database says cannot be rebooted by software) */
-        snprintf(text, sizeof(text),
-                 "the board has not shown up in its bootloader; %s; the job keeps waiting", hint);
-        (void)job_set_string(&run->job->message, text);
-        (void)job_set_string(&run->job->wait_hint, hint);
-        job_log(run->job, "%s", text);
-        job_run_flush_notify(run);
-        return 0;
-}
-
-static int job_run_on_timeout(sd_event_source *s, uint64_t usec, void *userdata)
-{
-        JobRun *run = userdata;
-
-        job_log(run->job, "gave up waiting for the board");
-        job_run_clear_wait(run);
-        job_worker_reply(run->worker, NULL, -ETIMEDOUT);
-        return 0;
-}
-
-static void job_run_start_wait(JobRun *run, const JobMessage *m)
-{
-        JobQueue *q = run->queue;
-        bool for_app = m->modes & (1u << DEVICE_MODE_APP) && !(m->modes & JOB_DEVICE_BOOTLOADER_MODES);
-        uint64_t timeout = m->timeout_usec
-                                   ? m->timeout_usec
-                                   : (for_app ? q->config.app_timeout_usec : q->config.device_timeout_usec);
-
-        job_run_clear_wait(run);
-        run->waiting = true;
-        run->wait_modes = m->modes;
-        if (m->text)
-                run->wait_exclude = strdup(m->text);
-
-        if (job_run_try_answer(run, inventory_get(q->inventory, run->job->port)))
-                return;
-
-        job_enter_state(run->job, for_app || run->job->state == JOB_STATE_WAITING_FOR_APP
-                                          ? JOB_STATE_WAITING_FOR_APP
-                                          : JOB_STATE_WAITING_FOR_DEVICE);
-        run->job->wait_started = job_now();
-        run->job->wait_timeout_sec = (double)timeout / 1e6;
-        (void)job_set_string(&run->job->wait_hint, NULL);
-        if (m->hint_usec > 0)
-                (void)sd_event_add_time_relative(q->event, &run->hint_timer, CLOCK_MONOTONIC, m->hint_usec,
-                                                 0, job_run_on_hint, run);
-        (void)sd_event_add_time_relative(q->event, &run->timeout_timer, CLOCK_MONOTONIC, timeout, 0,
-                                         job_run_on_timeout, run);
-        (void)job_queue_save(q);
-        job_run_flush_notify(run);
-}
-
-/* ---- running ---- */
-
-static void job_run_on_message(JobWorker *w, const JobMessage *m, void *userdata)
-{
-        JobRun *run = userdata;
-        JobQueue *q = run->queue;
-        Job *j = run->job;
-        uint64_t now = now_usec();
-
-        switch (m->type) {
-        case JOB_MESSAGE_STATE:
-                job_enter_state(j, m->state);
-                if (m->state != JOB_STATE_WAITING_FOR_DEVICE && m->state != JOB_STATE_WAITING_FOR_APP)
-                        (void)job_set_string(&j->message, NULL);
-                (void)job_queue_save(q);
-                job_run_flush_notify(run);
-                break;
-        case JOB_MESSAGE_PHASE:
-                j->phase = m->phase;
-                j->rate = 0;
-                run->phase_start_usec = now;
-                run->phase_start_bytes = 0;
-                job_log(j, "phase %s", job_phase_to_string(m->phase));
-                /* Past the leave request the image is complete in flash: a
-                 * restart that finds the board back in its application
-                 * finishes the job instead of waiting for a bootloader that
-                 * will not come. Saved before anyone hears of the phase. */
-                if (m->phase == JOB_PHASE_LEAVE)
-                        (void)job_queue_save(q);
-                if (m->has_progress) {
-                        j->bytes_done = m->done;
-                        j->bytes_total = m->total;
-                } else if (m->phase == JOB_PHASE_LEAVE)
-                        job_show_totals(j); /* no bytes of its own: the written image */
-                else {
-                        /* The phase's total comes with its first progress,
-                         * which the session sends right after the phase; a
-                         * phase announced with total 0 would make a frontend's
-                         * bar jump, so wait a moment for it. */
-                        j->bytes_done = 0;
-                        j->bytes_total = 0;
-                        run->phase_unsent = true;
-                        run->notify_timer = sd_event_source_disable_unref(run->notify_timer);
-                        if (sd_event_add_time_relative(q->event, &run->notify_timer, CLOCK_MONOTONIC,
-                                                       JOB_PHASE_TOTAL_WAIT_USEC, 0, job_run_on_notify_timer,
-                                                       run) >= 0)
-                                break;
-                }
-                job_run_flush_notify(run);
-                break;
-        case JOB_MESSAGE_PROGRESS:
-                j->bytes_done = m->done;
-                j->bytes_total = m->total;
-                if (now > run->phase_start_usec + 50000 && m->done >= run->phase_start_bytes)
-                        j->rate = (double)(m->done - run->phase_start_bytes) * 1e6 /
-                                  (double)(now - run->phase_start_usec);
-                if (run->phase_unsent)
-                        job_run_flush_notify(run);
-                else
-                        job_run_notify_coalesced(run);
-                break;
-        case JOB_MESSAGE_LOG:
-                if (m->text && !(m->once && job_log_has(j, m->text)))
-                        job_log(j, "%s", m->text);
-                break;
-        case JOB_MESSAGE_TOTALS:
-                j->totals = m->totals;
-                j->totals.valid = true;
-                break;
-        case JOB_MESSAGE_DEVICE:
-                (void)job_set_string(&j->device, m->text);
-                break;
-        case JOB_MESSAGE_WAIT:
-                job_run_start_wait(run, m);
-                break;
-        case JOB_MESSAGE_RESULT:
-                if (m->cancelled) {
-                        (void)job_set_string(&j->message, m->text ? m->text : "cancelled");
-                        job_enter_state(j, JOB_STATE_CANCELLED);
-                } else if (m->error == JOB_ERROR_NONE) {
-                        job_show_totals(j);
-                        j->rate = 0;
-                        (void)job_set_string(&j->message, m->text);
-                        if (m->text)
-                                job_log(j, "%s", m->text);
-                        job_enter_state(j, JOB_STATE_DONE);
-                } else
-                        job_fail(j, m->error, "%s", m->text ? m->text : job_error_advice(m->error));
-                job_run_flush_notify(run);
-                /* frees the worker: its thread has posted its last message */
-                job_queue_remove_run(q, run);
-                job_queue_prune(q);
-                (void)job_queue_save(q);
-                job_queue_schedule(q);
-                break;
-        case _JOB_MESSAGE_MAX:
-        case _JOB_MESSAGE_INVALID:
-                break;
         }
 }
 
@@ -623,7 +342,7 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
                 if (r < 0)
                         return r;
         }
-        job_queue_board_of(q, j, e, &b, &v);
+        job_board_of(q->boards, j, e, &b, &v);
         if (b) {
                 r = job_flow_board_fill(&s->board, b, v);
                 if (r < 0)
@@ -634,34 +353,40 @@ static int job_queue_make_spec(JobQueue *q, Job *j, const InventoryEntry *e, Job
         return 0;
 }
 
+/* The run ended: the board is free for the next job at the end of the turn. */
+static void job_queue_on_run_end(JobRun *run, Job *j, void *userdata)
+{
+        job_queue_remove_run(userdata, run);
+}
+
 static int job_queue_start_job(JobQueue *q, Job *j)
 {
         const InventoryEntry *e = inventory_get(q->inventory, j->port);
-        JobRun *run;
+        JobFlowSpec *spec = NULL;
+        JobRun *run = NULL, **runs;
         int r;
 
-        run = calloc(1, sizeof(JobRun));
-        if (!run)
+        runs = realloc(q->runs, (q->n_runs + 1) * sizeof(JobRun *));
+        if (!runs)
                 return log_oom();
-        run->queue = q;
-        run->job = j;
-        r = job_queue_make_spec(q, j, e, &run->spec);
+        q->runs = runs;
+        r = job_queue_make_spec(q, j, e, &spec);
         if (r >= 0)
-                r = job_worker_new(&run->worker, q->event, job_flow_run, run->spec, job_run_on_message, run);
+                r = job_run_new(&run, q->event, q->inventory, j, TAKE_PTR(spec), job_queue_on_run_end, q);
         if (r < 0) {
-                job_run_free(run);
+                job_flow_spec_free(spec);
                 job_fail(j, JOB_ERROR_INTERNAL, "could not start the job: %s", strerror(-r));
                 return r;
         }
-        run->next = q->runs;
-        q->runs = run;
+        q->runs[q->n_runs++] = run;
 
         j->attempts++;
         if (j->started == 0)
-                j->started = job_now();
+                j->started = now_usec(CLOCK_REALTIME);
         job_log(j, "starting (attempt %u) on port %s", j->attempts, strna(j->port));
+        job_mark_dirty(j, JOB_DIRTY_ALL);
 
-        r = job_worker_start(run->worker);
+        r = job_run_start(run);
         if (r < 0) {
                 job_queue_remove_run(q, run);
                 job_fail(j, JOB_ERROR_INTERNAL, "could not start a worker thread: %s", strerror(-r));
@@ -671,11 +396,9 @@ static int job_queue_start_job(JobQueue *q, Job *j)
 }
 
 /* Start every queued job whose board is free, oldest first. */
-void job_queue_schedule(JobQueue *q)
+static void job_queue_schedule(JobQueue *q)
 {
-        bool changed = false;
-
-        if (!q->started)
+        if (!q->started || q->stopping)
                 return;
         for (size_t i = 0; i < q->n_jobs; i++) {
                 Job *j = q->jobs[i];
@@ -694,11 +417,7 @@ void job_queue_schedule(JobQueue *q)
                 if (busy)
                         continue;
                 (void)job_queue_start_job(q, j);
-                changed = true;
-                job_queue_notify(q, j);
         }
-        if (changed)
-                (void)job_queue_save(q);
 }
 
 static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const InventoryEntry *e,
@@ -708,15 +427,13 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
 
         if (event == INVENTORY_EVENT_REMOVED || !e->present)
                 return;
-        for (JobRun *run = q->runs; run; run = run->next)
-                if (streq_ptr(run->job->port, e->port))
-                        (void)job_run_try_answer(run, e);
+        for (size_t i = 0; i < q->n_runs; i++)
+                job_run_on_inventory(q->runs[i], e);
 
         /* An interrupted job is retried once its board sits in its bootloader
          * (unless it expired meanwhile). */
         bool in_bootloader = JOB_DEVICE_BOOTLOADER_MODES & (1u << e->mode);
         if (in_bootloader || e->mode == DEVICE_MODE_APP) {
-                bool changed = false;
                 job_queue_expire(q);
                 for (size_t i = 0; i < q->n_jobs; i++) {
                         Job *j = q->jobs[i];
@@ -734,16 +451,77 @@ static void job_queue_on_inventory(Inventory *inv, InventoryEvent event, const I
                                                      "the board runs its application again");
                                 job_log(j, "%s", j->message);
                                 job_enter_state(j, JOB_STATE_DONE);
-                        } else
-                                continue;
-                        job_queue_notify(q, j);
-                        changed = true;
-                }
-                if (changed) {
-                        (void)job_queue_save(q);
-                        job_queue_schedule(q);
+                        }
                 }
         }
+}
+
+/* ---- the end of a loop turn ---- */
+
+static int job_queue_save_pending(JobQueue *q)
+{
+        if (!q->save_pending)
+                return 0;
+        q->save_pending = false;
+        job_queue_arm_expiry(q);
+        return job_queue_save(q);
+}
+
+int job_queue_flush(JobQueue *q)
+{
+        job_queue_schedule(q);
+        job_queue_prune(q);
+        return job_queue_save_pending(q);
+}
+
+/* Each changed job once, in the order of their first change, after the
+ * save: nobody hears of a state that a restart would not find. */
+static void job_queue_send_notifications(JobQueue *q)
+{
+        Job *j;
+
+        while ((j = LIST_POP(dirty, q->dirty))) {
+                _cleanup_(json_decrefp) json_t *earlier = NULL;
+
+                j->in_dirty_list = false;
+                if (!j->unnotified && !j->unsent)
+                        goto next;
+                /* what an earlier callback changed is saved first */
+                (void)job_queue_save_pending(q);
+                earlier = job_take_notification(j);
+                /* the callbacks may submit, cancel, change other jobs (and
+                 * so prune this one): it is freed only after them */
+                j->notifying = true;
+                if (q->on_update)
+                        q->on_update(q, j, earlier, q->on_update_userdata);
+                j->notifying = false;
+        next:
+                if (j->pruned && !j->in_dirty_list)
+                        job_free(j);
+        }
+}
+
+static int job_queue_on_flush(sd_event_source *s, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        (void)job_queue_flush(q);
+        /* jobs a callback changes are announced in the same pass; what
+         * else they need (starting, pruning) waits for the next turn */
+        job_queue_send_notifications(q);
+        return 0;
+}
+
+static int job_queue_on_exit(sd_event_source *s, void *userdata)
+{
+        JobQueue *q = userdata;
+
+        /* the file says exactly what the jobs were, also where a crash
+         * would have left a state that recovers the same way; nothing new
+         * starts while flashd stops */
+        q->save_pending = true;
+        q->stopping = true;
+        return job_queue_on_flush(s, q);
 }
 
 /* ---- public ---- */
@@ -773,20 +551,27 @@ JobQueue *job_queue_free(JobQueue *q)
                 return NULL;
         if (q->started)
                 inventory_remove_listener(q->inventory, job_queue_on_inventory, q);
+        /* without a loop turn left (no event loop ran its exit): what
+         * changed last is kept; the runs below stay in their states */
+        if (q->save_pending)
+                (void)job_queue_save(q);
         q->expire_timer = sd_event_source_disable_unref(q->expire_timer);
+        q->flush_source = sd_event_source_disable_unref(q->flush_source);
+        q->exit_source = sd_event_source_disable_unref(q->exit_source);
+        while (q->dirty) {
+                Job *j = LIST_POP(dirty, q->dirty);
+                j->in_dirty_list = false;
+                if (j->pruned)
+                        job_free(j);
+        }
         /* Running workers: cancel and let them finish (sessions poll the flag
          * between transfers; waits are answered here). The jobs stay
          * persisted in their running state and are recovered at start. */
-        for (JobRun *run = q->runs; run; run = run->next) {
-                job_worker_cancel(run->worker);
-                if (run->waiting)
-                        job_worker_reply(run->worker, NULL, -ECANCELED);
-        }
-        while (q->runs) {
-                JobRun *run = q->runs;
-                q->runs = run->next;
-                job_run_free(run);
-        }
+        for (size_t i = 0; i < q->n_runs; i++)
+                job_run_stop(q->runs[i]);
+        for (size_t i = 0; i < q->n_runs; i++)
+                job_run_free(q->runs[i]);
+        free(q->runs);
         for (size_t i = 0; i < q->n_jobs; i++)
                 job_free(q->jobs[i]);
         free(q->jobs);
@@ -825,13 +610,21 @@ int job_queue_start(JobQueue *q)
         if (r < 0)
                 return r;
         job_queue_recover(q);
+        r = sd_event_add_defer(q->event, &q->flush_source, job_queue_on_flush, q);
+        if (r < 0)
+                return log_error_errno(r, "failed to add the job queue's flush: %m");
+        (void)sd_event_source_set_description(q->flush_source, "job-queue-flush");
+        if (q->dirty) /* the recovered jobs' new states */
+                (void)sd_event_source_set_enabled(q->flush_source, SD_EVENT_ONESHOT);
+        /* the changes of the last loop turn before flashd stops */
+        r = sd_event_add_exit(q->event, &q->exit_source, job_queue_on_exit, q);
+        if (r < 0)
+                return log_error_errno(r, "failed to add the job queue's flush at exit: %m");
         r = inventory_add_listener(q->inventory, job_queue_on_inventory, q);
         if (r < 0)
                 return log_error_errno(r, "failed to follow the inventory: %m");
         q->started = true;
         job_queue_expire(q);
-        job_queue_arm_expiry(q);
-        (void)job_queue_save(q);
 
         /* boards already sitting in their bootloader */
         for (size_t i = 0; i < q->n_jobs; i++) {
@@ -843,8 +636,10 @@ int job_queue_start(JobQueue *q)
                 if (e)
                         job_queue_on_inventory(q->inventory, INVENTORY_EVENT_CHANGED, e, q);
         }
-        job_queue_schedule(q);
-        return 0;
+        /* the recovered queue is on disk before anything runs (written
+         * even when nothing changed: a file kept aside is replaced) */
+        q->save_pending = true;
+        return job_queue_flush(q);
 }
 
 Job *job_queue_find(JobQueue *q, uint64_t id)
@@ -869,25 +664,15 @@ int job_queue_cancel(JobQueue *q, uint64_t id)
                 job_log(j, "cancelled before it ran");
                 (void)job_set_string(&j->message, "cancelled");
                 job_enter_state(j, JOB_STATE_CANCELLED);
-                job_queue_notify(q, j);
-                (void)job_queue_save(q);
-                job_queue_schedule(q);
                 return 0;
         }
-        job_log(j, "cancel requested");
-        (void)job_set_string(&j->message, "cancelling");
-        job_worker_cancel(run->worker);
-        if (run->waiting) {
-                job_run_clear_wait(run);
-                job_worker_reply(run->worker, NULL, -ECANCELED);
-        }
-        job_run_flush_notify(run);
+        job_run_cancel(run);
         return 0;
 }
 
 bool job_queue_port_busy(JobQueue *q, const char *port)
 {
-        double now = job_now();
+        usec_t now = now_usec(CLOCK_REALTIME);
 
         /* An expired job whose timer has not run yet (a board that shows up
          * the moment it expires) holds nothing either; it is failed by the

@@ -50,9 +50,12 @@ typedef struct JobQueueConfig {
                            .history_max = 100,                               \
                            .uart_baud = 250000 })
 
-/* Called on the main loop whenever a job changed (coalesced: progress at
- * most a few times per second per job; state changes at once). */
-typedef void (*JobQueueOnUpdate)(JobQueue *q, const Job *j, void *userdata);
+/* Called on the main loop for each job that changed, once per loop turn
+ * (progress at most a few times per second per job), after jobs.json was
+ * saved. `earlier` (NULL: none) is the job as it was at each state or phase
+ * it passed through since its last notification, oldest first: each is
+ * announced too, before the job as it is now. */
+typedef void (*JobQueueOnUpdate)(JobQueue *q, const Job *j, json_t *earlier, void *userdata);
 
 /* `inv` and `boards` are borrowed and must outlive the queue. */
 int job_queue_new(JobQueue **ret, sd_event *event, Inventory *inv, const BoardDb *boards,
@@ -114,5 +117,10 @@ bool job_queue_port_busy(JobQueue *q, const char *port);
 /* Jobs, oldest first; `all` includes finished ones. */
 json_t *job_queue_list_json(JobQueue *q, bool all);
 
-/* Persist now (also done on every state change). */
+/* Persist now, unconditionally. */
 int job_queue_save(JobQueue *q);
+/* What the end of the loop turn does, now, but for the notifications:
+ * start what can run, drop old history, write jobs.json if anything
+ * changed. For a caller that must have the queue on disk before it goes
+ * on (a job is on disk before its submission is answered). */
+int job_queue_flush(JobQueue *q);

@@ -2,12 +2,13 @@
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "util/list.h"
 #include "util/log.h"
 
 typedef struct JobWaiter {
         RpcCall *call;
         uint64_t id;
-        struct JobWaiter *next;
+        LIST_FIELDS(struct JobWaiter, waiters);
 } JobWaiter;
 
 struct JobService {
@@ -18,28 +19,38 @@ struct JobService {
         void *observer_userdata;
 };
 
-static void job_service_on_update(JobQueue *q, const Job *j, void *userdata)
+static void job_service_broadcast(JobService *s, json_t *object)
+{
+        json_t *params = json_array();
+
+        if (params && json_array_append_new(params, object) >= 0)
+                (void)server_broadcast(s->manager->server, "notify_job_update", params);
+        json_decref(params);
+}
+
+static void job_service_on_update(JobQueue *q, const Job *j, json_t *earlier, void *userdata)
 {
         JobService *s = userdata;
 
         if (s->manager->server) {
-                json_t *params = json_array();
-                if (params && json_array_append_new(params, job_to_json(j, false)) >= 0)
-                        (void)server_broadcast(s->manager->server, "notify_job_update", params);
-                json_decref(params);
+                size_t i;
+                json_t *o;
+                /* the states it passed through since its last notification */
+                json_array_foreach (earlier, i, o)
+                        job_service_broadcast(s, json_incref(o));
+                job_service_broadcast(s, job_to_json(j, false));
         }
         if (s->observer)
                 s->observer(j, s->observer_userdata);
 
         if (!job_state_is_final(j->state))
                 return;
-        for (JobWaiter **p = &s->waiters; *p;) {
-                JobWaiter *w = *p;
-                if (w->id != j->id) {
-                        p = &w->next;
+        JobWaiter *w, *next;
+        LIST_FOREACH_SAFE(waiters, w, next, s->waiters)
+        {
+                if (w->id != j->id)
                         continue;
-                }
-                *p = w->next;
+                LIST_REMOVE(waiters, s->waiters, w);
                 (void)rpc_call_reply(w->call, json_pack("{s:o}", "job", job_to_json(j, true)));
                 rpc_call_unref(w->call);
                 free(w);
@@ -67,8 +78,7 @@ JobService *job_service_free(JobService *s)
         if (!s)
                 return NULL;
         while (s->waiters) {
-                JobWaiter *w = s->waiters;
-                s->waiters = w->next;
+                JobWaiter *w = LIST_POP(waiters, s->waiters);
                 (void)rpc_call_reply_error(w->call, RPC_ERROR_SHUTTING_DOWN, NULL,
                                            "flashd is stopping; job %" PRIu64 " continues after its restart",
                                            w->id);
@@ -98,8 +108,7 @@ int job_service_wait(JobService *s, RpcCall *call, uint64_t id)
                 return -ENOMEM;
         w->call = rpc_call_ref(call);
         w->id = id;
-        w->next = s->waiters;
-        s->waiters = w;
+        LIST_PREPEND(waiters, s->waiters, w);
         return 0;
 }
 

@@ -23,15 +23,7 @@ JobQueue *job_service_get_queue(JobService *s);
 int job_service_wait(JobService *s, RpcCall *call, uint64_t id);
 
 /* One more module that follows every job change, after the notification
- * went out: the rules (issue 5) learn which image a board holds and retry
+ * went out: the rules learn which image a board holds and retry
  * their failed jobs. NULL removes it. */
 typedef void (*JobServiceObserver)(const Job *j, void *userdata);
 void job_service_set_observer(JobService *s, JobServiceObserver cb, void *userdata);
-
-/* For other methods that take an image the way job.flash does (rule.add):
- * read params.image ({"fd": true} | {"data": base64} | {"path": ...}, an
- * optional "name") into memory with the caller's rights. On failure the
- * call has been answered and a negative errno is returned. */
-int job_method_read_image(RpcCall *call, json_t *image, uint8_t **ret_data, size_t *ret_size);
-/* The caller's process name (/proc/PID/comm), else "pid N". */
-void job_peer_name(pid_t pid, char *buf, size_t size);

@@ -8,18 +8,11 @@
 
 #include "jobs/job-units.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 #define SYSTEMD_DEST    "org.freedesktop.systemd1"
 #define SYSTEMD_PATH    "/org/freedesktop/systemd1"
 #define SYSTEMD_MANAGER "org.freedesktop.systemd1.Manager"
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000ull;
-}
 
 static void sd_bus_flush_close_unrefp_local(sd_bus **b)
 {
@@ -68,7 +61,7 @@ static int unit_job(sd_bus *bus, const char *method, const char *unit, uint64_t 
         _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
         _cleanup_free_ char *path = NULL;
         UnitJob job = {};
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         const char *p;
         int r;
 
@@ -92,7 +85,7 @@ static int unit_job(sd_bus *bus, const char *method, const char *unit, uint64_t 
         job.path = path;
 
         while (!job.result) {
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 r = sd_bus_process(bus, NULL);
                 if (r < 0)
                         return fail(ret_message, r, "lost the connection to systemd: %s", strerror(-r));

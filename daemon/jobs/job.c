@@ -67,14 +67,6 @@ bool job_state_is_final(JobState s)
         return false;
 }
 
-double job_now(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int job_new(Job **ret, uint64_t id)
 {
         Job *j = calloc(1, sizeof(Job));
@@ -84,7 +76,9 @@ int job_new(Job **ret, uint64_t id)
         j->id = id;
         j->state = JOB_STATE_QUEUED;
         j->verify = true;
-        j->created = job_now();
+        j->created = now_usec(CLOCK_REALTIME);
+        j->notified_state = _JOB_STATE_INVALID; /* its first state is news */
+        j->notified_phase = _JOB_PHASE_INVALID;
         *ret = j;
         return 0;
 }
@@ -111,6 +105,7 @@ Job *job_free(Job *j)
         free(j->log);
         free(j->source);
         free(j->requested_by.name);
+        json_decref(j->unsent);
         free(j);
         return NULL;
 }
@@ -180,19 +175,78 @@ bool job_log_has(const Job *j, const char *text)
         return false;
 }
 
+void job_mark_dirty(Job *j, JobDirty what)
+{
+        if (what & JOB_DIRTY_NOTIFY)
+                j->unnotified = true;
+        if (j->on_dirty)
+                j->on_dirty(j, what, j->on_dirty_userdata);
+}
+
+/* Changes are announced once per loop turn, but every state and phase a
+ * client was not told of yet is kept (API: notify_job_update is sent on
+ * every state and phase change): the job as it is now, before it moves on. */
+static void job_keep_unsent(Job *j)
+{
+        json_t *o;
+
+        if (!j->unnotified || (j->state == j->notified_state && j->phase == j->notified_phase))
+                return;
+        if (!j->unsent && !(j->unsent = json_array()))
+                return;
+        o = job_to_json(j, false);
+        if (o)
+                json_array_append_new(j->unsent, o);
+        j->notified_state = j->state;
+        j->notified_phase = j->phase;
+}
+
+json_t *job_take_notification(Job *j)
+{
+        json_t *earlier = TAKE_PTR(j->unsent);
+
+        j->unnotified = false;
+        j->notified_state = j->state;
+        j->notified_phase = j->phase;
+        return earlier;
+}
+
+void job_enter_phase(Job *j, JobPhase p)
+{
+        if (j->phase == p)
+                return;
+        job_keep_unsent(j);
+        j->phase = p;
+}
+
+static bool job_state_before_flashing(JobState s)
+{
+        return s == JOB_STATE_QUEUED || s == JOB_STATE_REBOOTING || s == JOB_STATE_WAITING_FOR_DEVICE;
+}
+
+/* A job that has not begun flashing starts over from queued after a
+ * restart, whether jobs.json says queued, rebooting or waiting-for-device
+ * (was_flashing is false in all three): moving among them need not be
+ * written (an fsync each, on the main loop); every other change must. */
+static bool job_change_needs_save(JobState old, JobState s)
+{
+        return !(job_state_before_flashing(old) && job_state_before_flashing(s));
+}
+
 void job_enter_state(Job *j, JobState s)
 {
         JobState old = j->state;
 
         if (old == s)
                 return;
+        job_keep_unsent(j);
         j->state = s;
         /* an interrupted job keeps the phase it was cut short in: past
          * `leave` its image is complete (see job_queue_on_inventory()) */
         if (s != JOB_STATE_FLASHING && s != JOB_STATE_INTERRUPTED)
                 j->phase = JOB_PHASE_NONE;
         if (s == JOB_STATE_INTERRUPTED && j->interrupted_at == 0)
-                j->interrupted_at = job_now();
+                j->interrupted_at = now_usec(CLOCK_REALTIME);
         else if (s != JOB_STATE_INTERRUPTED)
                 j->interrupted_at = 0;
         if (s == JOB_STATE_FLASHING)
@@ -200,8 +254,9 @@ void job_enter_state(Job *j, JobState s)
         else if (s != JOB_STATE_INTERRUPTED)
                 j->was_flashing = false;
         if (job_state_is_final(s) && j->finished == 0)
-                j->finished = job_now();
-        job_log(j, "%s -> %s", job_state_to_string(old), job_state_to_string(s));
+                j->finished = now_usec(CLOCK_REALTIME);
+        job_log(j, "%s -> %s", strna(job_state_to_string(old)), strna(job_state_to_string(s)));
+        job_mark_dirty(j, job_change_needs_save(old, s) ? JOB_DIRTY_ALL : JOB_DIRTY_NOTIFY);
 }
 
 void job_fail(Job *j, JobError e, const char *format, ...)
@@ -226,9 +281,15 @@ static json_t *json_string_or_null(const char *s)
         return json_string_sanitized(s);
 }
 
-static json_t *json_time_or_null(double t)
+/* seconds since the epoch, as the API has them */
+static json_t *json_time_or_null(usec_t t)
 {
-        return t > 0 ? json_real(t) : json_null();
+        return t > 0 ? json_real(usec_to_sec(t)) : json_null();
+}
+
+static usec_t json_time(json_t *v)
+{
+        return sec_to_usec(json_number_value(v));
 }
 
 /* {"started", "timeout_sec", "hints"} while the job waits for its board. */
@@ -246,8 +307,8 @@ static json_t *job_wait_to_json(const Job *j)
                 json_array_append_new(hints, json_stringn(p, n));
                 p = end ? end + 2 : p + n;
         }
-        return json_pack("{s:f, s:f, s:o}", "started", j->wait_started, "timeout_sec", j->wait_timeout_sec,
-                         "hints", hints ? hints : json_array());
+        return json_pack("{s:f, s:f, s:o}", "started", usec_to_sec(j->wait_started), "timeout_sec",
+                         usec_to_sec(j->wait_timeout_usec), "hints", hints ? hints : json_array());
 }
 
 json_t *job_to_json(const Job *j, bool with_log)
@@ -283,8 +344,9 @@ json_t *job_to_json(const Job *j, bool with_log)
                 json_string_or_null(j->device), "mode", json_string_or_null(j->mode), "image", image,
                 "verify", j->verify, "mass_erase", j->mass_erase, "force", force, "bytes_done",
                 (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate", j->rate,
-                "message", json_string_or_null(j->message), "error", error, "created", j->created, "started",
-                json_time_or_null(j->started), "finished", json_time_or_null(j->finished), "source",
+                "message", json_string_or_null(j->message), "error", error, "created",
+                usec_to_sec(j->created), "started", json_time_or_null(j->started), "finished",
+                json_time_or_null(j->finished), "source",
                 json_string_or_null(j->source ? j->source : "manual"), "requested_by", req, "attempts",
                 (int)j->attempts);
         if (!o)
@@ -325,7 +387,7 @@ json_t *job_to_state_json(const Job *j)
                 return NULL;
         json_object_set_new(o, "was_flashing", json_boolean(j->was_flashing));
         if (j->interrupted_at > 0)
-                json_object_set_new(o, "interrupted_at", json_real(j->interrupted_at));
+                json_object_set_new(o, "interrupted_at", json_real(usec_to_sec(j->interrupted_at)));
         return o;
 }
 
@@ -429,9 +491,9 @@ int job_from_state_json(json_t *o, Job **ret)
                 if (dup_string(error, "message", &j->error_message) < 0)
                         return -EBADMSG;
         }
-        j->created = json_number_value(json_object_get(o, "created"));
-        j->started = json_number_value(json_object_get(o, "started"));
-        j->finished = json_number_value(json_object_get(o, "finished"));
+        j->created = json_time(json_object_get(o, "created"));
+        j->started = json_time(json_object_get(o, "started"));
+        j->finished = json_time(json_object_get(o, "finished"));
 
         v = json_object_get(o, "log");
         if (json_is_array(v)) {
@@ -456,7 +518,7 @@ int job_from_state_json(json_t *o, Job **ret)
         }
         j->attempts = (unsigned)json_integer_value(json_object_get(o, "attempts"));
         j->was_flashing = json_is_true(json_object_get(o, "was_flashing"));
-        j->interrupted_at = json_number_value(json_object_get(o, "interrupted_at"));
+        j->interrupted_at = json_time(json_object_get(o, "interrupted_at"));
         v = json_object_get(o, "superseded_by");
         if (json_is_integer(v) && json_integer_value(v) > 0)
                 j->superseded_by = (uint64_t)json_integer_value(v);

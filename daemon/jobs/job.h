@@ -18,7 +18,9 @@
 #include "codec/image-check.h"
 #include "jobs/job-error.h"
 #include "util/flash-callbacks.h"
+#include "util/list.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 typedef enum JobState {
         JOB_STATE_QUEUED,
@@ -85,7 +87,17 @@ typedef struct JobRequester {
         char *name; /* client_name from identify, or the process name */
 } JobRequester;
 
-typedef struct Job {
+/* What a change asks of the job's owner (job_mark_dirty()). */
+typedef enum JobDirty {
+        JOB_DIRTY_SAVE = 1u << 0,   /* persist it (jobs.json) */
+        JOB_DIRTY_NOTIFY = 1u << 1, /* tell the clients (notify_job_update) */
+        JOB_DIRTY_ALL = JOB_DIRTY_SAVE | JOB_DIRTY_NOTIFY,
+} JobDirty;
+
+typedef struct Job Job;
+typedef void (*JobOnDirty)(Job *j, JobDirty what, void *userdata);
+
+struct Job {
         uint64_t id;
         JobState state;
         JobPhase phase;
@@ -114,14 +126,14 @@ typedef struct Job {
         /* while waiting for the board: since when, for how long at most, and
          * the board's hints once the job asks for a hand ("set BOOT0 and
          * press reset"), "; "-separated */
-        double wait_started;
-        double wait_timeout_sec;
+        usec_t wait_started; /* CLOCK_REALTIME */
+        usec_t wait_timeout_usec;
         char *wait_hint;
 
         JobError error;
         char *error_message;
 
-        double created, started, finished; /* seconds since the epoch, 0 = not yet */
+        usec_t created, started, finished; /* CLOCK_REALTIME, 0 = not yet; seconds in JSON */
         char **log;
         size_t n_log;
 
@@ -129,9 +141,22 @@ typedef struct Job {
         JobRequester requested_by;
         unsigned attempts;      /* how many times the flow was started */
         bool was_flashing;      /* persisted: a restart during flashing means interrupted */
-        double interrupted_at;  /* persisted: when it became interrupted (its expiry counts from here) */
+        usec_t interrupted_at;  /* persisted: when it became interrupted (CLOCK_REALTIME; its expiry
+                                 * counts from here) */
         uint64_t superseded_by; /* the newer job for the same board, 0 = none */
-} Job;
+
+        /* The owner's bookkeeping, never persisted. */
+        JobOnDirty on_dirty;
+        void *on_dirty_userdata;
+        bool unnotified;         /* changed since the last notification */
+        JobState notified_state; /* what the last notification said */
+        JobPhase notified_phase;
+        json_t *unsent;                /* the job at each state or phase it left before its
+                                        * notification went out, oldest first (or NULL) */
+        bool in_dirty_list, notifying; /* held by the owner's dirty list / being notified */
+        bool pruned;                   /* dropped from the history, freed once notified */
+        LIST_FIELDS(Job, dirty);
+};
 
 const char *job_state_to_string(JobState s);
 JobState job_state_from_string(const char *s);
@@ -147,8 +172,18 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Job *, job_free);
 
 /* Append a log line ("12:00:01 text"); the oldest lines go beyond JOB_LOG_MAX. */
 void job_log(Job *j, const char *format, ...) __attribute__((format(printf, 2, 3)));
-/* Set state (logging old -> new to the daemon log and the job log). */
+/* The only way a job's state changes: logs old -> new (daemon log and job
+ * log) and marks the job dirty (saved and notified at the end of the loop
+ * turn, by its owner). */
 void job_enter_state(Job *j, JobState s);
+/* Set the phase. The owner decides when a phase is announced (with its
+ * total); a state change before that keeps the phase's own notification. */
+void job_enter_phase(Job *j, JobPhase p);
+/* Something else changed that the owner must save and/or announce. */
+void job_mark_dirty(Job *j, JobDirty what);
+/* The owner sent the job's notification: take the objects of the states it
+ * passed through meanwhile (a JSON array, or NULL), oldest first. */
+json_t *job_take_notification(Job *j);
 /* The log holds this line (the time stamp aside). */
 bool job_log_has(const Job *j, const char *text);
 /* Enter failed with an error code and a specific message. */
@@ -160,5 +195,3 @@ json_t *job_to_json(const Job *j, bool with_log);
 /* The persisted form (job_to_json plus private fields); and back. */
 json_t *job_to_state_json(const Job *j);
 int job_from_state_json(json_t *o, Job **ret);
-
-double job_now(void);

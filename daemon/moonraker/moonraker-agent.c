@@ -19,6 +19,7 @@
 #include "server/path-load.h"
 #include "server/rpc.h"
 #include "update/update-status.h"
+#include "util/time-util.h"
 
 #define AGENT_URL "https://github.com/flashd/flashd"
 
@@ -72,13 +73,6 @@ static const char *const state_names[_MOONRAKER_STATE_MAX] = {
 const char *moonraker_state_to_string(MoonrakerState s)
 {
         return s >= 0 && s < _MOONRAKER_STATE_MAX ? state_names[s] : NULL;
-}
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static void agent_enter_state(MoonrakerAgent *a, MoonrakerState s)
@@ -274,7 +268,7 @@ static void job_slot_flush(JobSlot *s)
         if (!s->pending)
                 return;
         json_t *data = TAKE_PTR(s->pending);
-        s->last_usec = now_usec();
+        s->last_usec = now_usec(CLOCK_MONOTONIC);
         (void)agent_send_event(s->agent, "job_update", data);
         json_decref(data);
 }
@@ -306,7 +300,7 @@ static void agent_forward_job(MoonrakerAgent *a, json_t *job)
         json_int_t id = json_integer_value(json_object_get(job, "id"));
         const char *state = json_string_value(json_object_get(job, "state"));
         const char *phase = json_string_value(json_object_get(job, "phase"));
-        uint64_t interval = 1000000u / MOONRAKER_PROGRESS_HZ, now = now_usec();
+        uint64_t interval = 1000000u / MOONRAKER_PROGRESS_HZ, now = now_usec(CLOCK_MONOTONIC);
         JobSlot *s;
 
         for (s = a->slots; s && s->job != (uint64_t)id; s = s->next)

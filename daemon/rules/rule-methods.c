@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "codec/flash-image.h"
+#include "jobs/job-methods.h"
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "rules/rule-service.h"
@@ -155,7 +156,7 @@ static int method_add(RpcCall *call, json_t *params)
         r->action.verify = verify;
         r->action.mass_erase = mass_erase;
         r->action.max_retries = (unsigned)max_retries;
-        r->action.retry_delay_sec = retry_delay;
+        r->action.retry_delay_usec = sec_to_usec(retry_delay);
         r->enabled = enabled;
         if ((format && !(r->action.format = strdup(format))) ||
             (name && name[0] && !(r->name = strdup(name))))
@@ -174,7 +175,7 @@ static int method_add(RpcCall *call, json_t *params)
         r->id = TAKE_PTR(id);
 
         job_peer_name(peer->pid, who, sizeof(who));
-        r->created = job_now();
+        r->created = now_usec(CLOCK_REALTIME);
         r->created_uid = peer->uid;
         r->created_by = strdup(who);
         if (!r->created_by)

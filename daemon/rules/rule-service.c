@@ -7,6 +7,7 @@
 #include "jobs/job-service.h"
 #include "manager.h"
 #include "rules/rule-service.h"
+#include "util/list.h"
 #include "util/log.h"
 
 /* A rule busy with one board: its job in flight, or the wait for a retry. */
@@ -16,7 +17,7 @@ typedef struct RuleFiring {
         char *port;
         unsigned attempt;       /* 1: the first job; 2...: retries */
         uint64_t job;           /* the job in flight; 0 while waiting to retry */
-        double retry_at;        /* seconds since the epoch, while the timer runs */
+        usec_t retry_at;        /* CLOCK_REALTIME, while the timer runs */
         bool waiting_for_board; /* the retry is due; the board is not (usable) on its port */
         /* The board vanished (device-gone): the device the inventory still
          * shows under this generation is the one that went away; the retry
@@ -24,14 +25,14 @@ typedef struct RuleFiring {
         bool has_stale;
         uint64_t stale_generation;
         sd_event_source *timer;
-        struct RuleFiring *next;
+        LIST_FIELDS(struct RuleFiring, firings);
 } RuleFiring;
 
 /* The last appearance (InventoryEntry.generation) looked at, per port. */
 typedef struct PortSeen {
         char *port;
         uint64_t generation;
-        struct PortSeen *next;
+        LIST_FIELDS(struct PortSeen, seen);
 } PortSeen;
 
 /* USB serial numbers seen on a job's port while it ran: the board's
@@ -40,7 +41,8 @@ typedef struct JobTrack {
         uint64_t job;
         char **serials; /* NULL-terminated */
         size_t n_serials;
-        struct JobTrack *next;
+        bool refused; /* refused at submission: rule_fire() said why */
+        LIST_FIELDS(struct JobTrack, tracks);
 } JobTrack;
 
 /* A board a rule gave up on after its last retry: skipped on its next
@@ -51,7 +53,7 @@ typedef struct GaveUp {
         char *rule_id;
         char *port;
         char **serials; /* NULL-terminated; the board's USB serials seen during its jobs */
-        struct GaveUp *next;
+        LIST_FIELDS(struct GaveUp, gave_up);
 } GaveUp;
 
 struct RuleService {
@@ -63,7 +65,6 @@ struct RuleService {
         PortSeen *seen;
         JobTrack *tracks;
         bool started;
-        bool submitting; /* inside job_queue_submit(): its updates are ours to handle */
 };
 
 static JobQueue *queue_of(RuleService *s)
@@ -118,7 +119,9 @@ static void notify_changed(RuleService *s, const Rule *r)
 
 static RuleFiring *firing_find(RuleService *s, const char *rule_id, const char *port)
 {
-        for (RuleFiring *f = s->firings; f; f = f->next)
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings)
                 if (streq(f->rule_id, rule_id) && (!port || streq_ptr(f->port, port)))
                         return f;
         return NULL;
@@ -126,7 +129,9 @@ static RuleFiring *firing_find(RuleService *s, const char *rule_id, const char *
 
 static RuleFiring *firing_find_port(RuleService *s, const char *port)
 {
-        for (RuleFiring *f = s->firings; f; f = f->next)
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings)
                 if (streq_ptr(f->port, port))
                         return f;
         return NULL;
@@ -147,18 +152,13 @@ static RuleFiring *firing_new(RuleService *s, const char *rule_id, const char *p
                 free(f);
                 return NULL;
         }
-        f->next = s->firings;
-        s->firings = f;
+        LIST_PREPEND(firings, s->firings, f);
         return f;
 }
 
 static void firing_drop(RuleService *s, RuleFiring *f)
 {
-        for (RuleFiring **p = &s->firings; *p; p = &(*p)->next)
-                if (*p == f) {
-                        *p = f->next;
-                        break;
-                }
+        LIST_REMOVE(firings, s->firings, f);
         sd_event_source_disable_unref(f->timer);
         free(f->rule_id);
         free(f->port);
@@ -167,8 +167,10 @@ static void firing_drop(RuleService *s, RuleFiring *f)
 
 static void firings_drop_rule(RuleService *s, const char *rule_id)
 {
-        for (RuleFiring *f = s->firings, *next; f; f = next) {
-                next = f->next;
+        RuleFiring *f, *next;
+
+        LIST_FOREACH_SAFE(firings, f, next, s->firings)
+        {
                 if (streq(f->rule_id, rule_id))
                         firing_drop(s, f);
         }
@@ -178,26 +180,34 @@ static void firings_drop_rule(RuleService *s, const char *rule_id)
 
 static JobTrack *track_find(RuleService *s, uint64_t job)
 {
-        for (JobTrack *t = s->tracks; t; t = t->next)
+        JobTrack *t;
+
+        LIST_FOREACH (tracks, t, s->tracks)
                 if (t->job == job)
                         return t;
         return NULL;
 }
 
-static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
+static JobTrack *track_get(RuleService *s, uint64_t job)
 {
         JobTrack *t = track_find(s, job);
+
+        if (t)
+                return t;
+        t = calloc(1, sizeof(JobTrack));
+        if (!t)
+                return NULL;
+        t->job = job;
+        LIST_PREPEND(tracks, s->tracks, t);
+        return t;
+}
+
+static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
+{
+        JobTrack *t = track_get(s, job);
         char **l;
 
-        if (!t) {
-                t = calloc(1, sizeof(JobTrack));
-                if (!t)
-                        return;
-                t->job = job;
-                t->next = s->tracks;
-                s->tracks = t;
-        }
-        if (!serial || !serial[0])
+        if (!t || !serial || !serial[0])
                 return;
         for (size_t i = 0; i < t->n_serials; i++)
                 if (streq(t->serials[i], serial))
@@ -214,16 +224,15 @@ static void track_add_serial(RuleService *s, uint64_t job, const char *serial)
 
 static void track_drop(RuleService *s, uint64_t job)
 {
-        for (JobTrack **p = &s->tracks; *p; p = &(*p)->next)
-                if ((*p)->job == job) {
-                        JobTrack *t = *p;
-                        *p = t->next;
-                        for (size_t i = 0; i < t->n_serials; i++)
-                                free(t->serials[i]);
-                        free(t->serials);
-                        free(t);
-                        return;
-                }
+        JobTrack *t = track_find(s, job);
+
+        if (!t)
+                return;
+        LIST_REMOVE(tracks, s->tracks, t);
+        for (size_t i = 0; i < t->n_serials; i++)
+                free(t->serials[i]);
+        free(t->serials);
+        free(t);
 }
 
 /* ---- boards given up on ---- */
@@ -261,13 +270,14 @@ static void gave_up_add(RuleService *s, const char *rule_id, const char *port, c
                         n++;
         if (current && (g->serials[n] = strdup(current)))
                 n++;
-        g->next = s->gave_up;
-        s->gave_up = g;
+        LIST_PREPEND(gave_up, s->gave_up, g);
 }
 
 static bool gave_up_on(RuleService *s, const Rule *r, const InventoryEntry *e)
 {
-        for (GaveUp *g = s->gave_up; g; g = g->next) {
+        GaveUp *g;
+
+        LIST_FOREACH (gave_up, g, s->gave_up) {
                 if (!streq(g->rule_id, r->id) || !streq_ptr(g->port, e->port))
                         continue;
                 if (!g->serials[0] || !e->serial)
@@ -281,13 +291,11 @@ static bool gave_up_on(RuleService *s, const Rule *r, const InventoryEntry *e)
 
 static void gave_up_clear_rule(RuleService *s, const char *rule_id)
 {
-        for (GaveUp **p = &s->gave_up; *p;) {
-                GaveUp *g = *p;
-                if (!streq(g->rule_id, rule_id)) {
-                        p = &g->next;
-                        continue;
-                }
-                *p = g->next;
+        GaveUp *g, *next;
+
+        LIST_FOREACH_SAFE(gave_up, g, next, s->gave_up)
+        if (streq(g->rule_id, rule_id)) {
+                LIST_REMOVE(gave_up, s->gave_up, g);
                 gave_up_free(g);
         }
 }
@@ -331,7 +339,7 @@ static bool seen_mark(RuleService *s, const InventoryEntry *e)
 {
         PortSeen *p;
 
-        for (p = s->seen; p; p = p->next)
+        LIST_FOREACH (seen, p, s->seen)
                 if (streq(p->port, e->port))
                         break;
         if (p && p->generation == e->generation)
@@ -342,8 +350,7 @@ static bool seen_mark(RuleService *s, const InventoryEntry *e)
                         free(p);
                         return true;
                 }
-                p->next = s->seen;
-                s->seen = p;
+                LIST_PREPEND(seen, s->seen, p);
         }
         p->generation = e->generation;
         return true;
@@ -397,7 +404,7 @@ static void rule_set_error(Rule *r, const char *port, uint64_t job, const char *
         if (vasprintf(&text, format, ap) < 0)
                 text = NULL;
         va_end(ap);
-        (void)rule_event_set(&r->last_error, job_now(), port, job, text);
+        (void)rule_event_set(&r->last_error, now_usec(CLOCK_REALTIME), port, job, text);
         log_warning("rule %s: %s", r->id, strna(text));
 }
 
@@ -448,10 +455,13 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 .requested_by = { .uid = r->created_uid, .pid = getpid(), .name = who },
                 .image_name = r->action.image_name,
         };
-        s->submitting = true;
         k = job_queue_submit(q, &req, &job, &err, &message);
-        s->submitting = false;
         if (k < 0) {
+                /* its notification comes at the end of the loop turn; the
+                 * refusal is handled here, where its reason is known */
+                JobTrack *t = job ? track_get(s, job->id) : NULL;
+                if (t)
+                        t->refused = true;
                 if (job)
                         r->n_fired++;
                 r->n_failed++;
@@ -477,10 +487,7 @@ static void rule_fire(RuleService *s, Rule *r, const InventoryEntry *e, RuleFiri
                 f->timer = sd_event_source_disable_unref(f->timer);
         }
         r->n_fired++;
-        (void)rule_event_set(&r->last_fired, job_now(), e->port, job->id, NULL);
-        /* a job that could not even start ended inside job_queue_submit() */
-        if (job_state_is_final(job->state))
-                rule_on_job_end(s, job, NULL);
+        (void)rule_event_set(&r->last_fired, now_usec(CLOCK_REALTIME), e->port, job->id, NULL);
         log_info("rule %s: board on %s (%s mode) matches; job %" PRIu64 " flashes image %.12s (attempt %u)",
                  r->id, e->port, device_mode_to_string(e->mode), job->id, r->action.sha256, attempt);
         broadcast(s, "notify_rule_fired",
@@ -495,7 +502,7 @@ out:
 static void rule_skip(RuleService *s, Rule *r, const InventoryEntry *e, uint64_t job, const char *text)
 {
         r->n_skipped++;
-        (void)rule_event_set(&r->last_skipped, job_now(), e->port, job, text);
+        (void)rule_event_set(&r->last_skipped, now_usec(CLOCK_REALTIME), e->port, job, text);
         log_info("rule %s: board on %s skipped: %s", r->id, e->port, text);
         broadcast(s, "notify_rule_skipped",
                   json_pack("{s:s, s:s, s:s, s:o}", "rule", r->id, "port", e->port, "reason", text, "job",
@@ -696,18 +703,18 @@ static void rule_on_job_end(RuleService *s, const Job *j, char *const *serials)
                 break;
         case JOB_STATE_FAILED:
                 if (error_is_retryable(j->error) && r->enabled && f->attempt <= r->action.max_retries) {
-                        double delay = rule_retry_delay(r, f->attempt);
+                        usec_t delay = rule_retry_delay(r, f->attempt);
                         const InventoryEntry *now = inventory_get(s->manager->inventory, j->port);
                         f->job = 0;
                         f->has_stale = j->error == JOB_ERROR_DEVICE_GONE && now;
                         f->stale_generation = now ? now->generation : 0;
-                        f->retry_at = job_now() + delay;
+                        f->retry_at = now_usec(CLOCK_REALTIME) + delay;
                         rule_set_error(r, j->port, j->id,
                                        "attempt %u (job %" PRIu64 ") failed (%s): %s; retry in %.3g s",
                                        f->attempt, j->id, job_error_to_string(j->error),
-                                       strna(j->error_message), delay);
-                        if (sd_event_add_time_relative(s->manager->event, &f->timer, CLOCK_MONOTONIC,
-                                                       (uint64_t)(delay * 1e6), 0, firing_on_timer, f) < 0) {
+                                       strna(j->error_message), usec_to_sec(delay));
+                        if (sd_event_add_time_relative(s->manager->event, &f->timer, CLOCK_MONOTONIC, delay,
+                                                       0, firing_on_timer, f) < 0) {
                                 log_oom();
                                 firing_drop(s, f);
                         }
@@ -759,14 +766,13 @@ static void rule_service_on_job(const Job *j, void *userdata)
          * after erasing) something nobody knows. */
         t = track_find(s, j->id);
         if (j->state == JOB_STATE_DONE && j->port) {
-                if (rule_set_remember(s->set, j->port, t ? t->serials : NULL, j->image.sha256, job_now(),
-                                      j->id, j->source) < 0)
+                if (rule_set_remember(s->set, j->port, t ? t->serials : NULL, j->image.sha256,
+                                      now_usec(CLOCK_REALTIME), j->id, j->source) < 0)
                         log_oom();
                 rule_service_save(s);
         } else if (j->was_flashing && j->port && rule_set_forget(s->set, j->port, t ? t->serials : NULL))
                 rule_service_save(s);
-        /* a refusal inside rule_fire() is handled there */
-        if (!s->submitting)
+        if (!(t && t->refused))
                 rule_on_job_end(s, j, t ? t->serials : NULL);
         track_drop(s, j->id);
 }
@@ -800,13 +806,11 @@ RuleService *rule_service_free(RuleService *s)
         while (s->firings)
                 firing_drop(s, s->firings);
         while (s->gave_up) {
-                GaveUp *g = s->gave_up;
-                s->gave_up = g->next;
+                GaveUp *g = LIST_POP(gave_up, s->gave_up);
                 gave_up_free(g);
         }
         while (s->seen) {
-                PortSeen *p = s->seen;
-                s->seen = p->next;
+                PortSeen *p = LIST_POP(seen, s->seen);
                 free(p->port);
                 free(p);
         }
@@ -889,7 +893,11 @@ json_t *rule_service_rule_json(RuleService *s, const Rule *r)
 {
         json_t *o = rule_to_json(r), *pending = json_array();
 
-        for (RuleFiring *f = s->firings; o && pending && f; f = f->next) {
+        RuleFiring *f;
+
+        LIST_FOREACH (firings, f, s->firings) {
+                if (!o || !pending)
+                        break;
                 if (!streq(f->rule_id, r->id))
                         continue;
                 json_array_append_new(
@@ -899,7 +907,8 @@ json_t *rule_service_rule_json(RuleService *s, const Rule *r)
                                   f->job                 ? "flashing"
                                   : f->waiting_for_board ? "waiting-for-board"
                                                          : "retry-wait",
-                                  "retry_at", f->retry_at > 0 ? json_real(f->retry_at) : json_null()));
+                                  "retry_at",
+                                  f->retry_at > 0 ? json_real(usec_to_sec(f->retry_at)) : json_null()));
         }
         if (o && pending)
                 json_object_set_new(o, "pending", pending);

@@ -185,7 +185,7 @@ static int strv_copy(char *const *l, char ***ret)
         return 0;
 }
 
-int rule_set_remember(RuleSet *s, const char *port, char *const *serials, const char *sha256, double time,
+int rule_set_remember(RuleSet *s, const char *port, char *const *serials, const char *sha256, usec_t time,
                       uint64_t job, const char *source)
 {
         BoardImage b = { .time = time, .job = job };
@@ -226,7 +226,8 @@ static json_t *board_image_to_json(const BoardImage *b)
         for (char **p = b->serials; serials && p && *p; p++)
                 json_array_append_new(serials, json_string(*p));
         return json_pack("{s:s, s:o, s:s, s:f, s:I, s:s?}", "port", b->port, "serials", serials, "sha256",
-                         b->sha256, "time", b->time, "job", (json_int_t)b->job, "source", b->source);
+                         b->sha256, "time", usec_to_sec(b->time), "job", (json_int_t)b->job, "source",
+                         b->source);
 }
 
 static int board_image_from_json(RuleSet *s, json_t *o)
@@ -247,7 +248,7 @@ static int board_image_from_json(RuleSet *s, json_t *o)
                 if (json_is_string(v))
                         l[n++] = (char *)json_string_value(v);
         return rule_set_remember(
-                s, port, l, sha, json_number_value(json_object_get(o, "time")),
+                s, port, l, sha, sec_to_usec(json_number_value(json_object_get(o, "time"))),
                 json_is_integer(job) && json_integer_value(job) > 0 ? (uint64_t)json_integer_value(job) : 0,
                 json_string_value(json_object_get(o, "source")));
 }

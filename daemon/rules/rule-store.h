@@ -30,7 +30,7 @@ typedef struct BoardImage {
         char *port;
         char **serials; /* NULL-terminated; empty when the board has none */
         char sha256[65];
-        double time;
+        usec_t time; /* CLOCK_REALTIME */
         uint64_t job;
         char *source; /* "manual" or a rule id */
 } BoardImage;
@@ -69,7 +69,7 @@ size_t rule_set_image_users(const RuleSet *s, const char *sha256);
 const BoardImage *rule_set_board_image(const RuleSet *s, const char *port, const char *serial);
 /* Remember that the board (port + every serial seen on it, NULL-terminated
  * or NULL) holds `sha256` now; replaces what was known about that board. */
-int rule_set_remember(RuleSet *s, const char *port, char *const *serials, const char *sha256, double time,
+int rule_set_remember(RuleSet *s, const char *port, char *const *serials, const char *sha256, usec_t time,
                       uint64_t job, const char *source);
 /* Forget the board (its flash content is unknown now: a flash that failed
  * midway). Returns whether something was forgotten. */

@@ -65,7 +65,7 @@ int rule_new(Rule **ret, const char *id)
         r->action.verify = true;
         r->action.repeat = RULE_REPEAT_ALWAYS;
         r->action.max_retries = RULE_MAX_RETRIES_DEFAULT;
-        r->action.retry_delay_sec = RULE_RETRY_DELAY_DEFAULT;
+        r->action.retry_delay_usec = RULE_RETRY_DELAY_DEFAULT_USEC;
         *ret = TAKE_PTR(r);
         return 0;
 }
@@ -86,7 +86,7 @@ void rule_event_clear(RuleEvent *e)
         *e = (RuleEvent){};
 }
 
-int rule_event_set(RuleEvent *e, double time, const char *port, uint64_t job, const char *message)
+int rule_event_set(RuleEvent *e, usec_t time, const char *port, uint64_t job, const char *message)
 {
         char *p = port ? strdup(port) : NULL, *m = message ? strdup(message) : NULL;
 
@@ -355,10 +355,11 @@ int rule_force_from_json(json_t *a, unsigned *ret, const char **ret_bad)
 
 static json_t *event_to_json(const RuleEvent *e)
 {
-        if (e->time <= 0)
+        if (e->time == 0)
                 return json_null();
-        return json_pack("{s:f, s:o, s:o, s:o}", "time", e->time, "port", json_string_sanitized(e->port),
-                         "job", e->job ? json_integer((json_int_t)e->job) : json_null(), "message",
+        return json_pack("{s:f, s:o, s:o, s:o}", "time", usec_to_sec(e->time), "port",
+                         json_string_sanitized(e->port), "job",
+                         e->job ? json_integer((json_int_t)e->job) : json_null(), "message",
                          json_string_sanitized(e->message));
 }
 
@@ -372,7 +373,7 @@ static int event_from_json(json_t *o, RuleEvent *e)
                 return -EBADMSG;
         job = json_object_get(o, "job");
         return rule_event_set(
-                e, json_number_value(json_object_get(o, "time")),
+                e, sec_to_usec(json_number_value(json_object_get(o, "time"))),
                 json_string_value(json_object_get(o, "port")),
                 json_is_integer(job) && json_integer_value(job) > 0 ? (uint64_t)json_integer_value(job) : 0,
                 json_string_value(json_object_get(o, "message")));
@@ -391,11 +392,12 @@ json_t *rule_to_json(const Rule *r)
                 a->has_address ? json_integer(a->address) : json_null(), "verify", a->verify, "mass_erase",
                 a->mass_erase, "force", rule_force_to_json(a->force), "repeat",
                 rule_repeat_to_string(a->repeat), "max_retries", (int)a->max_retries, "retry_delay_sec",
-                a->retry_delay_sec, "created", r->created, "created_by", "uid", (json_int_t)r->created_uid,
-                "name", json_string_sanitized(r->created_by), "fired", (int)r->n_fired, "flashed",
-                (int)r->n_flashed, "failed", (int)r->n_failed, "skipped", (int)r->n_skipped, "last_fired",
-                event_to_json(&r->last_fired), "last_skipped", event_to_json(&r->last_skipped), "last_error",
-                event_to_json(&r->last_error), "disabled_reason", json_string_sanitized(r->disabled_reason));
+                usec_to_sec(a->retry_delay_usec), "created", usec_to_sec(r->created), "created_by", "uid",
+                (json_int_t)r->created_uid, "name", json_string_sanitized(r->created_by), "fired",
+                (int)r->n_fired, "flashed", (int)r->n_flashed, "failed", (int)r->n_failed, "skipped",
+                (int)r->n_skipped, "last_fired", event_to_json(&r->last_fired), "last_skipped",
+                event_to_json(&r->last_skipped), "last_error", event_to_json(&r->last_error),
+                "disabled_reason", json_string_sanitized(r->disabled_reason));
 }
 
 json_t *rule_to_state_json(const Rule *r)
@@ -474,9 +476,9 @@ int rule_from_state_json(json_t *o, Rule **ret)
                 MIN(uint_field(o, "max_retries", RULE_MAX_RETRIES_DEFAULT), RULE_MAX_RETRIES_MAX);
         v = json_object_get(o, "retry_delay_sec");
         if (json_is_number(v) && json_number_value(v) >= 0)
-                r->action.retry_delay_sec = MIN(json_number_value(v), RULE_RETRY_DELAY_MAX);
+                r->action.retry_delay_usec = sec_to_usec(MIN(json_number_value(v), RULE_RETRY_DELAY_MAX));
 
-        r->created = json_number_value(json_object_get(o, "created"));
+        r->created = sec_to_usec(json_number_value(json_object_get(o, "created")));
         by = json_object_get(o, "created_by");
         r->created_uid = (uid_t)uint_field(by, "uid", 0);
         if (dup_nonempty(json_string_value(json_object_get(by, "name")), &r->created_by) < 0)
@@ -496,11 +498,11 @@ int rule_from_state_json(json_t *o, Rule **ret)
         return 0;
 }
 
-double rule_retry_delay(const Rule *r, unsigned attempt)
+usec_t rule_retry_delay(const Rule *r, unsigned attempt)
 {
-        double d = r->action.retry_delay_sec;
+        usec_t d = r->action.retry_delay_usec;
 
-        for (unsigned i = 1; i < attempt && d < RULE_RETRY_DELAY_MAX; i++)
+        for (unsigned i = 1; i < attempt && d < RULE_RETRY_DELAY_MAX_USEC; i++)
                 d *= 2;
-        return MIN(d, RULE_RETRY_DELAY_MAX);
+        return MIN(d, RULE_RETRY_DELAY_MAX_USEC);
 }

@@ -18,6 +18,7 @@
 
 #include "inventory/inventory.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 typedef enum RuleMode {
         RULE_MODE_BOOTLOADER,  /* ROM DFU or Katapult: the board waits to be flashed */
@@ -34,10 +35,12 @@ typedef enum RuleRepeat {
 } RuleRepeat;
 
 /* Defaults of rule.add */
-#define RULE_MAX_RETRIES_DEFAULT 3u
-#define RULE_MAX_RETRIES_MAX     20u
-#define RULE_RETRY_DELAY_DEFAULT 2.0  /* seconds before the first retry; doubled for each next */
-#define RULE_RETRY_DELAY_MAX     60.0 /* upper bound of the (doubled) delay */
+#define RULE_MAX_RETRIES_DEFAULT      3u
+#define RULE_MAX_RETRIES_MAX          20u
+#define RULE_RETRY_DELAY_DEFAULT      2.0  /* seconds before the first retry; doubled for each next */
+#define RULE_RETRY_DELAY_MAX          60.0 /* upper bound of the (doubled) delay */
+#define RULE_RETRY_DELAY_DEFAULT_USEC ((usec_t)(RULE_RETRY_DELAY_DEFAULT * USEC_PER_SEC))
+#define RULE_RETRY_DELAY_MAX_USEC     ((usec_t)(RULE_RETRY_DELAY_MAX * USEC_PER_SEC))
 
 typedef struct RuleMatch {
         char *board;  /* board database name; also matches a board that could be it (candidates) */
@@ -61,12 +64,12 @@ typedef struct RuleAction {
         unsigned force; /* 1 << ImageCheck */
         RuleRepeat repeat;
         unsigned max_retries;
-        double retry_delay_sec;
+        usec_t retry_delay_usec; /* "retry_delay_sec" in JSON */
 } RuleAction;
 
 /* Something that happened to a rule on a board (last fired, skipped, error). */
 typedef struct RuleEvent {
-        double time; /* seconds since the epoch; 0 = never */
+        usec_t time; /* CLOCK_REALTIME (seconds since the epoch in JSON); 0 = never */
         char *port;
         uint64_t job; /* 0: none */
         char *message;
@@ -78,7 +81,7 @@ typedef struct Rule {
         bool enabled;
         RuleMatch match;
         RuleAction action;
-        double created;
+        usec_t created; /* CLOCK_REALTIME */
         uid_t created_uid;
         char *created_by; /* client or process name */
 
@@ -105,7 +108,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Rule *, rule_free);
 void rule_match_clear(RuleMatch *m);
 void rule_event_clear(RuleEvent *e);
 /* Replace an event (strings copied; NULL allowed). */
-int rule_event_set(RuleEvent *e, double time, const char *port, uint64_t job, const char *message);
+int rule_event_set(RuleEvent *e, usec_t time, const char *port, uint64_t job, const char *message);
 
 /* What matching sees of a device: a plain copy of the inventory's view. */
 typedef struct RuleCandidate {
@@ -155,4 +158,4 @@ json_t *rule_force_to_json(unsigned force);
 int rule_force_from_json(json_t *a, unsigned *ret, const char **ret_bad);
 
 /* Delay before retry number `attempt` (1 = the first retry). */
-double rule_retry_delay(const Rule *r, unsigned attempt);
+usec_t rule_retry_delay(const Rule *r, unsigned attempt);

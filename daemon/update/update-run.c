@@ -23,6 +23,7 @@
 #include "update/profile-store.h"
 #include "update/update-run.h"
 #include "update/update-status.h"
+#include "util/time-util.h"
 
 #define BUILD_TIMEOUT_USEC (30ULL * 60ULL * 1000000ULL)
 #define UNITS_TIMEOUT_USEC (90ULL * 1000000ULL)
@@ -30,13 +31,6 @@
 #define POLL_INTERVAL_USEC (100ULL * 1000ULL)
 #define LOG_TAIL_LINES     15
 #define IMAGE_MAX          (16U * 1024U * 1024U)
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000U + (uint64_t)ts.tv_nsec / 1000U;
-}
 
 /* ---- the plan ---- */
 
@@ -518,7 +512,7 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                         if (!st->new_version || !streq(st->new_version, r->host_version))
                                 waiting = true;
                 }
-                if (!waiting || now_usec() >= r->verify_deadline) {
+                if (!waiting || now_usec(CLOCK_MONOTONIC) >= r->verify_deadline) {
                         run_finish(r);
                         return 0;
                 }
@@ -575,7 +569,7 @@ static int run_submit_next(UpdateRun *r)
         run_enter_phase(r, RUN_PHASE_RESTART);
         if (start_thread(r, restart_thread) < 0) {
                 run_enter_phase(r, RUN_PHASE_VERIFY);
-                r->verify_deadline = now_usec() + VERSION_WAIT_USEC;
+                r->verify_deadline = now_usec(CLOCK_MONOTONIC) + VERSION_WAIT_USEC;
         }
         return 0;
 }
@@ -618,7 +612,7 @@ static int on_msg(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                                 }
                         } else if (r->phase == RUN_PHASE_RESTART) {
                                 run_enter_phase(r, RUN_PHASE_VERIFY);
-                                r->verify_deadline = now_usec() + VERSION_WAIT_USEC;
+                                r->verify_deadline = now_usec(CLOCK_MONOTONIC) + VERSION_WAIT_USEC;
                         }
                         break;
                 }

@@ -222,8 +222,8 @@ static void test_names_and_delays(void)
         _cleanup_(rule_freep) Rule *r = NULL;
         CHECK_INT(rule_new(&r, "rule-1"), 0);
         for (size_t i = 0; i < ELEMENTSOF(delays); i++) {
-                r->action.retry_delay_sec = delays[i].base;
-                double d = rule_retry_delay(r, delays[i].attempt);
+                r->action.retry_delay_usec = sec_to_usec(delays[i].base);
+                double d = usec_to_sec(rule_retry_delay(r, delays[i].attempt));
                 if (d < delays[i].expected - 1e-9 || d > delays[i].expected + 1e-9) {
                         fprintf(stderr, "delay case %zu: %g, expected %g\n", i, d, delays[i].expected);
                         tests_failed++;

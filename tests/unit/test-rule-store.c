@@ -73,23 +73,24 @@ static void test_round_trip(void)
         r2->action.force = 1u << 3;
         r2->action.repeat = RULE_REPEAT_ONCE;
         r2->action.max_retries = 5;
-        r2->action.retry_delay_sec = 0.25;
-        r2->created = 1763950000.5;
+        r2->action.retry_delay_usec = sec_to_usec(0.25);
+        r2->created = sec_to_usec(1763950000.5);
         r2->created_uid = 1000;
         r2->created_by = strdup("flashctl");
         r2->n_fired = 4;
         r2->n_flashed = 2;
         r2->n_failed = 1;
         r2->n_skipped = 3;
-        CHECK_INT(rule_event_set(&r2->last_fired, 1763950001.0, "1-1.3", 7, NULL), 0);
-        CHECK_INT(rule_event_set(&r2->last_skipped, 1763950002.0, "1-1.4", 6, "the board already holds it"),
+        CHECK_INT(rule_event_set(&r2->last_fired, sec_to_usec(1763950001.0), "1-1.3", 7, NULL), 0);
+        CHECK_INT(rule_event_set(&r2->last_skipped, sec_to_usec(1763950002.0), "1-1.4", 6,
+                                 "the board already holds it"),
                   0);
-        CHECK_INT(rule_event_set(&r2->last_error, 1763950003.0, "1-1.5", 8, "device-gone"), 0);
+        CHECK_INT(rule_event_set(&r2->last_error, sec_to_usec(1763950003.0), "1-1.5", 8, "device-gone"), 0);
         r2->disabled_reason = strdup("once: flashed the board on 1-1.3 (job 7)");
         CHECK_INT(rule_set_add(s, r1), 0);
         CHECK_INT(rule_set_add(s, r2), 0);
-        CHECK_INT(rule_set_remember(s, "1-1.3", serials, SHA_A, 1763950001.0, 7, "rule-1"), 0);
-        CHECK_INT(rule_set_remember(s, "1-1.4", NULL, SHA_B, 1763950002.0, 9, "manual"), 0);
+        CHECK_INT(rule_set_remember(s, "1-1.3", serials, SHA_A, sec_to_usec(1763950001.0), 7, "rule-1"), 0);
+        CHECK_INT(rule_set_remember(s, "1-1.4", NULL, SHA_B, sec_to_usec(1763950002.0), 9, "manual"), 0);
         CHECK_INT(rule_set_save(s, path), 0);
 
         struct stat st;
