@@ -116,7 +116,10 @@ class Daemon:
         failed = False
         for d in self.all:
             if d.alive():
-                failed = d.stop(check=False) not in (0, None) or failed
+                rc = d.stop(check=False)
+                if rc not in (0, None):
+                    d.dump_log()
+                failed = rc not in (0, None) or failed
         for d in self.all:
             d.cleanup()
         return failed
