@@ -67,7 +67,7 @@ typedef struct RpcPeer {
         const char *origin; /* "unix", "moonraker", "fuzz": static string */
         /* Full credentials incl. supplementary groups, or NULL (e.g. a
          * request relayed by Moonraker). Each call holds its own copy, valid
-         * for the call's lifetime (for peer_auth_open_as() in handlers). */
+         * for the call's lifetime (for peer_open_as() in handlers). */
         PeerCred *cred;
 } RpcPeer;
 
