@@ -279,7 +279,32 @@ def run_flashctl(spec, vb):
         return {"seconds": t1 - t0, "states": seen, "cpu": cpu, "log": log}
 
 
-TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_flash, "flashctl": run_flashctl}
+def run_flashtool(spec, vb):
+    """Katapult's flashtool.py from Klipper to Klipper: it sends the
+    1200-baud request itself, waits for Katapult, writes and verifies, sends
+    COMPLETE and exits; the clock stops when the Klipper tty is back
+    (polled every 10 ms, so the poll adds little)."""
+    b = vb.board(0)
+    by_id = b["by_id"]
+    cpu0 = children_cpu()
+    t0 = now()
+    p = subprocess.run([spec["python"], os.path.join(HERE, "flashtool-run.py"), spec["flashtool"], by_id,
+                        spec["image"], str(os.getppid())],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    t_tool = now()
+    if p.returncode != 0:
+        raise RuntimeError("flashtool.py exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")[-600:]))
+    deadline = now() + 30
+    while not os.path.exists(by_id):
+        if now() > deadline:
+            raise RuntimeError("the tty did not come back")
+        time.sleep(0.01)
+    t1 = now()
+    return {"seconds": t1 - t0, "tool": t_tool - t0, "tty_wait": t1 - t_tool, "cpu": children_cpu() - cpu0}
+
+
+TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_flash, "flashctl": run_flashctl,
+         "flashtool": run_flashtool}
 
 
 def measure_tool(spec):
