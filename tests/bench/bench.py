@@ -662,6 +662,8 @@ def table(rows, daemon, meta):
             lines.append(f"| idle PSS / USS (private pages: what exiting frees) | {bd['rollup_pss'] / 1024:.2f} / "
                          f"{bd['uss'] / 1024:.2f} MiB | | |")
             lines.append(f"| RSS peak (VmHWM), 8 parallel jobs | {d['rss_peak_kib'] / 1024:.2f} MiB | | |")
+            if d.get("rss_after_jobs_kib"):
+                lines.append(f"| RSS idle again after the 8 jobs | {d['rss_after_jobs_kib'] / 1024:.2f} MiB | | |")
             lines.append(f"| context switches in {d['idle_seconds']} s idle, 4 boards, all threads "
                          f"({d['threads_idle']} threads) | {d['idle_wakeups']} | 0 | "
                          f"{verdict(d['idle_wakeups'], 0)} |")

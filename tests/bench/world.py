@@ -401,7 +401,7 @@ def rss_breakdown(pid):
                 else:
                     key = "other"  # [vdso], [vvar]
                 out[key] += kb
-    out["top_files"] = dict(sorted(per_file.items(), key=lambda kv: -kv[1])[:8])
+    out["top_files"] = dict(sorted(per_file.items(), key=lambda kv: -kv[1])[:24])
     # Pss shares each page among the processes that map it; Private_* is
     # what exiting would free (USS)
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -652,6 +652,13 @@ def measure_daemon(spec):
         c.close()
         d.clients.remove(c)
         time.sleep(spec.get("settle", 1.0))
+        # idle means the start-up work is over too: the identify and probe
+        # threads for the boards just found (on a loaded machine they can
+        # outlast the settle time; their stacks would count as idle RSS)
+        t_settle = now()
+        while int(proc_status(pid)["Threads"]) > 1 and now() - t_settle < 20:
+            time.sleep(0.1)
+        out["idle_settle_extra_seconds"] = round(now() - t_settle, 2)
         st = proc_status(pid)
         out["rss_idle_kib"] = kib(st["VmRSS"])
         out["rss_idle_breakdown"] = rss_breakdown(pid)
