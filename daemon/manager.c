@@ -136,7 +136,7 @@ Manager *manager_free(Manager *m)
         m->identify = identify_service_free(m->identify);
         m->inventory = inventory_free(m->inventory);
         m->can = can_inventory_free(m->can);
-        json_decref(m->device_list);
+        free(m->device_list);
         free(m->device_list_jobs);
         board_db_free(m->boards);
         config_free(m->config);

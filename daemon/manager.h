@@ -39,10 +39,12 @@ typedef struct Manager {
         uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */
-        /* device.list's last answer, shared read-only by the replies, valid
-         * while the inventory's change count and the jobs' hold on ports
-         * (device_list_jobs) are what they were when it was built */
-        json_t *device_list;
+        /* device.list's last result, encoded (JSON text), sent as it is by
+         * every reply; valid while the inventory's change count and the
+         * jobs' hold on ports (device_list_jobs) are what they were when it
+         * was built */
+        char *device_list;
+        size_t device_list_len;
         uint64_t device_list_changes;
         char *device_list_jobs;
 } Manager;

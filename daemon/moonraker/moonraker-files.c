@@ -12,6 +12,7 @@
 
 #include "macros.h"
 #include "moonraker/moonraker-files.h"
+#include "server/peer-open.h"
 
 void moonraker_file_roots_free(char **roots)
 {
@@ -169,7 +170,7 @@ int moonraker_file_open(char *const *roots, const PeerCred *as, const char *path
 
         /* Opened with the file user's permissions; O_NOFOLLOW since the
          * path is already resolved. */
-        r = peer_auth_open_as(as, resolved, O_RDONLY | O_NOFOLLOW, &fd, &why);
+        r = peer_open_as(as, resolved, O_RDONLY | O_NOFOLLOW, &fd, &why);
         if (r < 0)
                 return fail(ret_message, r, "%s", why ? why : strerror(-r));
 

@@ -7,7 +7,7 @@
  * is the last component of a configured file root (Moonraker's own naming:
  * "gcodes/klipper.bin", "config/firmware/klipper.bin"). It must resolve,
  * symlinks followed, to a regular file inside one of the roots, and is
- * opened with the permissions of the file user (peer_auth_open_as()), so the
+ * opened with the permissions of the file user (peer_open_as()), so the
  * agent link reads nothing that user could not read itself.
  */
 

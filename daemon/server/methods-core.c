@@ -139,31 +139,49 @@ static char *jobs_key(JobQueue *q)
 
 static int build_device_list(Manager *m, json_t **ret);
 
-/* Polling frontends ask for the list far more often than it changes: the
- * answer is built once per change and shared (read-only) by the replies. */
 /* The CAN nodes are not in the cached list (the CAN inventory changes on
- * its own schedule): a shallow copy of the list gets them appended. Takes
- * the reference to `list`. */
-static int reply_with_can_nodes(RpcCall *call, Manager *m, json_t *list)
+ * its own schedule): they are encoded per request and spliced in before
+ * the list's closing bracket. */
+static int reply_with_can_nodes(RpcCall *call, Manager *m)
 {
-        json_t *a;
+        json_auto_t *can = NULL;
+        _cleanup_free_ char *can_text = NULL, *text = NULL;
+        const char *list = m->device_list;
+        size_t list_len = m->device_list_len;
 
-        if (!m->can)
-                return rpc_call_reply(call, list);
-        a = json_copy(list);
-        json_decref(list);
-        if (!a || can_inventory_append_json(m->can, a) < 0) {
-                json_decref(a);
-                return -ENOMEM;
+        if (m->can) {
+                can = json_array();
+                if (!can || can_inventory_append_json(m->can, can) < 0)
+                        return -ENOMEM;
         }
-        return rpc_call_reply(call, a);
+        if (json_array_size(can) == 0)
+                return rpc_call_reply_text(call, list, list_len);
+        can_text = json_dumps(can, JSON_COMPACT);
+        if (!can_text)
+                return -ENOMEM;
+        /* "[a,b]" + "[c]" -> "[a,b,c]"; "[]" + "[c]" -> "[c]" */
+        size_t can_len = strlen(can_text);
+        bool empty = list_len == 2;
+        text = malloc(list_len + can_len);
+        if (!text)
+                return -ENOMEM;
+        memcpy(text, list, list_len - 1);
+        size_t n = list_len - 1;
+        if (!empty)
+                text[n++] = ',';
+        memcpy(text + n, can_text + 1, can_len - 1);
+        n += can_len - 1;
+        return rpc_call_reply_text(call, text, n);
 }
 
+/* Polling frontends ask for the list far more often than it changes: the
+ * result is built and encoded once per change, and every reply sends that
+ * text (rpc_call_reply_text()) instead of building and dumping it again. */
 static int method_device_list(RpcCall *call, json_t *params)
 {
         Manager *m = rpc_call_get_manager(call);
         _cleanup_free_ char *key = NULL;
-        json_t *list = NULL;
+        json_auto_t *list = NULL;
         int r = rpc_call_unpack_params(call, params, "{!}");
         if (r < 0)
                 return r;
@@ -172,16 +190,20 @@ static int method_device_list(RpcCall *call, json_t *params)
                 return -ENOMEM;
         if (m->device_list && m->device_list_changes == inventory_changes(m->inventory) &&
             streq_ptr(m->device_list_jobs, key))
-                return reply_with_can_nodes(call, m, json_incref(m->device_list));
+                return reply_with_can_nodes(call, m);
         r = build_device_list(m, &list);
         if (r < 0)
                 return r;
-        json_decref(m->device_list);
+        char *text = json_dumps(list, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        free(m->device_list);
         free(m->device_list_jobs);
-        m->device_list = json_incref(list);
+        m->device_list = text;
+        m->device_list_len = strlen(text);
         m->device_list_changes = inventory_changes(m->inventory);
         m->device_list_jobs = TAKE_PTR(key);
-        return reply_with_can_nodes(call, m, list);
+        return reply_with_can_nodes(call, m);
 }
 
 static int build_device_list(Manager *m, json_t **ret)

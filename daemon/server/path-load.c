@@ -11,6 +11,7 @@
 
 #include "macros.h"
 #include "server/path-load.h"
+#include "server/peer-open.h"
 
 typedef struct PathLoad {
         atomic_int n_ref; /* the thread's and the main loop's */
@@ -20,7 +21,7 @@ typedef struct PathLoad {
         char *path;
         int flags;
         PathLoadReadFunc read_fn; /* NULL: the open file itself is the result */
-        PathOpenFunc open_fn;     /* NULL: peer_auth_open_as(peer, path, flags) */
+        PathOpenFunc open_fn;     /* NULL: peer_open_as(peer, path, flags) */
         void *open_data;
         void (*open_data_free)(void *);
         int efd; /* the thread writes it when the result is ready */
@@ -66,7 +67,7 @@ static void *path_load_thread(void *userdata)
         if (l->open_fn)
                 l->r = l->open_fn(l->open_data, &fd, &l->resolved, &l->message);
         else
-                l->r = peer_auth_open_as(l->peer, l->path, l->flags, &fd, &l->message);
+                l->r = peer_open_as(l->peer, l->path, l->flags, &fd, &l->message);
         if (l->r >= 0 && l->read_fn) {
                 l->r = l->read_fn(fd, &l->data, &l->size);
                 safe_close(fd);

@@ -3,7 +3,7 @@
 
 /*
  * Open a file a client named by path (with the client's rights,
- * peer_auth_open_as()) and read it, on a thread of its own, so that a path
+ * peer_open_as()) and read it, on a thread of its own, so that a path
  * on a hung file system, a FUSE mount the client controls, or a
  * credential-switching child the client stopped never stalls the main
  * loop. The result comes back on the main loop; after `timeout_usec` the
@@ -26,7 +26,7 @@
 typedef int (*PathLoadReadFunc)(int fd, uint8_t **ret, size_t *ret_size);
 
 /* On the main loop, once. r < 0: the open (with `message` from
- * peer_auth_open_as(), or NULL), the read (message NULL) or the timeout
+ * peer_open_as(), or NULL), the read (message NULL) or the timeout
  * (-ETIMEDOUT, with a message) failed. Takes ownership of data and
  * message. */
 typedef void (*PathLoadDone)(int r, uint8_t *data, size_t size, char *message, void *userdata);

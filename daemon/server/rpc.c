@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "log.h"
 #include "server/rpc.h"
@@ -167,6 +168,69 @@ int rpc_call_reply(RpcCall *call, json_t *result)
                 return -ENOMEM;
         rpc_send(call->client_id, call->cb, call->userdata, call->batch, response);
         json_decref(response);
+        return 0;
+}
+
+static struct {
+        RpcResponseFunc cb;
+        RpcResponseTextFunc text_cb;
+} text_sinks[RPC_TEXT_SINKS_MAX];
+
+int rpc_response_text_func_add(RpcResponseFunc cb, RpcResponseTextFunc text_cb)
+{
+        for (size_t i = 0; i < ELEMENTSOF(text_sinks); i++)
+                if (!text_sinks[i].cb || text_sinks[i].cb == cb) {
+                        text_sinks[i].cb = cb;
+                        text_sinks[i].text_cb = text_cb;
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+void rpc_response_text_func_remove(RpcResponseFunc cb)
+{
+        for (size_t i = 0; i < ELEMENTSOF(text_sinks); i++)
+                if (text_sinks[i].cb == cb)
+                        text_sinks[i].cb = NULL;
+}
+
+static RpcResponseTextFunc text_sink_of(RpcResponseFunc cb)
+{
+        for (size_t i = 0; i < ELEMENTSOF(text_sinks); i++)
+                if (text_sinks[i].cb && text_sinks[i].cb == cb)
+                        return text_sinks[i].text_cb;
+        return NULL;
+}
+
+int rpc_call_reply_text(RpcCall *call, const char *result, size_t len)
+{
+        RpcResponseTextFunc text_cb = text_sink_of(call->cb);
+
+        if (call->replied)
+                return -EALREADY;
+        if (!call->id) { /* notification */
+                call->replied = true;
+                return 0;
+        }
+        if (call->batch || !text_cb) {
+                /* A batch collects json_t responses, and a transport
+                 * without a text form wants one too. */
+                json_error_t error;
+                return rpc_call_reply(call, json_loadb(result, len, JSON_DECODE_ANY, &error));
+        }
+        /* The id is echoed as the client sent it (§5), encoded by jansson
+         * like every other reply. */
+        _cleanup_free_ char *id = json_dumps(call->id, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!id)
+                return rpc_call_reply(call, NULL);
+        static const char head[] = "{\"jsonrpc\":\"2.0\",\"id\":", mid[] = ",\"result\":", tail[] = "}";
+        const struct iovec iov[] = {
+                { (void *)head, sizeof(head) - 1 }, { id, strlen(id) },
+                { (void *)mid, sizeof(mid) - 1 },   { (void *)result, len },
+                { (void *)tail, sizeof(tail) - 1 },
+        };
+        call->replied = true;
+        text_cb(call->client_id, iov, ELEMENTSOF(iov), call->userdata);
         return 0;
 }
 

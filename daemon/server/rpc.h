@@ -67,7 +67,7 @@ typedef struct RpcPeer {
         const char *origin; /* "unix", "moonraker", "fuzz": static string */
         /* Full credentials incl. supplementary groups, or NULL (e.g. a
          * request relayed by Moonraker). Each call holds its own copy, valid
-         * for the call's lifetime (for peer_auth_open_as() in handlers). */
+         * for the call's lifetime (for peer_open_as() in handlers). */
         PeerCred *cred;
 } RpcPeer;
 
@@ -80,6 +80,20 @@ typedef struct RpcPeer {
  * not a per-connection one).
  */
 typedef void (*RpcResponseFunc)(uint64_t client_id, json_t *response, void *userdata);
+
+/*
+ * The same response already encoded, in pieces to be sent one after the
+ * other (no terminator). A transport that writes text registers this form
+ * next to its RpcResponseFunc, so that a result kept encoded
+ * (rpc_call_reply_text()) is sent without parsing and dumping it again.
+ */
+struct iovec;
+typedef void (*RpcResponseTextFunc)(uint64_t client_id, const struct iovec *iov, size_t n_iov,
+                                    void *userdata);
+/* At most RPC_TEXT_SINKS_MAX pairs; -ENOSPC beyond. */
+#define RPC_TEXT_SINKS_MAX 4
+int rpc_response_text_func_add(RpcResponseFunc cb, RpcResponseTextFunc text_cb);
+void rpc_response_text_func_remove(RpcResponseFunc cb);
 
 /* Dispatch one parsed message (request object, notification, or batch
  * array). Returns 0, or -ENOMEM. */
@@ -140,6 +154,12 @@ void *rpc_call_get_data(const RpcCall *call);
  * an internal error (returns -ENOMEM). Returns 0, or -EALREADY when the
  * call was answered before. */
 int rpc_call_reply(RpcCall *call, json_t *result);
+/* Answer with a result that is already JSON text (`len` bytes, one valid
+ * JSON value, e.g. a list kept encoded between requests; the caller
+ * vouches for it). Sent as it is when the transport registered a text
+ * form and the call is not a batch member; parsed into a json_t
+ * otherwise. Returns like rpc_call_reply(). */
+int rpc_call_reply_text(RpcCall *call, const char *result, size_t len);
 /* `data` (an object or NULL) is stolen and gets "name": the error's
  * rpc_error_to_string(). `format` NULL uses rpc_error_message(). Returns
  * -EINVAL-style negative value for handlers to return:

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -174,9 +175,13 @@ static int client_flush(Client *c)
         return client_update_events(c);
 }
 
-/* Append one serialized message and its ETX; try to send at once. */
-static int client_queue_text(Client *c, const char *text, size_t n)
+/* Append one serialized message (the pieces one after the other) and its
+ * ETX; try to send at once. */
+static int client_queue_iov(Client *c, const struct iovec *iov, size_t n_iov)
 {
+        size_t n = 0;
+        for (size_t i = 0; i < n_iov; i++)
+                n += iov[i].iov_len;
         if (c->out_len - c->out_start + n + 1 > SERVER_OUTPUT_MAX) {
                 client_disconnect(c, "output queue over its limit (the client does not read its replies)");
                 return -ENOBUFS;
@@ -197,14 +202,22 @@ static int client_queue_text(Client *c, const char *text, size_t n)
                 c->out = p;
                 c->out_alloc = want;
         }
-        memcpy(c->out + c->out_len, text, n);
-        c->out[c->out_len + n] = RPC_FRAME_ETX;
-        c->out_len += n + 1;
+        for (size_t i = 0; i < n_iov; i++) {
+                memcpy(c->out + c->out_len, iov[i].iov_base, iov[i].iov_len);
+                c->out_len += iov[i].iov_len;
+        }
+        c->out[c->out_len++] = RPC_FRAME_ETX;
 
         int r = client_flush(c);
         if (r < 0)
                 client_disconnect(c, "write failed");
         return r;
+}
+
+static int client_queue_text(Client *c, const char *text, size_t n)
+{
+        const struct iovec iov = { (void *)text, n };
+        return client_queue_iov(c, &iov, 1);
 }
 
 static int client_queue(Client *c, json_t *message)
@@ -223,6 +236,17 @@ void server_on_response(uint64_t client_id, json_t *response, void *userdata)
         if (!c)
                 return; /* gone while the call was running */
         client_queue(c, response);
+}
+
+static void server_on_response_text(uint64_t client_id, const struct iovec *iov, size_t n_iov,
+                                    void *userdata)
+{
+        Server *s = userdata;
+        Client *c = server_find_client(s, client_id);
+
+        if (!c)
+                return;
+        client_queue_iov(c, iov, n_iov);
 }
 
 void server_set_broadcast_hook(Server *s, ServerBroadcastHook hook, void *userdata)
@@ -651,6 +675,12 @@ int server_new(Server **ret, Manager *m)
         s->manager = m;
         s->flash_gid = (gid_t)-1;
         s->clients_max = server_clients_max();
+        /* the same function for every server: registering it again is a no-op */
+        int k = rpc_response_text_func_add(server_on_response, server_on_response_text);
+        if (k < 0) {
+                free(s);
+                return k;
+        }
         const char *group = m->config ? m->config->flash_group : NULL;
         if (group && group[0] && peer_auth_lookup_group(group, &s->flash_gid) < 0) {
                 log_info("flash_group %s does not exist: only root and flashd's own user may flash", group);

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -244,8 +245,10 @@ class Runner:
         with open(spec_path, "w") as f:
             json.dump(spec, f)
         cmd = [self.vboard]
-        for name, mode in boards:
+        for name, mode, *extra in boards:
             cmd += ["--board", name, "--mode", mode]
+            if extra:
+                cmd += extra[0]
             if flash:
                 cmd += ["--flash", f"{flash}@0x{APP:08x}"]
         cmd += ["--timing", "real", "--scale", str(scale), "--", sys.executable,
@@ -449,6 +452,75 @@ def case_end_to_end(runner, model, board, size_name, rounds, workdir, scale=1.0,
     }], failures
 
 
+def find_flashtool(source, workdir):
+    """Katapult's scripts/flashtool.py, copied into workdir for this run
+    only: `source` is the file itself, a Katapult checkout or its git
+    directory. Returns (path, python with pyserial) or (None, why)."""
+    if not source:
+        return None, "no Katapult checkout given (--katapult or FLASHD_BENCH_KATAPULT)"
+    dst = os.path.join(workdir, "flashtool.py")
+    if os.path.isfile(source):
+        shutil.copy(source, dst)
+    elif os.path.isfile(os.path.join(source, "scripts", "flashtool.py")):
+        shutil.copy(os.path.join(source, "scripts", "flashtool.py"), dst)
+    else:
+        p = subprocess.run(["git", "--git-dir", source, "show", "HEAD:scripts/flashtool.py"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if p.returncode != 0:
+            return None, f"no scripts/flashtool.py in {source}"
+        with open(dst, "wb") as f:
+            f.write(p.stdout)
+    # the tool needs pyserial (Debian: python3-serial, for the system python)
+    for py in (sys.executable, "/usr/bin/python3"):
+        if os.access(py, os.X_OK) and subprocess.run([py, "-c", "import serial"],
+                                                     stderr=subprocess.DEVNULL).returncode == 0:
+            return (dst, py), None
+    return None, "pyserial is missing (python3-serial)"
+
+
+def katapult_floor_seconds(model, scale):
+    """Katapult Klipper -> Klipper on vboard's model: the two
+    re-enumerations (into Katapult and back) and the pause vboard's Katapult
+    takes before it jumps to the application (katapult-tty.c). The model
+    gives Katapult's flash no erase or program time and its replies no
+    delay, so that is all."""
+    src = open(os.path.join(ROOT, "tests", "vboard", "katapult-tty.c")).read()
+    m = re.search(r"#define KATAPULT_COMPLETE_DELAY_US \((\d+)u \* 1000u\)", src)
+    complete_us = int(m.group(1)) * 1000 if m else 0
+    return (2 * model.reenum_us * scale + complete_us) / 1e6
+
+
+def case_katapult(runner, model, board, size_name, rounds, workdir, tool):
+    """Klipper -> Klipper through Katapult: flashctl flash next to Katapult's
+    own flashtool.py, alternating."""
+    size = SIZES[size_name]
+    img = make_images(workdir, board, size)
+    boards = [(board, "app", ["--bootloader", "katapult"])]
+    path, python = tool
+    variants = [
+        ("flashtool", boards, tool_spec("flashtool", board, img["new"], "app", flashtool=path, python=python),
+         1.0, img["old"]),
+        ("flashctl", boards, tool_spec("flashctl", board, img["new"], "app", verify=True, timeline=True), 1.0,
+         img["old"]),
+    ]
+    res, failures = alternate(runner, rounds, variants, f"katapult {board} {size_name}")
+    base = [o["seconds"] for o in res["flashtool"]]
+    mine = [o["seconds"] for o in res["flashctl"]]
+    if not mine:
+        return [], failures
+    fl = katapult_floor_seconds(model, 1.0)
+    return [{
+        "case": "end to end, app -> app through Katapult", "board": board, "size": size_name, "scale": 1.0,
+        "flashd": "flashctl flash (verify)", "baseline": "Katapult's flashtool.py",
+        "flashd_s": summarize(mine), "baseline_s": summarize(base), "ratio": ratio_stats(list(zip(base, mine))),
+        "target": 0.6, "floor_s": fl, "floor_ratio": statistics.median(mine) / fl,
+        "baseline_floor_ratio": statistics.median(base) / fl,
+        "cpu": cpu_stats(res["flashctl"], size), "baseline_cpu": cpu_stats(res["flashtool"], size),
+        "timeline": timeline(res["flashctl"]), "phases": phase_medians(res["flashctl"]), "pairs": len(mine),
+        "baseline_parts": {k: statistics.median(o[k] for o in res["flashtool"]) for k in ("tool", "tty_wait")},
+    }], failures
+
+
 def cpu_stats(results, size, boards=1):
     """Median CPU milliseconds per flashed MiB per board (None without data)."""
     v = [o["cpu"] for o in results if o.get("cpu") is not None]
@@ -493,7 +565,7 @@ def case_cpu(runner, model, board, size_name, n, rounds, workdir):
     }], failures
 
 
-def case_daemon(runner, workdir, idle_seconds, scale=0.5, state_tmpfs=False):
+def case_daemon(runner, workdir, idle_seconds, scale=0.5, state_tmpfs=False, groups_known=True):
     board = "octopus-pro-f446"
     size = SIZES["400K"]
     img = make_images(workdir, board, size)
@@ -503,7 +575,7 @@ def case_daemon(runner, workdir, idle_seconds, scale=0.5, state_tmpfs=False):
     boards = [(board, "app")] * 4 + [(board, "dfu")] * 8
     spec = {"tool": "daemon", "image": img["new"], "address": APP, "idle_boards": 4, "jobs": 8,
             "idle_seconds": idle_seconds, "clients": 100, "requests": 20, "busy_rounds": 5,
-            "state_tmpfs": state_tmpfs, "open_interval_ms": 100}
+            "state_tmpfs": state_tmpfs, "open_interval_ms": 100, "groups_known": groups_known}
     out = runner.run(boards, spec, scale, None)
     return out
 
@@ -582,9 +654,16 @@ def table(rows, daemon, meta):
                          f"own binary and libraries {bd['flashd_files']} KiB) | "
                          f"{bd['without_emulation'] / 1024:.2f} MiB | < 4 MiB | "
                          f"{verdict(bd['without_emulation'], 4095)} |")
+            tf0 = d.get("tmpfs") or {}
+            if tf0.get("ok") and not tf0.get("groups_known"):
+                lines.append(f"| RSS idle, 4 boards, flash_group and socket_group missing from /etc/group (glibc "
+                             f"loads libnss_systemd and libm to look them up) | {tf0['rss_idle_kib'] / 1024:.2f} MiB | "
+                             f"< 4 MiB | {verdict(tf0['rss_idle_kib'], 4095)} |")
             lines.append(f"| idle PSS / USS (private pages: what exiting frees) | {bd['rollup_pss'] / 1024:.2f} / "
                          f"{bd['uss'] / 1024:.2f} MiB | | |")
             lines.append(f"| RSS peak (VmHWM), 8 parallel jobs | {d['rss_peak_kib'] / 1024:.2f} MiB | | |")
+            if d.get("rss_after_jobs_kib"):
+                lines.append(f"| RSS idle again after the 8 jobs | {d['rss_after_jobs_kib'] / 1024:.2f} MiB | | |")
             lines.append(f"| context switches in {d['idle_seconds']} s idle, 4 boards, all threads "
                          f"({d['threads_idle']} threads) | {d['idle_wakeups']} | 0 | "
                          f"{verdict(d['idle_wakeups'], 0)} |")
@@ -629,8 +708,17 @@ def table(rows, daemon, meta):
                 lines.append(f"| closed loop while 8 jobs flash, state directory on tmpfs | {tb['p50_ms']:.2f} / "
                              f"{tb['p99_ms']:.2f} ms ({tb['n']} requests) | p99 < 5 ms | "
                              f"{verdict(tb['p99_ms'], 5)} |")
+            fj = d.get("fsync_per_job")
+            if fj:
+                lines.append(f"| fsync() per job while 8 jobs flash (perf trace): main loop thread / others | "
+                             f"{fj['main']['calls']:.1f} / {fj['other']['calls']:.1f} | | |")
+                lines.append(f"| main loop stalled in fsync() per job (sum) / longest single fsync() | "
+                             f"{fj['main']['ms']:.1f} ms / {fj['main']['max_ms']:.1f} ms | | |")
             lines.append(f"| 8 parallel jobs (400 KiB each, scale {d.get('scale')}) | "
                          f"{d['jobs_seconds']:.2f} s, flash checked: {'ok' if d['jobs_flash_ok'] else 'WRONG'} | | |")
+        lines.append("")
+    if meta.get("katapult_missing"):
+        lines.append(f"Katapult Klipper -> Klipper vs flashtool.py: not measured: {meta['katapult_missing']}.")
         lines.append("")
     lines.append(f"Machine: {meta['machine']}. Started {meta.get('started', '?')}; load average (1/5/15 min) "
                  f"at start {' '.join(meta['loadavg_start'])}, at end {' '.join(meta['loadavg_end'])}. "
@@ -654,12 +742,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"))
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,cpu,daemon")
+    ap.add_argument("--only", default="", help="comma-separated: flash,reflash,e2e,katapult,cpu,daemon")
     ap.add_argument("--idle-seconds", type=int, default=15)
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.json"))
+    ap.add_argument("--katapult", default=os.environ.get("FLASHD_BENCH_KATAPULT", ""),
+                    help="Katapult's flashtool.py, a Katapult checkout or its git directory (copied for the run)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
-    only = set(filter(None, args.only.split(","))) or {"flash", "reflash", "e2e", "cpu", "daemon"}
+    only = set(filter(None, args.only.split(","))) or {"flash", "reflash", "e2e", "katapult", "cpu", "daemon"}
 
     t_start = time.monotonic()
     meta = {"machine": machine(), "loadavg_start": open("/proc/loadavg").read().split()[:3],
@@ -686,6 +776,14 @@ def main():
                 r, f = case_end_to_end(runner, model, board, size_name, args.rounds, workdir, over=over, kind=kind)
                 rows += r
                 failures += f
+        if "katapult" in only:
+            tool, why = find_flashtool(args.katapult, workdir)
+            if tool:
+                r, f = case_katapult(runner, model, "octopus-pro-f446", "30K", args.rounds, workdir, tool)
+                rows += r
+                failures += f
+            else:
+                meta["katapult_missing"] = why
         if "cpu" in only:
             for n in (1, 8):
                 r, f = case_cpu(runner, model, "octopus-pro-f446", "120K", n, min(args.rounds, 3), workdir)
@@ -697,7 +795,9 @@ def main():
             if daemon.get("ok"):
                 daemon["scale"] = 0.5
                 sys.stderr.write("daemon cost, state directory on tmpfs\n")
-                tmpfs = case_daemon(runner, workdir, 0, state_tmpfs=True)
+                # and with flashd's groups missing from /etc/group (as on
+                # this machine without sysusers.d): the RSS they cost
+                tmpfs = case_daemon(runner, workdir, 0, state_tmpfs=True, groups_known=False)
                 daemon["tmpfs"] = tmpfs
                 if not tmpfs.get("ok"):
                     failures.append(f"daemon (tmpfs): {tmpfs.get('error')}")

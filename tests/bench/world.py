@@ -279,7 +279,32 @@ def run_flashctl(spec, vb):
         return {"seconds": t1 - t0, "states": seen, "cpu": cpu, "log": log}
 
 
-TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_flash, "flashctl": run_flashctl}
+def run_flashtool(spec, vb):
+    """Katapult's flashtool.py from Klipper to Klipper: it sends the
+    1200-baud request itself, waits for Katapult, writes and verifies, sends
+    COMPLETE and exits; the clock stops when the Klipper tty is back
+    (polled every 10 ms, so the poll adds little)."""
+    b = vb.board(0)
+    by_id = b["by_id"]
+    cpu0 = children_cpu()
+    t0 = now()
+    p = subprocess.run([spec["python"], os.path.join(HERE, "flashtool-run.py"), spec["flashtool"], by_id,
+                        spec["image"], str(os.getppid())],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    t_tool = now()
+    if p.returncode != 0:
+        raise RuntimeError("flashtool.py exit %d: %s" % (p.returncode, p.stdout.decode(errors="replace")[-600:]))
+    deadline = now() + 30
+    while not os.path.exists(by_id):
+        if now() > deadline:
+            raise RuntimeError("the tty did not come back")
+        time.sleep(0.01)
+    t1 = now()
+    return {"seconds": t1 - t0, "tool": t_tool - t0, "tty_wait": t1 - t_tool, "cpu": children_cpu() - cpu0}
+
+
+TOOLS = {"dfu-util": run_dfu_util, "flashd": run_flashd, "make-flash": run_make_flash, "flashctl": run_flashctl,
+         "flashtool": run_flashtool}
 
 
 def measure_tool(spec):
@@ -376,7 +401,7 @@ def rss_breakdown(pid):
                 else:
                     key = "other"  # [vdso], [vvar]
                 out[key] += kb
-    out["top_files"] = dict(sorted(per_file.items(), key=lambda kv: -kv[1])[:8])
+    out["top_files"] = dict(sorted(per_file.items(), key=lambda kv: -kv[1])[:24])
     # Pss shares each page among the processes that map it; Private_* is
     # what exiting would free (USS)
     with open(f"/proc/{pid}/smaps_rollup") as f:
@@ -495,6 +520,59 @@ def sched_delta(first, last, wall, main_tid):
     return {k: round(v, 3) for k, v in out.items()}
 
 
+def fsync_trace_start(pid, out_path):
+    """perf trace (tracepoints: the daemon is not stopped per system call,
+    unlike strace) of the fsync family in every thread of `pid`; None
+    without perf. perf sometimes gives up at start ("Problems initializing
+    symbol libraries"): then it is started again."""
+    # the emulation's preload would show perf its own /sys
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    for _ in range(5):
+        try:
+            p = subprocess.Popen(["perf", "trace", "-s", "-p", str(pid), "-o", out_path,
+                                  "-e", "fsync,fdatasync,sync_file_range"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        except OSError:
+            return None
+        time.sleep(0.5)  # attached before the first job is submitted
+        if p.poll() is None:
+            return p
+    return None
+
+
+def fsync_trace_stop(p, out_path, pid):
+    """{"main": {calls, total_ms, max_ms}, "other": {...}}: the main loop
+    thread (tid == pid) apart from the workers."""
+    if p is None:
+        return None
+    import signal
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    out = {"main": {"calls": 0, "total_ms": 0.0, "max_ms": 0.0},
+           "other": {"calls": 0, "total_ms": 0.0, "max_ms": 0.0}}
+    tid = None
+    try:
+        text = open(out_path).read()
+    except OSError:
+        return None
+    import re
+    for line in text.splitlines():
+        f = line.split()
+        m = re.match(r"^\s*.* \((\d+)\), \d+ events", line)
+        if m:
+            tid = int(m.group(1))
+        elif len(f) >= 7 and f[0] in ("fsync", "fdatasync", "sync_file_range") and tid is not None:
+            o = out["main" if tid == pid else "other"]
+            o["calls"] += int(f[1])
+            o["total_ms"] += float(f[3])
+            o["max_ms"] = max(o["max_ms"], float(f[6]))
+    return out
+
+
 def latency_measure(pid, path, clients, requests, interval_ms=0):
     """Latencies (s) of `clients` closed-loop clients; with the C client
     (tests/bench/rpc-load.c, FLASHD_BENCH_RPC_LOAD) only its summary."""
@@ -548,7 +626,18 @@ def measure_daemon(spec):
         # fsync() costs nothing: shows what the job state saves cost
         import tempfile
         tempfile.tempdir = "/dev/shm"
-    d = harness.Flashd(config=flashd_config(), log_level="info", wait_ready=False)
+    config = flashd_config()
+    if spec.get("groups_known"):
+        # An installed flashd finds its groups in /etc/group (sysusers.d
+        # creates flashd); a group no file knows makes glibc ask the next
+        # NSS module (libnss_systemd, which brings libm): 0.6 MiB of RSS
+        # that only this machine's missing group costs. Name one /etc/group
+        # has, so the idle figure is the installed one.
+        import grp
+        g = grp.getgrgid(os.getgid()).gr_name
+        config += f"flash_group = {g}\nsocket_group = {g}\n"
+    out["groups_known"] = bool(spec.get("groups_known"))
+    d = harness.Flashd(config=config, log_level="info", wait_ready=False)
     t0 = now()
     d.start()
     d.wait_notify("READY=1", 20)
@@ -563,6 +652,13 @@ def measure_daemon(spec):
         c.close()
         d.clients.remove(c)
         time.sleep(spec.get("settle", 1.0))
+        # idle means the start-up work is over too: the identify and probe
+        # threads for the boards just found (on a loaded machine they can
+        # outlast the settle time; their stacks would count as idle RSS)
+        t_settle = now()
+        while int(proc_status(pid)["Threads"]) > 1 and now() - t_settle < 20:
+            time.sleep(0.1)
+        out["idle_settle_extra_seconds"] = round(now() - t_settle, 2)
         st = proc_status(pid)
         out["rss_idle_kib"] = kib(st["VmRSS"])
         out["rss_idle_breakdown"] = rss_breakdown(pid)
@@ -588,6 +684,8 @@ def measure_daemon(spec):
         dfu_ports = [b["port"] for b in dfu_boards]
         harness.wait_for(lambda: all(harness.devices_by_port(c).get(p, {}).get("mode") == "dfu"
                          for p in dfu_ports), timeout=20, interval=0.02, what="dfu boards")
+        trace_path = os.path.join(d.tmp, "fsync-trace.txt")
+        tracer = fsync_trace_start(pid, trace_path)
         ids = []
         for p in dfu_ports:
             r = c.call("job.flash", {"target": p, "image": {"path": spec["image"]}, "address": spec["address"]})
@@ -618,6 +716,12 @@ def measure_daemon(spec):
                        for k in tc1 if tc1[k] - tc0.get(k, 0) > 0}
         harness.wait_for(lambda: not running(), timeout=300, interval=0.1, what="jobs done")
         out["jobs_seconds"] = now() - t_jobs
+        # fsync() of jobs.json and the image store during the 8 jobs, per job
+        fs = fsync_trace_stop(tracer, trace_path, pid)
+        if fs:
+            n = len(ids)
+            out["fsync_per_job"] = {k: {"calls": v["calls"] / n, "ms": v["total_ms"] / n, "max_ms": v["max_ms"]}
+                                    for k, v in fs.items()}
         states = [c.call("job.get", {"job": i})["job"]["state"] for i in ids]
         out["jobs_states"] = states
         st = proc_status(pid)

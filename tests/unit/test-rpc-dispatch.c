@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "config.h"
 #include "manager.h"
@@ -56,7 +57,18 @@ static int method_bad_result(RpcCall *call, json_t *params)
         return rpc_call_reply(call, json_pack("{s:s}", "name", "\xff\xfe"));
 }
 
+/* A result kept encoded, as device.list keeps its list. */
+static const char text_result[] = "{\"a\":[1,\"x\\\"y\"],\"b\":null}";
+
+static int method_text(RpcCall *call, json_t *params)
+{
+        CHECK_INT(rpc_call_reply_text(call, text_result, strlen(text_result)), 0);
+        CHECK_INT(rpc_call_reply_text(call, text_result, strlen(text_result)), -EALREADY);
+        return 0;
+}
+
 static const RpcMethod test_methods[] = {
+        { "test.text", method_text, RPC_METHOD_READ },
         { "test.async", method_async, RPC_METHOD_READ },
         { "test.fails", method_fails, RPC_METHOD_READ },
         { "test.no_reply", method_no_reply, RPC_METHOD_READ },
@@ -251,6 +263,101 @@ static void test_external_dispatch(Manager *m)
         json_decref(got);
 }
 
+/* What a text transport received: the pieces joined. */
+static char *text_got;
+
+static void on_response_text(uint64_t client_id, const struct iovec *iov, size_t n_iov, void *userdata)
+{
+        size_t n = 0;
+
+        CHECK_INT(client_id, 42);
+        CHECK(userdata == &responses);
+        for (size_t i = 0; i < n_iov; i++)
+                n += iov[i].iov_len;
+        free(text_got);
+        text_got = calloc(1, n + 1);
+        n = 0;
+        for (size_t i = 0; i < n_iov; i++) {
+                memcpy(text_got + n, iov[i].iov_base, iov[i].iov_len);
+                n += iov[i].iov_len;
+        }
+}
+
+/* A result given as text reaches a text transport as one valid response
+ * with the request's id echoed whatever its type, and reaches everything
+ * else (no text form, batch members) as the same response parsed. */
+static void test_reply_text(Manager *m)
+{
+        static const struct {
+                const char *id; /* as the request writes it */
+                bool text_sink;
+                bool batch;
+        } cases[] = {
+                { "1", true, false },    { "\"s\\\"q\"", true, false }, { "null", true, false },
+                { "-7.5", true, false }, { "\"\u00e9\"", true, false }, { "1", false, false },
+                { "\"b\"", true, true }, { "2", false, true },
+        };
+        RpcPeer peer = { .origin = "test" };
+        json_auto_t *want_result = json_loads(text_result, 0, NULL);
+
+        CHECK(want_result != NULL);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char req[256];
+                snprintf(req, sizeof(req), "%s{\"jsonrpc\":\"2.0\",\"method\":\"test.text\",\"id\":%s}%s",
+                         cases[i].batch ? "[" : "", cases[i].id, cases[i].batch ? "]" : "");
+                json_auto_t *want_id = json_loads(cases[i].id, JSON_DECODE_ANY, NULL);
+                if (cases[i].text_sink)
+                        CHECK_INT(rpc_response_text_func_add(on_response, on_response_text), 0);
+                json_array_clear(responses);
+                free(text_got), text_got = NULL;
+                CHECK_INT(rpc_dispatch_text(m, &peer, 42, req, strlen(req), on_response, &responses), 0);
+                rpc_response_text_func_remove(on_response);
+
+                json_auto_t *got = NULL;
+                if (cases[i].text_sink && !cases[i].batch) {
+                        CHECK_INT(json_array_size(responses), 0);
+                        CHECK(text_got != NULL);
+                        got = json_loads(strempty(text_got), JSON_REJECT_DUPLICATES, NULL);
+                } else {
+                        CHECK(text_got == NULL);
+                        CHECK_INT(json_array_size(responses), 1);
+                        json_t *r = json_array_get(responses, 0);
+                        got = json_incref(cases[i].batch ? json_array_get(r, 0) : r);
+                }
+                if (!got) {
+                        fprintf(stderr, "case %zu: no valid response (text: %s)\n", i,
+                                text_got ? text_got : "(none)");
+                        tests_failed++;
+                        continue;
+                }
+                CHECK_STR(json_string_value(json_object_get(got, "jsonrpc")), "2.0");
+                CHECK(json_equal(json_object_get(got, "id"), want_id));
+                CHECK(json_equal(json_object_get(got, "result"), want_result));
+                CHECK_INT(json_object_size(got), 3);
+        }
+        free(text_got), text_got = NULL;
+
+        /* A notification is not answered. */
+        CHECK_INT(rpc_response_text_func_add(on_response, on_response_text), 0);
+        CHECK(dispatch(m, &peer, "{\"jsonrpc\":\"2.0\",\"method\":\"test.text\"}") == NULL);
+        CHECK(text_got == NULL);
+
+        /* device.list sends its list as text, the same list as the parsed
+         * path gives, and the same text again while nothing changed. */
+        CHECK(dispatch(m, &peer, "{\"jsonrpc\":\"2.0\",\"method\":\"device.list\",\"id\":3}") == NULL);
+        _cleanup_free_ char *first = TAKE_PTR(text_got);
+        CHECK(first != NULL);
+        CHECK(dispatch(m, &peer, "{\"jsonrpc\":\"2.0\",\"method\":\"device.list\",\"id\":3}") == NULL);
+        CHECK_STR(text_got, first);
+        rpc_response_text_func_remove(on_response);
+        json_auto_t *parsed =
+                dispatch(m, &peer, "{\"jsonrpc\":\"2.0\",\"method\":\"device.list\",\"id\":3}");
+        json_auto_t *from_text = json_loads(strempty(first), 0, NULL);
+        CHECK(json_is_array(json_object_get(parsed, "result")));
+        CHECK(json_equal(parsed, from_text));
+        free(text_got), text_got = NULL;
+}
+
 static void test_method_names(void)
 {
         json_auto_t *names = rpc_method_names();
@@ -288,6 +395,7 @@ int main(void)
         test_table(m);
         test_async(m);
         test_external_dispatch(m);
+        test_reply_text(m);
         rpc_method_table_remove(test_methods);
         CHECK(rpc_method_find("test.async") == NULL);
         test_method_names();
