@@ -19,6 +19,7 @@
 #include "macros.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "update/identify-service.h"
 #include "update/klipper-tree.h"
 #include "update/profile-store.h"
 #include "update/update-run.h"
@@ -40,10 +41,15 @@ static uint64_t now_usec(void)
 
 /* ---- the plan ---- */
 
-static int transport_rank(const char *t)
+#define RANK_LAST 3
+
+static int transport_rank(const char *t, bool bridge)
 {
         /* CAN nodes first: a node behind a USB-CAN bridge must be done while
-         * the bridge still runs the old Klipper that carries the bus */
+         * the bridge still runs the old Klipper that carries the bus; the
+         * bridge board itself last, for the same reason */
+        if (bridge)
+                return RANK_LAST;
         if (streq(t ?: "", "can"))
                 return 0;
         if (streq(t ?: "", "uart"))
@@ -87,18 +93,20 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                         return -ENOENT;
                 }
         }
-        for (int rank = 0; rank <= 2; rank++)
+        for (int rank = 0; rank <= RANK_LAST; rank++)
                 json_array_foreach (mcus, i, s) {
                         const char *name = json_string_value(json_object_get(s, "name"));
                         const char *state = json_string_value(json_object_get(s, "state"));
                         const char *transport = json_string_value(json_object_get(s, "transport"));
                         const char *profile = json_string_value(json_object_get(s, "profile"));
                         const char *port = json_string_value(json_object_get(s, "port"));
+                        const char *bridge_port = json_string_value(json_object_get(s, "bridge_port"));
+                        bool can = streq(transport ?: "", "can");
                         bool named = name_in(names, name);
                         _cleanup_free_ char *reason = NULL;
                         const InventoryEntry *e = NULL;
 
-                        if (transport_rank(transport) != rank)
+                        if (transport_rank(transport, bridge_port) != rank)
                                 continue;
                         if (!named && !(all && streq(state, "stale"))) {
                                 if (all)
@@ -110,8 +118,6 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                         } else if (!json_is_string(json_object_get(status, "host_version")))
                                 reason = strdup(json_string_value(json_object_get(status, "host_error"))
                                                         ?: "no host version");
-                        else if (streq(transport ?: "", "can"))
-                                reason = strdup("CAN nodes are not supported by this flashd yet");
                         else if (!profile) {
                                 if (asprintf(&reason,
                                              "no build profile for MCU '%s': flashctl profile add NAME "
@@ -119,14 +125,15 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                                              "--mcu-name %s --kconfig FILE",
                                              name, name) < 0)
                                         reason = NULL;
-                        } else if (!port || inventory_find(m->inventory, port, &e, NULL) < 0 || !e)
+                        } else if (!port || (can ? bridge_port && !inventory_get(m->inventory, bridge_port)
+                                                 : inventory_find(m->inventory, port, &e, NULL) < 0 || !e))
                                 reason = strdup(json_string_value(json_object_get(s, "reason"))
                                                         ?: "the board is not connected");
-                        json_t *step = json_pack("{s:s,s:O?,s:s?,s:s?,s:s?,s:O?,s:s,s:s?}", "name", name,
-                                                 "board", json_object_get(s, "board"), "port", port,
-                                                 "transport", transport, "profile", profile,
-                                                 "running_version", json_object_get(s, "running_version"),
-                                                 "action", reason ? "skip" : "update", "reason", reason);
+                        json_t *step = json_pack(
+                                "{s:s,s:O?,s:s?,s:s?,s:s?,s:O?,s:s,s:s?,s:s?}", "name", name, "board",
+                                json_object_get(s, "board"), "port", port, "transport", transport, "profile",
+                                profile, "running_version", json_object_get(s, "running_version"), "action",
+                                reason ? "skip" : "update", "reason", reason, "bridge_port", bridge_port);
                         if (!step || json_array_append_new(steps, step) < 0)
                                 return -ENOMEM;
                         if (!reason)
@@ -176,6 +183,8 @@ static const char *run_phase_to_string(RunPhase p)
 
 typedef struct RunStep {
         char *name, *port, *board, *profile, *kconfig, *mcu;
+        char *bridge_port;                /* a USB-to-CAN bridge board: flashed on this USB port */
+        char can_iface[16], can_uuid[13]; /* a CAN MCU ("" otherwise) */
         char *build_dir;
         uint8_t *image;
         size_t image_size;
@@ -510,8 +519,19 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                         const InventoryEntry *e = inventory_get(r->manager->inventory, st->port);
                         if (!streq(st->result, "flashed"))
                                 continue;
-                        if (e && e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation &&
-                            e->firmware_version) {
+                        if (st->can_iface[0] && r->manager->identify) {
+                                const char *v = NULL, *mcu, *src;
+                                bool asking;
+                                (void)identify_service_refresh_can(r->manager->identify, st->can_iface,
+                                                                   st->can_uuid, st->bridge_port);
+                                (void)identify_service_get_can(r->manager->identify, st->can_iface,
+                                                               st->can_uuid, &v, &mcu, &src, &asking);
+                                if (v) {
+                                        free(st->new_version);
+                                        st->new_version = strdup(v);
+                                }
+                        } else if (e && e->mode == DEVICE_MODE_APP &&
+                                   e->firmware_generation == e->generation && e->firmware_version) {
                                 free(st->new_version);
                                 st->new_version = strdup(e->firmware_version);
                         }
@@ -548,7 +568,7 @@ static int run_submit_next(UpdateRun *r)
                 JobError err = 0;
                 Job *j = NULL;
                 JobRequest req = {
-                        .target = st->port,
+                        .target = st->bridge_port ?: st->port,
                         .data = st->image,
                         .size = st->image_size,
                         .verify = true,
@@ -556,7 +576,9 @@ static int run_submit_next(UpdateRun *r)
                         .board = st->board,
                         .requested_by = { .uid = 0, .pid = getpid(), .name = (char *)"flashd update" },
                 };
-                notify(r, st->name, "flashing", st->port);
+                notify(r, st->name, "flashing", req.target);
+                if (st->can_iface[0] && r->manager->identify)
+                        identify_service_forget_can(r->manager->identify, st->can_iface, st->can_uuid);
                 int k = job_queue_submit(q, &req, &j, &err, &msg);
                 if (k < 0 || !j) {
                         st->result = "flash-failed";
@@ -665,6 +687,7 @@ UpdateRun *update_run_free(UpdateRun *r)
                 }
                 free(st->name);
                 free(st->port);
+                free(st->bridge_port);
                 free(st->board);
                 free(st->profile);
                 free(st->kconfig);
@@ -724,7 +747,18 @@ int update_run_start(Manager *m, RpcCall *call, json_t *plan)
                 st = &r->steps[r->n_steps++];
                 st->name = dup_str(s, "name");
                 st->port = dup_str(s, "port");
+                st->bridge_port = dup_str(s, "bridge_port");
                 st->board = dup_str(s, "board");
+                if (streq(json_string_value(json_object_get(s, "transport")) ?: "", "can") && st->port) {
+                        /* "IFACE:UUID" */
+                        const char *colon = strrchr(st->port, ':');
+                        if (colon && (size_t)(colon - st->port) < sizeof(st->can_iface) &&
+                            strlen(colon + 1) < sizeof(st->can_uuid)) {
+                                memcpy(st->can_iface, st->port, colon - st->port);
+                                st->can_iface[colon - st->port] = '\0';
+                                snprintf(st->can_uuid, sizeof(st->can_uuid), "%s", colon + 1);
+                        }
+                }
                 st->profile = dup_str(s, "profile");
                 st->result = "planned";
                 if (st->profile && profile_store_get(m->config->state_dir, st->profile, &profile) >= 0) {
