@@ -11,6 +11,7 @@
 #include "macros.h"
 #include "manager.h"
 #include "serial/bootloader-request.h"
+#include "update/host-version.h"
 #include "update/klipper-tree.h"
 #include "update/printer-config.h"
 #include "update/profile-store.h"
@@ -296,6 +297,16 @@ int update_status_apply_moonraker(Manager *m, json_t *status)
         return n;
 }
 
+int update_status_host_version_ready(Manager *m)
+{
+        _cleanup_free_ char *tree = klipper_config_tree(&m->config->klipper);
+        const char *v, *err;
+
+        if (!m->host_version || !tree)
+                return 1;
+        return host_version_get(m->host_version, tree, m->config->klipper.user, &v, &err);
+}
+
 int update_status_compute(Manager *m, json_t **ret)
 {
         _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
@@ -309,13 +320,28 @@ int update_status_compute(Manager *m, json_t **ret)
         if (!mcus)
                 return -ENOMEM;
         tree = klipper_config_tree(kc);
-        r = klipper_builder_resolve(tree, kc->user, &builder, &host_error);
-        if (r >= 0)
-                r = klipper_tree_version(&builder, tree, &version, &host_error);
-        if (r < 0 && !host_error &&
-            asprintf(&host_error, "cannot read the Klipper version of %s: %s", strna(tree), strerror(-r)) <
-                    0)
-                host_error = NULL;
+        if (m->host_version && tree) {
+                const char *v = NULL, *err = NULL;
+                r = host_version_get(m->host_version, tree, kc->user, &v, &err);
+                if (r > 0) {
+                        version = v ? strdup(v) : NULL;
+                        host_error = err ? strdup(err) : NULL;
+                        if ((v && !version) || (err && !host_error))
+                                return -ENOMEM;
+                } else if (r == 0)
+                        host_error = strdup("git describe in the Klipper tree is still running: ask again");
+                else if (asprintf(&host_error, "cannot run git describe in %s: %s", tree, strerror(-r)) < 0)
+                        host_error = NULL;
+        } else {
+                /* no event loop (tests): git on this thread */
+                r = klipper_builder_resolve(tree, kc->user, &builder, &host_error);
+                if (r >= 0)
+                        r = klipper_tree_version(&builder, tree, &version, &host_error);
+                if (r < 0 && !host_error &&
+                    asprintf(&host_error, "cannot read the Klipper version of %s: %s", strna(tree),
+                             strerror(-r)) < 0)
+                        host_error = NULL;
+        }
 
         r = load_printer_config(m, &pc, &pc_error, &pc_source);
         if (r == -ENOMEM)

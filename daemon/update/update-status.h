@@ -32,6 +32,10 @@ typedef struct Manager Manager;
 /* The CAN interface of a printer.cfg MCU (canbus_interface, default can0). */
 const char *update_mcu_can_iface(const PrinterMcu *pm);
 
+/* 1 when the host version (update/host-version.h) is known now, 0 while
+ * git runs (m->host_version's host_version_on_ready() says when), or a
+ * negative errno. */
+int update_status_host_version_ready(Manager *m);
 /* {"host_version", "host_error", "printer_config", "mcus": [...]}; never
  * fails but for -ENOMEM (problems become reasons in the object). */
 int update_status_compute(Manager *m, json_t **ret);
