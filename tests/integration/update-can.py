@@ -17,7 +17,9 @@ as klippy does not hold them) and the Pico's over its tty.
   each running the host version; status then shows all three current;
 - after a new commit, with the Pico deaf to its reboot request: the Pico's
   flash fails, the two CAN MCUs are still updated, the report and the exit
-  status say so, and status shows current, current, stale.
+  status say so, and status shows current, current, stale;
+- after another, with the toolhead losing power mid-flash: it is reported
+  failed, the Pico and the bridge are updated, its state is unknown.
 """
 import json
 import os
@@ -140,6 +142,25 @@ def test_update_can():
               "the CAN toolhead and the bridge still updated", report)
         check(states(d) == {"mcu": "current", "ebb": "current", "pico": "stale"}, "status after", status(d))
         boards.vb.unquirk(PICO, "no-1200-reboot")
+
+        # a CAN node that loses power mid-flash: the Pico and the bridge
+        # behind it still get theirs, the node is reported, and its state
+        # is unknown (flashd does not guess what a half-flashed node runs)
+        host = new_commit(base, tree)
+        harness.wait_for(lambda: states(d) == {"mcu": "stale", "ebb": "stale", "pico": "stale"},
+                         timeout=30 * SCALE, interval=0.5, what="all three stale after the third commit")
+        boards.quirk(EBB, "unplug=5")
+        p = flashctl(d, "--json", "update", "--all", timeout=300 * SCALE)
+        check(p.returncode == 6, f"update with a CAN failure exit {p.returncode}", p.stdout + p.stderr)
+        report = {x["name"]: x for x in json.loads(p.stdout)["steps"]}
+        check(report["ebb"]["result"] == "flash-failed" and "stopped answering" in report["ebb"]["message"],
+              "the toolhead failed, with why", report)
+        check(all(report[n]["result"] == "flashed" and report[n]["current"] for n in ("pico", "mcu")),
+              "the Pico and the bridge still updated", report)
+        s = status(d)
+        check(s["ebb"]["state"] == "unknown" and s["ebb"]["running_version"] is None and s["ebb"]["reason"],
+              "the toolhead's version is unknown after the failed flash, and says why", s["ebb"])
+        check(s["mcu"]["state"] == "current" and s["pico"]["state"] == "current", "the others current", s)
 
 
 if __name__ == "__main__":
