@@ -79,23 +79,25 @@ static char *can_status(Manager *m, const PrinterMcu *pm, char **ret_port, const
                 *ret_board = e->board->name;
         if (!m->identify)
                 return strdup("flashd does not ask CAN nodes here (no event loop)");
-        r = can_interface_is_up(iface);
-        if (r == -ENODEV) {
-                if (asprintf(&reason,
-                             "there is no CAN interface %s: is the adapter or bridge board connected?",
-                             iface) < 0)
-                        return NULL;
-                return reason;
-        }
         /* asked every time: a node flashed since comes back unassigned and
-         * answers; one klippy holds stays silent and keeps what was known */
-        (void)identify_service_refresh_can(m->identify, iface, u, *ret_bridge_port);
+         * answers; one klippy holds stays silent and keeps what was known
+         * (or what Moonraker reported) */
+        bool have_iface = can_interface_is_up(iface) != -ENODEV;
+        if (have_iface)
+                (void)identify_service_refresh_can(m->identify, iface, u, *ret_bridge_port);
         r = identify_service_get_can(m->identify, iface, u, &version, &mcu, &source, &asking);
         if (version) {
                 *ret_running = version;
                 *ret_source = source;
                 *ret_mcu = mcu;
                 return NULL;
+        }
+        if (!have_iface) {
+                if (asprintf(&reason,
+                             "there is no CAN interface %s: is the adapter or bridge board connected?",
+                             iface) < 0)
+                        return NULL;
+                return reason;
         }
         if (r == -ENOENT || (r == 0 && asking))
                 return strdup("asking the node what it runs (Klipper's identify over CAN); ask again");
