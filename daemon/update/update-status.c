@@ -73,6 +73,10 @@ static char *can_status(Manager *m, const PrinterMcu *pm, char **ret_port, const
         }
         if (asprintf(ret_port, "%s:%s", iface, can_uuid_format(&uuid, u)) < 0)
                 return NULL;
+        /* flashd's identify leaves the node with a node id, so it no longer
+         * answers the inventory's query: keep it listed (as assigned) */
+        if (m->can)
+                (void)can_inventory_remember(m->can, iface, &uuid);
         *ret_bridge_port = job_bridge_port_for_uuid(m->inventory, &uuid);
         e = *ret_bridge_port ? inventory_get(m->inventory, *ret_bridge_port) : NULL;
         if (e && e->board && !*ret_board)

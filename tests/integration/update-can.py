@@ -112,6 +112,15 @@ def test_update_can():
         p = flashctl(d, "status")
         check(p.returncode == 0 and "ebb" in p.stdout and "can0:" + EBB_UUID in p.stdout, "status lists the node",
               p.stdout)
+        # identified, a node keeps flashd's node id and stops answering the
+        # query: flashctl list still shows it (the bridge's own node, never
+        # named in a flash command, too)
+        def assigned():
+            listed = json.loads(flashctl(d, "--json", "list").stdout)
+            modes = {x.get("uuid"): x.get("mode") for x in listed if x.get("transport") == "can"}
+            return modes if modes.get(EBB_UUID) == "assigned" and modes.get(bridge["can_uuid"]) == "assigned" \
+                else None
+        harness.wait_for(assigned, timeout=30 * SCALE, interval=1, what="both CAN nodes listed as assigned")
 
         host = describe(tree)
         plan = json.loads(flashctl(d, "--json", "update", "--all", "--dry-run").stdout)
