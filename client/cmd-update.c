@@ -97,13 +97,19 @@ static void print_plan(const json_t *plan)
 
         printf("Host Klipper: %s\n", output_json_str(plan, "host_version") ?: "unknown");
         json_array_foreach (steps, i, s)
-                if (streq(output_json_str(s, "action") ?: "", "update"))
+                if (streq(output_json_str(s, "action") ?: "", "update")) {
                         printf("  %zu. %-10s %-8s %-5s %-14s profile %-12s %s -> %s\n", ++n,
                                strna(output_json_str(s, "name")), strna(output_json_str(s, "port")),
                                strna(output_json_str(s, "transport")), output_json_str(s, "board") ?: "-",
                                strna(output_json_str(s, "profile")),
                                output_json_str(s, "running_version") ?: "?",
                                strna(output_json_str(plan, "host_version")));
+                        /* why it comes last, and where it is flashed */
+                        if (output_json_str(s, "bridge_port"))
+                                printf("     the USB-to-CAN bridge board: flashed on its USB port %s, after "
+                                       "the nodes behind it\n",
+                                       output_json_str(s, "bridge_port"));
+                }
         json_array_foreach (steps, i, s)
                 if (!streq(output_json_str(s, "action") ?: "", "update"))
                         printf("  skip %-10s %s\n", strna(output_json_str(s, "name")),

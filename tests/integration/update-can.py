@@ -125,6 +125,10 @@ def test_update_can():
         host = describe(tree)
         plan = json.loads(flashctl(d, "--json", "update", "--all", "--dry-run").stdout)
         check(plan["order"] == ["ebb", "pico", "mcu"], "the toolhead first, the bridge last", plan)
+        p = flashctl(d, "update", "--all", "--dry-run")
+        out = p.stdout
+        check(p.returncode == 0 and out.index("1. ebb") < out.index("2. pico") < out.index("3. mcu")
+              and f"flashed on its USB port {bridge['port']}" in out, "the plan for a person", out)
         n_jobs = len(jobs(d))
         p = flashctl(d, "--json", "update", "--all", timeout=300 * SCALE)
         check(p.returncode == 0, f"update exit {p.returncode}", p.stdout + p.stderr)
