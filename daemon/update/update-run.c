@@ -28,6 +28,9 @@
 #define BUILD_TIMEOUT_USEC (30ULL * 60ULL * 1000000ULL)
 #define UNITS_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define VERSION_WAIT_USEC  (15ULL * 1000000ULL)
+/* How long the CAN nodes flashed get to answer identify before klippy is
+ * started again (it gives them node ids, and then they no longer answer). */
+#define CAN_READ_WAIT_USEC (10ULL * 1000000ULL)
 #define POLL_INTERVAL_USEC (100ULL * 1000ULL)
 #define LOG_TAIL_LINES     15
 #define IMAGE_MAX          (16U * 1024U * 1024U)
@@ -217,6 +220,7 @@ struct UpdateRun {
         char **stopped_units;
         char *units_message;
         uint64_t verify_deadline;
+        uint64_t can_read_deadline; /* 0: not waiting for the CAN nodes */
         pthread_t thread;
         bool thread_running;
         int pipe[2];
@@ -490,6 +494,44 @@ static void thread_join(UpdateRun *r)
         }
 }
 
+static int start_thread(UpdateRun *r, void *(*fn)(void *))
+{
+        int k = -pthread_create(&r->thread, NULL, fn, r);
+        if (k == 0)
+                r->thread_running = true;
+        return k;
+}
+
+/* Ask a flashed CAN node what it runs now (once per call at most one
+ * identify is under way); true once its version is known. */
+static bool can_step_read(UpdateRun *r, RunStep *st)
+{
+        const char *v = NULL, *mcu, *src;
+        bool asking;
+
+        if (!r->manager->identify)
+                return false;
+        (void)identify_service_refresh_can(r->manager->identify, st->can_iface, st->can_uuid,
+                                           st->bridge_port);
+        (void)identify_service_get_can(r->manager->identify, st->can_iface, st->can_uuid, &v, &mcu, &src,
+                                       &asking);
+        if (!v)
+                return false;
+        free(st->new_version);
+        st->new_version = strdup(v);
+        return true;
+}
+
+static void run_restart(UpdateRun *r)
+{
+        r->can_read_deadline = 0;
+        run_enter_phase(r, RUN_PHASE_RESTART);
+        if (start_thread(r, restart_thread) < 0) {
+                run_enter_phase(r, RUN_PHASE_VERIFY);
+                r->verify_deadline = now_usec() + VERSION_WAIT_USEC;
+        }
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         UpdateRun *r = userdata;
@@ -509,9 +551,21 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                                         st->message = NULL;
                         }
                         notify(r, st->name, st->result, st->message);
+                        /* a CAN node answers while nobody has given it a node id: ask now */
+                        if (done && st->can_iface[0])
+                                (void)can_step_read(r, st);
                         r->current++;
                         (void)run_submit_next(r);
                 }
+        } else if (r->phase == RUN_PHASE_FLASH && r->can_read_deadline) {
+                bool all = true;
+                for (size_t i = 0; i < r->n_steps; i++) {
+                        RunStep *st = &r->steps[i];
+                        if (st->can_iface[0] && streq(st->result, "flashed") && !can_step_read(r, st))
+                                all = false;
+                }
+                if (all || now_usec() >= r->can_read_deadline)
+                        run_restart(r);
         } else if (r->phase == RUN_PHASE_VERIFY) {
                 bool waiting = false;
                 for (size_t i = 0; i < r->n_steps; i++) {
@@ -519,19 +573,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                         const InventoryEntry *e = inventory_get(r->manager->inventory, st->port);
                         if (!streq(st->result, "flashed"))
                                 continue;
-                        if (st->can_iface[0] && r->manager->identify) {
-                                const char *v = NULL, *mcu, *src;
-                                bool asking;
-                                (void)identify_service_refresh_can(r->manager->identify, st->can_iface,
-                                                                   st->can_uuid, st->bridge_port);
-                                (void)identify_service_get_can(r->manager->identify, st->can_iface,
-                                                               st->can_uuid, &v, &mcu, &src, &asking);
-                                if (v) {
-                                        free(st->new_version);
-                                        st->new_version = strdup(v);
-                                }
-                        } else if (e && e->mode == DEVICE_MODE_APP &&
-                                   e->firmware_generation == e->generation && e->firmware_version) {
+                        if (st->can_iface[0])
+                                (void)can_step_read(r, st);
+                        else if (e && e->mode == DEVICE_MODE_APP &&
+                                 e->firmware_generation == e->generation && e->firmware_version) {
                                 free(st->new_version);
                                 st->new_version = strdup(e->firmware_version);
                         }
@@ -548,14 +593,6 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
         return sd_event_source_set_time_relative(s, POLL_INTERVAL_USEC) < 0
                        ? 0
                        : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
-}
-
-static int start_thread(UpdateRun *r, void *(*fn)(void *))
-{
-        int k = -pthread_create(&r->thread, NULL, fn, r);
-        if (k == 0)
-                r->thread_running = true;
-        return k;
 }
 
 static int run_submit_next(UpdateRun *r)
@@ -593,12 +630,15 @@ static int run_submit_next(UpdateRun *r)
                 st->job = j->id;
                 return 0; /* the timer follows it */
         }
-        /* every board had its turn: klippy back, then what the boards say */
-        run_enter_phase(r, RUN_PHASE_RESTART);
-        if (start_thread(r, restart_thread) < 0) {
-                run_enter_phase(r, RUN_PHASE_VERIFY);
-                r->verify_deadline = now_usec() + VERSION_WAIT_USEC;
-        }
+        /* every board had its turn: the CAN nodes say what they run while
+         * klippy is away (once it gives them node ids they are silent), then
+         * klippy back, then what the other boards say */
+        for (size_t i = 0; i < r->n_steps; i++)
+                if (r->steps[i].can_iface[0] && streq(r->steps[i].result, "flashed")) {
+                        r->can_read_deadline = now_usec() + CAN_READ_WAIT_USEC;
+                        return 0; /* the timer follows them */
+                }
+        run_restart(r);
         return 0;
 }
 

@@ -14,7 +14,9 @@
  *      bridge boards: nodes behind
  *      a bridge before the bridge), each an ordinary job through the queue,
  *      one after another; a failed board does not stop the others;
- *   4. start the units again, wait (bounded) for each flashed board to say
+ *   4. read the flashed CAN nodes' versions while klippy is still away
+ *      (it gives them node ids, then they are silent);
+ *   5. start the units again, wait (bounded) for each flashed board to say
  *      what it runs, and answer with what happened to each.
  * The planner never talks to a board itself. One run at a time.
  */

@@ -140,6 +140,13 @@ def test_update_can():
               "one job each, in the order of the plan", new)
         s = status(d)
         check(all(m["state"] == "current" and m["running_version"] == host for m in s.values()), "all current", s)
+        # the CAN nodes were read before klippy's units would be started again
+        # (klippy gives them node ids, then they no longer answer flashd)
+        log = d.log_text()
+        restart = log.rindex("update: flash -> restart")
+        for uuid in (EBB_UUID, bridge["can_uuid"]):
+            line = f"CAN node can0:{uuid}: Klipper {host}"
+            check(line in log and log.index(line) < restart, f"{uuid} read before the restart", log[-3000:])
 
         # one flash failure: the others finish, the report says which
         host = new_commit(base, tree)
