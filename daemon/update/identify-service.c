@@ -168,7 +168,7 @@ static int start(IdentifyService *s, const InventoryEntry *e)
         int r;
 
         for (w = s->works; w; w = w->next)
-                if (streq(w->port, e->port) && w->generation == e->generation)
+                if (!w->can && streq(w->port, e->port) && w->generation == e->generation)
                         return 0; /* being asked already */
         /* A job is about to reboot the board, or is busy with it: the tty
          * is the job's (a 1200-baud request under an open identify is

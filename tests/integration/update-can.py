@@ -88,6 +88,11 @@ def test_update_can():
             f.write(f"[mcu]\ncanbus_uuid: {bridge['can_uuid']}\n\n"
                     f"[mcu ebb]\ncanbus_uuid: {EBB_UUID}\ncanbus_interface: can0\n\n"
                     f"[mcu pico]\nserial: {devs[pico['port']]['by_id']}\n")
+        # before any Klipper is flashed: nothing known, the CAN nodes asked
+        # while the Pico is asked on its tty, in one call
+        s = status(d)
+        check(s["pico"]["state"] == "unknown" and s["ebb"]["state"] == "unknown", "nothing known yet", s)
+        check(d.client().call("server.info"), "the daemon still answers")
         targets = {"ebb": "can0:" + EBB_UUID, "pico": pico["port"], "mcu": bridge["port"]}
         for seed, (name, target) in enumerate(targets.items()):
             p = flashctl(d, "flash", target, "--address", hex(TARGETS[name][2]),
