@@ -37,6 +37,7 @@ struct HostVersion {
         char *run_version, *run_error;
         int run_r;
         Waiter *waiters;
+        bool serving; /* calling the waiters: they get the answer they waited for */
 };
 
 static uint64_t now_usec(void)
@@ -60,11 +61,12 @@ static void key_add(char *key, size_t size, const char *tree, const char *rel)
                          st.st_mtim.tv_nsec, (long long)st.st_size);
 }
 
-/* What a commit, checkout, tag or `git add` changes (see the header). */
+/* What a commit, checkout or tag changes (see the header). Not the index:
+ * `git describe --dirty` itself rewrites it when file stats changed. */
 static char *tree_key(const char *tree)
 {
         char key[KEY_MAX] = "", path[4096], head[256];
-        static const char *const files[] = { "HEAD", "index", "packed-refs", "refs/heads", "refs/tags" };
+        static const char *const files[] = { "HEAD", "packed-refs", "refs/heads", "refs/tags" };
 
         for (size_t i = 0; i < ELEMENTSOF(files); i++)
                 key_add(key, sizeof(key), tree, files[i]);
@@ -111,12 +113,14 @@ static void call_waiters(HostVersion *hv, bool cancelled)
 
         /* a callback may wait again: it lands on the new list */
         hv->waiters = NULL;
+        hv->serving = !cancelled;
         while (w) {
                 Waiter *next = w->next;
                 w->cb(w->userdata, cancelled);
                 free(w);
                 w = next;
         }
+        hv->serving = false;
 }
 
 static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -204,8 +208,11 @@ int host_version_get(HostVersion *hv, const char *tree, const char *user, const 
         key = tree_key(tree);
         if (!key)
                 return -ENOMEM;
-        same = hv->when && streq_ptr(hv->tree, tree) && streq_ptr(hv->user, user) && streq_ptr(hv->key, key);
-        fresh = same && now_usec() < hv->when + HOST_VERSION_TTL_USEC;
+        same = hv->when && streq_ptr(hv->tree, tree) && streq_ptr(hv->user, user) &&
+               (hv->serving || streq_ptr(hv->key, key));
+        /* one who waited takes the answer just made, even if the tree
+         * moved meanwhile: a busy tree cannot keep a caller waiting */
+        fresh = same && (hv->serving || now_usec() < hv->when + HOST_VERSION_TTL_USEC);
         if (!fresh && !hv->running) {
                 r = start(hv, tree, user, key);
                 if (r < 0)

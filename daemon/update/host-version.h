@@ -6,13 +6,14 @@
  * owner, klipper-tree.h), read off the main loop: a worker thread runs
  * git, so a slow git (a cold disk, a huge repository, NFS) stalls no
  * client. The answer is cached under a key made of what a commit, a
- * checkout, a tag or `git add` change: the mtimes and sizes of .git/HEAD,
- * the branch HEAD names, .git/index, .git/packed-refs, .git/refs/heads
- * and .git/refs/tags. A cached answer whose key still holds is served at
- * once; one older than HOST_VERSION_TTL_USEC is served too while git runs
- * again in the background (an edit of a tracked file makes the tree
- * dirty without touching the key). A changed key, another tree or user,
- * or no answer yet: the caller waits (host_version_on_ready).
+ * checkout or a tag change: the mtimes and sizes of .git/HEAD, the branch
+ * HEAD names, .git/packed-refs, .git/refs/heads and .git/refs/tags. A
+ * cached answer whose key still holds is served at once; one older than
+ * HOST_VERSION_TTL_USEC is served too while git runs again in the
+ * background (an edit of a tracked file makes the tree dirty without
+ * touching the key). A changed key, another tree or user, or no answer
+ * yet: the caller waits (host_version_on_ready), and gets the answer of
+ * the run it waited for.
  */
 
 #include <stdbool.h>

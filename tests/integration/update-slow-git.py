@@ -12,7 +12,8 @@ runs the real git.
   another client at once;
 - the status then has the tree's version; the next status answers at once
   (no git run: the cache holds);
-- after a commit the status waits for git again and shows the new version.
+- after a commit the status waits for git again and shows the new version;
+- a tree that changes under every git run still gets an answer.
 """
 import os
 import shutil
@@ -28,12 +29,12 @@ SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 SLOW = 4.0
 
 
-def fake_git(base, real):
+def fake_git(base, real, on_describe=f"sleep {SLOW}"):
     d = os.path.join(base, "bin")
     os.makedirs(d)
     path = os.path.join(d, "git")
     with open(path, "w") as f:
-        f.write(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = describe ] && sleep {SLOW}; done\nexec {real} "$@"\n')
+        f.write(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = describe ] && {on_describe}; done\nexec {real} "$@"\n')
     os.chmod(d, 0o755)
     os.chmod(path, 0o755 | stat.S_IXOTH)
     return d
@@ -101,5 +102,30 @@ def test_slow_git():
         check(s["host_version"] == new and took >= SLOW * 0.9, f"new version after git ran again ({took:.2f} s)", s)
 
 
+def test_tree_moving_under_git():
+    """A tree whose refs change while every git describe runs (git itself
+    rewriting files, a busy checkout): a caller that waited gets the answer
+    of the run it waited for instead of waiting for the next one forever."""
+    real = shutil.which("git")
+    if real is None:
+        raise harness.Skip("git is not installed")
+    base = tmpdir()
+    tree = fake_tree(base)
+    give_to_nobody(base, tree)
+    host = describe(tree)
+    refs = os.path.join(tree, ".git", "refs", "tags")
+    bindir = fake_git(base, real, on_describe=f"sleep 0.2; touch {refs}")
+    cfg = os.path.join(base, "printer.cfg")
+    with open(cfg, "w") as f:
+        f.write("[mcu]\nserial: /dev/serial/by-id/usb-Klipper_stm32f446xx_none-if00\n")
+    config = FAST_CONFIG + f"\n[klipper]\npath = {tree}\nprinter_config = {cfg}\n"
+    env = {"PATH": bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin")}
+    with harness.Flashd(config=config, env=env) as d:
+        for _ in range(2):
+            with d.client() as c:
+                s = c.call("update.status", timeout=20 * SCALE)
+            check(s["host_version"] == host, "answered with the tree's version", s)
+
+
 if __name__ == "__main__":
-    harness.main([test_slow_git])
+    harness.main([test_slow_git, test_tree_moving_under_git])
