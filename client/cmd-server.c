@@ -21,7 +21,7 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
         int r = flashctl_call(ctx, "server.info", NULL, &result, NULL);
         if (r != 0)
                 return r;
-        /* and what the printer's MCUs run (update.status), after the daemon's own fields */
+        /* and what the printer's MCUs run (update.status), printed before the daemon's own fields */
         r = flashctl_update_status_fetch(ctx, &mcus);
         if (r > 1)
                 return r;
@@ -41,23 +41,28 @@ static int verb_status(Flashctl *ctx, int argc, char **argv)
                 json_object_set_new(result, "uptime",
                                     json_string(format_duration(buf, (uint64_t)json_number_value(uptime))));
         }
-        output_print_fields(stdout, result, NULL, 0, 0);
-        if (json_is_object(mcus))
+        /* the printer's MCUs first: what a person runs status for */
+        if (json_is_object(mcus)) {
                 flashctl_update_status_print(ctx, mcus);
+                printf("\nflashd:\n");
+        }
+        output_print_fields(stdout, result, NULL, json_is_object(mcus) ? 2 : 0, 0);
         return FLASHCTL_EXIT_OK;
 }
 
 static const Verb server_verbs[] = {
         {
                 .name = "status",
-                .summary = "Show the daemon, and what each MCU of the printer runs",
-                .help = "Prints server.info, the host's Klipper version (git describe of the Klipper\n"
-                        "tree), then one line per MCU of printer.cfg ([klipper] printer_config in\n"
-                        "flashd.conf): name, board, port, transport, the Klipper version it runs\n"
-                        "(Klipper's identify while nobody holds its port, else Klipper's report through\n"
+                .summary = "Show what each MCU of the printer runs, then the daemon",
+                .help = "Prints one line per MCU of printer.cfg ([klipper] printer_config in\n"
+                        "flashd.conf, else Klipper's configuration through Moonraker): name, board,\n"
+                        "port, transport (usb, uart, can), the Klipper version it runs (Klipper's\n"
+                        "identify while nobody holds its port or CAN node, else Klipper's report through\n"
                         "Moonraker), the host's version, the state (current, stale or unknown: the next\n"
-                        "line says why) and the build profile. With --json, server.info's object\n"
-                        "merged with update.status's (host_version, mcus: [...]).\n",
+                        "line says why) and the build profile; then the host's Klipper version (git\n"
+                        "describe of the Klipper tree) and what the daemon says about itself\n"
+                        "(server.info). With --json, server.info's object merged with update.status's\n"
+                        "(host_version, mcus: [...]).\n",
                 .run = verb_status,
         },
         {},

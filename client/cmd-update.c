@@ -29,39 +29,62 @@ int flashctl_update_status_fetch(Flashctl *ctx, json_t **ret)
         return r;
 }
 
+static int column_width(const json_t *mcus, const char *key, const char *title, const char *none)
+{
+        const json_t *m;
+        size_t i;
+        int w = (int)strlen(title);
+
+        json_array_foreach (mcus, i, m) {
+                const char *v = output_json_str(m, key) ?: none;
+                w = MAX(w, (int)strlen(v));
+        }
+        return w;
+}
+
 void flashctl_update_status_print(Flashctl *ctx, const json_t *result)
 {
         const json_t *mcus, *m;
         size_t i;
 
+        mcus = json_object_get(result, "mcus");
+        if (output_json_str(result, "printer_config_error"))
+                printf("%s\n", output_json_str(result, "printer_config_error"));
+        else if (json_array_size(mcus) == 0)
+                printf("printer.cfg names no MCU\n");
+        else {
+                /* one line per MCU, the columns as wide as their longest value */
+                int wn = column_width(mcus, "name", "MCU", "?"),
+                    wb = column_width(mcus, "board", "BOARD", "-"),
+                    wp = column_width(mcus, "port", "PORT", "-"),
+                    wt = column_width(mcus, "transport", "VIA", "-"),
+                    wr = column_width(mcus, "running_version", "RUNNING", "?"),
+                    wh = column_width(mcus, "host_version", "HOST", "?");
+                printf("%-*s %-*s %-*s %-*s %-*s %-*s %-8s %s\n", wn, "MCU", wb, "BOARD", wp, "PORT", wt,
+                       "VIA", wr, "RUNNING", wh, "HOST", "STATE", "PROFILE");
+                json_array_foreach (mcus, i, m) {
+                        const char *state = output_json_str(m, "state");
+                        OutputColor color = streq(state ?: "", "current") ? OUTPUT_COLOR_GREEN
+                                            : streq(state ?: "", "stale") ? OUTPUT_COLOR_YELLOW
+                                                                          : OUTPUT_COLOR_RED;
+                        printf("%-*s %-*s %-*s %-*s %-*s %-*s %s%-8s%s %s\n", wn,
+                               output_json_str(m, "name") ?: "?", wb, output_json_str(m, "board") ?: "-", wp,
+                               output_json_str(m, "port") ?: "-", wt, output_json_str(m, "transport") ?: "-",
+                               wr, output_json_str(m, "running_version") ?: "?", wh,
+                               output_json_str(m, "host_version") ?: "?",
+                               output_color_on(color, ctx->use_color), strna(state),
+                               output_color_off(ctx->use_color), output_json_str(m, "profile") ?: "-");
+                        /* the why of a state that is not plain */
+                        if (output_json_str(m, "reason"))
+                                printf("%*s %s\n", wn, "", output_json_str(m, "reason"));
+                }
+        }
         printf("\nHost Klipper: %s", output_json_str(result, "host_version") ?: "unknown");
         if (output_json_str(result, "host_error"))
                 printf(" (%s)", output_json_str(result, "host_error"));
+        else if (output_json_str(result, "klipper_path"))
+                printf(" (%s)", output_json_str(result, "klipper_path"));
         printf("\n");
-        if (output_json_str(result, "printer_config_error")) {
-                printf("%s\n", output_json_str(result, "printer_config_error"));
-                return;
-        }
-        mcus = json_object_get(result, "mcus");
-        if (json_array_size(mcus) == 0) {
-                printf("printer.cfg names no MCU\n");
-                return;
-        }
-        printf("%-10s %-14s %-10s %-5s %-24s %-24s %-8s %s\n", "MCU", "BOARD", "PORT", "VIA", "RUNNING",
-               "HOST", "STATE", "PROFILE");
-        json_array_foreach (mcus, i, m) {
-                const char *state = output_json_str(m, "state");
-                OutputColor color = streq(state ?: "", "current") ? OUTPUT_COLOR_GREEN
-                                    : streq(state ?: "", "stale") ? OUTPUT_COLOR_YELLOW
-                                                                  : OUTPUT_COLOR_RED;
-                printf("%-10s %-14s %-10s %-5s %-24s %-24s %s%-8s%s %s\n", strna(output_json_str(m, "name")),
-                       output_json_str(m, "board") ?: "-", output_json_str(m, "port") ?: "-",
-                       output_json_str(m, "transport") ?: "-", output_json_str(m, "running_version") ?: "?",
-                       output_json_str(m, "host_version") ?: "?", output_color_on(color, ctx->use_color),
-                       strna(state), output_color_off(ctx->use_color), output_json_str(m, "profile") ?: "-");
-                if (output_json_str(m, "reason"))
-                        printf("%10s %s\n", "", output_json_str(m, "reason"));
-        }
 }
 
 /* a build or a flash failed, or a board does not run the host version after it */
@@ -74,13 +97,19 @@ static void print_plan(const json_t *plan)
 
         printf("Host Klipper: %s\n", output_json_str(plan, "host_version") ?: "unknown");
         json_array_foreach (steps, i, s)
-                if (streq(output_json_str(s, "action") ?: "", "update"))
+                if (streq(output_json_str(s, "action") ?: "", "update")) {
                         printf("  %zu. %-10s %-8s %-5s %-14s profile %-12s %s -> %s\n", ++n,
                                strna(output_json_str(s, "name")), strna(output_json_str(s, "port")),
                                strna(output_json_str(s, "transport")), output_json_str(s, "board") ?: "-",
                                strna(output_json_str(s, "profile")),
                                output_json_str(s, "running_version") ?: "?",
                                strna(output_json_str(plan, "host_version")));
+                        /* why it comes last, and where it is flashed */
+                        if (output_json_str(s, "bridge_port"))
+                                printf("     the USB-to-CAN bridge board: flashed on its USB port %s, after "
+                                       "the nodes behind it\n",
+                                       output_json_str(s, "bridge_port"));
+                }
         json_array_foreach (steps, i, s)
                 if (!streq(output_json_str(s, "action") ?: "", "update"))
                         printf("  skip %-10s %s\n", strna(output_json_str(s, "name")),

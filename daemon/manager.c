@@ -106,6 +106,9 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                                          m->jobs ? job_service_get_queue(m->jobs) : NULL);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up Klipper's identify: %m");
+                r = host_version_new(&m->host_version, event);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up the host version reader: %m");
         }
         if (event && config->moonraker.socket_path) {
                 /* The Moonraker agent (daemon/moonraker, moonraker helper): it
@@ -126,8 +129,9 @@ Manager *manager_free(Manager *m)
         /* Jobs first: calls they still hold are answered (or dropped with an
          * error reply) through the server, which must still exist. Then the
          * server, then the inventory the others listen to. */
-        m->update = update_run_free(m->update); /* follows jobs, answers through the server */
-        m->rules = rule_service_free(m->rules); /* observes the jobs */
+        m->update = update_run_free(m->update);               /* follows jobs, answers through the server */
+        m->host_version = host_version_free(m->host_version); /* answers waiting calls */
+        m->rules = rule_service_free(m->rules);               /* observes the jobs */
         m->jobs = job_service_free(m->jobs);
         m->server = server_free(m->server);
         /* After jobs and server: calls relayed by Moonraker are answered

@@ -20,6 +20,7 @@
 #include "moonraker/moonraker-agent.h"
 #include "rules/rule-service.h"
 #include "server/server.h"
+#include "update/host-version.h"
 #include "update/identify-service.h"
 #include "update/update-run.h"
 
@@ -36,6 +37,7 @@ typedef struct Manager {
                 *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
         UpdateRun *update;  /* the last `flashctl update` run (daemon/update), or NULL */
         IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
+        HostVersion *host_version; /* git describe, off the loop (daemon/update); NULL likewise */
         uint64_t start_usec;       /* CLOCK_MONOTONIC */
         bool stopping;
         size_t status_devices; /* device count last sent in STATUS= */

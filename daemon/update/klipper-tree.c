@@ -183,8 +183,10 @@ int klipper_tree_version(const KlipperBuilder *b, const char *tree, char **ret, 
                 return -errno;
         (void)unlink(tmpl);
         r = run(b, NULL, argv, fd, 10U * 1000U * 1000U);
+        if (r == -ETIMEDOUT)
+                return error_msg(ret_error, r, "git describe in %s did not finish within 10 s", tree);
         if (r < 0)
-                return error_msg(ret_error, r, "git describe in %s did not finish", tree);
+                return error_msg(ret_error, r, "git describe in %s failed: %s", tree, strerror(-r));
         n = pread(fd, buf, sizeof(buf) - 1, 0);
         if (n < 0)
                 return -errno;

@@ -21,6 +21,7 @@ PrinterConfig *printer_config_free(PrinterConfig *pc)
                 free(pc->mcus[i].name);
                 free(pc->mcus[i].serial);
                 free(pc->mcus[i].canbus_uuid);
+                free(pc->mcus[i].canbus_interface);
         }
         free(pc->mcus);
         free(pc);
@@ -168,6 +169,8 @@ static int parse_text(PrinterConfig *pc, const char *text, const char *file, con
                         field = &m->serial;
                 else if (streq(key, "canbus_uuid"))
                         field = &m->canbus_uuid;
+                else if (streq(key, "canbus_interface"))
+                        field = &m->canbus_interface;
                 else
                         continue;
                 free(*field);
@@ -255,8 +258,8 @@ int printer_config_from_klipper(json_t *config, PrinterConfig **ret)
                         printer_config_free(pc);
                         return -ENOMEM;
                 }
-                const char *keys[] = { "serial", "canbus_uuid" };
-                char **fields[] = { &m->serial, &m->canbus_uuid };
+                const char *keys[] = { "serial", "canbus_uuid", "canbus_interface" };
+                char **fields[] = { &m->serial, &m->canbus_uuid, &m->canbus_interface };
                 for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
                         const char *v = json_string_value(json_object_get(options, keys[i]));
                         _cleanup_free_ char *copy = v ? strdup(v) : NULL;

@@ -3,7 +3,7 @@
 
 /*
  * The MCUs of a Klipper printer.cfg: [mcu] (named "mcu") and [mcu NAME]
- * (named NAME) with their `serial:` and `canbus_uuid:` options, following
+ * (named NAME) with their `serial:`, `canbus_uuid:` and `canbus_interface:` options, following
  * [include GLOB] relative to the including file as Klipper's configfile.py
  * does. Options are `key: value` or `key = value`; `#` and `;` start a
  * comment; indented lines continue the previous value; a section seen
@@ -14,9 +14,10 @@
 #include <stddef.h>
 
 typedef struct PrinterMcu {
-        char *name;        /* "mcu", "ebb36" */
-        char *serial;      /* /dev/serial/by-id/..., or NULL */
-        char *canbus_uuid; /* "0e0d81e4210c", or NULL */
+        char *name;             /* "mcu", "ebb36" */
+        char *serial;           /* /dev/serial/by-id/..., or NULL */
+        char *canbus_uuid;      /* "0e0d81e4210c", or NULL */
+        char *canbus_interface; /* "can1", or NULL: Klipper's default can0 */
 } PrinterMcu;
 
 typedef struct PrinterConfig {

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* profile.* and update.* methods (proto/API.md, "Keeping boards in step with Klipper"). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
 #include "macros.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "update/host-version.h"
 #include "update/profile-store.h"
 #include "update/update-run.h"
 #include "update/update-status.h"
@@ -122,6 +124,54 @@ static int method_profile_remove(RpcCall *call, json_t *params)
         return rpc_call_reply(call, NULL);
 }
 
+/* A call that waits for git describe (update/host-version.h), answered
+ * once it is known: other clients go on meanwhile. */
+typedef struct Deferred {
+        RpcCall *call;
+        json_t *params;
+        int (*method)(RpcCall *call, json_t *params);
+} Deferred;
+
+static void deferred_run(void *userdata, bool cancelled)
+{
+        Deferred *d = userdata;
+
+        if (cancelled)
+                (void)rpc_call_reply_error(d->call, RPC_ERROR_SHUTTING_DOWN, NULL, "flashd is stopping");
+        else {
+                int r = d->method(d->call, d->params);
+                if (r < 0 && !rpc_call_replied(d->call))
+                        (void)rpc_call_reply_error(d->call, RPC_ERROR_INTERNAL, NULL, "%s", strerror(-r));
+        }
+        rpc_call_unref(d->call);
+        json_decref(d->params);
+        free(d);
+}
+
+/* 1: go on; 0: the call was put aside until the host version is known. */
+static int wait_host_version(RpcCall *call, json_t *params, int (*method)(RpcCall *call, json_t *params))
+{
+        Manager *m = rpc_call_get_manager(call);
+        Deferred *d;
+        int r;
+
+        r = update_status_host_version_ready(m);
+        if (r != 0)
+                return 1; /* known, or an error update_status_compute() reports */
+        d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        r = host_version_on_ready(m->host_version, deferred_run, d);
+        if (r < 0) {
+                free(d);
+                return r;
+        }
+        d->call = rpc_call_ref(call);
+        d->params = json_incref(params);
+        d->method = method;
+        return 0;
+}
+
 static int method_update_status(RpcCall *call, json_t *params)
 {
         json_t *status = NULL;
@@ -129,6 +179,9 @@ static int method_update_status(RpcCall *call, json_t *params)
 
         if (rpc_call_unpack_params(call, params, "{!}") < 0)
                 return -EINVAL;
+        r = wait_host_version(call, params, method_update_status);
+        if (r <= 0)
+                return r;
         r = update_status_compute(rpc_call_get_manager(call), &status);
         if (r < 0)
                 return rpc_call_reply_error(call, RPC_ERROR_INTERNAL, NULL, "%s", strerror(-r));
@@ -183,6 +236,9 @@ static int method_update_plan(RpcCall *call, json_t *params)
         r = parse_targets(call, params, &names, &all, NULL);
         if (r < 0 || rpc_call_replied(call))
                 return r;
+        r = wait_host_version(call, params, method_update_plan);
+        if (r <= 0)
+                return r;
         r = plan_or_reply(call, names, all, &plan);
         if (r < 0 || rpc_call_replied(call))
                 return r;
@@ -198,6 +254,9 @@ static int method_update_run(RpcCall *call, json_t *params)
 
         r = parse_targets(call, params, &names, &all, &dry_run);
         if (r < 0 || rpc_call_replied(call))
+                return r;
+        r = wait_host_version(call, params, method_update_run);
+        if (r <= 0)
                 return r;
         r = plan_or_reply(call, names, all, &plan);
         if (r < 0 || rpc_call_replied(call))

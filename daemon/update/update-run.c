@@ -19,6 +19,7 @@
 #include "macros.h"
 #include "manager.h"
 #include "server/rpc.h"
+#include "update/identify-service.h"
 #include "update/klipper-tree.h"
 #include "update/profile-store.h"
 #include "update/update-run.h"
@@ -28,16 +29,24 @@
 #define BUILD_TIMEOUT_USEC (30ULL * 60ULL * 1000000ULL)
 #define UNITS_TIMEOUT_USEC (90ULL * 1000000ULL)
 #define VERSION_WAIT_USEC  (15ULL * 1000000ULL)
+/* How long the CAN nodes flashed get to answer identify before klippy is
+ * started again (it gives them node ids, and then they no longer answer). */
+#define CAN_READ_WAIT_USEC (10ULL * 1000000ULL)
 #define POLL_INTERVAL_USEC (100ULL * 1000ULL)
 #define LOG_TAIL_LINES     15
 #define IMAGE_MAX          (16U * 1024U * 1024U)
 
 /* ---- the plan ---- */
 
-static int transport_rank(const char *t)
+#define RANK_LAST 3
+
+static int transport_rank(const char *t, bool bridge)
 {
         /* CAN nodes first: a node behind a USB-CAN bridge must be done while
-         * the bridge still runs the old Klipper that carries the bus */
+         * the bridge still runs the old Klipper that carries the bus; the
+         * bridge board itself last, for the same reason */
+        if (bridge)
+                return RANK_LAST;
         if (streq(t ?: "", "can"))
                 return 0;
         if (streq(t ?: "", "uart"))
@@ -81,18 +90,20 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                         return -ENOENT;
                 }
         }
-        for (int rank = 0; rank <= 2; rank++)
+        for (int rank = 0; rank <= RANK_LAST; rank++)
                 json_array_foreach (mcus, i, s) {
                         const char *name = json_string_value(json_object_get(s, "name"));
                         const char *state = json_string_value(json_object_get(s, "state"));
                         const char *transport = json_string_value(json_object_get(s, "transport"));
                         const char *profile = json_string_value(json_object_get(s, "profile"));
                         const char *port = json_string_value(json_object_get(s, "port"));
+                        const char *bridge_port = json_string_value(json_object_get(s, "bridge_port"));
+                        bool can = streq(transport ?: "", "can");
                         bool named = name_in(names, name);
                         _cleanup_free_ char *reason = NULL;
                         const InventoryEntry *e = NULL;
 
-                        if (transport_rank(transport) != rank)
+                        if (transport_rank(transport, bridge_port) != rank)
                                 continue;
                         if (!named && !(all && streq(state, "stale"))) {
                                 if (all)
@@ -104,8 +115,6 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                         } else if (!json_is_string(json_object_get(status, "host_version")))
                                 reason = strdup(json_string_value(json_object_get(status, "host_error"))
                                                         ?: "no host version");
-                        else if (streq(transport ?: "", "can"))
-                                reason = strdup("CAN nodes are not supported by this flashd yet");
                         else if (!profile) {
                                 if (asprintf(&reason,
                                              "no build profile for MCU '%s': flashctl profile add NAME "
@@ -113,14 +122,15 @@ int update_plan_compute(Manager *m, json_t *names, bool all, json_t **ret, char 
                                              "--mcu-name %s --kconfig FILE",
                                              name, name) < 0)
                                         reason = NULL;
-                        } else if (!port || inventory_find(m->inventory, port, &e, NULL) < 0 || !e)
+                        } else if (!port || (can ? bridge_port && !inventory_get(m->inventory, bridge_port)
+                                                 : inventory_find(m->inventory, port, &e, NULL) < 0 || !e))
                                 reason = strdup(json_string_value(json_object_get(s, "reason"))
                                                         ?: "the board is not connected");
-                        json_t *step = json_pack("{s:s,s:O?,s:s?,s:s?,s:s?,s:O?,s:s,s:s?}", "name", name,
-                                                 "board", json_object_get(s, "board"), "port", port,
-                                                 "transport", transport, "profile", profile,
-                                                 "running_version", json_object_get(s, "running_version"),
-                                                 "action", reason ? "skip" : "update", "reason", reason);
+                        json_t *step = json_pack(
+                                "{s:s,s:O?,s:s?,s:s?,s:s?,s:O?,s:s,s:s?,s:s?}", "name", name, "board",
+                                json_object_get(s, "board"), "port", port, "transport", transport, "profile",
+                                profile, "running_version", json_object_get(s, "running_version"), "action",
+                                reason ? "skip" : "update", "reason", reason, "bridge_port", bridge_port);
                         if (!step || json_array_append_new(steps, step) < 0)
                                 return -ENOMEM;
                         if (!reason)
@@ -170,6 +180,8 @@ static const char *run_phase_to_string(RunPhase p)
 
 typedef struct RunStep {
         char *name, *port, *board, *profile, *kconfig, *mcu;
+        char *bridge_port;                /* a USB-to-CAN bridge board: flashed on this USB port */
+        char can_iface[16], can_uuid[13]; /* a CAN MCU ("" otherwise) */
         char *build_dir;
         uint8_t *image;
         size_t image_size;
@@ -202,6 +214,7 @@ struct UpdateRun {
         char **stopped_units;
         char *units_message;
         uint64_t verify_deadline;
+        uint64_t can_read_deadline; /* 0: not waiting for the CAN nodes */
         pthread_t thread;
         bool thread_running;
         int pipe[2];
@@ -475,6 +488,44 @@ static void thread_join(UpdateRun *r)
         }
 }
 
+static int start_thread(UpdateRun *r, void *(*fn)(void *))
+{
+        int k = -pthread_create(&r->thread, NULL, fn, r);
+        if (k == 0)
+                r->thread_running = true;
+        return k;
+}
+
+/* Ask a flashed CAN node what it runs now (once per call at most one
+ * identify is under way); true once its version is known. */
+static bool can_step_read(UpdateRun *r, RunStep *st)
+{
+        const char *v = NULL, *mcu, *src;
+        bool asking;
+
+        if (!r->manager->identify)
+                return false;
+        (void)identify_service_refresh_can(r->manager->identify, st->can_iface, st->can_uuid,
+                                           st->bridge_port);
+        (void)identify_service_get_can(r->manager->identify, st->can_iface, st->can_uuid, &v, &mcu, &src,
+                                       &asking);
+        if (!v)
+                return false;
+        free(st->new_version);
+        st->new_version = strdup(v);
+        return true;
+}
+
+static void run_restart(UpdateRun *r)
+{
+        r->can_read_deadline = 0;
+        run_enter_phase(r, RUN_PHASE_RESTART);
+        if (start_thread(r, restart_thread) < 0) {
+                run_enter_phase(r, RUN_PHASE_VERIFY);
+                r->verify_deadline = now_usec(CLOCK_MONOTONIC) + VERSION_WAIT_USEC;
+        }
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
         UpdateRun *r = userdata;
@@ -494,9 +545,21 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                                         st->message = NULL;
                         }
                         notify(r, st->name, st->result, st->message);
+                        /* a CAN node answers while nobody has given it a node id: ask now */
+                        if (done && st->can_iface[0])
+                                (void)can_step_read(r, st);
                         r->current++;
                         (void)run_submit_next(r);
                 }
+        } else if (r->phase == RUN_PHASE_FLASH && r->can_read_deadline) {
+                bool all = true;
+                for (size_t i = 0; i < r->n_steps; i++) {
+                        RunStep *st = &r->steps[i];
+                        if (st->can_iface[0] && streq(st->result, "flashed") && !can_step_read(r, st))
+                                all = false;
+                }
+                if (all || now_usec(CLOCK_MONOTONIC) >= r->can_read_deadline)
+                        run_restart(r);
         } else if (r->phase == RUN_PHASE_VERIFY) {
                 bool waiting = false;
                 for (size_t i = 0; i < r->n_steps; i++) {
@@ -504,8 +567,10 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                         const InventoryEntry *e = inventory_get(r->manager->inventory, st->port);
                         if (!streq(st->result, "flashed"))
                                 continue;
-                        if (e && e->mode == DEVICE_MODE_APP && e->firmware_generation == e->generation &&
-                            e->firmware_version) {
+                        if (st->can_iface[0])
+                                (void)can_step_read(r, st);
+                        else if (e && e->mode == DEVICE_MODE_APP &&
+                                 e->firmware_generation == e->generation && e->firmware_version) {
                                 free(st->new_version);
                                 st->new_version = strdup(e->firmware_version);
                         }
@@ -524,14 +589,6 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
                        : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 }
 
-static int start_thread(UpdateRun *r, void *(*fn)(void *))
-{
-        int k = -pthread_create(&r->thread, NULL, fn, r);
-        if (k == 0)
-                r->thread_running = true;
-        return k;
-}
-
 static int run_submit_next(UpdateRun *r)
 {
         JobQueue *q = job_service_get_queue(r->manager->jobs);
@@ -542,7 +599,7 @@ static int run_submit_next(UpdateRun *r)
                 JobError err = 0;
                 Job *j = NULL;
                 JobRequest req = {
-                        .target = st->port,
+                        .target = st->bridge_port ?: st->port,
                         .data = st->image,
                         .size = st->image_size,
                         .verify = true,
@@ -550,7 +607,9 @@ static int run_submit_next(UpdateRun *r)
                         .board = st->board,
                         .requested_by = { .uid = 0, .pid = getpid(), .name = (char *)"flashd update" },
                 };
-                notify(r, st->name, "flashing", st->port);
+                notify(r, st->name, "flashing", req.target);
+                if (st->can_iface[0] && r->manager->identify)
+                        identify_service_forget_can(r->manager->identify, st->can_iface, st->can_uuid);
                 int k = job_queue_submit(q, &req, &j, &err, &msg);
                 if (k < 0 || !j) {
                         st->result = "flash-failed";
@@ -565,12 +624,15 @@ static int run_submit_next(UpdateRun *r)
                 st->job = j->id;
                 return 0; /* the timer follows it */
         }
-        /* every board had its turn: klippy back, then what the boards say */
-        run_enter_phase(r, RUN_PHASE_RESTART);
-        if (start_thread(r, restart_thread) < 0) {
-                run_enter_phase(r, RUN_PHASE_VERIFY);
-                r->verify_deadline = now_usec(CLOCK_MONOTONIC) + VERSION_WAIT_USEC;
-        }
+        /* every board had its turn: the CAN nodes say what they run while
+         * klippy is away (once it gives them node ids they are silent), then
+         * klippy back, then what the other boards say */
+        for (size_t i = 0; i < r->n_steps; i++)
+                if (r->steps[i].can_iface[0] && streq(r->steps[i].result, "flashed")) {
+                        r->can_read_deadline = now_usec(CLOCK_MONOTONIC) + CAN_READ_WAIT_USEC;
+                        return 0; /* the timer follows them */
+                }
+        run_restart(r);
         return 0;
 }
 
@@ -659,6 +721,7 @@ UpdateRun *update_run_free(UpdateRun *r)
                 }
                 free(st->name);
                 free(st->port);
+                free(st->bridge_port);
                 free(st->board);
                 free(st->profile);
                 free(st->kconfig);
@@ -718,7 +781,18 @@ int update_run_start(Manager *m, RpcCall *call, json_t *plan)
                 st = &r->steps[r->n_steps++];
                 st->name = dup_str(s, "name");
                 st->port = dup_str(s, "port");
+                st->bridge_port = dup_str(s, "bridge_port");
                 st->board = dup_str(s, "board");
+                if (streq(json_string_value(json_object_get(s, "transport")) ?: "", "can") && st->port) {
+                        /* "IFACE:UUID" */
+                        const char *colon = strrchr(st->port, ':');
+                        if (colon && (size_t)(colon - st->port) < sizeof(st->can_iface) &&
+                            strlen(colon + 1) < sizeof(st->can_uuid)) {
+                                memcpy(st->can_iface, st->port, colon - st->port);
+                                st->can_iface[colon - st->port] = '\0';
+                                snprintf(st->can_uuid, sizeof(st->can_uuid), "%s", colon + 1);
+                        }
+                }
                 st->profile = dup_str(s, "profile");
                 st->result = "planned";
                 if (st->profile && profile_store_get(m->config->state_dir, st->profile, &profile) >= 0) {

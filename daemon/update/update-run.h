@@ -10,10 +10,13 @@
  *      built image's dictionary must name the profile's MCU and the host
  *      version. A build failure ends the run: no board is touched.
  *   2. stop the stop_units (klipper.service) once for the whole run;
- *   3. flash in order (CAN nodes, then UART, then USB boards: nodes behind
+ *   3. flash in order (CAN nodes, then UART, then USB boards, then USB-to-CAN
+ *      bridge boards: nodes behind
  *      a bridge before the bridge), each an ordinary job through the queue,
  *      one after another; a failed board does not stop the others;
- *   4. start the units again, wait (bounded) for each flashed board to say
+ *   4. read the flashed CAN nodes' versions while klippy is still away
+ *      (it gives them node ids, then they are silent);
+ *   5. start the units again, wait (bounded) for each flashed board to say
  *      what it runs, and answer with what happened to each.
  * The planner never talks to a board itself. One run at a time.
  */

@@ -5,10 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "can/can-transport.h"
+#include "jobs/job-flow-bridge.h"
 #include "log.h"
 #include "macros.h"
 #include "manager.h"
 #include "serial/bootloader-request.h"
+#include "update/host-version.h"
 #include "update/klipper-tree.h"
 #include "update/printer-config.h"
 #include "update/profile-store.h"
@@ -43,8 +46,85 @@ static char *unknown_reason(const InventoryEntry *e)
         return strdup("the board did not answer Klipper's identify (asked again now)");
 }
 
+const char *update_mcu_can_iface(const PrinterMcu *pm)
+{
+        /* Klipper's default (klippy/mcu.py) */
+        return pm->canbus_interface ?: "can0";
+}
+
+/* A CAN node: what it runs as far as flashd knows, and whether it is the
+ * USB-to-CAN bridge board itself (flashed on its USB port, last). */
+static char *can_status(Manager *m, const PrinterMcu *pm, char **ret_port, const char **ret_bridge_port,
+                        const char **ret_board, const char **ret_running, const char **ret_source,
+                        const char **ret_mcu)
+{
+        const char *iface = update_mcu_can_iface(pm), *version = NULL, *mcu = NULL, *source = NULL;
+        const InventoryEntry *e;
+        bool asking = false;
+        char *reason = NULL, u[13];
+        CanUuid uuid;
+        int r;
+
+        if (can_uuid_parse(pm->canbus_uuid, &uuid) < 0) {
+                if (asprintf(&reason, "canbus_uuid '%s' is no CAN UUID (12 hex digits)", pm->canbus_uuid) <
+                    0)
+                        return NULL;
+                return reason;
+        }
+        if (asprintf(ret_port, "%s:%s", iface, can_uuid_format(&uuid, u)) < 0)
+                return NULL;
+        /* flashd's identify leaves the node with a node id, so it no longer
+         * answers the inventory's query: keep it listed (as assigned) */
+        if (m->can)
+                (void)can_inventory_remember(m->can, iface, &uuid);
+        *ret_bridge_port = job_bridge_port_for_uuid(m->inventory, &uuid);
+        e = *ret_bridge_port ? inventory_get(m->inventory, *ret_bridge_port) : NULL;
+        if (e && e->board && !*ret_board)
+                *ret_board = e->board->name;
+        if (!m->identify)
+                return strdup("flashd does not ask CAN nodes here (no event loop)");
+        /* asked every time: a node flashed since comes back unassigned and
+         * answers; one klippy holds stays silent and keeps what was known
+         * (or what Moonraker reported) */
+        bool have_iface = can_interface_is_up(iface) != -ENODEV;
+        if (have_iface)
+                (void)identify_service_refresh_can(m->identify, iface, u, *ret_bridge_port);
+        r = identify_service_get_can(m->identify, iface, u, &version, &mcu, &source, &asking);
+        if (version) {
+                *ret_running = version;
+                *ret_source = source;
+                *ret_mcu = mcu;
+                return NULL;
+        }
+        if (!have_iface) {
+                if (asprintf(&reason,
+                             "there is no CAN interface %s: is the adapter or bridge board connected?",
+                             iface) < 0)
+                        return NULL;
+                return reason;
+        }
+        if (r == -ENOENT || (r == 0 && asking))
+                return strdup("asking the node what it runs (Klipper's identify over CAN); ask again");
+        if (r == -EBUSY) {
+                if (asprintf(&reason,
+                             "node %s does not answer Klipper's admin query: klippy holds it (Moonraker "
+                             "reports its version once connected), or it is not on %s",
+                             *ret_port, iface) < 0)
+                        return NULL;
+                return reason;
+        }
+        if (r == -EPROTO)
+                return strdup("the node is in Katapult, not running Klipper");
+        if (asprintf(&reason, "node %s did not answer Klipper's identify over CAN: %s", *ret_port,
+                     strerror(-r)) < 0)
+                return NULL;
+        return reason;
+}
+
 static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_version, const char *host_error)
 {
+        _cleanup_free_ char *can_port = NULL;
+        const char *bridge_port = NULL, *can_mcu = NULL;
         _cleanup_free_ char *reason = NULL;
         json_auto_t *profile = NULL;
         const InventoryEntry *e = NULL;
@@ -55,7 +135,10 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                 board = json_string_value(json_object_get(profile, "board"));
         if (pm->canbus_uuid) {
                 transport = "can";
-                reason = strdup("CAN nodes are not supported by this flashd yet");
+                reason = can_status(m, pm, &can_port, &bridge_port, &board, &running, &source, &can_mcu);
+                port = can_port;
+                if (!reason && !running)
+                        return NULL;
         } else if (pm->serial) {
                 if (inventory_find(m->inventory, pm->serial, &e, NULL) >= 0 && e) {
                         port = e->port;
@@ -92,13 +175,13 @@ static json_t *mcu_status(Manager *m, const PrinterMcu *pm, const char *host_ver
                 free(reason);
                 reason = NULL;
         }
-        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?}", "name",
+        return json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:s?}", "name",
                          pm->name, "board", board, "port", port, "transport", transport, "running_version",
                          running, "running_source", source, "host_version", host_version, "state", state,
                          "reason", reason, "profile",
                          profile ? json_string_value(json_object_get(profile, "name")) : NULL, "serial",
                          pm->serial, "canbus_uuid", pm->canbus_uuid, "mcu",
-                         e && e->firmware_mcu ? e->firmware_mcu : NULL);
+                         e && e->firmware_mcu ? e->firmware_mcu : can_mcu, "bridge_port", bridge_port);
 }
 
 static char *mcu_object_name(const char *mcu_name)
@@ -171,7 +254,32 @@ int update_status_apply_moonraker(Manager *m, json_t *status)
                         json_string_value(json_object_get(json_object_get(obj, "mcu_constants"), "MCU"));
                 /* Klipper reports an MCU it has not connected to yet with
                  * empty fields */
-                if (!version || !*version || !pm->serial)
+                if (!version || !*version)
+                        continue;
+                if (pm->canbus_uuid && m->identify) {
+                        const char *v = NULL, *mc = NULL, *src = NULL;
+                        CanUuid uuid;
+                        char u[13];
+                        bool asking;
+                        if (can_uuid_parse(pm->canbus_uuid, &uuid) < 0)
+                                continue;
+                        can_uuid_format(&uuid, u);
+                        (void)identify_service_get_can(m->identify, update_mcu_can_iface(pm), u, &v, &mc,
+                                                       &src, &asking);
+                        if (streq_ptr(v, version) && streq_ptr(mc, mcu))
+                                continue;
+                        log_info("CAN node %s:%s: Klipper %s on %s (%s, through Moonraker)",
+                                 update_mcu_can_iface(pm), u, version, strna(mcu), name);
+                        r = identify_service_set_can(m->identify, update_mcu_can_iface(pm), u, version, mcu,
+                                                     "moonraker");
+                        if (r < 0) {
+                                n = r;
+                                break;
+                        }
+                        n++;
+                        continue;
+                }
+                if (!pm->serial)
                         continue;
                 if (inventory_find(m->inventory, pm->serial, &e, NULL) < 0 || !e ||
                     e->mode != DEVICE_MODE_APP)
@@ -195,6 +303,16 @@ int update_status_apply_moonraker(Manager *m, json_t *status)
         return n;
 }
 
+int update_status_host_version_ready(Manager *m)
+{
+        _cleanup_free_ char *tree = klipper_config_tree(&m->config->klipper);
+        const char *v, *err;
+
+        if (!m->host_version || !tree)
+                return 1;
+        return host_version_get(m->host_version, tree, m->config->klipper.user, &v, &err);
+}
+
 int update_status_compute(Manager *m, json_t **ret)
 {
         _cleanup_free_ char *tree = NULL, *version = NULL, *host_error = NULL, *pc_error = NULL;
@@ -208,13 +326,28 @@ int update_status_compute(Manager *m, json_t **ret)
         if (!mcus)
                 return -ENOMEM;
         tree = klipper_config_tree(kc);
-        r = klipper_builder_resolve(tree, kc->user, &builder, &host_error);
-        if (r >= 0)
-                r = klipper_tree_version(&builder, tree, &version, &host_error);
-        if (r < 0 && !host_error &&
-            asprintf(&host_error, "cannot read the Klipper version of %s: %s", strna(tree), strerror(-r)) <
-                    0)
-                host_error = NULL;
+        if (m->host_version && tree) {
+                const char *v = NULL, *err = NULL;
+                r = host_version_get(m->host_version, tree, kc->user, &v, &err);
+                if (r > 0) {
+                        version = v ? strdup(v) : NULL;
+                        host_error = err ? strdup(err) : NULL;
+                        if ((v && !version) || (err && !host_error))
+                                return -ENOMEM;
+                } else if (r == 0)
+                        host_error = strdup("git describe in the Klipper tree is still running: ask again");
+                else if (asprintf(&host_error, "cannot run git describe in %s: %s", tree, strerror(-r)) < 0)
+                        host_error = NULL;
+        } else {
+                /* no event loop (tests): git on this thread */
+                r = klipper_builder_resolve(tree, kc->user, &builder, &host_error);
+                if (r >= 0)
+                        r = klipper_tree_version(&builder, tree, &version, &host_error);
+                if (r < 0 && !host_error &&
+                    asprintf(&host_error, "cannot read the Klipper version of %s: %s", strna(tree),
+                             strerror(-r)) < 0)
+                        host_error = NULL;
+        }
 
         r = load_printer_config(m, &pc, &pc_error, &pc_source);
         if (r == -ENOMEM)

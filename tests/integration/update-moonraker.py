@@ -9,8 +9,8 @@ both ttys are held with an exclusive flock (as klippy's pyserial does)
 before flashd starts; printer.cfg names them [mcu] and [mcu second] by
 their by-id paths; the fake Moonraker first has no Klippy (503), so both
 MCUs are unknown; then Klippy reports mcu_version = the tree's version for
-`mcu` and an older one for `mcu second`: `flashctl status` shows current
-and stale, the device objects carry firmware_source "moonraker", and no
+`mcu` and an older one for `mcu second` and `mcu tool` (a CAN node by
+canbus_uuid): `flashctl status` shows current, stale and stale, the device objects carry firmware_source "moonraker", and no
 identify ever reached a board. Once with printer_config in flashd.conf,
 once without: then the MCUs and their serial: paths come from Klipper's
 `configfile` object's `config`, queried through Moonraker too.
@@ -27,6 +27,7 @@ from update_status_helpers import describe, fake_tree, give_to_nobody
 
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 OLD = "v0.11.0-5-gdeadbee"
+TOOL_UUID = "aabbccddeeff"
 # update.status runs git describe as the tree's owner: slow on a loaded machine
 TIMEOUT = str(int(30 * SCALE) or 1)
 
@@ -74,14 +75,16 @@ def run(printer_config_file):
         before = [identifies(boards, "0"), identifies(boards, "1")]
         cfg = os.path.join(base, "printer.cfg")
         with open(cfg, "w") as f:
-            f.write(f"[mcu]\nserial: {devs['1-1.1']['by_id']}\n\n[mcu second]\nserial: {devs['1-1.2']['by_id']}\n")
+            f.write(f"[mcu]\nserial: {devs['1-1.1']['by_id']}\n\n[mcu second]\nserial: {devs['1-1.2']['by_id']}\n"
+                    f"\n[mcu tool]\ncanbus_uuid: {TOOL_UUID}\n")
         d, path = flashd_with_moonraker(enable_flashing=False)
         d.config += f"\n[klipper]\npath = {tree}\n" + (f"printer_config = {cfg}\n" if printer_config_file else "")
         # Klipper's configfile object: sections as klippy read them (includes
         # merged), option values as strings
         klippy_config = {"printer": {"kinematics": "corexy"},
                          "mcu": {"serial": devs["1-1.1"]["by_id"], "restart_method": "command"},
-                         "mcu second": {"serial": " " + devs["1-1.2"]["by_id"]}}
+                         "mcu second": {"serial": " " + devs["1-1.2"]["by_id"]},
+                         "mcu tool": {"canbus_uuid": TOOL_UUID}}
         with FakeMoonraker(path) as mr, d:
             mr.wait_agent(timeout=30 * SCALE)
             harness.wait_for(lambda: len(harness.devices_by_port(d.client())) == 2, what="boards")
@@ -98,17 +101,22 @@ def run(printer_config_file):
                 check(got.get("mcus") == [] and "Moonraker has not reported" in got["printer_config_error"],
                       "no MCUs known without printer_config and without Klippy", got)
 
-            mr.set_klippy({"mcu": mcu_object(host), "mcu second": mcu_object(OLD),
+            mr.set_klippy({"mcu": mcu_object(host), "mcu second": mcu_object(OLD), "mcu tool": mcu_object(OLD),
                            "toolhead": {"homed_axes": ""},
                            "configfile": {"config": klippy_config, "settings": {}, "save_config_pending": False}})
 
             def settled():
                 s = status(d)
                 # without printer_config the MCUs appear with Klipper's answer
-                ok = s.get("mcu", {}).get("state") == "current" and s.get("second", {}).get("state") == "stale"
+                ok = s.get("mcu", {}).get("state") == "current" and s.get("second", {}).get("state") == "stale" \
+                    and s.get("tool", {}).get("state") == "stale"
                 return s if ok else None
             s = harness.wait_for(settled, timeout=30 * SCALE, what="current and stale through Moonraker")
-            check(list(s) == ["mcu", "second"], "the MCUs in the config's order", s)
+            check(list(s) == ["mcu", "second", "tool"], "the MCUs in the config's order", s)
+            # a CAN node klippy holds (here not even on a bus flashd sees):
+            # its version from Moonraker too
+            check(s["tool"]["running_version"] == OLD and s["tool"]["port"] == "can0:" + TOOL_UUID and
+                  s["tool"]["transport"] == "can" and s["tool"]["running_source"] == "moonraker", "CAN node", s["tool"])
             p = flashctl(d, "--timeout", TIMEOUT, "status", "--json")
             got = json.loads(p.stdout)
             check(got["printer_config_source"] == ("file" if printer_config_file else "moonraker") and
@@ -118,7 +126,8 @@ def run(printer_config_file):
             check(s["second"]["running_version"] == OLD and s["second"]["port"] == "1-1.2", "toolboard", s["second"])
             contract = {"name", "board", "port", "transport", "running_version", "host_version", "state"}
             for m in s.values():
-                check(contract <= set(m) and m["running_source"] == "moonraker" and m["transport"] == "usb",
+                check(contract <= set(m) and m["running_source"] == "moonraker" and
+                      m["transport"] == ("can" if m["name"] == "tool" else "usb"),
                       "flashctl status --json: every contract field, and where the version came from", m)
             by_port = harness.devices_by_port(d.client())
             for port, version in (("1-1.1", host), ("1-1.2", OLD)):
@@ -126,24 +135,27 @@ def run(printer_config_file):
                 check(dev["firmware_version"] == version and dev["firmware_source"] == "moonraker" and
                       dev["firmware_mcu"] == "stm32f446xx", f"device {port} from Moonraker", dev)
             queries = [p for m, p in mr.klippy_requests if m == "printer.objects.query"]
-            check(queries and set(queries[-1]["objects"]) == {"mcu", "mcu second", "configfile"} and
+            check(queries and set(queries[-1]["objects"]) == {"mcu", "mcu second", "mcu tool", "configfile"} and
                   queries[-1]["objects"]["configfile"] == ["config"], "only the mcu objects and the config", queries)
             check([identifies(boards, "0"), identifies(boards, "1")] == before,
                   "no identify reached a held board", before)
             p = flashctl(d, "--timeout", TIMEOUT, "status")
             check(p.returncode == 0 and "PORT" in p.stdout, "flashctl status table", p.stdout + p.stderr)
             rows = {line.split()[0]: line.split() for line in p.stdout.splitlines()
-                    if line.split() and line.split()[0] in ("mcu", "second")}
+                    if line.split() and line.split()[0] in ("mcu", "second", "tool")}
             check(rows.get("mcu", [])[2:4] == ["1-1.1", "usb"] and rows["mcu"][4:7] == [host, host, "current"],
                   "the main board's row", p.stdout)
             check(rows.get("second", [])[2:7] == ["1-1.2", "usb", OLD, host, "stale"], "the toolboard's row", p.stdout)
+            check(rows.get("tool", [])[2:7] == ["can0:" + TOOL_UUID, "can", OLD, host, "stale"], "the CAN node's row",
+                  p.stdout)
 
             # a flash elsewhere: Klippy reports the new version, the next
             # status sees it
-            mr.set_klippy({"mcu": mcu_object(host), "mcu second": mcu_object(host),
+            mr.set_klippy({"mcu": mcu_object(host), "mcu second": mcu_object(host), "mcu tool": mcu_object(host),
                            "configfile": {"config": klippy_config}})
-            harness.wait_for(lambda: status(d)["second"]["state"] == "current", timeout=30 * SCALE,
-                             what="the toolboard current after Klippy reports it")
+            harness.wait_for(lambda: (lambda s: s["second"]["state"] == "current" and s["tool"]["state"] == "current")
+                             (status(d)), timeout=30 * SCALE,
+                             what="the toolboard and the CAN node current after Klippy reports them")
     finally:
         for fd in fds:
             os.close(fd)

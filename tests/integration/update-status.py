@@ -87,6 +87,19 @@ def test_current_stale_unknown():
         p = flashctl(d, "status")
         check(p.returncode == 0 and "stale" in p.stdout and "current" in p.stdout and host in p.stdout,
               "flashctl status table", p.stdout + p.stderr)
+        lines = p.stdout.splitlines()
+        check(lines[0].split()[:8] == ["MCU", "BOARD", "PORT", "VIA", "RUNNING", "HOST", "STATE", "PROFILE"],
+              "the MCU table leads", p.stdout)
+        rows = {line.split()[0]: line.split() for line in lines[1:]
+                if line[:1] != " " and line.split() and line.split()[0] in ("mcu", "second", "gone")}
+        check(rows.get("mcu", [])[:8] == ["mcu", "octopus-pro", "1-1.1", "usb", host, host, "current", "octopus"],
+              "one line per MCU: name, board, port, transport, running, host, state, profile", p.stdout)
+        check(rows.get("second", [])[2:7] == ["1-1.2", "usb", "v0.11.0-5-gdeadbee", host, "stale"],
+              "the stale board's line", p.stdout)
+        version = d.client().call("server.info")["version"]
+        check(f"Host Klipper: {host}" in p.stdout and f"Version: {version}" in p.stdout and
+              p.stdout.index(f"Version: {version}") > p.stdout.index("Host Klipper:"),
+              "the host version and the daemon's fields after the table", p.stdout)
 
         # the tree moves on: both boards are stale now
         with open(os.path.join(tree, "README"), "a") as f:

@@ -69,8 +69,19 @@ blob = zlib.compress(json.dumps(d).encode())
 address = int(values.get("CONFIG_FLASH_APPLICATION_ADDRESS", "0x8008000"), 0)
 size = 16 * 1024
 body = bytearray(random.Random(version).randbytes(size))
-body[0:4] = (0x20020000).to_bytes(4, "little")
-body[4:8] = (address + 0x201).to_bytes(4, "little")
+if values["CONFIG_MCU"] == "rp2040":
+    # boot2 (its CRC-32/MPEG-2 at 252), then the vector table at 0x100
+    crc = 0xFFFFFFFF
+    for b in body[0:252]:
+        crc ^= b << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    body[252:256] = crc.to_bytes(4, "little")
+    body[256:260] = (0x20042000).to_bytes(4, "little")
+    body[260:264] = (address + 0x1C1).to_bytes(4, "little")
+else:
+    body[0:4] = (0x20020000).to_bytes(4, "little")
+    body[4:8] = (address + 0x201).to_bytes(4, "little")
 off = size - len(blob) - 64
 body[off:off + len(blob)] = blob
 os.makedirs(out, exist_ok=True)

@@ -15,12 +15,15 @@ static void test_parse(void)
                 const char *text;
                 const char *name, *serial, *canbus_uuid;
                 size_t n_mcus;
+                const char *canbus_interface;
         } cases[] = {
                 { "[mcu]\nserial: /dev/serial/by-id/usb-Klipper_a-if00\n", "mcu",
                   "/dev/serial/by-id/usb-Klipper_a-if00", NULL, 1 },
                 { "[mcu]\nserial = /dev/ttyAMA0  # the Pi's UART\nbaud: 250000\n", "mcu", "/dev/ttyAMA0",
                   NULL, 1 },
                 { "[mcu ebb36]\ncanbus_uuid: 0e0d81e4210c\n", "ebb36", NULL, "0e0d81e4210c", 1 },
+                { "[mcu ebb36]\ncanbus_uuid: 0e0d81e4210c\ncanbus_interface = can1 ; the second bus\n",
+                  "ebb36", NULL, "0e0d81e4210c", 1, "can1" },
                 /* comments, other sections, continuation lines, a #*# SAVE_CONFIG block */
                 { "# [mcu]\n[printer]\nkinematics: corexy\n[gcode_macro X]\ngcode:\n  [mcu]\n[mcu]\nserial: "
                   "/a\n",
@@ -49,6 +52,10 @@ static void test_parse(void)
                                 CHECK(cases[i].canbus_uuid
                                               ? m->canbus_uuid && streq(m->canbus_uuid, cases[i].canbus_uuid)
                                               : !m->canbus_uuid);
+                                CHECK(cases[i].canbus_interface
+                                              ? m->canbus_interface &&
+                                                        streq(m->canbus_interface, cases[i].canbus_interface)
+                                              : !m->canbus_interface);
                         }
                 }
                 printer_config_free(pc);
@@ -153,7 +160,8 @@ static void test_from_klipper(void)
         json_t *config =
                 json_loads("{\"printer\": {\"kinematics\": \"corexy\"},"
                            " \"mcu\": {\"serial\": \" /dev/serial/by-id/usb-a \", \"baud\": \"250000\"},"
-                           " \"mcu  tool\": {\"canbus_uuid\": \"0e0d81e4210c\", \"serial\": \"\"},"
+                           " \"mcu  tool\": {\"canbus_uuid\": \"0e0d81e4210c\", \"serial\": \"\","
+                           " \"canbus_interface\": \"can1\"},"
                            " \"mcus\": {\"serial\": \"/dev/x\"},"
                            " \"mcu rpi\": {\"serial\": \"/tmp/klipper_host_mcu\"}}",
                            0, NULL);
@@ -168,6 +176,8 @@ static void test_from_klipper(void)
         CHECK_STR(pc->mcus[1].name, "tool");
         CHECK(!pc->mcus[1].serial);
         CHECK_STR(pc->mcus[1].canbus_uuid, "0e0d81e4210c");
+        CHECK_STR(pc->mcus[1].canbus_interface, "can1");
+        CHECK(!pc->mcus[0].canbus_interface);
         CHECK_STR(printer_config_find(pc, "rpi")->serial, "/tmp/klipper_host_mcu");
         printer_config_free(pc);
         pc = NULL;

@@ -7,7 +7,10 @@
  *
  * - Klipper: answers QUERY_UNASSIGNED (app byte 0x01) while it has no node
  *   id, takes SET_NODEID 0x01 for its UUID, and REBOOT 0x02 for its UUID
- *   (it leaves the bus and comes back as Katapult after a reset).
+ *   (it leaves the bus and comes back as Katapult after a reset). With a
+ *   node id it speaks Klipper's MCU protocol on 0x100 + 2N / + 1:
+ *   `identify` is answered with the dictionary of the image in its own
+ *   virtual flash (klipper-identify.c), read when the application starts.
  * - Katapult: answers the query with app byte 0x11 while unassigned, takes
  *   SET_NODEID 0x11 and CLEAR_NODE_ID 0x12; then the KatapultModel (block
  *   size 64, GET_CANBUS_ID) runs on 0x100 + 2N / 0x100 + 2N + 1 with its
@@ -26,6 +29,7 @@
 
 #include "can-bus.h"
 #include "katapult-model.h"
+#include "klipper-identify.h"
 
 #define CAN_NODE_BLOCK_SIZE   64
 #define CAN_REBOOT_DELAY_US   (20u * 1000u)
@@ -38,7 +42,9 @@ struct CanNode {
         CanUuid uuid;
         int node_id; /* -1: unassigned */
         KatapultModel *katapult;
-        bool leaving; /* a reboot or COMPLETE is under way: silent */
+        KlipperIdentify *klipper; /* the application's identify; NULL until first asked */
+        bool klipper_read;        /* the flash was looked at since the application started */
+        bool leaving;             /* a reboot or COMPLETE is under way: silent */
         uint64_t frames_sent;
         uint64_t frames_dropped;
         uint64_t queries_answered;
@@ -68,8 +74,15 @@ CanNode *can_node_free(CanNode *n)
         if (!n)
                 return NULL;
         katapult_model_free(n->katapult);
+        klipper_identify_free(n->klipper);
         free(n);
         return NULL;
+}
+
+static void klipper_forget(CanNode *n)
+{
+        n->klipper = klipper_identify_free(n->klipper);
+        n->klipper_read = false;
 }
 
 void can_node_reset(CanNode *n)
@@ -77,6 +90,7 @@ void can_node_reset(CanNode *n)
         n->node_id = -1;
         n->leaving = false;
         n->katapult = katapult_model_free(n->katapult);
+        klipper_forget(n);
 }
 
 int can_node_ifindex(const CanNode *n)
@@ -105,6 +119,30 @@ static void flush_katapult(CanNode *n)
 
         while ((k = katapult_model_take_output(n->katapult, buf, sizeof(buf), NULL)) > 0)
                 send_frame(n, can_node_tx_id((uint8_t)n->node_id), buf, k);
+}
+
+static void klipper_write(void *userdata, VBoard *b, const uint8_t *data, size_t len)
+{
+        CanNode *n = userdata;
+
+        /* canserial.c: the byte stream cut into frames of up to 8 bytes */
+        for (size_t off = 0; off < len; off += CAN_DATA_MAX)
+                send_frame(n, can_node_tx_id((uint8_t)n->node_id), data + off,
+                           MIN(len - off, (size_t)CAN_DATA_MAX));
+}
+
+static void klipper_receive(CanNode *n, const uint8_t *data, size_t len)
+{
+        VBoard *b = n->board;
+
+        if (!n->klipper_read) {
+                /* the image the application was started from: whatever was flashed last */
+                n->klipper_read = true;
+                (void)klipper_identify_new(&n->klipper, b);
+                klipper_identify_set_writer(n->klipper, klipper_write, n);
+        }
+        /* an image without a dictionary is no Klipper: silent */
+        klipper_identify_on_data(n->klipper, b, data, len);
 }
 
 static void admin(CanNode *n, const uint8_t *data, size_t len)
@@ -163,7 +201,13 @@ void can_node_receive(CanNode *n, const struct can_frame *f)
                 admin(n, f->data, len);
                 return;
         }
-        if (b->mode != BOARD_MODE_KATAPULT || n->node_id < 0 || id != can_node_rx_id((uint8_t)n->node_id))
+        if (n->node_id < 0 || id != can_node_rx_id((uint8_t)n->node_id))
+                return;
+        if (b->mode == BOARD_MODE_APP) {
+                klipper_receive(n, f->data, len);
+                return;
+        }
+        if (b->mode != BOARD_MODE_KATAPULT)
                 return;
 
         katapult_model_feed(n->katapult, f->data, len);
@@ -200,6 +244,7 @@ int can_node_power_up(VBoard *b, BoardMode mode)
         n->node_id = -1;
         n->leaving = false;
         n->katapult = katapult_model_free(n->katapult);
+        klipper_forget(n);
         if (mode == BOARD_MODE_KATAPULT) {
                 KatapultModelConfig cfg = {
                         .start_address = v->flash_base + v->app_offset,
@@ -249,6 +294,7 @@ void can_node_power_down(VBoard *b, const char *why)
                 return;
         }
         n->katapult = katapult_model_free(n->katapult);
+        klipper_forget(n);
         n->node_id = -1;
         {
                 g_autofree char *ev = g_strdup_printf("%s-removed", board_mode_to_string(b->mode));

@@ -16,7 +16,27 @@ struct KlipperIdentify {
         size_t rx_len;
         uint8_t next_seq;
         uint64_t identifies;
+        KlipperIdentifyWrite write;
+        void *userdata;
 };
+
+static void write_tty(void *userdata, VBoard *b, const uint8_t *data, size_t len)
+{
+        tty_port_write(b, data, len);
+}
+
+void klipper_identify_set_writer(KlipperIdentify *k, KlipperIdentifyWrite write, void *userdata)
+{
+        if (!k)
+                return;
+        k->write = write ?: write_tty;
+        k->userdata = userdata;
+}
+
+static void out(KlipperIdentify *k, VBoard *b, const uint8_t *data, size_t len)
+{
+        (k->write ?: write_tty)(k->userdata, b, data, len);
+}
 
 int klipper_identify_new(KlipperIdentify **ret, VBoard *b)
 {
@@ -67,15 +87,15 @@ KlipperIdentify *klipper_identify_free(KlipperIdentify *k)
 
 static void answer(KlipperIdentify *k, VBoard *b, const KlipperIdentifyMsg *m)
 {
-        uint8_t out[KLIPPER_MSG_MAX];
+        uint8_t buf[KLIPPER_MSG_MAX];
         size_t off = MIN((size_t)m->offset, k->dict_size);
         /* the response must fit one block: 59 bytes of content, 7 of header */
         size_t n = MIN(MIN((size_t)m->count, k->dict_size - off), (size_t)KLIPPER_MSG_CONTENT_MAX - 7);
         int r;
 
-        r = klipper_identify_response_encode(k->next_seq, m->offset, k->dict + off, n, out, sizeof(out));
+        r = klipper_identify_response_encode(k->next_seq, m->offset, k->dict + off, n, buf, sizeof(buf));
         if (r > 0)
-                tty_port_write(b, out, r);
+                out(k, b, buf, r);
         if (m->offset == 0)
                 k->identifies++;
         if (m->offset == 0 && k->identifies == 1)
@@ -104,7 +124,7 @@ void klipper_identify_on_data(KlipperIdentify *k, VBoard *b, const uint8_t *data
                                 if ((k->rx[1] & KLIPPER_MSG_SEQ_MASK) != k->next_seq) {
                                         uint8_t nak[KLIPPER_MSG_MIN];
                                         if (klipper_block_encode(k->next_seq, NULL, 0, nak, sizeof(nak)) > 0)
-                                                tty_port_write(b, nak, sizeof(nak));
+                                                out(k, b, nak, sizeof(nak));
                                 } else {
                                         k->next_seq = (k->next_seq + 1) & KLIPPER_MSG_SEQ_MASK;
                                         if (klipper_identify_msg_decode(k->rx + 2, r - KLIPPER_MSG_OVERHEAD,

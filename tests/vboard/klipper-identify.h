@@ -23,6 +23,10 @@ typedef struct KlipperIdentify KlipperIdentify;
 
 /* Lock held. *ret is NULL (and 0 returned) when the flash holds no dictionary. */
 int klipper_identify_new(KlipperIdentify **ret, VBoard *b);
+/* Where replies go (default: tty_port_write); a CAN node cuts them into
+ * frames on its answer id. */
+typedef void (*KlipperIdentifyWrite)(void *userdata, VBoard *b, const uint8_t *data, size_t len);
+void klipper_identify_set_writer(KlipperIdentify *k, KlipperIdentifyWrite write, void *userdata);
 KlipperIdentify *klipper_identify_free(KlipperIdentify *k);
-/* Bytes from the host; replies go out with tty_port_write(). */
+/* Bytes from the host; replies go out through the writer. */
 void klipper_identify_on_data(KlipperIdentify *k, VBoard *b, const uint8_t *data, size_t len);
