@@ -14,6 +14,7 @@
 
 #include "can/can-transport.h"
 #include "macros.h"
+#include "util/time-util.h"
 
 /* A full transmit queue clears in microseconds on a working bus; this long
  * without progress means bus-off or no node acknowledging. */
@@ -30,18 +31,11 @@ struct CanTransport {
         uint64_t tx, rx;
 };
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
         for (;;) {
                 struct pollfd p = { .fd = fd, .events = events };
-                uint64_t n = now_usec();
+                uint64_t n = now_usec(CLOCK_MONOTONIC);
                 int ms = n >= deadline ? 0 : (int)MIN((deadline - n + 999) / 1000, (uint64_t)INT32_MAX);
                 int r = poll(&p, 1, ms);
                 if (r < 0 && errno == EINTR)
@@ -99,7 +93,7 @@ static int set_filters(CanTransport *t)
 static int send_frame(CanTransport *t, uint32_t id, const uint8_t *data, size_t len, uint64_t deadline)
 {
         struct can_frame f = { .can_id = id, .len = (uint8_t)len };
-        uint64_t stall_end = MIN(deadline, now_usec() + CAN_TX_STALL_USEC);
+        uint64_t stall_end = MIN(deadline, now_usec(CLOCK_MONOTONIC) + CAN_TX_STALL_USEC);
 
         memcpy(f.data, data, len);
         for (;;) {
@@ -117,9 +111,9 @@ static int send_frame(CanTransport *t, uint32_t id, const uint8_t *data, size_t 
                 if (errno != ENOBUFS && errno != EAGAIN)
                         return -errno;
                 /* the queue is full: wait for room, but not forever */
-                if (now_usec() >= stall_end)
+                if (now_usec(CLOCK_MONOTONIC) >= stall_end)
                         return -ENOBUFS;
-                int r = wait_fd(t->fd, POLLOUT, MIN(stall_end, now_usec() + 2000));
+                int r = wait_fd(t->fd, POLLOUT, MIN(stall_end, now_usec(CLOCK_MONOTONIC) + 2000));
                 if (r == -ETIMEDOUT)
                         continue;
                 if (r < 0)
@@ -156,7 +150,7 @@ static int recv_frame(CanTransport *t, struct can_frame *f, uint64_t deadline)
 static ssize_t can_read(SerialTransport *base, void *buf, size_t size, uint64_t timeout_usec)
 {
         CanTransport *t = (CanTransport *)base;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         uint8_t *out = buf;
         size_t got = 0;
 
@@ -190,7 +184,7 @@ static ssize_t can_read(SerialTransport *base, void *buf, size_t size, uint64_t 
 static int can_write(SerialTransport *base, const void *buf, size_t size, uint64_t timeout_usec)
 {
         CanTransport *t = (CanTransport *)base;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         const uint8_t *p = buf;
 
         if (t->node_id < 0)
@@ -268,7 +262,7 @@ CanTransport *can_transport_free(CanTransport *t)
 
 int can_transport_admin(CanTransport *t, const uint8_t *data, size_t size, uint64_t timeout_usec)
 {
-        return send_frame(t, CAN_ADMIN_ID, data, size, now_usec() + timeout_usec);
+        return send_frame(t, CAN_ADMIN_ID, data, size, now_usec(CLOCK_MONOTONIC) + timeout_usec);
 }
 
 int can_transport_query(CanTransport *t, uint64_t window_usec, CanNodeAnswer *ret, size_t max)
@@ -281,7 +275,7 @@ int can_transport_query(CanTransport *t, uint64_t window_usec, CanNodeAnswer *re
         r = can_transport_admin(t, d, can_admin_encode_query(d), window_usec);
         if (r < 0)
                 return r;
-        deadline = now_usec() + window_usec;
+        deadline = now_usec(CLOCK_MONOTONIC) + window_usec;
         for (;;) {
                 struct can_frame f;
                 CanNodeAnswer a;

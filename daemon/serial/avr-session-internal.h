@@ -43,4 +43,3 @@ struct AvrSession {
  * flag polled; -ETIMEDOUT when `timeout_usec` passes first. */
 typedef int (*AvrByteFn)(AvrSession *s, uint8_t byte, void *userdata);
 int avr_session_receive(AvrSession *s, uint64_t timeout_usec, AvrByteFn fn, void *userdata);
-uint64_t avr_now_usec(void);

@@ -9,6 +9,7 @@
 
 #include "codec/codec-util.h"
 #include "serial/avr-session-internal.h"
+#include "util/time-util.h"
 
 /* Poll the cancel flag at least this often while waiting. */
 #define CANCEL_SLICE_USEC (100u * 1000u)
@@ -43,13 +44,6 @@ AvrProtocol avr_protocol_from_string(const char *s)
         return _AVR_PROTOCOL_INVALID;
 }
 
-uint64_t avr_now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 _printf_(3, 4) static int fail(AvrSession *s, int r, const char *format, ...)
 {
         va_list ap;
@@ -61,13 +55,13 @@ _printf_(3, 4) static int fail(AvrSession *s, int r, const char *format, ...)
 
 int avr_session_receive(AvrSession *s, uint64_t timeout_usec, AvrByteFn fn, void *userdata)
 {
-        uint64_t end = avr_now_usec() + timeout_usec;
+        uint64_t end = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         uint8_t buf[512];
 
         for (;;) {
                 if (flash_callbacks_cancelled(&s->cb))
                         return -ECANCELED;
-                uint64_t now = avr_now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 if (now >= end)
                         return -ETIMEDOUT;
                 ssize_t n = serial_transport_read(s->transport, buf, sizeof(buf),
@@ -86,11 +80,11 @@ int avr_session_receive(AvrSession *s, uint64_t timeout_usec, AvrByteFn fn, void
 
 static int pause_usec(AvrSession *s, uint64_t usec)
 {
-        uint64_t end = avr_now_usec() + usec;
+        uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
         for (;;) {
                 if (flash_callbacks_cancelled(&s->cb))
                         return -ECANCELED;
-                uint64_t n = avr_now_usec();
+                uint64_t n = now_usec(CLOCK_MONOTONIC);
                 if (n >= end)
                         return 0;
                 uint64_t d = MIN(end - n, (uint64_t)CANCEL_SLICE_USEC);

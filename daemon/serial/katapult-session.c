@@ -8,6 +8,7 @@
 
 #include "macros.h"
 #include "serial/katapult-session.h"
+#include "util/time-util.h"
 
 /* Poll the cancel flag at least this often while waiting. */
 #define CANCEL_SLICE_USEC (100u * 1000u)
@@ -38,13 +39,6 @@ struct KatapultSession {
         size_t reply_size;
 };
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 _printf_(3, 4) static int fail(KatapultSession *s, int r, const char *format, ...)
 {
         va_list ap;
@@ -62,11 +56,11 @@ static bool cancelled(KatapultSession *s)
 /* Sleep in slices so cancellation is noticed. */
 static int pause_usec(KatapultSession *s, uint64_t usec)
 {
-        uint64_t end = now_usec() + usec;
+        uint64_t end = now_usec(CLOCK_MONOTONIC) + usec;
         for (;;) {
                 if (cancelled(s))
                         return -ECANCELED;
-                uint64_t n = now_usec();
+                uint64_t n = now_usec(CLOCK_MONOTONIC);
                 if (n >= end)
                         return 0;
                 uint64_t d = MIN(end - n, (uint64_t)CANCEL_SLICE_USEC);
@@ -187,8 +181,8 @@ typedef enum Outcome {
 static int await_reply(KatapultSession *s, uint8_t cmd, bool check_address, uint32_t address,
                        uint64_t timeout, bool *ignore_error)
 {
-        uint64_t deadline = now_usec() + timeout;
-        uint64_t last_rx = now_usec();
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout;
+        uint64_t last_rx = now_usec(CLOCK_MONOTONIC);
         uint64_t dropped_before = s->decoder.n_bad + s->decoder.n_skipped;
         /* After next() has returned 0 at most one partial frame is buffered,
          * so this much always fits into the decoder. */
@@ -222,7 +216,7 @@ static int await_reply(KatapultSession *s, uint8_t cmd, bool check_address, uint
                 if (cancelled(s))
                         return -ECANCELED;
 
-                uint64_t n = now_usec();
+                uint64_t n = now_usec(CLOCK_MONOTONIC);
                 if (n >= deadline)
                         return OUTCOME_RESEND;
                 /* A corrupted reply leaves bytes that never become a frame;
@@ -241,7 +235,7 @@ static int await_reply(KatapultSession *s, uint8_t cmd, bool check_address, uint
                         continue;
                 if (k < 0)
                         return (int)k;
-                last_rx = now_usec();
+                last_rx = now_usec(CLOCK_MONOTONIC);
                 size_t taken = katapult_decoder_feed(&s->decoder, buf, (size_t)k);
                 if (taken < (size_t)k)
                         return -ENOBUFS; /* cannot happen, see buf above */

@@ -8,16 +8,10 @@
 #include "macros.h"
 #include "serial/klipper-identify.h"
 #include "serial/serial-port.h"
+#include "util/time-util.h"
 
 /* klippy gives a board about this long per request before resending. */
 #define IDENTIFY_RESEND_USEC (250U * 1000U)
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000U + (uint64_t)ts.tv_nsec / 1000U;
-}
 
 typedef struct Rx {
         uint8_t buf[512];
@@ -41,7 +35,7 @@ static int next_block(SerialTransport *t, Rx *rx, uint64_t deadline, uint8_t *bl
                         rx->len -= drop;
                         continue;
                 }
-                uint64_t now = now_usec();
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 ssize_t n = serial_transport_read(t, rx->buf + rx->len, sizeof(rx->buf) - rx->len,
@@ -57,7 +51,7 @@ int klipper_identify_run(SerialTransport *t, uint64_t timeout_usec, const atomic
 {
         _cleanup_free_ uint8_t *dict = NULL;
         size_t have = 0, cap = 0;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         uint8_t seq = 0;
         Rx rx = {};
         int r;
@@ -72,7 +66,7 @@ int klipper_identify_run(SerialTransport *t, uint64_t timeout_usec, const atomic
 
                 if (cancel && atomic_load(cancel))
                         return -ECANCELED;
-                if (now_usec() >= deadline)
+                if (now_usec(CLOCK_MONOTONIC) >= deadline)
                         return -ETIMEDOUT;
                 r = klipper_identify_encode(seq, (uint32_t)have, KLIPPER_IDENTIFY_CHUNK, out, sizeof(out));
                 if (r < 0)
@@ -80,7 +74,7 @@ int klipper_identify_run(SerialTransport *t, uint64_t timeout_usec, const atomic
                 r = serial_transport_write(t, out, (size_t)r, IDENTIFY_RESEND_USEC);
                 if (r < 0)
                         return r;
-                resend = MIN(now_usec() + IDENTIFY_RESEND_USEC, deadline);
+                resend = MIN(now_usec(CLOCK_MONOTONIC) + IDENTIFY_RESEND_USEC, deadline);
                 while (!got) {
                         KlipperIdentifyMsg m;
                         uint8_t expected;

@@ -12,6 +12,7 @@
 #include "macros.h"
 #include "serial/serial-baud.h"
 #include "serial/serial-port.h"
+#include "util/time-util.h"
 
 #define SERIAL_PORT_OPEN_RETRY_NSEC (20 * 1000 * 1000)
 
@@ -22,16 +23,9 @@ struct SerialPort {
         char *path; /* as opened; NULL for wrapped fds */
 };
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int poll_timeout_ms(uint64_t deadline)
 {
-        uint64_t n = now_usec();
+        uint64_t n = now_usec(CLOCK_MONOTONIC);
         if (n >= deadline)
                 return 0;
         /* Round up so a short remaining wait does not turn into a busy loop. */
@@ -92,7 +86,7 @@ static int wait_fd(int fd, short events, uint64_t deadline, short *ret_revents)
 static ssize_t port_read(SerialTransport *t, void *buf, size_t size, uint64_t timeout_usec)
 {
         SerialPort *p = (SerialPort *)t;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
 
         for (;;) {
                 ssize_t n = read(p->fd, buf, size);
@@ -103,7 +97,7 @@ static ssize_t port_read(SerialTransport *t, void *buf, size_t size, uint64_t ti
                 if (n == 0) {
                         /* VMIN = 0 line: poll() would report it readable
                          * at once; pace the loop instead of spinning. */
-                        if (now_usec() >= deadline)
+                        if (now_usec(CLOCK_MONOTONIC) >= deadline)
                                 return -ETIMEDOUT;
                         struct timespec ts = { .tv_nsec = 1000 * 1000 };
                         nanosleep(&ts, NULL);
@@ -130,7 +124,7 @@ static int port_write(SerialTransport *t, const void *buf, size_t size, uint64_t
 {
         SerialPort *p = (SerialPort *)t;
         const uint8_t *b = buf;
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
 
         while (size > 0) {
                 ssize_t n = write(p->fd, b, size);
@@ -319,12 +313,12 @@ static bool open_error_transient(int r)
 int serial_port_open_wait(SerialPort **ret, const char *path, unsigned baud, uint64_t timeout_usec,
                           const atomic_bool *cancel)
 {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         int r;
 
         for (;;) {
                 r = serial_port_open(ret, path, baud);
-                if (r >= 0 || !open_error_transient(r) || now_usec() >= deadline)
+                if (r >= 0 || !open_error_transient(r) || now_usec(CLOCK_MONOTONIC) >= deadline)
                         return r;
                 if (cancel && atomic_load(cancel))
                         return -ECANCELED;
@@ -396,7 +390,7 @@ int serial_port_set_modem_lines(SerialPort *p, int lines, bool on)
 
 int serial_port_drain(SerialPort *p, uint64_t timeout_usec)
 {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
 
         /* tcdrain() has no timeout; poll the output queue instead (there is
          * no event for "transmitter empty"). */
@@ -408,7 +402,7 @@ int serial_port_drain(SerialPort *p, uint64_t timeout_usec)
                         return errno == ENOTTY || errno == EINVAL ? 0 : -errno;
                 if (queued <= 0)
                         return 0;
-                if (now_usec() >= deadline)
+                if (now_usec(CLOCK_MONOTONIC) >= deadline)
                         return -ETIMEDOUT;
                 struct timespec ts = { .tv_nsec = 5 * 1000 * 1000 };
                 nanosleep(&ts, NULL);

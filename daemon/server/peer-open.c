@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "peer-open.h"
+#include "util/time-util.h"
 
 #define SYMLINK_FOLLOW_MAX 40
 /* The child's answer when it could not become the client (outside errno's range). */
@@ -297,14 +298,6 @@ _Noreturn static void child_open(int sock, const PeerCred *peer, const char *pat
         __builtin_unreachable();
 }
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int receive_fd(int sock, int *ret_fd, const char **ret_detail)
 {
         union {
@@ -319,13 +312,13 @@ static int receive_fd(int sock, int *ret_fd, const char **ret_detail)
                 .msg_control = control.buf,
                 .msg_controllen = sizeof(control.buf),
         };
-        int64_t deadline = now_ms() + PEER_OPEN_TIMEOUT_MS;
+        int64_t deadline = (int64_t)(now_usec(CLOCK_MONOTONIC) / USEC_PER_MSEC) + PEER_OPEN_TIMEOUT_MS;
         _cleanup_close_ int fd = -EBADF;
         ssize_t n;
 
         for (;;) {
                 struct pollfd p = { .fd = sock, .events = POLLIN };
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - (int64_t)(now_usec(CLOCK_MONOTONIC) / USEC_PER_MSEC);
                 int k;
 
                 if (left <= 0)

@@ -13,6 +13,7 @@
 #include "macros.h"
 #include "update/host-version.h"
 #include "update/klipper-tree.h"
+#include "util/time-util.h"
 
 #define KEY_MAX 512
 
@@ -39,13 +40,6 @@ struct HostVersion {
         Waiter *waiters;
         bool serving; /* calling the waiters: they get the answer they waited for */
 };
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000U + (uint64_t)ts.tv_nsec / 1000U;
-}
 
 static void key_add(char *key, size_t size, const char *tree, const char *rel)
 {
@@ -147,7 +141,7 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                     asprintf(&hv->error, "cannot read the Klipper version of %s: %s", strna(hv->tree),
                              strerror(-(hv->run_r < 0 ? hv->run_r : EBADMSG))) < 0)
                         hv->error = NULL;
-                hv->when = now_usec();
+                hv->when = now_usec(CLOCK_MONOTONIC);
                 run_clear(hv);
                 log_debug("host version of %s: %s", strna(hv->tree), hv->version ?: strna(hv->error));
                 call_waiters(hv, false);
@@ -183,7 +177,7 @@ static int start(HostVersion *hv, const char *tree, const char *user, char *key)
                 if (!hv->error &&
                     asprintf(&hv->error, "cannot use the Klipper tree %s: %s", tree, strerror(-r)) < 0)
                         hv->error = NULL;
-                hv->when = now_usec();
+                hv->when = now_usec(CLOCK_MONOTONIC);
                 run_clear(hv);
                 return hv->error ? 1 : -ENOMEM;
         }
@@ -212,7 +206,7 @@ int host_version_get(HostVersion *hv, const char *tree, const char *user, const 
                (hv->serving || streq_ptr(hv->key, key));
         /* one who waited takes the answer just made, even if the tree
          * moved meanwhile: a busy tree cannot keep a caller waiting */
-        fresh = same && (hv->serving || now_usec() < hv->when + HOST_VERSION_TTL_USEC);
+        fresh = same && (hv->serving || now_usec(CLOCK_MONOTONIC) < hv->when + HOST_VERSION_TTL_USEC);
         if (!fresh && !hv->running) {
                 r = start(hv, tree, user, key);
                 if (r < 0)

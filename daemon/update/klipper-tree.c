@@ -16,6 +16,7 @@
 
 #include "macros.h"
 #include "update/klipper-tree.h"
+#include "util/time-util.h"
 
 void klipper_builder_done(KlipperBuilder *b)
 {
@@ -79,13 +80,6 @@ int klipper_builder_resolve(const char *tree, const char *user, KlipperBuilder *
         return 0;
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000U + (uint64_t)ts.tv_nsec / 1000U;
-}
-
 __attribute__((noreturn)) static void child(const KlipperBuilder *b, const char *cwd, char *const argv[],
                                             int out_fd)
 {
@@ -129,7 +123,7 @@ int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const 
 
 int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
 {
-        uint64_t deadline = now_usec() + timeout_usec;
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_usec;
         int status;
 
         for (;;) {
@@ -138,7 +132,7 @@ int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
                         break;
                 if (r < 0 && errno != EINTR)
                         return -errno;
-                if (now_usec() >= deadline) {
+                if (now_usec(CLOCK_MONOTONIC) >= deadline) {
                         (void)kill(-pid, SIGKILL);
                         (void)kill(pid, SIGKILL);
                         (void)waitpid(pid, &status, 0);

@@ -16,6 +16,7 @@
 #include "codec/usb-string.h"
 #include "usb/usb-transport.h"
 #include "util/macros.h"
+#include "util/time-util.h"
 
 /* USB 2.0 section 11.14: at most 7 tiers of hubs below the root. */
 #define USB_MAX_PORT_DEPTH    7
@@ -103,12 +104,9 @@ const char *usb_transport_get_port_path(UsbTransport *t)
 
 uint64_t usb_transport_now_ms(UsbTransport *t)
 {
-        struct timespec ts;
-
         if (t->ops->now_ms)
                 return t->ops->now_ms(t);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+        return now_usec(CLOCK_MONOTONIC) / USEC_PER_MSEC;
 }
 
 void usb_transport_sleep_ms(UsbTransport *t, uint32_t ms)
