@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 #include "rpc-error.h"
 

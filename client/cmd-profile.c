@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 #define KCONFIG_MAX (256U * 1024U)

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 static long long int_field(const json_t *o, const char *key)

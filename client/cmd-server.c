@@ -4,7 +4,7 @@
 #include <getopt.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 static int verb_status(Flashctl *ctx, int argc, char **argv)

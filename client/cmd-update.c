@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 int flashctl_update_status_fetch(Flashctl *ctx, json_t **ret)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 
 static const EventPrinter *event_printer_find(const char *method)
 {

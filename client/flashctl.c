@@ -18,7 +18,7 @@
 
 #include "config.h"
 #include "flashctl.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 /* One line per command group; order is the order of `flashctl --help`. */

@@ -6,7 +6,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 
 static const struct {

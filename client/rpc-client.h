@@ -23,7 +23,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "macros.h"
+#include "util/macros.h"
 
 typedef struct RpcClient RpcClient;
 

@@ -8,8 +8,8 @@
 
 #include "config.h" /* generated: FLASHD_* defaults */
 #include "daemon-config.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 
 int config_set_string(char **field, const char *value)
 {
@@ -45,7 +45,7 @@ static void strv_free_config(char **l)
         free(l);
 }
 
-/* "klipper.service moonraker.service" -> a NULL-terminated list (jobs helper). */
+/* "klipper.service moonraker.service" -> a NULL-terminated list. */
 static int config_set_stop_units(Config *c, const char *value)
 {
         char **l = calloc(strlen(value) / 2 + 2, sizeof(char *));
@@ -89,8 +89,8 @@ int config_new(Config **ret)
         c->reboot_wait_sec = 10;
         c->bootloader_timeout_sec = 600;
         c->app_timeout_sec = 60;
-        c->uart_baud = 250000;                          /* Klipper's default UART rate (katapult helper) */
-        if (moonraker_config_init(&c->moonraker) < 0 || /* [moonraker] (moonraker helper) */
+        c->uart_baud = 250000;                          /* Klipper's default UART rate */
+        if (moonraker_config_init(&c->moonraker) < 0 || /* [moonraker] */
             config_set_string(&c->socket_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->flash_group, FLASHD_SOCKET_GROUP) < 0 ||
             config_set_string(&c->state_dir, FLASHD_DEFAULT_STATE_DIR) < 0) {
@@ -115,7 +115,7 @@ Config *config_free(Config *c)
                 free(c->boards_dirs[i]);
         free(c->boards_dirs);
         strv_free_config(c->stop_units);
-        moonraker_config_done(&c->moonraker); /* [moonraker] (moonraker helper) */
+        moonraker_config_done(&c->moonraker); /* [moonraker] */
         klipper_config_done(&c->klipper);     /* [klipper] (daemon/update) */
         free(c);
         return NULL;
@@ -145,7 +145,7 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         int r;
 
         if (streq(section,
-                  "moonraker")) /* the Moonraker agent's keys (daemon/moonraker, moonraker helper) */
+                  "moonraker")) /* the Moonraker agent's keys (daemon/moonraker) */
                 return moonraker_config_on_key(&c->moonraker, name, value, &p->error);
         if (streq(section, "klipper"))
                 return klipper_config_on_key(&c->klipper, name, value, &p->error);
@@ -175,7 +175,7 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                 }
                 r = config_add_boards_dir(c, value);
         } else if (streq(name, "retry_interrupted")) {
-                /* flash jobs (added by the jobs helper) */
+                /* flash jobs */
                 r = streq(value, "yes") || streq(value, "true") || streq(value, "1")   ? 1
                     : streq(value, "no") || streq(value, "false") || streq(value, "0") ? 0
                                                                                        : -EINVAL;
@@ -193,8 +193,8 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
                         r = c->printer_cfg ? 0 : -ENOMEM;
                 }
         } else if (streq(name, "uart_baud")) {
-                /* Katapult boards on a UART (board DB reboot = uart-request;
-                 * katapult helper): the rate Klipper was built for */
+                /* Katapult boards on a UART (board DB reboot = uart-request):
+                 * the rate Klipper was built for */
                 char *end = NULL;
                 unsigned long b = strtoul(value, &end, 10);
                 r = end && end != value && *end == '\0' && b >= 1200 && b <= 10000000 ? 0 : -EINVAL;

@@ -23,7 +23,7 @@ typedef struct Config {
         char **boards_dirs; /* NULL-terminated; later ones override earlier ones */
         size_t n_boards_dirs;
 
-        /* flash jobs (daemon/jobs/job-queue.h; added by the jobs helper) */
+        /* flash jobs (daemon/jobs/job-queue.h) */
         bool retry_interrupted;        /* retry_interrupted = yes|no (default yes) */
         double interrupted_expire_sec; /* interrupted_expire_sec: an interrupted job fails after (86400) */
         double reboot_wait_sec;        /* reboot_wait_sec: show the board's hint after this (10) */
@@ -33,7 +33,7 @@ typedef struct Config {
         unsigned uart_baud; /* uart_baud: Klipper's UART rate for the serial bootloader request (250000) */
         char *printer_cfg;  /* printer_cfg: Klipper's printer.cfg, for the canbus_uuid of its MCUs (none) */
 
-        /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker; moonraker helper) */
+        /* [moonraker]: flashd as a Moonraker agent (daemon/moonraker) */
         MoonrakerConfig moonraker;
 
         /* [klipper]: the Klipper tree, its builder and printer.cfg (daemon/update) */

@@ -14,8 +14,8 @@
 
 #include "config.h"
 #include "daemon-config.h"
-#include "fatal-signal.h"
-#include "log.h"
+#include "util/fatal-signal.h"
+#include "util/log.h"
 #include "manager.h"
 #include "server/rpc.h"
 #include "server/server.h"
@@ -51,7 +51,7 @@ enum {
 
 typedef struct Args {
         const char *socket, *state_dir, *config, *log_level;
-        const char *moonraker; /* --moonraker PATH (moonraker helper) */
+        const char *moonraker; /* --moonraker PATH */
         const char *boards_dirs[32];
         size_t n_boards_dirs;
 } Args;

@@ -7,8 +7,8 @@
 #include <time.h>
 
 #include "config.h"
-#include "fs-util.h"
-#include "log.h"
+#include "util/fs-util.h"
+#include "util/log.h"
 #include "manager.h"
 #include "util/time-util.h"
 
@@ -111,7 +111,7 @@ int manager_new(Manager **ret, sd_event *event, Config *config)
                         return log_error_errno(r, "cannot set up the host version reader: %m");
         }
         if (event && config->moonraker.socket_path) {
-                /* The Moonraker agent (daemon/moonraker, moonraker helper): it
+                /* The Moonraker agent (daemon/moonraker): it
                  * forwards every broadcast as an agent event. */
                 r = moonraker_agent_new(&m->moonraker, m, &config->moonraker);
                 if (r < 0)

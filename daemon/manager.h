@@ -34,7 +34,7 @@ typedef struct Manager {
         JobService *jobs;   /* flash jobs; NULL without an event loop */
         RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
         MoonrakerAgent
-                *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent (moonraker helper) */
+                *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent */
         UpdateRun *update;  /* the last `flashctl update` run (daemon/update), or NULL */
         IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
         HostVersion *host_version; /* git describe, off the loop (daemon/update); NULL likewise */

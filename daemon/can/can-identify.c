@@ -3,7 +3,7 @@
 
 #include "can/can-identify.h"
 #include "can/can-transport.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/klipper-identify.h"
 
 /* How long one query listens for the node, and how often it is asked

@@ -15,7 +15,7 @@
 #include <systemd/sd-event.h>
 
 #include "codec/can-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 typedef struct CanInventory CanInventory;
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "can/can-transport.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "util/time-util.h"
 
 /* A full transmit queue clears in microseconds on a working bus; this long

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #include "codec/can-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/serial-transport.h"
 
 typedef struct CanTransport CanTransport;

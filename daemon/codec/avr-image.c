@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "codec/avr-image.h"
-#include "macros.h"
+#include "util/macros.h"
 
 static int message(char **ret, const char *format, ...) _printf_(2, 3);
 static int message(char **ret, const char *format, ...)

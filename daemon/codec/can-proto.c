@@ -5,7 +5,7 @@
 
 #include "codec/can-proto.h"
 #include "codec/codec-util.h"
-#include "macros.h"
+#include "util/macros.h"
 
 static const char *const can_app_table[_CAN_APP_MAX] = {
         [CAN_APP_UNKNOWN] = "unknown",

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "codec/katapult-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 uint16_t katapult_crc16(uint16_t crc, const void *data, size_t size)
 {

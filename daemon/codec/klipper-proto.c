@@ -9,7 +9,7 @@
 #include "codec/image-check.h"
 #include "codec/katapult-proto.h"
 #include "codec/klipper-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 uint16_t klipper_crc16(const void *data, size_t size)
 {

@@ -6,8 +6,8 @@
 
 #include "inventory/inventory.h"
 #include "usb/picoboot-session.h"
-#include "macros.h"
-#include "utf8.h"
+#include "util/macros.h"
+#include "util/utf8.h"
 
 /* World strings (device names, process names) may be any bytes. */
 static json_t *json_string_or_null(const char *s)

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "inventory/inventory-internal.h"
-#include "macros.h"
+#include "util/macros.h"
 
 #define MAX_CANDIDATES 64
 

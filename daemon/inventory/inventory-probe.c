@@ -19,10 +19,10 @@
 
 #include "codec/usb-string.h"
 #include "inventory/inventory-internal.h"
-#include "log.h"
+#include "util/log.h"
 #include "usb/picoboot-session.h"
 #include "usb/usb-transport.h"
-#include "macros.h"
+#include "util/macros.h"
 
 /* USB 2.0 §9.4.3: strings are fetched with a 255-byte wLength, so a
  * device's lie about bLength cannot make us ask for more than exists. */

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "inventory/inventory-internal.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 
 struct InventoryUdev {
         Inventory *inv;

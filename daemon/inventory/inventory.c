@@ -5,8 +5,8 @@
 #include <time.h>
 
 #include "inventory/inventory-internal.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "util/time-util.h"
 
 /* USB ids that name a mode by themselves (notes/protocols.md). */

@@ -27,7 +27,7 @@
 #include "boards/board-db.h"
 #include "codec/can-proto.h"
 #include "codec/dfuse-layout.h"
-#include "macros.h"
+#include "util/macros.h"
 
 typedef struct Inventory Inventory;
 

@@ -3,7 +3,7 @@
 
 /*
  * Content-addressed image store: <state dir>/images/<sha256 hex>. A queued
- * job (and a rule, see issue 5) keeps only the hash, so it survives a daemon
+ * job (and a rule, daemon/rules) keeps only the hash, so it survives a daemon
  * restart without the client's file. Files are written atomically (temporary
  * file, fsync, rename), so a crash never leaves a half image under its name.
  */
@@ -36,8 +36,8 @@ bool image_store_has(ImageStore *s, const char *hex);
 /* -EBUSY while the image is pinned. */
 int image_store_remove(ImageStore *s, const char *hex);
 
-/* Keep an image that no job may name any more: a rule's image (issue 5,
- * daemon/rules) must survive the pruning of the job history, which removes
+/* Keep an image that no job may name any more: a rule's image
+ * (daemon/rules) must survive the pruning of the job history, which removes
  * the images of the jobs it drops. Pins count; each pin needs its unpin. */
 int image_store_pin(ImageStore *s, const char *hex);
 void image_store_unpin(ImageStore *s, const char *hex);

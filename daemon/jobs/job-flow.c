@@ -34,7 +34,7 @@ typedef struct Flow {
         char **stopped; /* units stopped for this flash, started again at the end */
         /* the result, sent once at the end */
         FlowOutcome out;
-        bool wrote_bootloader; /* the image starts in the bootloader region (katapult helper) */
+        bool wrote_bootloader; /* the image starts in the bootloader region */
         char *bridge_iface;    /* a USB-to-CAN bridge board was rebooted: its interface */
 } Flow;
 
@@ -273,7 +273,7 @@ static int flow_flash_katapult(Flow *f)
                 return r;
         /* As flashtool.py does: nobody else on the bootloader's tty (a
          * klippy reconnecting to the same path would corrupt the stream),
-         * and our lock keeps such a klippy out (katapult helper). */
+         * and our lock keeps such a klippy out. */
         r = serial_port_lock(port);
         if (r == -EBUSY)
                 return flow_outcome_fail(
@@ -288,7 +288,7 @@ static int flow_flash_katapult(Flow *f)
                                          "could not start a Katapult session: %s", strerror(-r));
         /* G0/F0/F1 USB double buffering holds back Katapult's first reply
          * (flashtool.py primes them); the inventory's MCU for a Katapult
-         * device is its USB product string (katapult helper). */
+         * device is its USB product string. */
         katapult_session_set_prime(s, katapult_mcu_needs_prime(f->dev->mcu));
         r = job_flow_katapult_flash(f->w, s, f->spec, f->payload, &message);
         job_flow_katapult_report(f->w, s, r, f->spec->verify);
@@ -474,7 +474,7 @@ static int flow_reboot(Flow *f)
          * user flashd other users' fd/ are closed to it, so a lock probe
          * (klippy opens its port with pyserial exclusive=True = flock)
          * catches klippy anyway, and what neither sees is reported as
-         * unknown, not as free (katapult helper). */
+         * unknown, not as free. */
         use = flow_tty_use(f, &holder, &unreadable);
         if (use == TTY_USE_HELD) {
                 _cleanup_free_ char *who = tty_holder_describe(&holder, f->dev->tty);
@@ -506,7 +506,7 @@ static int flow_reboot(Flow *f)
                                flow_hint(f));
         else if (f->spec->has_board && f->spec->board.uart_request) {
                 /* reboot = uart-request: Klipper on a plain UART listens for
-                 * its 32-byte request block at its own rate (katapult helper) */
+                 * its 32-byte request block at its own rate */
                 unsigned baud = f->spec->uart_baud ? f->spec->uart_baud : BOOTLOADER_UART_DEFAULT_BAUD;
                 r = bootloader_request_uart(f->dev->tty, baud);
                 if (r < 0)
@@ -594,7 +594,7 @@ static int flow_wait_app(Flow *f, const char *flashed_devnode)
         /* Installing Katapult itself: the image went into the bootloader
          * region (below the application offset), and the board now starts
          * Katapult, which waits for an application: that is the image
-         * running, not a board stuck in its bootloader (katapult helper). */
+         * running, not a board stuck in its bootloader. */
         if (f->dev->mode == DEVICE_MODE_KATAPULT && f->wrote_bootloader) {
                 job_worker_send_device(f->w, f->dev->tty ? f->dev->tty : f->dev->devnode);
                 flow_outcome_done(

@@ -38,7 +38,7 @@ typedef struct JobQueueConfig {
         uint64_t app_timeout_usec;        /* give up waiting for the app after leave (60 s) */
         unsigned history_max;             /* finished jobs kept (100) */
         char *const *stop_units;          /* units paused around a flash from app mode (borrowed) */
-        unsigned uart_baud; /* UART rate for reboot = uart-request boards (250000; katapult helper) */
+        unsigned uart_baud; /* UART rate for reboot = uart-request boards (250000) */
 } JobQueueConfig;
 
 #define JOB_QUEUE_CONFIG_DEFAULTS                                            \
@@ -81,7 +81,7 @@ typedef struct JobRequest {
         unsigned force;     /* 1 << ImageCheck */
         const char *source; /* NULL: "manual"; else a rule id */
         /* A board name that picks among the candidates of a device the
-         * inventory cannot tell apart (a rule's match.board, issue 5), as
+         * inventory cannot tell apart (a rule's match.board), as
          * flashing by that name would; NULL: none. */
         const char *board;
         JobRequester requested_by;

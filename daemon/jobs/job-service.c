@@ -15,7 +15,7 @@ struct JobService {
         Manager *manager;
         JobQueue *queue;
         JobWaiter *waiters;
-        JobServiceObserver observer; /* the rules (issue 5) */
+        JobServiceObserver observer; /* the rules */
         void *observer_userdata;
 };
 

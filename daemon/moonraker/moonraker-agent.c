@@ -10,8 +10,8 @@
 
 #include "config.h"
 #include "jobs/job.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "manager.h"
 #include "moonraker/moonraker-agent.h"
 #include "moonraker/moonraker-files.h"

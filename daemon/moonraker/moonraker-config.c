@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "moonraker/moonraker-config.h"
 
 static int set_string(char **field, const char *value)

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "moonraker/moonraker-files.h"
 #include "server/peer-open.h"
 

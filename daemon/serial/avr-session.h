@@ -32,7 +32,7 @@
 #include <stdint.h>
 
 #include "codec/flash-image.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/serial-transport.h"
 #include "util/flash-callbacks.h"
 #include "util/flash-result.h"

@@ -11,7 +11,7 @@
 #include <termios.h>
 #include <time.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/bootloader-request.h"
 #include "serial/serial-port.h"
 

@@ -6,7 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/katapult-session.h"
 #include "util/time-util.h"
 

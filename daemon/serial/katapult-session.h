@@ -26,7 +26,7 @@
 #include "codec/dfuse-layout.h"
 #include "codec/flash-image.h"
 #include "codec/katapult-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/serial-transport.h"
 #include "util/flash-callbacks.h"
 #include "util/flash-result.h"

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "codec/image-check.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/klipper-identify.h"
 #include "serial/serial-port.h"
 #include "util/time-util.h"

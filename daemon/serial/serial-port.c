@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/serial-baud.h"
 #include "serial/serial-port.h"
 #include "util/time-util.h"

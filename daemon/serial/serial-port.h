@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/serial-transport.h"
 
 typedef struct SerialPort SerialPort;

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "config.h"
-#include "log.h"
+#include "util/log.h"
 #include "manager.h"
 #include "server/rpc.h"
-#include "utf8.h"
+#include "util/utf8.h"
 
 /* Bumped when a published method or object changes incompatibly. */
 #define FLASHD_API_VERSION 1

@@ -9,7 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "server/path-load.h"
 #include "server/peer-open.h"
 

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "macros.h"
+#include "util/macros.h"
 
 #define PEER_AUTH_DEFAULT_GROUP "flashd"
 /* Long enough for "uid=4294967295(<32-char name>) gid=4294967295 pid=4194304". */

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "log.h"
+#include "util/log.h"
 #include "server/rpc.h"
 
 /* Collects the responses of one batch (JSON-RPC 2.0 §6) and hands them on
@@ -30,7 +30,7 @@ struct RpcCall {
         void *userdata;
         RpcBatch *batch;
         bool replied;
-        int fd; /* SCM_RIGHTS fd that came with the request, or -EBADF (jobs helper) */
+        int fd; /* SCM_RIGHTS fd that came with the request, or -EBADF */
         /* For rpc_call_suspend() / rpc_call_resume(): the handler runs again. */
         RpcHandler handler;
         json_t *params;

@@ -12,9 +12,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "fs-util.h"
-#include "log.h"
-#include "macros.h"
+#include "util/fs-util.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "manager.h"
 #include "server/peer-auth.h"
 #include "server/rpc.h"
@@ -80,7 +80,7 @@ struct Server {
         uint64_t next_id;
         char *unlink_path;                  /* socket we created and remove again */
         gid_t flash_gid;                    /* members may mutate; (gid_t)-1: no such group */
-        ServerBroadcastHook broadcast_hook; /* the Moonraker agent (issue 8) */
+        ServerBroadcastHook broadcast_hook; /* the Moonraker agent */
         void *broadcast_hook_userdata;
 };
 
@@ -257,7 +257,7 @@ void server_set_broadcast_hook(Server *s, ServerBroadcastHook hook, void *userda
 
 int server_broadcast(Server *s, const char *method, json_t *params)
 {
-        if (s->broadcast_hook) /* the Moonraker agent (issue 8) */
+        if (s->broadcast_hook) /* the Moonraker agent */
                 s->broadcast_hook(method, params, s->broadcast_hook_userdata);
         json_auto_t *n = rpc_notification_new(method, params);
         if (!n)

@@ -53,7 +53,7 @@ int server_listen_path(Server *s, const char *path, const char *group);
  * server.connection.identify). `params` is borrowed (an array). */
 int server_broadcast(Server *s, const char *method, json_t *params);
 
-/* Moonraker agent (daemon/moonraker, issue 8): one hook that sees every
+/* Moonraker agent (daemon/moonraker): one hook that sees every
  * notification server_broadcast() sends (`params` borrowed), to forward it
  * as an agent event. NULL removes it. */
 typedef void (*ServerBroadcastHook)(const char *method, json_t *params, void *userdata);

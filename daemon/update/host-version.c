@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "update/host-version.h"
 #include "update/klipper-tree.h"
 #include "util/time-util.h"

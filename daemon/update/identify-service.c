@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "can/can-identify.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "jobs/job-queue.h"
 #include "serial/bootloader-request.h"
 #include "serial/klipper-identify.h"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "update/klipper-config.h"
 
 void klipper_config_done(KlipperConfig *c)

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "update/klipper-tree.h"
 #include "util/time-util.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "update/printer-config.h"
 
 #define INCLUDE_DEPTH_MAX 16

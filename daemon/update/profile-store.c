@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fs-util.h"
-#include "json-file.h"
-#include "macros.h"
+#include "util/fs-util.h"
+#include "util/json-file.h"
+#include "util/macros.h"
 #include "update/profile-store.h"
 
 bool profile_name_valid(const char *name)

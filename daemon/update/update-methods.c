@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "manager.h"
 #include "server/rpc.h"
 #include "update/host-version.h"

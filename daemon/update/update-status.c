@@ -7,8 +7,8 @@
 
 #include "can/can-transport.h"
 #include "jobs/job-flow-bridge.h"
-#include "log.h"
-#include "macros.h"
+#include "util/log.h"
+#include "util/macros.h"
 #include "manager.h"
 #include "serial/bootloader-request.h"
 #include "update/host-version.h"

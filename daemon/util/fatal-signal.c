@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fatal-signal.h"
+#include "util/fatal-signal.h"
 
 static bool journal;
 

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs-util.h"
-#include "macros.h"
+#include "util/fs-util.h"
+#include "util/macros.h"
 
 int mkdir_parents(const char *path)
 {

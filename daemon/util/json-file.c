@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fs-util.h"
-#include "json-file.h"
-#include "macros.h"
+#include "util/fs-util.h"
+#include "util/json-file.h"
+#include "util/macros.h"
 
 int json_file_write_atomic(const char *path, const json_t *value, mode_t mode)
 {

@@ -10,7 +10,7 @@
 
 #include <syslog.h>
 
-#include "macros.h"
+#include "util/macros.h"
 
 void log_set_max_level(int level);
 int log_get_max_level(void);

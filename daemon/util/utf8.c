@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "util/utf8.h"
 
 /* Length of the well-formed sequence at s (at most n bytes), 0 if none. */
 static size_t utf8_sequence(const unsigned char *s, size_t n)

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "codec/can-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -10,7 +10,7 @@
 #include "inventory/inventory.h"
 #include "jobs/job.h"
 #include "rules/rule.h"
-#include "utf8.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

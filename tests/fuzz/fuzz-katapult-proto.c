@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "codec/katapult-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

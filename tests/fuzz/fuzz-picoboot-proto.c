@@ -10,7 +10,7 @@
 
 #include "codec/picoboot-proto.h"
 #include "codec/rp2040-image.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

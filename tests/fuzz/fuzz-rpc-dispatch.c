@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "config.h"
-#include "log.h"
+#include "util/log.h"
 #include "manager.h"
 #include "rpc-frame.h"
 #include "server/rpc.h"

@@ -9,7 +9,7 @@
 
 #include "codec/stk500v1-proto.h"
 #include "codec/stk500v2-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 
 #include "codec/rp2040-image.h"
 #include "codec/uf2.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""The acceptance test of flash jobs (issue 4). Under
+"""The acceptance test of flash jobs. Under
 
     vboard --board octopus-pro-f429 --mode app --quirk garbage-tail --quirk error-at-start
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Flash jobs through Katapult (issue 9): the real flashd and flashctl under
+"""Flash jobs through Katapult: the real flashd and flashctl under
 virtual boards, every result read back from the virtual flash.
 
     vboard --board octopus-f446 --mode app --bootloader katapult -- python3 katapult-e2e.py katapult
@@ -74,7 +74,7 @@ def flash_ok(boards, d, path, image, *extra, bootloader="katapult"):
 
 
 def test_klipper_katapult_klipper():
-    """The Done-when of issue 9 on the Katapult board."""
+    """The whole Katapult path on the Katapult board: flash, progress, history, the board back in Klipper."""
     boards = Boards()
     port = boards.board(BOARD)["port"]
     image = app_image(150 * 1024 + 77, APP, seed=91, mcu=MCU)

@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/bootloader-request.h"
 #include "serial/katapult-session.h"
 #include "serial/serial-port.h"

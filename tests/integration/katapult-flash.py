@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Katapult over the virtual boards (issue 9), driven by katapult-flash-tool.
+"""Katapult over the virtual boards, driven by katapult-flash-tool.
 
 A virtual Octopus Pro F446 with Katapult runs Klipper. The tool reboots it
 with the 1200-baud request (or the UART request block), flashes through

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "codec/uf2.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "usb/picoboot-session.h"
 
 static void on_phase(void *userdata, FlashPhase phase)

@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "usb/dfu-session.h"
 
 typedef struct Recorder {

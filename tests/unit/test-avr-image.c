@@ -3,7 +3,7 @@
 #include <zlib.h>
 
 #include "codec/avr-image.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 #define MEGA_FLASH (256u * 1024u)

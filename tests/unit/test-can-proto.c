@@ -4,7 +4,7 @@
 
 #include "codec/can-proto.h"
 #include "jobs/job-flow-can.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static void test_uuid_text(void)

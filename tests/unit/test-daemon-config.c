@@ -4,7 +4,7 @@
 #include <syslog.h>
 
 #include "daemon-config.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 int main(void)

@@ -4,7 +4,7 @@
 #include <stdio.h>
 
 #include "codec/dfuse-layout.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "usb/flash-plan.h"
 

@@ -3,7 +3,7 @@
  * pure helpers of the USB transport. */
 #include <errno.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "usb/dfu-proto.h"
 #include "usb/usb-transport.h"

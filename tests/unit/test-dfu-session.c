@@ -17,7 +17,7 @@
 #include "../vboard/dfu-model.h"
 #include "../vboard/string-descriptor.h"
 #include "codec/dfuse-layout.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "usb/dfu-session.h"
 #include "usb/usb-transport.h"

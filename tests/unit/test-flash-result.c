@@ -7,7 +7,7 @@
 
 #include "jobs/job-error.h"
 #include "jobs/job-flow-outcome.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "util/flash-result.h"
 

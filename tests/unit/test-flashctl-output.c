@@ -4,7 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "output.h"
 #include "tests.h"
 

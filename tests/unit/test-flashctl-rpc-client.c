@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "rpc-client.h"
 #include "rpc-frame.h"
 #include "tests.h"

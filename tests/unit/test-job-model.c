@@ -9,7 +9,7 @@
 
 #include "jobs/image-store.h"
 #include "jobs/job.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static void test_names(void)

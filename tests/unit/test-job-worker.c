@@ -6,7 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "jobs/job-worker.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 typedef struct Seen {

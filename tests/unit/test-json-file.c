@@ -6,8 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "json-file.h"
-#include "macros.h"
+#include "util/json-file.h"
+#include "util/macros.h"
 #include "tests.h"
 
 int main(void)

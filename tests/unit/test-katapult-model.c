@@ -6,7 +6,7 @@
 #include <errno.h>
 
 #include "../vboard/katapult-model.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 #define BASE  0x08000000u

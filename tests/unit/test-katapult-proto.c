@@ -2,7 +2,7 @@
 #include <errno.h>
 
 #include "codec/katapult-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static void test_crc(void)

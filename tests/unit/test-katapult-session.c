@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "../vboard/katapult-model.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/katapult-session.h"
 #include "serial/serial-port.h"
 #include "tests.h"

@@ -13,7 +13,7 @@
 #include <zlib.h>
 
 #include "codec/klipper-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/klipper-identify.h"
 #include "serial/serial-port.h"
 #include "tests.h"

@@ -3,7 +3,7 @@
 #include <zlib.h>
 
 #include "codec/klipper-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static size_t unhex(const char *hex, uint8_t *out, size_t size)

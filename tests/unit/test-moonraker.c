@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "daemon-config.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "moonraker/moonraker-agent.h"
 #include "moonraker/moonraker-files.h"
 #include "tests.h"

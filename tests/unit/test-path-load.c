@@ -11,7 +11,7 @@
 #include <systemd/sd-event.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "server/path-load.h"
 #include "tests.h"
 

@@ -6,7 +6,7 @@
 
 #include "codec/picoboot-proto.h"
 #include "codec/rp2040-image.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static void test_encode(void)

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "../vboard/picoboot-model.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "usb/picoboot-session.h"
 #include "usb/usb-transport.h"

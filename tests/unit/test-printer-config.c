@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 #include "update/printer-config.h"
 #include "update/profile-store.h"

@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "rpc-frame.h"
 #include "tests.h"
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/bootloader-request.h"
 #include "serial/serial-port.h"
 #include "tests.h"

@@ -3,7 +3,7 @@
 
 #include "codec/stk500v1-proto.h"
 #include "codec/stk500v2-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static int decode_all(const uint8_t *buf, size_t len, Stk500v2Decoder *d, Stk500v2Message *ret)

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "codec/uf2.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
 
 static void put32(uint8_t *p, uint32_t v)

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdlib.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "tests.h"
-#include "utf8.h"
+#include "util/utf8.h"
 
 #define R "\xef\xbf\xbd" /* U+FFFD */
 

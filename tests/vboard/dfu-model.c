@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "dfu-model.h"
-#include "macros.h"
+#include "util/macros.h"
 
 static const char *const dfu_action_table[_DFU_ACTION_MAX] = {
         [DFU_ACTION_NONE] = "none",

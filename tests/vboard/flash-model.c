@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "flash-model.h"
-#include "macros.h"
+#include "util/macros.h"
 
 int flash_model_new(FlashModel **ret, uint32_t base, uint32_t size, bool nor, const FlashSector *sectors,
                     size_t n_sectors)

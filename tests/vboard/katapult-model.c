@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "katapult-model.h"
-#include "macros.h"
+#include "util/macros.h"
 
 struct KatapultModel {
         FlashModel *flash;

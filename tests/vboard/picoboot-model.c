@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "picoboot-model.h"
 
 static const char *const phase_table[_PICOBOOT_PHASE_MAX] = {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "string-descriptor.h"
 
 const uint16_t string_descriptor_garbage_tail[7] = {

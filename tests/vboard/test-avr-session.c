@@ -16,7 +16,7 @@
 #include "../unit/tests.h"
 #include "avr-sim.h"
 #include "codec/stk500v2-proto.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/avr-session.h"
 #include "serial/serial-port.h"
 

@@ -24,7 +24,7 @@
 
 #include "../unit/tests.h"
 #include "avr-sim.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "serial/avr-session.h"
 #include "serial/serial-port.h"
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "dfu-model.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "../unit/tests.h"
 
 #define BASE 0x08000000u

@@ -2,7 +2,7 @@
 #include <errno.h>
 
 #include "flash-model.h"
-#include "macros.h"
+#include "util/macros.h"
 #include "../unit/tests.h"
 
 /* F446-like start: 4 x 16 KiB, 1 x 64 KiB at 0x08000000, plus 16 bytes of

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "picoboot-model.h"
 #include "../unit/tests.h"
 

@@ -2,7 +2,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "macros.h"
+#include "util/macros.h"
 #include "timing.h"
 
 static const char *const timing_mode_table[_TIMING_MODE_MAX] = {

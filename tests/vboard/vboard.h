@@ -17,7 +17,7 @@
  * project's, glib.h redefines them identically afterwards */
 #undef MIN
 #undef MAX
-#include "macros.h"
+#include "util/macros.h"
 
 #include <glib.h>
 #include <stdbool.h>
