@@ -10,8 +10,9 @@
 #include "can/can-transport.h"
 #include "util/log.h"
 
-/* How often the interfaces are looked up and queried; a node that missed
- * this many queries in a row is no longer listed as answering. */
+/* How often the interfaces are queried while there are any (udev's net
+ * events say when one comes or goes); a node that missed this many queries
+ * in a row is no longer listed as answering. */
 #define CAN_INVENTORY_INTERVAL_USEC (2u * 1000u * 1000u)
 #define CAN_INVENTORY_MISSES        3
 #define CAN_INVENTORY_MAX_IFACES    8
@@ -38,6 +39,8 @@ struct CanInventory {
         sd_event *event;
         sd_event_source *timer;
         struct udev *udev;
+        struct udev_monitor *monitor; /* net devices coming and going */
+        sd_event_source *monitor_io;
         CanIface ifaces[CAN_INVENTORY_MAX_IFACES];
         size_t n_ifaces;
         CanNodeEntry nodes[CAN_INVENTORY_MAX_NODES];
@@ -159,15 +162,63 @@ static void query(CanInventory *ci)
         }
 }
 
-static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+static bool any_iface(const CanInventory *ci)
 {
-        CanInventory *ci = userdata;
+        for (size_t i = 0; i < ci->n_ifaces; i++)
+                if (ci->ifaces[i].seen)
+                        return true;
+        return false;
+}
 
+/* Look and ask now; the timer runs only while there is an interface to
+ * ask, so a printer without CAN costs no wakeup. */
+static void refresh(CanInventory *ci)
+{
         enumerate(ci);
         query(ci);
-        (void)sd_event_source_set_time_relative(s, CAN_INVENTORY_INTERVAL_USEC);
-        (void)sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        (void)sd_event_source_set_time_relative(ci->timer, CAN_INVENTORY_INTERVAL_USEC);
+        (void)sd_event_source_set_enabled(ci->timer, any_iface(ci) ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        refresh(userdata);
         return 0;
+}
+
+static int on_net_event(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+        CanInventory *ci = userdata;
+        bool can = false;
+
+        /* drain what is queued; the fd is non-blocking */
+        for (int i = 0; i < 64; i++) {
+                struct udev_device *d = udev_monitor_receive_device(ci->monitor);
+                if (!d)
+                        break;
+                can |= streq_ptr(udev_device_get_sysattr_value(d, "type"), "280") ||
+                       streq_ptr(udev_device_get_action(d), "remove");
+                udev_device_unref(d);
+        }
+        if (can)
+                refresh(ci);
+        return 0;
+}
+
+static int watch_net(CanInventory *ci)
+{
+        int r;
+
+        ci->monitor = udev_monitor_new_from_netlink(ci->udev, "udev");
+        if (!ci->monitor)
+                return -errno ?: -ENOMEM;
+        r = udev_monitor_filter_add_match_subsystem_devtype(ci->monitor, "net", NULL);
+        if (r >= 0)
+                r = udev_monitor_enable_receiving(ci->monitor);
+        if (r >= 0)
+                r = sd_event_add_io(ci->event, &ci->monitor_io, udev_monitor_get_fd(ci->monitor), EPOLLIN,
+                                    on_net_event, ci);
+        return r;
 }
 
 int can_inventory_new(CanInventory **ret, sd_event *event)
@@ -193,6 +244,8 @@ CanInventory *can_inventory_free(CanInventory *ci)
         for (size_t i = 0; i < ci->n_ifaces; i++)
                 iface_close(&ci->ifaces[i]);
         sd_event_source_disable_unref(ci->timer);
+        sd_event_source_disable_unref(ci->monitor_io);
+        udev_monitor_unref(ci->monitor);
         udev_unref(ci->udev);
         sd_event_unref(ci->event);
         free(ci);
@@ -201,10 +254,17 @@ CanInventory *can_inventory_free(CanInventory *ci)
 
 int can_inventory_start(CanInventory *ci)
 {
-        enumerate(ci);
-        query(ci);
-        return sd_event_add_time_relative(ci->event, &ci->timer, CLOCK_MONOTONIC,
-                                          CAN_INVENTORY_INTERVAL_USEC, 0, on_timer, ci);
+        int r;
+
+        r = watch_net(ci);
+        if (r < 0)
+                return r;
+        r = sd_event_add_time_relative(ci->event, &ci->timer, CLOCK_MONOTONIC, CAN_INVENTORY_INTERVAL_USEC,
+                                       0, on_timer, ci);
+        if (r < 0)
+                return r;
+        refresh(ci);
+        return 0;
 }
 
 int can_inventory_remember(CanInventory *ci, const char *iface, const CanUuid *uuid)
