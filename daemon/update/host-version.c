@@ -117,6 +117,23 @@ static void call_waiters(HostVersion *hv, bool cancelled)
         hv->serving = false;
 }
 
+/* The run's tree, user and key become the cached answer's, with its
+ * version or error (taken). */
+static void adopt_run(HostVersion *hv, char *version, char *error)
+{
+        free(hv->tree);
+        free(hv->user);
+        free(hv->key);
+        free(hv->version);
+        free(hv->error);
+        hv->tree = TAKE_PTR(hv->run_tree);
+        hv->user = TAKE_PTR(hv->run_user);
+        hv->key = TAKE_PTR(hv->run_key);
+        hv->version = version;
+        hv->error = error;
+        hv->when = now_usec(CLOCK_MONOTONIC);
+}
+
 static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
         HostVersion *hv = userdata;
@@ -127,21 +144,12 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
                         continue;
                 pthread_join(hv->thread, NULL);
                 hv->running = false;
-                free(hv->tree);
-                free(hv->user);
-                free(hv->key);
-                free(hv->version);
-                free(hv->error);
-                hv->tree = TAKE_PTR(hv->run_tree);
-                hv->user = TAKE_PTR(hv->run_user);
-                hv->key = TAKE_PTR(hv->run_key);
-                hv->version = hv->run_r >= 0 ? TAKE_PTR(hv->run_version) : NULL;
-                hv->error = hv->run_r >= 0 ? NULL : TAKE_PTR(hv->run_error);
+                adopt_run(hv, hv->run_r >= 0 ? TAKE_PTR(hv->run_version) : NULL,
+                          hv->run_r >= 0 ? NULL : TAKE_PTR(hv->run_error));
                 if (!hv->version && !hv->error &&
                     asprintf(&hv->error, "cannot read the Klipper version of %s: %s", strna(hv->tree),
                              strerror(-(hv->run_r < 0 ? hv->run_r : EBADMSG))) < 0)
                         hv->error = NULL;
-                hv->when = now_usec(CLOCK_MONOTONIC);
                 run_clear(hv);
                 log_debug("host version of %s: %s", strna(hv->tree), hv->version ?: strna(hv->error));
                 call_waiters(hv, false);
@@ -164,20 +172,10 @@ static int start(HostVersion *hv, const char *tree, const char *user, char *key)
         r = klipper_builder_resolve(tree, user, &hv->builder, &error);
         if (r < 0) {
                 /* nothing to run: the answer is the reason, at once */
-                free(hv->tree);
-                free(hv->user);
-                free(hv->key);
-                free(hv->version);
-                free(hv->error);
-                hv->tree = TAKE_PTR(hv->run_tree);
-                hv->user = TAKE_PTR(hv->run_user);
-                hv->key = TAKE_PTR(hv->run_key);
-                hv->version = NULL;
-                hv->error = TAKE_PTR(error);
+                adopt_run(hv, NULL, TAKE_PTR(error));
                 if (!hv->error &&
                     asprintf(&hv->error, "cannot use the Klipper tree %s: %s", tree, strerror(-r)) < 0)
                         hv->error = NULL;
-                hv->when = now_usec(CLOCK_MONOTONIC);
                 run_clear(hv);
                 return hv->error ? 1 : -ENOMEM;
         }
