@@ -9,6 +9,7 @@ import signal
 import socket
 import stat
 import subprocess
+import time
 
 import harness
 
@@ -227,8 +228,33 @@ def test_bad_board_db_refuses_to_start():
             d.cleanup()
 
 
+def context_switches(pid):
+    """Context switches of every thread of `pid`, and how many threads."""
+    total = 0
+    tasks = os.listdir(f"/proc/{pid}/task")
+    for tid in tasks:
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total, len(tasks)
+
+
+def test_idle_without_wakeups():
+    """An idle flashd sleeps until something happens: no timer fires while
+    there is nothing to do (no CAN interface to ask, no job, no watchdog)."""
+    with harness.Flashd() as d:
+        d.client().call("server.info")
+        # the start-up threads (first identify, probes) end on their own
+        harness.wait_for(lambda: context_switches(d.proc.pid)[1] == 1, timeout=20, what="only the main thread")
+        before, _ = context_switches(d.proc.pid)
+        time.sleep(5)
+        after, _ = context_switches(d.proc.pid)
+        assert after == before, f"{after - before} wakeups in 5 s of idle"
+
+
 if __name__ == "__main__":
     harness.main([test_help_and_version, test_ready_status_and_clean_stop, test_watchdog_pings, test_sigint_stops,
                   test_stale_socket_replaced_and_live_one_kept, test_server_info_and_identify,
                   test_device_and_board_methods, test_jsonrpc_errors, test_config_file,
-                  test_socket_activation, test_bad_board_db_refuses_to_start])
+                  test_socket_activation, test_bad_board_db_refuses_to_start, test_idle_without_wakeups])
