@@ -78,6 +78,7 @@ static void board_variant_clear(BoardVariant *v)
         free(v->id);
         free(v->mcu);
         free(v->layout);
+        dfuse_layout_free(v->flash_layout);
         strv_free(v->hints);
         *v = (BoardVariant){};
 }
@@ -301,9 +302,9 @@ static int strv_extend_json(char ***l, json_t *arr, const char *where, char **re
 /* The fallback layout must describe exactly this flash, with the
  * application offset on a sector boundary (erasing the first application
  * sector must not touch the bootloader). */
-static int check_variant_layout(const BoardVariant *v, const char *where, char **ret_error)
+static int check_variant_layout(BoardVariant *v, const char *where, char **ret_error)
 {
-        DfuseLayout *l = NULL;
+        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
         uint32_t start = 0;
         uint64_t total;
         bool found, first_region_ok;
@@ -317,12 +318,9 @@ static int check_variant_layout(const BoardVariant *v, const char *where, char *
         total = dfuse_layout_total_size(l);
         first_region_ok = l->regions[0].address == v->flash_base;
         found = dfuse_layout_find_sector(l, v->flash_base + v->app_offset, NULL, &start, NULL);
-        if (l->truncated) {
-                dfuse_layout_free(l);
+        if (l->truncated)
                 return errorf(ret_error, "%s: \"layout\" has trailing text that is not part of the layout",
                               where);
-        }
-        dfuse_layout_free(l);
         if (!first_region_ok)
                 return errorf(ret_error, "%s: \"layout\" does not start at flash_base 0x%08x", where,
                               v->flash_base);
@@ -332,6 +330,7 @@ static int check_variant_layout(const BoardVariant *v, const char *where, char *
         if (!found || start != v->flash_base + v->app_offset)
                 return errorf(ret_error, "%s: app_offset 0x%x is not on a sector boundary of the layout",
                               where, v->app_offset);
+        v->flash_layout = TAKE_PTR(l);
         return 0;
 }
 

@@ -34,6 +34,8 @@
 #include <errno.h>
 #include <stdint.h>
 
+#include "codec/dfuse-layout.h"
+
 typedef enum BoardBootloader {
         BOARD_BOOTLOADER_ROM_DFU,
         BOARD_BOOTLOADER_KATAPULT,
@@ -77,6 +79,7 @@ typedef struct BoardVariant {
         uint32_t ram_start;
         uint32_t ram_size;
         char *layout;                              /* fallback DfuSe layout string */
+        DfuseLayout *flash_layout;                 /* the same, parsed (checked at load) */
         BoardUsbId usb_app, usb_dfu, usb_katapult; /* vid 0 = none */
         BoardUsbId usb_bootsel;                    /* RP2040 boot ROM, 2e8a:0003 */
         BoardReboot reboot;

@@ -94,16 +94,12 @@ static const BoardVariant *entry_agreed_variant(const InventoryEntry *e, bool ap
  * running. */
 static json_t *entry_board_layout(const InventoryEntry *e, const BoardVariant *v)
 {
-        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
-
-        if (!v || !v->layout)
+        if (!v || !v->flash_layout)
                 return json_null();
         for (size_t i = 0; i < e->n_candidates; i++)
                 if (!streq_ptr(e->candidates[i].variant->layout, v->layout))
                         return json_null();
-        if (dfuse_layout_parse(v->layout, strlen(v->layout), &l) < 0)
-                return json_null();
-        json_t *o = dfuse_layout_to_json(l);
+        json_t *o = dfuse_layout_to_json(v->flash_layout);
         return o ? o : json_null();
 }
 

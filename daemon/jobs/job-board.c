@@ -8,7 +8,7 @@ void job_flow_board_clear(JobFlowBoard *b)
         free(b->name);
         free(b->variant);
         free(b->mcu);
-        free(b->layout);
+        dfuse_layout_free(b->layout);
         free(b->hint);
         *b = (JobFlowBoard){};
 }
@@ -62,7 +62,8 @@ int job_flow_board_fill(JobFlowBoard *fb, const Board *b, const BoardVariant *v)
                 fb->app_offset = v->app_offset;
                 fb->ram_start = v->ram_start;
                 fb->ram_size = v->ram_size;
-                fb->layout = v->layout ? strdup(v->layout) : NULL;
+                if (v->flash_layout && dfuse_layout_copy(v->flash_layout, &fb->layout) < 0)
+                        return -ENOMEM;
                 fb->manual_reboot = v->reboot == BOARD_REBOOT_MANUAL;
                 fb->uart_request = v->reboot == BOARD_REBOOT_UART_REQUEST;
                 fb->hint = waiting_hint(v->hints);

@@ -21,11 +21,11 @@ typedef struct JobFlowBoard {
         char *name, *variant, *mcu;
         uint32_t flash_base, flash_size, app_offset;
         uint32_t ram_start, ram_size;
-        char *layout;       /* fallback layout from the DB */
-        bool katapult;      /* the board usually has Katapult */
-        bool manual_reboot; /* the DB says software reboot does not work */
-        bool uart_request;  /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
-        char *hint;         /* hints joined, for waiting-for-device */
+        DfuseLayout *layout; /* the DB's fallback layout (a copy), or NULL */
+        bool katapult;       /* the board usually has Katapult */
+        bool manual_reboot;  /* the DB says software reboot does not work */
+        bool uart_request;   /* reboot = uart-request: Klipper's serial request block, not 1200 baud */
+        char *hint;          /* hints joined, for waiting-for-device */
         /* an AVR behind a USB-serial bridge (bootloader stk500v2/stk500v1) */
         bool avr;
         bool avr_stk500v1; /* optiboot; else the Mega's STK500v2 */

@@ -95,7 +95,6 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                     JobError *ret_error, char **ret_message)
 {
         _cleanup_(flash_image_freep) FlashImage *img = NULL;
-        _cleanup_(dfuse_layout_freep) DfuseLayout *board_layout = NULL;
         const DfuseLayout *layout = in->layout;
         _cleanup_(job_payload_freep) JobPayload *p = NULL;
         _cleanup_free_ char *error = NULL;
@@ -237,14 +236,8 @@ int job_check_image(const JobCheckInput *in, JobCheckNote note, void *userdata, 
                 return refuse(JOB_ERROR_IMAGE_INVALID, text, ret_error, ret_message);
         }
 
-        /* the board database keeps its layouts as text */
-        if (!layout && b && b->layout) {
-                if (dfuse_layout_parse(b->layout, strlen(b->layout), &board_layout) < 0) {
-                        (void)asprintf(&text, "the flash layout \"%s\" cannot be parsed", b->layout);
-                        return refuse(JOB_ERROR_LAYOUT, text, ret_error, ret_message);
-                }
-                layout = board_layout;
-        }
+        if (!layout && b)
+                layout = b->layout; /* the database's, checked when it was loaded */
         t.layout = layout;
         if (b) {
                 t.flash_base = b->flash_base;

@@ -9,7 +9,6 @@
 int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec *spec, const JobPayload *p,
                             char **ret_message)
 {
-        _cleanup_(dfuse_layout_freep) DfuseLayout *layout = NULL;
         FlashCallbacks cb = job_flow_callbacks(w);
         KatapultFlashOptions opts = {
                 .image_address = p->address,
@@ -22,9 +21,8 @@ int job_flow_katapult_flash(JobWorker *w, KatapultSession *s, const JobFlowSpec 
 
         /* The board's erase units let the session keep the vector table
          * out of the flash until the rest is in (katapult-session.c). */
-        if (spec->has_board && spec->board.layout &&
-            dfuse_layout_parse(spec->board.layout, strlen(spec->board.layout), &layout) >= 0)
-                opts.layout = layout;
+        if (spec->has_board)
+                opts.layout = spec->board.layout;
         r = katapult_session_flash(s, p->image, &opts, &cb, ret_message);
         if (!*ret_message && katapult_session_get_error(s))
                 *ret_message = strdup(katapult_session_get_error(s));

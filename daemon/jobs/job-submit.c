@@ -96,10 +96,10 @@ static bool candidate_fits_image(const BoardVariant *v, const ImageFacts *f)
  * bootloader erases first), or 0 when the database has no layout. */
 static uint32_t variant_app_sector_size(const BoardVariant *v)
 {
-        _cleanup_(dfuse_layout_freep) DfuseLayout *l = NULL;
+        const DfuseLayout *l = v->flash_layout;
         uint32_t app = v->flash_base + v->app_offset;
 
-        if (!v->layout || dfuse_layout_parse(v->layout, strlen(v->layout), &l) < 0)
+        if (!l)
                 return 0;
         for (size_t r = 0; r < l->n_regions; r++)
                 for (size_t i = 0; i < l->regions[r].n_segments; i++) {

@@ -322,12 +322,8 @@ static json_t *variant_json(const BoardVariant *v)
         json_object_set_new(o, "ram_start", json_hex32(v->ram_start));
         json_object_set_new(o, "ram_size", json_hex32(v->ram_size));
         json_object_set_new(o, "layout_string", v->layout ? json_string(v->layout) : json_null());
-        DfuseLayout *l = NULL;
-        if (v->layout && dfuse_layout_parse(v->layout, strlen(v->layout), &l) >= 0) {
-                json_object_set_new(o, "layout", dfuse_layout_to_json(l));
-                dfuse_layout_free(l);
-        } else
-                json_object_set_new(o, "layout", json_null());
+        json_object_set_new(o, "layout",
+                            v->flash_layout ? dfuse_layout_to_json(v->flash_layout) : json_null());
         json_object_set_new(o, "usb",
                             json_pack("{s:o,s:o,s:o}", "app", usb_id_json(v->usb_app), "dfu",
                                       usb_id_json(v->usb_dfu), "katapult", usb_id_json(v->usb_katapult)));
