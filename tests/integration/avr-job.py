@@ -16,7 +16,7 @@ import os
 import random
 
 import harness
-from jobs_helpers import FAST_CONFIG, Boards, check, flashctl, tmpdir, write_image
+from jobs_helpers import Boards, FAST_CONFIG, check, flashctl, job_history, tmpdir, write_image
 
 BOARD = "mega2560-atmega2560"
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
@@ -43,9 +43,6 @@ def avr_image(size, seed):
     # avr-gcc's vector table starts with `jmp __ctors_end` (0x940c)
     return bytes([0x0C, 0x94, 0x72, 0x00]) + bytes(rnd.randrange(256) for _ in range(size - 4))
 
-
-def jobs(d):
-    return json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
 
 
 def flash(d, path, *args):
@@ -93,7 +90,7 @@ def test_mega_flash():
         counters = avr_counters(boards)
         check(counters["avr_resets"] == resets + 1, "one reset pulse", counters)
         check(programs(boards) == 6, "6 pages programmed", counters)
-        j = jobs(d)
+        j = job_history(d)
         check(len(j) == 1 and j[0]["state"] == "done", "job done", j)
         # the bootloader itself is untouched
         boot = boards.read(BOARD, BOOT, 16)
@@ -213,7 +210,7 @@ def test_unplug_and_retry():
         check(boards.read(BOARD, 0, len(image2)) == image2, "flash after a missed reset")
         check(avr_counters(boards)["avr_resets"] == resets + 1, "one pulse reached the chip",
               avr_counters(boards))
-        log = flashctl(d, "job", str(max(j["id"] for j in jobs(d)))).stdout
+        log = flashctl(d, "job", str(max(j["id"] for j in job_history(d)))).stdout
         check("2 reset" in log, "the job pulsed twice", log)
 
 
@@ -235,7 +232,7 @@ def test_uno_optiboot():
                      timeout=180 * SCALE)
         check(p.returncode == 0, f"flashctl flash exit {p.returncode}", p.stdout + p.stderr)
         check(boards.read(uno, 0, len(image2)) == bytes(image2), "changed image not in the Uno's flash")
-        log = flashctl(d, "job", str(max(j["id"] for j in jobs(d)))).stdout
+        log = flashctl(d, "job", str(max(j["id"] for j in job_history(d)))).stdout
         check("1 written" in log and "10 unchanged and skipped" in log, "only the changed page written", log)
         # the boot section is optiboot's: refused
         p = flashctl(d, "flash", "arduino-uno", write_image(tmpdir(), ihex(avr_image(0x7E00 + 2, 8)), "big.hex"),

@@ -142,3 +142,8 @@ def check_job_done(job):
 
 def tmpdir():
     return tempfile.mkdtemp(prefix="flashd-jobs-")
+
+
+def job_history(d):
+    """Every job flashd knows, oldest first (flashctl --json jobs --all)."""
+    return json.loads(flashctl(d, "--json", "jobs", "--all").stdout)

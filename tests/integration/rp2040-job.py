@@ -12,22 +12,18 @@ through a stalled command recovered by the interface reset. And a board
 that ignores the 1200-baud request: the job waits with the board's hint
 until the BOOTSEL button is held at reset."""
 
-import json
 import os
 import signal
 import subprocess
 
 import harness
 import rp2040_helpers as rp
-from jobs_helpers import FAST_CONFIG, Boards, check, flash_rpc, flashctl, tmpdir, wait_job, write_image
+from jobs_helpers import Boards, FAST_CONFIG, check, flash_rpc, flashctl, job_history, tmpdir, wait_job, write_image
 
 BOARD = "skr-pico-rp2040"
 BASE = rp.FLASH_BASE
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 
-
-def jobs(d):
-    return json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
 
 
 def flash_ok(d, path, *args):
@@ -64,7 +60,7 @@ def test_klipper_bootsel_klipper():
         check(back["port"] == b["port"], "back on the same port", back)
         ev = boards.vb.events(BOARD)
         check("bootsel-added" in ev and ev.index("bootsel-added") < ev.index("app-back"), "via BOOTSEL", ev)
-        j = jobs(d)
+        j = job_history(d)
         check(len(j) == 1 and j[0]["state"] == "done" and j[0]["device"] == back["tty"], "job", j)
         check(j[0]["image"]["format"] == "uf2", "format", j[0]["image"])
 
@@ -83,7 +79,7 @@ def test_klipper_bootsel_klipper():
               before["bytes_written"], "an unchanged reflash erased or wrote", (before, after))
         check(after["baud_1200_requests"] == before["baud_1200_requests"] + 1, "went through BOOTSEL", after)
         boards.vb.wait(BOARD, "app", int(10000 * SCALE))
-        log = flashctl(d, "job", str(max(j["id"] for j in jobs(d)))).stdout
+        log = flashctl(d, "job", str(max(j["id"] for j in job_history(d)))).stdout
         check("nothing erased or written" in log, "the log says nothing was written", log)
 
         # refused before anything is erased (and before the reboot)
@@ -136,7 +132,7 @@ def test_listed_in_bootsel():
         boards.vb.unquirk(BOARD, "picoboot-stall")
         check(boards.read(BOARD, BASE, len(image)) == image, "image not in the virtual flash after the retry")
         check(boards.counters(BOARD)["picoboot_resets"] > resets + 1, "no interface reset after the stall")
-        log = flashctl(d, "job", str(max(j["id"] for j in jobs(d)))).stdout
+        log = flashctl(d, "job", str(max(j["id"] for j in job_history(d)))).stdout
         check("stalled commands recovered" in log, "the log tells the stall", log)
         boards.vb.wait(BOARD, "app", int(10000 * SCALE))
 

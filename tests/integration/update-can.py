@@ -26,8 +26,8 @@ import os
 import shutil
 
 import harness
-from jobs_helpers import Boards, check, flashctl, tmpdir, write_image
-from update_helpers import KCONFIG, describe, dictionary, fake_klipper_tree, klipper_image, new_commit
+from jobs_helpers import Boards, check, flashctl, job_history, tmpdir, write_image
+from update_helpers import KCONFIG, describe, dictionary, fake_klipper_tree, klipper_image, mcu_status, new_commit
 import rp2040_helpers as rp
 
 BRIDGE, EBB, PICO = "0", "1", "2"
@@ -43,14 +43,6 @@ TARGETS = {
 }
 
 
-def status(d):
-    p = flashctl(d, "--json", "status")
-    check(p.returncode == 0, f"status exit {p.returncode}", p.stdout + p.stderr)
-    return {m["name"]: m for m in json.loads(p.stdout)["mcus"]}
-
-
-def jobs(d):
-    return json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
 
 
 def old_image(name, seed):
@@ -64,7 +56,7 @@ def old_image(name, seed):
 
 
 def states(d):
-    return {n: m["state"] for n, m in status(d).items()}
+    return {n: m["state"] for n, m in mcu_status(d).items()}
 
 
 def test_update_can():
@@ -90,7 +82,7 @@ def test_update_can():
                     f"[mcu pico]\nserial: {devs[pico['port']]['by_id']}\n")
         # before any Klipper is flashed: nothing known, the CAN nodes asked
         # while the Pico is asked on its tty, in one call
-        s = status(d)
+        s = mcu_status(d)
         check(s["pico"]["state"] == "unknown" and s["ebb"]["state"] == "unknown", "nothing known yet", s)
         check(d.client().call("server.info"), "the daemon still answers")
         targets = {"ebb": "can0:" + EBB_UUID, "pico": pico["port"], "mcu": bridge["port"]}
@@ -107,7 +99,7 @@ def test_update_can():
 
         harness.wait_for(lambda: states(d) == {"mcu": "stale", "ebb": "stale", "pico": "stale"},
                          timeout=30 * SCALE, interval=0.5, what="all three stale")
-        s = status(d)
+        s = mcu_status(d)
         check(s["mcu"]["transport"] == "can" and s["ebb"]["transport"] == "can" and s["pico"]["transport"] == "usb",
               "transports", s)
         check(all(m["running_version"] == OLD for m in s.values()), "every board runs the old version", s)
@@ -134,16 +126,16 @@ def test_update_can():
         out = p.stdout
         check(p.returncode == 0 and out.index("1. ebb") < out.index("2. pico") < out.index("3. mcu")
               and f"flashed on its USB port {bridge['port']}" in out, "the plan for a person", out)
-        n_jobs = len(jobs(d))
+        n_jobs = len(job_history(d))
         p = flashctl(d, "--json", "update", "--all", timeout=300 * SCALE)
         check(p.returncode == 0, f"update exit {p.returncode}", p.stdout + p.stderr)
         report = {x["name"]: x for x in json.loads(p.stdout)["steps"]}
         check(all(x["result"] == "flashed" and x["new_version"] == host and x["current"] for x in report.values()),
               "all three flashed and running the host version", report)
-        new = jobs(d)[n_jobs:]
+        new = job_history(d)[n_jobs:]
         check([j["target"] for j in new] == ["can0:" + EBB_UUID, pico["port"], bridge["port"]],
               "one job each, in the order of the plan", new)
-        s = status(d)
+        s = mcu_status(d)
         check(all(m["state"] == "current" and m["running_version"] == host for m in s.values()), "all current", s)
         # the CAN nodes were read before klippy's units would be started again
         # (klippy gives them node ids, then they no longer answer flashd)
@@ -165,7 +157,7 @@ def test_update_can():
               and report["pico"]["message"], "the Pico failed, with why", report)
         check(all(report[n]["result"] == "flashed" and report[n]["current"] for n in ("ebb", "mcu")),
               "the CAN toolhead and the bridge still updated", report)
-        check(states(d) == {"mcu": "current", "ebb": "current", "pico": "stale"}, "status after", status(d))
+        check(states(d) == {"mcu": "current", "ebb": "current", "pico": "stale"}, "status after", mcu_status(d))
         boards.vb.unquirk(PICO, "no-1200-reboot")
 
         # a CAN node that loses power mid-flash: the Pico and the bridge
@@ -182,7 +174,7 @@ def test_update_can():
               "the toolhead failed, with why", report)
         check(all(report[n]["result"] == "flashed" and report[n]["current"] for n in ("pico", "mcu")),
               "the Pico and the bridge still updated", report)
-        s = status(d)
+        s = mcu_status(d)
         check(s["ebb"]["state"] == "unknown" and s["ebb"]["running_version"] is None and s["ebb"]["reason"],
               "the toolhead's version is unknown after the failed flash, and says why", s["ebb"])
         check(s["mcu"]["state"] == "current" and s["pico"]["state"] == "current", "the others current", s)

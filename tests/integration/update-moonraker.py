@@ -23,6 +23,7 @@ import shutil
 import harness
 from jobs_helpers import Boards, check, flashctl, tmpdir
 from moonraker_helpers import FakeMoonraker, flashd_with_moonraker
+from update_helpers import mcu_status
 from update_status_helpers import describe, fake_tree, give_to_nobody
 
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
@@ -31,11 +32,6 @@ TOOL_UUID = "aabbccddeeff"
 # update.status runs git describe as the tree's owner: slow on a loaded machine
 TIMEOUT = str(int(30 * SCALE) or 1)
 
-
-def status(d):
-    p = flashctl(d, "--timeout", TIMEOUT, "status", "--json")
-    check(p.returncode == 0, f"status exit {p.returncode}", p.stdout + p.stderr)
-    return {m["name"]: m for m in json.loads(p.stdout)["mcus"]}
 
 
 def identifies(boards, board):
@@ -92,7 +88,7 @@ def run(printer_config_file):
             harness.wait_for(lambda: any(m == "printer.objects.list" for m, _ in mr.klippy_requests),
                              timeout=30 * SCALE, what="the agent asked Moonraker")
             if printer_config_file:
-                s = status(d)
+                s = mcu_status(d, "--timeout", TIMEOUT)
                 check(s["mcu"]["state"] == "unknown" and "in use" in (s["mcu"]["reason"] or ""), "held: unknown", s)
                 check(s["second"]["running_version"] is None, "nothing from a Moonraker without Klippy", s)
             else:
@@ -106,7 +102,7 @@ def run(printer_config_file):
                            "configfile": {"config": klippy_config, "settings": {}, "save_config_pending": False}})
 
             def settled():
-                s = status(d)
+                s = mcu_status(d, "--timeout", TIMEOUT)
                 # without printer_config the MCUs appear with Klipper's answer
                 ok = s.get("mcu", {}).get("state") == "current" and s.get("second", {}).get("state") == "stale" \
                     and s.get("tool", {}).get("state") == "stale"
@@ -154,7 +150,7 @@ def run(printer_config_file):
             mr.set_klippy({"mcu": mcu_object(host), "mcu second": mcu_object(host), "mcu tool": mcu_object(host),
                            "configfile": {"config": klippy_config}})
             harness.wait_for(lambda: (lambda s: s["second"]["state"] == "current" and s["tool"]["state"] == "current")
-                             (status(d)), timeout=30 * SCALE,
+                             (mcu_status(d, "--timeout", TIMEOUT)), timeout=30 * SCALE,
                              what="the toolboard and the CAN node current after Klippy reports them")
     finally:
         for fd in fds:

@@ -21,22 +21,14 @@ import os
 import shutil
 
 import harness
-from jobs_helpers import APP, Boards, check, flashctl, tmpdir, write_image
-from update_helpers import KCONFIG, describe, fake_klipper_tree, klipper_image
+from jobs_helpers import APP, Boards, check, flashctl, job_history, tmpdir, write_image
+from update_helpers import KCONFIG, describe, fake_klipper_tree, klipper_image, mcu_status
 
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 CONFIG = "reboot_wait_sec = 1\nbootloader_timeout_sec = 4\napp_timeout_sec = 10\n"
 OLD = "v0.11.0-1-g0000001"
 
 
-def status(d):
-    p = flashctl(d, "--json", "status")
-    check(p.returncode == 0, f"status exit {p.returncode}", p.stdout + p.stderr)
-    return {m["name"]: m for m in json.loads(p.stdout)["mcus"]}
-
-
-def jobs(d):
-    return json.loads(flashctl(d, "--json", "jobs", "--all").stdout)
 
 
 def add_profile(d, base, name, mcu_name, extra=""):
@@ -73,12 +65,12 @@ def test_update():
         check("CONFIG_FAKE_MENU=y" in shown["kconfig_text"] and 'CONFIG_MCU="stm32f446xx"' in shown["kconfig_text"],
               "menuconfig's change stored", shown)
         add_profile(d, base, "tool", "tool", "CONFIG_FAKE_FAIL=y\n")
-        harness.wait_for(lambda: all(m["state"] == "stale" for m in status(d).values()), timeout=20 * SCALE,
+        harness.wait_for(lambda: all(m["state"] == "stale" for m in mcu_status(d).values()), timeout=20 * SCALE,
                          what="both stale")
 
         def flashes():
             return [boards.read(b, APP, 16 * 1024) for b in ("0", "1")]
-        before, n_jobs = flashes(), len(jobs(d))
+        before, n_jobs = flashes(), len(job_history(d))
 
         # --dry-run: the plan, nothing else
         p = flashctl(d, "update", "--all", "--dry-run")
@@ -87,14 +79,14 @@ def test_update():
         p = flashctl(d, "--json", "update", "--all", "--dry-run")
         plan = json.loads(p.stdout)
         check(plan["order"] == ["mcu", "tool"] and plan["host_version"] == host, "plan JSON", plan)
-        check(flashes() == before and len(jobs(d)) == n_jobs, "dry-run touched nothing")
+        check(flashes() == before and len(job_history(d)) == n_jobs, "dry-run touched nothing")
 
         # a build failure: no board is touched
         p = flashctl(d, "update", "--all", timeout=120)
         check(p.returncode == 6, f"build failure exit {p.returncode}", p.stdout + p.stderr)
         check("build-failed" in p.stdout and "'oops' undeclared" in p.stdout and "not-touched" in p.stdout,
               "the report names the failed build and its log tail", p.stdout)
-        check(flashes() == before and len(jobs(d)) == n_jobs, "a build failure touched no board")
+        check(flashes() == before and len(job_history(d)) == n_jobs, "a build failure touched no board")
 
         # a flash failure: the other board finishes
         add_profile(d, base, "tool", "tool")
@@ -106,7 +98,7 @@ def test_update():
               and report["mcu"]["current"], "main board flashed and runs the host version", report)
         check(report["tool"]["result"] == "flash-failed" and not report["tool"]["current"]
               and report["tool"]["message"], "tool board failed, with why", report)
-        s = status(d)
+        s = mcu_status(d)
         check(s["mcu"]["state"] == "current" and s["tool"]["state"] == "stale", "status after", s)
         check(boards.read("1", APP, 16 * 1024) == before[1], "the failed board still has its old image")
 
@@ -114,7 +106,7 @@ def test_update():
         boards.vb.unquirk("1", "no-1200-reboot")
         p = flashctl(d, "update", "tool", timeout=180)
         check(p.returncode == 0, f"second try exit {p.returncode}", p.stdout + p.stderr)
-        s = status(d)
+        s = mcu_status(d)
         check(all(m["state"] == "current" for m in s.values()), "all current", s)
         p = flashctl(d, "update", "nosuch")
         check(p.returncode == 1 and "no MCU of printer.cfg" in p.stderr, "an unknown MCU name", p.stdout + p.stderr)

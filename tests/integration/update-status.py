@@ -17,16 +17,11 @@ import shutil
 
 import harness
 from jobs_helpers import FAST_CONFIG, check, flashctl, tmpdir, write_image
-from update_helpers import klipper_image
+from update_helpers import klipper_image, mcu_status
 from update_status_helpers import describe, fake_tree, git, give_to_nobody
 
 SCALE = float(os.environ.get("FLASHD_TEST_TIMEOUT_SCALE", "1"))
 
-
-def status(d):
-    p = flashctl(d, "status", "--json")
-    check(p.returncode == 0, f"status exit {p.returncode}", p.stdout + p.stderr)
-    return {m["name"]: m for m in json.loads(p.stdout)["mcus"]}
 
 
 def flash(d, port, image):
@@ -71,7 +66,7 @@ def test_current_stale_unknown():
         flash(d, "1-1.2", klipper_image("v0.11.0-5-gdeadbee", "stm32f446xx", seed=2))
 
         def settled():
-            s = status(d)
+            s = mcu_status(d)
             return s if s["mcu"]["state"] == "current" and s["second"]["state"] == "stale" else None
         s = harness.wait_for(settled, timeout=30 * SCALE, what="current and stale")
         check(list(s) == ["mcu", "gone", "second"] or set(s) == {"mcu", "gone", "second"}, "three MCUs", s)
@@ -108,7 +103,7 @@ def test_current_stale_unknown():
         give_to_nobody(base, tree)
         new = describe(tree)
         check(new != host, "the tree has a new version")
-        s = status(d)
+        s = mcu_status(d)
         check(s["mcu"]["state"] == "stale" and s["mcu"]["host_version"] == new, "main board now stale", s["mcu"])
         check(s["second"]["state"] == "stale", "toolboard stale", s["second"])
 

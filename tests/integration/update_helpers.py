@@ -7,7 +7,7 @@ import os
 import random
 import zlib
 
-from jobs_helpers import APP, RAM_TOP
+from jobs_helpers import APP, RAM_TOP, check, flashctl
 
 
 def dictionary(version, mcu, clock=180000000):
@@ -138,3 +138,10 @@ def new_commit(base, tree, owner="nobody"):
     git(tree, "commit", "-qm", "change")
     chown_tree(base, tree, owner)
     return describe(tree)
+
+
+def mcu_status(d, *args):
+    """flashctl status --json (with `args` before it): the MCUs by name."""
+    p = flashctl(d, *args, "--json", "status")
+    check(p.returncode == 0, f"status exit {p.returncode}", p.stdout + p.stderr)
+    return {m["name"]: m for m in json.loads(p.stdout)["mcus"]}
