@@ -4,8 +4,9 @@
 
 - Every program a test looks for with shutil.which() (and skips or checks
   less without) comes from a package scripts/deps installs: on a fresh
-  Debian 12 the whole suite runs, nothing skips (except a test that needs
-  outside input, such as a real Klipper tree; its line says "# optional:").
+  Debian 12 the whole suite runs, nothing skips. A test that needs outside
+  input (a real Klipper tree) is in suite "optional", which scripts/test
+  leaves out; the line that looks for its tool says "# optional:".
 - scripts/setup-build applies its options to a build directory that exists
   already (as scripts/demo leaves one, without -Dwerror=true), and
   scripts/test configures both its build directories through it.
