@@ -80,16 +80,18 @@ int klipper_builder_resolve(const char *tree, const char *user, KlipperBuilder *
         return 0;
 }
 
+/* stdout to out_fd, stderr to err_fd (-1: the same as stdout). */
 __attribute__((noreturn)) static void child(const KlipperBuilder *b, const char *cwd, char *const argv[],
-                                            int out_fd)
+                                            int out_fd, int err_fd)
 {
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
         /* a group of its own, so a timeout kills make's children too */
         (void)setpgid(0, 0);
         int o = out_fd >= 0 ? out_fd : null;
+        int e = err_fd >= 0 ? err_fd : o;
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(o, STDOUT_FILENO) < 0 ||
-            dup2(o, STDERR_FILENO) < 0)
+            dup2(e, STDERR_FILENO) < 0)
                 _exit(126);
         /* drop privileges for good: groups, then gid, then uid */
         if (geteuid() == 0 && (initgroups(b->name, b->gid) < 0 || setresgid(b->gid, b->gid, b->gid) < 0 ||
@@ -108,17 +110,23 @@ __attribute__((noreturn)) static void child(const KlipperBuilder *b, const char 
         _exit(127);
 }
 
-int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
-                          pid_t *ret_pid)
+static int spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd, int err_fd,
+                 pid_t *ret_pid)
 {
         pid_t pid = fork();
 
         if (pid < 0)
                 return -errno;
         if (pid == 0)
-                child(b, cwd, argv, out_fd);
+                child(b, cwd, argv, out_fd, err_fd);
         *ret_pid = pid;
         return 0;
+}
+
+int klipper_builder_spawn(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+                          pid_t *ret_pid)
+{
+        return spawn(b, cwd, argv, out_fd, -1, ret_pid);
 }
 
 int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
@@ -146,11 +154,11 @@ int klipper_builder_wait(pid_t pid, uint64_t timeout_usec)
         return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
+static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd, int err_fd,
                uint64_t timeout_usec)
 {
         pid_t pid = 0;
-        int r = klipper_builder_spawn(b, cwd, argv, out_fd, &pid);
+        int r = spawn(b, cwd, argv, out_fd, err_fd, &pid);
 
         if (r < 0)
                 return r;
@@ -160,34 +168,49 @@ static int run(const KlipperBuilder *b, const char *cwd, char *const argv[], int
 int klipper_builder_run(const KlipperBuilder *b, const char *cwd, char *const argv[], int out_fd,
                         uint64_t timeout_usec)
 {
-        return run(b, cwd, argv, out_fd, timeout_usec);
+        return run(b, cwd, argv, out_fd, -1, timeout_usec);
 }
 
 int klipper_tree_version(const KlipperBuilder *b, const char *tree, char **ret, char **ret_error)
 {
         char *argv[] = { "git",    "-C",     (char *)tree, "describe", "--always",
                          "--tags", "--long", "--dirty",    NULL };
-        char tmpl[] = "/tmp/flashd-describe-XXXXXX";
-        _cleanup_close_ int fd = mkostemp(tmpl, O_CLOEXEC);
-        char buf[256];
+        char out_tmpl[] = "/tmp/flashd-describe-XXXXXX", err_tmpl[] = "/tmp/flashd-describe-XXXXXX";
+        _cleanup_close_ int out = mkostemp(out_tmpl, O_CLOEXEC);
+        _cleanup_close_ int err = mkostemp(err_tmpl, O_CLOEXEC);
+        char buf[256], why[256] = "";
         ssize_t n;
         int r;
 
-        if (fd < 0)
+        if (out < 0 || err < 0)
                 return -errno;
-        (void)unlink(tmpl);
-        r = run(b, NULL, argv, fd, 10U * 1000U * 1000U);
+        (void)unlink(out_tmpl);
+        (void)unlink(err_tmpl);
+        /* the version is stdout's first line; what else git (or the
+         * loader, or a hook) says goes to stderr and only explains a
+         * failure */
+        r = run(b, NULL, argv, out, err, 10U * 1000U * 1000U);
         if (r == -ETIMEDOUT)
                 return error_msg(ret_error, r, "git describe in %s did not finish within 10 s", tree);
         if (r < 0)
                 return error_msg(ret_error, r, "git describe in %s failed: %s", tree, strerror(-r));
-        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        n = pread(out, buf, sizeof(buf) - 1, 0);
         if (n < 0)
                 return -errno;
         buf[n] = '\0';
         buf[strcspn(buf, "\n")] = '\0';
-        if (r != 0 || !buf[0])
-                return error_msg(ret_error, -EBADMSG, "git describe in %s failed: %s", tree, buf);
+        if (r != 0 || !buf[0]) {
+                /* git's own complaint ("fatal: ...") comes last */
+                char *last = why;
+                n = pread(err, why, sizeof(why) - 1, 0);
+                why[n > 0 ? n : 0] = '\0';
+                for (char *line = strtok(why, "\n"); line; line = strtok(NULL, "\n"))
+                        last = line;
+                return error_msg(ret_error, -EBADMSG, "git describe in %s failed: %s", tree,
+                                 last[0]  ? last
+                                 : buf[0] ? buf
+                                          : "no output");
+        }
         *ret = strdup(buf);
         return *ret ? 0 : -ENOMEM;
 }

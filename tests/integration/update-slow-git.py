@@ -127,5 +127,37 @@ def test_tree_moving_under_git():
             check(s["host_version"] == host, "answered with the tree's version", s)
 
 
+def test_git_talking_on_stderr():
+    """What git (or the loader, or a hook) writes to stderr is not the
+    version: the version is stdout's first line; when git fails, its last
+    complaint is the reason given."""
+    real = shutil.which("git")
+    if real is None:
+        raise harness.Skip("git is not installed")
+    base = tmpdir()
+    tree = fake_tree(base)
+    give_to_nobody(base, tree)
+    host = describe(tree)
+    cfg = os.path.join(base, "printer.cfg")
+    with open(cfg, "w") as f:
+        f.write("[mcu]\nserial: /dev/serial/by-id/usb-Klipper_stm32f446xx_none-if00\n")
+    config = FAST_CONFIG + f"\n[klipper]\npath = {tree}\nprinter_config = {cfg}\n"
+    noise = "echo 'ERROR: ld.so: object libx.so from LD_PRELOAD cannot be preloaded: ignored.' >&2"
+    for on_describe, want_version, want_error in (
+            (noise, host, None),
+            (noise + "; echo 'fatal: no names found' >&2; exit 128", None, "fatal: no names found")):
+        sub = tmpdir()
+        os.chmod(sub, 0o755)  # git runs as the tree's owner, who must reach it
+        bindir = fake_git(sub, real, on_describe=on_describe)
+        env = {"PATH": bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin")}
+        with harness.Flashd(config=config, env=env) as d:
+            with d.client() as c:
+                s = c.call("update.status", timeout=20 * SCALE)
+            check(s.get("host_version") == want_version, "the version is git's stdout alone", s)
+            if want_error:
+                check(want_error in (s.get("host_error") or "") and "ld.so" not in s["host_error"],
+                      "git's own complaint is the reason", s)
+
+
 if __name__ == "__main__":
-    harness.main([test_slow_git, test_tree_moving_under_git])
+    harness.main([test_slow_git, test_tree_moving_under_git, test_git_talking_on_stderr])
