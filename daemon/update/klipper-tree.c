@@ -22,7 +22,42 @@ void klipper_builder_done(KlipperBuilder *b)
 {
         free(b->name);
         free(b->home);
+        free(b->groups);
+        for (size_t i = 0; b->env && b->env[i]; i++)
+                free(b->env[i]);
+        free(b->env);
         *b = (KlipperBuilder){};
+}
+
+/* flashd's environment with the builder's HOME, USER, LOGNAME and LC_ALL=C. */
+static char **builder_env(const KlipperBuilder *b)
+{
+        static const char *const replaced[] = { "HOME=", "USER=", "LOGNAME=", "LC_ALL=" };
+        size_t n = 0, k = 0;
+        char **env;
+
+        while (environ && environ[n])
+                n++;
+        env = calloc(n + ELEMENTSOF(replaced) + 1, sizeof(char *));
+        if (!env)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                bool drop = false;
+                for (size_t j = 0; j < ELEMENTSOF(replaced); j++)
+                        drop |= strncmp(environ[i], replaced[j], strlen(replaced[j])) == 0;
+                if (!drop && !(env[k++] = strdup(environ[i])))
+                        goto fail;
+        }
+        if (asprintf(&env[k++], "HOME=%s", b->home) < 0 || asprintf(&env[k++], "USER=%s", b->name) < 0 ||
+            asprintf(&env[k++], "LOGNAME=%s", b->name) < 0 || !(env[k++] = strdup("LC_ALL=C")))
+                goto fail;
+        return env;
+fail:
+        env[k > 0 ? k - 1 : 0] = NULL;
+        for (size_t i = 0; env[i]; i++)
+                free(env[i]);
+        free(env);
+        return NULL;
 }
 
 __attribute__((format(printf, 3, 4))) static int error_msg(char **ret_error, int r, const char *fmt, ...)
@@ -77,6 +112,34 @@ int klipper_builder_resolve(const char *tree, const char *user, KlipperBuilder *
                 klipper_builder_done(ret);
                 return -ENOMEM;
         }
+        /* The child of a threaded flashd may only make system calls
+         * between fork and exec (another thread may hold malloc's or
+         * NSS's locks at the fork): groups and environment are ready
+         * before. */
+        int n = 16;
+        for (;;) {
+                gid_t *g = realloc(ret->groups, (size_t)n * sizeof(gid_t));
+                if (!g) {
+                        klipper_builder_done(ret);
+                        return -ENOMEM;
+                }
+                ret->groups = g;
+                int want = n;
+                if (getgrouplist(ret->name, ret->gid, ret->groups, &want) >= 0) {
+                        ret->n_groups = (size_t)want;
+                        break;
+                }
+                if (n >= 65536) {
+                        klipper_builder_done(ret);
+                        return error_msg(ret_error, -E2BIG, "%s is in too many groups", pw->pw_name);
+                }
+                n = want > n ? want : n * 2;
+        }
+        ret->env = builder_env(ret);
+        if (!ret->env) {
+                klipper_builder_done(ret);
+                return -ENOMEM;
+        }
         return 0;
 }
 
@@ -94,19 +157,16 @@ __attribute__((noreturn)) static void child(const KlipperBuilder *b, const char 
             dup2(e, STDERR_FILENO) < 0)
                 _exit(126);
         /* drop privileges for good: groups, then gid, then uid */
-        if (geteuid() == 0 && (initgroups(b->name, b->gid) < 0 || setresgid(b->gid, b->gid, b->gid) < 0 ||
-                               setresuid(b->uid, b->uid, b->uid) < 0))
+        if (geteuid() == 0 &&
+            (setgroups(b->n_groups, b->groups) < 0 || setresgid(b->gid, b->gid, b->gid) < 0 ||
+             setresuid(b->uid, b->uid, b->uid) < 0))
                 _exit(126);
         if (geteuid() == 0 || getuid() != b->uid)
                 _exit(126);
         if (cwd && chdir(cwd) < 0)
                 _exit(126);
-        (void)setenv("HOME", b->home, 1);
-        (void)setenv("USER", b->name, 1);
-        (void)setenv("LOGNAME", b->name, 1);
-        (void)setenv("LC_ALL", "C", 1);
         /* the git of a tree owned by this user: no safe.directory trouble */
-        execvp(argv[0], argv);
+        execvpe(argv[0], argv, b->env);
         _exit(127);
 }
 

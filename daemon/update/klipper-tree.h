@@ -22,6 +22,9 @@ typedef struct KlipperBuilder {
         gid_t gid;
         char *name; /* user name, for messages and HOME */
         char *home;
+        gid_t *groups; /* supplementary groups, looked up before any fork */
+        size_t n_groups;
+        char **env; /* the child's environment, built before any fork */
 } KlipperBuilder;
 
 void klipper_builder_done(KlipperBuilder *b);
