@@ -23,14 +23,8 @@
 
 /* One line per command group; order is the order of `flashctl --help`. */
 const CommandGroup *const command_groups[] = {
-        &command_group_device,
-        &command_group_watch,
-        &command_group_job,
-        &command_group_rule,
-        &command_group_server,
-        &command_group_profile,
-        &command_group_update,
-        NULL,
+        &command_group_device, &command_group_watch,   &command_group_job,    &command_group_rule,
+        &command_group_server, &command_group_profile, &command_group_update, NULL,
 };
 
 static const char *program = "flashctl";

@@ -144,8 +144,7 @@ static int config_on_key(void *userdata, const char *section, const char *name, 
         Config *c = p->config;
         int r;
 
-        if (streq(section,
-                  "moonraker")) /* the Moonraker agent's keys (daemon/moonraker) */
+        if (streq(section, "moonraker")) /* the Moonraker agent's keys (daemon/moonraker) */
                 return moonraker_config_on_key(&c->moonraker, name, value, &p->error);
         if (streq(section, "klipper"))
                 return klipper_config_on_key(&c->klipper, name, value, &p->error);

@@ -31,11 +31,10 @@ typedef struct Manager {
         Inventory *inventory;
         CanInventory *can; /* CAN nodes (daemon/can); NULL without an event loop */
         Server *server;
-        JobService *jobs;   /* flash jobs; NULL without an event loop */
-        RuleService *rules; /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
-        MoonrakerAgent
-                *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent */
-        UpdateRun *update;  /* the last `flashctl update` run (daemon/update), or NULL */
+        JobService *jobs;          /* flash jobs; NULL without an event loop */
+        RuleService *rules;        /* automatic flashing on hotplug (daemon/rules); NULL without jobs */
+        MoonrakerAgent *moonraker; /* [moonraker] socket set: flashd as a Moonraker agent */
+        UpdateRun *update;         /* the last `flashctl update` run (daemon/update), or NULL */
         IdentifyService *identify; /* what app-mode boards run (daemon/update); NULL without an event loop */
         HostVersion *host_version; /* git describe, off the loop (daemon/update); NULL likewise */
         uint64_t start_usec;       /* CLOCK_MONOTONIC */

@@ -29,7 +29,7 @@ struct JobQueue {
         JobRun **runs; /* the running jobs (job-run.h) */
         size_t n_runs;
         bool started;
-        bool stopping; /* the event loop is exiting: start nothing */
+        bool stopping;                 /* the event loop is exiting: start nothing */
         sd_event_source *expire_timer; /* the next interrupted job to expire */
 
         /* Changes since the last loop turn: job_enter_state() and

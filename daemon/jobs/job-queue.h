@@ -38,7 +38,7 @@ typedef struct JobQueueConfig {
         uint64_t app_timeout_usec;        /* give up waiting for the app after leave (60 s) */
         unsigned history_max;             /* finished jobs kept (100) */
         char *const *stop_units;          /* units paused around a flash from app mode (borrowed) */
-        unsigned uart_baud; /* UART rate for reboot = uart-request boards (250000) */
+        unsigned uart_baud;               /* UART rate for reboot = uart-request boards (250000) */
 } JobQueueConfig;
 
 #define JOB_QUEUE_CONFIG_DEFAULTS                                            \
